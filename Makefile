@@ -1,0 +1,34 @@
+# Two entry points for a fresh machine (python3 with venv is all it needs):
+#   make demo   install everything into .venv and run the main job (exact robust values vs perturbation)
+#   make test   install everything into .venv, lint, and run the default test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test test-slow bench lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -c constraints.txt -e ".[all]"
+	touch $@
+
+demo: install
+	$(BIN)/python experiments/exact_robust_values.py --out results/exact_robust_values
+
+lint: install
+	$(BIN)/ruff check .
+
+test: lint
+	$(BIN)/python -m pytest
+
+test-slow: install
+	$(BIN)/python -m pytest -m slow
+
+bench: install
+	$(BIN)/python benchmarks/bench_primitives.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info results .pytest_cache

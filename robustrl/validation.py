@@ -1,0 +1,135 @@
+"""Argument checks shared by the public API.
+
+Every check raises :class:`ValueError` naming the offending argument and the accepted range;
+nothing is silently clipped or coerced into range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+DIVERGENCES: tuple[str, ...] = ("tv", "kl", "chi2")
+_DIVERGENCE_ALIASES = {
+    "tv": "tv",
+    "total_variation": "tv",
+    "kl": "kl",
+    "kullback_leibler": "kl",
+    "chi2": "chi2",
+    "chi-square": "chi2",
+    "chi_square": "chi2",
+    "chisquare": "chi2",
+    "x2": "chi2",
+}
+
+
+def check_divergence(divergence: str, name: str = "divergence") -> str:
+    """Return the canonical divergence name ('tv', 'kl' or 'chi2')."""
+    key = str(divergence).lower() if isinstance(divergence, str) else None
+    if key not in _DIVERGENCE_ALIASES:
+        raise ValueError(
+            f"{name} must be one of {', '.join(repr(d) for d in DIVERGENCES)}; got {divergence!r}"
+        )
+    return _DIVERGENCE_ALIASES[key]
+
+
+def check_scalar(
+    value: float,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> float:
+    """Return ``value`` as a finite float inside the given range, else raise ValueError."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a real number; got {value!r}") from None
+    if not np.isfinite(x):
+        raise ValueError(f"{name} must be finite; got {value!r}")
+    lo_ok = low is None or (x >= low if low_inclusive else x > low)
+    hi_ok = high is None or (x <= high if high_inclusive else x < high)
+    if not (lo_ok and hi_ok):
+        lb = "(-inf" if low is None else ("[" if low_inclusive else "(") + f"{low:g}"
+        hb = "inf)" if high is None else f"{high:g}" + ("]" if high_inclusive else ")")
+        raise ValueError(f"{name} must lie in {lb}, {hb}; got {value!r}")
+    return x
+
+
+def check_positive(value: float, name: str) -> float:
+    return check_scalar(value, name, low=0.0, low_inclusive=False)
+
+
+def check_nonnegative(value: float, name: str) -> float:
+    return check_scalar(value, name, low=0.0)
+
+
+def check_array(
+    value,
+    name: str,
+    *,
+    ndim: int | Sequence[int] | None = None,
+    shape: Sequence[int | None] | None = None,
+    dtype=np.float64,
+    finite: bool = True,
+    nonempty: bool = True,
+    low: float | None = None,
+    high: float | None = None,
+) -> np.ndarray:
+    """Convert ``value`` to a C-contiguous array and validate it.
+
+    ``shape`` entries that are ``None`` match any length. Raises ValueError naming ``name``
+    for a wrong number of dimensions, a wrong shape, NaN/inf entries (when ``finite``),
+    an empty array (when ``nonempty``) or entries outside ``[low, high]``.
+    """
+    try:
+        arr = np.ascontiguousarray(value, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be an array of {np.dtype(dtype).name}: {exc}") from None
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if arr.ndim not in allowed:
+            raise ValueError(
+                f"{name} must have {' or '.join(map(str, allowed))} dimensions; "
+                f"got shape {arr.shape}"
+            )
+    if shape is not None:
+        if arr.ndim != len(shape) or any(
+            s is not None and s != a for s, a in zip(shape, arr.shape, strict=False)
+        ):
+            want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(f"{name} must have shape {want}; got {arr.shape}")
+    if nonempty and arr.size == 0:
+        raise ValueError(f"{name} must not be empty; got shape {arr.shape}")
+    if finite and np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(f"{name} must be finite; found {bad} NaN or infinite entries")
+    if low is not None and arr.size and arr.min() < low:
+        raise ValueError(f"{name} entries must be >= {low:g}; found minimum {arr.min():g}")
+    if high is not None and arr.size and arr.max() > high:
+        raise ValueError(f"{name} entries must be <= {high:g}; found maximum {arr.max():g}")
+    return arr
+
+
+def check_distribution(value, name: str, *, axis: int = -1, atol: float = 1e-8) -> np.ndarray:
+    """Validate nonnegative entries that sum to one along ``axis``."""
+    arr = check_array(value, name, low=0.0)
+    sums = arr.sum(axis=axis)
+    if not np.allclose(sums, 1.0, atol=atol, rtol=0.0):
+        worst = float(np.max(np.abs(sums - 1.0)))
+        raise ValueError(
+            f"{name} must sum to 1 along axis {axis} (probability distributions); "
+            f"largest deviation {worst:.3g}"
+        )
+    return arr
+
+
+def check_seed(seed, name: str = "seed") -> int | None:
+    if seed is None:
+        return None
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"{name} must be a nonnegative integer or None; got {seed!r}")
+    return int(seed)
