@@ -1,0 +1,284 @@
+"""Offline datasets of finite-horizon trajectories with linear features.
+
+Arrays are stored trajectory-major, ``(K, H, ...)``: ``K`` trajectories of horizon ``H``.
+A step that was never taken (the episode terminated earlier) has ``valid = False`` and zero
+features; zero features contribute nothing to a Gram matrix or a regression sum, so the
+by-step arrays can be fed to the ridge primitives without masking.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from robustrl._io import atomic_write
+from robustrl._policy import as_action_fn
+from robustrl.validation import check_array, check_seed
+
+_ARRAYS = (
+    "observations",
+    "actions",
+    "rewards",
+    "next_observations",
+    "features",
+    "next_action_features",
+    "valid",
+    "terminal",
+)
+
+
+@dataclass
+class StepData:
+    """The transitions taken at one step ``h`` (valid samples only)."""
+
+    features: np.ndarray  # (n, d)
+    actions: np.ndarray  # (n,)
+    rewards: np.ndarray  # (n,)
+    next_action_features: np.ndarray  # (n, A, d)
+    next_nonterminal: np.ndarray  # (n,) bool: the episode continues after this transition
+    observations: np.ndarray  # (n, obs_dim)
+    next_observations: np.ndarray  # (n, obs_dim)
+
+
+@dataclass
+class OfflineDataset:
+    """Trajectories ``(phi(s_h, a_h), a_h, r_h, phi(s_{h+1}, .))`` collected by a behaviour policy.
+
+    Attributes:
+        observations, next_observations: ``(K, H, obs_dim)``.
+        actions: ``(K, H)`` int.
+        rewards: ``(K, H)``; must be finite.
+        features: ``(K, H, d)`` features of the taken state-action pair.
+        next_action_features: ``(K, H, A, d)`` features of the next state paired with every action,
+            so that ``V(s') = max_a Q(s', a)`` can be evaluated without the environment.
+        valid: ``(K, H)`` bool, the step was taken.
+        terminal: ``(K, H)`` bool, the episode ended with this transition (the horizon was
+            reached or the environment terminated); no value follows a terminal transition.
+        metadata: free-form JSON-serialisable description (environment, behaviour, seed).
+    """
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_observations: np.ndarray
+    features: np.ndarray
+    next_action_features: np.ndarray
+    valid: np.ndarray
+    terminal: np.ndarray
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        actions = check_array(self.actions, "actions", ndim=2, dtype=np.int64)
+        K, H = actions.shape
+        rewards = check_array(self.rewards, "rewards", shape=(K, H))
+        features = check_array(self.features, "features", shape=(K, H, None))
+        d = features.shape[2]
+        naf = check_array(
+            self.next_action_features, "next_action_features", shape=(K, H, None, d)
+        )
+        obs = check_array(self.observations, "observations", ndim=3)
+        if obs.shape[:2] != (K, H):
+            raise ValueError(f"observations must have shape ({K}, {H}, obs_dim); got {obs.shape}")
+        next_obs = check_array(self.next_observations, "next_observations", shape=obs.shape)
+        valid = check_array(self.valid, "valid", shape=(K, H), dtype=bool)
+        terminal = check_array(self.terminal, "terminal", shape=(K, H), dtype=bool)
+        if np.any(terminal & ~valid):
+            raise ValueError("terminal must be False wherever valid is False")
+        taken = actions[valid]
+        if taken.size and (taken.min() < 0 or taken.max() >= naf.shape[2]):
+            raise ValueError(
+                f"actions must lie in [0, {naf.shape[2] - 1}] (next_action_features has "
+                f"{naf.shape[2]} actions)"
+            )
+        if np.any(features[~valid] != 0.0):
+            raise ValueError("features must be zero at steps that were not taken (valid False)")
+        if not valid.any():
+            raise ValueError("the dataset is empty: no valid transitions")
+        for name, arr in zip(
+            _ARRAYS, (obs, actions, rewards, next_obs, features, naf, valid, terminal), strict=True
+        ):
+            setattr(self, name, arr)
+        json.dumps(self.metadata)  # fail early, not at save time
+
+    # ----------------------------------------------------------------- shape
+    @property
+    def n_trajectories(self) -> int:
+        return self.actions.shape[0]
+
+    @property
+    def horizon(self) -> int:
+        return self.actions.shape[1]
+
+    @property
+    def feature_dim(self) -> int:
+        return self.features.shape[2]
+
+    @property
+    def n_actions(self) -> int:
+        return self.next_action_features.shape[2]
+
+    def __len__(self) -> int:
+        """Number of valid transitions."""
+        return int(self.valid.sum())
+
+    def __repr__(self) -> str:
+        return (
+            f"OfflineDataset(K={self.n_trajectories}, H={self.horizon}, d={self.feature_dim}, "
+            f"A={self.n_actions}, transitions={len(self)})"
+        )
+
+    # ----------------------------------------------------------------- views
+    def step(self, h: int) -> StepData:
+        """The valid transitions at 0-indexed step ``h``."""
+        if not 0 <= h < self.horizon:
+            raise ValueError(f"h must lie in [0, {self.horizon - 1}]; got {h}")
+        m = self.valid[:, h]
+        return StepData(
+            features=self.features[m, h],
+            actions=self.actions[m, h],
+            rewards=self.rewards[m, h],
+            next_action_features=self.next_action_features[m, h],
+            next_nonterminal=~self.terminal[m, h],
+            observations=self.observations[m, h],
+            next_observations=self.next_observations[m, h],
+        )
+
+    def by_step(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Step-major arrays for backward passes.
+
+        Returns ``features (H, K, d)``, ``rewards (H, K)`` (0 where not valid),
+        ``next_action_features (H, K, A, d)`` and ``next_valid (H, K)`` (True where a value
+        follows the transition).
+        """
+        rewards = np.where(self.valid, self.rewards, 0.0)
+        next_valid = self.valid & ~self.terminal
+        return (
+            np.ascontiguousarray(self.features.transpose(1, 0, 2)),
+            np.ascontiguousarray(rewards.T),
+            np.ascontiguousarray(self.next_action_features.transpose(1, 0, 2, 3)),
+            np.ascontiguousarray(next_valid.T),
+        )
+
+    def subset(self, n_trajectories: int) -> OfflineDataset:
+        """The first ``n_trajectories`` trajectories (for learning curves in K)."""
+        if not 1 <= n_trajectories <= self.n_trajectories:
+            raise ValueError(
+                f"n_trajectories must lie in [1, {self.n_trajectories}]; got {n_trajectories}"
+            )
+        arrays = {k: getattr(self, k)[:n_trajectories] for k in _ARRAYS}
+        return OfflineDataset(**arrays, metadata=dict(self.metadata))
+
+    # ------------------------------------------------------------- save/load
+    def save(self, path: str | Path) -> Path:
+        """Write the dataset to one ``.npz`` file, atomically."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_suffix(path.suffix + ".npz")
+        arrays = {k: getattr(self, k) for k in _ARRAYS}
+        arrays["metadata_json"] = np.array(json.dumps(self.metadata))
+        return atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays), binary=True)
+
+    @classmethod
+    def load(cls, path: str | Path) -> OfflineDataset:
+        path = Path(path)
+        if not path.exists():
+            raise ValueError(f"path does not exist: {path}")
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in (*_ARRAYS, "metadata_json") if k not in f.files]
+            if missing:
+                raise ValueError(f"path {path} is not an OfflineDataset file; missing {missing}")
+            arrays = {k: f[k] for k in _ARRAYS}
+            metadata = json.loads(str(f["metadata_json"]))
+        return cls(**arrays, metadata=metadata)
+
+    # ---------------------------------------------------------- collection
+    @classmethod
+    def collect(
+        cls,
+        env,
+        n_trajectories: int,
+        behaviour_policy=None,
+        *,
+        seed: int | None = 0,
+        progress: bool = False,
+    ) -> OfflineDataset:
+        """Roll out ``n_trajectories`` episodes of ``behaviour_policy`` in ``env``.
+
+        Args:
+            env: a robustrl environment (finite ``horizon``, ``features``/``action_features``
+                on the unwrapped env, Discrete actions).
+            n_trajectories: K >= 1.
+            behaviour_policy: ``None`` for uniformly random actions, or any policy form accepted
+                by :func:`robustrl.evaluation.evaluate` (callable, ``predict`` object, table).
+            seed: seeds the environment (first reset) and the behaviour randomness; the same
+                seed gives the same dataset.
+            progress: show a tqdm bar.
+        """
+        if isinstance(n_trajectories, bool) or not isinstance(n_trajectories, (int, np.integer)):
+            raise ValueError(f"n_trajectories must be a positive integer; got {n_trajectories!r}")
+        if n_trajectories < 1:
+            raise ValueError(f"n_trajectories must be >= 1; got {n_trajectories}")
+        seed = check_seed(seed)
+        base = env.unwrapped
+        for attr in ("horizon", "features", "action_features", "feature_dim"):
+            if not hasattr(base, attr):
+                raise ValueError(
+                    f"env must expose `{attr}` on env.unwrapped (robustrl environment interface)"
+                )
+        H, d, A = int(base.horizon), int(base.feature_dim), int(env.action_space.n)
+        K = int(n_trajectories)
+        obs_dim = int(np.prod(env.observation_space.shape))
+        rng = np.random.default_rng(seed)
+        act = None if behaviour_policy is None else as_action_fn(
+            behaviour_policy, rng, name="behaviour_policy"
+        )
+
+        out = {
+            "observations": np.zeros((K, H, obs_dim)),
+            "actions": np.zeros((K, H), dtype=np.int64),
+            "rewards": np.zeros((K, H)),
+            "next_observations": np.zeros((K, H, obs_dim)),
+            "features": np.zeros((K, H, d)),
+            "next_action_features": np.zeros((K, H, A, d)),
+            "valid": np.zeros((K, H), dtype=bool),
+            "terminal": np.zeros((K, H), dtype=bool),
+        }
+        env.action_space.seed(None if seed is None else seed + 1)
+        for k in tqdm(range(K), disable=not progress, desc="collecting", unit="traj"):
+            obs, _ = env.reset(seed=seed if k == 0 else None)
+            for h in range(H):
+                a = int(rng.integers(A)) if act is None else act(obs)
+                next_obs, reward, terminated, truncated, _ = env.step(a)
+                out["observations"][k, h] = np.ravel(obs)
+                out["actions"][k, h] = a
+                out["rewards"][k, h] = reward
+                out["next_observations"][k, h] = np.ravel(next_obs)
+                out["features"][k, h] = base.features(obs, a)
+                out["next_action_features"][k, h] = base.action_features(next_obs)
+                out["valid"][k, h] = True
+                done = terminated or truncated or h == H - 1
+                out["terminal"][k, h] = done
+                obs = next_obs
+                if done:
+                    break
+        spec = getattr(env, "spec", None)
+        metadata = {
+            "env": spec.id if spec is not None else type(base).__name__,
+            "perturbation": _jsonable(getattr(base, "perturbation", None)),
+            "behaviour_policy": (
+                "uniform" if behaviour_policy is None else repr(behaviour_policy)[:200]
+            ),
+            "seed": seed,
+        }
+        return cls(**out, metadata=metadata)
+
+
+def _jsonable(x):
+    if x is None or isinstance(x, (int, float, str, bool)):
+        return x
+    return np.asarray(x).tolist()
