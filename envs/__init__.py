@@ -1,0 +1,45 @@
+"""Gymnasium environments with a dynamics-perturbation knob.
+
+Each environment takes ``perturbation`` in its constructor, and has ``nominal_perturbation``
+and ``perturbation_grid`` class attributes. On the unwrapped environment it exposes
+``horizon``, ``feature_dim``, ``n_actions``, ``features(obs, action)`` and
+``action_features(obs)``. Importing this package registers the gymnasium ids
+``robustrl/SimulatedLinearMDP-v0`` and ``robustrl/AmericanPut-v0``.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from robustrl.envs.american_put import AmericanPutEnv
+from robustrl.envs.perturbations import make_env, perturbation_grid, perturbed_envs
+from robustrl.envs.simulated_linear_mdp import (
+    ACTION_VECTORS,
+    SimulatedLinearMDPEnv,
+    simulated_linear_mdp,
+)
+
+SIMULATED_LINEAR_MDP_ID = "robustrl/SimulatedLinearMDP-v0"
+AMERICAN_PUT_ID = "robustrl/AmericanPut-v0"
+
+_REGISTRATIONS = {
+    SIMULATED_LINEAR_MDP_ID: "robustrl.envs.simulated_linear_mdp:SimulatedLinearMDPEnv",
+    AMERICAN_PUT_ID: "robustrl.envs.american_put:AmericanPutEnv",
+}
+
+for _env_id, _entry_point in _REGISTRATIONS.items():
+    # Registering twice only warns in gymnasium. A re-import (e.g. importlib.reload) skips it.
+    if _env_id not in gym.registry:
+        gym.register(id=_env_id, entry_point=_entry_point)
+
+__all__ = [
+    "ACTION_VECTORS",
+    "AMERICAN_PUT_ID",
+    "SIMULATED_LINEAR_MDP_ID",
+    "AmericanPutEnv",
+    "SimulatedLinearMDPEnv",
+    "make_env",
+    "perturbation_grid",
+    "perturbed_envs",
+    "simulated_linear_mdp",
+]
