@@ -1,0 +1,178 @@
+"""Softmax policies and the KL-regularised (mirror-descent) policy update (note section 2.2).
+
+The update ``pi_new ∝ pi_ref^alpha exp(eta q)`` covers the policy-optimisation step of DR-RPO
+(``pi_ref`` the current policy, ``alpha = 1/(1 + eta tau)`` after folding the reference-policy
+term into ``q``), plain mirror descent (``alpha = 1``) and the soft-greedy policy
+``pi ∝ pi_ref exp(Q / tau)`` (``alpha = 1``, ``eta = 1 / tau``). Everything runs in log space,
+so large ``eta * q`` cannot overflow; actions with ``pi_ref = 0`` keep probability 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from robustrl._kernels import policy as _kernels
+from robustrl.validation import check_array, check_distribution, check_nonnegative, check_positive
+
+__all__ = [
+    "SoftmaxPolicy",
+    "kl_regularized_update",
+    "log_softmax",
+    "sample_actions",
+    "softmax",
+]
+
+
+def _check_logits(logits, name: str = "logits") -> np.ndarray:
+    """Logits of shape ``(..., A)``: no NaN, no ``+inf``, a finite entry in every row
+    (``-inf`` marks an action of probability 0)."""
+    arr = check_array(logits, name, ndim=tuple(range(1, 33)), finite=False)
+    if np.isnan(arr).any() or np.isposinf(arr).any():
+        raise ValueError(f"{name} must not contain NaN or +inf (-inf marks a forbidden action)")
+    if not np.isfinite(arr).any(axis=-1).all():
+        raise ValueError(f"{name} must have at least one finite entry in every row")
+    return arr
+
+
+def _rows(arr: np.ndarray) -> np.ndarray:
+    return arr.reshape(-1, arr.shape[-1])
+
+
+def softmax(logits, temperature: float = 1.0) -> np.ndarray:
+    """``softmax(logits / temperature)`` along the last axis (stable: shifted by the max)."""
+    arr = _check_logits(logits)
+    inverse_temperature = 1.0 / check_positive(temperature, "temperature")
+    return _kernels.softmax_rows(_rows(arr), inverse_temperature).reshape(arr.shape)
+
+
+def log_softmax(logits, temperature: float = 1.0) -> np.ndarray:
+    """``log softmax(logits / temperature)`` along the last axis (stable: shifted by the max)."""
+    arr = _check_logits(logits)
+    inverse_temperature = 1.0 / check_positive(temperature, "temperature")
+    return _kernels.log_softmax_rows(_rows(arr), inverse_temperature).reshape(arr.shape)
+
+
+def _log_of_distribution(probs: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return np.log(probs)
+
+
+def _regularized_log_update(log_reference: np.ndarray, q: np.ndarray, eta: float,
+                            alpha: float) -> np.ndarray:
+    return _kernels.regularized_log_policy(_rows(log_reference), _rows(q), eta, alpha).reshape(
+        q.shape
+    )
+
+
+def kl_regularized_update(pi_ref, q, eta: float, alpha: float = 1.0) -> np.ndarray:
+    """``pi_new ∝ pi_ref^alpha * exp(eta * q)`` along the last axis (note section 2.2).
+
+    ``pi_ref`` and ``q`` have the same shape ``(..., A)`` (typically ``(N, A)``); rows of
+    ``pi_ref`` are probability distributions and may contain zeros, which stay zero.
+    ``eta >= 0``, ``alpha >= 0``.
+    """
+    ref = check_distribution(check_array(pi_ref, "pi_ref", ndim=tuple(range(1, 33))), "pi_ref")
+    values = check_array(q, "q", shape=ref.shape)
+    eta = check_nonnegative(eta, "eta")
+    alpha = check_nonnegative(alpha, "alpha")
+    return np.exp(_regularized_log_update(_log_of_distribution(ref), values, eta, alpha))
+
+
+def _check_rng(rng) -> np.random.Generator:
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(
+            f"rng must be a numpy.random.Generator (np.random.default_rng(seed)); got "
+            f"{type(rng).__name__}"
+        )
+    return rng
+
+
+def sample_actions(probs, rng: np.random.Generator) -> np.ndarray:
+    """One action index per row of ``probs (N, A)`` (int64, shape ``(N,)``)."""
+    p = check_distribution(check_array(probs, "probs", ndim=2), "probs")
+    uniforms = _check_rng(rng).random(p.shape[0])
+    return _kernels.sample_rows(p, uniforms)
+
+
+def _check_index(value, name: str, size: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer in [0, {size - 1}]; got {value!r}")
+    if not 0 <= value < size:
+        raise ValueError(f"{name} must lie in [0, {size - 1}]; got {value}")
+    return int(value)
+
+
+def _check_count(value, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    return int(value)
+
+
+class SoftmaxPolicy:
+    """A softmax policy over finitely many ``(step, state)`` pairs with logits ``(H, S, A)``.
+
+    ``logits=None`` gives the uniform policy. After :meth:`update` the logits are normalised
+    log-probabilities (``-inf`` for actions of probability 0).
+    """
+
+    def __init__(self, horizon: int, n_states: int, n_actions: int, logits=None) -> None:
+        shape = (
+            _check_count(horizon, "horizon"),
+            _check_count(n_states, "n_states"),
+            _check_count(n_actions, "n_actions"),
+        )
+        if logits is None:
+            self._logits = np.zeros(shape)
+        else:
+            arr = _check_logits(logits)
+            if arr.shape != shape:
+                raise ValueError(f"logits must have shape {shape}; got {arr.shape}")
+            self._logits = arr.copy()
+
+    @classmethod
+    def from_probabilities(cls, probs) -> SoftmaxPolicy:
+        """The policy with the given table ``probs (H, S, A)`` (rows are distributions)."""
+        p = check_distribution(check_array(probs, "probs", ndim=3), "probs")
+        return cls(*p.shape, logits=_log_of_distribution(p))
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(H, S, A)``."""
+        return self._logits.shape
+
+    @property
+    def logits(self) -> np.ndarray:
+        """The logits ``(H, S, A)`` (a copy)."""
+        return self._logits.copy()
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """The whole table ``pi_h(a | s)`` of shape ``(H, S, A)``."""
+        return softmax(self._logits)
+
+    def probs(self, step: int, state: int) -> np.ndarray:
+        """``pi_step(. | state)``, shape ``(A,)``."""
+        h = _check_index(step, "step", self.shape[0])
+        s = _check_index(state, "state", self.shape[1])
+        return softmax(self._logits[h, s])
+
+    def act(self, step: int, state: int, rng: np.random.Generator) -> int:
+        """Sample an action from ``pi_step(. | state)``."""
+        p = self.probs(step, state)
+        return int(_kernels.sample_rows(p[None, :], _check_rng(rng).random(1))[0])
+
+    def update(self, q, eta: float, pi_ref=None, alpha: float = 1.0) -> None:
+        """``pi <- pi_ref^alpha exp(eta q)`` normalised per ``(step, state)``.
+
+        ``pi_ref=None`` uses the current policy (mirror descent: ``pi <- pi exp(eta q)``),
+        computed from the logits so that small probabilities are not lost to underflow.
+        """
+        values = check_array(q, "q", shape=self.shape)
+        eta = check_nonnegative(eta, "eta")
+        alpha = check_nonnegative(alpha, "alpha")
+        if pi_ref is None:
+            log_reference = log_softmax(self._logits)
+        else:
+            ref = check_distribution(check_array(pi_ref, "pi_ref", shape=self.shape), "pi_ref")
+            log_reference = _log_of_distribution(ref)
+        self._logits = _regularized_log_update(log_reference, values, eta, alpha)

@@ -1,0 +1,225 @@
+"""Ridge regression for linear MDPs: Gram matrices, their inverses, Sherman-Morrison updates.
+
+At every step the algorithms regress targets on features (note section 1.4):
+``Lambda = ridge I + sum_k w_k phi_k phi_k^T`` and ``w_hat = Lambda^{-1} sum_k w_k phi_k y_k``.
+Offline methods factorise ``Lambda`` once per step (Cholesky, never ``inv``); online methods
+keep ``Lambda^{-1}`` current with rank-one Sherman-Morrison updates (:class:`OnlineRidge`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from robustrl._kernels import ridge as _kernels
+from robustrl.validation import check_array, check_nonnegative, check_positive, check_scalar
+
+__all__ = [
+    "OnlineRidge",
+    "check_lambda_inv",
+    "gram_inverse",
+    "gram_matrix",
+    "ridge_solve",
+    "sherman_morrison_update",
+]
+
+# Relative asymmetry allowed in a user-supplied Lambda^{-1}: rank-one updates and LAPACK
+# inverses are symmetric only up to rounding.
+_SYMMETRY_RTOL = 1e-8
+
+
+def check_lambda_inv(lambda_inv, dim: int | None = None, *, name: str = "lambda_inv",
+                     leading: tuple[int, ...] = ()) -> np.ndarray:
+    """Validate an inverse Gram matrix (or a stack of them, shape ``leading + (d, d)``).
+
+    It must be finite, square, match the feature dimension ``dim`` when given, and be
+    symmetric positive definite (the bonuses take square roots of its quadratic forms).
+    """
+    arr = check_array(lambda_inv, name, shape=(*leading, None, None))
+    if arr.shape[-1] != arr.shape[-2]:
+        raise ValueError(f"{name} must be square (d, d); got shape {arr.shape}")
+    if dim is not None and arr.shape[-1] != dim:
+        raise ValueError(
+            f"{name} must have shape ({dim}, {dim}) to match the feature dimension {dim}; "
+            f"got {arr.shape}"
+        )
+    transposed = np.swapaxes(arr, -1, -2)
+    scale = max(1.0, float(np.max(np.abs(arr))))
+    if np.max(np.abs(arr - transposed)) > _SYMMETRY_RTOL * scale:
+        raise ValueError(f"{name} must be symmetric; largest asymmetry "
+                         f"{np.max(np.abs(arr - transposed)):.3g}")
+    try:
+        np.linalg.cholesky(0.5 * (arr + transposed))
+    except np.linalg.LinAlgError:
+        raise ValueError(f"{name} must be positive definite") from None
+    return arr
+
+
+def _check_features(features, name: str = "features") -> np.ndarray:
+    return check_array(features, name, ndim=2)
+
+
+def _check_weights(weights, n_samples: int, name: str = "weights") -> np.ndarray:
+    if weights is None:
+        return np.ones(n_samples)
+    return check_array(weights, name, shape=(n_samples,), low=0.0)
+
+
+def gram_matrix(features, ridge: float, weights=None) -> np.ndarray:
+    """``ridge * I + sum_k w_k phi_k phi_k^T`` for ``features (K, d)``, ``weights (K,) >= 0``."""
+    phi = _check_features(features)
+    ridge = check_positive(ridge, "ridge")
+    w = _check_weights(weights, phi.shape[0])
+    return _kernels.gram_matrix(phi, ridge, w)
+
+
+def gram_inverse(features, ridge: float, weights=None) -> np.ndarray:
+    """``Lambda^{-1}`` of :func:`gram_matrix`, through its Cholesky factor (exactly symmetric)."""
+    return _kernels.spd_inverse(gram_matrix(features, ridge, weights))
+
+
+def sherman_morrison_update(lambda_inv: np.ndarray, x, weight: float = 1.0) -> None:
+    """Rank-one update of ``lambda_inv = Lambda^{-1}`` in place when ``weight * x x^T`` is added.
+
+    ``lambda_inv`` must be a writeable C-contiguous float64 ``(d, d)`` array (it is modified,
+    never copied); ``weight >= 0``.
+    """
+    if not (
+        isinstance(lambda_inv, np.ndarray)
+        and lambda_inv.dtype == np.float64
+        and lambda_inv.flags.c_contiguous
+        and lambda_inv.flags.writeable
+    ):
+        raise ValueError(
+            "lambda_inv must be a writeable C-contiguous float64 numpy array (it is updated in "
+            "place)"
+        )
+    arr = check_array(lambda_inv, "lambda_inv", shape=(None, None))
+    dim = arr.shape[0]
+    if arr.shape[1] != dim:
+        raise ValueError(f"lambda_inv must be square (d, d); got shape {arr.shape}")
+    vec = check_array(x, "x", ndim=1)
+    if vec.shape[0] != dim:
+        raise ValueError(
+            f"x must have shape ({dim},) to match lambda_inv of shape {arr.shape}; got {vec.shape}"
+        )
+    w = check_nonnegative(weight, "weight")
+    _kernels.sherman_morrison_update(lambda_inv, vec, w)
+
+
+def ridge_solve(features, targets, ridge: float, weights=None) -> np.ndarray:
+    """Weighted ridge regression ``(ridge I + Phi^T W Phi)^{-1} Phi^T W Y``.
+
+    ``targets`` of shape ``(K,)`` gives ``(d,)``; ``(K, m)`` gives ``(d, m)``, all columns with
+    one Cholesky factorisation.
+    """
+    phi = _check_features(features)
+    n_samples = phi.shape[0]
+    y = check_array(targets, "targets", ndim=(1, 2))
+    if y.shape[0] != n_samples:
+        raise ValueError(
+            f"targets must have {n_samples} rows (one per feature row); got shape {y.shape}"
+        )
+    ridge = check_positive(ridge, "ridge")
+    w = _check_weights(weights, n_samples)
+    solution = _kernels.ridge_solve(phi, y.reshape(n_samples, -1), ridge, w)
+    return solution[:, 0] if y.ndim == 1 else solution
+
+
+class OnlineRidge:
+    """Ridge regression fed one sample at a time, with ``Lambda^{-1}`` kept by Sherman-Morrison.
+
+    ``n_targets=None`` means scalar targets (``solve()`` returns ``(d,)``); an integer ``m``
+    means each target is a vector of length ``m`` (``solve()`` returns ``(d, m)``).
+    A sample added without a target enters the Gram matrix only, as if its target were 0
+    (useful when only the bonus ``Lambda^{-1}`` is needed). The Gram matrix is accumulated
+    exactly; :meth:`refresh` recomputes ``Lambda^{-1}`` from it to remove rounding drift.
+    """
+
+    def __init__(self, dim: int, ridge: float, n_targets: int | None = None) -> None:
+        self._dim = _check_count(dim, "dim")
+        self._ridge = check_positive(ridge, "ridge")
+        self._n_targets = None if n_targets is None else _check_count(n_targets, "n_targets")
+        self._gram = self._ridge * np.eye(self._dim)
+        self._lambda_inv = np.eye(self._dim) / self._ridge
+        self._moment = np.zeros((self._dim, self._n_targets or 1))
+        self._n_updates = 0
+
+    # ----------------------------------------------------------------- state
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def ridge(self) -> float:
+        return self._ridge
+
+    @property
+    def n_updates(self) -> int:
+        """Number of samples added so far."""
+        return self._n_updates
+
+    @property
+    def gram(self) -> np.ndarray:
+        """``Lambda = ridge I + sum w phi phi^T`` (read-only view)."""
+        return _read_only(self._gram)
+
+    @property
+    def lambda_inv(self) -> np.ndarray:
+        """``Lambda^{-1}`` as maintained by Sherman-Morrison (read-only view)."""
+        return _read_only(self._lambda_inv)
+
+    # ---------------------------------------------------------------- update
+    def update(self, x, y=None, weight: float = 1.0) -> None:
+        """Add one sample ``x (d,)`` with target ``y`` (scalar, or ``(m,)``) and weight >= 0."""
+        vec = check_array(x, "x", shape=(self._dim,))
+        w = check_nonnegative(weight, "weight")
+        target = None if y is None else self._check_targets(y, n_rows=None)
+        _kernels.add_rank_one(self._gram, vec, w)
+        _kernels.sherman_morrison_update(self._lambda_inv, vec, w)
+        if target is not None:
+            self._moment += w * np.outer(vec, target)
+        self._n_updates += 1
+
+    def update_batch(self, X, Y=None, weights=None) -> None:
+        """Add the rows of ``X (n, d)`` with targets ``Y`` (``(n,)``, or ``(n, m)``)."""
+        feats = check_array(X, "X", shape=(None, self._dim))
+        n = feats.shape[0]
+        w = _check_weights(weights, n)
+        targets = None if Y is None else self._check_targets(Y, n_rows=n)
+        _kernels.accumulate_gram(self._gram, feats, w)
+        _kernels.sherman_morrison_batch(self._lambda_inv, feats, w)
+        if targets is not None:
+            self._moment += _kernels.weighted_cross_moment(feats, targets, w)
+        self._n_updates += n
+
+    def refresh(self) -> None:
+        """Recompute ``Lambda^{-1}`` exactly from the accumulated Gram matrix."""
+        self._lambda_inv = _kernels.spd_inverse(self._gram)
+
+    def solve(self) -> np.ndarray:
+        """``Lambda^{-1} sum_k w_k phi_k y_k``: ``(d,)`` for scalar targets, else ``(d, m)``."""
+        solution = self._lambda_inv @ self._moment
+        return solution[:, 0] if self._n_targets is None else solution
+
+    def _check_targets(self, y, n_rows: int | None) -> np.ndarray:
+        """Targets as a 2-D ``(rows, m)`` array; ``m = 1`` for scalar targets."""
+        m = self._n_targets
+        if n_rows is None:
+            want = () if m is None else (m,)
+            arr = check_array(y, "y", shape=want, nonempty=False)
+            return arr.reshape(1, -1)[0]
+        want = (n_rows,) if m is None else (n_rows, m)
+        arr = check_array(y, "Y", shape=want)
+        return arr.reshape(n_rows, -1)
+
+
+def _check_count(value, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    return int(check_scalar(value, name, low=1))
+
+
+def _read_only(arr: np.ndarray) -> np.ndarray:
+    view = arr.view()
+    view.flags.writeable = False
+    return view

@@ -1,0 +1,211 @@
+"""Backward value iteration for linear MDPs: clipped greedy Q-values and least-squares VI.
+
+Conventions (note sections 1.5-1.7): steps are 0-indexed, so the Q-value at step ``h`` of a
+horizon-``H`` problem is truncated to ``[0, H - h]`` (the papers' ``[0, H - h + 1]``);
+``sign=-1`` subtracts ``beta * Gamma`` (pessimism: PEVI, R2PVI), ``sign=+1`` adds it
+(optimism: LSVI-UCB, DR-LSVI-UCB). Bonus names are those of :mod:`robustrl.bonus`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from robustrl._kernels import value_iteration as _kernels
+from robustrl.bonus import BONUS_CODES, check_bonus_name
+from robustrl.ridge import check_lambda_inv
+from robustrl.validation import check_array, check_nonnegative, check_positive
+
+__all__ = [
+    "LSVIResult",
+    "backward_value_iteration",
+    "greedy_q_values",
+    "lsvi_backward_pass",
+]
+
+
+def _check_sign(sign) -> int:
+    if isinstance(sign, (bool, np.bool_)) or sign not in (-1, 1):
+        raise ValueError(f"sign must be -1 (pessimism) or +1 (optimism); got {sign!r}")
+    return int(sign)
+
+
+def _check_int(value, name: str, low: int, high: int | None = None) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer; got {value!r}")
+    if value < low or (high is not None and value > high):
+        upper = "inf)" if high is None else f"{high}]"
+        raise ValueError(f"{name} must lie in [{low}, {upper}; got {value}")
+    return int(value)
+
+
+def _check_state_features(features, dim: int | None = None) -> np.ndarray:
+    phi = check_array(features, "features", shape=(None, None, dim))
+    return phi
+
+
+def _bonus_setup(bonus: str, beta: float, sign, lambda_inv, dim: int,
+                 leading: tuple[int, ...]) -> tuple[str, float, int, np.ndarray, int]:
+    """Validate the bonus arguments; returns the canonical name, beta, sign, a lambda_inv
+    array for the kernel (zeros when the bonus is off) and the kernel's bonus code."""
+    name = check_bonus_name(bonus)
+    beta = check_nonnegative(beta, "beta")
+    sign = _check_sign(sign)
+    active = name != "none" and beta > 0.0
+    if lambda_inv is None:
+        if active:
+            raise ValueError(
+                f"lambda_inv is required for bonus={name!r} with beta > 0 "
+                "(pass bonus='none' or beta=0 to run without a bonus)"
+            )
+        inv = np.zeros((*leading, dim, dim))
+    else:
+        inv = check_lambda_inv(lambda_inv, dim, leading=leading)
+    code = BONUS_CODES[name] if active else BONUS_CODES["none"]
+    return name, beta, sign, inv, code
+
+
+def greedy_q_values(
+    features,
+    weights,
+    lambda_inv=None,
+    beta: float = 0.0,
+    step: int = 0,
+    horizon: int = 1,
+    bonus: str = "elliptical",
+    sign: int = -1,
+) -> np.ndarray:
+    """``Q = clip(phi^T w + sign * beta * Gamma(phi), 0, horizon - step)`` of shape ``(N, A)``.
+
+    ``features (N, A, d)``, ``weights (d,)``, ``lambda_inv (d, d)`` (needed when the bonus is
+    on). Note section 1.5 (truncation) with the bonus of section 1.5 / 1.7.
+    """
+    phi = _check_state_features(features)
+    dim = phi.shape[2]
+    w = check_array(weights, "weights", shape=(dim,))
+    horizon = _check_int(horizon, "horizon", 1)
+    step = _check_int(step, "step", 0, horizon - 1)
+    _, beta, sign, inv, code = _bonus_setup(bonus, beta, sign, lambda_inv, dim, ())
+    return _kernels.q_values(phi, w, inv, sign * beta, code, float(horizon - step))
+
+
+def backward_value_iteration(
+    weights,
+    features,
+    lambda_inv=None,
+    beta: float = 0.0,
+    bonus: str = "elliptical",
+    sign: int = -1,
+    factors=None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Backward value iteration over ``H = len(weights)`` steps on ``N`` states.
+
+    ``Q_h(s, a) = clip(phi(s, a)^T w_h + sign * beta * Gamma_h(s, a), 0, H - h)`` with
+    ``V_h = max_a Q_h`` and ``V_H = 0``. ``w_h = weights[h]``, or, for a known linear MDP
+    (``factors = mu``, shape ``(H, d, N)``), ``w_h = weights[h] + mu_h V_{h+1}`` (the linear
+    Bellman equation with ``weights = theta``).
+
+    Args:
+        weights: ``(H, d)``.
+        features: ``phi(s, a)`` of shape ``(N, A, d)``.
+        lambda_inv: ``(H, d, d)``, needed when the bonus is on.
+    Returns:
+        ``Q (H, N, A)``, ``V (H + 1, N)`` and the greedy ``policy (H, N)`` (int64, first
+        maximiser on ties).
+    """
+    w = check_array(weights, "weights", ndim=2)
+    horizon, dim = w.shape
+    phi = _check_state_features(features, dim)
+    _, beta, sign, inv, code = _bonus_setup(bonus, beta, sign, lambda_inv, dim, (horizon,))
+    if factors is None:
+        mu = np.zeros((0, 0, 0))
+    else:
+        mu = check_array(factors, "factors", shape=(horizon, dim, phi.shape[0]))
+    return _kernels.backward_value_iteration(
+        w, phi, inv, sign * beta, code, mu, factors is not None
+    )
+
+
+@dataclass(frozen=True)
+class LSVIResult:
+    """Output of :func:`lsvi_backward_pass`.
+
+    Attributes:
+        weights: ``w_h``, shape ``(H, d)``.
+        lambda_inv: ``Lambda_h^{-1}``, shape ``(H, d, d)``.
+        next_values: ``V_{h+1}(s'_k)`` used in the step-``h`` targets, shape ``(H, K)``
+            (0 at step ``H - 1`` and where ``next_valid`` is False).
+        beta, bonus, sign, ridge: the settings the pass ran with.
+    """
+
+    weights: np.ndarray
+    lambda_inv: np.ndarray
+    next_values: np.ndarray
+    beta: float
+    bonus: str
+    sign: int
+    ridge: float
+
+    @property
+    def horizon(self) -> int:
+        return self.weights.shape[0]
+
+    def q_values(self, step: int, features) -> np.ndarray:
+        """The learnt clipped ``Q_step`` at ``features (N, A, d)``; shape ``(N, A)``."""
+        step = _check_int(step, "step", 0, self.horizon - 1)
+        return greedy_q_values(
+            features, self.weights[step], self.lambda_inv[step], self.beta, step,
+            self.horizon, self.bonus, self.sign,
+        )
+
+    def greedy_actions(self, step: int, features) -> np.ndarray:
+        """``argmax_a Q_step(s, a)`` for ``features (N, A, d)`` (first maximiser on ties)."""
+        return np.argmax(self.q_values(step, features), axis=1)
+
+    def tabulate(self, features) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``Q (H, N, A)``, ``V (H + 1, N)``, ``policy (H, N)`` on a finite state set."""
+        return backward_value_iteration(
+            self.weights, features, self.lambda_inv, self.beta, self.bonus, self.sign
+        )
+
+
+def lsvi_backward_pass(
+    features,
+    rewards,
+    next_features,
+    ridge: float = 1.0,
+    beta: float = 0.0,
+    bonus: str = "elliptical",
+    sign: int = -1,
+    next_valid=None,
+) -> LSVIResult:
+    """Least-squares value iteration backward pass: PEVI (``sign=-1``), LSVI-UCB (``+1``).
+
+    For ``h = H-1 .. 0`` (note sections 1.6-1.7, PEVI of Jin et al. 2021):
+    ``Lambda_h = ridge I + sum_k phi_hk phi_hk^T``,
+    ``y_k = r_hk + V_{h+1}(s'_k)`` with ``V_{h+1}(s') = max_a clip(phi(s', a)^T w_{h+1}
+    + sign * beta * Gamma_{h+1}(s', a), 0, H - h - 1)`` (0 where ``next_valid`` is False, and
+    ``V_H = 0``), and ``w_h = Lambda_h^{-1} sum_k phi_hk y_k`` (Cholesky solve).
+
+    Args:
+        features: ``phi(s_h^k, a_h^k)``, shape ``(H, K, d)`` (rows of zeros for missing
+            samples add nothing).
+        rewards: ``(H, K)``.
+        next_features: ``phi(s_{h+1}^k, a)`` for every action, shape ``(H, K, A, d)``.
+        next_valid: ``(H, K)`` bool, True where a value follows the transition; default all.
+    """
+    phi = check_array(features, "features", ndim=3)
+    horizon, n_samples, dim = phi.shape
+    r = check_array(rewards, "rewards", shape=(horizon, n_samples))
+    next_phi = check_array(next_features, "next_features", shape=(horizon, n_samples, None, dim))
+    if next_valid is None:
+        valid = np.ones((horizon, n_samples), dtype=bool)
+    else:
+        valid = check_array(next_valid, "next_valid", shape=(horizon, n_samples), dtype=bool)
+    ridge = check_positive(ridge, "ridge")
+    name, beta, sign, _, code = _bonus_setup(bonus, beta, sign, np.eye(dim), dim, ())
+    weights, lambda_inv, next_values = _kernels.lsvi_backward_pass(
+        phi, r, next_phi, valid, ridge, sign * beta, code
+    )
+    return LSVIResult(weights, lambda_inv, next_values, beta, name, sign, ridge)
