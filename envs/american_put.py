@@ -27,16 +27,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from robustrl.validation import check_positive, check_scalar
+from robustrl.validation import check_int, check_positive, check_scalar
 
 HOLD = 0
 EXERCISE = 1
-
-
-def _check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
-    return int(value)
 
 
 class AmericanPutEnv(gym.Env):
@@ -102,7 +96,7 @@ class AmericanPutEnv(gym.Env):
             if perturbation is None
             else check_scalar(perturbation, "perturbation", low=0.0, high=1.0)
         )
-        self.horizon = _check_positive_int(horizon, "horizon")
+        self.horizon = check_int(horizon, "horizon", low=1)
         self.strike = check_positive(strike, "strike")
         self.down = check_positive(down, "down")
         self.up = check_scalar(up, "up", low=self.down, low_inclusive=False)
@@ -118,7 +112,7 @@ class AmericanPutEnv(gym.Env):
         low = check_positive(low, "initial_price_range[0]")
         high = check_scalar(high, "initial_price_range[1]", low=low)
         self.initial_price_range = (low, high)
-        self.feature_dim = _check_positive_int(feature_dim, "feature_dim")
+        self.feature_dim = check_int(feature_dim, "feature_dim", low=1)
         self.feature_low = check_scalar(feature_low, "feature_low")
         self.feature_high = check_scalar(feature_high, "feature_high", low=self.feature_low,
                                          low_inclusive=False)

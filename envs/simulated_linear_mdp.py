@@ -34,7 +34,7 @@ import numpy as np
 from gymnasium import spaces
 
 from robustrl.models import LinearMDP
-from robustrl.validation import check_scalar
+from robustrl.validation import check_int, check_scalar
 
 N_STATES = 5
 FEATURE_DIM = 4
@@ -44,12 +44,6 @@ FAIL_LEAK = 0.001
 STATE_NAMES = ("x1", "x2", "x3", "x4", "x5")
 ACTION_VECTORS: np.ndarray = np.array(list(product([-1, 1], repeat=4)), dtype=np.float64)
 ACTION_VECTORS.setflags(write=False)
-
-
-def _check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
-    return int(value)
 
 
 def _check_delta_xi(delta: float, xi_norm: float) -> tuple[float, float]:
@@ -97,7 +91,7 @@ def simulated_linear_mdp(
     ``horizon=3`` is the paper's setting. Longer horizons repeat the nominal factors.
     """
     q = _check_perturbation(perturbation)
-    horizon = _check_positive_int(horizon, "horizon")
+    horizon = check_int(horizon, "horizon", low=1)
     phi = simulated_features(delta, xi_norm)
     mu_step = np.zeros((FEATURE_DIM, N_STATES))
     mu_step[0, 1], mu_step[0, FAIL_STATE] = 1.0 - FAIL_LEAK, FAIL_LEAK  # x1 -> x2 (leak to x4)
@@ -159,7 +153,7 @@ class SimulatedLinearMDPEnv(gym.Env):
             )
         self.perturbation = _check_perturbation(perturbation)
         self.delta, self.xi_norm = _check_delta_xi(delta, xi_norm)
-        self.horizon = _check_positive_int(horizon, "horizon")
+        self.horizon = check_int(horizon, "horizon", low=1)
         self.render_mode = render_mode
         self.model = simulated_linear_mdp(self.perturbation, self.delta, self.xi_norm,
                                           self.horizon)

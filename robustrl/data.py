@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from robustrl._io import atomic_write
 from robustrl._policy import as_action_fn
-from robustrl.validation import check_array, check_seed
+from robustrl.validation import check_array, check_int, check_seed
 
 _ARRAYS = (
     "observations",
@@ -135,8 +135,7 @@ class OfflineDataset:
     # ----------------------------------------------------------------- views
     def step(self, h: int) -> StepData:
         """The valid transitions at 0-indexed step ``h``."""
-        if not 0 <= h < self.horizon:
-            raise ValueError(f"h must lie in [0, {self.horizon - 1}]; got {h}")
+        check_int(h, "h", low=0, high=self.horizon - 1)
         m = self.valid[:, h]
         return StepData(
             features=self.features[m, h],
@@ -166,10 +165,7 @@ class OfflineDataset:
 
     def subset(self, n_trajectories: int) -> OfflineDataset:
         """The first ``n_trajectories`` trajectories (for learning curves in K)."""
-        if not 1 <= n_trajectories <= self.n_trajectories:
-            raise ValueError(
-                f"n_trajectories must lie in [1, {self.n_trajectories}]; got {n_trajectories}"
-            )
+        check_int(n_trajectories, "n_trajectories", low=1, high=self.n_trajectories)
         arrays = {k: getattr(self, k)[:n_trajectories] for k in _ARRAYS}
         return OfflineDataset(**arrays, metadata=dict(self.metadata))
 
@@ -219,10 +215,7 @@ class OfflineDataset:
                 seed gives the same dataset.
             progress: show a tqdm bar.
         """
-        if isinstance(n_trajectories, bool) or not isinstance(n_trajectories, (int, np.integer)):
-            raise ValueError(f"n_trajectories must be a positive integer; got {n_trajectories!r}")
-        if n_trajectories < 1:
-            raise ValueError(f"n_trajectories must be >= 1; got {n_trajectories}")
+        check_int(n_trajectories, "n_trajectories", low=1)
         seed = check_seed(seed)
         base = env.unwrapped
         for attr in ("horizon", "features", "action_features", "feature_dim"):

@@ -15,7 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from robustrl._policy import as_action_fn
-from robustrl.validation import check_seed
+from robustrl.validation import check_int, check_seed
 
 
 @dataclass(frozen=True)
@@ -110,8 +110,7 @@ def evaluate(
         seed: the environment at level ``j`` is reset with a seed derived from ``(seed, j)``, so
             the same seed gives the same numbers and levels share no randomness by accident.
     """
-    if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
-        raise ValueError(f"episodes must be a positive integer; got {episodes!r}")
+    check_int(episodes, "episodes", low=1)
     seed = check_seed(seed)
     make = _env_factory(env_factory)
     grid = _grid(perturbations)

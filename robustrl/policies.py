@@ -12,7 +12,13 @@ from __future__ import annotations
 import numpy as np
 
 from robustrl._kernels import policy as _kernels
-from robustrl.validation import check_array, check_distribution, check_nonnegative, check_positive
+from robustrl.validation import (
+    check_array,
+    check_distribution,
+    check_int,
+    check_nonnegative,
+    check_positive,
+)
 
 __all__ = [
     "SoftmaxPolicy",
@@ -94,20 +100,6 @@ def sample_actions(probs, rng: np.random.Generator) -> np.ndarray:
     return _kernels.sample_rows(p, uniforms)
 
 
-def _check_index(value, name: str, size: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer in [0, {size - 1}]; got {value!r}")
-    if not 0 <= value < size:
-        raise ValueError(f"{name} must lie in [0, {size - 1}]; got {value}")
-    return int(value)
-
-
-def _check_count(value, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
-    return int(value)
-
-
 class SoftmaxPolicy:
     """A softmax policy over finitely many ``(step, state)`` pairs with logits ``(H, S, A)``.
 
@@ -117,9 +109,9 @@ class SoftmaxPolicy:
 
     def __init__(self, horizon: int, n_states: int, n_actions: int, logits=None) -> None:
         shape = (
-            _check_count(horizon, "horizon"),
-            _check_count(n_states, "n_states"),
-            _check_count(n_actions, "n_actions"),
+            check_int(horizon, "horizon", low=1),
+            check_int(n_states, "n_states", low=1),
+            check_int(n_actions, "n_actions", low=1),
         )
         if logits is None:
             self._logits = np.zeros(shape)
@@ -152,8 +144,8 @@ class SoftmaxPolicy:
 
     def probs(self, step: int, state: int) -> np.ndarray:
         """``pi_step(. | state)``, shape ``(A,)``."""
-        h = _check_index(step, "step", self.shape[0])
-        s = _check_index(state, "state", self.shape[1])
+        h = check_int(step, "step", low=0, high=self.shape[0] - 1)
+        s = check_int(state, "state", low=0, high=self.shape[1] - 1)
         return softmax(self._logits[h, s])
 
     def act(self, step: int, state: int, rng: np.random.Generator) -> int:

@@ -11,7 +11,12 @@ from __future__ import annotations
 import numpy as np
 
 from robustrl._kernels import ridge as _kernels
-from robustrl.validation import check_array, check_nonnegative, check_positive, check_scalar
+from robustrl.validation import (
+    check_array,
+    check_int,
+    check_nonnegative,
+    check_positive,
+)
 
 __all__ = [
     "OnlineRidge",
@@ -136,9 +141,9 @@ class OnlineRidge:
     """
 
     def __init__(self, dim: int, ridge: float, n_targets: int | None = None) -> None:
-        self._dim = _check_count(dim, "dim")
+        self._dim = check_int(dim, "dim", low=1)
         self._ridge = check_positive(ridge, "ridge")
-        self._n_targets = None if n_targets is None else _check_count(n_targets, "n_targets")
+        self._n_targets = None if n_targets is None else check_int(n_targets, "n_targets", low=1)
         self._gram = self._ridge * np.eye(self._dim)
         self._lambda_inv = np.eye(self._dim) / self._ridge
         self._moment = np.zeros((self._dim, self._n_targets or 1))
@@ -211,12 +216,6 @@ class OnlineRidge:
         want = (n_rows,) if m is None else (n_rows, m)
         arr = check_array(y, "Y", shape=want)
         return arr.reshape(n_rows, -1)
-
-
-def _check_count(value, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
-    return int(check_scalar(value, name, low=1))
 
 
 def _read_only(arr: np.ndarray) -> np.ndarray:

@@ -127,6 +127,17 @@ def check_distribution(value, name: str, *, axis: int = -1, atol: float = 1e-8) 
     return arr
 
 
+def check_int(value, name: str, *, low: int | None = None, high: int | None = None) -> int:
+    """Return ``value`` as an int in ``[low, high]`` (bools and floats are rejected)."""
+    lb = "-inf" if low is None else str(low)
+    hb = "inf)" if high is None else f"{high}]"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer in [{lb}, {hb}; got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name} must lie in [{lb}, {hb}; got {value}")
+    return int(value)
+
+
 def check_seed(seed, name: str = "seed") -> int | None:
     if seed is None:
         return None

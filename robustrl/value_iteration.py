@@ -15,7 +15,7 @@ import numpy as np
 from robustrl._kernels import value_iteration as _kernels
 from robustrl.bonus import BONUS_CODES, check_bonus_name
 from robustrl.ridge import check_lambda_inv
-from robustrl.validation import check_array, check_nonnegative, check_positive
+from robustrl.validation import check_array, check_int, check_nonnegative, check_positive
 
 __all__ = [
     "LSVIResult",
@@ -29,15 +29,6 @@ def _check_sign(sign) -> int:
     if isinstance(sign, (bool, np.bool_)) or sign not in (-1, 1):
         raise ValueError(f"sign must be -1 (pessimism) or +1 (optimism); got {sign!r}")
     return int(sign)
-
-
-def _check_int(value, name: str, low: int, high: int | None = None) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer; got {value!r}")
-    if value < low or (high is not None and value > high):
-        upper = "inf)" if high is None else f"{high}]"
-        raise ValueError(f"{name} must lie in [{low}, {upper}; got {value}")
-    return int(value)
 
 
 def _check_state_features(features, dim: int | None = None) -> np.ndarray:
@@ -84,8 +75,8 @@ def greedy_q_values(
     phi = _check_state_features(features)
     dim = phi.shape[2]
     w = check_array(weights, "weights", shape=(dim,))
-    horizon = _check_int(horizon, "horizon", 1)
-    step = _check_int(step, "step", 0, horizon - 1)
+    horizon = check_int(horizon, "horizon", low=1)
+    step = check_int(step, "step", low=0, high=horizon - 1)
     _, beta, sign, inv, code = _bonus_setup(bonus, beta, sign, lambda_inv, dim, ())
     return _kernels.q_values(phi, w, inv, sign * beta, code, float(horizon - step))
 
@@ -153,7 +144,7 @@ class LSVIResult:
 
     def q_values(self, step: int, features) -> np.ndarray:
         """The learnt clipped ``Q_step`` at ``features (N, A, d)``; shape ``(N, A)``."""
-        step = _check_int(step, "step", 0, self.horizon - 1)
+        step = check_int(step, "step", low=0, high=self.horizon - 1)
         return greedy_q_values(
             features, self.weights[step], self.lambda_inv[step], self.beta, step,
             self.horizon, self.bonus, self.sign,

@@ -177,7 +177,7 @@ def test_bad_inputs_raise_value_errors_naming_the_argument():
         policy.update(np.zeros((2, 3, 3)), eta=1.0)
     with pytest.raises(ValueError, match="eta"):
         policy.update(np.zeros((2, 3, 2)), eta=np.nan)
-    with pytest.raises(ValueError, match="n_actions must be a positive integer"):
+    with pytest.raises(ValueError, match="n_actions must lie in \\[1, inf\\)"):
         policies.SoftmaxPolicy(2, 3, 0)
     with pytest.raises(ValueError, match="logits must have shape"):
         policies.SoftmaxPolicy(2, 3, 2, logits=np.zeros((2, 3, 3)))
