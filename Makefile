@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-slow bench lint clean
+.PHONY: install demo test test-slow bench lint clean clean-numba
 
 install: $(VENV)/.installed
 
@@ -30,5 +30,8 @@ test-slow: install
 bench: install
 	$(BIN)/python benchmarks/bench_primitives.py
 
-clean:
+clean-numba:  # Numba's cache misses edits to a kernel called from another file
+	find robustrl -name "*.nbi" -o -name "*.nbc" | xargs rm -f
+
+clean: clean-numba
 	rm -rf $(VENV) build dist *.egg-info results .pytest_cache

@@ -63,7 +63,6 @@ def _fresh_venv(tmp_path: Path) -> Path:
     return venv / "bin" / "python"
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("editable", [False, True], ids=["plain", "editable"])
 def test_fresh_venv_install_imports_all_four_namespaces(tmp_path, editable):
     """``pip install .`` and ``pip install -e .`` into a fresh venv both expose the namespaces.
