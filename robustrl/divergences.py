@@ -1,0 +1,148 @@
+"""The robust inner problem under TV, KL and chi-square, constrained and regularised.
+
+For a value function ``values`` over all states and a nominal next-state distribution p:
+
+* constrained (DRMDP, note section 1.1):  inf { E_mu[V] : mu in Delta(S), D(mu || p) <= rho }
+* regularised (d-RRMDP, note section 1.2): inf { E_mu[V] + lam D(mu || p) : mu in Delta(S) }
+
+with D_TV = 1/2 sum|mu - p|, D_KL = sum mu log(mu/p), D_chi2 = sum (mu - p)^2 / p. Both are
+computed through exact (or 1e-8-accurate) one-dimensional duals, see the kernels in
+:mod:`robustrl._kernels.divergence`. KL and chi2 need mu << p, so only supp(p) matters for them;
+TV may move mass to ANY state, so its answer depends on the minimum value ``v_min`` over the
+whole state space.
+
+``v_min`` (TV only): the smallest value the adversary can reach. It defaults to
+``values.min()``; pass it when ``values`` covers only part of a larger state space (e.g. 0 for
+an absorbing zero-value state not listed). It must satisfy ``v_min <= values.min()``, since a
+state listed in ``values`` is always reachable. It is validated for every divergence and ignored
+by KL and chi2.
+
+The weighted kernels used by the offline estimators (signed regression weights) are re-exported
+here: :func:`tv_dual_weighted` and :func:`chi2_regularized_dual_weighted`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from robustrl._kernels import divergence as _k
+from robustrl.validation import (
+    check_array,
+    check_distribution,
+    check_divergence,
+    check_nonnegative,
+    check_positive,
+    check_scalar,
+)
+
+__all__ = [
+    "constrained_inner",
+    "regularized_inner",
+    "tv_dual_weighted",
+    "chi2_regularized_dual_weighted",
+]
+
+
+def _prepare(values, nominal, param, param_name: str, positive: bool, v_min):
+    """Validate and convert; returns (values, nominal (m,S), param (m,), v_min, was_1d)."""
+    v = check_array(values, "values", ndim=1)
+    p = check_array(nominal, "nominal", ndim=(1, 2), low=0.0)
+    if p.shape[-1] != v.shape[0]:
+        raise ValueError(
+            f"nominal must have last dimension equal to len(values) = {v.shape[0]}; "
+            f"got shape {p.shape}"
+        )
+    p = check_distribution(p, "nominal")
+    was_1d = p.ndim == 1
+    p2 = np.ascontiguousarray(p.reshape(-1, v.shape[0]))
+    # Rows are validated to sum to 1 within 1e-8; rescale away that rounding so the kernels
+    # can assume exact probability vectors (no entry changes by more than a 1e-8 fraction).
+    p2 = np.ascontiguousarray(p2 / p2.sum(axis=1, keepdims=True))
+    m = p2.shape[0]
+    check = check_positive if positive else check_nonnegative
+    if np.ndim(param) == 0:
+        prm = np.full(m, check(param, param_name))
+    elif was_1d:
+        raise ValueError(
+            f"{param_name} must be a scalar when nominal is one distribution; "
+            f"got shape {np.shape(param)}"
+        )
+    else:
+        prm = check_array(param, param_name, shape=(m,), low=0.0)
+        if positive and np.any(prm <= 0.0):
+            raise ValueError(f"{param_name} entries must be > 0; found minimum {prm.min():g}")
+    v_low = float(v.min())
+    if v_min is None:
+        vm = v_low
+    else:
+        vm = check_scalar(v_min, "v_min", high=v_low)
+    return v, p2, prm, vm, was_1d
+
+
+def _finish(out: np.ndarray, was_1d: bool) -> float | np.ndarray:
+    return float(out[0]) if was_1d else out
+
+
+def constrained_inner(
+    values, nominal, rho, divergence: str, *, v_min: float | None = None
+) -> float | np.ndarray:
+    """inf over mu in Delta(S) with D(mu || nominal) <= rho of E_mu[values] (note 1.1).
+
+    ``nominal`` is (S,) -> float, or (m, S) -> (m,) array, each row sharing ``values``; ``rho``
+    is a scalar or one radius per row, rho >= 0 (rho = 0 gives E_nominal[values]). Duals:
+    TV sup_alpha E_p[min(V, alpha)] - rho (alpha - v_min) (exact, sort + cumsum; rho >= 1
+    gives v_min); KL sup_beta -beta log E_p exp(-V/beta) - beta rho (golden section, 1e-8 in
+    value or better); chi2 sup_eta eta - sqrt(1 + rho) sqrt(E_p (eta - V)_+^2) (exact by
+    segments).
+    """
+    div = check_divergence(divergence)
+    v, p, rho_arr, vm, was_1d = _prepare(values, nominal, rho, "rho", False, v_min)
+    if div == "tv":
+        out = _k.tv_constrained_batch(v, p, rho_arr, vm)
+    elif div == "kl":
+        out = _k.kl_constrained_batch(v, p, rho_arr)
+    else:
+        out = _k.chi2_constrained_batch(v, p, rho_arr)
+    return _finish(out, was_1d)
+
+
+def regularized_inner(
+    values, nominal, lam, divergence: str, *, v_min: float | None = None
+) -> float | np.ndarray:
+    """inf over mu in Delta(S) of E_mu[values] + lam D(mu || nominal) (note 1.2, 1.3).
+
+    Shapes as in :func:`constrained_inner`; lam > 0 finite (large lam -> E_nominal[values]).
+    TV: E_p[min(V, v_min + lam)]; KL: -lam log E_p exp(-V/lam); chi2: sup over alpha of
+    E_p[V ^ alpha] - Var_p(V ^ alpha) / (4 lam), V ^ alpha = min(V, alpha), exact by segments.
+    """
+    div = check_divergence(divergence)
+    v, p, lam_arr, vm, was_1d = _prepare(values, nominal, lam, "lam", True, v_min)
+    if div == "tv":
+        out = _k.tv_regularized_batch(v, p, lam_arr, vm)
+    elif div == "kl":
+        out = _k.kl_regularized_batch(v, p, lam_arr)
+    else:
+        out = _k.chi2_regularized_batch(v, p, lam_arr)
+    return _finish(out, was_1d)
+
+
+def tv_dual_weighted(values, weights, rho: float, v_min: float) -> float:
+    """max over alpha in {v_min} U {values_j} of sum_j w_j min(v_j, alpha) - rho (alpha - v_min).
+
+    DRPVI's TV estimator (note 1.7) with regression weights ``weights`` (signed, any sum).
+    """
+    v = check_array(values, "values", ndim=1)
+    w = check_array(weights, "weights", shape=(v.shape[0],))
+    return float(
+        _k.tv_dual_weighted(v, w, check_nonnegative(rho, "rho"), check_scalar(v_min, "v_min"))
+    )
+
+
+def chi2_regularized_dual_weighted(values, weights, lam: float) -> float:
+    """max over alpha in [min v, max v] of z1 - (z2 - z1^2) / (4 lam) (R2PVI chi2, note 1.4).
+
+    z1 = sum w min(v, alpha), z2 = sum w min(v, alpha)^2 with signed regression weights w.
+    """
+    v = check_array(values, "values", ndim=1)
+    w = check_array(weights, "weights", shape=(v.shape[0],))
+    return float(_k.chi2_regularized_dual_weighted(v, w, check_positive(lam, "lam")))
