@@ -1,0 +1,140 @@
+"""Shared agent machinery, in the style of stable-baselines3.
+
+Every robustrl agent is constructed as ``Agent(env, **hyperparams)``, trained with ``fit`` (offline)
+or ``learn`` (online), and acts with ``predict(obs) -> (action, state)``. Agents over linear
+features read them from the unwrapped environment (``feature_dim``, ``action_features(obs)``,
+``horizon``); robustrl observations end with the 0-indexed step, which is how an agent knows
+which step's parameters to use.
+
+Subclasses implement :meth:`q_values` and declare their learned arrays in ``_param_names`` and
+their hyperparameters in ``_hyperparam_names``; :meth:`save` / :meth:`load` then work unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from robustrl._io import atomic_write
+
+
+class NotFittedError(RuntimeError):
+    """Raised when an agent is asked to act before it has been trained."""
+
+
+class LinearAgent:
+    """Base class for agents on linear features with a finite action set."""
+
+    _param_names: ClassVar[tuple[str, ...]] = ()
+    _hyperparam_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, env) -> None:
+        base = getattr(env, "unwrapped", env)
+        for attr in ("horizon", "feature_dim", "action_features"):
+            if not hasattr(base, attr):
+                raise ValueError(
+                    f"env must expose `{attr}` on env.unwrapped (robustrl linear-feature "
+                    f"environment interface); {type(base).__name__} does not"
+                )
+        self.env = env
+        self.horizon = int(base.horizon)
+        self.feature_dim = int(base.feature_dim)
+        self.n_actions = int(env.action_space.n)
+        self._fitted = False
+
+    # ----------------------------------------------------------------- acting
+    def step_of(self, obs) -> int:
+        """The 0-indexed step carried as the last entry of a robustrl observation."""
+        h = int(round(float(np.ravel(obs)[-1])))
+        if not 0 <= h < self.horizon:
+            raise ValueError(f"obs must end with a step in [0, {self.horizon - 1}]; got {h}")
+        return h
+
+    def action_features(self, obs) -> np.ndarray:
+        """Features of ``obs`` paired with every action, shape ``(A, d)``."""
+        return np.asarray(self.env.unwrapped.action_features(obs), dtype=np.float64)
+
+    def q_values(self, obs) -> np.ndarray:
+        """Q-values of every action at ``obs`` (its step is read from the observation)."""
+        raise NotImplementedError
+
+    def action_probabilities(self, obs) -> np.ndarray:
+        """Action distribution at ``obs``; greedy (first maximiser) unless overridden."""
+        probs = np.zeros(self.n_actions)
+        probs[int(np.argmax(self.q_values(obs)))] = 1.0
+        return probs
+
+    def predict(self, obs, state=None, episode_start=None, deterministic: bool = True):
+        """SB3-style: ``(action, state)``. ``obs`` may be one observation or a batch ``(N, ...)``.
+
+        Deterministic prediction takes the most probable action (ties to the lowest index);
+        otherwise an action is sampled from :meth:`action_probabilities`.
+        """
+        self._check_fitted()
+        arr = np.asarray(obs)
+        batched = arr.ndim == 2
+        rows = arr if batched else arr[None]
+        actions = np.empty(len(rows), dtype=np.int64)
+        for i, o in enumerate(rows):
+            if deterministic:
+                actions[i] = int(np.argmax(self.action_probabilities(o)))
+            else:
+                actions[i] = int(self._rng().choice(self.n_actions, p=self.action_probabilities(o)))
+        return (actions if batched else actions[0]), state
+
+    def _rng(self) -> np.random.Generator:
+        if not hasattr(self, "_predict_rng"):
+            self._predict_rng = np.random.default_rng(getattr(self, "seed", None))
+        return self._predict_rng
+
+    def _check_fitted(self) -> None:
+        if not self._fitted:
+            raise NotFittedError(f"{type(self).__name__} must be trained before it can act")
+
+    # ------------------------------------------------------------ persistence
+    def get_hyperparams(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._hyperparam_names}
+
+    def save(self, path: str | Path) -> Path:
+        """Write hyperparameters and learned arrays to one ``.npz`` file, atomically."""
+        self._check_fitted()
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_suffix(path.suffix + ".npz")
+        header = {"class": type(self).__name__, "hyperparams": _jsonable(self.get_hyperparams())}
+        arrays = {f"param_{n}": np.asarray(getattr(self, n)) for n in self._param_names}
+        arrays["header_json"] = np.array(json.dumps(header))
+        return atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays), binary=True)
+
+    @classmethod
+    def load(cls, path: str | Path, env):
+        """Rebuild an agent saved with :meth:`save`, bound to ``env``."""
+        path = Path(path)
+        if not path.exists():
+            raise ValueError(f"path does not exist: {path}")
+        with np.load(path, allow_pickle=False) as f:
+            header = json.loads(str(f["header_json"]))
+            if header["class"] != cls.__name__:
+                raise ValueError(
+                    f"path holds a {header['class']}, not a {cls.__name__}: {path}"
+                )
+            agent = cls(env, **header["hyperparams"])
+            for name in cls._param_names:
+                setattr(agent, name, f[f"param_{name}"])
+        agent._fitted = True
+        return agent
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
