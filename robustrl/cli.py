@@ -1,11 +1,31 @@
-"""The ``robustrl`` command line (the experiment runner subcommands arrive with issue 3)."""
+"""The ``robustrl`` command line.
+
+``robustrl list`` the experiments; ``robustrl run EXPERIMENT ...`` runs or resumes a sweep;
+``robustrl plot DIR`` re-draws a run's summaries and figures; ``robustrl verify-bounds NAME ...``
+runs a theory check registered with :func:`robustrl.runner.register_bound_check`;
+``robustrl envs`` lists the environments.
+
+Exit status: 0 success; 1 some cells (or a plot/report hook) failed; 2 a usage or configuration
+error, reported before anything is written; 130 interrupted (finished cells are kept).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 from robustrl import __version__
+
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def _error(msg: str) -> int:
+    print(f"robustrl: error: {msg}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def _cmd_envs(_args: argparse.Namespace) -> int:
@@ -21,12 +41,186 @@ def _cmd_envs(_args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="robustrl", description="Robust reinforcement learning.")
+def _cmd_list(args: argparse.Namespace) -> int:
+    from robustrl.runner import discover_experiments
+
+    found, errors = discover_experiments()
+    width = max([len(n) for n in found] + [10]) + 2
+    for name in sorted(found):
+        exp = found[name]
+        cells = exp.n_points * exp.seeds
+        print(f"{name:<{width}}{exp.description}  [{exp.n_points} points x {exp.seeds} seeds "
+              f"= {cells} cells]")
+        if args.verbose:
+            for key, values in exp.grid.items():
+                print(f"{'':<{width}}  {key}: {values}")
+            print(f"{'':<{width}}  module: {exp.ref[1]}")
+    for module, msg in errors.items():
+        print(f"warning: {module}: {msg}", file=sys.stderr)
+    if not found:
+        print("no experiments found", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (e.g. from a batch scheduler) stops a run like Ctrl-C: cleanly, cells kept."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from robustrl.runner import RunInterrupted, RunnerError, run_experiment
+
+    try:
+        with _sigterm_as_interrupt():
+            report = run_experiment(
+                args.experiment, args.out, config=args.config, sets=args.set or (),
+                seeds=args.seeds, workers=args.workers, backend=args.backend,
+                ray_address=args.ray_address, quiet=args.quiet, fail_fast=args.fail_fast,
+                dry_run=args.dry_run,
+            )
+    except RunnerError as exc:
+        return _error(str(exc))
+    except RunInterrupted as exc:
+        print(f"robustrl: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if report.dry_run:
+        done = {r["key"] for r in report.records}
+        print(f"{report.config.experiment} -> {report.out} (config {report.config.hash}): "
+              f"{len(report.cells)} cells, {len(done)} finished")
+        for cell in report.cells:
+            state = "done" if cell.key in done else "todo"
+            print(f"  {state}  {cell.key}  seed_index={cell.seed_index}  seed={cell.seed}  "
+                  f"{cell.params}")
+        return 0
+    if report.report_text:
+        print(report.report_text)
+    status = 0
+    if report.failures:
+        print(f"robustrl: {len(report.failures)} of {len(report.cells)} cells failed (rerun "
+              "the same command to retry them; finished cells are kept):", file=sys.stderr)
+        for f in report.failures:
+            print(f"  {f.cell.params} seed_index={f.cell.seed_index}: {f.message}\n"
+                  f"    traceback: {f.error_file}", file=sys.stderr)
+        status = EXIT_FAILED
+    for msg in report.hook_errors:
+        print(f"robustrl: {msg}", file=sys.stderr)
+        status = EXIT_FAILED
+    return status
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from robustrl.runner import RunnerError, plot_results
+
+    try:
+        report = plot_results(args.dir, quiet=args.quiet)
+    except RunnerError as exc:
+        return _error(str(exc))
+    if report.report_text:
+        print(report.report_text)
+    for msg in report.hook_errors:
+        print(f"robustrl: {msg}", file=sys.stderr)
+    return EXIT_FAILED if report.hook_errors else 0
+
+
+def _cmd_verify_bounds(args: argparse.Namespace) -> int:
+    from robustrl.runner import bound_checks, load_bound_checks
+
+    import_errors = load_bound_checks()
+    checks = bound_checks()
+    argv = list(args.check_args)
+    name = argv[0] if argv and not argv[0].startswith("-") else None
+    asked = bool(argv) and argv[0] in ("--list", "-l", "--help", "-h")
+    if name is None or name not in checks:
+        out = sys.stdout if asked else sys.stderr
+        if checks:
+            print("registered bound checks (robustrl verify-bounds NAME [ARGS...]):", file=out)
+            for check in sorted(checks.values(), key=lambda c: c.name):
+                print(f"  {check.name:<20}{check.description}", file=out)
+        else:
+            print("no bound checks are registered yet (theory modules register them with "
+                  "robustrl.runner.register_bound_check)", file=out)
+        for module, msg in import_errors.items():
+            print(f"warning: could not import {module}: {msg}", file=sys.stderr)
+        if asked:
+            return 0 if checks else EXIT_FAILED
+        if name is not None:
+            return _error(f"unknown bound check {name!r}")
+        return _error("name a bound check: robustrl verify-bounds NAME [ARGS...]")
+    result = checks[name].func(argv[1:])
+    return 0 if result is None else int(result)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="robustrl", description="Robust reinforcement learning: experiments and checks.")
     parser.add_argument("--version", action="version", version=f"robustrl {__version__}")
-    sub = parser.add_subparsers(dest="command")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
     p = sub.add_parser("envs", help="list the environments and their perturbation grids")
     p.set_defaults(func=_cmd_envs)
+
+    p = sub.add_parser("list", help="list the experiments, one line each")
+    p.add_argument("-v", "--verbose", action="store_true", help="also show grids and modules")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser(
+        "run", help="run or resume an experiment's sweep",
+        description="Run every (grid point, seed) cell of EXPERIMENT that is not yet finished "
+                    "in --out, then write summary.csv, cells.csv and figures. Rerun the same "
+                    "command after a crash or Ctrl-C to resume.")
+    p.add_argument("experiment", help="experiment name (see `robustrl list`) or a .py file")
+    p.add_argument("--config", metavar="FILE.yaml",
+                   help="YAML with any of: grid (param: value or list), seeds, out, workers, "
+                        "backend, ray_address")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a grid parameter (YAML value or list: --set lam=0.1, --set "
+                        "'perturbation=[0, 0.5]'); repeatable; type-checked against defaults")
+    p.add_argument("--seeds", type=int, metavar="N", help="seed indices per grid point")
+    p.add_argument("--out", metavar="DIR", help="output directory (default results/EXPERIMENT)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="parallel processes (local; default: all usable CPUs; 1 = in this "
+                        "process) or tasks in flight (ray; default: unlimited)")
+    p.add_argument("--backend", choices=["local", "ray"],
+                   help="local process pool (default) or Ray tasks")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="Ray cluster to join (e.g. auto or ray://host:10001); default "
+                        "$RAY_ADDRESS, else a local Ray instance")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or progress messages")
+    p.add_argument("--fail-fast", action="store_true", help="stop at the first failing cell")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the cells and which are finished; run nothing")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("plot", help="re-draw summaries and figures from a run's stored results")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_plot)
+
+    p = sub.add_parser(
+        "verify-bounds", help="run a registered theory check (NAME [ARGS...]; --list)",
+        description="Check an empirical quantity against a theoretical bound. Checks are "
+                    "registered by robustrl.theory modules; with no NAME, list them.",
+        add_help=False)
+    p.add_argument("check_args", nargs=argparse.REMAINDER, metavar="NAME [ARGS...]")
+    p.set_defaults(func=_cmd_verify_bounds)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help()

@@ -1,0 +1,1028 @@
+"""Experiment runner: parameter grid x seeds -> resumable cells, run locally or on Ray, summarised.
+
+An *experiment* is a module -- one of the ``robustrl.experiments`` package (``experiments/`` in
+the repository), any ``.py`` file given by path, or a file in a folder listed in the environment
+variable ``ROBUSTRL_EXPERIMENTS_PATH`` -- that declares::
+
+    NAME = "toy_sweep"                      # optional; defaults to the module name
+    DESCRIPTION = "one line for `robustrl list`"   # optional; defaults to the docstring
+    GRID = {"perturbation": [0.0, 0.5, 1.0], "episodes": [50]}   # dict of lists of scalars
+    SEEDS = 3                               # seed indices per grid point (optional; 1)
+
+    def run_one(params: dict, seed: int) -> dict: ...   # JSON-able metrics of one cell
+
+and optionally ``X_AXIS`` (the parameter on the x-axis of the generic figures), a
+``check(params)`` hook that raises ``ValueError`` on a bad grid point (called for every point
+before anything runs), ``plot(results, out_dir)`` for experiment-specific figures and
+``report(results) -> str`` for a table printed at the end; ``results`` is the list of stored
+records in grid order.
+
+A *cell* is one grid point and one seed index. Its key is a stable hash of (experiment, params,
+seed index) and its seed comes from ``numpy.random.SeedSequence`` over (a stable hash of
+experiment and params, seed index), so a cell's numbers do not depend on the order, the worker
+or the backend that runs it. Each finished cell is written atomically to
+``DIR/cells/<key>.json`` by the driver; a rerun skips finished cells. ``DIR/manifest.json``
+records the experiment and the resolved config (grid and seed count); a run with another config
+into the same DIR stops before writing anything. When every cell is done the runner writes
+``summary.csv`` (mean, std and Student-t 95% CI half-width over seeds per grid point),
+``cells.csv``, ``figures/<metric>.png`` and whatever the experiment's ``plot`` hook draws.
+
+Command line: ``robustrl list | run | plot | verify-bounds`` (see :mod:`robustrl.cli`).
+Python::
+
+    from robustrl.runner import run_experiment, load_results
+    report = run_experiment("toy_sweep", "results/toy", sets=["perturbation=[0, 1]"], seeds=2)
+    manifest, records = load_results("results/toy")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+import pkgutil
+import platform
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from robustrl import __version__
+from robustrl import _runner_exec as _exec
+from robustrl._io import atomic_write, atomic_write_json
+from robustrl._runner_exec import ModuleRef, execute, load_module
+
+__all__ = [
+    "BoundCheck",
+    "Cell",
+    "Experiment",
+    "RunConfig",
+    "RunReport",
+    "RunnerError",
+    "bound_checks",
+    "cell_key",
+    "cell_seed",
+    "discover_experiments",
+    "expand_cells",
+    "load_bound_checks",
+    "load_experiment",
+    "load_results",
+    "plot_results",
+    "progress",
+    "register_bound_check",
+    "resolve_config",
+    "run_experiment",
+]
+
+EXPERIMENTS_PACKAGE = "robustrl.experiments"
+PATH_ENV = "ROBUSTRL_EXPERIMENTS_PATH"
+MANIFEST = "manifest.json"
+CELLS_DIR = "cells"
+ERRORS_DIR = "errors"
+FIGURES_DIR = "figures"
+BACKENDS = ("local", "ray")
+CONFIG_KEYS = ("experiment", "grid", "seeds", "out", "workers", "backend", "ray_address")
+_FORMAT = 1
+
+
+class RunnerError(ValueError):
+    """A usage or configuration error; the CLI prints the message and exits with status 2."""
+
+
+# --------------------------------------------------------------------------- values and hashing
+_KIND = {type(None): "null", bool: "bool", int: "int", float: "float", str: "str"}
+
+
+def _kind(value: Any) -> str | None:
+    return _KIND.get(type(value))
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def _sha256(obj: Any) -> str:
+    return hashlib.sha256(_canonical(obj).encode()).hexdigest()
+
+
+def cell_key(experiment: str, params: Mapping[str, Any], seed_index: int) -> str:
+    """Stable file name of a cell: a hash of (experiment, params, seed index)."""
+    return _sha256({"experiment": experiment, "params": dict(params),
+                    "seed_index": int(seed_index)})[:24]
+
+
+def cell_seed(experiment: str, params: Mapping[str, Any], seed_index: int) -> int:
+    """The cell's seed: SeedSequence(hash(experiment, params), spawn_key=(seed_index,)).
+
+    32 bits, so that it is accepted everywhere (``np.random.seed`` and libraries built on it
+    reject larger seeds).
+    """
+    entropy = int(_sha256([experiment, dict(params)])[:32], 16)
+    seq = np.random.SeedSequence(entropy, spawn_key=(int(seed_index),))
+    return int(seq.generate_state(1, dtype=np.uint32)[0])
+
+
+def _normalize_values(values: Any, where: str) -> list:
+    """A grid axis as a list of JSON scalars; ints become floats in an axis holding floats."""
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
+    elif isinstance(values, (range, tuple)):
+        values = list(values)
+    elif not isinstance(values, list):
+        values = [values]
+    out = []
+    for v in values:
+        if isinstance(v, np.generic):
+            v = v.item()
+        if _kind(v) is None:
+            raise RunnerError(
+                f"{where}: grid values must be scalars (None, bool, int, float or str); got "
+                f"{v!r} ({type(v).__name__})"
+            )
+        out.append(v)
+    if not out:
+        raise RunnerError(f"{where}: a grid axis needs at least one value")
+    kinds = {_kind(v) for v in out}
+    if "float" in kinds:
+        # 1 and 1.0 must be the same grid point, so they must hash the same.
+        out = [float(v) if _kind(v) == "int" else v for v in out]
+    dupes = sorted({repr(v) for v in out if out.count(v) > 1})
+    if dupes:
+        raise RunnerError(f"{where}: repeated grid values {', '.join(dupes)}")
+    return out
+
+
+# --------------------------------------------------------------------------- experiments
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment module's declarations (see the module docstring)."""
+
+    name: str
+    description: str
+    grid: dict[str, list]
+    seeds: int
+    ref: ModuleRef
+    module: ModuleType = field(repr=False, compare=False)
+    x_axis: str | None = None
+
+    def hook(self, name: str) -> Callable | None:
+        func = getattr(self.module, name, None)
+        return func if callable(func) else None
+
+    @property
+    def n_points(self) -> int:
+        return int(np.prod([len(v) for v in self.grid.values()]))
+
+
+def _experiment_from_module(module: ModuleType, ref: ModuleRef) -> Experiment:
+    where = f"experiment module {ref[1]}"
+    if not callable(getattr(module, "run_one", None)):
+        raise RunnerError(f"{where} defines no run_one(params, seed) function")
+    name = getattr(module, "NAME", None) or module.__name__.rsplit(".", 1)[-1]
+    if ref[0] == "file" and not hasattr(module, "NAME"):
+        name = Path(ref[1]).stem
+    if not isinstance(name, str) or not name or any(c.isspace() for c in name):
+        raise RunnerError(f"{where}: NAME must be a non-empty string without spaces; got {name!r}")
+    doc = (module.__doc__ or "").strip().splitlines()
+    description = getattr(module, "DESCRIPTION", None) or (doc[0] if doc else "")
+    grid = getattr(module, "GRID", None)
+    if not isinstance(grid, Mapping) or not grid:
+        raise RunnerError(f"{where}: GRID must be a non-empty dict of parameter -> values")
+    norm = {}
+    for key, values in grid.items():
+        if not isinstance(key, str) or not key or "=" in key:
+            raise RunnerError(f"{where}: GRID keys must be non-empty strings without '='; "
+                              f"got {key!r}")
+        norm[key] = _normalize_values(values, f"{where}: GRID[{key!r}]")
+    seeds = getattr(module, "SEEDS", 1)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise RunnerError(f"{where}: SEEDS must be an integer >= 1; got {seeds!r}")
+    x_axis = getattr(module, "X_AXIS", None)
+    if x_axis is not None and x_axis not in norm:
+        raise RunnerError(f"{where}: X_AXIS {x_axis!r} is not a GRID key ({', '.join(norm)})")
+    return Experiment(name=name, description=str(description), grid=norm, seeds=seeds, ref=ref,
+                      module=module, x_axis=x_axis)
+
+
+def _import_error(ref: ModuleRef, exc: BaseException) -> RunnerError:
+    return RunnerError(f"cannot import experiment module {ref[1]}: "
+                       f"{type(exc).__name__}: {exc}")
+
+
+def _load_ref(ref: ModuleRef) -> Experiment:
+    try:
+        module = load_module(ref)
+    except RunnerError:
+        raise
+    except Exception as exc:
+        raise _import_error(ref, exc) from exc
+    return _experiment_from_module(module, ref)
+
+
+def _candidate_refs() -> list[ModuleRef]:
+    refs: list[ModuleRef] = []
+    try:
+        import robustrl.experiments as pkg
+    except ImportError:  # an install without the experiments package
+        pkg = None
+    if pkg is not None:
+        refs += [("module", f"{EXPERIMENTS_PACKAGE}.{m.name}")
+                 for m in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name)
+                 if not m.name.startswith("_")]
+    for entry in filter(None, os.environ.get(PATH_ENV, "").split(os.pathsep)):
+        path = Path(entry).expanduser().resolve()
+        files = sorted(path.glob("*.py")) if path.is_dir() else [path]
+        refs += [("file", str(f)) for f in files if not f.name.startswith("_")]
+    return refs
+
+
+def discover_experiments() -> tuple[dict[str, Experiment], dict[str, str]]:
+    """All experiments found (package, then ``ROBUSTRL_EXPERIMENTS_PATH``) and the modules that
+    failed to load, as ``(experiments by name, {module: error message})``."""
+    found: dict[str, Experiment] = {}
+    errors: dict[str, str] = {}
+    for ref in _candidate_refs():
+        try:
+            exp = _load_ref(ref)
+        except RunnerError as exc:
+            errors[ref[1]] = str(exc)
+            continue
+        if exp.name in found:
+            errors[ref[1]] = (f"experiment name {exp.name!r} already taken by "
+                              f"{found[exp.name].ref[1]}; ignored")
+            continue
+        found[exp.name] = exp
+    return found, errors
+
+
+def _package_has(module_name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(f"{EXPERIMENTS_PACKAGE}.{module_name}") is not None
+    except ImportError:
+        return False
+
+
+def load_experiment(name_or_path: str | os.PathLike) -> Experiment:
+    """An experiment by registered name, or from a ``.py`` file path."""
+    text = os.fspath(name_or_path)
+    if text.endswith(".py") or os.sep in text:
+        path = Path(text).expanduser().resolve()
+        if not path.is_file():
+            raise RunnerError(f"experiment file {text} does not exist")
+        return _load_ref(("file", str(path)))
+    if text.isidentifier() and _package_has(text):
+        # Fast path: the package module of that name (its import errors are reported as is).
+        exp = _load_ref(("module", f"{EXPERIMENTS_PACKAGE}.{text}"))
+        if exp.name == text:
+            return exp
+    found, errors = discover_experiments()
+    if text in found:
+        return found[text]
+    hint = f"; modules that failed to load: {', '.join(errors)}" if errors else ""
+    raise RunnerError(
+        f"unknown experiment {text!r}; available: {', '.join(sorted(found)) or 'none'} "
+        f"(or give the path of a .py experiment module){hint}"
+    )
+
+
+# --------------------------------------------------------------------------- configuration
+@dataclass(frozen=True)
+class RunConfig:
+    """What determines the cells of a run: experiment name, resolved grid and seed count."""
+
+    experiment: str
+    grid: dict[str, list]
+    seeds: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"experiment": self.experiment, "grid": self.grid, "seeds": self.seeds}
+
+    @property
+    def hash(self) -> str:
+        return _sha256(self.as_dict())[:16]
+
+    @property
+    def n_points(self) -> int:
+        return int(np.prod([len(v) for v in self.grid.values()]))
+
+
+def _numeric_from_str(text: str) -> int | float | None:
+    for conv in (int, float):
+        with contextlib.suppress(ValueError):
+            return conv(text)
+    return None
+
+
+def _coerce(value: Any, allowed: set[str], raw: str | None) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    kind = _kind(value)
+    if kind == "int" and "float" in allowed:
+        return float(value)
+    if kind in allowed:
+        return value
+    if kind == "str" and allowed & {"int", "float"}:
+        # YAML 1.1 reads 1e-3 (no dot) as a string.
+        num = _numeric_from_str(value.strip())
+        if num is not None:
+            return _coerce(num, allowed, None)
+    if raw is not None and allowed == {"str"} and kind in ("bool", "null", "int", "float"):
+        return raw  # `--set name=on` means the string "on" for a string parameter
+    raise TypeError(kind or type(value).__name__)
+
+
+def _override(exp: Experiment, grid: dict[str, list], key: str, value: Any, source: str,
+              raw: str | None = None) -> None:
+    if key not in exp.grid:
+        hint = " (use --seeds for the number of seeds)" if key == "seeds" else ""
+        raise RunnerError(f"{source}: unknown parameter {key!r} for experiment {exp.name}; "
+                          f"known parameters: {', '.join(exp.grid)}{hint}")
+    allowed = {_kind(v) for v in exp.grid[key]}
+    values = value.tolist() if isinstance(value, np.ndarray) else value
+    values = list(values) if isinstance(values, (list, tuple)) else [values]
+    raws = [raw] if raw is not None and len(values) == 1 and not isinstance(value, list) else \
+        [None] * len(values)
+    out = []
+    for v, r in zip(values, raws, strict=True):
+        try:
+            out.append(_coerce(v, allowed, r))
+        except TypeError as exc:
+            expected = " or ".join(sorted(allowed))
+            raise RunnerError(
+                f"{source}: {key} takes {expected} values (like its default "
+                f"{exp.grid[key]}); got {v!r} of type {exc}"
+            ) from None
+    grid[key] = _normalize_values(out, f"{source}: {key}")
+
+
+def parse_set(text: str) -> tuple[str, Any, str]:
+    """``"key=value"`` -> (key, YAML-parsed value, raw value text)."""
+    import yaml
+
+    key, sep, raw = text.partition("=")
+    key, raw = key.strip(), raw.strip()
+    if not sep or not key:
+        raise RunnerError(f"--set {text!r}: expected KEY=VALUE, e.g. --set lam=0.1 or "
+                          "--set 'perturbation=[0, 0.5, 1]'")
+    if not raw:
+        raise RunnerError(f"--set {text!r}: {key} needs a value")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise RunnerError(f"--set {text!r}: cannot parse the value: {exc}") from None
+    return key, value, raw
+
+
+def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML run config (keys: experiment, grid, seeds, out, workers, backend,
+    ray_address)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise RunnerError(f"cannot read config file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise RunnerError(f"config file {path} is not valid YAML: {exc}") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise RunnerError(f"config file {path} must hold a mapping with keys "
+                          f"{', '.join(CONFIG_KEYS)}")
+    unknown = sorted(set(data) - set(CONFIG_KEYS))
+    if unknown:
+        raise RunnerError(f"config file {path}: unknown keys {', '.join(map(str, unknown))}; "
+                          f"allowed: {', '.join(CONFIG_KEYS)}")
+    return data
+
+
+def _check_int(value: Any, name: str, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise RunnerError(f"{name} must be an integer >= {low}; got {value!r}")
+    return int(value)
+
+
+def resolve_config(
+    exp: Experiment,
+    config: Mapping[str, Any] | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    sets: Sequence[str] = (),
+    seeds: int | None = None,
+    source: str = "config",
+) -> RunConfig:
+    """Defaults <- config file ``grid``/``seeds`` <- ``overrides`` <- ``--set`` <- ``seeds``.
+
+    Every value is type-checked against the experiment's declared defaults: ints are accepted
+    where the default is a float, nothing else changes type.
+    """
+    config = dict(config or {})
+    if config.get("experiment") not in (None, exp.name):
+        raise RunnerError(f"{source} is for experiment {config['experiment']!r}, not {exp.name}")
+    grid = {k: list(v) for k, v in exp.grid.items()}
+    file_grid = config.get("grid") or {}
+    if not isinstance(file_grid, Mapping):
+        raise RunnerError(f"{source}: grid must map parameter names to a value or a list")
+    for key, value in file_grid.items():
+        _override(exp, grid, str(key), value, f"{source}: grid")
+    for key, value in (overrides or {}).items():
+        _override(exp, grid, key, value, "overrides")
+    for text in sets:
+        key, value, raw = parse_set(text)
+        _override(exp, grid, key, value, f"--set {text}", raw)
+    n_seeds = seeds if seeds is not None else config.get("seeds", exp.seeds)
+    n_seeds = _check_int(n_seeds, "seeds" if seeds is None else "--seeds")
+    return RunConfig(exp.name, grid, n_seeds)
+
+
+# --------------------------------------------------------------------------- cells and storage
+@dataclass(frozen=True)
+class Cell:
+    """One grid point and one seed index."""
+
+    index: int
+    params: dict[str, Any]
+    seed_index: int
+    seed: int
+    key: str
+
+
+def expand_cells(config: RunConfig) -> list[Cell]:
+    """The grid's cartesian product (declared key order, last key fastest), seed index
+    innermost."""
+    import itertools
+
+    keys = list(config.grid)
+    cells = []
+    for values in itertools.product(*(config.grid[k] for k in keys)):
+        params = dict(zip(keys, values, strict=True))
+        for i in range(config.seeds):
+            cells.append(Cell(len(cells), params, i, cell_seed(config.experiment, params, i),
+                              cell_key(config.experiment, params, i)))
+    return cells
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _describe_diff(old: Mapping[str, Any], new: RunConfig) -> str:
+    diffs = []
+    if old.get("experiment") != new.experiment:
+        diffs.append(f"experiment {old.get('experiment')!r} -> {new.experiment!r}")
+    if old.get("seeds") != new.seeds:
+        diffs.append(f"seeds {old.get('seeds')} -> {new.seeds}")
+    old_grid = old.get("grid") or {}
+    for key in dict.fromkeys([*old_grid, *new.grid]):
+        if old_grid.get(key) != new.grid.get(key):
+            diffs.append(f"{key} {old_grid.get(key, '(absent)')} -> "
+                         f"{new.grid.get(key, '(absent)')}")
+    return "; ".join(diffs) or "config hash differs"
+
+
+class ResultStore:
+    """The files of one output DIR: manifest, one JSON per finished cell, error tracebacks."""
+
+    def __init__(self, out: str | os.PathLike) -> None:
+        self.out = Path(out)
+        self.manifest_path = self.out / MANIFEST
+        self.cells_dir = self.out / CELLS_DIR
+        self.errors_dir = self.out / ERRORS_DIR
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        if not self.manifest_path.exists():
+            return None
+        try:
+            manifest = json.loads(self.manifest_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise RunnerError(f"{self.manifest_path} is unreadable ({exc}); not touching "
+                              f"{self.out}") from None
+        if not isinstance(manifest, dict) or "config_hash" not in manifest:
+            raise RunnerError(f"{self.manifest_path} is not a robustrl run manifest; not "
+                              f"touching {self.out}")
+        return manifest
+
+    def check_compatible(self, config: RunConfig) -> dict[str, Any] | None:
+        """Raise RunnerError unless DIR is new, or holds a run of exactly this config."""
+        if self.out.exists() and not self.out.is_dir():
+            raise RunnerError(f"--out {self.out} exists and is not a directory")
+        manifest = self.read_manifest()
+        if manifest is None:
+            if self.cells_dir.is_dir() and any(self.cells_dir.iterdir()):
+                raise RunnerError(f"{self.out} holds cell results but no {MANIFEST}; not "
+                                  "touching it: choose another --out")
+            return None
+        if manifest["config_hash"] != config.hash:
+            raise RunnerError(
+                f"{self.out} holds results of a different config (experiment "
+                f"{manifest.get('experiment')!r}, config {manifest['config_hash']}) than this "
+                f"run ({config.experiment!r}, config {config.hash}): "
+                f"{_describe_diff(manifest.get('config', {}), config)}. Nothing was written; "
+                f"choose another --out, or delete {self.out} to start over."
+            )
+        return manifest
+
+    def write_manifest(self, exp: Experiment, config: RunConfig, n_cells: int) -> None:
+        atomic_write_json(self.manifest_path, {
+            "format": _FORMAT, "experiment": exp.name, "module": list(exp.ref),
+            "config": config.as_dict(), "config_hash": config.hash, "n_cells": n_cells,
+            "robustrl_version": __version__, "created": _now(),
+        })
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """An exclusive advisory lock, so two runs never write the same DIR at once."""
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no locking
+            yield
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / ".lock", "w") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise RunnerError(f"another robustrl run is writing {self.out}") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def finished(self, cells: Sequence[Cell]) -> dict[str, dict]:
+        """Stored records of ``cells`` by key; unreadable files count as unfinished."""
+        wanted = {c.key for c in cells}
+        done = {}
+        if not self.cells_dir.is_dir():
+            return done
+        for path in self.cells_dir.glob("*.json"):
+            if path.name.startswith(".") or path.stem not in wanted:
+                continue
+            try:
+                rec = json.loads(path.read_text())
+            except (OSError, ValueError):
+                print(f"warning: {path} is unreadable; its cell will run again",
+                      file=sys.stderr)
+                continue
+            if isinstance(rec, dict) and rec.get("key") == path.stem and "metrics" in rec:
+                done[path.stem] = rec
+        return done
+
+    def write_record(self, record: dict) -> Path:
+        path = atomic_write_json(self.cells_dir / f"{record['key']}.json", record)
+        with contextlib.suppress(FileNotFoundError):
+            (self.errors_dir / f"{record['key']}.txt").unlink()
+        return path
+
+    def write_error(self, cell: Cell, text: str) -> Path:
+        head = (f"params: {_canonical(cell.params)}\nseed_index: {cell.seed_index}\n"
+                f"seed: {cell.seed}\n\n")
+        return atomic_write(self.errors_dir / f"{cell.key}.txt",
+                            lambda fh: fh.write(head + text), binary=False)
+
+
+def _record(config: RunConfig, cell: Cell, outcome: dict) -> dict[str, Any]:
+    return {
+        "experiment": config.experiment, "key": cell.key, "params": cell.params,
+        "seed_index": cell.seed_index, "seed": cell.seed, "metrics": outcome["metrics"],
+        "wall_time_s": outcome["wall_time_s"], "robustrl_version": __version__,
+        "python": platform.python_version(), "finished": _now(),
+    }
+
+
+# --------------------------------------------------------------------------- backends
+Outcomes = Iterator[tuple[Cell, dict]]
+
+
+def _failed(text: str) -> dict:
+    return {"ok": False, "error": text, "wall_time_s": float("nan")}
+
+
+def _run_in_process(ref: ModuleRef, cells: Sequence[Cell], inner_progress: bool) -> Outcomes:
+    for cell in cells:
+        yield cell, execute(ref, cell.params, cell.seed, inner_progress)
+
+
+def _run_pool(ref: ModuleRef, cells: Sequence[Cell], workers: int) -> Outcomes:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # spawn, not fork: forking a driver that already runs numba/tqdm threads is unsafe, and
+    # spawn behaves the same on every OS.
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_exec.ignore_sigint)
+    finished = False
+    try:
+        futures = {pool.submit(execute, ref, c.params, c.seed, False): c for c in cells}
+        for fut in as_completed(futures):
+            try:
+                outcome = fut.result()
+            except Exception as exc:  # the worker process died (e.g. killed, out of memory)
+                outcome = _failed(f"worker process failed: {type(exc).__name__}: {exc}\n")
+            yield futures[fut], outcome
+        finished = True
+    finally:
+        if finished:
+            pool.shutdown(wait=True)
+        else:
+            # Interrupted or stopped early: cancel the queue and stop cells in progress now
+            # rather than waiting for them (their results would not be written anyway).
+            procs = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.join(timeout=10)
+
+
+def _run_ray(ref: ModuleRef, cells: Sequence[Cell], workers: int | None,
+             address: str | None, quiet: bool) -> Outcomes:
+    try:
+        import ray
+    except ImportError:
+        raise RunnerError("--backend ray needs the optional dependency ray: "
+                          "pip install 'robustrl[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING",
+                                  "log_to_driver": not quiet}
+        if address:
+            kwargs["address"] = address
+        elif workers and not os.environ.get("RAY_ADDRESS"):
+            kwargs["num_cpus"] = workers  # a local instance sized like the local pool
+        ray.init(**kwargs)
+    task = ray.remote(execute)
+    queue = deque(cells)
+    inflight: dict[Any, Cell] = {}
+    limit = workers or len(cells)  # with no --workers, the cluster's scheduler decides
+    try:
+        while queue or inflight:
+            while queue and len(inflight) < limit:
+                cell = queue.popleft()
+                inflight[task.remote(ref, cell.params, cell.seed, False)] = cell
+            ready, _ = ray.wait(list(inflight), num_returns=1)
+            for obj in ready:
+                cell = inflight.pop(obj)
+                try:
+                    outcome = ray.get(obj)
+                except Exception as exc:  # worker crash, node loss, ...
+                    outcome = _failed(f"ray task failed: {type(exc).__name__}: {exc}\n")
+                yield cell, outcome
+    finally:
+        for obj in inflight:
+            with contextlib.suppress(Exception):
+                ray.cancel(obj, force=True)
+        if started:
+            ray.shutdown()
+
+
+def default_workers() -> int:
+    """CPUs this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+# --------------------------------------------------------------------------- running
+@dataclass
+class Failure:
+    cell: Cell
+    error_file: Path
+    message: str  # the traceback's last line
+
+
+@dataclass
+class RunReport:
+    """What :func:`run_experiment` did."""
+
+    experiment: Experiment
+    config: RunConfig
+    out: Path
+    cells: list[Cell]
+    records: list[dict]  # finished records in cell order
+    resumed: int  # cells already finished in DIR before this run
+    ran: int  # cells finished by this run
+    failures: list[Failure] = field(default_factory=list)
+    outputs: list[Path] = field(default_factory=list)
+    hook_errors: list[str] = field(default_factory=list)
+    report_text: str | None = None
+    dry_run: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return len(self.records) == len(self.cells)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C / SIGTERM during a run; finished cells are stored and a rerun resumes."""
+
+    def __init__(self, finished: int, total: int, out: Path) -> None:
+        super().__init__(f"interrupted with {finished} of {total} cells finished in {out}; "
+                         "rerun the same command to resume")
+        self.finished, self.total, self.out = finished, total, out
+
+
+def _log(quiet: bool, msg: str) -> None:
+    if not quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _check_points(exp: Experiment, config: RunConfig) -> None:
+    check = exp.hook("check")
+    if check is None:
+        return
+    import itertools
+
+    keys = list(config.grid)
+    for values in itertools.product(*(config.grid[k] for k in keys)):
+        params = dict(zip(keys, values, strict=True))
+        try:
+            check(dict(params))
+        except (ValueError, TypeError) as exc:
+            raise RunnerError(f"invalid parameters for {exp.name} {params}: {exc}") from None
+
+
+def run_experiment(
+    experiment: str | os.PathLike | Experiment,
+    out: str | os.PathLike | None = None,
+    *,
+    config: str | os.PathLike | Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    sets: Sequence[str] = (),
+    seeds: int | None = None,
+    workers: int | None = None,
+    backend: str | None = None,
+    ray_address: str | None = None,
+    quiet: bool = False,
+    fail_fast: bool = False,
+    dry_run: bool = False,
+) -> RunReport:
+    """Run (or resume) every cell of ``experiment`` into ``out`` and write the summaries.
+
+    Args:
+        experiment: a registered name, a ``.py`` path or an :class:`Experiment`.
+        out: output DIR (default ``results/<experiment>``, or the config file's ``out``).
+        config: a YAML file path or an already-parsed mapping (see :func:`load_config_file`).
+        overrides: ``{param: value or list}`` applied after the config file.
+        sets: ``"key=value"`` strings (YAML values) applied after ``overrides``.
+        seeds: number of seed indices per grid point (default: config, then ``SEEDS``).
+        workers: processes (local) or tasks in flight (ray); default: all usable CPUs for
+            local, unlimited for ray. ``workers=1`` runs in this process.
+        backend: ``"local"`` (default) or ``"ray"`` (``ray.init(address=ray_address)``; no
+            address and no ``RAY_ADDRESS`` starts a local Ray instance).
+        quiet: no progress bar and no progress messages.
+        fail_fast: stop at the first failing cell (default: run the others, report failures).
+        dry_run: resolve and check everything, report finished/pending cells, run nothing.
+
+    Raises:
+        RunnerError: unknown experiment or parameter, wrong value type, bad setting, or an
+            output DIR that holds another config -- raised before anything is written.
+        RunInterrupted: on KeyboardInterrupt; finished cells stay stored.
+    """
+    exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
+    source = "config"
+    if config is not None and not isinstance(config, Mapping):
+        source = f"config file {config}"
+        config = load_config_file(config)
+    config = dict(config or {})
+    unknown = sorted(set(config) - set(CONFIG_KEYS))
+    if unknown:
+        raise RunnerError(f"{source}: unknown keys {', '.join(unknown)}")
+    run_cfg = resolve_config(exp, config, overrides=overrides, sets=sets, seeds=seeds,
+                             source=source)
+    backend = backend if backend is not None else config.get("backend", "local")
+    if backend not in BACKENDS:
+        raise RunnerError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    workers = workers if workers is not None else config.get("workers")
+    if workers is not None:
+        workers = _check_int(workers, "workers")
+    ray_address = ray_address if ray_address is not None else config.get("ray_address")
+    out = Path(out if out is not None else config.get("out", Path("results") / exp.name))
+    _check_points(exp, run_cfg)
+    cells = expand_cells(run_cfg)
+    store = ResultStore(out)
+    store.check_compatible(run_cfg)  # before anything is created or written
+    if dry_run:
+        done = store.finished(cells)
+        return RunReport(exp, run_cfg, out, cells, [done[c.key] for c in cells if c.key in done],
+                         resumed=len(done), ran=0, dry_run=True)
+
+    with store.lock():
+        if store.check_compatible(run_cfg) is None:
+            store.write_manifest(exp, run_cfg, len(cells))
+        done = store.finished(cells)
+        pending = [c for c in cells if c.key not in done]
+        n_workers = workers if workers is not None else (
+            None if backend == "ray" else default_workers())
+        if n_workers is not None:
+            n_workers = max(1, min(n_workers, len(pending) or 1))
+        _log(quiet, f"{exp.name}: {len(cells)} cells ({run_cfg.n_points} grid points x "
+                    f"{run_cfg.seeds} seeds), {len(done)} already finished in {out}; running "
+                    f"{len(pending)} on {backend}"
+                    + (f" with {n_workers} worker(s)" if n_workers else ""))
+        report = RunReport(exp, run_cfg, out, cells, [], resumed=len(done), ran=0)
+        if pending:
+            _run_pending(report, store, pending, done, backend, n_workers, ray_address, quiet,
+                         fail_fast)
+        report.records = [done[c.key] for c in cells if c.key in done]
+        if report.complete:
+            _write_outputs(report, quiet)
+        elif not quiet:
+            _log(quiet, f"{len(report.records)} of {len(cells)} cells finished; summary and "
+                        "figures are written once every cell has finished")
+    return report
+
+
+def _run_pending(report: RunReport, store: ResultStore, pending: list[Cell],
+                 done: dict[str, dict], backend: str, workers: int | None,
+                 ray_address: str | None, quiet: bool, fail_fast: bool) -> None:
+    from tqdm import tqdm
+
+    ref = report.experiment.ref
+    if backend == "ray":
+        outcomes = _run_ray(ref, pending, workers, ray_address, quiet)
+    elif workers == 1:
+        outcomes = _run_in_process(ref, pending, inner_progress=not quiet)
+    else:
+        outcomes = _run_pool(ref, pending, int(workers or 1))
+    bar = tqdm(total=len(pending), desc=report.experiment.name, unit="cell", disable=quiet,
+               file=sys.stderr, dynamic_ncols=True)
+    try:
+        for cell, outcome in outcomes:
+            if outcome["ok"]:
+                rec = _record(report.config, cell, outcome)
+                store.write_record(rec)
+                done[cell.key] = rec
+                report.ran += 1
+            else:
+                path = store.write_error(cell, outcome["error"])
+                lines = outcome["error"].strip().splitlines() or ["unknown error"]
+                report.failures.append(Failure(cell, path, lines[-1]))
+                bar.set_postfix(failed=len(report.failures))
+                if fail_fast:
+                    break
+            bar.update(1)
+    except KeyboardInterrupt:
+        raise RunInterrupted(len(done), len(report.cells), report.out) from None
+    finally:
+        # Closing the generator stops the pool / cancels Ray tasks when we leave early.
+        outcomes.close()
+        bar.close()
+
+
+def _write_outputs(report: RunReport, quiet: bool) -> None:
+    from robustrl._runner_report import generic_figures, write_cells_csv, write_summary_csv
+
+    exp, out, records = report.experiment, report.out, report.records
+    report.outputs += [write_summary_csv(out / "summary.csv", records),
+                       write_cells_csv(out / "cells.csv", records)]
+    report.outputs += generic_figures(out / FIGURES_DIR, records, exp.name, exp.x_axis)
+    _run_hooks(report)
+    for path in report.outputs:
+        _log(quiet, f"wrote {path}")
+
+
+def _run_hooks(report: RunReport) -> None:
+    import traceback
+
+    plot = report.experiment.hook("plot")
+    if plot is not None:
+        try:
+            extra = plot(report.records, report.out)
+            report.outputs += [Path(p) for p in (extra or [])]
+        except Exception:
+            report.hook_errors.append(f"{report.experiment.name}.plot failed:\n"
+                                      + traceback.format_exc())
+    text = report.experiment.hook("report")
+    if text is not None:
+        try:
+            report.report_text = text(report.records)
+        except Exception:
+            report.hook_errors.append(f"{report.experiment.name}.report failed:\n"
+                                      + traceback.format_exc())
+
+
+def load_results(out: str | os.PathLike) -> tuple[dict[str, Any], list[dict]]:
+    """``(manifest, records)`` of an output DIR, records in cell order (finished cells only)."""
+    store = ResultStore(out)
+    manifest = store.read_manifest()
+    if manifest is None:
+        raise RunnerError(f"{out} holds no {MANIFEST}: not a robustrl run directory")
+    cfg = manifest["config"]
+    config = RunConfig(cfg["experiment"], cfg["grid"], cfg["seeds"])
+    cells = expand_cells(config)
+    done = store.finished(cells)
+    return manifest, [done[c.key] for c in cells if c.key in done]
+
+
+def plot_results(out: str | os.PathLike, quiet: bool = False) -> RunReport:
+    """Re-draw the summaries and figures of an output DIR from its stored records."""
+    manifest, records = load_results(out)
+    cfg = manifest["config"]
+    config = RunConfig(cfg["experiment"], cfg["grid"], cfg["seeds"])
+    try:
+        exp = _load_ref(tuple(manifest["module"]))
+    except RunnerError as exc:
+        _log(quiet, f"warning: {exc}; drawing only the generic figures")
+        exp = Experiment(config.experiment, "", config.grid, config.seeds,
+                         ("module", ""), ModuleType("missing"))
+    cells = expand_cells(config)
+    report = RunReport(exp, config, Path(out), cells, records, resumed=len(records), ran=0)
+    if not records:
+        raise RunnerError(f"{out} holds no finished cells yet")
+    if not report.complete:
+        _log(quiet, f"warning: only {len(records)} of {len(cells)} cells are finished; "
+                    "plotting those")
+    _write_outputs(report, quiet)
+    return report
+
+
+# --------------------------------------------------------------------------- inner progress
+def progress(iterable: Iterable | None = None, **kwargs: Any):
+    """A tqdm bar for loops inside ``run_one``: shown when the cell runs in the runner's own
+    process (``--workers 1``, not ``--quiet``), silent in pool and Ray workers."""
+    from tqdm import tqdm
+
+    kwargs.setdefault("leave", False)
+    kwargs.setdefault("file", sys.stderr)
+    return tqdm(iterable, disable=not _exec.INNER_PROGRESS, **kwargs)
+
+
+# --------------------------------------------------------------------------- bound checks
+@dataclass(frozen=True)
+class BoundCheck:
+    """A ``robustrl verify-bounds NAME ARGS...`` checker: ``func(argv) -> exit code``."""
+
+    name: str
+    func: Callable[[list[str]], int | None]
+    description: str
+
+
+_BOUND_CHECKS: dict[str, BoundCheck] = {}
+THEORY_PACKAGE = "robustrl.theory"
+
+
+def register_bound_check(name: str, func: Callable[[list[str]], int | None] | None = None, *,
+                         description: str | None = None):
+    """Register ``func(argv: list[str]) -> int | None`` as ``robustrl verify-bounds NAME``.
+
+    ``argv`` is everything after NAME on the command line; the return value is the exit
+    status (``None`` means 0). Use as a call or as a decorator::
+
+        @register_bound_check("r2pvi", description="R2PVI suboptimality vs Theorem 5.1")
+        def main(argv): ...
+
+    The CLI imports every module of :mod:`robustrl.theory` before looking checks up, so a
+    module registers by calling this at import time. Registering the same name again with a
+    different function raises ValueError.
+    """
+    def decorate(f: Callable[[list[str]], int | None]):
+        if not isinstance(name, str) or not name or any(c.isspace() for c in name):
+            raise ValueError(f"name must be a non-empty string without spaces; got {name!r}")
+        if not callable(f):
+            raise ValueError(f"func must be callable argv -> exit code; got {f!r}")
+        old = _BOUND_CHECKS.get(name)
+        if old is not None and (getattr(old.func, "__module__", None),
+                                getattr(old.func, "__qualname__", None)) != (
+                getattr(f, "__module__", None), getattr(f, "__qualname__", None)):
+            raise ValueError(f"bound check {name!r} is already registered by "
+                             f"{old.func.__module__}.{old.func.__qualname__}")
+        doc = (f.__doc__ or "").strip().splitlines()
+        _BOUND_CHECKS[name] = BoundCheck(name, f, description or (doc[0] if doc else ""))
+        return f
+
+    return decorate if func is None else decorate(func)
+
+
+def bound_checks() -> dict[str, BoundCheck]:
+    """The registered bound checks by name (a copy)."""
+    return dict(_BOUND_CHECKS)
+
+
+def load_bound_checks() -> dict[str, str]:
+    """Import every module of :mod:`robustrl.theory` so that they register their checks;
+    returns ``{module: error}`` for the modules that failed to import."""
+    import importlib
+
+    errors: dict[str, str] = {}
+    try:
+        pkg = importlib.import_module(THEORY_PACKAGE)
+    except Exception as exc:
+        return {THEORY_PACKAGE: f"{type(exc).__name__}: {exc}"}
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        try:
+            importlib.import_module(f"{THEORY_PACKAGE}.{info.name}")
+        except Exception as exc:
+            errors[f"{THEORY_PACKAGE}.{info.name}"] = f"{type(exc).__name__}: {exc}"
+    return errors
