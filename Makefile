@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-slow bench lint clean clean-numba
+.PHONY: install demo test test-slow test-ray bench lint clean clean-numba
 
 install: $(VENV)/.installed
 
@@ -15,8 +15,8 @@ $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -c constraints.txt -e ".[all]"
 	touch $@
 
-demo: install
-	$(BIN)/python experiments/exact_robust_values.py --out results/exact_robust_values
+demo: install  # resumable: a rerun reuses finished cells and redraws the table and figures
+	$(BIN)/robustrl run exact_robust_values --out results/exact_robust_values
 
 lint: install
 	$(BIN)/ruff check .
@@ -26,6 +26,10 @@ test: lint
 
 test-slow: install
 	$(BIN)/python -m pytest -m slow
+
+test-ray: install  # the optional Ray backend (ray is not part of .[all])
+	$(BIN)/python -m pip install -c constraints.txt -e ".[ray]"
+	$(BIN)/python -m pytest tests/test_runner.py -k ray
 
 bench: install
 	$(BIN)/python benchmarks/bench_primitives.py

@@ -1,4 +1,4 @@
-"""The README's main job and the console entry point."""
+"""The README's main job (`robustrl run exact_robust_values`, i.e. `make demo`) and the CLI."""
 
 import json
 import subprocess
@@ -8,33 +8,44 @@ from pathlib import Path
 import numpy as np
 
 from robustrl.cli import main as cli_main
+from robustrl.runner import load_results
 
 REPO = Path(__file__).resolve().parents[1]
+ROBUSTRL = [sys.executable, "-m", "robustrl.cli"]
 
 
-def test_main_job_writes_results_and_plot(tmp_path):
+def test_main_job_through_the_runner_writes_table_results_and_plots(tmp_path):
     out = subprocess.run(
-        [sys.executable, str(REPO / "experiments" / "exact_robust_values.py"),
-         "--out", str(tmp_path), "--rhos", "0.2", "0.5", "--lams", "0.1", "1.0"],
+        [*ROBUSTRL, "run", "exact_robust_values", "--out", str(tmp_path), "--workers", "1",
+         "--set", "policy=[non-robust, 'tv-ball:0.2', 'tv-ball:0.5', 'kl:0.1', 'chi2:1']"],
         capture_output=True, text=True, timeout=300,
     )
     assert out.returncode == 0, out.stderr
-    assert "non-robust" in out.stdout
-    res = json.loads((tmp_path / "results.json").read_text())
-    png = tmp_path / "exact_robust_values.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    curves = res["policies"]
+    table = out.stdout.splitlines()
+    assert any(line.startswith("non-robust") for line in table)
+    assert any(line.startswith("TV ball, rho=0.5") for line in table)
+    for png in ("exact_robust_values.png", "figures/objective_value.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "summary.csv").read_text().startswith("policy,n,objective_value_mean")
+
+    manifest, records = load_results(tmp_path)
+    assert manifest["experiment"] == "exact_robust_values" and len(records) == 5
+    curves = {r["params"]["policy"]: r["metrics"] for r in records}
     nonrobust = np.array(curves["non-robust"]["return_vs_q"])
     # q moves goal mass to the fail state, so every policy's return falls with q ...
     for c in curves.values():
         assert np.all(np.diff(c["return_vs_q"]) <= 1e-12)
+        assert c["return_q1"] == c["return_vs_q"][-1]
     # A TV ball on the goal factor switches the first action once rho exceeds
     # rho* = 1 - 0.999 * V2(x2) / 2 = 1 - 0.999 * 1.24975 / 2 ~ 0.376, where 2(1 - rho) is the
     # goal factor's worst case: rho = 0.5 is better under the largest shift, worse at q = 0.
-    cautious = np.array(curves["TV ball, rho=0.5"]["return_vs_q"])
+    cautious = np.array(curves["tv-ball:0.5"]["return_vs_q"])
     assert cautious[-1] > nonrobust[-1] + 0.4
     assert nonrobust[0] > cautious[0] + 0.2
-    assert curves["TV ball, rho=0.2"]["return_vs_q"] == curves["non-robust"]["return_vs_q"]
+    assert curves["tv-ball:0.5"]["first_action"] != curves["non-robust"]["first_action"]
+    assert curves["tv-ball:0.2"]["return_vs_q"] == curves["non-robust"]["return_vs_q"]
+
+    res = json.loads((tmp_path / "curves.json").read_text())
     # the robust value falls with rho, with a kink where the policy switches
     slopes = np.diff(res["robust_value_vs_rho"]) / np.diff(res["rho_curve"])
     assert np.all(slopes < 0) and slopes[0] < 2 * slopes[-1]
@@ -42,6 +53,26 @@ def test_main_job_writes_results_and_plot(tmp_path):
     for vals in res["robust_value_vs_lam"].values():
         assert np.all(np.diff(vals) >= -1e-10)
         assert vals[-1] <= res["non_robust_value"] + 1e-10
+    assert res["non_robust_value"] == curves["non-robust"]["objective_value"]
+
+
+def test_main_job_script_delegates_to_the_runner(tmp_path):
+    """`python experiments/exact_robust_values.py` still works (it is `robustrl run ...`)."""
+    out = subprocess.run(
+        [sys.executable, str(REPO / "experiments" / "exact_robust_values.py"), "--out",
+         str(tmp_path), "--workers", "1", "--quiet", "--set", "policy=non-robust"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "non-robust" in out.stdout and out.stderr == ""
+    assert (tmp_path / "exact_robust_values.png").exists()
+
+
+def test_main_job_rejects_a_malformed_policy(tmp_path, capsys):
+    assert cli_main(["run", "exact_robust_values", "--out", str(tmp_path / "x"),
+                     "--set", "policy=kl:-1"]) == 2
+    assert "LAMBDA must be > 0" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def test_cli_version_and_envs(capsys):
