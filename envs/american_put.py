@@ -167,6 +167,19 @@ class AmericanPutEnv(gym.Env):
         value = self.reward_scale * np.maximum(0.0, self.strike - np.asarray(price, dtype=float))
         return float(value) if np.ndim(value) == 0 else value
 
+    def known_action_values(self, obs) -> np.ndarray:
+        """Action values known without learning, NaN where a learner must estimate them.
+
+        ``obs`` is one observation ``(price, step)`` or a batch ``(..., 2)``; the result has
+        shape ``(..., 2)``: NaN for hold (learned) and :meth:`exercise_value` for exercise, which
+        pays a known amount and ends the episode. Offline agents use it as
+        ``V(s) = max(exercise value, learned hold Q)`` (note 3.2).
+        """
+        prices = np.asarray(obs, dtype=np.float64)[..., 0]
+        out = np.full((*prices.shape, 2), np.nan)
+        out[..., EXERCISE] = self.exercise_value(prices)
+        return out
+
     def features(self, obs, action: int) -> np.ndarray:
         """``phi(s, hold)`` = the hat features, and ``phi(s, exercise)`` = 0.
 

@@ -1,0 +1,171 @@
+"""Numba kernels for the per-coordinate dual estimators of the offline agents (note 1.4, 1.7).
+
+Each kernel takes the next-state values ``v`` (K,) shared by every coordinate and the regression
+matrix ``xi = Lambda^{-1} Phi^T W`` (d, K), whose row ``i`` holds the signed weights with which
+the data estimate factor ``i``; ``v`` is sorted once for all ``d`` rows. Inputs are trusted
+(C-contiguous float64, finite); the agents in :mod:`robustrl.agents` prepare them.
+
+A coordinate whose radius is 0 is not uncertain: it gets the plain regression estimate
+``sum_j xi_ij v_j`` (the dual's rho -> 0 limit for exact weights, and what the exact DP uses).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from robustrl._kernels.divergence import _chi2_regularized_sorted, _tv_dual_sorted
+
+# Golden-section ratio and the width (in log alpha) of the DRVI-L search bracket.
+_INV_PHI = 0.6180339887498949
+KL_LOG_BRACKET = 40.0
+_KL_LOG_TOL = 1e-10
+
+
+@njit(cache=True)
+def _row_dot(xi, i, v):
+    acc = 0.0
+    for j in range(v.shape[0]):
+        acc += xi[i, j] * v[j]
+    return acc
+
+
+@njit(cache=True)
+def tv_dual_rows(v, xi, rho, v_min):
+    """DRPVI (note 1.7): per row, max over alpha in {v_min} U {v_j} of
+    ``sum_j xi_ij min(v_j, alpha) - rho_i (alpha - v_min)``, exact by sort and cumulative sums."""
+    n = v.shape[0]
+    d = xi.shape[0]
+    out = np.empty(d)
+    if n == 0:
+        out[:] = 0.0
+        return out
+    order = np.argsort(v, kind="mergesort")
+    v_sorted = v[order]
+    w = np.empty(n)
+    for i in range(d):
+        if rho[i] == 0.0:
+            out[i] = _row_dot(xi, i, v)
+            continue
+        for j in range(n):
+            w[j] = xi[i, order[j]]
+        out[i] = _tv_dual_sorted(v_sorted, w, rho[i], v_min)
+    return out
+
+
+@njit(cache=True)
+def chi2_regularized_rows(v, xi, lam):
+    """R2PVI chi2 (note 1.4): per row, max over alpha in [min v, max v] of
+    ``z1 - (z2 - z1^2) / (4 lam)``, ``z_k = sum_j xi_ij min(v_j, alpha)^k``, exact by segments."""
+    n = v.shape[0]
+    d = xi.shape[0]
+    out = np.empty(d)
+    if n == 0:
+        out[:] = 0.0
+        return out
+    order = np.argsort(v, kind="mergesort")
+    v_sorted = v[order]
+    w = np.empty(n)
+    for i in range(d):
+        for j in range(n):
+            w[j] = xi[i, order[j]]
+        out[i] = _chi2_regularized_sorted(v_sorted, w, lam)
+    return out
+
+
+@njit(cache=True)
+def kl_dual_objective(v, xi, i, alpha, rho, log_floor, centered, shift):
+    """DRVI-L objective ``-alpha log max(z, z_floor) - alpha rho`` at one alpha > 0 (note 1.7).
+
+    ``centered=False``: ``z = sum_j xi_ij exp(-v_j / alpha)`` (the note's formula), written as
+    ``exp(-shift / alpha) S`` with ``S = sum_j xi_ij exp(-(v_j - shift) / alpha)`` and ``shift`` the
+    smallest value the row weights; the floor clips ``S`` (not z), so that exact data are never
+    clipped however small ``exp(-shift / alpha)`` is, and only a (near) non-positive estimate is.
+    ``centered=True``: ``z = 1 + sum_j xi_ij (exp(-v_j / alpha) - 1)``, the authors' code (it
+    regresses ``exp(-V/alpha) - 1`` and adds 1 back), so a coordinate without data gets z = 1.
+    """
+    if centered:
+        z = 1.0
+        for j in range(v.shape[0]):
+            z += xi[i, j] * math.expm1(-v[j] / alpha)
+        log_z = math.log(z) if z > 0.0 else -np.inf
+    else:
+        s = 0.0
+        for j in range(v.shape[0]):
+            if xi[i, j] != 0.0:
+                s += xi[i, j] * math.exp(-(v[j] - shift) / alpha)
+        # The floor applies to the shifted sum, so it only bites where the estimate is (near)
+        # non-positive, never merely because exp(-shift / alpha) is small.
+        return shift - alpha * max(math.log(s) if s > 0.0 else -np.inf, log_floor) - alpha * rho
+    if log_z < log_floor:
+        log_z = log_floor
+    return -alpha * log_z - alpha * rho
+
+
+@njit(cache=True)
+def kl_constrained_rows(v, xi, rho, z_floor, centered):
+    """DRVI-L (note 1.7): per row, sup over alpha > 0 of :func:`kl_dual_objective`.
+
+    For exact weights (a probability vector) the objective is concave and its maximiser lies
+    below ``(E v - min v) / rho`` (Jensen), so the search bracket is
+    ``log alpha in [log a_hi - 40, log a_hi]`` with ``a_hi = spread / rho``: ``spread`` is the range
+    of the values the row weights (``centered=True`` adds the value 0, which the centring
+    implicitly puts the missing mass on). Golden section in ``log alpha`` down to a 1e-10
+    bracket; both end points are evaluated and the best point seen is returned. With signed
+    regression weights the objective need not be concave and the search returns a local
+    maximum. A row with no nonzero weight (no data) gets 0, the ridge estimate.
+    """
+    n = v.shape[0]
+    d = xi.shape[0]
+    out = np.zeros(d)
+    log_floor = math.log(z_floor)
+    for i in range(d):
+        if n == 0:
+            continue
+        if rho[i] == 0.0:
+            out[i] = _row_dot(xi, i, v)
+            continue
+        lo_v = np.inf
+        hi_v = -np.inf
+        for j in range(n):
+            if xi[i, j] != 0.0:
+                lo_v = min(lo_v, v[j])
+                hi_v = max(hi_v, v[j])
+        if lo_v == np.inf:
+            continue
+        if centered:
+            lo_v = min(lo_v, 0.0)
+            hi_v = max(hi_v, 0.0)
+        spread = max(hi_v - lo_v, 1e-8 * max(1.0, abs(lo_v), abs(hi_v)))
+        hi = math.log(spread / rho[i])
+        lo = hi - KL_LOG_BRACKET
+        best = max(
+            kl_dual_objective(v, xi, i, math.exp(lo), rho[i], log_floor, centered, lo_v),
+            kl_dual_objective(v, xi, i, math.exp(hi), rho[i], log_floor, centered, lo_v),
+        )
+        x1 = hi - _INV_PHI * (hi - lo)
+        x2 = lo + _INV_PHI * (hi - lo)
+        f1 = kl_dual_objective(v, xi, i, math.exp(x1), rho[i], log_floor, centered, lo_v)
+        f2 = kl_dual_objective(v, xi, i, math.exp(x2), rho[i], log_floor, centered, lo_v)
+        best = max(best, f1, f2)
+        while hi - lo > _KL_LOG_TOL:
+            if f1 >= f2:
+                hi = x2
+                x2 = x1
+                f2 = f1
+                x1 = hi - _INV_PHI * (hi - lo)
+                f1 = kl_dual_objective(v, xi, i, math.exp(x1), rho[i], log_floor, centered, lo_v)
+                if f1 > best:
+                    best = f1
+            else:
+                lo = x1
+                x1 = x2
+                f1 = f2
+                x2 = lo + _INV_PHI * (hi - lo)
+                f2 = kl_dual_objective(v, xi, i, math.exp(x2), rho[i], log_floor, centered, lo_v)
+                if f2 > best:
+                    best = f2
+        out[i] = best
+    return out

@@ -1,0 +1,77 @@
+"""NumPy/scipy twins of :mod:`robustrl._kernels.offline` (slow, written from the definitions).
+
+Each row is solved on its own: the TV and chi2 duals through the single-row references of
+:mod:`robustrl.reference.divergence` (explicit candidates / bounded search), the DRVI-L dual by a
+bounded Brent search in ``log alpha`` over the same bracket as the kernel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import logsumexp
+
+from robustrl.reference import divergence as _div
+from robustrl.reference.divergence import _bounded_max
+
+KL_LOG_BRACKET = 40.0
+
+
+def tv_dual_rows(v: np.ndarray, xi: np.ndarray, rho: np.ndarray, v_min: float) -> np.ndarray:
+    if v.size == 0:
+        return np.zeros(xi.shape[0])
+    return np.array(
+        [
+            float(w @ v) if r == 0.0 else _div.tv_dual_weighted(v, w, r, v_min)
+            for w, r in zip(xi, rho, strict=True)
+        ]
+    )
+
+
+def chi2_regularized_rows(v: np.ndarray, xi: np.ndarray, lam: float) -> np.ndarray:
+    if v.size == 0:
+        return np.zeros(xi.shape[0])
+    return np.array([_div.chi2_regularized_dual_weighted(v, w, lam) for w in xi])
+
+
+def kl_dual_objective(v, w, alpha: float, rho: float, z_floor: float, centered: bool) -> float:
+    """``-alpha log z - alpha rho``: centred, ``z = max(1 + sum w (exp(-v/alpha) - 1), z_floor)``;
+    otherwise ``z = exp(-m/alpha) max(sum w exp(-(v - m)/alpha), z_floor)``, m the smallest value
+    with nonzero weight. Logs of signed sums are taken by ``logsumexp``."""
+    if centered:
+        log_z, sign = logsumexp(
+            np.concatenate(([0.0], -v / alpha, [0.0])),
+            b=np.concatenate(([1.0], w, [-float(np.sum(w))])),
+            return_sign=True,
+        )
+        log_z = float(log_z) if sign > 0 else -np.inf
+        return float(-alpha * max(log_z, np.log(z_floor)) - alpha * rho)
+    # z = exp(-m / alpha) S with m the smallest weighted value; the floor clips S.
+    shift = float(v[w != 0.0].min())
+    log_s, sign = logsumexp(-(v - shift) / alpha, b=w, return_sign=True)
+    log_s = float(log_s) if sign > 0 else -np.inf
+    return float(shift - alpha * max(log_s, np.log(z_floor)) - alpha * rho)
+
+
+def kl_constrained_rows(v: np.ndarray, xi: np.ndarray, rho: np.ndarray, z_floor: float,
+                        centered: bool) -> np.ndarray:
+    out = np.zeros(xi.shape[0])
+    for i, (w, r) in enumerate(zip(xi, rho, strict=True)):
+        if v.size == 0:
+            continue
+        if r == 0.0:
+            out[i] = float(w @ v)
+            continue
+        support = v[w != 0.0]
+        if support.size == 0:
+            continue
+        lo_v, hi_v = float(support.min()), float(support.max())
+        if centered:
+            lo_v, hi_v = min(lo_v, 0.0), max(hi_v, 0.0)
+        spread = max(hi_v - lo_v, 1e-8 * max(1.0, abs(lo_v), abs(hi_v)))
+        hi = np.log(spread / r)
+        out[i] = _bounded_max(
+            lambda x, w=w, r=r: kl_dual_objective(v, w, float(np.exp(x)), r, z_floor, centered),
+            hi - KL_LOG_BRACKET,
+            hi,
+        )
+    return out
