@@ -1,0 +1,655 @@
+"""Shared machinery of the online linear agents: LSVI-UCB, DR-LSVI-UCB and DR-RPO.
+
+All three follow the same episode loop (reference note sections 2.2 and 4):
+
+1. play one episode in the (nominal) training environment with the current policy;
+2. add its transitions to per-step buffers and update ``Lambda_h^{-1}`` with one Sherman-Morrison
+   rank-one update per step (``O(d^2)``; the Gram matrix is kept exactly and
+   ``Lambda_h^{-1}`` is recomputed from it by Cholesky every ``_REFRESH_EVERY`` updates to stop
+   rounding drift);
+3. run one optimistic backward pass over all past data,
+   ``w_h = Lambda_h^{-1} sum_tau phi_tau r_tau + nu_h`` where ``nu_h`` is the (robust)
+   regression of the next-step values ``V_{h+1}(s'_tau)``.
+
+Cost of one episode, per step ``h`` with ``n`` past transitions: ``O(d^2)`` for the Gram
+update, ``O(|A| d)`` to act, and for the regression over past data ``O(n |A| d)`` to re-evaluate
+``V_{h+1}`` at the past next states (the targets change every episode, as in any LSVI method),
+``O(n d^2)`` for ``Xi = Lambda^{-1} Phi^T`` and the dual: ``O(n log n + n d)`` for the TV dual
+(one sort shared by the ``d`` coordinates, then cumulative sums), ``O(70 n d)`` for the KL dual
+(golden section). Nothing is refitted from scratch: no ``d x d`` factorisation per episode.
+
+When ``env.unwrapped`` has a ``model`` (an exact :class:`~robustrl.models.LinearMDP`), every
+episode also records the exact value of the policy played and the exact optimum, so
+``regret_`` is the per-episode regret with no Monte-Carlo noise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from robustrl._kernels.ridge import spd_inverse
+from robustrl.agents.base import LinearAgent
+from robustrl.bonus import check_bonus_name
+from robustrl.models import LinearMDP
+from robustrl.ridge import sherman_morrison_update
+from robustrl.validation import (
+    check_array,
+    check_distribution,
+    check_divergence,
+    check_int,
+    check_nonnegative,
+    check_positive,
+    check_scalar,
+    check_seed,
+)
+from robustrl.value_iteration import greedy_q_values
+
+__all__ = [
+    "OnlineLinearAgent",
+    "RegretCurve",
+    "kl_dual_rows",
+    "robust_value_regression",
+    "run_regret_curve",
+    "tv_dual_rows",
+]
+
+# Recompute Lambda^{-1} from the exact Gram matrix every this many rank-one updates.
+_REFRESH_EVERY = 256
+# Golden-section iterations of the KL dual (the log-alpha interval shrinks by 0.618^70 ~ 2e-15).
+_KL_ITERATIONS = 70
+_GOLDEN = 0.6180339887498949
+
+
+# --------------------------------------------------------------------------------------------
+# the robust regression of next-step values (note sections 1.7 and 4)
+
+
+def tv_dual_rows(values, weights, rho, v_min: float) -> np.ndarray:
+    """Row-wise DRPVI / DR-LSVI-UCB TV estimator (note 1.7, section 4).
+
+    ``nu_i = max over alpha in {v_min} U {v_j} of sum_j W_ij min(v_j, alpha) - rho_i (alpha -
+    v_min)`` for ``values (n,)``, signed regression weights ``weights (d, n)`` and radii
+    ``rho (d,)`` (or a scalar). The objective is piecewise linear in ``alpha`` with kinks at the
+    ``v_j``, so the candidates are exact. One sort shared by all rows, then cumulative sums:
+    ``O(n log n + d n)``. Row ``i`` equals :func:`robustrl.divergences.tv_dual_weighted`
+    ``(values, weights[i], rho_i, v_min)``.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    W = np.asarray(weights, dtype=np.float64)
+    d, n = W.shape
+    rho_arr = np.broadcast_to(np.asarray(rho, dtype=np.float64), (d,))
+    order = np.argsort(v, kind="mergesort")
+    vs = v[order]
+    Ws = W[:, order]
+    total = Ws.sum(axis=1)
+    at_v_min = Ws @ np.minimum(vs, v_min)  # alpha = v_min: the rho term vanishes
+    below = np.cumsum(Ws * vs, axis=1)  # sum_{j <= k} W_j v_j
+    cum_w = np.cumsum(Ws, axis=1)
+    # Ties need no care: for j > k with v_j == alpha, min(v_j, alpha) = v_j either way.
+    vals = below + vs * (total[:, None] - cum_w) - rho_arr[:, None] * (vs - v_min)
+    return np.maximum(at_v_min, vals.max(axis=1)) if n else at_v_min
+
+
+def _kl_objective(log_alpha, v, W, rho, shift, span):
+    """``-alpha log clip(sum_j W_ij exp(-v_j / alpha)) - alpha rho_i`` per row, stably.
+
+    ``shift``/``span`` (per row) are the smallest observed value with nonzero weight and the
+    range of those values; the estimate of ``E exp(-(v - shift)/alpha)`` is clipped to what a
+    distribution over them can give, ``[exp(-span/alpha), 1]``, so the value stays in
+    ``[shift, shift + span]`` before the ``rho`` term (the R2PVI-code clip, note 1.4).
+    """
+    alpha = np.exp(log_alpha)
+    with np.errstate(over="ignore"):
+        z = np.einsum("in,in->i", W, np.exp(-np.maximum(v[None, :] - shift[:, None], 0.0)
+                                           / alpha[:, None]))
+    with np.errstate(divide="ignore"):
+        log_z = np.where(z > 0.0, np.log(np.where(z > 0.0, z, 1.0)), -np.inf)
+    log_z = np.clip(log_z, -span / alpha, 0.0)
+    return shift - alpha * log_z - alpha * rho
+
+
+def kl_dual_rows(values, weights, rho) -> np.ndarray:
+    """Row-wise DRVI-L KL estimator (note 1.7): ``max_{alpha > 0} -alpha log([W exp(-v/alpha)]_i)
+    - alpha rho_i``.
+
+    Golden-section search over ``log alpha`` in ``[log(1e-12 span), log(span (1 + 1/rho))]``
+    per row, ``span`` the range of the values with nonzero weight (beyond the upper end the
+    objective is below its ``alpha -> 0`` limit), vectorised over rows: ``_KL_ITERATIONS``
+    evaluations of ``O(d n)`` each. The lower end stands for the limit ``alpha -> 0`` (the
+    smallest value in the support). Exact (to ~1e-10) when every row of ``weights`` is a
+    probability vector, where it equals :func:`robustrl.divergences.constrained_inner` with
+    ``divergence="kl"``; with signed regression weights the clipped objective need not be
+    unimodal and the search returns a local maximum. Rows with ``rho_i = 0`` return the plain
+    regression ``W_i . v``.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    W = np.asarray(weights, dtype=np.float64)
+    d, n = W.shape
+    rho_arr = np.ascontiguousarray(np.broadcast_to(np.asarray(rho, dtype=np.float64), (d,)))
+    out = W @ v
+    robust = (rho_arr > 0.0) & np.any(W != 0.0, axis=1)
+    if n == 0 or not np.any(robust):
+        return out
+    Wr, rr = W[robust], rho_arr[robust]
+    support = Wr != 0.0
+    shift = np.where(support, v[None, :], np.inf).min(axis=1)
+    span = np.where(support, v[None, :], -np.inf).max(axis=1) - shift
+    flat = span <= 0.0  # one value in the support: every distribution gives it
+    span = np.where(flat, 1.0, span)
+    lo = np.log(1e-12 * span)
+    hi = np.log(span * (1.0 + 1.0 / rr))
+    a = hi - _GOLDEN * (hi - lo)
+    b = lo + _GOLDEN * (hi - lo)
+    fa = _kl_objective(a, v, Wr, rr, shift, span)
+    fb = _kl_objective(b, v, Wr, rr, shift, span)
+    for _ in range(_KL_ITERATIONS):
+        left = fa >= fb  # the maximum lies in [lo, b]; otherwise in [a, hi]
+        hi = np.where(left, b, hi)
+        lo = np.where(left, lo, a)
+        a_next = np.where(left, hi - _GOLDEN * (hi - lo), b)
+        b_next = np.where(left, a, lo + _GOLDEN * (hi - lo))
+        f_new = _kl_objective(np.where(left, a_next, b_next), v, Wr, rr, shift, span)
+        fa, fb = np.where(left, f_new, fb), np.where(left, fa, f_new)
+        a, b = a_next, b_next
+    # The bracket's lower end stands for alpha -> 0: when the maximum is there, the search
+    # converges to it (within ~1e-15 in log alpha), so no separate edge candidate is needed.
+    out[robust] = np.where(flat, shift, np.maximum(fa, fb))
+    return out
+
+
+def robust_value_regression(values, xi, divergence: str | None, rho: float,
+                            v_min: float | str = 0.0) -> np.ndarray:
+    """``nu = `` regression of the next-step ``values (n,)`` with weights ``xi (d, n)``.
+
+    ``divergence=None`` or ``rho = 0``: the ordinary regression ``xi @ values`` (a factor of
+    radius 0 is not uncertain, as in :mod:`robustrl.exact`). ``"tv"``: :func:`tv_dual_rows`
+    with ``v_min`` (a number, or ``"data"`` for the smallest observed value, the R2PVI-code
+    choice, note section 5.4). ``"kl"``: :func:`kl_dual_rows`.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if divergence is None or rho == 0.0 or v.shape[0] == 0:
+        return xi @ v
+    if divergence == "tv":
+        floor = float(v.min()) if v_min == "data" else float(v_min)
+        return tv_dual_rows(v, xi, rho, floor)
+    if divergence == "kl":
+        return kl_dual_rows(v, xi, rho)
+    raise ValueError(f"divergence must be None, 'tv' or 'kl'; got {divergence!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# transition storage
+
+
+class _StepBuffers:
+    """Per-step transitions ``(phi, r, phi(s', .), valid)``, stored with capacity doubling."""
+
+    def __init__(self, horizon: int, dim: int, n_actions: int, capacity: int = 64) -> None:
+        self.horizon, self.dim, self.n_actions = horizon, dim, n_actions
+        self.count = np.zeros(horizon, dtype=np.int64)
+        self._cap = capacity
+        self._phi = np.zeros((horizon, capacity, dim))
+        self._r = np.zeros((horizon, capacity))
+        self._next = np.zeros((horizon, capacity, n_actions, dim))
+        self._valid = np.zeros((horizon, capacity), dtype=bool)
+
+    def _grow(self) -> None:
+        cap = 2 * self._cap
+        for name in ("_phi", "_r", "_next", "_valid"):
+            old = getattr(self, name)
+            new = np.zeros((old.shape[0], cap, *old.shape[2:]), dtype=old.dtype)
+            new[:, : self._cap] = old
+            setattr(self, name, new)
+        self._cap = cap
+
+    def add(self, h: int, phi, r: float, next_phi, valid: bool) -> None:
+        if self.count[h] == self._cap:
+            self._grow()
+        k = self.count[h]
+        self._phi[h, k] = phi
+        self._r[h, k] = r
+        self._next[h, k] = next_phi
+        self._valid[h, k] = valid
+        self.count[h] += 1
+
+    def features(self, h: int) -> np.ndarray:
+        return self._phi[h, : self.count[h]]
+
+    def rewards(self, h: int) -> np.ndarray:
+        return self._r[h, : self.count[h]]
+
+    def next_features(self, h: int) -> np.ndarray:
+        return self._next[h, : self.count[h]]
+
+    def next_valid(self, h: int) -> np.ndarray:
+        return self._valid[h, : self.count[h]]
+
+    def to_flat(self) -> dict[str, np.ndarray]:
+        steps = np.concatenate([np.full(c, h, dtype=np.int64) for h, c in enumerate(self.count)])
+        return {
+            "steps": steps,
+            "features": np.concatenate([self.features(h) for h in range(self.horizon)]),
+            "rewards": np.concatenate([self.rewards(h) for h in range(self.horizon)]),
+            "next_features": np.concatenate(
+                [self.next_features(h) for h in range(self.horizon)]
+            ),
+            "next_valid": np.concatenate([self.next_valid(h) for h in range(self.horizon)]),
+        }
+
+    @classmethod
+    def from_flat(cls, horizon, dim, n_actions, steps, features, rewards, next_features,
+                  next_valid) -> _StepBuffers:
+        buf = cls(horizon, dim, n_actions)
+        for i in range(len(steps)):
+            buf.add(int(steps[i]), features[i], float(rewards[i]), next_features[i],
+                    bool(next_valid[i]))
+        return buf
+
+
+# --------------------------------------------------------------------------------------------
+# the agent base class
+
+
+def _check_eta(eta) -> float:
+    try:
+        x = float(eta)
+    except (TypeError, ValueError):
+        raise ValueError(f"eta must be a positive real number or inf; got {eta!r}") from None
+    if x == math.inf:
+        return x
+    return check_positive(x, "eta")
+
+
+class OnlineLinearAgent(LinearAgent):
+    """Optimistic least-squares value iteration, online, on a linear-feature environment.
+
+    Subclasses define the next-step value used in the regression targets
+    (:meth:`_next_values`), the robust regression (``divergence``/``rho``), the action
+    distribution and the exact value of the played policy (:meth:`_exact_episode_value`,
+    :meth:`_exact_optimum`).
+
+    Args:
+        env: a Gymnasium environment whose ``unwrapped`` exposes ``horizon``, ``feature_dim``
+            and ``action_features(obs) -> (A, d)``; observations end with the 0-indexed step.
+        ridge: ridge parameter ``gamma > 0`` of ``Lambda_h = gamma I + sum phi phi^T``.
+        beta: bonus multiplier ``>= 0``.
+        bonus: bonus name of :mod:`robustrl.bonus` (``"elliptical"``, ``"d_rectangular_l1"`` /
+            ``"paper_l1"``, ``"d_rectangular_l2"`` / ``"code_l2"``, ``"none"``).
+        seed: seeds the first ``env.reset`` and the agent's action sampling.
+
+    Learned state (saved by :meth:`save`): ``weights_ (H, d)``, ``lambda_inv_ (H, d, d)``, the
+    transition buffers and the per-episode records ``episode_returns_``, ``episode_values_``,
+    ``regret_`` (per-episode exact regret; ``cumulative_regret_`` is its running sum) and
+    ``optimal_value_`` (NaN without a model).
+    """
+
+    _base_param_names: ClassVar[tuple[str, ...]] = (
+        "weights_", "lambda_inv_", "gram_", "reward_moment_", "n_updates_",
+        "episode_returns_", "episode_values_", "regret_", "optimal_value_",
+        "data_steps_", "data_features_", "data_rewards_", "data_next_features_",
+        "data_next_valid_",
+    )
+    _param_names: ClassVar[tuple[str, ...]] = _base_param_names
+    _hyperparam_names: ClassVar[tuple[str, ...]] = ("ridge", "beta", "bonus", "seed")
+    #: divergence of the robust regression (None: ordinary LSVI).
+    divergence: str | None = None
+    rho: float = 0.0
+    v_min: float | str = 0.0
+
+    def __init__(self, env, *, ridge: float = 0.1, beta: float = 1.0,
+                 bonus: str = "elliptical", seed: int | None = None) -> None:
+        super().__init__(env)
+        self.ridge = check_positive(ridge, "ridge")
+        self.beta = check_nonnegative(beta, "beta")
+        self.bonus = check_bonus_name(bonus)
+        self.seed = check_seed(seed)
+        H, d, A = self.horizon, self.feature_dim, self.n_actions
+        self.weights_ = np.zeros((H, d))
+        self.gram_ = np.repeat(self.ridge * np.eye(d)[None], H, axis=0)
+        self.lambda_inv_ = np.repeat((np.eye(d) / self.ridge)[None], H, axis=0)
+        self.reward_moment_ = np.zeros((H, d))
+        self.n_updates_ = np.zeros(H, dtype=np.int64)
+        self.episode_returns_ = np.zeros(0)
+        self.episode_values_ = np.zeros(0)
+        self.regret_ = np.zeros(0)
+        self.optimal_value_ = np.float64(np.nan)
+        self._buffers = _StepBuffers(H, d, A)
+        self._act_rng = np.random.default_rng(self.seed)
+        self._env_seeded = False
+
+    # ------------------------------------------------------------ records
+    @property
+    def cumulative_regret_(self) -> np.ndarray:
+        """Running sum of :attr:`regret_` (empty without an exact model)."""
+        return np.cumsum(self.regret_)
+
+    @property
+    def n_episodes_(self) -> int:
+        return int(self.episode_returns_.shape[0])
+
+    def transitions(self, step: int) -> dict[str, np.ndarray]:
+        """Copies of the step-``step`` data: ``features (n, d)``, ``rewards (n,)``,
+        ``next_features (n, A, d)``, ``next_valid (n,)``."""
+        h = check_int(step, "step", low=0, high=self.horizon - 1)
+        b = self._buffers
+        return {
+            "features": b.features(h).copy(),
+            "rewards": b.rewards(h).copy(),
+            "next_features": b.next_features(h).copy(),
+            "next_valid": b.next_valid(h).copy(),
+        }
+
+    # ------------------------------------------------------------- Q-values
+    def _q_rows(self, features: np.ndarray, h: int) -> np.ndarray:
+        """Clipped optimistic ``Q_h`` at ``features (N, A, d)``: shape ``(N, A)``."""
+        return greedy_q_values(features, self.weights_[h], self.lambda_inv_[h], self.beta, h,
+                               self.horizon, self.bonus, +1)
+
+    def q_values(self, obs) -> np.ndarray:
+        """Optimistic ``Q_h(s, .) = clip(phi^T w_h + beta Gamma_h, 0, H - h)`` at ``obs``."""
+        h = self.step_of(obs)
+        return self._q_rows(self.action_features(obs)[None], h)[0]
+
+    def _probs_rows(self, features: np.ndarray, h: int) -> np.ndarray:
+        """Greedy action distribution at ``features (N, A, d)``: all mass on the first
+        maximiser (``tie_break="first"``) or spread evenly over the exact maximisers
+        (``"random"``; clipping at ``H - h`` makes exact ties common early on)."""
+        q = self._q_rows(features, h)
+        if getattr(self, "tie_break", "first") == "random":
+            top = q == q.max(axis=1, keepdims=True)
+            return top / top.sum(axis=1, keepdims=True)
+        probs = np.zeros_like(q)
+        probs[np.arange(q.shape[0]), np.argmax(q, axis=1)] = 1.0
+        return probs
+
+    def action_probabilities(self, obs) -> np.ndarray:
+        h = self.step_of(obs)
+        return self._probs_rows(self.action_features(obs)[None], h)[0]
+
+    # ---------------------------------------------------------- the update
+    def _add_episode(self, episode: list[tuple[int, np.ndarray, float, np.ndarray, bool]]) -> None:
+        for h, phi, r, next_phi, valid in episode:
+            self._buffers.add(h, phi, r, next_phi, valid)
+            self.gram_[h] += np.outer(phi, phi)
+            self.reward_moment_[h] += r * phi
+            self.n_updates_[h] += 1
+            if self.n_updates_[h] % _REFRESH_EVERY == 0:
+                self.lambda_inv_[h] = spd_inverse(self.gram_[h])
+            else:
+                sherman_morrison_update(self.lambda_inv_[h], phi)
+
+    def _next_values(self, h: int) -> np.ndarray:
+        """``V_{h+1}(s'_tau)`` at the step-``h`` next states (0 where no step follows)."""
+        b = self._buffers
+        q = self._q_rows(b.next_features(h), h + 1)
+        return np.where(b.next_valid(h), q.max(axis=1), 0.0)
+
+    def _after_step(self, h: int) -> None:
+        """Hook called once ``w_h`` is final in the backward pass (DR-RPO's policy step)."""
+
+    def _after_pass(self) -> None:
+        """Hook called after the whole backward pass."""
+
+    def _backward_pass(self) -> None:
+        """One optimistic (robust) LSVI pass over all data, ``h = H-1 .. 0`` (note section 4)."""
+        b = self._buffers
+        for h in range(self.horizon - 1, -1, -1):
+            n = int(b.count[h])
+            w = self.lambda_inv_[h] @ self.reward_moment_[h]
+            if n and h < self.horizon - 1:
+                xi = self.lambda_inv_[h] @ b.features(h).T  # (d, n) regression weights
+                values = self._next_values(h)
+                w = w + robust_value_regression(values, xi, self.divergence, self.rho,
+                                                self.v_min)
+            self.weights_[h] = w
+            self._after_step(h)
+        self._after_pass()
+
+    # -------------------------------------------------------- exact values
+    def _model(self) -> LinearMDP | None:
+        model = getattr(self.env.unwrapped, "model", None)
+        return model if isinstance(model, LinearMDP) else None
+
+    def _check_model(self, model: LinearMDP) -> None:
+        if (model.horizon, model.n_actions, model.feature_dim) != (
+            self.horizon, self.n_actions, self.feature_dim
+        ):
+            raise ValueError(
+                "env.unwrapped.model must match the environment (horizon, actions, features); "
+                f"got {(model.horizon, model.n_actions, model.feature_dim)}, expected "
+                f"{(self.horizon, self.n_actions, self.feature_dim)}"
+            )
+
+    def policy_table(self, model: LinearMDP) -> np.ndarray:
+        """The current policy on the model's states, ``(H, S, A)`` probabilities, computed
+        from the model's features ``phi (S, A, d)`` exactly as :meth:`action_probabilities`."""
+        return np.stack([self._probs_rows(model.phi, h) for h in range(self.horizon)])
+
+    def _exact_episode_value(self, model: LinearMDP) -> float:
+        raise NotImplementedError
+
+    def _exact_optimum(self, model: LinearMDP) -> float:
+        raise NotImplementedError
+
+    # ----------------------------------------------------------- interaction
+    def _choose(self, features: np.ndarray, h: int) -> int:
+        probs = self._probs_rows(features[None], h)[0]
+        if np.count_nonzero(probs) == 1:
+            return int(np.argmax(probs))
+        return int(self._act_rng.choice(self.n_actions, p=probs))
+
+    def _run_episode(self) -> tuple[list, float]:
+        env = self.env
+        if not self._env_seeded:
+            obs, _ = env.reset(seed=self.seed)
+            self._env_seeded = True
+        else:
+            obs, _ = env.reset()
+        episode: list = []
+        total = 0.0
+        while True:
+            h = self.step_of(obs)
+            feats = self.action_features(obs)
+            a = self._choose(feats, h)
+            next_obs, reward, terminated, truncated, _ = env.step(a)
+            total += float(reward)
+            next_step = int(round(float(np.ravel(next_obs)[-1])))
+            valid = (not terminated) and next_step < self.horizon
+            next_feats = (self.action_features(next_obs) if valid
+                          else np.zeros((self.n_actions, self.feature_dim)))
+            episode.append((h, feats[a].copy(), float(reward), next_feats, valid))
+            if terminated or truncated or next_step >= self.horizon:
+                return episode, total
+            obs = next_obs
+
+    def learn(self, total_episodes: int, callback: Callable[[dict[str, Any]], bool] | None = None,
+              progress: bool = False):
+        """Interact for ``total_episodes`` more episodes (repeated calls continue training).
+
+        ``callback(locals_dict) -> bool`` runs after each episode's update (SB3 style; the dict
+        holds ``self``, ``episode`` and ``episode_return``); returning False stops early.
+        ``progress=True`` shows a tqdm bar. Returns ``self``.
+        """
+        total_episodes = check_int(total_episodes, "total_episodes", low=0)
+        if callback is not None and not callable(callback):
+            raise ValueError(f"callback must be callable or None; got {type(callback).__name__}")
+        model = self._model()
+        if model is not None:
+            self._check_model(model)
+            if np.isnan(self.optimal_value_):
+                self.optimal_value_ = np.float64(self._exact_optimum(model))
+        iterator = range(total_episodes)
+        if progress:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(iterator, desc=type(self).__name__, unit="episode")
+        returns, values = [], []
+        try:
+            for episode in iterator:  # noqa: B007 (read by callbacks through locals())
+                if model is not None:
+                    values.append(self._exact_episode_value(model))
+                transitions, episode_return = self._run_episode()
+                returns.append(episode_return)
+                self._add_episode(transitions)
+                self._backward_pass()
+                self._fitted = True
+                if callback is not None:
+                    # Records of this call so far are visible to the callback.
+                    self._extend_records(returns, values, model)
+                    returns, values = [], []
+                    if callback(locals()) is False:
+                        break
+        finally:
+            self._extend_records(returns, values, model)
+        self._fitted = True
+        return self
+
+    def _extend_records(self, returns: list, values: list, model) -> None:
+        if not returns:
+            return
+        self.episode_returns_ = np.concatenate([self.episode_returns_, returns])
+        if model is not None:
+            vals = np.asarray(values[: len(returns)], dtype=np.float64)
+            self.episode_values_ = np.concatenate([self.episode_values_, vals])
+            self.regret_ = np.concatenate([self.regret_, float(self.optimal_value_) - vals])
+
+    # ---------------------------------------------------------- persistence
+    def _export_state(self) -> dict[str, np.ndarray]:
+        """Arrays saved besides the plain attributes (named in ``_param_names``)."""
+        return {f"data_{key}_": value for key, value in self._buffers.to_flat().items()}
+
+    def _import_state(self) -> None:
+        """Rebuild internal state from the attributes :meth:`load` set (then drop them)."""
+        self._buffers = _StepBuffers.from_flat(
+            self.horizon, self.feature_dim, self.n_actions,
+            np.asarray(self.data_steps_, dtype=np.int64).reshape(-1),
+            np.asarray(self.data_features_).reshape(-1, self.feature_dim),
+            np.asarray(self.data_rewards_).reshape(-1),
+            np.asarray(self.data_next_features_).reshape(-1, self.n_actions, self.feature_dim),
+            np.asarray(self.data_next_valid_, dtype=bool).reshape(-1),
+        )
+        for key in ("steps", "features", "rewards", "next_features", "next_valid"):
+            delattr(self, f"data_{key}_")
+        for name in ("weights_", "lambda_inv_", "gram_", "reward_moment_"):
+            setattr(self, name, np.ascontiguousarray(getattr(self, name), dtype=np.float64))
+        for name in ("episode_returns_", "episode_values_", "regret_"):
+            setattr(self, name, np.asarray(getattr(self, name), dtype=np.float64).reshape(-1))
+        self.n_updates_ = np.asarray(self.n_updates_, dtype=np.int64)
+        self.optimal_value_ = np.float64(self.optimal_value_)
+        self._env_seeded = self.n_episodes_ > 0
+
+    def save(self, path: str | Path) -> Path:
+        exported = self._export_state()
+        for key, value in exported.items():
+            setattr(self, key, value)
+        try:
+            return super().save(path)
+        finally:
+            for key in exported:
+                delattr(self, key)
+
+    @classmethod
+    def load(cls, path: str | Path, env):
+        """Rebuild an agent saved with :meth:`save`: identical predictions; ``learn`` continues
+        from the saved data (the action-sampling generator restarts from ``seed``)."""
+        agent = super().load(path, env)
+        agent._import_state()
+        return agent
+
+
+# --------------------------------------------------------------------------------------------
+# one regret curve
+
+
+@dataclass
+class RegretCurve:
+    """Result of :func:`run_regret_curve` (all arrays of length ``n_episodes``)."""
+
+    agent: str
+    seed: int | None
+    hyperparams: dict[str, Any]
+    regret: np.ndarray
+    episode_values: np.ndarray
+    episode_returns: np.ndarray
+    optimal_value: float
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cumulative_regret(self) -> np.ndarray:
+        return np.cumsum(self.regret)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (arrays as lists)."""
+        return json.loads(json.dumps({
+            "agent": self.agent, "seed": self.seed, "hyperparams": self.hyperparams,
+            "regret": self.regret.tolist(), "episode_values": self.episode_values.tolist(),
+            "episode_returns": self.episode_returns.tolist(),
+            "optimal_value": self.optimal_value, "seconds": self.seconds, "extra": self.extra,
+        }, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+
+def run_regret_curve(agent_cls: type[OnlineLinearAgent], make_env: Callable[[], Any],
+                     n_episodes: int, *, seed: int | None = 0,
+                     hyperparams: dict[str, Any] | None = None,
+                     progress: bool = False) -> RegretCurve:
+    """Train one ``agent_cls(make_env(), seed=seed, **hyperparams)`` for ``n_episodes`` and
+    return its exact per-episode regret (the environment must expose an exact ``model``)."""
+    n_episodes = check_int(n_episodes, "n_episodes", low=1)
+    env = make_env()
+    if not isinstance(getattr(getattr(env, "unwrapped", env), "model", None), LinearMDP):
+        raise ValueError("make_env() must build an environment whose unwrapped.model is a "
+                         "robustrl.models.LinearMDP (exact regret needs the model)")
+    agent = agent_cls(env, seed=seed, **(hyperparams or {}))
+    start = time.perf_counter()
+    agent.learn(n_episodes, progress=progress)
+    seconds = time.perf_counter() - start
+    return RegretCurve(
+        agent=agent_cls.__name__, seed=seed, hyperparams=agent.get_hyperparams(),
+        regret=agent.regret_.copy(), episode_values=agent.episode_values_.copy(),
+        episode_returns=agent.episode_returns_.copy(),
+        optimal_value=float(agent.optimal_value_), seconds=seconds,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# validation helpers shared by the robust agents
+
+
+def check_robust_setting(divergence, rho, v_min) -> tuple[str, float, float | str]:
+    """Validate ``divergence`` ('tv' or 'kl'), ``rho`` (TV: [0, 1]; KL: >= 0) and ``v_min``."""
+    div = check_divergence(divergence)
+    if div == "chi2":
+        raise ValueError("divergence must be 'tv' or 'kl' for the online agents; got 'chi2'")
+    if div == "tv":
+        rho = check_scalar(rho, "rho", low=0.0, high=1.0)
+    else:
+        rho = check_nonnegative(rho, "rho")
+    if isinstance(v_min, str):
+        if v_min != "data":
+            raise ValueError(f"v_min must be a number >= 0 or 'data'; got {v_min!r}")
+    else:
+        v_min = check_nonnegative(v_min, "v_min")
+    return div, rho, v_min
+
+
+def check_tie_break(tie_break) -> str:
+    if tie_break not in ("first", "random"):
+        raise ValueError(f"tie_break must be 'first' or 'random'; got {tie_break!r}")
+    return tie_break
+
+
+def check_reference_vector(reference_policy, n_actions: int) -> np.ndarray:
+    """``None`` -> uniform; otherwise an ``(A,)`` probability vector (state-independent)."""
+    if reference_policy is None:
+        return np.full(n_actions, 1.0 / n_actions)
+    arr = check_array(reference_policy, "reference_policy", shape=(n_actions,), low=0.0)
+    return check_distribution(arr, "reference_policy")

@@ -1,0 +1,470 @@
+"""Online agents: LSVI-UCB, DR-LSVI-UCB and DR-RPO (reference note sections 2.2 and 4).
+
+Exactness: the TV/KL duals against robustrl.divergences' exact solvers, DR-RPO's evaluation in
+the limit rho = 0, tau -> 0 against the foundation's LSVI-UCB pass on the same data (and, with
+rho > 0, against an independent DR-LSVI-UCB pass built from foundation primitives), and the
+mirror-descent update against its closed form. Then regret bookkeeping against exact policy
+evaluation, sublinear regret, persistence, reproducibility and argument checks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from robustrl.agents._online import (
+    kl_dual_rows,
+    robust_value_regression,
+    run_regret_curve,
+    tv_dual_rows,
+)
+from robustrl.agents.drrpo import DRRPO
+from robustrl.agents.lsvi_ucb import DRLSVIUCB, LSVIUCB
+from robustrl.divergences import constrained_inner, tv_dual_weighted
+from robustrl.envs import SimulatedLinearMDPEnv
+from robustrl.exact import (
+    evaluate_policy,
+    policy_regularized_evaluate,
+    policy_regularized_value_iteration,
+    robust_evaluate_policy,
+    robust_value_iteration,
+)
+from robustrl.ridge import gram_inverse
+from robustrl.value_iteration import greedy_q_values, lsvi_backward_pass
+
+H, S, A, D = 3, 5, 16, 4
+
+
+def _env():
+    return SimulatedLinearMDPEnv()
+
+
+def _obs(s: int, h: int) -> np.ndarray:
+    return np.array([s, h], dtype=np.int64)
+
+
+def _table(agent, method: str = "action_probabilities") -> np.ndarray:
+    fn = getattr(agent, method)
+    return np.array([[fn(_obs(s, h)) for s in range(S)] for h in range(H)])
+
+
+def _dataset(agent):
+    """The agent's data as (H, K, ...) arrays (every sim episode has length H)."""
+    per_step = [agent.transitions(h) for h in range(H)]
+    return {key: np.stack([t[key] for t in per_step]) for key in per_step[0]}
+
+
+# --------------------------------------------------------------------------------------------
+# the duals
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_tv_dual_rows_matches_exact_weighted_solver(seed):
+    rng = np.random.default_rng(seed)
+    n, d = int(rng.integers(1, 40)), int(rng.integers(1, 6))
+    values = rng.uniform(0.0, 3.0, n)
+    if seed % 3 == 0:  # ties
+        values = np.round(values)
+    weights = rng.standard_normal((d, n))  # signed regression weights
+    rho = rng.uniform(0.0, 1.0, d)
+    v_min = float(rng.choice([0.0, values.min()]))
+    got = tv_dual_rows(values, weights, rho, v_min)
+    want = [tv_dual_weighted(values, weights[i], rho[i], v_min) for i in range(d)]
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(15))
+def test_tv_dual_rows_with_probability_weights_is_the_tv_ball_infimum(seed):
+    rng = np.random.default_rng(seed)
+    n, d = int(rng.integers(2, 12)), 3
+    values = rng.uniform(0.0, 2.0, n)
+    values[0] = 0.0  # the adversary's floor v_min = 0 is a listed state
+    probs = rng.dirichlet(np.ones(n), size=d)
+    rho = rng.uniform(0.0, 1.0, d)
+    got = tv_dual_rows(values, probs, rho, 0.0)
+    want = constrained_inner(values, probs, rho, "tv")
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(15))
+def test_kl_dual_rows_with_probability_weights_is_the_kl_ball_infimum(seed):
+    rng = np.random.default_rng(seed)
+    n, d = int(rng.integers(2, 15)), 4
+    values = rng.uniform(0.0, 3.0, n)
+    probs = rng.dirichlet(np.ones(n), size=d)
+    rho = rng.uniform(0.01, 2.0, d)
+    got = kl_dual_rows(values, probs, rho)
+    want = constrained_inner(values, probs, rho, "kl")
+    np.testing.assert_allclose(got, want, rtol=0.0, atol=1e-8)
+
+
+def test_robust_regression_with_zero_radius_is_the_ordinary_regression():
+    rng = np.random.default_rng(0)
+    values, xi = rng.uniform(0, 2, 30), rng.standard_normal((4, 30))
+    for div in (None, "tv", "kl"):
+        np.testing.assert_allclose(robust_value_regression(values, xi, div, 0.0), xi @ values,
+                                   rtol=1e-14)
+    # a positive radius with signed weights is NOT the ordinary regression
+    assert not np.allclose(robust_value_regression(values, xi, "tv", 0.1), xi @ values)
+
+
+# --------------------------------------------------------------------------------------------
+# exactness of the evaluation
+
+
+def test_drrpo_rho0_tau0_evaluation_equals_lsvi_ucb_on_the_same_data():
+    agent = DRRPO(_env(), rho=0.0, tau=1e-12, eta=math.inf, ridge=0.5, beta=0.7, seed=3)
+    agent.learn(40)
+    data = _dataset(agent)
+    ref = lsvi_backward_pass(data["features"], data["rewards"], data["next_features"],
+                             ridge=0.5, beta=0.7, bonus="d_rectangular_l1", sign=+1,
+                             next_valid=data["next_valid"])
+    np.testing.assert_allclose(agent.weights_, ref.weights, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(agent.lambda_inv_, ref.lambda_inv, rtol=1e-10, atol=1e-12)
+
+
+def test_lsvi_ucb_agent_equals_foundation_pass_on_its_data():
+    agent = LSVIUCB(_env(), ridge=0.3, beta=1.2, seed=1).learn(30)
+    data = _dataset(agent)
+    ref = lsvi_backward_pass(data["features"], data["rewards"], data["next_features"],
+                             ridge=0.3, beta=1.2, bonus="elliptical", sign=+1,
+                             next_valid=data["next_valid"])
+    np.testing.assert_allclose(agent.weights_, ref.weights, rtol=1e-9, atol=1e-9)
+
+
+def _reference_pass(data, ridge, beta, rho, value_of=None):
+    """Independent (DR-)LSVI backward pass from foundation primitives (note section 4).
+
+    ``value_of(h, next_features, q) -> V_{h+1}`` defaults to ``max_a q`` (DR-LSVI-UCB).
+    """
+    weights = np.zeros((H, D))
+    for h in range(H - 1, -1, -1):
+        phi = data["features"][h]
+        xi = gram_inverse(phi, ridge) @ phi.T
+        w = xi @ data["rewards"][h]
+        if h < H - 1:
+            q = greedy_q_values(data["next_features"][h], weights[h + 1],
+                                gram_inverse(data["features"][h + 1], ridge), beta, h + 1, H,
+                                "d_rectangular_l1", +1)
+            v = q.max(axis=1) if value_of is None else value_of(h + 1, data["next_features"][h], q)
+            v = np.where(data["next_valid"][h], v, 0.0)
+            if rho > 0:
+                w = w + np.array([tv_dual_weighted(v, xi[i], rho, 0.0) for i in range(D)])
+            else:
+                w = w + xi @ v
+        weights[h] = w
+    return weights
+
+
+def _reference_dr_lsvi_weights(data, ridge, beta, rho):
+    return _reference_pass(data, ridge, beta, rho)
+
+
+def test_drrpo_tau0_evaluation_equals_dr_lsvi_ucb_on_the_same_data():
+    agent = DRRPO(_env(), rho=0.3, tau=1e-12, eta=math.inf, beta=0.8, seed=5).learn(40)
+    want = _reference_dr_lsvi_weights(_dataset(agent), 0.1, 0.8, 0.3)
+    np.testing.assert_allclose(agent.weights_, want, rtol=1e-8, atol=1e-8)
+
+
+def test_dr_lsvi_ucb_agent_equals_reference_pass_on_its_data():
+    agent = DRLSVIUCB(_env(), rho=0.2, beta=0.9, seed=2).learn(40)
+    want = _reference_dr_lsvi_weights(_dataset(agent), 0.1, 0.9, 0.2)
+    np.testing.assert_allclose(agent.weights_, want, rtol=1e-8, atol=1e-8)
+
+
+def test_soft_greedy_drrpo_evaluation_is_robust_soft_value_iteration():
+    """eta = inf: V_{h+1} = tau log sum_a pi_ref(a) exp(Q_{h+1}(s', a) / tau), clipped at 0."""
+    tau, ref = 0.3, np.random.default_rng(1).dirichlet(np.ones(A))
+    agent = DRRPO(_env(), rho=0.25, tau=tau, eta=math.inf, reference_policy=ref, beta=0.6,
+                  seed=2).learn(30)
+
+    def soft_value(h, feats, q):
+        z = np.log(ref) + q / tau
+        top = z.max(axis=1)
+        return np.maximum(tau * (top + np.log(np.exp(z - top[:, None]).sum(axis=1))), 0.0)
+
+    want = _reference_pass(_dataset(agent), 0.1, 0.6, 0.25, soft_value)
+    np.testing.assert_allclose(agent.weights_, want, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("evaluation", ["updated", "current"])
+def test_drrpo_evaluation_uses_the_documented_policy(evaluation):
+    """'current': V under the played pi^k; 'updated': under pi^{k+1} (the next one played)."""
+    import copy
+
+    tau, rho = 0.4, 0.2
+    agent = DRRPO(_env(), rho=rho, tau=tau, eta=0.8, evaluation=evaluation, clip_value=False,
+                  seed=6).learn(20)
+    before = copy.deepcopy(agent)
+    agent.learn(1)
+    policy_of = agent if evaluation == "updated" else before
+
+    def value(h, feats, q):
+        p = np.stack([policy_of._probs_rows(f[None], h)[0] for f in feats])
+        return (p * q).sum(axis=1) - tau * (p * np.log(p * A)).sum(axis=1)
+
+    want = _reference_pass(_dataset(agent), 0.1, 1.0, rho, value)
+    np.testing.assert_allclose(agent.weights_, want, rtol=1e-9, atol=1e-9)
+
+
+# --------------------------------------------------------------------------------------------
+# the mirror-descent update
+
+
+@pytest.mark.parametrize("policy_q", ["linear", "clipped"])
+@pytest.mark.parametrize("evaluation", ["updated", "current"])
+def test_mirror_descent_update_matches_closed_form(policy_q, evaluation):
+    eta, tau = 0.7, 0.4
+    ref = np.random.default_rng(0).dirichlet(np.ones(A))
+    agent = DRRPO(_env(), rho=0.2, tau=tau, eta=eta, reference_policy=ref, policy_q=policy_q,
+                  evaluation=evaluation, seed=0)
+    agent.learn(5)
+    for _ in range(3):
+        before = _table(agent)
+        agent.learn(1)
+        q = _table(agent, "policy_q_values")  # Q^k used by the step just taken
+        after = _table(agent)
+        a = 1.0 / (1.0 + eta * tau)
+        logits = a * np.log(before) + (1 - a) * np.log(ref) + eta * q / (1 + eta * tau)
+        want = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        want /= want.sum(axis=-1, keepdims=True)
+        np.testing.assert_allclose(after, want, rtol=1e-10, atol=1e-13)
+
+
+def test_clipped_policy_q_is_clipped_and_linear_is_not():
+    agent_c = DRRPO(_env(), policy_q="clipped", beta=5.0, seed=0).learn(3)
+    agent_l = DRRPO(_env(), policy_q="linear", beta=5.0, seed=0).learn(3)
+    qc, ql = _table(agent_c, "policy_q_values"), _table(agent_l, "policy_q_values")
+    upper = (H - np.arange(H))[:, None, None]
+    assert np.all(qc <= upper) and np.all(qc >= 0)
+    assert np.any(ql > upper)  # a large bonus pushes the unclipped Q above H - h
+
+
+def test_soft_greedy_policy_is_reference_times_exp_q_over_tau():
+    tau = 0.3
+    agent = DRRPO(_env(), tau=tau, eta=math.inf, policy_q="clipped", seed=1).learn(10)
+    q = _table(agent, "q_values")  # clipped optimistic Q: the soft-greedy policy's logits
+    want = np.exp((q - q.max(axis=-1, keepdims=True)) / tau)
+    want /= want.sum(axis=-1, keepdims=True)
+    np.testing.assert_allclose(_table(agent), want, rtol=1e-10, atol=1e-13)
+
+
+def test_initial_drrpo_policy_is_the_reference_policy():
+    ref = np.linspace(1.0, 2.0, A)
+    ref /= ref.sum()
+    agent = DRRPO(_env(), reference_policy=ref)
+    np.testing.assert_allclose(agent.action_probabilities(_obs(0, 0)), ref, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# regret bookkeeping
+
+
+def _exact_value(agent, table, model):
+    if isinstance(agent, DRRPO):
+        return policy_regularized_evaluate(model, table, tau=agent.tau,
+                                           divergence="tv", rho=agent.rho).value
+    if isinstance(agent, DRLSVIUCB):
+        return robust_evaluate_policy(model, table, divergence="tv", rho=agent.rho).value
+    return evaluate_policy(model, table).value
+
+
+@pytest.mark.parametrize("make", [
+    lambda: DRRPO(_env(), rho=0.3, tau=0.1, eta=2.0, seed=4),
+    lambda: DRLSVIUCB(_env(), rho=0.3, seed=4),
+    lambda: LSVIUCB(_env(), seed=4),
+])
+def test_episode_values_are_exact_values_of_the_played_policy(make):
+    agent = make()
+    model = agent.env.unwrapped.model
+    agent.learn(1)
+    for _ in range(6):
+        table = _table(agent)  # the policy the next episode plays
+        agent.learn(1)
+        assert agent.episode_values_[-1] == pytest.approx(_exact_value(agent, table, model),
+                                                          abs=1e-12)
+    assert agent.n_episodes_ == 7
+    assert agent.regret_.shape == agent.episode_values_.shape == (7,)
+    np.testing.assert_allclose(agent.regret_, agent.optimal_value_ - agent.episode_values_)
+    assert np.all(agent.regret_ >= -1e-12)  # the optimum is optimal
+    np.testing.assert_allclose(agent.cumulative_regret_, np.cumsum(agent.regret_))
+
+
+def test_optimal_values_are_the_exact_optima():
+    model = _env().model
+    ag = DRRPO(_env(), rho=0.3, tau=0.2).learn(1)
+    assert ag.optimal_value_ == pytest.approx(policy_regularized_value_iteration(
+        model, tau=0.2, divergence="tv", rho=0.3).value, abs=1e-14)
+    ag = DRLSVIUCB(_env(), rho=0.3).learn(1)
+    assert ag.optimal_value_ == pytest.approx(
+        robust_value_iteration(model, divergence="tv", rho=0.3).value, abs=1e-14)
+    ag = LSVIUCB(_env()).learn(1)
+    assert ag.optimal_value_ == pytest.approx(robust_value_iteration(model).value, abs=1e-14)
+
+
+@pytest.mark.parametrize("cls, kwargs", [
+    (DRRPO, dict(rho=0.3, tau=0.1, eta=2.0)),
+    (DRLSVIUCB, dict(rho=0.3)),
+    (LSVIUCB, dict()),
+])
+def test_regret_is_sublinear(cls, kwargs):
+    for seed in (0, 1):
+        curve = run_regret_curve(cls, _env, 300, seed=seed, hyperparams=kwargs)
+        quarter = 300 // 4
+        first, last = curve.regret[:quarter].mean(), curve.regret[-quarter:].mean()
+        assert last < first, (seed, first, last)
+        assert curve.cumulative_regret[-1] < 0.5 * curve.cumulative_regret.shape[0] * first
+
+
+def test_run_regret_curve_record():
+    curve = run_regret_curve(DRRPO, _env, 5, seed=2, hyperparams=dict(tau=0.3))
+    assert curve.agent == "DRRPO" and curve.hyperparams["tau"] == 0.3
+    blob = curve.to_json()
+    assert len(blob["regret"]) == 5 and blob["seed"] == 2
+    with pytest.raises(ValueError, match="make_env"):
+        run_regret_curve(DRRPO, lambda: _NoModelEnv(), 3)
+
+
+class _NoModelEnv(SimulatedLinearMDPEnv):
+    """The simulated MDP without its exact model on display."""
+
+    def __init__(self):
+        super().__init__()
+        self._phi = self.model.phi
+        self.model = None  # step() samples from cached arrays, so the env still runs
+
+    def action_features(self, obs):
+        return self._phi[int(np.asarray(obs).reshape(-1)[0])].copy()
+
+    def reset(self, *, seed=None, options=None):
+        gym.Env.reset(self, seed=seed)
+        self._state, self._step = 0, 0
+        return self._obs(), {"step": 0}
+
+
+def test_environment_without_model_tracks_returns_only():
+    agent = DRRPO(_NoModelEnv(), seed=0).learn(4)
+    assert agent.episode_returns_.shape == (4,)
+    assert agent.regret_.shape == (0,) and np.isnan(agent.optimal_value_)
+
+
+# --------------------------------------------------------------------------------------------
+# API: reproducibility, persistence, callbacks, arguments
+
+
+@pytest.mark.parametrize("make", [
+    lambda seed: DRRPO(_env(), policy_q="clipped", eta=1.5, seed=seed),
+    lambda seed: DRRPO(_env(), divergence="kl", rho=0.5, seed=seed),
+    lambda seed: DRLSVIUCB(_env(), seed=seed),
+    lambda seed: LSVIUCB(_env(), seed=seed),
+])
+def test_same_seed_same_numbers(make):
+    a, b, c = make(7).learn(12), make(7).learn(12), make(8).learn(12)
+    np.testing.assert_array_equal(a.weights_, b.weights_)
+    np.testing.assert_array_equal(a.episode_returns_, b.episode_returns_)
+    np.testing.assert_array_equal(a.regret_, b.regret_)
+    assert not np.array_equal(a.weights_, c.weights_)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: DRRPO(_env(), policy_q="clipped", eta=1.5, tau=0.2, seed=0),
+    lambda: DRRPO(_env(), eta=math.inf, reference_policy=np.full(A, 1 / A), seed=0),
+    lambda: DRLSVIUCB(_env(), v_min="data", seed=0),
+    lambda: LSVIUCB(_env(), tie_break="first", seed=0),
+])
+def test_save_load_identical_predictions(tmp_path, make):
+    agent = make().learn(15)
+    path = agent.save(tmp_path / "agent")
+    loaded = type(agent).load(path, _env())
+    want, got = agent.get_hyperparams(), loaded.get_hyperparams()
+    assert got.keys() == want.keys()
+    for key in want:
+        np.testing.assert_array_equal(np.asarray(got[key], dtype=object),
+                                      np.asarray(want[key], dtype=object))
+    np.testing.assert_array_equal(_table(loaded), _table(agent))
+    np.testing.assert_array_equal(_table(loaded, "q_values"), _table(agent, "q_values"))
+    obs = np.array([_obs(s, h) for h in range(H) for s in range(S)])
+    np.testing.assert_array_equal(loaded.predict(obs)[0], agent.predict(obs)[0])
+    np.testing.assert_array_equal(loaded.regret_, agent.regret_)
+    assert loaded.optimal_value_ == agent.optimal_value_
+    for h in range(H):
+        for key, value in agent.transitions(h).items():
+            np.testing.assert_array_equal(loaded.transitions(h)[key], value)
+    loaded.learn(3)  # training continues from the saved data
+    assert loaded.n_episodes_ == 18 and loaded.transitions(0)["rewards"].shape == (18,)
+
+
+def test_stochastic_predict_samples_the_softmax_policy():
+    agent = DRRPO(_env(), tau=5.0, seed=0).learn(3)
+    probs = agent.action_probabilities(_obs(0, 0))
+    draws = [agent.predict(_obs(0, 0), deterministic=False)[0] for _ in range(400)]
+    assert len(set(draws)) > 3
+    assert agent.predict(_obs(0, 0))[0] == int(np.argmax(probs))
+
+
+def test_callback_can_stop_learning():
+    seen = []
+
+    def callback(local_vars):
+        seen.append(local_vars["episode"])
+        return local_vars["episode"] < 2
+
+    agent = DRRPO(_env(), seed=0).learn(10, callback=callback)
+    assert seen == [0, 1, 2] and agent.n_episodes_ == 3 and agent.regret_.shape == (3,)
+
+
+def test_progress_bar_runs():
+    LSVIUCB(_env(), seed=0).learn(2, progress=True)
+
+
+@pytest.mark.parametrize("cls, kwargs, name", [
+    (DRRPO, dict(rho=-0.1), "rho"),
+    (DRRPO, dict(rho=1.5), "rho"),
+    (DRRPO, dict(tau=0.0), "tau"),
+    (DRRPO, dict(eta=0.0), "eta"),
+    (DRRPO, dict(eta=-math.inf), "eta"),
+    (DRRPO, dict(eta="big"), "eta"),
+    (DRRPO, dict(divergence="chi2"), "divergence"),
+    (DRRPO, dict(divergence="hellinger"), "divergence"),
+    (DRRPO, dict(bonus="elliptical"), "bonus"),
+    (DRRPO, dict(reference_policy=np.ones(A)), "reference_policy"),
+    (DRRPO, dict(reference_policy=np.ones(3) / 3), "reference_policy"),
+    (DRRPO, dict(policy_q="exact"), "policy_q"),
+    (DRRPO, dict(evaluation="later"), "evaluation"),
+    (DRRPO, dict(clip_value=1), "clip_value"),
+    (DRRPO, dict(v_min=-1.0), "v_min"),
+    (DRRPO, dict(v_min="min"), "v_min"),
+    (DRRPO, dict(ridge=0.0), "ridge"),
+    (DRRPO, dict(beta=-1.0), "beta"),
+    (DRRPO, dict(seed=-3), "seed"),
+    (DRLSVIUCB, dict(rho=2.0), "rho"),
+    (DRLSVIUCB, dict(bonus="l3"), "bonus"),
+    (DRLSVIUCB, dict(tie_break="last"), "tie_break"),
+    (LSVIUCB, dict(ridge=-1.0), "ridge"),
+    (LSVIUCB, dict(beta=math.nan), "beta"),
+    (LSVIUCB, dict(tie_break=None), "tie_break"),
+])
+def test_bad_hyperparameters_raise_value_error_naming_them(cls, kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        cls(_env(), **kwargs)
+
+
+def test_bad_learn_arguments():
+    agent = LSVIUCB(_env())
+    with pytest.raises(ValueError, match="total_episodes"):
+        agent.learn(-1)
+    with pytest.raises(ValueError, match="total_episodes"):
+        agent.learn(2.5)
+    with pytest.raises(ValueError, match="callback"):
+        agent.learn(1, callback=3)
+
+
+def test_kl_uncertainty_option_learns_and_tracks_kl_robust_regret():
+    agent = DRRPO(_env(), divergence="kl", rho=0.5, tau=0.2, seed=0).learn(30)
+    model = agent.env.unwrapped.model
+    want = policy_regularized_value_iteration(model, tau=0.2, divergence="kl", rho=0.5).value
+    assert agent.optimal_value_ == pytest.approx(want, abs=1e-12)
+    assert np.all(np.isfinite(agent.weights_)) and np.all(agent.regret_ >= -1e-9)
