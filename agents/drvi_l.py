@@ -13,6 +13,9 @@ Deviation knobs (a regression estimate of ``E exp(-V/alpha)`` can be non-positiv
   are never clipped);
 * ``centered=True`` reproduces the authors' code, which regresses ``exp(-V/alpha) - 1`` and adds
   1 back (a coordinate without data then reads ``z = 1``); the default follows the note's formula.
+  The centred form is biased even on exact data: its floor caps the estimate at
+  ``alpha log(1 / z_floor)``, which bites when the dual optimum is at small alpha (e.g. a factor
+  with a one-point support), and ridge shrinkage puts the missing weight on the value 0.
 """
 
 from __future__ import annotations
