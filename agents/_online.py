@@ -324,6 +324,9 @@ class OnlineLinearAgent(LinearAgent):
         self._buffers = _StepBuffers(H, d, A)
         self._act_rng = np.random.default_rng(self.seed)
         self._env_seeded = False
+        # The initial policy (zero weights plus the bonus; pi_ref for DR-RPO) is well defined,
+        # so an online agent can act before any training, as in SB3.
+        self._fitted = True
 
     # ------------------------------------------------------------ records
     @property
@@ -446,10 +449,17 @@ class OnlineLinearAgent(LinearAgent):
             return int(np.argmax(probs))
         return int(self._act_rng.choice(self.n_actions, p=probs))
 
+    def _session_seed(self) -> int | None:
+        """``seed`` for a fresh agent; after :meth:`load`, a seed derived from ``(seed,
+        episodes so far)`` so that resumed training is reproducible too."""
+        if self.seed is None or self.n_episodes_ == 0:
+            return self.seed
+        return int(np.random.SeedSequence([self.seed, self.n_episodes_]).generate_state(1)[0])
+
     def _run_episode(self) -> tuple[list, float]:
         env = self.env
         if not self._env_seeded:
-            obs, _ = env.reset(seed=self.seed)
+            obs, _ = env.reset(seed=self._session_seed())
             self._env_seeded = True
         else:
             obs, _ = env.reset()
@@ -544,7 +554,10 @@ class OnlineLinearAgent(LinearAgent):
             setattr(self, name, np.asarray(getattr(self, name), dtype=np.float64).reshape(-1))
         self.n_updates_ = np.asarray(self.n_updates_, dtype=np.int64)
         self.optimal_value_ = np.float64(self.optimal_value_)
-        self._env_seeded = self.n_episodes_ > 0
+        # The environment passed to load is fresh: seed it (and the action sampling) from
+        # (seed, episodes so far) at the next learn call.
+        self._env_seeded = False
+        self._act_rng = np.random.default_rng(self._session_seed())
 
     def save(self, path: str | Path) -> Path:
         exported = self._export_state()
@@ -559,7 +572,9 @@ class OnlineLinearAgent(LinearAgent):
     @classmethod
     def load(cls, path: str | Path, env):
         """Rebuild an agent saved with :meth:`save`: identical predictions; ``learn`` continues
-        from the saved data (the action-sampling generator restarts from ``seed``)."""
+        from the saved data, with the environment and the action sampling reseeded from
+        ``(seed, episodes so far)`` (reproducible, though not the stream an uninterrupted run
+        would have drawn)."""
         agent = super().load(path, env)
         agent._import_state()
         return agent

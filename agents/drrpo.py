@@ -134,7 +134,6 @@ class DRRPO(OnlineLinearAgent):
         self._coefs = [np.zeros(0) for _ in range(H)]
         self._terms_w = [np.zeros((0, d)) for _ in range(H)]
         self._terms_b = [np.zeros((0, d)) for _ in range(H)]
-        self._fitted = True  # the initial policy pi_ref is well defined
 
     # ------------------------------------------------------------- the policy
     @property

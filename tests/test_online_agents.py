@@ -397,6 +397,26 @@ def test_save_load_identical_predictions(tmp_path, make):
     assert loaded.n_episodes_ == 18 and loaded.transitions(0)["rewards"].shape == (18,)
 
 
+def test_resumed_training_is_reproducible(tmp_path):
+    path = DRRPO(_env(), eta=1.5, seed=3).learn(10).save(tmp_path / "a")
+    runs = [DRRPO.load(path, _env()).learn(6) for _ in range(2)]
+    np.testing.assert_array_equal(runs[0].weights_, runs[1].weights_)
+    np.testing.assert_array_equal(runs[0].episode_returns_, runs[1].episode_returns_)
+    assert runs[0].n_episodes_ == 16
+
+
+@pytest.mark.parametrize("cls", [DRRPO, DRLSVIUCB, LSVIUCB])
+def test_untrained_agents_act_and_save(tmp_path, cls):
+    agent = cls(_env(), seed=0)
+    probs = agent.action_probabilities(_obs(0, 0))
+    assert probs.shape == (A,) and probs.sum() == pytest.approx(1.0)
+    if cls is DRRPO:
+        np.testing.assert_allclose(probs, np.full(A, 1 / A))
+    loaded = cls.load(agent.save(tmp_path / "u"), _env())
+    np.testing.assert_array_equal(_table(loaded), _table(agent))
+    assert loaded.n_episodes_ == 0 and loaded.learn(2).n_episodes_ == 2
+
+
 def test_stochastic_predict_samples_the_softmax_policy():
     agent = DRRPO(_env(), tau=5.0, seed=0).learn(3)
     probs = agent.action_probabilities(_obs(0, 0))
