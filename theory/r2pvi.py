@@ -1,0 +1,312 @@
+"""R2PVI theory as functions (note section 1.8), computed exactly on finite models.
+
+* :func:`theoretical_beta`: the pessimism coefficient of the theorems per divergence (note 1.5);
+* :func:`instance_independent_rate`: the ``O~(./sqrt K)`` rates per divergence (note 1.8);
+* :func:`instance_dependent_bound`: the computable surrogate of the instance-dependent bound,
+  ``2 beta max_P sum_h E^{pi*, P}[sum_i phi_i sqrt([Lambda_h^{-1}]_ii)]`` over a few kernels
+  (the nominal one and the regularised worst case of ``V*``, or kernels you pass);
+* :func:`suboptimality`: ``V*_lam(s_1) - V^{pi_hat}_lam(s_1)``, exact by robust DP.
+
+**Assumed log factor.** The note reads the theorems' ``beta`` but not their log terms; every
+function here uses ``xi = log(2 d H K / delta)`` (:func:`log_factor`). The rates carry the same
+``sqrt(xi)`` and constant 1 (the papers' ``O~`` hides both), so they are shapes in ``K``, ``d``,
+``H`` and ``lam`` for plotting, not certified numbers. The ``d``-exponents of the rates are the
+note's and unverified; the ``K^{-1/2}`` rate is the certain part.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from robustrl.exact import robust_evaluate_policy, robust_value_iteration
+from robustrl.models import LinearMDP
+from robustrl.validation import (
+    check_array,
+    check_divergence,
+    check_int,
+    check_positive,
+    check_scalar,
+)
+
+__all__ = [
+    "BoundResult",
+    "coverage",
+    "greedy_policy",
+    "instance_dependent_bound",
+    "instance_independent_rate",
+    "log_factor",
+    "regularized_objective",
+    "suboptimality",
+    "theoretical_beta",
+    "worst_case_factors",
+]
+
+
+def _check_k(n_trajectories) -> np.ndarray | int:
+    if np.ndim(n_trajectories) == 0:
+        return check_int(n_trajectories, "n_trajectories", low=1)
+    arr = np.asarray(n_trajectories)
+    if not np.issubdtype(arr.dtype, np.integer) or arr.size == 0 or arr.min() < 1:
+        raise ValueError(
+            f"n_trajectories must be an integer >= 1 or an array of them; got {n_trajectories!r}"
+        )
+    return arr
+
+
+def _check_delta(delta) -> float:
+    return check_scalar(delta, "delta", low=0.0, high=1.0, low_inclusive=False,
+                        high_inclusive=False)
+
+
+def log_factor(dim: int, horizon: int, n_trajectories, delta: float = 0.05):
+    """``xi = log(2 d H K / delta)``: the log factor assumed in every bound of this module."""
+    d = check_int(dim, "dim", low=1)
+    H = check_int(horizon, "horizon", low=1)
+    K = _check_k(n_trajectories)
+    delta = _check_delta(delta)
+    return np.log(2.0 * d * H * np.asarray(K, dtype=np.float64) / delta)[()]
+
+
+def theoretical_beta(divergence: str, dim: int, horizon: int, n_trajectories, lam: float,
+                     delta: float = 0.05):
+    """The theorems' pessimism coefficient (note 1.5), with ``xi`` from :func:`log_factor`.
+
+    TV: ``16 H d sqrt(xi)``; KL: ``16 d lam e^{H/lam} sqrt(H/lam + xi)``;
+    chi2: ``8 d H^2 (1 + 1/lam) sqrt(xi)``. ``n_trajectories`` may be an array (same shape out).
+    """
+    div = check_divergence(divergence)
+    lam = check_positive(lam, "lam")
+    xi = log_factor(dim, horizon, n_trajectories, delta)
+    d, H = float(dim), float(horizon)
+    if div == "tv":
+        return 16.0 * H * d * np.sqrt(xi)
+    if div == "kl":
+        with np.errstate(over="ignore"):
+            return 16.0 * d * lam * np.exp(H / lam) * np.sqrt(H / lam + xi)
+    return 8.0 * d * H**2 * (1.0 + 1.0 / lam) * np.sqrt(xi)
+
+
+def instance_independent_rate(divergence: str, dim: int, horizon: int, n_trajectories,
+                              lam: float, delta: float = 0.05):
+    """Instance-independent suboptimality rates under robust partial coverage (note 1.8).
+
+    TV ``d^2 H^2``, KL ``sqrt(lam) e^{H/lam} d^2 H^{3/2}``, chi2 ``d^2 H^3 (1 + 1/lam)``, each
+    times ``sqrt(xi / K)`` with constant 1 (the ``O~`` hides constants, logs and the coverage
+    constant). ``n_trajectories`` may be an array.
+    """
+    div = check_divergence(divergence)
+    lam = check_positive(lam, "lam")
+    xi = log_factor(dim, horizon, n_trajectories, delta)
+    K = np.asarray(n_trajectories, dtype=np.float64)
+    d, H = float(dim), float(horizon)
+    if div == "tv":
+        scale = d**2 * H**2
+    elif div == "kl":
+        with np.errstate(over="ignore"):
+            scale = np.sqrt(lam) * np.exp(H / lam) * d**2 * H**1.5
+    else:
+        scale = d**2 * H**3 * (1.0 + 1.0 / lam)
+    return (scale * np.sqrt(xi / K))[()]
+
+
+# --------------------------------------------------------------------------------------------
+# exact quantities on a finite linear MDP
+
+
+def _check_model(model) -> LinearMDP:
+    if not isinstance(model, LinearMDP):
+        raise ValueError(
+            f"model must be a robustrl.models.LinearMDP; got {type(model).__name__}"
+        )
+    return model
+
+
+def _check_agent(agent, model: LinearMDP):
+    if not hasattr(agent, "q_values_from_features") or not hasattr(agent, "lambda_inv"):
+        raise ValueError(
+            "agent must be a fitted offline robustrl agent (q_values_from_features, lambda_inv); "
+            f"got {type(agent).__name__}"
+        )
+    if (agent.horizon, agent.feature_dim, agent.n_actions) != (
+        model.horizon, model.feature_dim, model.n_actions
+    ):
+        raise ValueError(
+            "agent and model must share (horizon, feature_dim, n_actions); got "
+            f"{(agent.horizon, agent.feature_dim, agent.n_actions)} and "
+            f"{(model.horizon, model.feature_dim, model.n_actions)}"
+        )
+    return agent
+
+
+def greedy_policy(agent, model: LinearMDP) -> np.ndarray:
+    """The agent's greedy deterministic policy on the model's states, ``(H, S)`` int (ties to
+    the lowest action, as :meth:`predict`)."""
+    model = _check_model(model)
+    agent = _check_agent(agent, model)
+    return np.stack(
+        [np.argmax(agent.q_values_from_features(model.phi, h), axis=1)
+         for h in range(model.horizon)]
+    ).astype(np.int64)
+
+
+def suboptimality(agent, model: LinearMDP, divergence: str, lam: float) -> float:
+    """``V*_lam - V^{pi_hat}_lam`` from the initial distribution, exactly (note 1.8).
+
+    ``V*_lam`` by :func:`robustrl.exact.robust_value_iteration` and ``V^{pi_hat}_lam`` by
+    :func:`robustrl.exact.robust_evaluate_policy` of the agent's greedy table, both
+    d-rectangular regularised with ``divergence`` and ``lam``.
+    """
+    model = _check_model(model)
+    policy = greedy_policy(agent, model)
+    best = robust_value_iteration(model, divergence=divergence, lam=lam).value
+    mine = robust_evaluate_policy(model, policy, divergence=divergence, lam=lam).value
+    return float(best - mine)
+
+
+def _chi2_minimiser(v: np.ndarray, p: np.ndarray, lam: float) -> np.ndarray:
+    """argmin_mu E_mu v + lam chi2(mu || p): ``mu = p (1 - (W - E_p W) / (2 lam))``,
+    ``W = min(v, alpha*)`` with ``alpha*`` the maximiser of ``E W - Var W / (4 lam)`` (note 1.3),
+    found exactly over the segments between consecutive support values."""
+    s = p > 0
+    knots = np.unique(v[s])
+    candidates = list(knots)
+    for lo, hi in zip(knots[:-1], knots[1:], strict=True):
+        below = s & (v <= lo)
+        a = float(p[below] @ v[below])
+        b = float(p[s & (v > lo)].sum())
+        if b < 1.0:
+            stat = (a + 2.0 * lam) / (1.0 - b)  # zero of the segment's derivative
+            if lo < stat < hi:
+                candidates.append(stat)
+
+    def objective(alpha: float) -> float:
+        w = np.minimum(v[s], alpha)
+        mean = float(p[s] @ w)
+        return mean - float(p[s] @ (w - mean) ** 2) / (4.0 * lam)
+
+    alpha = max(candidates, key=objective)
+    w = np.minimum(v, alpha)
+    g = 1.0 - (w - float(p[s] @ w[s])) / (2.0 * lam)
+    mu = np.where(s, p * np.maximum(g, 0.0), 0.0)
+    return mu / mu.sum()
+
+
+def worst_case_factors(model: LinearMDP, values, divergence: str, lam: float) -> np.ndarray:
+    """Factors ``(H, d, S)`` attaining ``inf_mu E_mu V_{h+1} + lam D(mu || mu_{h,i})`` (note 1.3).
+
+    ``values`` is ``(H + 1, S)`` (e.g. ``robust_value_iteration(...).V``). TV moves the mass of
+    the states with ``V > min_S V + lam`` to a minimising state; KL tilts,
+    ``mu ∝ mu_0 exp(-V / lam)``; chi2 reweights by ``1 - (min(V, alpha*) - mean) / (2 lam)``.
+    """
+    model = _check_model(model)
+    div = check_divergence(divergence)
+    lam = check_positive(lam, "lam")
+    H, S = model.horizon, model.n_states
+    V = check_array(values, "values", shape=(H + 1, S))
+    out = np.zeros_like(model.mu)
+    for h in range(H):
+        v = V[h + 1]
+        for i, p in enumerate(model.mu[h]):
+            if div == "tv":
+                high = v > v.min() + lam
+                mu = np.where(high, 0.0, p)
+                mu[int(np.argmin(v))] += p[high].sum()
+            elif div == "kl":
+                tilt = np.where(p > 0, p * np.exp(-(v - v[p > 0].min()) / lam), 0.0)
+                mu = tilt / tilt.sum()
+            else:
+                mu = _chi2_minimiser(v, p, lam)
+            out[h, i] = mu
+    return out
+
+
+def coverage(lambda_inv, model: LinearMDP, policy, factors=None) -> float:
+    """``sum_h E^{pi, P}[sum_i phi_i(s_h, a_h) sqrt([Lambda_h^{-1}]_ii)]`` from the initial
+    distribution, exactly by forward state distributions; ``P`` has the model's features and
+    ``factors (H, d, S)`` (default the model's own). ``policy`` is an ``(H, S)`` action table."""
+    model = _check_model(model)
+    H, S, d = model.horizon, model.n_states, model.feature_dim
+    inv = check_array(lambda_inv, "lambda_inv", shape=(H, d, d))
+    pol = np.asarray(policy)
+    if pol.shape != (H, S) or not np.issubdtype(pol.dtype, np.integer):
+        raise ValueError(f"policy must be an (H, S) = ({H}, {S}) integer table; got {pol.shape}")
+    mu = model.mu if factors is None else check_array(factors, "factors", shape=(H, d, S))
+    scale = np.sqrt(np.maximum(np.diagonal(inv, axis1=1, axis2=2), 0.0))  # (H, d)
+    dist = model.initial_distribution.copy()
+    total = 0.0
+    for h in range(H):
+        phi = model.phi[np.arange(S), pol[h]]  # (S, d) features of the chosen actions
+        total += float(dist @ (phi @ scale[h]))
+        dist = (dist @ phi) @ mu[h]
+    return total
+
+
+@dataclass(frozen=True)
+class BoundResult:
+    """Instance-dependent bound surrogate: ``bound = 2 beta max(coverages)``."""
+
+    bound: float
+    beta: float
+    coverages: np.ndarray
+    log_factor: float
+
+
+def instance_dependent_bound(
+    agent,
+    model: LinearMDP,
+    divergence: str,
+    lam: float,
+    *,
+    beta: float | None = None,
+    delta: float = 0.05,
+    n_trajectories: int | None = None,
+    kernels=None,
+) -> BoundResult:
+    """Surrogate of R2PVI's instance-dependent bound (note 1.8) for a fitted agent.
+
+    ``2 beta max_P sum_h E^{pi*, P}[sum_i phi_i sqrt([Lambda_h^{-1}]_ii)]`` with ``pi*`` the
+    optimal regularised robust policy, the agent's ``Lambda_h^{-1}``, and ``P`` over
+    ``kernels`` (a list of ``(H, d, S)`` factor arrays; default: the nominal factors and the
+    regularised worst case of ``V*``, :func:`worst_case_factors`). ``beta`` defaults to
+    :func:`theoretical_beta` with ``K = n_trajectories`` (default: the agent's step-0 sample
+    count).
+    """
+    model = _check_model(model)
+    agent = _check_agent(agent, model)
+    lam = check_positive(lam, "lam")
+    if n_trajectories is None:
+        n_trajectories = int(agent.n_samples[0])
+    K = check_int(n_trajectories, "n_trajectories", low=1)
+    xi = float(log_factor(model.feature_dim, model.horizon, K, delta))
+    if beta is None:
+        beta = float(theoretical_beta(divergence, model.feature_dim, model.horizon, K, lam,
+                                      delta))
+    else:
+        beta = check_scalar(beta, "beta", low=0.0)
+    star = robust_value_iteration(model, divergence=divergence, lam=lam)
+    if kernels is None:
+        kernels = [model.mu, worst_case_factors(model, star.V, divergence, lam)]
+    covs = np.array([coverage(agent.lambda_inv, model, star.policy, k) for k in kernels])
+    return BoundResult(bound=float(2.0 * beta * covs.max()), beta=beta, coverages=covs,
+                       log_factor=xi)
+
+
+def regularized_objective(values, nominal, mu, divergence: str, lam: float) -> float:
+    """``E_mu V + lam D(mu || nominal)``: checks that a factor attains
+    :func:`robustrl.divergences.regularized_inner` (used by the tests)."""
+    div = check_divergence(divergence)
+    v = np.asarray(values, dtype=np.float64)
+    p = np.asarray(nominal, dtype=np.float64)
+    q = np.asarray(mu, dtype=np.float64)
+    if div == "tv":
+        dist = 0.5 * float(np.abs(q - p).sum())
+    elif div == "kl":
+        s = q > 0
+        dist = float(np.sum(q[s] * np.log(q[s] / p[s])))
+    else:
+        s = p > 0
+        dist = float(np.sum((q[s] - p[s]) ** 2 / p[s]))
+    return float(q @ v) + lam * dist
+
