@@ -181,3 +181,13 @@ def test_bad_inputs_raise_value_errors_naming_the_argument():
         policies.SoftmaxPolicy(2, 3, 0)
     with pytest.raises(ValueError, match="logits must have shape"):
         policies.SoftmaxPolicy(2, 3, 2, logits=np.zeros((2, 3, 3)))
+
+
+def test_log_softmax_keeps_precision_for_huge_logits():
+    # Logits around 1e12 (Q / tau with tiny tau) differ by O(1); shifting by the maximum
+    # before taking the log-normaliser keeps those differences exact.
+    offsets = np.array([0.0, 1.0, -3.0])
+    expected = offsets - np.log(np.exp(offsets).sum())
+    np.testing.assert_allclose(
+        policies.log_softmax((1e12 + offsets)[None]), expected[None], rtol=0, atol=1e-12
+    )

@@ -21,9 +21,11 @@ def log_softmax_rows(logits, inverse_temperature):
         total = 0.0
         for a in range(n_cols):
             total += np.exp(logits[n, a] * inverse_temperature - top)
-        shift = top + np.log(total)
+        # Subtract the maximum before the log-normaliser: top + log(total) would round away
+        # the small differences between huge logits (e.g. Q / tau with tau -> 0).
+        log_total = np.log(total)
         for a in range(n_cols):
-            out[n, a] = logits[n, a] * inverse_temperature - shift
+            out[n, a] = (logits[n, a] * inverse_temperature - top) - log_total
     return out
 
 
