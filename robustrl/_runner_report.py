@@ -22,16 +22,17 @@ from robustrl._io import atomic_write
 
 
 def _is_scalar(v: Any) -> bool:
-    return isinstance(v, (bool, int, float)) and v is not None
+    return isinstance(v, (bool, int, float))
 
 
 def scalar_metrics(records: Sequence[dict]) -> list[str]:
-    """Names of the scalar metrics, in first-seen order."""
+    """Names of the scalar metrics, sorted (stored records keep no order, and a resumed run
+    must write the same columns as a fresh one)."""
     names: dict[str, bool] = {}
     for rec in records:
         for k, v in rec["metrics"].items():
             names[k] = names.get(k, True) and _is_scalar(v)
-    return [k for k, ok in names.items() if ok]
+    return sorted(k for k, ok in names.items() if ok)
 
 
 def group_by_params(records: Sequence[dict]) -> list[tuple[dict, list[dict]]]:
@@ -78,16 +79,18 @@ def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
     return atomic_write(path, lambda fh: fh.write(buf.getvalue()), binary=False)
 
 
-def param_keys(records: Sequence[dict]) -> list[str]:
-    keys: dict[str, None] = {}
+def param_keys(records: Sequence[dict], keys: Sequence[str] | None = None) -> list[str]:
+    """``keys`` (the grid's declared order) followed by any other parameter in the records."""
+    out: dict[str, None] = dict.fromkeys(keys or ())
     for rec in records:
-        keys.update(dict.fromkeys(rec["params"]))
-    return list(keys)
+        out.update(dict.fromkeys(sorted(rec["params"])))
+    return list(out)
 
 
-def write_cells_csv(path: Path, records: Sequence[dict]) -> Path:
+def write_cells_csv(path: Path, records: Sequence[dict],
+                    keys: Sequence[str] | None = None) -> Path:
     """One row per cell: params, seed index, seed, scalar metrics and wall time."""
-    keys, metrics = param_keys(records), scalar_metrics(records)
+    keys, metrics = param_keys(records, keys), scalar_metrics(records)
     rows = [
         [rec["params"].get(k, "") for k in keys] + [rec["seed_index"], rec["seed"]]
         + [rec["metrics"].get(m, math.nan) for m in metrics] + [rec["wall_time_s"]]
@@ -96,10 +99,12 @@ def write_cells_csv(path: Path, records: Sequence[dict]) -> Path:
     return _write_csv(path, keys + ["seed_index", "seed"] + metrics + ["wall_time_s"], rows)
 
 
-def summarize(records: Sequence[dict]) -> tuple[list[str], list[list[Any]]]:
-    """Header and rows of the summary: per params, ``n`` and mean/std/ci95 of every metric."""
-    keys, metrics = param_keys(records), scalar_metrics(records)
-    header = keys + ["n"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std", "ci95")]
+def summarize(records: Sequence[dict],
+              keys: Sequence[str] | None = None) -> tuple[list[str], list[list[Any]]]:
+    """Header and rows of the summary: per params, ``n_seeds`` (finished seeds) and
+    mean/std/ci95 of every scalar metric."""
+    keys, metrics = param_keys(records, keys), scalar_metrics(records)
+    header = keys + ["n_seeds"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std", "ci95")]
     rows = []
     for params, recs in group_by_params(records):
         row: list[Any] = [params.get(k, "") for k in keys] + [len(recs)]
@@ -109,8 +114,9 @@ def summarize(records: Sequence[dict]) -> tuple[list[str], list[list[Any]]]:
     return header, rows
 
 
-def write_summary_csv(path: Path, records: Sequence[dict]) -> Path:
-    header, rows = summarize(records)
+def write_summary_csv(path: Path, records: Sequence[dict],
+                      keys: Sequence[str] | None = None) -> Path:
+    header, rows = summarize(records, keys)
     return _write_csv(path, header, rows)
 
 
@@ -118,8 +124,9 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _pick_x(records: Sequence[dict], x_axis: str | None) -> tuple[str | None, list[str]]:
-    keys = param_keys(records)
+def _pick_x(records: Sequence[dict], x_axis: str | None,
+            keys: Sequence[str] | None) -> tuple[str | None, list[str]]:
+    keys = param_keys(records, keys)
     varying = [k for k in keys
                if len({repr(r["params"].get(k)) for r in records}) > 1]
     if x_axis is not None and x_axis in keys:
@@ -135,7 +142,7 @@ def _label(params: dict, keys: Sequence[str]) -> str:
 
 
 def generic_figures(out_dir: Path, records: Sequence[dict], title: str,
-                    x_axis: str | None = None) -> list[Path]:
+                    x_axis: str | None = None, keys: Sequence[str] | None = None) -> list[Path]:
     """One PNG per scalar metric: mean against ``x_axis`` (or the first varying numeric
     parameter) with a 95% CI band over seeds, one line per combination of the other varying
     parameters; with no numeric parameter, points with error bars per parameter combination.
@@ -144,7 +151,7 @@ def generic_figures(out_dir: Path, records: Sequence[dict], title: str,
 
     if not records:
         return []
-    x_key, series_keys = _pick_x(records, x_axis)
+    x_key, series_keys = _pick_x(records, x_axis, keys)
     groups = group_by_params(records)
     paths = []
     for metric in scalar_metrics(records):

@@ -135,12 +135,12 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return EXIT_FAILED if report.hook_errors else 0
 
 
-def _cmd_verify_bounds(args: argparse.Namespace) -> int:
+def _cmd_verify_bounds(argv: list[str]) -> int:
     from robustrl.runner import bound_checks, load_bound_checks
 
     import_errors = load_bound_checks()
     checks = bound_checks()
-    argv = list(args.check_args)
+    argv = list(argv)
     name = argv[0] if argv and not argv[0].startswith("-") else None
     asked = bool(argv) and argv[0] in ("--list", "-l", "--help", "-h")
     if name is None or name not in checks:
@@ -214,12 +214,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check an empirical quantity against a theoretical bound. Checks are "
                     "registered by robustrl.theory modules; with no NAME, list them.",
         add_help=False)
-    p.add_argument("check_args", nargs=argparse.REMAINDER, metavar="NAME [ARGS...]")
-    p.set_defaults(func=_cmd_verify_bounds)
+    # Listed for --help only: main() hands everything after `verify-bounds` to the check
+    # untouched (argparse would try to parse options meant for the check).
+    p.add_argument("check_args", nargs="*", metavar="NAME [ARGS...]")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "verify-bounds":
+        return _cmd_verify_bounds(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):

@@ -535,6 +535,8 @@ class ResultStore:
         atomic_write_json(self.manifest_path, {
             "format": _FORMAT, "experiment": exp.name, "module": list(exp.ref),
             "config": config.as_dict(), "config_hash": config.hash, "n_cells": n_cells,
+            # JSON files are written with sorted keys; the grid's order fixes the cell order
+            "param_order": list(config.grid),
             "robustrl_version": __version__, "created": _now(),
         })
 
@@ -883,9 +885,10 @@ def _write_outputs(report: RunReport, quiet: bool) -> None:
     from robustrl._runner_report import generic_figures, write_cells_csv, write_summary_csv
 
     exp, out, records = report.experiment, report.out, report.records
-    report.outputs += [write_summary_csv(out / "summary.csv", records),
-                       write_cells_csv(out / "cells.csv", records)]
-    report.outputs += generic_figures(out / FIGURES_DIR, records, exp.name, exp.x_axis)
+    keys = list(report.config.grid)
+    report.outputs += [write_summary_csv(out / "summary.csv", records, keys),
+                       write_cells_csv(out / "cells.csv", records, keys)]
+    report.outputs += generic_figures(out / FIGURES_DIR, records, exp.name, exp.x_axis, keys)
     _run_hooks(report)
     for path in report.outputs:
         _log(quiet, f"wrote {path}")
@@ -917,18 +920,22 @@ def load_results(out: str | os.PathLike) -> tuple[dict[str, Any], list[dict]]:
     manifest = store.read_manifest()
     if manifest is None:
         raise RunnerError(f"{out} holds no {MANIFEST}: not a robustrl run directory")
-    cfg = manifest["config"]
-    config = RunConfig(cfg["experiment"], cfg["grid"], cfg["seeds"])
+    config = _manifest_config(manifest)
     cells = expand_cells(config)
     done = store.finished(cells)
     return manifest, [done[c.key] for c in cells if c.key in done]
 
 
+def _manifest_config(manifest: Mapping[str, Any]) -> RunConfig:
+    cfg = manifest["config"]
+    order = manifest.get("param_order") or list(cfg["grid"])
+    return RunConfig(cfg["experiment"], {k: cfg["grid"][k] for k in order}, cfg["seeds"])
+
+
 def plot_results(out: str | os.PathLike, quiet: bool = False) -> RunReport:
     """Re-draw the summaries and figures of an output DIR from its stored records."""
     manifest, records = load_results(out)
-    cfg = manifest["config"]
-    config = RunConfig(cfg["experiment"], cfg["grid"], cfg["seeds"])
+    config = _manifest_config(manifest)
     try:
         exp = _load_ref(tuple(manifest["module"]))
     except RunnerError as exc:

@@ -1,4 +1,4 @@
-"""Install and import checks: the four namespaces, editable and plain installs, no torch needed."""
+"""Install and import checks: the five namespaces, editable and plain installs, no torch needed."""
 
 import os
 import subprocess
@@ -26,7 +26,7 @@ TORCH_BLOCKER = textwrap.dedent(
 )
 
 IMPORT_ALL = (
-    "import robustrl, robustrl.envs, robustrl.agents, robustrl.theory; "
+    "import robustrl, robustrl.envs, robustrl.agents, robustrl.theory, robustrl.experiments; "
     "print(robustrl.__file__)"
 )
 
@@ -64,8 +64,9 @@ def _fresh_venv(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("editable", [False, True], ids=["plain", "editable"])
-def test_fresh_venv_install_imports_all_four_namespaces(tmp_path, editable):
-    """``pip install .`` and ``pip install -e .`` into a fresh venv both expose the namespaces.
+def test_fresh_venv_install_imports_all_namespaces(tmp_path, editable):
+    """``pip install .`` and ``pip install -e .`` into a fresh venv both expose the namespaces,
+    and the ``robustrl`` command finds the experiments in either.
 
     Dependencies are taken from this interpreter's site-packages (PYTHONPATH) so the test
     exercises the package layout, not the network; the package itself comes from the new venv.
@@ -82,3 +83,7 @@ def test_fresh_venv_install_imports_all_four_namespaces(tmp_path, editable):
         assert location == REPO / "robustrl" / "__init__.py"
     else:
         assert str(location).startswith(str(tmp_path / "venv"))
+    out = _run([str(py.parent / "robustrl"), "list"], cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    names = {line.split()[0] for line in out.stdout.splitlines()}
+    assert {"exact_robust_values", "toy_sweep"} <= names
