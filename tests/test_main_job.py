@@ -26,7 +26,7 @@ def test_main_job_through_the_runner_writes_table_results_and_plots(tmp_path):
     assert any(line.startswith("TV ball, rho=0.5") for line in table)
     for png in ("exact_robust_values.png", "figures/objective_value.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (tmp_path / "summary.csv").read_text().startswith("policy,n_seeds,objective_value_mean")
+    assert (tmp_path / "summary.csv").read_text().startswith("policy,n_seeds,first_action_mean")
 
     manifest, records = load_results(tmp_path)
     assert manifest["experiment"] == "exact_robust_values" and len(records) == 5
