@@ -219,12 +219,23 @@ def test_r2pvi_on_exact_data_equals_the_closed_forms(exact_setup, divergence, la
 
 
 @pytest.mark.parametrize("divergence", DIVS)
-def test_variance_aware_r2pvi_is_exact_on_exact_data(exact_setup, divergence):
-    model, env, data = exact_setup
-    want = robust_value_iteration(model, divergence=divergence, lam=0.3).Q
-    agent = R2PVI(env, divergence=divergence, lam=0.3, ridge=TINY_RIDGE, beta=0.0,
-                  variance_aware=True).fit(data)
+def test_variance_aware_r2pvi_is_exact_on_exact_data(divergence):
+    # H = 6 and lam = 2 make next-state variances exceed the floor 1, so the weights 1/sigma^2
+    # differ between rows; they are equal within each one-hot group, so the estimates stay exact.
+    model = one_hot_model(horizon=6)
+    env, data = TableEnv(model), exact_dataset(model)
+    agent = R2PVI(env, divergence=divergence, lam=2.0, ridge=TINY_RIDGE, beta=0.0,
+                  variance_aware=True)
+    steps = agent._step_arrays(data)
+    weights = agent._variance_weights(steps, agent._backward_pass(steps, None, False))
+    assert min(w.min() for w in weights) < 0.6
+    agent.fit(data)
+    want = robust_value_iteration(model, divergence=divergence, lam=2.0).Q
     np.testing.assert_allclose(q_table(agent, model), want, rtol=0, atol=1e-10)
+    plain = R2PVI(env, divergence=divergence, lam=2.0, ridge=1.0, beta=0.0).fit(data)
+    weighted = R2PVI(env, divergence=divergence, lam=2.0, ridge=1.0, beta=0.0,
+                     variance_aware=True).fit(data)
+    assert not np.allclose(plain.lambda_inv, weighted.lambda_inv)  # the weights are used
 
 
 def test_known_and_estimated_reward_agree_on_exact_data(exact_setup):
@@ -361,8 +372,10 @@ def test_q_values_converge_to_exact_robust_q_star(sim_data):
 
 @pytest.mark.slow
 def test_q_values_converge_at_one_hundred_thousand_trajectories():
+    # Eight seeds: at K = 1e5 the KL estimate's error is still noise-dominated (a ~5% relative
+    # error of the goal factor's E exp(-V/lam) ~ 0.018), and three seeds do not average it out.
     env = SimulatedLinearMDPEnv()
-    datasets = [OfflineDataset.collect(env, 100_000, seed=s) for s in SEEDS]
+    datasets = [OfflineDataset.collect(env, 100_000, seed=s) for s in range(8)]
     for name, (make, exact) in sim_cases(env.model).items():
         errs = _mean_errors(env, datasets, make, exact, (10_000, 100_000))
         print(name, f"K=1e4: {errs[0]:.2e} K=1e5: {errs[1]:.2e}")
