@@ -109,6 +109,9 @@ class R2PVI(OfflineAgent):
 
         Computed as ``m - lam log(Xi exp(-(V - m)/lam))`` with ``m = min V`` so that nothing
         underflows for small lam; a non-positive regression estimate takes the clip value cap.
+        So a factor without data (estimate 0) is valued at the top of the range, unlike TV and
+        chi2 (estimate 0); only the penalty ``beta Gamma`` makes it pessimistic. (The authors'
+        simulated-MDP code never meets this: it hard-codes the fail state's value to 0.)
         The upper clip at 1 (estimate >= 0) applies only with ``truncate_below`` (the code
         clips only from below).
         """
