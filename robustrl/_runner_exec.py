@@ -103,7 +103,7 @@ def execute(ref: ModuleRef, params: dict[str, Any], seed: int,
     ``{"ok": False, "error": "<traceback>", "wall_time_s": t}``. KeyboardInterrupt propagates.
     """
     global INNER_PROGRESS
-    INNER_PROGRESS = inner_progress
+    previous, INNER_PROGRESS = INNER_PROGRESS, inner_progress
     t0 = time.perf_counter()
     try:
         module = load_module(ref)
@@ -114,9 +114,11 @@ def execute(ref: ModuleRef, params: dict[str, Any], seed: int,
                 f"run_one must return a dict of metrics; got {type(metrics).__name__}"
             )
         metrics = to_jsonable(metrics)
-    except Exception:
+    except (Exception, SystemExit):  # a cell's failure, not the runner's; Ctrl-C propagates
         return {"ok": False, "error": traceback.format_exc(),
                 "wall_time_s": time.perf_counter() - t0}
+    finally:
+        INNER_PROGRESS = previous
     return {"ok": True, "metrics": metrics, "wall_time_s": time.perf_counter() - t0}
 
 

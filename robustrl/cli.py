@@ -80,6 +80,15 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
+def _print_outputs(report, quiet: bool) -> None:
+    """The experiment's report table (stdout), then the files written (stderr, unless quiet)."""
+    if report.report_text:
+        print(report.report_text, flush=True)
+    if not quiet:
+        for path in report.outputs:
+            print(f"wrote {path}", file=sys.stderr)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from robustrl.runner import RunInterrupted, RunnerError, run_experiment
 
@@ -105,8 +114,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"  {state}  {cell.key}  seed_index={cell.seed_index}  seed={cell.seed}  "
                   f"{cell.params}")
         return 0
-    if report.report_text:
-        print(report.report_text)
+    _print_outputs(report, args.quiet)
     status = 0
     if report.failures:
         print(f"robustrl: {len(report.failures)} of {len(report.cells)} cells failed (rerun "
@@ -128,8 +136,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         report = plot_results(args.dir, quiet=args.quiet)
     except RunnerError as exc:
         return _error(str(exc))
-    if report.report_text:
-        print(report.report_text)
+    _print_outputs(report, args.quiet)
     for msg in report.hook_errors:
         print(f"robustrl: {msg}", file=sys.stderr)
     return EXIT_FAILED if report.hook_errors else 0

@@ -827,18 +827,22 @@ def run_experiment(
             None if backend == "ray" else default_workers())
         if n_workers is not None:
             n_workers = max(1, min(n_workers, len(pending) or 1))
-        _log(quiet, f"{exp.name}: {len(cells)} cells ({run_cfg.n_points} grid points x "
-                    f"{run_cfg.seeds} seeds), {len(done)} already finished in {out}; running "
-                    f"{len(pending)} on {backend}"
-                    + (f" with {n_workers} worker(s)" if n_workers else ""))
+        head = (f"{exp.name}: {len(cells)} cells ({run_cfg.n_points} grid points x "
+                f"{run_cfg.seeds} seeds)")
+        if pending:
+            _log(quiet, f"{head}, {len(done)} already finished in {out}; running "
+                        f"{len(pending)} on {backend}"
+                        + (f" with {n_workers} worker(s)" if n_workers else ""))
+        else:
+            _log(quiet, f"{head}, all finished in {out}; rewriting summary and figures")
         report = RunReport(exp, run_cfg, out, cells, [], resumed=len(done), ran=0)
         if pending:
             _run_pending(report, store, pending, done, backend, n_workers, ray_address, quiet,
                          fail_fast)
         report.records = [done[c.key] for c in cells if c.key in done]
         if report.complete:
-            _write_outputs(report, quiet)
-        elif not quiet:
+            _write_outputs(report)
+        else:
             _log(quiet, f"{len(report.records)} of {len(cells)} cells finished; summary and "
                         "figures are written once every cell has finished")
     return report
@@ -881,7 +885,7 @@ def _run_pending(report: RunReport, store: ResultStore, pending: list[Cell],
         bar.close()
 
 
-def _write_outputs(report: RunReport, quiet: bool) -> None:
+def _write_outputs(report: RunReport) -> None:
     from robustrl._runner_report import generic_figures, write_cells_csv, write_summary_csv
 
     exp, out, records = report.experiment, report.out, report.records
@@ -890,8 +894,6 @@ def _write_outputs(report: RunReport, quiet: bool) -> None:
                        write_cells_csv(out / "cells.csv", records, keys)]
     report.outputs += generic_figures(out / FIGURES_DIR, records, exp.name, exp.x_axis, keys)
     _run_hooks(report)
-    for path in report.outputs:
-        _log(quiet, f"wrote {path}")
 
 
 def _run_hooks(report: RunReport) -> None:
@@ -949,7 +951,7 @@ def plot_results(out: str | os.PathLike, quiet: bool = False) -> RunReport:
     if not report.complete:
         _log(quiet, f"warning: only {len(records)} of {len(cells)} cells are finished; "
                     "plotting those")
-    _write_outputs(report, quiet)
+    _write_outputs(report)
     return report
 
 

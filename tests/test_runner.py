@@ -54,6 +54,16 @@ TINY = textwrap.dedent(
         y = params["x"] * rng.normal(size=params["n"])
         _log("done", params, seed)
         return {"y_mean": y.mean(), "y": y, "global_draw": float(np.random.random())}
+
+    def report(results):
+        return f"tiny report: {len(results)} cells"
+
+    def plot(results, out_dir):
+        if os.environ.get("TINY_PLOT_FAIL"):
+            raise ZeroDivisionError("planned plot failure")
+        path = out_dir / "hook.txt"
+        path.write_text(str(len(results)))
+        return [path]
     '''
 )
 TINY_PARAMS = [{"x": 1.0, "mode": "a", "n": 3}, {"x": 2.0, "mode": "a", "n": 3}]
@@ -89,6 +99,13 @@ def _events(log: Path, event: str) -> list[tuple[float, int]]:
         except ValueError:  # a line being written right now
             pass
     return [(r["x"], r["seed"]) for r in rows if r["event"] == event]
+
+
+def _still_running(proc: subprocess.Popen, deadline: float) -> None:
+    if proc.poll() is not None:
+        out, err = proc.communicate()
+        pytest.fail(f"the runner exited early ({proc.returncode}):\n{out}\n{err}")
+    assert time.monotonic() < deadline, "timed out waiting for the runner"
 
 
 def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
@@ -143,7 +160,7 @@ def test_killed_run_resumes_and_runs_every_cell_exactly_once(tmp_path, tiny):
         deadline = time.monotonic() + 60
         # cells run in grid order with one worker: both x=1 cells finish, then x=2 hangs
         while not any(x == 2.0 for x, _ in _events(log, "start")):
-            assert proc.poll() is None and time.monotonic() < deadline
+            _still_running(proc, deadline)
             time.sleep(0.05)
     finally:
         proc.kill()  # SIGKILL: no cleanup at all
@@ -187,7 +204,7 @@ def test_interrupt_stops_the_pool_promptly_and_keeps_finished_cells(tmp_path, ti
         deadline = time.monotonic() + 60
         while len(list((out / "cells").glob("*.json"))) < 2 or len(
                 [x for x, _ in _events(log, "start") if x == 2.0]) < 2:
-            assert proc.poll() is None and time.monotonic() < deadline
+            _still_running(proc, deadline)
             time.sleep(0.05)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=30)  # the hanging workers are stopped, not awaited
@@ -340,6 +357,31 @@ def test_plot_redraws_from_stored_results(tmp_path, tiny, capsys):
                                                                    "y_mean.png"]
     assert cli_main(["plot", str(tmp_path)]) == 2
     assert "holds no manifest.json" in capsys.readouterr().err
+
+
+def test_report_and_plot_hooks_and_a_failing_plot_hook(tmp_path, tiny, capsys, monkeypatch):
+    out = tmp_path / "out"
+    monkeypatch.setenv("TINY_PLOT_FAIL", "1")
+    assert cli_main(["run", str(tiny), "--out", str(out), "--workers", "1", "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert "tiny report: 4 cells" in captured.out
+    assert "tiny.plot failed" in captured.err and "planned plot failure" in captured.err
+    assert (out / "summary.csv").exists() and not (out / "hook.txt").exists()
+    monkeypatch.delenv("TINY_PLOT_FAIL")
+    assert cli_main(["plot", str(out)]) == 0
+    assert (out / "hook.txt").read_text() == "4"
+    assert f"wrote {out / 'hook.txt'}" in capsys.readouterr().err
+
+
+def test_fail_fast_stops_at_the_first_failing_cell(tmp_path, tiny, capsys, monkeypatch):
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("TINY_LOG", str(log))
+    monkeypatch.setenv("TINY_FAIL_SEED", str(cell_seed("tiny", TINY_PARAMS[0], 0)))
+    out = tmp_path / "out"
+    assert cli_main(["run", str(tiny), "--out", str(out), "--workers", "1", "--quiet",
+                     "--fail-fast"]) == 1
+    assert "1 of 4 cells failed" in capsys.readouterr().err
+    assert len(_events(log, "start")) == 1 and not list((out / "cells").glob("*.json"))
 
 
 def test_inner_progress_is_silent_outside_the_runner():
