@@ -1,3 +1,35 @@
-"""Agents: offline, online and hybrid robust RL algorithms (added by later issues)."""
+"""Agents: offline, online and hybrid robust RL algorithms, one file each.
 
-__all__: list[str] = []
+Offline (fit on an :class:`~robustrl.data.OfflineDataset`): :class:`R2PVI` and its baselines
+:class:`PEVI`, :class:`DRPVI`, :class:`DRVI_L`. Online (``learn`` in an environment, exact regret
+when the environment exposes its model): :class:`DRRPO` and its baselines :class:`DRLSVIUCB`,
+:class:`LSVIUCB`.
+"""
+
+from robustrl.agents._online import RegretCurve, run_regret_curve
+from robustrl.agents.base import LinearAgent, NotFittedError
+from robustrl.agents.drpvi import DRPVI
+from robustrl.agents.drrpo import DRRPO
+from robustrl.agents.drvi_l import DRVI_L
+from robustrl.agents.lsvi_ucb import DRLSVIUCB, LSVIUCB
+from robustrl.agents.pevi import PEVI
+from robustrl.agents.r2pvi import R2PVI
+
+OFFLINE_AGENTS = {"R2PVI": R2PVI, "PEVI": PEVI, "DRPVI": DRPVI, "DRVI_L": DRVI_L}
+ONLINE_AGENTS = {"DRRPO": DRRPO, "DRLSVIUCB": DRLSVIUCB, "LSVIUCB": LSVIUCB}
+
+__all__ = [
+    "DRLSVIUCB",
+    "DRPVI",
+    "DRRPO",
+    "DRVI_L",
+    "LSVIUCB",
+    "OFFLINE_AGENTS",
+    "ONLINE_AGENTS",
+    "PEVI",
+    "R2PVI",
+    "LinearAgent",
+    "NotFittedError",
+    "RegretCurve",
+    "run_regret_curve",
+]

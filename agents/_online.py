@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from robustrl._kernels import offline as _offline_kernels
 from robustrl._kernels.ridge import spd_inverse
 from robustrl.agents.base import LinearAgent
 from robustrl.bonus import check_bonus_name
@@ -77,25 +78,16 @@ def tv_dual_rows(values, weights, rho, v_min: float) -> np.ndarray:
 
     ``nu_i = max over alpha in {v_min} U {v_j} of sum_j W_ij min(v_j, alpha) - rho_i (alpha -
     v_min)`` for ``values (n,)``, signed regression weights ``weights (d, n)`` and radii
-    ``rho (d,)`` (or a scalar). The objective is piecewise linear in ``alpha`` with kinks at the
-    ``v_j``, so the candidates are exact. One sort shared by all rows, then cumulative sums:
-    ``O(n log n + d n)``. Row ``i`` equals :func:`robustrl.divergences.tv_dual_weighted`
-    ``(values, weights[i], rho_i, v_min)``.
+    ``rho (d,)`` (or a scalar); exact, one sort shared by all rows (the offline agents' Numba
+    kernel :func:`robustrl._kernels.offline.tv_dual_rows`). A row with ``rho_i = 0`` gets the
+    plain regression ``W_i . v``; otherwise row ``i`` equals
+    :func:`robustrl.divergences.tv_dual_weighted` ``(values, weights[i], rho_i, v_min)``.
     """
-    v = np.asarray(values, dtype=np.float64)
-    W = np.asarray(weights, dtype=np.float64)
-    d, n = W.shape
-    rho_arr = np.broadcast_to(np.asarray(rho, dtype=np.float64), (d,))
-    order = np.argsort(v, kind="mergesort")
-    vs = v[order]
-    Ws = W[:, order]
-    total = Ws.sum(axis=1)
-    at_v_min = Ws @ np.minimum(vs, v_min)  # alpha = v_min: the rho term vanishes
-    below = np.cumsum(Ws * vs, axis=1)  # sum_{j <= k} W_j v_j
-    cum_w = np.cumsum(Ws, axis=1)
-    # Ties need no care: for j > k with v_j == alpha, min(v_j, alpha) = v_j either way.
-    vals = below + vs * (total[:, None] - cum_w) - rho_arr[:, None] * (vs - v_min)
-    return np.maximum(at_v_min, vals.max(axis=1)) if n else at_v_min
+    v = np.ascontiguousarray(values, dtype=np.float64)
+    W = np.ascontiguousarray(weights, dtype=np.float64)
+    rho_arr = np.ascontiguousarray(np.broadcast_to(np.asarray(rho, dtype=np.float64),
+                                                   (W.shape[0],)))
+    return _offline_kernels.tv_dual_rows(v, W, rho_arr, float(v_min))
 
 
 def _kl_objective(log_alpha, v, W, rho, shift, span):
