@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
+import importlib.util
 import json
 import os
 import pkgutil
@@ -63,7 +64,9 @@ __all__ = [
     "BoundCheck",
     "Cell",
     "Experiment",
+    "Failure",
     "RunConfig",
+    "RunInterrupted",
     "RunReport",
     "RunnerError",
     "bound_checks",
@@ -263,8 +266,6 @@ def discover_experiments() -> tuple[dict[str, Experiment], dict[str, str]]:
 
 
 def _package_has(module_name: str) -> bool:
-    import importlib.util
-
     try:
         return importlib.util.find_spec(f"{EXPERIMENTS_PACKAGE}.{module_name}") is not None
     except ImportError:
@@ -697,6 +698,8 @@ def default_workers() -> int:
 # --------------------------------------------------------------------------- running
 @dataclass
 class Failure:
+    """A cell whose ``run_one`` raised; its traceback is in ``error_file``."""
+
     cell: Cell
     error_file: Path
     message: str  # the traceback's last line
@@ -807,8 +810,17 @@ def run_experiment(
     workers = workers if workers is not None else config.get("workers")
     if workers is not None:
         workers = _check_int(workers, "workers")
+    if backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise RunnerError("--backend ray needs the optional dependency ray: "
+                          "pip install 'robustrl[ray]'")
     ray_address = ray_address if ray_address is not None else config.get("ray_address")
-    out = Path(out if out is not None else config.get("out", Path("results") / exp.name))
+    if ray_address is not None and not isinstance(ray_address, str):
+        raise RunnerError(f"ray_address must be a string; got {ray_address!r}")
+    if out is None:
+        out = config.get("out", Path("results") / exp.name)
+        if not isinstance(out, (str, Path)):
+            raise RunnerError(f"{source}: out must be a directory path; got {out!r}")
+    out = Path(out)
     _check_points(exp, run_cfg)
     cells = expand_cells(run_cfg)
     store = ResultStore(out)
@@ -819,8 +831,13 @@ def run_experiment(
                          resumed=len(done), ran=0, dry_run=True)
 
     with store.lock():
-        if store.check_compatible(run_cfg) is None:
+        manifest = store.check_compatible(run_cfg)
+        if manifest is None:
             store.write_manifest(exp, run_cfg, len(cells))
+        elif manifest.get("robustrl_version") != __version__:
+            _log(quiet, f"warning: {out} was started with robustrl "
+                        f"{manifest.get('robustrl_version')}; this is {__version__} (each cell "
+                        "record stores the version that produced it)")
         done = store.finished(cells)
         pending = [c for c in cells if c.key not in done]
         n_workers = workers if workers is not None else (
@@ -1020,8 +1037,6 @@ def bound_checks() -> dict[str, BoundCheck]:
 def load_bound_checks() -> dict[str, str]:
     """Import every module of :mod:`robustrl.theory` so that they register their checks;
     returns ``{module: error}`` for the modules that failed to import."""
-    import importlib
-
     errors: dict[str, str] = {}
     try:
         pkg = importlib.import_module(THEORY_PACKAGE)

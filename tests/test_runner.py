@@ -323,6 +323,18 @@ def test_a_dir_holding_another_config_is_refused_untouched(tmp_path, tiny, capsy
     assert "holds cell results but no manifest.json" in capsys.readouterr().err
 
 
+def test_ray_backend_without_ray_is_a_usage_error(tmp_path, tiny, capsys, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ray" else find_spec(name, *a))
+    out = tmp_path / "out"
+    assert cli_main(["run", str(tiny), "--out", str(out), "--backend", "ray"]) == 2
+    assert "pip install 'robustrl[ray]'" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_a_dir_in_use_by_another_run_is_refused(tmp_path, tiny):
     fcntl = pytest.importorskip("fcntl")
     out = tmp_path / "out"
