@@ -1,0 +1,3 @@
+from robustrl.cli import main
+
+raise SystemExit(main())
