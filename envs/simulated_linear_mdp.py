@@ -29,10 +29,9 @@ from __future__ import annotations
 from itertools import product
 from typing import Any, ClassVar
 
-import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
+from robustrl.envs.linear_mdp_env import LinearMDPEnv
 from robustrl.models import LinearMDP
 from robustrl.validation import check_int, check_scalar
 
@@ -112,7 +111,7 @@ def simulated_linear_mdp(
     return LinearMDP(phi, mu, theta, initial)
 
 
-class SimulatedLinearMDPEnv(gym.Env):
+class SimulatedLinearMDPEnv(LinearMDPEnv):
     """Simulated d-rectangular linear MDP (Liu & Xu 2024; R2PVI paper, note 3.1).
 
     Observation: ``(state, step)`` as int64 in ``MultiDiscrete([5, H + 1])``. ``step`` is the
@@ -131,10 +130,8 @@ class SimulatedLinearMDPEnv(gym.Env):
     ``model`` is the exact :class:`~robustrl.models.LinearMDP` that :meth:`step` samples from.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 4}
     nominal_perturbation: ClassVar[float | None] = None
     perturbation_grid: ClassVar[np.ndarray] = np.round(np.linspace(0.0, 1.0, 11), 10)
-    feature_dim: int = FEATURE_DIM
     action_vectors: ClassVar[np.ndarray] = ACTION_VECTORS
 
     def __init__(
@@ -145,88 +142,15 @@ class SimulatedLinearMDPEnv(gym.Env):
         horizon: int = 3,
         render_mode: str | None = None,
     ) -> None:
-        super().__init__()
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be None or one of {self.metadata['render_modes']}; "
-                f"got {render_mode!r}"
-            )
         self.perturbation = _check_perturbation(perturbation)
         self.delta, self.xi_norm = _check_delta_xi(delta, xi_norm)
-        self.horizon = check_int(horizon, "horizon", low=1)
-        self.render_mode = render_mode
-        self.model = simulated_linear_mdp(self.perturbation, self.delta, self.xi_norm,
-                                          self.horizon)
-        # Cache the model's dense kernel and rewards. step() samples from these arrays, so
-        # the environment and its model cannot disagree.
-        self._kernel = self.model.P
-        cumulative = np.cumsum(self._kernel, axis=-1)
-        # Dividing by the last entry makes it exactly 1.0, so a uniform draw in [0, 1) always
-        # lands on a state, and a zero-probability state (an empty CDF interval) never does.
-        self._cumulative_kernel = cumulative / cumulative[..., -1:]
-        self._rewards = self.model.R
-        self.n_actions = len(ACTION_VECTORS)
-        self.observation_space = spaces.MultiDiscrete([N_STATES, self.horizon + 1])
-        self.action_space = spaces.Discrete(self.n_actions)
-        self._state: int | None = None
-        self._step = 0
+        model = simulated_linear_mdp(
+            self.perturbation, self.delta, self.xi_norm, check_int(horizon, "horizon", low=1)
+        )
+        super().__init__(model, render_mode=render_mode, state_names=STATE_NAMES)
 
     @classmethod
     def nominal_model(cls, delta: float = 0.3, xi_norm: float = 0.2,
                       horizon: int = 3) -> LinearMDP:
         """The nominal model (``perturbation=None``) with the given parameters."""
         return simulated_linear_mdp(None, delta, xi_norm, horizon)
-
-    # ------------------------------------------------------------ features
-    def features(self, obs, action: int) -> np.ndarray:
-        """``phi(s, a)`` of the observation's state, shape ``(4,)``."""
-        return self.model.phi[self._obs_state(obs), self._check_action(action)].copy()
-
-    def action_features(self, obs) -> np.ndarray:
-        """``phi(s, a)`` for every action, shape ``(16, 4)``."""
-        return self.model.phi[self._obs_state(obs)].copy()
-
-    def _obs_state(self, obs) -> int:
-        state = int(np.asarray(obs).reshape(-1)[0])
-        if not 0 <= state < N_STATES:
-            raise ValueError(f"obs[0] (the state) must lie in [0, {N_STATES - 1}]; got {state}")
-        return state
-
-    def _check_action(self, action) -> int:
-        if isinstance(action, (bool, np.bool_)) or not np.issubdtype(
-            np.asarray(action).dtype, np.integer
-        ) or np.ndim(action) != 0 or not 0 <= int(action) < self.n_actions:
-            raise ValueError(
-                f"action must be an integer in [0, {self.n_actions - 1}]; got {action!r}"
-            )
-        return int(action)
-
-    # ---------------------------------------------------------------- API
-    def _obs(self) -> np.ndarray:
-        return np.array([self._state, self._step], dtype=np.int64)
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        self._state = int(self.np_random.choice(N_STATES, p=self.model.initial_distribution))
-        self._step = 0
-        return self._obs(), {"step": 0}
-
-    def step(self, action):
-        if self._state is None or self._step >= self.horizon:
-            raise RuntimeError("step() called before reset() or after the episode ended")
-        a = self._check_action(action)
-        h, s = self._step, self._state
-        reward = float(self._rewards[h, s, a])
-        # Inverse-CDF draw from P_h(. | s, a).
-        u = self.np_random.random()
-        self._state = int(np.searchsorted(self._cumulative_kernel[h, s, a], u, side="right"))
-        self._step = h + 1
-        terminated = self._step == self.horizon
-        return self._obs(), reward, terminated, False, {"step": self._step}
-
-    def render(self) -> str | None:
-        if self.render_mode != "ansi":
-            return None
-        if self._state is None:
-            return "SimulatedLinearMDP (not reset)"
-        return f"step {self._step}/{self.horizon}: state {STATE_NAMES[self._state]}"
