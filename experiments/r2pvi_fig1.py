@@ -266,7 +266,6 @@ def plot(results: list[dict], out_dir: Path) -> list[Path]:
         ax2.plot(grid, mc["pevi"][0], color="black", lw=2, label="PEVI")
     ax2.set_title("(b) several lambda")
     ax2.set_xlabel("perturbation q")
-    ax2.legend(fontsize=6, ncol=2)
     # (c) return at q = 1 against rho (DRPVI) and lambda (R2PVI-TV)
     for kind, paper_key, color in (("drpvi", "drpvi", "C3"), ("tv", "r2pvi", "C0")):
         pts = sorted((v, s) for v, s in by_kind.get(kind, {}).items() if v is not None)
@@ -281,7 +280,9 @@ def plot(results: list[dict], out_dir: Path) -> list[Path]:
     ax3.set_title("(c) return at q = 1 vs rho / lambda (dotted: paper)")
     ax3.set_xlabel("rho (DRPVI) or lambda (R2PVI-TV)")
     ax3.set_ylabel("average return at q = 1")
-    ax3.legend(fontsize=7)
+    for ax in (ax2, ax3):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7 if ax is ax3 else 6, ncol=1 if ax is ax3 else 2)
     fig.tight_layout()
     return [atomic_write(Path(out_dir) / "r2pvi_fig1.png",
                          lambda fh: fig.savefig(fh, format="png", dpi=90), binary=True)]
