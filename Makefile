@@ -1,11 +1,11 @@
 # Two entry points for a fresh machine (python3 with venv is all it needs):
-#   make demo   install everything into .venv and run the main job (exact robust values vs perturbation)
+#   make demo   install everything into .venv and run the main job (small R2PVI Figure 1: return vs perturbation)
 #   make test   install everything into .venv, lint, and run the default test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-slow test-ray bench lint clean clean-numba
+.PHONY: install demo demo-exact test test-slow test-ray bench lint clean clean-numba
 
 install: $(VENV)/.installed
 
@@ -16,6 +16,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	touch $@
 
 demo: install  # resumable: a rerun reuses finished cells and redraws the table and figures
+	$(BIN)/robustrl run r2pvi_fig1 --config experiments/configs/demo_fig1.yaml --out results/r2pvi_fig1_demo
+
+demo-exact: install  # the exact robust DP policies of the simulated MDP (no learning)
 	$(BIN)/robustrl run exact_robust_values --out results/exact_robust_values
 
 lint: install

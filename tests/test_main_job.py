@@ -1,4 +1,5 @@
-"""The README's main job (`robustrl run exact_robust_values`, i.e. `make demo`) and the CLI."""
+"""The README's main job (`make demo`: a small R2PVI Figure 1 through `robustrl run r2pvi_fig1`
+with experiments/configs/demo_fig1.yaml), the exact_robust_values experiment and the CLI."""
 
 import json
 import subprocess
@@ -8,13 +9,47 @@ from pathlib import Path
 import numpy as np
 
 from robustrl.cli import main as cli_main
-from robustrl.runner import load_results
+from robustrl.runner import load_config_file, load_results
 
 REPO = Path(__file__).resolve().parents[1]
 ROBUSTRL = [sys.executable, "-m", "robustrl.cli"]
+DEMO_CONFIG = REPO / "experiments" / "configs" / "demo_fig1.yaml"
 
 
-def test_main_job_through_the_runner_writes_table_results_and_plots(tmp_path):
+def test_make_demo_runs_the_small_figure1_config():
+    demo = (REPO / "Makefile").read_text().split("\ndemo:", 1)[1].split("\n\n", 1)[0]
+    assert "robustrl run r2pvi_fig1 --config experiments/configs/demo_fig1.yaml" in demo
+    cfg = load_config_file(DEMO_CONFIG)
+    grid = cfg["grid"]
+    # the paper's Figure 1 settings (note 3.1), all three divergences and PEVI
+    assert {"pevi", "tv:0.1", "kl:0.1", "chi2:0.1"} <= set(grid["method"])
+    assert (grid["K"], grid["episodes"], grid["beta"], grid["ridge"]) == (100, 100, 1.0, 0.1)
+    assert cfg["seeds"] == 20 and cfg["workers"] == 2
+
+
+def test_main_job_small_figure1_writes_table_results_and_plot(tmp_path):
+    # the demo config with an even smaller grid (the full demo runs in well under a minute)
+    out = subprocess.run(
+        [*ROBUSTRL, "run", "r2pvi_fig1", "--config", str(DEMO_CONFIG), "--out", str(tmp_path),
+         "--workers", "1", "--seeds", "2", "--set", "method=[pevi, 'tv:0.1', 'chi2:0.1']",
+         "--set", "episodes=20"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    table = out.stdout.splitlines()
+    assert any(line.startswith("PEVI") for line in table)
+    assert any(line.startswith("R2PVI-TV, lambda=0.1") for line in table)
+    assert (tmp_path / "r2pvi_fig1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "figures" / "exact_return_q1.png").exists()
+    manifest, records = load_results(tmp_path)
+    assert manifest["experiment"] == "r2pvi_fig1" and len(records) == 6
+    assert {r["params"]["K"] for r in records} == {100}
+    for rec in records:
+        exact = rec["metrics"]["exact_return_vs_q"]
+        assert len(exact) == 11 and np.all(np.diff(exact) <= 1e-12)
+
+
+def test_exact_robust_values_through_the_runner_writes_table_results_and_plots(tmp_path):
     out = subprocess.run(
         [*ROBUSTRL, "run", "exact_robust_values", "--out", str(tmp_path), "--workers", "1",
          "--set", "policy=[non-robust, 'tv-ball:0.2', 'tv-ball:0.5', 'kl:0.1', 'chi2:1']"],
@@ -56,7 +91,7 @@ def test_main_job_through_the_runner_writes_table_results_and_plots(tmp_path):
     assert res["non_robust_value"] == curves["non-robust"]["objective_value"]
 
 
-def test_main_job_script_delegates_to_the_runner(tmp_path):
+def test_experiment_script_delegates_to_the_runner(tmp_path):
     """`python experiments/exact_robust_values.py` still works (it is `robustrl run ...`)."""
     out = subprocess.run(
         [sys.executable, str(REPO / "experiments" / "exact_robust_values.py"), "--out",
@@ -68,7 +103,7 @@ def test_main_job_script_delegates_to_the_runner(tmp_path):
     assert (tmp_path / "exact_robust_values.png").exists()
 
 
-def test_main_job_rejects_a_malformed_policy(tmp_path, capsys):
+def test_exact_robust_values_rejects_a_malformed_policy(tmp_path, capsys):
     assert cli_main(["run", "exact_robust_values", "--out", str(tmp_path / "x"),
                      "--set", "policy=kl:-1"]) == 2
     assert "LAMBDA must be > 0" in capsys.readouterr().err
