@@ -4,7 +4,8 @@ Each environment takes ``perturbation`` in its constructor, and has ``nominal_pe
 and ``perturbation_grid`` class attributes. On the unwrapped environment it exposes
 ``horizon``, ``feature_dim``, ``n_actions``, ``features(obs, action)`` and
 ``action_features(obs)``. Importing this package registers the gymnasium ids
-``robustrl/SimulatedLinearMDP-v0`` and ``robustrl/AmericanPut-v0``.
+``robustrl/SimulatedLinearMDP-v0``, ``robustrl/AmericanPut-v0`` and
+``robustrl/RandomLinearMDP-v0``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import gymnasium as gym
 
 from robustrl.envs.american_put import AmericanPutEnv
 from robustrl.envs.perturbations import make_env, perturbation_grid, perturbed_envs
+from robustrl.envs.random_linear_mdp import RandomLinearMDPEnv, random_linear_mdp
 from robustrl.envs.simulated_linear_mdp import (
     ACTION_VECTORS,
     SimulatedLinearMDPEnv,
@@ -21,10 +23,12 @@ from robustrl.envs.simulated_linear_mdp import (
 
 SIMULATED_LINEAR_MDP_ID = "robustrl/SimulatedLinearMDP-v0"
 AMERICAN_PUT_ID = "robustrl/AmericanPut-v0"
+RANDOM_LINEAR_MDP_ID = "robustrl/RandomLinearMDP-v0"
 
 _REGISTRATIONS = {
     SIMULATED_LINEAR_MDP_ID: "robustrl.envs.simulated_linear_mdp:SimulatedLinearMDPEnv",
     AMERICAN_PUT_ID: "robustrl.envs.american_put:AmericanPutEnv",
+    RANDOM_LINEAR_MDP_ID: "robustrl.envs.random_linear_mdp:RandomLinearMDPEnv",
 }
 
 for _env_id, _entry_point in _REGISTRATIONS.items():
@@ -36,10 +40,13 @@ __all__ = [
     "ACTION_VECTORS",
     "AMERICAN_PUT_ID",
     "SIMULATED_LINEAR_MDP_ID",
+    "RANDOM_LINEAR_MDP_ID",
     "AmericanPutEnv",
+    "RandomLinearMDPEnv",
     "SimulatedLinearMDPEnv",
     "make_env",
     "perturbation_grid",
     "perturbed_envs",
+    "random_linear_mdp",
     "simulated_linear_mdp",
 ]
