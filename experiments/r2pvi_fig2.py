@@ -268,6 +268,7 @@ def plot(results: list[dict], out_dir: Path) -> list[Path]:
         axes[0, col].set_title(f"fit time / PEVI's vs {axis} ({fixed[0]}={fixed[1]}); "
                                "dotted gray: paper")
         axes[1, col].set_title(f"fit seconds vs {axis} ({fixed[0]}={fixed[1]})")
+        axes[0, col].set_yscale("log")
         axes[1, col].set_yscale("log")
         for ax in axes[:, col]:
             ax.set_xlabel(axis)
