@@ -12,6 +12,10 @@ The ``method`` grid axis names the learner:
 * ``pevi``: PEVI (the non-robust baseline, rewards regressed as in the authors' code);
 * ``tv:LAM``, ``kl:LAM``, ``chi2:LAM``: R2PVI with that divergence and regulariser lambda
   (known reward weights ``theta``, as the authors' simulated-MDP code);
+* ``chi2-code:LAM``: R2PVI-chi2 as the authors' simulated-MDP code computes it (note pitfall
+  1): the chi2 dual ``z1 - (z2 - z1^2) / (4 lam)`` *minimised* over alpha in ``[min V, max V]``
+  instead of maximised (exactly: the smaller of the two endpoint values, the dual being concave
+  in alpha) -- an explicitly labelled reproduction of their bug, not R2PVI;
 * ``drpvi:RHO``: DRPVI with a TV ball of radius RHO on the goal factor at the first transition
   only (the authors' ``Rho = [[0, 0, 0, rho], [0, 0, 0, 0], ...]``).
 
@@ -44,7 +48,7 @@ _TENTHS = [round(0.1 * i, 1) for i in range(1, 11)]
 GRID = {
     "method": (["pevi"] + [f"tv:{x:g}" for x in _TENTHS]
                + [f"{div}:{x:g}" for div in ("kl", "chi2") for x in (0.1, 0.2, 0.3, 0.6)]
-               + [f"drpvi:{x:g}" for x in _TENTHS]),
+               + [f"drpvi:{x:g}" for x in _TENTHS] + ["chi2-code:0.1"]),
     "K": [100],
     "episodes": [100],
     "beta": [1.0],
@@ -53,9 +57,9 @@ GRID = {
 }
 SEEDS = 20
 
-KINDS = ("pevi", "tv", "kl", "chi2", "drpvi")
+KINDS = ("pevi", "tv", "kl", "chi2", "drpvi", "chi2-code")
 LABEL = {"pevi": "PEVI", "tv": "R2PVI-TV", "kl": "R2PVI-KL", "chi2": "R2PVI-chi2",
-         "drpvi": "DRPVI"}
+         "drpvi": "DRPVI", "chi2-code": "chi2 as code"}
 
 # Note 3.1, digitised from the paper's Fig. 1(a) (q = 0, 0.1, ..., 1), lambda = 0.1, rho = 0.1.
 PAPER_FIG1A = {
@@ -80,7 +84,7 @@ def parse_method(spec: str) -> tuple[str, float | None]:
     if spec == "pevi":
         return spec, None
     kind, sep, num = str(spec).partition(":")
-    forms = "pevi, tv|kl|chi2:LAMBDA (LAMBDA > 0) or drpvi:RHO (0 <= RHO <= 1)"
+    forms = "pevi, tv|kl|chi2|chi2-code:LAMBDA (LAMBDA > 0) or drpvi:RHO (0 <= RHO <= 1)"
     try:
         value = float(num) if sep else None
     except ValueError:
@@ -138,8 +142,30 @@ def make_agent(spec: str, env, beta: float, ridge: float, v_min="data"):
     if kind == "drpvi":
         return DRPVI(env, rho=goal_factor_radius(value, env.horizon, env.feature_dim),
                      beta=beta, ridge=ridge)
+    if kind == "chi2-code":
+        return _chi2_as_code()(env, divergence="chi2", lam=value, beta=beta, ridge=ridge)
     return R2PVI(env, divergence=kind, lam=value, beta=beta, ridge=ridge,
                  v_min=parse_v_min(v_min) if kind == "tv" else "data")
+
+
+def _chi2_as_code():
+    from robustrl.agents import R2PVI
+
+    class R2PVIChi2AsCode(R2PVI):
+        """R2PVI-chi2 with the dual minimised over alpha, as the authors' simulated-MDP code
+        (note pitfall 1); a reproduction of their numbers, not the paper's estimator."""
+
+        def _estimate(self, h, xi, values, in_regression):
+            if values.size == 0:
+                return np.zeros(xi.shape[0])
+            ends = []
+            for alpha in (values.min(), values.max()):
+                w = np.minimum(values, alpha)
+                z1, z2 = xi @ w, xi @ (w * w)
+                ends.append(z1 - (z2 - z1 * z1) / (4.0 * self.lam))
+            return np.minimum(ends[0], ends[1])
+
+    return R2PVIChi2AsCode
 
 
 def run_one(params: dict, seed: int) -> dict:
@@ -204,6 +230,8 @@ def paper_value(spec: str, idx: int) -> float | None:
     """The paper's digitised return for ``spec`` at q index 0 or 10 (None if not read)."""
     if spec in PAPER_FIG1A:
         return PAPER_FIG1A[spec][idx]
+    if spec == "chi2-code:0.1":  # the authors' code behind the paper's chi2 curve
+        return PAPER_FIG1A["chi2:0.1"][idx]
     return None
 
 
@@ -237,7 +265,8 @@ def plot(results: list[dict], out_dir: Path) -> list[Path]:
     fig = Figure(figsize=(15, 4.4))
     ax1, ax2, ax3 = fig.subplots(1, 3)
     # (a) the headline: PEVI and the three divergences at the paper's lambda
-    colors = {"pevi": "black", "tv": "C0", "kl": "C1", "chi2": "C2", "drpvi": "C3"}
+    colors = {"pevi": "black", "tv": "C0", "kl": "C1", "chi2": "C2", "drpvi": "C3",
+              "chi2-code": "C4"}
     for kind in KINDS:
         specs = by_kind.get(kind, {})
         spec = specs.get(None) or specs.get(0.1)

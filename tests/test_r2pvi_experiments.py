@@ -142,3 +142,22 @@ def test_fit_mean_loglog_recovers_a_power_law():
     zero_at_end = np.array([[0.5, 0.2, 0.0], [0.3, 0.0, 0.0]])
     fit = fit_mean_loglog(K, zero_at_end, n_boot=50)
     assert list(fit.used) == [True, True, False] and fit.slope < 0
+
+
+def test_chi2_as_code_minimises_the_dual_the_agent_maximises():
+    """The labelled reproduction of the authors' chi2 bug (note pitfall 1) never estimates more
+    than R2PVI's exact maximum, and is strictly below it where the maximum is interior."""
+    from robustrl.envs import SimulatedLinearMDPEnv
+    from robustrl.experiments.r2pvi_fig1 import make_agent
+
+    env = SimulatedLinearMDPEnv()
+    rng = np.random.default_rng(1)
+    xi = rng.random((4, 30))
+    xi /= xi.sum(axis=1, keepdims=True)
+    values = rng.uniform(0.0, 2.0, 30)
+    inside = np.ones(30, dtype=bool)
+    code = make_agent("chi2-code:0.1", env, 1.0, 0.1)._estimate(0, xi, values, inside)
+    exact = make_agent("chi2:0.1", env, 1.0, 0.1)._estimate(0, xi, values, inside)
+    assert np.all(code < exact - 1e-3)
+    # rows of exact weights: the alpha = min V endpoint is worth min V, so the minimum is below
+    assert np.all(code <= values.min() + 1e-12)
