@@ -165,7 +165,8 @@ def plot(results: list[dict], out_dir: Path) -> list[Path]:
                 continue
             style = ({"ls": "--", "color": "black" if agent == "optimal-nominal" else "gray"}
                      if agent in REFERENCES else {"marker": "o", "ms": 3})
-            (line,) = ax.plot(v["grid"], v["mean"], label=f"{agent} (n={v['n']})", **style)
+            name = f"{agent} (exact DP)" if agent in REFERENCES else f"{agent} (n={v['n']})"
+            (line,) = ax.plot(v["grid"], v["mean"], label=name, **style)
             if agent not in REFERENCES:
                 ax.fill_between(v["grid"], v["mean"] - v["half"], v["mean"] + v["half"],
                                 color=line.get_color(), alpha=0.2, linewidth=0)
