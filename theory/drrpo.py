@@ -19,6 +19,11 @@ signature is the one the paper's bound would need.
 What the experiments can check without the constants is the **rate**: cumulative regret grows
 like ``sqrt(K)``, so the log-log slope of regret against episodes should be about 0.5 and in
 any case below 1 (:func:`fit_loglog_slope`, :func:`check_regret`).
+
+Importing this module registers ``robustrl verify-bounds drrpo`` (:func:`verify_main`): it runs
+an online agent for many seeds on the simulated or the random linear MDP, prints ``R(K)``
+against the bound and the fitted slope, and exits 1 unless the slope's interval lies below 1
+and no seed exceeds the bound (``--quick`` for a small run, ``--constant`` scales the bound).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ __all__ = [
     "fit_loglog_slope",
     "log_spaced_episodes",
     "regret_bound",
+    "verify_main",
 ]
 
 _FORMS = ("dr_lsvi_ucb", "we_drive_u")
