@@ -3,7 +3,9 @@
 Each environment takes ``perturbation`` in its constructor, and has ``nominal_perturbation``
 and ``perturbation_grid`` class attributes. On the unwrapped environment it exposes
 ``horizon``, ``feature_dim``, ``n_actions``, ``features(obs, action)`` and
-``action_features(obs)``. Importing this package registers the gymnasium ids
+``action_features(obs)``. :class:`LinearMDPEnv` turns any known
+:class:`~robustrl.models.LinearMDP` into such an environment.
+Importing this package registers the gymnasium ids
 ``robustrl/SimulatedLinearMDP-v0``, ``robustrl/AmericanPut-v0`` and
 ``robustrl/RandomLinearMDP-v0``.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import gymnasium as gym
 
 from robustrl.envs.american_put import AmericanPutEnv
+from robustrl.envs.linear_mdp_env import LinearMDPEnv
 from robustrl.envs.perturbations import make_env, perturbation_grid, perturbed_envs
 from robustrl.envs.random_linear_mdp import RandomLinearMDPEnv, random_linear_mdp
 from robustrl.envs.simulated_linear_mdp import (
@@ -42,6 +45,7 @@ __all__ = [
     "SIMULATED_LINEAR_MDP_ID",
     "RANDOM_LINEAR_MDP_ID",
     "AmericanPutEnv",
+    "LinearMDPEnv",
     "RandomLinearMDPEnv",
     "SimulatedLinearMDPEnv",
     "make_env",

@@ -126,4 +126,4 @@ class LinearMDPEnv(gym.Env):
         name = type(self).__name__
         if self._state is None:
             return f"{name} (not reset)"
-        return f"{name} step {self._step}/{self.horizon}: state {self.state_names[self._state]}"
+        return f"step {self._step}/{self.horizon}: state {self.state_names[self._state]}"

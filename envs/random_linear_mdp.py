@@ -42,10 +42,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
+from robustrl.envs.linear_mdp_env import LinearMDPEnv
 from robustrl.models import LinearMDP
 from robustrl.validation import check_int, check_scalar, check_seed
 
@@ -148,7 +147,7 @@ def random_linear_mdp(
     return LinearMDP(phi, mu, theta, initial)
 
 
-class RandomLinearMDPEnv(gym.Env):
+class RandomLinearMDPEnv(LinearMDPEnv):
     """Seeded risky-or-safe d-rectangular linear MDP (module docstring) as a Gymnasium env.
 
     Observation: ``(state, step)`` as int64 in ``MultiDiscrete([n_states, H + 1])``; ``step`` is
@@ -164,7 +163,6 @@ class RandomLinearMDPEnv(gym.Env):
         render_mode: ``None`` or ``"ansi"``.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 4}
     nominal_perturbation: ClassVar[float | None] = None
     perturbation_grid: ClassVar[np.ndarray] = np.round(np.linspace(0.0, 1.0, 11), 10)
 
@@ -178,86 +176,10 @@ class RandomLinearMDPEnv(gym.Env):
         horizon: int = 10,
         render_mode: str | None = None,
     ) -> None:
-        super().__init__()
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be None or one of {self.metadata['render_modes']}; "
-                f"got {render_mode!r}"
-            )
         self.perturbation = _check_perturbation(perturbation)
         self.mdp_seed = seed
-        self.model = random_linear_mdp(seed, self.perturbation, n_states=n_states,
-                                       feature_dim=feature_dim, n_actions=n_actions,
-                                       horizon=horizon)
-        self.n_states = self.model.n_states
-        self.feature_dim = self.model.feature_dim
-        self.n_actions = self.model.n_actions
-        self.horizon = self.model.horizon
-        self.render_mode = render_mode
-        # step() samples from the model's own dense kernel, so env and model cannot disagree.
-        cumulative = np.cumsum(self.model.P, axis=-1)
-        # Dividing by the last entry makes it exactly 1.0: a uniform draw in [0, 1) always
-        # lands on a state, and a zero-probability state (an empty interval) never does.
-        self._cumulative_kernel = cumulative / cumulative[..., -1:]
-        self._rewards = self.model.R
-        self.observation_space = spaces.MultiDiscrete([self.n_states, self.horizon + 1])
-        self.action_space = spaces.Discrete(self.n_actions)
-        self._state: int | None = None
-        self._step = 0
-
-    # ------------------------------------------------------------ features
-    def features(self, obs, action: int) -> np.ndarray:
-        """``phi(s, a)`` of the observation's state, shape ``(d,)``."""
-        return self.model.phi[self._obs_state(obs), self._check_action(action)].copy()
-
-    def action_features(self, obs) -> np.ndarray:
-        """``phi(s, a)`` for every action, shape ``(A, d)``."""
-        return self.model.phi[self._obs_state(obs)].copy()
-
-    def _obs_state(self, obs) -> int:
-        state = int(np.asarray(obs).reshape(-1)[0])
-        if not 0 <= state < self.n_states:
-            raise ValueError(
-                f"obs[0] (the state) must lie in [0, {self.n_states - 1}]; got {state}"
-            )
-        return state
-
-    def _check_action(self, action) -> int:
-        if isinstance(action, (bool, np.bool_)) or not np.issubdtype(
-            np.asarray(action).dtype, np.integer
-        ) or np.ndim(action) != 0 or not 0 <= int(action) < self.n_actions:
-            raise ValueError(
-                f"action must be an integer in [0, {self.n_actions - 1}]; got {action!r}"
-            )
-        return int(action)
-
-    # ---------------------------------------------------------------- API
-    def _obs(self) -> np.ndarray:
-        return np.array([self._state, self._step], dtype=np.int64)
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        self._state = int(self.np_random.choice(self.n_states,
-                                                p=self.model.initial_distribution))
-        self._step = 0
-        return self._obs(), {"step": 0}
-
-    def step(self, action):
-        if self._state is None or self._step >= self.horizon:
-            raise RuntimeError("step() called before reset() or after the episode ended")
-        a = self._check_action(action)
-        h, s = self._step, self._state
-        reward = float(self._rewards[h, s, a])
-        u = self.np_random.random()  # inverse-CDF draw from P_h(. | s, a)
-        self._state = int(np.searchsorted(self._cumulative_kernel[h, s, a], u, side="right"))
-        self._step = h + 1
-        terminated = self._step == self.horizon
-        return self._obs(), reward, terminated, False, {"step": self._step}
-
-    def render(self) -> str | None:
-        if self.render_mode != "ansi":
-            return None
-        if self._state is None:
-            return "RandomLinearMDP (not reset)"
-        name = "fail" if self._state == self.n_states - 1 else str(self._state)
-        return f"step {self._step}/{self.horizon}: state {name}"
+        model = random_linear_mdp(seed, self.perturbation, n_states=n_states,
+                                  feature_dim=feature_dim, n_actions=n_actions,
+                                  horizon=horizon)
+        names = [str(i) for i in range(model.n_states - 1)] + ["fail"]
+        super().__init__(model, render_mode=render_mode, state_names=names)

@@ -447,3 +447,21 @@ def test_make_env_and_helper_errors():
         perturbed_envs(AmericanPutEnv, grid=[])
     with pytest.raises(ValueError, match="perturbation"):
         perturbed_envs(AmericanPutEnv, grid=[0.5, 1.5])
+
+
+def test_linear_mdp_env_wraps_any_known_model():
+    from gymnasium.utils.env_checker import check_env
+
+    from robustrl.envs import LinearMDPEnv
+    from robustrl.models import LinearMDP
+
+    rng = np.random.default_rng(0)
+    S, A, d, H = 4, 3, 2, 3
+    model = LinearMDP(rng.dirichlet(np.ones(d), size=(S, A)), rng.dirichlet(np.ones(S), (H, d)),
+                      rng.uniform(size=(H, d)), np.full(S, 0.25))
+    env = LinearMDPEnv(model)
+    check_env(env, skip_render_check=True)
+    obs, _ = env.reset(seed=0)
+    np.testing.assert_array_equal(env.action_features(obs), model.phi[obs[0]])
+    with pytest.raises(ValueError, match="model"):
+        LinearMDPEnv(model.to_finite())
