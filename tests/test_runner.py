@@ -207,7 +207,7 @@ def test_interrupt_stops_the_pool_promptly_and_keeps_finished_cells(tmp_path, ti
             _still_running(proc, deadline)
             time.sleep(0.05)
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=30)  # the hanging workers are stopped, not awaited
+        _, err = proc.communicate(timeout=60)  # the hanging workers are stopped, not awaited
     finally:
         proc.kill()
     assert proc.returncode == 130, err
