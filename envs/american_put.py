@@ -27,6 +27,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from robustrl.envs.perturbations import perturbation_from_options
 from robustrl.validation import check_int, check_positive, check_scalar
 
 HOLD = 0
@@ -216,6 +217,13 @@ class AmericanPutEnv(gym.Env):
         return np.array([self._price, self._step], dtype=np.float32)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Start an episode; ``options={"perturbation": p}`` switches the up-probability to p."""
+        given, level = perturbation_from_options(options)
+        if given:
+            self.perturbation = (
+                self.nominal_perturbation if level is None
+                else check_scalar(level, "perturbation", low=0.0, high=1.0)
+            )
         super().reset(seed=seed)
         if self.initial_price is None and (seed is not None or self._start_price is None):
             low, high = self.initial_price_range

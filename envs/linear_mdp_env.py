@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from robustrl.envs.perturbations import perturbation_from_options
 from robustrl.models import LinearMDP
 
 
@@ -49,7 +50,6 @@ class LinearMDPEnv(gym.Env):
                 f"render_mode must be None or one of {self.metadata['render_modes']}; "
                 f"got {render_mode!r}"
             )
-        self.model = model
         self.render_mode = render_mode
         self.horizon = model.horizon
         self.feature_dim = model.feature_dim
@@ -59,16 +59,28 @@ class LinearMDPEnv(gym.Env):
             tuple(state_names) if state_names is not None
             else tuple(f"s{i}" for i in range(self.n_states))
         )
+        self._set_model(model)
+        self.observation_space = spaces.MultiDiscrete([self.n_states, self.horizon + 1])
+        self.action_space = spaces.Discrete(self.n_actions)
+        self._state: int | None = None
+        self._step = 0
+
+    def _set_model(self, model: LinearMDP) -> None:
+        if (model.horizon, model.n_states, model.n_actions, model.feature_dim) != (
+            self.horizon, self.n_states, self.n_actions, self.feature_dim
+        ):
+            raise ValueError("model must keep the environment's H, S, A and d")
+        self.model = model
         # step() samples from the model's own dense kernel, so the environment and its model
         # cannot disagree. Dividing by the last entry makes it exactly 1.0: a uniform draw in
         # [0, 1) always lands on a state and a zero-probability state never does.
         cumulative = np.cumsum(model.P, axis=-1)
         self._cumulative_kernel = cumulative / cumulative[..., -1:]
         self._rewards = model.R
-        self.observation_space = spaces.MultiDiscrete([self.n_states, self.horizon + 1])
-        self.action_space = spaces.Discrete(self.n_actions)
-        self._state: int | None = None
-        self._step = 0
+
+    def _model_for(self, perturbation) -> LinearMDP:
+        """The model at another perturbation level; subclasses with a knob override this."""
+        raise ValueError(f"{type(self).__name__} has no perturbation knob")
 
     # ------------------------------------------------------------ features
     def features(self, obs, action: int) -> np.ndarray:
@@ -101,6 +113,11 @@ class LinearMDPEnv(gym.Env):
         return np.array([self._state, self._step], dtype=np.int64)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Start an episode; ``options={"perturbation": q}`` switches the dynamics to level q."""
+        given, level = perturbation_from_options(options)
+        if given:
+            self._set_model(self._model_for(level))
+            self.perturbation = level
         super().reset(seed=seed)
         self._state = int(
             self.np_random.choice(self.n_states, p=self.model.initial_distribution)

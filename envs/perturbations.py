@@ -80,3 +80,20 @@ def perturbed_envs(
     if levels.ndim != 1 or levels.size == 0:
         raise ValueError(f"grid must be a non-empty 1-D sequence of levels; got {grid!r}")
     return [(float(p), make_env(env_id_or_class, float(p), **kwargs)) for p in levels]
+
+
+def perturbation_from_options(options: dict[str, Any] | None) -> tuple[bool, Any]:
+    """Read ``reset(options=...)``: returns ``(given, perturbation)``.
+
+    The only option robustrl environments accept is ``{"perturbation": level}``; it switches the
+    environment to that level from this episode on (``None`` means the nominal dynamics).
+    Any other key is an error, not silently ignored.
+    """
+    if options is None:
+        return False, None
+    if not isinstance(options, dict):
+        raise ValueError(f"options must be a dict or None; got {type(options).__name__}")
+    unknown = sorted(set(options) - {"perturbation"})
+    if unknown:
+        raise ValueError(f"options accepts only the key 'perturbation'; got unknown {unknown}")
+    return ("perturbation" in options), options.get("perturbation")

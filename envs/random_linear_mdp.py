@@ -183,3 +183,8 @@ class RandomLinearMDPEnv(LinearMDPEnv):
                                   horizon=horizon)
         names = [str(i) for i in range(model.n_states - 1)] + ["fail"]
         super().__init__(model, render_mode=render_mode, state_names=names)
+
+    def _model_for(self, perturbation) -> LinearMDP:
+        return random_linear_mdp(self.mdp_seed, _check_perturbation(perturbation),
+                                 n_states=self.n_states, feature_dim=self.feature_dim,
+                                 n_actions=self.n_actions, horizon=self.horizon)

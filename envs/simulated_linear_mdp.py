@@ -149,6 +149,10 @@ class SimulatedLinearMDPEnv(LinearMDPEnv):
         )
         super().__init__(model, render_mode=render_mode, state_names=STATE_NAMES)
 
+    def _model_for(self, perturbation) -> LinearMDP:
+        q = _check_perturbation(perturbation)
+        return simulated_linear_mdp(q, self.delta, self.xi_norm, self.horizon)
+
     @classmethod
     def nominal_model(cls, delta: float = 0.3, xi_norm: float = 0.2,
                       horizon: int = 3) -> LinearMDP:
