@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -178,6 +181,8 @@ def test_minari_with_registered_env_keeps_spec(minari_home):
     ds = OfflineDataset.collect(env, 6, _put_policy, seed=1)
     md = to_minari(ds, env, "put-v0")
     assert md.spec.env_spec is not None and md.spec.env_spec.id == AMERICAN_PUT_ID
+    recovered = md.recover_environment()
+    assert recovered.unwrapped.horizon == 6 and recovered.unwrapped.feature_dim == 8
     assert_same(ds, from_minari("put-v0", env))
 
 
@@ -257,3 +262,24 @@ def test_minari_dataset_written_by_other_tools_loads(minari_home):
         ds.features[0, :2], [env.features(seq[h], acts[h]) for h in range(2)]
     )
     np.testing.assert_array_equal(ds.next_action_features[0, 1], env.action_features(seq[2]))
+
+
+# ------------------------------------------------------------------------------------ docs
+DOC = Path(__file__).resolve().parents[1] / "docs" / "interop.md"
+DOC_BLOCKS = re.findall(r"^```python\n(.*?)^```", DOC.read_text(), flags=re.DOTALL | re.MULTILINE)
+
+
+def test_doc_has_blocks():
+    assert len(DOC_BLOCKS) == 2
+
+
+@pytest.mark.parametrize("i", range(len(DOC_BLOCKS)))
+def test_doc_block_runs(i, tmp_path, monkeypatch):
+    code = DOC_BLOCKS[i]
+    if "minari" in code:
+        pytest.importorskip("minari")
+        pytest.importorskip("h5py")
+    monkeypatch.chdir(tmp_path)
+    # The block points MINARI_DATASETS_PATH at a fresh temp dir itself; restore it afterwards.
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    exec(compile(code, str(DOC), "exec"), {"__name__": "docs_block"})
