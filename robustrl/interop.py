@@ -25,6 +25,7 @@ import json
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from robustrl.data import OfflineDataset
 from robustrl.validation import check_array
@@ -62,6 +63,7 @@ def dataset_from_transitions(
     *,
     truncations=None,
     metadata: dict[str, Any] | None = None,
+    progress: bool = False,
 ) -> OfflineDataset:
     """Build an :class:`OfflineDataset` from flat transitions of consecutive episodes.
 
@@ -76,6 +78,7 @@ def dataset_from_transitions(
         truncations: optional ``(N,)`` bool; the episode's data ends here but a value follows.
             The end of the arrays also ends the last episode.
         metadata: stored on the dataset (JSON-serialisable).
+        progress: show a tqdm bar over episodes (feature computation).
 
     Every episode starts at step 0 and must have at most ``H`` transitions.
     """
@@ -146,7 +149,8 @@ def dataset_from_transitions(
         "valid": np.zeros((K, H), dtype=bool),
         "terminal": np.zeros((K, H), dtype=bool),
     }
-    for k, (s, n) in enumerate(zip(starts, lengths, strict=True)):
+    pairs = zip(starts, lengths, strict=True)
+    for k, (s, n) in enumerate(tqdm(pairs, total=K, disable=not progress, desc="features")):
         rows = slice(s, s + n)
         out["observations"][k, :n] = obs[rows]
         out["actions"][k, :n] = acts[rows]
@@ -314,7 +318,7 @@ def to_minari(
     return created
 
 
-def from_minari(dataset, env) -> OfflineDataset:
+def from_minari(dataset, env, *, progress: bool = False) -> OfflineDataset:
     """Load a Minari dataset (an id of a *local* dataset, or a ``MinariDataset``).
 
     Episodes become trajectories; features are recomputed with ``env``'s feature map. Nothing
@@ -363,6 +367,7 @@ def from_minari(dataset, env) -> OfflineDataset:
         env,
         truncations=np.concatenate(parts["trunc"]),
         metadata=metadata,
+        progress=progress,
     )
 
 

@@ -283,3 +283,18 @@ def test_doc_block_runs(i, tmp_path, monkeypatch):
     # The block points MINARI_DATASETS_PATH at a fresh temp dir itself; restore it afterwards.
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     exec(compile(code, str(DOC), "exec"), {"__name__": "docs_block"})
+
+
+def test_agent_fitted_on_minari_import_matches_original(minari_home):
+    """What matters downstream: an offline agent fitted on the imported data is the same agent."""
+    from robustrl.agents import R2PVI
+    from robustrl.interop import from_minari, to_minari
+
+    env, ds = _put()
+    back = from_minari(to_minari(ds, env, "put-agent-v0"), env, progress=False)
+    a = R2PVI(env, divergence="tv", lam=0.1).fit(ds)
+    b = R2PVI(env, divergence="tv", lam=0.1).fit(back)
+    np.testing.assert_array_equal(a.weights, b.weights)
+    np.testing.assert_array_equal(a.lambda_inv, b.lambda_inv)
+    for o in ds.observations[ds.valid][:20]:
+        assert a.predict(o)[0] == b.predict(o)[0]
