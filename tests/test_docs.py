@@ -25,6 +25,8 @@ PAGES = [
     "algorithms/drrpo.md",
     "algorithms/lsvi_ucb.md",
 ]
+# Pages owned elsewhere whose python blocks another test file executes.
+EXECUTED_ELSEWHERE = {"interop.md": "test_interop.py"}
 FENCE = re.compile(r"^```python\n(.*?)^```", flags=re.DOTALL | re.MULTILINE)
 
 
@@ -71,3 +73,17 @@ def test_index_links_resolve():
             if "://" in target:
                 continue
             assert (path.parent / target).resolve().exists(), f"docs/{page} links to {target}"
+
+
+def test_every_python_block_in_docs_is_executed_by_some_test():
+    """A new page with a ```python block must be listed here or run by its own test file."""
+    tests_dir = Path(__file__).resolve().parent
+    for path in sorted(DOCS.rglob("*.md")):
+        page = path.relative_to(DOCS).as_posix()
+        if not FENCE.search(path.read_text(encoding="utf-8")) or page in PAGES:
+            continue
+        runner = EXECUTED_ELSEWHERE.get(page)
+        assert runner is not None, f"docs/{page} has python blocks that no test executes"
+        assert page in (tests_dir / runner).read_text(encoding="utf-8"), (
+            f"tests/{runner} does not mention docs/{page}"
+        )
