@@ -87,3 +87,37 @@ def test_every_python_block_in_docs_is_executed_by_some_test():
         assert page in (tests_dir / runner).read_text(encoding="utf-8"), (
             f"tests/{runner} does not mention docs/{page}"
         )
+
+
+ALGORITHM_PAGES = {
+    "algorithms/r2pvi.md": ["R2PVI"],
+    "algorithms/pevi.md": ["PEVI"],
+    "algorithms/drpvi.md": ["DRPVI"],
+    "algorithms/drvi_l.md": ["DRVI_L"],
+    "algorithms/drrpo.md": ["DRRPO"],
+    "algorithms/lsvi_ucb.md": ["LSVIUCB", "DRLSVIUCB"],
+}
+ROW = re.compile(r"^\| `(\w+)` \| `([^`]*)` \|", flags=re.MULTILINE)
+
+
+@pytest.mark.parametrize("page", sorted(ALGORITHM_PAGES))
+def test_hyperparameter_tables_match_the_constructors(page):
+    """Every constructor argument is documented with its actual default."""
+    import ast
+    import inspect
+
+    import robustrl.agents as agents
+
+    documented: dict[str, list] = {}
+    for name, default in ROW.findall((DOCS / page).read_text(encoding="utf-8")):
+        documented.setdefault(name, []).append(ast.literal_eval(default))
+    for cls_name in ALGORITHM_PAGES[page]:
+        params = inspect.signature(getattr(agents, cls_name).__init__).parameters
+        for name, param in params.items():
+            if name in ("self", "env"):
+                continue
+            assert name in documented, f"docs/{page}: {cls_name}({name}=...) is not documented"
+            assert param.default in documented[name], (
+                f"docs/{page}: {cls_name} default {name}={param.default!r}, "
+                f"documented {documented[name]}"
+            )
