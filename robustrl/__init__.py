@@ -9,6 +9,7 @@ Environments, agents and theory live in :mod:`robustrl.envs`, :mod:`robustrl.age
 
 __version__ = "0.1.0"
 
+from robustrl.evaluation import compare, evaluate, evaluate_exact  # noqa: E402
 from robustrl.models import FiniteMDP, LinearMDP  # noqa: E402
 
-__all__ = ["FiniteMDP", "LinearMDP", "__version__"]
+__all__ = ["FiniteMDP", "LinearMDP", "__version__", "compare", "evaluate", "evaluate_exact"]
