@@ -1,0 +1,269 @@
+"""Layered tabular MDPs as Gymnasium environments with an exact :class:`FiniteMDP` model.
+
+:class:`FiniteMDPEnv` turns any finite-horizon :class:`~robustrl.models.FiniteMDP` into an
+environment that samples from exactly that model (the tabular twin of
+:class:`~robustrl.envs.linear_mdp_env.LinearMDPEnv`), with one-hot ``(s, a)`` features so that
+linear agents run on it unchanged. :class:`LayeredTabularMDPEnv` is a seeded random layered MDP
+built on it; :class:`~robustrl.envs.combination_lock.CombinationLockEnv` is another.
+
+**State layout (layered MDPs).** A layered MDP with ``S`` states per layer is stored with ``S``
+layer-independent state indices ``0 .. S-1``: the state at step ``h`` is ``(index, h)``, and the
+time-indexed kernel ``P[h, s, a, s']`` maps layer ``h`` to layer ``h + 1``. The observation
+``(state, step)`` carries both, so the layer is always known to the agent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from robustrl.envs.perturbations import perturbation_from_options
+from robustrl.models import FiniteMDP
+from robustrl.validation import check_int, check_scalar, check_seed
+
+__all__ = ["FiniteMDPEnv", "LayeredTabularMDPEnv", "layered_tabular_mdp"]
+
+
+def _check_perturbation(perturbation: Any) -> float | None:
+    if perturbation is None:
+        return None
+    return check_scalar(perturbation, "perturbation", low=0.0, high=1.0)
+
+
+def _check_model_seed(seed: Any) -> int:
+    seed = check_seed(seed)
+    if seed is None:
+        raise ValueError("seed must be an integer >= 0 (the MDP is built from it); got None")
+    return seed
+
+
+class FiniteMDPEnv(gym.Env):
+    """Episodes of a finite-horizon tabular MDP given by its exact model.
+
+    Observation: ``(state, step)`` as int64 in ``MultiDiscrete([S, H + 1])``; ``step`` is the
+    0-indexed step of the next decision (``H`` after the last one). Action: ``Discrete(A)``.
+    Reward: ``R[h, s, a]`` (deterministic). The episode ends with ``terminated=True`` after
+    ``H`` steps. Features: one-hot ``e_{s * A + a}`` of dimension ``S * A``
+    (:meth:`features`, :meth:`action_features`), so a linear agent with per-step weights is
+    exactly a tabular one here.
+
+    Args:
+        model: the exact model; :meth:`step` samples from ``model.P``.
+        render_mode: ``None`` or ``"ansi"``.
+        state_names: optional names used by :meth:`render`.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 4}
+    nominal_perturbation: ClassVar[Any] = None
+
+    def __init__(
+        self,
+        model: FiniteMDP,
+        render_mode: str | None = None,
+        state_names: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(model, FiniteMDP):
+            raise ValueError(f"model must be a FiniteMDP; got {type(model).__name__}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode must be None or one of {self.metadata['render_modes']}; "
+                f"got {render_mode!r}"
+            )
+        self.render_mode = render_mode
+        self.horizon = model.horizon
+        self.n_states = model.n_states
+        self.n_actions = model.n_actions
+        self.feature_dim = self.n_states * self.n_actions
+        self.state_names = (
+            tuple(state_names) if state_names is not None
+            else tuple(f"s{i}" for i in range(self.n_states))
+        )
+        self._set_model(model)
+        self.observation_space = spaces.MultiDiscrete([self.n_states, self.horizon + 1])
+        self.action_space = spaces.Discrete(self.n_actions)
+        self._state: int | None = None
+        self._step = 0
+
+    def _set_model(self, model: FiniteMDP) -> None:
+        if (model.horizon, model.n_states, model.n_actions) != (
+            self.horizon, self.n_states, self.n_actions
+        ):
+            raise ValueError("model must keep the environment's H, S and A")
+        self.model = model
+        # Same inverse-CDF sampling as LinearMDPEnv: dividing by the last entry makes it exactly
+        # 1.0, so a uniform draw in [0, 1) never lands on a zero-probability state.
+        cumulative = np.cumsum(model.P, axis=-1)
+        self._cumulative_kernel = cumulative / cumulative[..., -1:]
+        self._cumulative_initial = np.cumsum(model.initial_distribution)
+        self._cumulative_initial /= self._cumulative_initial[-1]
+
+    def _model_for(self, perturbation) -> FiniteMDP:
+        """The model at another perturbation level; subclasses with a knob override this."""
+        raise ValueError(f"{type(self).__name__} has no perturbation knob")
+
+    # ------------------------------------------------------------ features
+    def features(self, obs, action: int) -> np.ndarray:
+        """One-hot ``phi(s, a) = e_{s * A + a}``, shape ``(S * A,)``."""
+        s, a = self._obs_state(obs), self._check_action(action)
+        phi = np.zeros(self.feature_dim)
+        phi[s * self.n_actions + a] = 1.0
+        return phi
+
+    def action_features(self, obs) -> np.ndarray:
+        """``phi(s, a)`` for every action, shape ``(A, S * A)``."""
+        s = self._obs_state(obs)
+        phi = np.zeros((self.n_actions, self.feature_dim))
+        phi[np.arange(self.n_actions), s * self.n_actions + np.arange(self.n_actions)] = 1.0
+        return phi
+
+    def _obs_state(self, obs) -> int:
+        state = int(np.asarray(obs).reshape(-1)[0])
+        if not 0 <= state < self.n_states:
+            raise ValueError(
+                f"obs[0] (the state) must lie in [0, {self.n_states - 1}]; got {state}"
+            )
+        return state
+
+    def _check_action(self, action) -> int:
+        if isinstance(action, (bool, np.bool_)) or not np.issubdtype(
+            np.asarray(action).dtype, np.integer
+        ) or np.ndim(action) != 0 or not 0 <= int(action) < self.n_actions:
+            raise ValueError(
+                f"action must be an integer in [0, {self.n_actions - 1}]; got {action!r}"
+            )
+        return int(action)
+
+    # ---------------------------------------------------------------- API
+    def _obs(self) -> np.ndarray:
+        return np.array([self._state, self._step], dtype=np.int64)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Start an episode; ``options={"perturbation": q}`` switches the dynamics to level q."""
+        given, level = perturbation_from_options(options)
+        if given:
+            self._set_model(self._model_for(level))
+            self.perturbation = level
+        super().reset(seed=seed)
+        u = self.np_random.random()
+        self._state = int(np.searchsorted(self._cumulative_initial, u, side="right"))
+        self._step = 0
+        return self._obs(), {"step": 0}
+
+    def step(self, action):
+        if self._state is None or self._step >= self.horizon:
+            raise RuntimeError("step() called before reset() or after the episode ended")
+        a = self._check_action(action)
+        h, s = self._step, self._state
+        reward = float(self.model.R[h, s, a])
+        u = self.np_random.random()  # inverse-CDF draw from P_h(. | s, a)
+        self._state = int(np.searchsorted(self._cumulative_kernel[h, s, a], u, side="right"))
+        self._step = h + 1
+        terminated = self._step == self.horizon
+        return self._obs(), reward, terminated, False, {"step": self._step}
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        name = type(self).__name__
+        if self._state is None:
+            return f"{name} (not reset)"
+        return f"step {self._step}/{self.horizon}: state {self.state_names[self._state]}"
+
+
+def _check_layered_sizes(horizon, n_states, n_actions) -> tuple[int, int, int]:
+    horizon = check_int(horizon, "horizon", low=1)
+    n_states = check_int(n_states, "n_states", low=1)
+    n_actions = check_int(n_actions, "n_actions", low=1)
+    return horizon, n_states, n_actions
+
+
+def layered_tabular_mdp(
+    horizon: int = 3,
+    n_states: int = 3,
+    n_actions: int = 2,
+    seed: int = 0,
+    perturbation: float | None = None,
+    *,
+    concentration: float = 1.0,
+) -> FiniteMDP:
+    """A seeded random layered tabular MDP (the layout of the module docstring).
+
+    Construction (``rng = numpy.random.default_rng(seed)``): every episode starts in state 0 of
+    layer 0; ``P[h, s, a] ~ Dirichlet(concentration * 1_S)`` over the ``S`` states of layer
+    ``h + 1`` independently per ``(h, s, a)``; rewards ``R[h, s, a] ~ U(0, 1)``.
+
+    **Perturbation** ``q in [0, 1]``: every transition is diverted, with probability ``q``, to
+    the worst state of the next layer under the nominal optimal values,
+    ``P_q[h, s, a] = (1 - q) P[h, s, a] + q * delta_{argmin_s' V*_{h+1}(s')}`` (ties to the
+    lowest index; at the last step the next state does not matter and nothing moves). This
+    is the worst corner of the TV ball of radius ``q`` that puts all moved mass on one state,
+    so the optimal value never rises with ``q``. The random draws do not depend on ``q``.
+    """
+    horizon, n_states, n_actions = _check_layered_sizes(horizon, n_states, n_actions)
+    seed = _check_model_seed(seed)
+    q = _check_perturbation(perturbation)
+    concentration = check_scalar(concentration, "concentration", low=0.0, low_inclusive=False)
+    rng = np.random.default_rng(seed)
+    H, S, A = horizon, n_states, n_actions
+    P = rng.dirichlet(np.full(S, concentration), size=(H, S, A))
+    # Small concentrations can underflow to exact zeros; renormalise to exact distributions.
+    P /= P.sum(axis=-1, keepdims=True)
+    R = rng.uniform(0.0, 1.0, size=(H, S, A))
+    initial = np.zeros(S)
+    initial[0] = 1.0
+    if q is not None and q > 0.0:
+        values = np.zeros((H + 1, S))
+        for h in range(H - 1, -1, -1):
+            values[h] = (R[h] + P[h] @ values[h + 1]).max(axis=1)
+        for h in range(H - 1):
+            worst = int(np.argmin(values[h + 1]))
+            P[h] *= 1.0 - q
+            P[h, :, :, worst] += q
+    return FiniteMDP(P, R, initial)
+
+
+class LayeredTabularMDPEnv(FiniteMDPEnv):
+    """Seeded random layered tabular MDP (:func:`layered_tabular_mdp`) as a Gymnasium env.
+
+    Observation ``(state, step)`` in ``MultiDiscrete([n_states, H + 1])``; action in
+    ``[0, n_actions)``; reward ``R[h, s, a]`` in ``[0, 1]``; ``terminated=True`` after ``H``
+    steps. ``model`` is the exact :class:`FiniteMDP` that :meth:`step` samples from.
+
+    Args:
+        horizon, n_states (per layer), n_actions: sizes (defaults 3, 3, 2).
+        seed: the MDP's construction seed (not the sampling seed, which ``reset`` takes).
+        perturbation: ``None`` (nominal) or ``q in [0, 1]``, the probability that a
+            transition is diverted to the worst next state.
+        concentration: Dirichlet concentration of the transition laws (default 1).
+        render_mode: ``None`` or ``"ansi"``.
+    """
+
+    nominal_perturbation: ClassVar[float | None] = None
+    perturbation_grid: ClassVar[np.ndarray] = np.round(np.linspace(0.0, 1.0, 11), 10)
+
+    def __init__(
+        self,
+        horizon: int = 3,
+        n_states: int = 3,
+        n_actions: int = 2,
+        seed: int = 0,
+        perturbation: float | None = None,
+        concentration: float = 1.0,
+        render_mode: str | None = None,
+    ) -> None:
+        self.perturbation = _check_perturbation(perturbation)
+        self.mdp_seed = _check_model_seed(seed)
+        self.concentration = concentration
+        model = layered_tabular_mdp(horizon, n_states, n_actions, seed, self.perturbation,
+                                    concentration=concentration)
+        super().__init__(model, render_mode=render_mode)
+
+    def _model_for(self, perturbation) -> FiniteMDP:
+        return layered_tabular_mdp(self.horizon, self.n_states, self.n_actions, self.mdp_seed,
+                                   _check_perturbation(perturbation),
+                                   concentration=self.concentration)
