@@ -1,0 +1,375 @@
+"""GLOW on finite (enumerated) value and weight classes: the faithful reference instantiation.
+
+Reference note ``glow-hyglow-dred.md`` A.3 (algorithm), A.5 Option 1 (finite classes) and A.7.
+Everything tagged [RECON] there is a reconstruction that has NOT been checked against the paper
+(Amortila et al., ICLR 2024, arXiv:2401.09681); in particular the ``- alpha c^2`` penalty and the
+three schedules below. Per round ``t = 1..T`` (``n_t = (t-1) K`` tuples per step):
+
+1. confidence set ``F_t = {f : max_w L_h(f, w) <= beta_t for every step h}`` with the truncated,
+   penalised objective of :mod:`robustrl._kernels.glow` on ALL tuples of rounds ``1..t-1``
+   (``F_1 = F``); one constraint per step (A.7 item 5);
+2. global optimism: ``f_t = argmax_{f in F_t} E_{s_1 ~ d_1}[max_a f_0(s_1, a)]`` over the whole set
+   (ties to the lowest index; ``d_1`` exact when the model is known, else the empirical
+   distribution of the initial states seen so far, including the current round's first reset);
+3. ``K`` episodes of the greedy policy ``pi_{f_t}`` (ties to the lowest action); every step's
+   tuple is pooled, never dropped or reweighted.
+
+Schedules [RECON, note A.5 "Parameter defaults for Option 1"], with
+``L = log(H |F| |W| T / delta)``:
+
+* ``alpha_t = alpha0 / (t - 1)``, ``alpha0 = sqrt(T L / (K C))`` unless given, ``C`` the
+  coverability guess (default ``S A``, the tabular upper bound of note A.2);
+* ``beta_t = kappa L / (alpha_t n_t)``;
+* ``gamma_t = gamma0 (t - 1)`` (truncation relative to the cumulative sum of past occupancies).
+
+Non-faithful conveniences (flagged): :meth:`predict` / :meth:`q_values` act with the LAST
+selected ``f`` (the PAC output of the note is the uniform mixture over rounds, available as
+``policies_`` and ``mixture_value_``); if the confidence set is ever empty (beta too small), the
+least-violating ``f`` is taken and the round is recorded in ``empty_rounds_``.
+
+Interface: ``GLOW(env_or_model, value_class, weight_class, ...)``. ``env_or_model`` is a
+Gymnasium environment with ``(state, step)`` observations (e.g. ``robustrl.envs.LinearMDPEnv``;
+``env.unwrapped.model``, a FiniteMDP or LinearMDP, enables exact regret) or a
+:class:`~robustrl.models.FiniteMDP`, from whose kernel episodes are sampled directly. The class
+reuses :class:`~robustrl.agents.base.LinearAgent` for ``predict`` / ``save`` but has no linear
+features: its Q-values are table lookups ``value_class[selected_, h, s]``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from robustrl._io import atomic_write
+from robustrl._kernels.glow import step_objective
+from robustrl.agents.base import LinearAgent, _jsonable
+from robustrl.exact import evaluate_policy, robust_value_iteration
+from robustrl.models import FiniteMDP, LinearMDP
+from robustrl.validation import check_array, check_int, check_positive, check_seed
+
+
+def occupancy(model: FiniteMDP, policy: np.ndarray) -> np.ndarray:
+    """State-action occupancy ``d_h^pi(s, a)`` of a policy, shape ``(H, S, A)``.
+
+    ``policy`` is an ``(H, S)`` integer table or an ``(H, S, A)`` probability table.
+    """
+    H, S, A = model.horizon, model.n_states, model.n_actions
+    pol = np.asarray(policy)
+    if pol.ndim == 2:
+        probs = np.zeros((H, S, A))
+        np.put_along_axis(probs, pol[..., None].astype(np.intp), 1.0, axis=-1)
+    else:
+        probs = check_array(pol, "policy", shape=(H, S, A), low=0.0)
+    d = np.zeros((H, S, A))
+    state = model.initial_distribution.copy()
+    for h in range(H):
+        d[h] = state[:, None] * probs[h]
+        state = np.einsum("sa,sat->t", d[h], model.P[h])
+    return d
+
+
+def density_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """``numerator / denominator`` with ``0/0 = 0`` and ``x/0 = +inf`` (weights may be infinite)."""
+    num = np.asarray(numerator, dtype=np.float64)
+    den = np.asarray(denominator, dtype=np.float64)
+    out = np.zeros(np.broadcast(num, den).shape)
+    pos = den > 0
+    out = np.divide(num, den, out=out, where=pos)
+    return np.where(~pos & (num > 0), np.inf, out)
+
+
+def _finite_model(obj) -> FiniteMDP | None:
+    if isinstance(obj, FiniteMDP):
+        return obj
+    if isinstance(obj, LinearMDP):
+        return obj.to_finite()
+    return None
+
+
+class GLOW(LinearAgent):
+    """GLOW (note A.3) with enumerated classes ``F (|F|, H, S, A)`` and ``W (|W|, H, S, A)``.
+
+    Args:
+        env_or_model: Gymnasium env with ``(state, step)`` observations, or a FiniteMDP.
+        value_class: candidate Q-tables, ``(|F|, H, S, A)``, finite.
+        weight_class: candidate weight tables, ``(|W|, H, S, A)``, nonnegative, ``+inf`` allowed.
+        episodes_per_round: ``K`` (1 gives the regret form).
+        kappa: multiplier of the confidence radius ``beta_t`` [RECON].
+        alpha0: penalty scale; None sets it from the note's formula at :meth:`learn` time.
+        gamma0: truncation slope, ``gamma_t = gamma0 (t - 1)``.
+        delta: failure probability in ``L``.
+        coverability_guess: ``C`` in the default ``alpha0``; None means ``S A``.
+        seed: seeds the sampler (model) or the first ``env.reset``.
+    """
+
+    _param_names: ClassVar[tuple[str, ...]] = ("selected_", "Q_")
+    _hyperparam_names: ClassVar[tuple[str, ...]] = (
+        "episodes_per_round", "kappa", "alpha0", "gamma0", "delta", "coverability_guess", "seed",
+    )
+
+    def __init__(
+        self,
+        env_or_model,
+        value_class,
+        weight_class,
+        *,
+        episodes_per_round: int = 1,
+        kappa: float = 1.0,
+        alpha0: float | None = None,
+        gamma0: float = 1.0,
+        delta: float = 0.1,
+        coverability_guess: float | None = None,
+        seed: int | None = None,
+    ) -> None:
+        # No super().__init__: GLOW is tabular and needs no linear features.
+        if isinstance(env_or_model, (FiniteMDP, LinearMDP)):
+            self.env = None
+            self.model = _finite_model(env_or_model)
+        else:
+            self.env = env_or_model
+            base = getattr(env_or_model, "unwrapped", env_or_model)
+            if not hasattr(env_or_model, "action_space") or not hasattr(base, "horizon"):
+                raise ValueError(
+                    "env_or_model must be a FiniteMDP/LinearMDP or a Gymnasium env exposing "
+                    f"`horizon` on env.unwrapped; got {type(env_or_model).__name__}"
+                )
+            self.model = _finite_model(getattr(base, "model", None))
+        F = check_array(value_class, "value_class", ndim=4)
+        W = check_array(weight_class, "weight_class", ndim=4, finite=False, low=0.0)
+        if np.isnan(W).any():
+            raise ValueError("weight_class must not contain NaN")
+        _, H, S, A = F.shape
+        if W.shape[1:] != (H, S, A):
+            raise ValueError(
+                f"weight_class must have shape (|W|, {H}, {S}, {A}) like value_class; "
+                f"got {W.shape}"
+            )
+        if self.model is not None and (self.model.horizon, self.model.n_states,
+                                       self.model.n_actions) != (H, S, A):
+            raise ValueError(
+                f"value_class (H, S, A) = {(H, S, A)} does not match the model's "
+                f"{(self.model.horizon, self.model.n_states, self.model.n_actions)}"
+            )
+        if self.env is not None:
+            base = self.env.unwrapped
+            if int(base.horizon) != H or int(self.env.action_space.n) != A:
+                raise ValueError(
+                    f"value_class (H, A) = {(H, A)} does not match the env's "
+                    f"{(int(base.horizon), int(self.env.action_space.n))}"
+                )
+        self.value_class = F
+        self.weight_class = W
+        self.horizon, self.n_states, self.n_actions = H, S, A
+        self.feature_dim = None
+        self.episodes_per_round = check_int(episodes_per_round, "episodes_per_round", low=1)
+        self.kappa = check_positive(kappa, "kappa")
+        self.alpha0 = None if alpha0 is None else check_positive(alpha0, "alpha0")
+        self.gamma0 = check_positive(gamma0, "gamma0")
+        self.delta = check_positive(delta, "delta")
+        if self.delta >= 1:
+            raise ValueError(f"delta must lie in (0, 1); got {delta!r}")
+        self.coverability_guess = (None if coverability_guess is None
+                                   else check_positive(coverability_guess, "coverability_guess"))
+        self.seed = check_seed(seed)
+        self._fitted = False
+        self._reset_state()
+
+    # ------------------------------------------------------------------ state
+    def _reset_state(self) -> None:
+        H, S, A = self.horizon, self.n_states, self.n_actions
+        self._counts = np.zeros((H, S, A))
+        self._reward_sums = np.zeros((H, S, A))
+        self._next_counts = np.zeros((H, S, A, S))
+        self._init_counts = np.zeros(S)
+        # V_next[h] = max_a' f_{h+1}: fixed because the class is a fixed list (note A.5).
+        F = self.value_class
+        self._V_next = np.zeros((H, F.shape[0], S))
+        self._V_next[:-1] = np.moveaxis(F[:, 1:].max(axis=-1), 1, 0)
+        self._rng_model = np.random.default_rng(self.seed)
+        self._env_seeded = False
+        self.rounds_done = 0
+        self.selected_ = np.zeros(0, dtype=np.int64)
+        self.in_set_ = np.zeros((0, F.shape[0]), dtype=bool)
+        self.betas_ = np.zeros(0)
+        self.max_violation_ = np.zeros((0, F.shape[0]))
+        self.empty_rounds_: list[int] = []
+        self.policies_ = np.zeros((0, H, S), dtype=np.int64)
+        self.regret_ = np.zeros(0)
+        self.n_episodes = 0
+        if self.model is not None:
+            self.optimal_value_ = robust_value_iteration(self.model).value
+        else:
+            self.optimal_value_ = None
+
+    # -------------------------------------------------------------- schedules
+    def log_term(self, total_rounds: int) -> float:
+        """``L = log(H |F| |W| T / delta)`` (note A.4 / A.5)."""
+        return math.log(self.horizon * self.value_class.shape[0] * self.weight_class.shape[0]
+                        * total_rounds / self.delta)
+
+    def schedule(self, t: int, total_rounds: int) -> tuple[float, float, float]:
+        """``(alpha_t, beta_t, gamma_t)`` for round ``t >= 2`` (note A.5 defaults) [RECON]."""
+        K = self.episodes_per_round
+        L = self.log_term(total_rounds)
+        if self.alpha0 is None:
+            C = (self.coverability_guess if self.coverability_guess is not None
+                 else self.n_states * self.n_actions)
+            alpha0 = math.sqrt(total_rounds * L / (K * C))
+        else:
+            alpha0 = self.alpha0
+        alpha = alpha0 / (t - 1)
+        beta = self.kappa * L / (alpha * (t - 1) * K)
+        gamma = self.gamma0 * (t - 1)
+        return alpha, beta, gamma
+
+    # ------------------------------------------------------------- objective
+    def objective(self, alpha: float, gamma: float) -> np.ndarray:
+        """``L_h(f, w)`` on the pooled data for all ``h, f, w``: ``(H, |F|, |W|)``."""
+        F, W = self.value_class, self.weight_class
+        out = np.empty((self.horizon, F.shape[0], W.shape[0]))
+        for h in range(self.horizon):
+            out[h] = step_objective(F[:, h], self._V_next[h], W[:, h], self._counts[h],
+                                    self._reward_sums[h], self._next_counts[h], gamma, alpha)
+        return out
+
+    def confidence_set(self, t: int, total_rounds: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """Membership mask of ``F_t``, the per-f violation ``max_h max_w L - beta``, and beta."""
+        n_f = self.value_class.shape[0]
+        if t == 1:
+            return np.ones(n_f, dtype=bool), np.full(n_f, -np.inf), np.inf
+        alpha, beta, gamma = self.schedule(t, total_rounds)
+        worst = self.objective(alpha, gamma).max(axis=2).max(axis=0)  # (|F|,)
+        return worst <= beta, worst - beta, beta
+
+    def initial_values(self) -> np.ndarray:
+        """``E_{d_1}[max_a f_0(s, a)]`` for every f (exact ``d_1`` when the model is known)."""
+        if self.model is not None:
+            d1 = self.model.initial_distribution
+        else:
+            d1 = self._init_counts / self._init_counts.sum()
+        return self.value_class[:, 0].max(axis=-1) @ d1
+
+    # -------------------------------------------------------------- sampling
+    def _reset(self) -> int:
+        if self.env is None:
+            s = int(self._rng_model.choice(self.n_states, p=self.model.initial_distribution))
+        else:
+            if not self._env_seeded:
+                obs, _ = self.env.reset(seed=self.seed)
+                self._env_seeded = True
+            else:
+                obs, _ = self.env.reset()
+            s = int(np.ravel(obs)[0])
+        self._init_counts[s] += 1
+        return s
+
+    def _episode(self, s: int, policy: np.ndarray) -> None:
+        for h in range(self.horizon):
+            a = int(policy[h, s])
+            if self.env is None:
+                r = float(self.model.R[h, s, a])
+                s2 = int(self._rng_model.choice(self.n_states, p=self.model.P[h, s, a]))
+            else:
+                obs, r, _, _, _ = self.env.step(a)
+                s2 = int(np.ravel(obs)[0])
+            self._counts[h, s, a] += 1
+            self._reward_sums[h, s, a] += r
+            if h < self.horizon - 1:
+                self._next_counts[h, s, a, s2] += 1
+            s = s2
+        self.n_episodes += 1
+
+    # ----------------------------------------------------------------- learn
+    def learn(self, total_rounds: int, episodes_per_round: int | None = None,
+              progress: bool = False) -> GLOW:
+        """Run rounds ``1..total_rounds`` (fresh start; ``T`` enters the schedules)."""
+        T = check_int(total_rounds, "total_rounds", low=1)
+        if episodes_per_round is not None:
+            self.episodes_per_round = check_int(episodes_per_round, "episodes_per_round", low=1)
+        self._reset_state()
+        selected, in_set, betas, viol, policies, regret = [], [], [], [], [], []
+        rounds = range(1, T + 1)
+        if progress:
+            from tqdm import tqdm
+            rounds = tqdm(rounds, desc="GLOW rounds")
+        for t in rounds:
+            s_first = self._reset()
+            mask, violation, beta = self.confidence_set(t, T)
+            if not mask.any():
+                self.empty_rounds_.append(t)
+                idx = int(np.argmin(violation))
+            else:
+                values = np.where(mask, self.initial_values(), -np.inf)
+                idx = int(np.argmax(values))
+            policy = self.value_class[idx].argmax(axis=-1)
+            selected.append(idx)
+            in_set.append(mask)
+            betas.append(beta)
+            viol.append(violation)
+            policies.append(policy)
+            if self.model is not None:
+                regret.append(self.optimal_value_ - evaluate_policy(self.model, policy).value)
+            for k in range(self.episodes_per_round):
+                self._episode(s_first if k == 0 else self._reset(), policy)
+            self.rounds_done = t
+        self.selected_ = np.asarray(selected, dtype=np.int64)
+        self.in_set_ = np.asarray(in_set)
+        self.betas_ = np.asarray(betas)
+        self.max_violation_ = np.asarray(viol)
+        self.policies_ = np.asarray(policies, dtype=np.int64)
+        self.regret_ = np.asarray(regret)
+        self.Q_ = self.value_class[self.selected_[-1]].copy()
+        self._fitted = True
+        return self
+
+    @property
+    def mixture_value_(self) -> float | None:
+        """Exact value of the uniform mixture of ``pi_1..pi_T`` (the PAC output), if model known."""
+        if self.model is None or len(self.regret_) == 0:
+            return None
+        return float(self.optimal_value_ - self.regret_.mean())
+
+    # ---------------------------------------------------------------- acting
+    def q_values(self, obs) -> np.ndarray:
+        """Q-values of the last selected ``f`` (non-faithful last-iterate output)."""
+        self._check_fitted()
+        s = int(np.ravel(obs)[0])
+        if not 0 <= s < self.n_states:
+            raise ValueError(f"obs[0] (the state) must lie in [0, {self.n_states - 1}]; got {s}")
+        return np.asarray(self.Q_)[self.step_of(obs), s].copy()
+
+    # ----------------------------------------------------------- persistence
+    def save(self, path: str | Path) -> Path:
+        """Write hyperparameters, both classes and the selection to one ``.npz``, atomically."""
+        self._check_fitted()
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_suffix(path.suffix + ".npz")
+        header = {"class": type(self).__name__, "hyperparams": _jsonable(self.get_hyperparams())}
+        arrays = {
+            "value_class": self.value_class, "weight_class": self.weight_class,
+            "selected_": self.selected_, "Q_": self.Q_, "policies_": self.policies_,
+            "regret_": self.regret_, "header_json": np.array(json.dumps(header)),
+        }
+        return atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays), binary=True)
+
+    @classmethod
+    def load(cls, path: str | Path, env_or_model) -> GLOW:
+        """Rebuild a GLOW agent saved with :meth:`save`, bound to ``env_or_model``."""
+        path = Path(path)
+        if not path.exists():
+            raise ValueError(f"path does not exist: {path}")
+        with np.load(path, allow_pickle=False) as f:
+            header = json.loads(str(f["header_json"]))
+            if header["class"] != cls.__name__:
+                raise ValueError(f"path holds a {header['class']}, not a {cls.__name__}: {path}")
+            agent = cls(env_or_model, f["value_class"], f["weight_class"],
+                        **header["hyperparams"])
+            for name in ("selected_", "Q_", "policies_", "regret_"):
+                setattr(agent, name, f[name])
+        agent._fitted = True
+        return agent

@@ -1,0 +1,35 @@
+"""NumPy twin of :mod:`robustrl._kernels.glow`: the objective straight from its definition.
+
+Per step, build the residual matrix ``R (|F|, n)`` and clipped weight matrix ``C (|W|, n)`` on
+the literal tuples and form ``L_h = (R C^T - alpha 1^T (C o C)) / n`` (note A.5 Option 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def glow_objective(F, W, steps, states, actions, rewards, next_states,
+                   gamma: float, alpha: float) -> np.ndarray:
+    """``L_h(f, w)`` for every step and pair, shape ``(H, |F|, |W|)`` (0 on steps without data)."""
+    F = np.asarray(F, dtype=np.float64)
+    W = np.asarray(W, dtype=np.float64)
+    _, H, _, _ = F.shape
+    steps = np.asarray(steps)
+    out = np.zeros((H, F.shape[0], W.shape[0]))
+    for h in range(H):
+        m = steps == h
+        n = int(m.sum())
+        if n == 0:
+            continue
+        s = np.asarray(states)[m]
+        a = np.asarray(actions)[m]
+        r = np.asarray(rewards, dtype=np.float64)[m]
+        if h == H - 1:
+            target = np.zeros((F.shape[0], n))
+        else:
+            target = F[:, h + 1, np.asarray(next_states)[m], :].max(axis=-1)
+        R = F[:, h, s, a] - r[None, :] - target
+        C = np.minimum(W[:, h, s, a], gamma)
+        out[h] = (R @ C.T - alpha * (C * C).sum(axis=1)[None, :]) / n
+    return out
