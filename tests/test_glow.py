@@ -1,0 +1,269 @@
+"""GLOW on finite classes (reference note glow-hyglow-dred.md A.3, A.5 Option 1, A.8 T1/T2/T5)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from robustrl._kernels.glow import glow_objective, step_objective, step_statistics
+from robustrl.agents.glow import GLOW, density_ratio, occupancy
+from robustrl.exact import evaluate_policy, robust_value_iteration
+from robustrl.models import FiniteMDP
+from robustrl.reference.glow import glow_objective as glow_objective_ref
+
+
+# --------------------------------------------------------------------------------- fixtures
+def layered_mdp(seed: int, H: int = 3, S: int = 3, A: int = 2) -> FiniteMDP:
+    """Random layered tabular MDP: the state at step h is a layer-h state (time-indexed P)."""
+    rng = np.random.default_rng(seed)
+    P = rng.dirichlet(np.full(S, 0.5), size=(H, S, A))
+    R = rng.uniform(0.0, 1.0, (H, S, A)) * (rng.uniform(size=(H, S, A)) < 0.5)
+    return FiniteMDP(P, R, rng.dirichlet(np.ones(S)))
+
+
+def glow_classes(model: FiniteMDP, seed: int, n_perturbed: int = 200, sigma: float = 0.5):
+    """F = {Q*} + perturbed copies (index 0 is Q*); W = occupancy ratios + point weights.
+
+    W holds ``d^{pi_f} / d^{uniform}`` for every distinct greedy policy of F, the ``+inf``
+    indicator of every ``(h, s, a)`` (clipped to gamma it tests each pair on its own) and the
+    constant 1.
+    """
+    rng = np.random.default_rng(seed)
+    H, S, A = model.horizon, model.n_states, model.n_actions
+    Q = robust_value_iteration(model).Q
+    caps = (H - np.arange(H))[:, None, None]
+    perturbed = np.clip(Q[None] + rng.normal(0.0, sigma, (n_perturbed, H, S, A)), 0.0, caps)
+    F = np.concatenate([Q[None], perturbed])
+    uniform = occupancy(model, np.full((H, S, A), 1.0 / A))
+    W = [density_ratio(occupancy(model, p), uniform) for p in np.unique(F.argmax(-1), axis=0)]
+    for idx in np.ndindex(H, S, A):
+        w = np.zeros((H, S, A))
+        w[idx] = np.inf
+        W.append(w)
+    W.append(np.ones((H, S, A)))
+    return F, np.array(W)
+
+
+class FiniteMDPEnv(gym.Env):
+    """Minimal Gymnasium env sampling a FiniteMDP; observation ``(state, step)``."""
+
+    def __init__(self, model: FiniteMDP) -> None:
+        self.model = model
+        self.horizon = model.horizon
+        self.observation_space = spaces.MultiDiscrete([model.n_states, model.horizon + 1])
+        self.action_space = spaces.Discrete(model.n_actions)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._s = int(self.np_random.choice(self.model.n_states,
+                                            p=self.model.initial_distribution))
+        self._h = 0
+        return np.array([self._s, 0]), {}
+
+    def step(self, action):
+        h, s, a = self._h, self._s, int(action)
+        r = float(self.model.R[h, s, a])
+        self._s = int(self.np_random.choice(self.model.n_states, p=self.model.P[h, s, a]))
+        self._h = h + 1
+        return np.array([self._s, self._h]), r, self._h == self.horizon, False, {}
+
+
+# --------------------------------------------------------------------------- the objective
+def _random_inputs(rng, n_f=7, n_w=5, H=3, S=4, A=3, n=300):
+    F = rng.uniform(0.0, 3.0, (n_f, H, S, A))
+    W = rng.exponential(1.0, (n_w, H, S, A))
+    W[rng.uniform(size=W.shape) < 0.1] = np.inf
+    W[rng.uniform(size=W.shape) < 0.1] = 0.0
+    steps = rng.integers(0, H, n)
+    return (F, W, steps, rng.integers(0, S, n), rng.integers(0, A, n),
+            rng.uniform(0.0, 1.0, n), rng.integers(0, S, n))
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize(("gamma", "alpha"), [(0.5, 0.0), (2.0, 0.3), (1e6, 1.0)])
+def test_kernel_matches_reference(seed, gamma, alpha):
+    args = _random_inputs(np.random.default_rng(seed))
+    got = glow_objective(*args, gamma, alpha)
+    want = glow_objective_ref(*args, gamma, alpha)
+    assert got.shape == (3, 7, 5)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_kernel_empty_step_is_zero():
+    F, W, steps, s, a, r, s2 = _random_inputs(np.random.default_rng(0))
+    keep = steps != 1
+    got = glow_objective(F, W, steps[keep], s[keep], a[keep], r[keep], s2[keep], 1.0, 0.5)
+    want = glow_objective_ref(F, W, steps[keep], s[keep], a[keep], r[keep], s2[keep], 1.0, 0.5)
+    np.testing.assert_array_equal(got[1], 0.0)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_objective_by_hand():
+    # H = 2, S = 1, A = 2; f_0 = (2, 1), f_1 = (0.5, 1.5); tuples at step 0: (a=0, r=0.25),
+    # (a=1, r=0); at step 1: (a=1, r=1). Weight w_0 = (inf, 0.5), w_1 = (3, 3); gamma=2, alpha=0.1.
+    F = np.array([[[[2.0, 1.0]], [[0.5, 1.5]]]])
+    W = np.array([[[[np.inf, 0.5]], [[3.0, 3.0]]]])
+    steps = np.array([0, 0, 1])
+    states = np.zeros(3, dtype=int)
+    actions = np.array([0, 1, 1])
+    rewards = np.array([0.25, 0.0, 1.0])
+    # step 0: residuals 2 - 0.25 - 1.5 = 0.25 and 1 - 0 - 1.5 = -0.5; clipped weights 2 and 0.5
+    L0 = ((2 * 0.25 - 0.1 * 4) + (0.5 * -0.5 - 0.1 * 0.25)) / 2
+    # step 1 (last, f_2 = 0): residual 1.5 - 1 = 0.5, clipped weight 2
+    L1 = 2 * 0.5 - 0.1 * 4
+    got = glow_objective(F, W, steps, states, actions, rewards, states, 2.0, 0.1)
+    np.testing.assert_allclose(got[:, 0, 0], [L0, L1], rtol=1e-14)
+
+
+def test_step_statistics_counts():
+    counts, rsum, nxt = step_statistics([0, 0, 1], [1, 1, 0], [0.5, 0.25, 1.0], [1, 0, 1], 2, 2)
+    np.testing.assert_array_equal(counts, [[0, 2], [1, 0]])
+    np.testing.assert_array_equal(rsum, [[0, 0.75], [1.0, 0]])
+    np.testing.assert_array_equal(nxt[0, 1], [1, 1])
+    assert step_objective(np.zeros((1, 2, 2)), np.zeros((1, 2)), np.ones((1, 2, 2)),
+                          np.zeros((2, 2)), np.zeros((2, 2)), np.zeros((2, 2, 2)),
+                          1.0, 1.0).tolist() == [[0.0]]
+
+
+def test_qstar_has_zero_mean_objective_without_penalty():
+    # E[c * Delta Q* | s, a] = 0 for every c (note A.3 property (i)): the exact expected
+    # objective of Q* under any data distribution is 0 with alpha = 0.
+    model = layered_mdp(3)
+    F, W = glow_classes(model, 3, n_perturbed=20)
+    H, S, A = model.horizon, model.n_states, model.n_actions
+    # exact expectation: counts proportional to a distribution, next counts to counts * P
+    rng = np.random.default_rng(0)
+    for h in range(H):
+        counts = rng.uniform(0.1, 1.0, (S, A))
+        V_next = (F[:, h + 1].max(axis=-1) if h < H - 1 else np.zeros((len(F), S)))
+        nxt = counts[..., None] * model.P[h] if h < H - 1 else np.zeros((S, A, S))
+        L = step_objective(F[:, h], V_next, W[:, h], counts, counts * model.R[h], nxt, 5.0, 0.0)
+        np.testing.assert_allclose(L[0], 0.0, atol=1e-12)
+        assert np.abs(L[1:]).max() > 1e-3  # perturbed members are not Bellman-consistent
+
+
+# ----------------------------------------------------------------------------------- GLOW
+def test_t1_qstar_never_excluded_and_t2_optimism():
+    """T1 over 200 seeds: Q* stays in every confidence set; T2: optimism whenever it does."""
+    n_seeds, delta = 200, 0.1
+    retained = 0
+    shrunk = 0
+    for seed in range(n_seeds):
+        model = layered_mdp(seed)
+        F, W = glow_classes(model, seed)
+        v_star = robust_value_iteration(model).value
+        agent = GLOW(model, F, W, episodes_per_round=5, kappa=0.1, delta=delta, seed=seed)
+        agent.learn(30)
+        retained += bool(agent.in_set_[:, 0].all())
+        shrunk += int(agent.in_set_[-1].sum() < len(F) // 2)
+        optimistic = agent.initial_values()[agent.selected_]
+        inside = agent.in_set_[:, 0]
+        assert np.all(optimistic[inside] >= v_star - 1e-12)
+        assert agent.empty_rounds_ == []
+    assert retained >= (1 - delta) * n_seeds
+    assert retained == n_seeds  # in practice never excluded at this radius
+    assert shrunk >= 0.9 * n_seeds  # the set is informative, so retention is not vacuous
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_glow_reaches_optimal_policy(seed):
+    model = layered_mdp(100 + seed)
+    F, W = glow_classes(model, seed)
+    agent = GLOW(model, F, W, episodes_per_round=5, kappa=0.01, seed=seed).learn(150)
+    assert agent.in_set_[:, 0].all()
+    assert agent.regret_[-1] == pytest.approx(0.0, abs=1e-12)
+    assert agent.regret_[:10].mean() > agent.regret_[-10:].mean()
+    v_star = robust_value_iteration(model).value
+    assert evaluate_policy(model, agent.policies_[-1]).value == pytest.approx(v_star, abs=1e-12)
+
+
+def test_env_path_matches_model_path_statistics_and_learns():
+    model = layered_mdp(7)
+    F, W = glow_classes(model, 7)
+    env = FiniteMDPEnv(model)
+    agent = GLOW(env, F, W, episodes_per_round=5, kappa=0.01, seed=1).learn(150)
+    assert agent.n_episodes == 750
+    assert agent._counts.sum() == 750 * model.horizon
+    assert agent.regret_[-1] == pytest.approx(0.0, abs=1e-12)
+    obs, _ = env.reset(seed=0)
+    action, _ = agent.predict(obs)
+    assert action == int(np.argmax(agent.Q_[0, obs[0]]))
+    np.testing.assert_array_equal(agent.q_values(obs), F[agent.selected_[-1], 0, obs[0]])
+
+
+def test_same_seed_same_numbers_and_save_load(tmp_path):
+    model = layered_mdp(11)
+    F, W = glow_classes(model, 11, n_perturbed=50)
+    a = GLOW(model, F, W, episodes_per_round=3, kappa=0.05, seed=4).learn(25)
+    b = GLOW(model, F, W, episodes_per_round=3, kappa=0.05, seed=4).learn(25)
+    np.testing.assert_array_equal(a.selected_, b.selected_)
+    np.testing.assert_array_equal(a.regret_, b.regret_)
+    path = a.save(tmp_path / "glow")
+    c = GLOW.load(path, model)
+    np.testing.assert_array_equal(c.Q_, a.Q_)
+    np.testing.assert_array_equal(c.selected_, a.selected_)
+    assert c.kappa == 0.05 and c.episodes_per_round == 3
+    obs = np.array([1, 2])
+    np.testing.assert_array_equal(c.q_values(obs), a.q_values(obs))
+
+
+def test_unreachable_states_leave_glow_unchanged():
+    """T5 (cheap form): states no policy reaches change neither the data nor the selection."""
+    model = layered_mdp(5)
+    F, W = glow_classes(model, 5, n_perturbed=60)
+    H, S, A = model.horizon, model.n_states, model.n_actions
+    extra = 2
+    P = np.zeros((H, S + extra, A, S + extra))
+    P[:, :S, :, :S] = model.P
+    P[:, S:, :, 0] = 1.0  # the unreachable states lead back into the MDP
+    R = np.zeros((H, S + extra, A))
+    R[:, :S] = model.R
+    R[:, S:] = 1.0
+    big = FiniteMDP(P, R, np.concatenate([model.initial_distribution, np.zeros(extra)]))
+    rng = np.random.default_rng(0)
+    F_big = np.concatenate([F, rng.uniform(0, 1, (len(F), H, extra, A))], axis=2)
+    W_big = np.concatenate([W, np.full((len(W), H, extra, A), np.inf)], axis=2)
+    # the default coverability guess S*A would count the unreachable states: fix it (C_cov is
+    # unchanged by them, note A.8 T5)
+    kw = dict(episodes_per_round=4, kappa=0.05, seed=2, coverability_guess=6.0)
+    a = GLOW(model, F, W, **kw).learn(40)
+    b = GLOW(big, F_big, W_big, **kw).learn(40)
+    assert a.n_episodes == b.n_episodes
+    np.testing.assert_array_equal(a.selected_, b.selected_)
+    np.testing.assert_allclose(a.regret_, b.regret_, atol=1e-12)
+
+
+def test_schedule_follows_note_defaults():
+    model = layered_mdp(0)
+    F, W = glow_classes(model, 0, n_perturbed=10)
+    agent = GLOW(model, F, W, episodes_per_round=2, kappa=0.5, gamma0=3.0, delta=0.2)
+    T = 20
+    L = np.log(3 * len(F) * len(W) * T / 0.2)
+    alpha0 = np.sqrt(T * L / (2 * 6))
+    alpha, beta, gamma = agent.schedule(5, T)
+    assert alpha == pytest.approx(alpha0 / 4)
+    assert beta == pytest.approx(0.5 * L / (alpha * 4 * 2))
+    assert gamma == pytest.approx(12.0)
+
+
+def test_validation():
+    model = layered_mdp(0)
+    F, W = glow_classes(model, 0, n_perturbed=5)
+    with pytest.raises(ValueError, match="weight_class"):
+        GLOW(model, F, -W)
+    with pytest.raises(ValueError, match="weight_class"):
+        GLOW(model, F, W[:, :, :2])
+    bad = F.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="value_class"):
+        GLOW(model, bad, W)
+    with pytest.raises(ValueError, match="kappa"):
+        GLOW(model, F, W, kappa=0.0)
+    with pytest.raises(ValueError, match="delta"):
+        GLOW(model, F, W, delta=1.5)
+    with pytest.raises(ValueError, match="total_rounds"):
+        GLOW(model, F, W).learn(0)
+    with pytest.raises(ValueError, match="env_or_model"):
+        GLOW(object(), F, W)
