@@ -22,7 +22,7 @@ import numpy as np
 from gymnasium import spaces
 
 from robustrl.envs.perturbations import perturbation_from_options
-from robustrl.models import FiniteMDP
+from robustrl.models import FiniteMDP, LinearMDP
 from robustrl.validation import check_int, check_scalar, check_seed
 
 __all__ = ["FiniteMDPEnv", "LayeredTabularMDPEnv", "layered_tabular_mdp"]
@@ -105,6 +105,18 @@ class FiniteMDPEnv(gym.Env):
     def _model_for(self, perturbation) -> FiniteMDP:
         """The model at another perturbation level; subclasses with a knob override this."""
         raise ValueError(f"{type(self).__name__} has no perturbation knob")
+
+    @property
+    def linear_model(self) -> LinearMDP:
+        """The model as an exact d-rectangular :class:`LinearMDP` with the one-hot features.
+
+        ``phi(s, a) = e_{s A + a}``, ``mu[h, sA + a] = P[h, s, a]``, ``theta[h] = R[h].ravel()``:
+        the same kernel and rewards, for the linear agents' exact solvers.
+        """
+        H, S, A = self.horizon, self.n_states, self.n_actions
+        phi = np.eye(S * A).reshape(S, A, S * A)
+        return LinearMDP(phi, self.model.P.reshape(H, S * A, S), self.model.R.reshape(H, S * A),
+                         self.model.initial_distribution)
 
     # ------------------------------------------------------------ features
     def features(self, obs, action: int) -> np.ndarray:

@@ -234,3 +234,30 @@ def test_step_and_feature_errors():
     env.step(0)
     with pytest.raises(RuntimeError):
         env.step(0)
+
+
+def test_linear_model_is_the_same_mdp():
+    env = LayeredTabularMDPEnv(horizon=3, n_states=3, n_actions=2, seed=6, perturbation=0.2)
+    lin = env.linear_model
+    assert lin.feature_dim == env.feature_dim == 6
+    np.testing.assert_allclose(lin.P, env.model.P, atol=1e-15)
+    np.testing.assert_allclose(lin.R, env.model.R, atol=1e-15)
+    assert robust_value_iteration(lin).value == pytest.approx(
+        robust_value_iteration(env.model).value, abs=1e-12)
+    obs = np.array([1, 0])
+    np.testing.assert_array_equal(lin.phi[1], env.action_features(obs))
+
+
+def test_monte_carlo_evaluation_agrees_with_exact_values():
+    from robustrl.evaluation import evaluate, evaluate_exact
+
+    def factory(q):
+        return CombinationLockEnv(horizon=3, n_states=3, n_actions=2, seed=0, perturbation=q)
+
+    code = factory(None).code
+    policy = np.tile(code[:, None], (1, 3))
+    exact = evaluate_exact(policy, factory, [0.0, 0.5])
+    np.testing.assert_allclose(exact.mean, [1.0, 0.25])
+    mc = evaluate(policy, factory, [0.0, 0.5], episodes=2000, seed=0)
+    assert mc.mean[0] == 1.0
+    assert abs(mc.mean[1] - 0.25) < 4 * np.sqrt(0.25 * 0.75 / 2000)

@@ -8,7 +8,8 @@ policies::
           = max_h  min_{mu_h} max_pi max_{s,a} d_h^pi(s, a) / mu_h(s, a)       (mu_h separate)
           = max_h  sum_{s,a} max_pi d_h^pi(s, a).                                (identity)
 
-Xie et al. call the last sum the *cumulative reachability*. Proof of the identity, per step
+Xie et al. (arXiv 2210.04157) prove coverability equal to this *cumulative reachability* (the
+lemma number was not checked against their text here). Proof of the identity, per step
 with ``m(s, a) = max_pi d_h^pi(s, a)`` and ``M = sum m``: ``mu = m / M`` gives every ratio
 ``d^pi / mu <= m / mu = M``; conversely any ``mu`` has some ``(s, a)`` with
 ``mu(s, a) <= m(s, a) / M`` (else ``sum mu > 1``), and the policy attaining ``m(s, a)`` has ratio
