@@ -261,3 +261,48 @@ def test_monte_carlo_evaluation_agrees_with_exact_values():
     mc = evaluate(policy, factory, [0.0, 0.5], episodes=2000, seed=0)
     assert mc.mean[0] == 1.0
     assert abs(mc.mean[1] - 0.25) < 4 * np.sqrt(0.25 * 0.75 / 2000)
+
+
+ECOSYSTEM = {
+    "lock": lambda **kw: CombinationLockEnv(horizon=4, n_states=3, n_actions=3, seed=2, **kw),
+    "layered": lambda **kw: LayeredTabularMDPEnv(horizon=3, n_states=4, n_actions=2, seed=1,
+                                                 **kw),
+}
+
+
+def _rollout(env, seed, options=None, n_steps=120):
+    obs, _ = env.reset(seed=seed, options=options)
+    out = [tuple(obs)]
+    rng = np.random.default_rng(seed)
+    for _ in range(n_steps):
+        obs, r, term, trunc, _ = env.step(int(rng.integers(env.action_space.n)))
+        out.append((*obs, r))
+        if term or trunc:
+            obs, _ = env.reset()
+    return out
+
+
+@pytest.mark.parametrize("name", list(ECOSYSTEM))
+def test_reset_option_equals_constructor_and_vector_env(name):
+    import gymnasium as gym
+
+    make = ECOSYSTEM[name]
+    assert _rollout(make(), 3, options={"perturbation": 0.6}) == _rollout(
+        make(perturbation=0.6), 3)
+    vec = gym.vector.SyncVectorEnv([make, make])
+    obs, _ = vec.reset(seed=[0, 1])
+    assert obs.shape == (2, 2)
+    for _ in range(5):
+        _, rewards, *_ = vec.step(vec.action_space.sample())
+        assert rewards.shape == (2,)
+    vec.reset(seed=0, options={"perturbation": 0.4})
+    assert all(e.unwrapped.perturbation == 0.4 for e in vec.envs)
+    vec.close()
+
+
+@pytest.mark.parametrize("name", list(ECOSYSTEM))
+def test_stable_baselines3_env_checker(name):
+    pytest.importorskip("stable_baselines3")
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    sb3_check_env(ECOSYSTEM[name](), warn=False)
