@@ -48,7 +48,11 @@ from robustrl.models import FiniteMDP
 from robustrl.validation import check_int
 
 __all__ = ["CombinationLockEnv", "combination_lock", "combination_lock_code",
-           "combination_lock_coverability"]
+           "combination_lock_code_index", "combination_lock_coverability",
+           "combination_lock_value_class"]
+
+#: largest number of codes ``A^H`` that :func:`combination_lock_value_class` enumerates.
+MAX_CODES = 2**20
 
 
 def _check_lock_sizes(horizon, n_states, n_actions) -> tuple[int, int, int]:
@@ -102,6 +106,46 @@ def combination_lock_coverability(horizon: int, n_states: int, n_actions: int) -
     """``C_cov = A * (1 + min((H - 1)(A - 1), S - 1))`` of the nominal lock (module docstring)."""
     H, S, A = _check_lock_sizes(horizon, n_states, n_actions)
     return A * (1 + min((H - 1) * (A - 1), S - 1))
+
+
+def combination_lock_value_class(
+    horizon: int, n_states: int, n_actions: int, perturbation: float | None = None
+) -> np.ndarray:
+    """``Q*`` of the lock with every possible code: the finite class of note A.8 (T3).
+
+    Shape ``(A^H, H, S, A)``; entry ``i`` is the optimal Q of the lock whose code is the
+    ``i``-th of ``itertools.product(range(A), repeat=H)`` (lexicographic, so
+    :func:`combination_lock_code_index` gives the true code's row). ``Q_h(good, c_h) =
+    (1 - q)^{H-1-h}`` and every other entry is 0 (dead states pay nothing, a wrong action
+    kills the episode). Raises ValueError if ``A^H`` exceeds ``MAX_CODES``.
+    """
+    H, S, A = _check_lock_sizes(horizon, n_states, n_actions)
+    q = _check_perturbation(perturbation)
+    if A**H > MAX_CODES:
+        raise ValueError(f"n_actions ** horizon must be at most {MAX_CODES}; got {A}**{H}")
+    q = 0.0 if q is None else q
+    codes = np.indices((A,) * H).reshape(H, -1).T  # (A^H, H), lexicographic order
+    F = np.zeros((A**H, H, S, A))
+    steps = np.arange(H)
+    good_value = (1.0 - q) ** (H - 1 - steps)
+    for h in range(H):
+        F[np.arange(A**H), h, 0, codes[:, h]] = good_value[h]
+    return F
+
+
+def combination_lock_code_index(code, n_actions: int) -> int:
+    """Row of ``code`` in :func:`combination_lock_value_class` (base-``A`` number)."""
+    n_actions = check_int(n_actions, "n_actions", low=2)
+    code = np.asarray(code)
+    if code.ndim != 1 or code.size == 0 or not np.issubdtype(code.dtype, np.integer) or (
+        code.min() < 0 or code.max() >= n_actions
+    ):
+        raise ValueError(f"code must be a 1-D integer array with entries in [0, {n_actions - 1}]"
+                         f"; got {code!r}")
+    index = 0
+    for c in code:
+        index = index * n_actions + int(c)
+    return index
 
 
 class CombinationLockEnv(FiniteMDPEnv):

@@ -306,3 +306,26 @@ def test_stable_baselines3_env_checker(name):
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
     sb3_check_env(ECOSYSTEM[name](), warn=False)
+
+
+@pytest.mark.parametrize("q", [None, 0.3])
+def test_lock_value_class_contains_q_star_at_the_code_index(q):
+    from robustrl.envs.combination_lock import (
+        combination_lock_code_index,
+        combination_lock_value_class,
+    )
+
+    H, S, A = 4, 3, 3
+    F = combination_lock_value_class(H, S, A, perturbation=q)
+    assert F.shape == (A**H, H, S, A)
+    for seed in range(5):
+        env = CombinationLockEnv(horizon=H, n_states=S, n_actions=A, seed=seed, perturbation=q)
+        i = combination_lock_code_index(env.code, A)
+        np.testing.assert_allclose(F[i], robust_value_iteration(env.model).Q, atol=1e-15)
+    for i, seq in enumerate(itertools.product(range(A), repeat=H)):
+        assert combination_lock_code_index(seq, A) == i
+        assert np.all(F[i, :, 0].argmax(axis=1) == np.array(seq))
+    with pytest.raises(ValueError, match="n_actions"):
+        combination_lock_value_class(30, 2, 2)
+    with pytest.raises(ValueError, match="code"):
+        combination_lock_code_index([0, 3], 3)
