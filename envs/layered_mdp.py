@@ -25,7 +25,7 @@ from robustrl.envs.perturbations import perturbation_from_options
 from robustrl.models import FiniteMDP, LinearMDP
 from robustrl.validation import check_int, check_scalar, check_seed
 
-__all__ = ["FiniteMDPEnv", "LayeredTabularMDPEnv", "layered_tabular_mdp"]
+__all__ = ["FiniteMDPEnv", "LayeredTabularMDPEnv", "layered_tabular_mdp", "with_unreachable_states"]
 
 
 def _check_perturbation(perturbation: Any) -> float | None:
@@ -236,6 +236,31 @@ def layered_tabular_mdp(
             worst = int(np.argmin(values[h + 1]))
             P[h] *= 1.0 - q
             P[h, :, :, worst] += q
+    return FiniteMDP(P, R, initial)
+
+
+def with_unreachable_states(model: FiniteMDP, n_extra: int, seed: int = 0) -> FiniteMDP:
+    """``model`` with ``n_extra`` states appended that no policy ever reaches (note A.8 T5).
+
+    The new states ``S .. S + n_extra - 1`` have initial probability 0 and no incoming mass;
+    their own transitions (``Dirichlet(1)`` over all states) and rewards (``U(0, 1)``) are
+    random, so they change ``|X|`` without changing any occupancy, value or ``C_cov``.
+    """
+    if not isinstance(model, FiniteMDP):
+        raise ValueError(f"model must be a FiniteMDP; got {type(model).__name__}")
+    n_extra = check_int(n_extra, "n_extra", low=0)
+    rng = np.random.default_rng(_check_model_seed(seed))
+    H, S, A = model.horizon, model.n_states, model.n_actions
+    T = S + n_extra
+    P = np.zeros((H, T, A, T))
+    P[:, :S, :, :S] = model.P
+    if n_extra:
+        P[:, S:] = rng.dirichlet(np.ones(T), size=(H, n_extra, A))
+        P[:, S:] /= P[:, S:].sum(axis=-1, keepdims=True)
+    R = np.zeros((H, T, A))
+    R[:, :S] = model.R
+    R[:, S:] = rng.uniform(0.0, 1.0, size=(H, n_extra, A))
+    initial = np.concatenate([model.initial_distribution, np.zeros(n_extra)])
     return FiniteMDP(P, R, initial)
 
 

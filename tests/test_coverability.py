@@ -115,3 +115,22 @@ def test_bad_model_rejected():
         coverability_coefficient_lp("lock")
     with pytest.raises(ValueError, match="model"):
         max_occupancy(None)
+
+
+@pytest.mark.parametrize("n_extra", [0, 1, 5])
+def test_with_unreachable_states_keeps_values_and_coverability(n_extra):
+    from robustrl.envs.layered_mdp import with_unreachable_states
+    from robustrl.exact import robust_value_iteration
+
+    for model in (layered_tabular_mdp(3, 3, 2, 2), combination_lock(4, 3, 2, seed=1)):
+        bigger = with_unreachable_states(model, n_extra, seed=3)
+        assert bigger.n_states == model.n_states + n_extra
+        assert coverability_coefficient(bigger) == pytest.approx(
+            coverability_coefficient(model), abs=1e-12)
+        assert robust_value_iteration(bigger).value == pytest.approx(
+            robust_value_iteration(model).value, abs=1e-12)
+        np.testing.assert_allclose(max_occupancy(bigger)[:, model.n_states:], 0.0)
+    with pytest.raises(ValueError, match="n_extra"):
+        with_unreachable_states(model, -1)
+    with pytest.raises(ValueError, match="model"):
+        with_unreachable_states("lock", 1)
