@@ -45,7 +45,7 @@ from typing import ClassVar
 import numpy as np
 
 from robustrl._io import atomic_write
-from robustrl._kernels.glow import step_objective
+from robustrl._kernels.glow import full_class_step_objective, step_objective
 from robustrl.agents.base import LinearAgent, _jsonable
 from robustrl.exact import evaluate_policy, robust_value_iteration
 from robustrl.models import FiniteMDP, LinearMDP
@@ -96,7 +96,10 @@ class GLOW(LinearAgent):
     Args:
         env_or_model: Gymnasium env with ``(state, step)`` observations, or a FiniteMDP.
         value_class: candidate Q-tables, ``(|F|, H, S, A)``, finite.
-        weight_class: candidate weight tables, ``(|W|, H, S, A)``, nonnegative, ``+inf`` allowed.
+        weight_class: candidate weight tables, ``(|W|, H, S, A)``, nonnegative, ``+inf`` allowed;
+            or ``"tabular"``: every table ``S x A -> [0, gamma_t]`` per step, with the inner max
+            in closed form (note A.5 Option 2; ``log |W|`` in ``L`` becomes the covering
+            surrogate ``S A log(e + gamma_T n_T)`` [RECON]).
         episodes_per_round: ``K`` (1 gives the regret form).
         kappa: multiplier of the confidence radius ``beta_t`` [RECON].
         alpha0: penalty scale; None sets it from the note's formula at :meth:`learn` time.
@@ -139,11 +142,19 @@ class GLOW(LinearAgent):
                 )
             self.model = _finite_model(getattr(base, "model", None))
         F = check_array(value_class, "value_class", ndim=4)
-        W = check_array(weight_class, "weight_class", ndim=4, finite=False, low=0.0)
-        if np.isnan(W).any():
-            raise ValueError("weight_class must not contain NaN")
         _, H, S, A = F.shape
-        if W.shape[1:] != (H, S, A):
+        if isinstance(weight_class, str):
+            if weight_class != "tabular":
+                raise ValueError(
+                    "weight_class must be an (|W|, H, S, A) array or 'tabular'; "
+                    f"got {weight_class!r}"
+                )
+            W = weight_class
+        else:
+            W = check_array(weight_class, "weight_class", ndim=4, finite=False, low=0.0)
+            if np.isnan(W).any():
+                raise ValueError("weight_class must not contain NaN")
+        if not isinstance(W, str) and W.shape[1:] != (H, S, A):
             raise ValueError(
                 f"weight_class must have shape (|W|, {H}, {S}, {A}) like value_class; "
                 f"got {W.shape}"
@@ -208,8 +219,17 @@ class GLOW(LinearAgent):
     # -------------------------------------------------------------- schedules
     def log_term(self, total_rounds: int) -> float:
         """``L = log(H |F| |W| T / delta)`` (note A.4 / A.5)."""
-        return math.log(self.horizon * self.value_class.shape[0] * self.weight_class.shape[0]
-                        * total_rounds / self.delta)
+        base = math.log(self.horizon * self.value_class.shape[0] * total_rounds / self.delta)
+        if self.tabular_weights:
+            n_last = (total_rounds - 1) * self.episodes_per_round
+            gamma_last = self.gamma0 * (total_rounds - 1)
+            return base + self.n_states * self.n_actions * math.log(math.e + gamma_last * n_last)
+        return base + math.log(self.weight_class.shape[0])
+
+    @property
+    def tabular_weights(self) -> bool:
+        """Whether W is the full tabular class (closed-form inner max)."""
+        return isinstance(self.weight_class, str)
 
     def schedule(self, t: int, total_rounds: int) -> tuple[float, float, float]:
         """``(alpha_t, beta_t, gamma_t)`` for round ``t >= 2`` (note A.5 defaults) [RECON]."""
@@ -228,8 +248,18 @@ class GLOW(LinearAgent):
 
     # ------------------------------------------------------------- objective
     def objective(self, alpha: float, gamma: float) -> np.ndarray:
-        """``L_h(f, w)`` on the pooled data for all ``h, f, w``: ``(H, |F|, |W|)``."""
+        """``L_h(f, w)`` on the pooled data for all ``h, f, w``: ``(H, |F|, |W|)``.
+
+        With the tabular weight class the last axis has length 1 and holds ``max_w L_h(f, w)``.
+        """
         F, W = self.value_class, self.weight_class
+        if self.tabular_weights:
+            out = np.empty((self.horizon, F.shape[0], 1))
+            for h in range(self.horizon):
+                out[h, :, 0] = full_class_step_objective(
+                    F[:, h], self._V_next[h], self._counts[h], self._reward_sums[h],
+                    self._next_counts[h], gamma, alpha)
+            return out
         out = np.empty((self.horizon, F.shape[0], W.shape[0]))
         for h in range(self.horizon):
             out[h] = step_objective(F[:, h], self._V_next[h], W[:, h], self._counts[h],
@@ -351,7 +381,7 @@ class GLOW(LinearAgent):
             path = path.with_suffix(path.suffix + ".npz")
         header = {"class": type(self).__name__, "hyperparams": _jsonable(self.get_hyperparams())}
         arrays = {
-            "value_class": self.value_class, "weight_class": self.weight_class,
+            "value_class": self.value_class, "weight_class": np.asarray(self.weight_class),
             "selected_": self.selected_, "Q_": self.Q_, "policies_": self.policies_,
             "regret_": self.regret_, "header_json": np.array(json.dumps(header)),
         }
@@ -367,7 +397,9 @@ class GLOW(LinearAgent):
             header = json.loads(str(f["header_json"]))
             if header["class"] != cls.__name__:
                 raise ValueError(f"path holds a {header['class']}, not a {cls.__name__}: {path}")
-            agent = cls(env_or_model, f["value_class"], f["weight_class"],
+            W = f["weight_class"]
+            W = str(W) if W.dtype.kind == "U" else W
+            agent = cls(env_or_model, f["value_class"], W,
                         **header["hyperparams"])
             for name in ("selected_", "Q_", "policies_", "regret_"):
                 setattr(agent, name, f[name])

@@ -7,10 +7,16 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from robustrl._kernels.glow import glow_objective, step_objective, step_statistics
+from robustrl._kernels.glow import (
+    full_class_objective,
+    glow_objective,
+    step_objective,
+    step_statistics,
+)
 from robustrl.agents.glow import GLOW, density_ratio, occupancy
 from robustrl.exact import evaluate_policy, robust_value_iteration
 from robustrl.models import FiniteMDP
+from robustrl.reference.glow import full_class_objective as full_class_objective_ref
 from robustrl.reference.glow import glow_objective as glow_objective_ref
 
 
@@ -267,3 +273,67 @@ def test_validation():
         GLOW(model, F, W).learn(0)
     with pytest.raises(ValueError, match="env_or_model"):
         GLOW(object(), F, W)
+
+
+# ----------------------------------------------------------- tabular weight class (Option 2)
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize(("gamma", "alpha"), [(0.7, 0.0), (2.0, 0.3), (50.0, 0.05)])
+def test_full_class_kernel_matches_reference(seed, gamma, alpha):
+    F, _, steps, s, a, r, s2 = _random_inputs(np.random.default_rng(seed), S=3, A=2)
+    got = full_class_objective(F, steps, s, a, r, s2, gamma, alpha)
+    want = full_class_objective_ref(F, steps, s, a, r, s2, gamma, alpha)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_full_class_dominates_and_attains_finite_class():
+    rng = np.random.default_rng(3)
+    F, _, steps, s, a, r, s2 = _random_inputs(rng, S=3, A=2)
+    gamma, alpha = 1.5, 0.2
+    W = rng.uniform(0.0, gamma, (50, 3, 3, 2))  # tables inside the full class
+    finite = glow_objective(F, W, steps, s, a, r, s2, gamma, alpha).max(axis=2)
+    full = full_class_objective(F, steps, s, a, r, s2, gamma, alpha)
+    assert np.all(full >= finite - 1e-12)
+    # the closed-form maximiser c* = clip(mean residual / (2 alpha), 0, gamma), as a table
+    H = F.shape[1]
+    for f in range(3):
+        w_star = np.zeros((1, H, 3, 2))
+        for h in range(H):
+            m = steps == h
+            V = F[f, h + 1, s2[m]].max(axis=-1) if h < H - 1 else 0.0
+            res = F[f, h, s[m], a[m]] - r[m] - V
+            for x, b in np.ndindex(3, 2):
+                sel = (s[m] == x) & (a[m] == b)
+                if sel.any():
+                    w_star[0, h, x, b] = np.clip(res[sel].mean() / (2 * alpha), 0, gamma)
+        at_star = glow_objective(F[f:f + 1], w_star, steps, s, a, r, s2, gamma, alpha)[:, 0, 0]
+        np.testing.assert_allclose(at_star, full[:, f], rtol=1e-12, atol=1e-12)
+
+
+def test_glow_tabular_weights_retains_qstar_and_learns():
+    retained = 0
+    for seed in range(40):
+        model = layered_mdp(seed)
+        F, _ = glow_classes(model, seed)
+        agent = GLOW(model, F, "tabular", episodes_per_round=5, kappa=0.01, seed=seed)
+        agent.learn(60)
+        retained += bool(agent.in_set_[:, 0].all())
+        inside = agent.in_set_[:, 0]
+        v_star = robust_value_iteration(model).value
+        assert np.all(agent.initial_values()[agent.selected_][inside] >= v_star - 1e-12)
+    assert retained == 40
+    model = layered_mdp(101)
+    F, _ = glow_classes(model, 1)
+    agent = GLOW(model, F, "tabular", episodes_per_round=5, kappa=0.01, seed=1).learn(150)
+    assert agent.regret_[-1] == pytest.approx(0.0, abs=1e-12)
+    assert agent.in_set_[-1].sum() < len(F) // 4
+
+
+def test_tabular_save_load(tmp_path):
+    model = layered_mdp(2)
+    F, _ = glow_classes(model, 2, n_perturbed=20)
+    a = GLOW(model, F, "tabular", kappa=0.05, seed=0).learn(10)
+    b = GLOW.load(a.save(tmp_path / "g.npz"), model)
+    assert b.weight_class == "tabular"
+    np.testing.assert_array_equal(b.Q_, a.Q_)
+    with pytest.raises(ValueError, match="weight_class"):
+        GLOW(model, F, "all")

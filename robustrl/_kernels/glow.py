@@ -81,3 +81,47 @@ def glow_objective(F, W, steps, states, actions, rewards, next_states,
         V_next = np.zeros((F.shape[0], S)) if last else F[:, h + 1].max(axis=-1)
         out[h] = step_objective(F[:, h], V_next, W[:, h], *stats, gamma, alpha)
     return out
+
+
+def full_class_step_objective(F_h, V_next, counts, reward_sums, next_counts,
+                              gamma: float, alpha: float) -> np.ndarray:
+    """``max_w L_h(f, w)`` over ALL tables ``w : S x A -> [0, gamma]`` (note A.5 Option 2).
+
+    The inner max separates per ``(s, a)``: with the mean residual ``u = Delta_f(s, a)`` the
+    maximiser is ``c* = clip(u / (2 alpha), 0, gamma)`` (``gamma 1{u > 0}`` when ``alpha = 0``)
+    and the value is ``sum_{s,a} (N(s,a)/n) (c* u - alpha c*^2)``. Returns shape ``(|F|,)``; 0
+    without data.
+    """
+    n = counts.sum()
+    n_f = F_h.shape[0]
+    if n == 0:
+        return np.zeros(n_f)
+    SA = counts.size
+    flat = counts.reshape(1, SA)
+    resid = (F_h.reshape(n_f, SA) * flat - reward_sums.reshape(1, SA)
+             - V_next @ next_counts.reshape(SA, -1).T)
+    visited = flat > 0
+    mean = np.divide(resid, flat, out=np.zeros_like(resid), where=visited)
+    if alpha > 0:
+        c = np.clip(mean / (2.0 * alpha), 0.0, gamma)
+    else:
+        c = np.where(mean > 0, gamma, 0.0)
+    return ((c * mean - alpha * c * c) * flat).sum(axis=1) / n
+
+
+def full_class_objective(F, steps, states, actions, rewards, next_states,
+                         gamma: float, alpha: float) -> np.ndarray:
+    """:func:`full_class_step_objective` for every step: shape ``(H, |F|)``."""
+    F = np.asarray(F, dtype=np.float64)
+    _, H, S, A = F.shape
+    steps = np.asarray(steps, dtype=np.int64)
+    out = np.empty((H, F.shape[0]))
+    for h in range(H):
+        m = steps == h
+        last = h == H - 1
+        stats = step_statistics(np.asarray(states)[m], np.asarray(actions)[m],
+                                np.asarray(rewards)[m],
+                                None if last else np.asarray(next_states)[m], S, A)
+        V_next = np.zeros((F.shape[0], S)) if last else F[:, h + 1].max(axis=-1)
+        out[h] = full_class_step_objective(F[:, h], V_next, *stats, gamma, alpha)
+    return out
