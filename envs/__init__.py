@@ -7,7 +7,8 @@ and ``perturbation_grid`` class attributes. On the unwrapped environment it expo
 :class:`~robustrl.models.LinearMDP` into such an environment.
 Importing this package registers the gymnasium ids
 ``robustrl/SimulatedLinearMDP-v0``, ``robustrl/AmericanPut-v0`` and
-``robustrl/RandomLinearMDP-v0``.
+``robustrl/RandomLinearMDP-v0``, ``robustrl/CombinationLock-v0`` and
+``robustrl/LayeredTabularMDP-v0``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,20 @@ from __future__ import annotations
 import gymnasium as gym
 
 from robustrl.envs.american_put import AmericanPutEnv
+from robustrl.envs.combination_lock import (
+    CombinationLockEnv,
+    combination_lock,
+    combination_lock_code,
+    combination_lock_code_index,
+    combination_lock_coverability,
+    combination_lock_value_class,
+)
+from robustrl.envs.layered_mdp import (
+    FiniteMDPEnv,
+    LayeredTabularMDPEnv,
+    layered_tabular_mdp,
+    with_unreachable_states,
+)
 from robustrl.envs.linear_mdp_env import LinearMDPEnv
 from robustrl.envs.perturbations import make_env, perturbation_grid, perturbed_envs
 from robustrl.envs.random_linear_mdp import RandomLinearMDPEnv, random_linear_mdp
@@ -27,11 +42,15 @@ from robustrl.envs.simulated_linear_mdp import (
 SIMULATED_LINEAR_MDP_ID = "robustrl/SimulatedLinearMDP-v0"
 AMERICAN_PUT_ID = "robustrl/AmericanPut-v0"
 RANDOM_LINEAR_MDP_ID = "robustrl/RandomLinearMDP-v0"
+COMBINATION_LOCK_ID = "robustrl/CombinationLock-v0"
+LAYERED_TABULAR_MDP_ID = "robustrl/LayeredTabularMDP-v0"
 
 _REGISTRATIONS = {
     SIMULATED_LINEAR_MDP_ID: "robustrl.envs.simulated_linear_mdp:SimulatedLinearMDPEnv",
     AMERICAN_PUT_ID: "robustrl.envs.american_put:AmericanPutEnv",
     RANDOM_LINEAR_MDP_ID: "robustrl.envs.random_linear_mdp:RandomLinearMDPEnv",
+    COMBINATION_LOCK_ID: "robustrl.envs.combination_lock:CombinationLockEnv",
+    LAYERED_TABULAR_MDP_ID: "robustrl.envs.layered_mdp:LayeredTabularMDPEnv",
 }
 
 for _env_id, _entry_point in _REGISTRATIONS.items():
@@ -40,6 +59,18 @@ for _env_id, _entry_point in _REGISTRATIONS.items():
         gym.register(id=_env_id, entry_point=_entry_point)
 
 __all__ = [
+    "COMBINATION_LOCK_ID",
+    "LAYERED_TABULAR_MDP_ID",
+    "CombinationLockEnv",
+    "FiniteMDPEnv",
+    "LayeredTabularMDPEnv",
+    "combination_lock",
+    "combination_lock_code",
+    "combination_lock_code_index",
+    "combination_lock_coverability",
+    "combination_lock_value_class",
+    "layered_tabular_mdp",
+    "with_unreachable_states",
     "ACTION_VECTORS",
     "AMERICAN_PUT_ID",
     "SIMULATED_LINEAR_MDP_ID",
