@@ -337,3 +337,24 @@ def test_tabular_save_load(tmp_path):
     np.testing.assert_array_equal(b.Q_, a.Q_)
     with pytest.raises(ValueError, match="weight_class"):
         GLOW(model, F, "all")
+
+
+def test_glow_opens_combination_lock_far_below_uniform_exploration():
+    """T3 (short form): H = 8, A = 2 lock, F = Q* of all 256 codes, tabular W."""
+    from robustrl.envs.combination_lock import (
+        CombinationLockEnv,
+        combination_lock_code_index,
+        combination_lock_coverability,
+        combination_lock_value_class,
+    )
+
+    H, S, A = 8, 3, 2
+    env = CombinationLockEnv(horizon=H, n_states=S, n_actions=A, seed=1)
+    F = combination_lock_value_class(H, S, A)
+    true = combination_lock_code_index(env.unwrapped.code, A)
+    agent = GLOW(env, F, "tabular", kappa=0.01, seed=1,
+                 coverability_guess=combination_lock_coverability(H, S, A)).learn(60)
+    assert agent.in_set_[:, true].all()
+    solved = np.flatnonzero(agent.regret_ < 1e-12)
+    assert solved.size and solved[0] + 1 <= 40  # uniform exploration: ~A^H = 256 episodes
+    assert agent.selected_[-1] == true
