@@ -22,6 +22,11 @@ Schedules [RECON, note A.5 "Parameter defaults for Option 1"], with
 * ``beta_t = kappa L / (alpha_t n_t)``;
 * ``gamma_t = gamma0 (t - 1)`` (truncation relative to the cumulative sum of past occupancies).
 
+Ablations (note A.3 / A.8 T4), both [RECON]: ``truncation="constant"`` (``gamma_t = gamma0``) or
+``"none"`` (no clipping; needs a finite weight class), and ``penalty=False`` (``alpha_t = 0``,
+the plain weighted residual, with the Hoeffding radius
+``beta_t = kappa B H sqrt(2 L / n_t)``, ``B = min(gamma_t, max W)`` the largest clipped weight).
+
 Non-faithful conveniences (flagged): :meth:`predict` / :meth:`q_values` act with the LAST
 selected ``f`` (the PAC output of the note is the uniform mixture over rounds, available as
 ``policies_`` and ``mixture_value_``); if the confidence set is ever empty (beta too small), the
@@ -104,6 +109,8 @@ class GLOW(LinearAgent):
         kappa: multiplier of the confidence radius ``beta_t`` [RECON].
         alpha0: penalty scale; None sets it from the note's formula at :meth:`learn` time.
         gamma0: truncation slope, ``gamma_t = gamma0 (t - 1)``.
+        truncation: ``"schedule"`` (default), ``"constant"`` or ``"none"`` (ablations).
+        penalty: keep the ``- alpha c^2`` term (default); False is the plain-residual ablation.
         delta: failure probability in ``L``.
         coverability_guess: ``C`` in the default ``alpha0``; None means ``S A``.
         seed: seeds the sampler (model) or the first ``env.reset``.
@@ -112,6 +119,7 @@ class GLOW(LinearAgent):
     _param_names: ClassVar[tuple[str, ...]] = ("selected_", "Q_")
     _hyperparam_names: ClassVar[tuple[str, ...]] = (
         "episodes_per_round", "kappa", "alpha0", "gamma0", "delta", "coverability_guess", "seed",
+        "truncation", "penalty",
     )
 
     def __init__(
@@ -127,6 +135,8 @@ class GLOW(LinearAgent):
         delta: float = 0.1,
         coverability_guess: float | None = None,
         seed: int | None = None,
+        truncation: str = "schedule",
+        penalty: bool = True,
     ) -> None:
         # No super().__init__: GLOW is tabular and needs no linear features.
         if isinstance(env_or_model, (FiniteMDP, LinearMDP)):
@@ -180,6 +190,19 @@ class GLOW(LinearAgent):
         self.kappa = check_positive(kappa, "kappa")
         self.alpha0 = None if alpha0 is None else check_positive(alpha0, "alpha0")
         self.gamma0 = check_positive(gamma0, "gamma0")
+        if truncation not in ("schedule", "constant", "none"):
+            raise ValueError(
+                f"truncation must be 'schedule', 'constant' or 'none'; got {truncation!r}"
+            )
+        if truncation == "none" and (isinstance(W, str) or not np.isfinite(W).all()):
+            raise ValueError(
+                "truncation='none' needs a weight_class array with finite entries (no clipping "
+                "of +inf weights and no bounded tabular class)"
+            )
+        self.truncation = truncation
+        if not isinstance(penalty, (bool, np.bool_)):
+            raise ValueError(f"penalty must be a bool; got {penalty!r}")
+        self.penalty = bool(penalty)
         self.delta = check_positive(delta, "delta")
         if self.delta >= 1:
             raise ValueError(f"delta must lie in (0, 1); got {delta!r}")
@@ -222,7 +245,7 @@ class GLOW(LinearAgent):
         base = math.log(self.horizon * self.value_class.shape[0] * total_rounds / self.delta)
         if self.tabular_weights:
             n_last = (total_rounds - 1) * self.episodes_per_round
-            gamma_last = self.gamma0 * (total_rounds - 1)
+            gamma_last = self._gamma(total_rounds)
             return base + self.n_states * self.n_actions * math.log(math.e + gamma_last * n_last)
         return base + math.log(self.weight_class.shape[0])
 
@@ -241,10 +264,21 @@ class GLOW(LinearAgent):
             alpha0 = math.sqrt(total_rounds * L / (K * C))
         else:
             alpha0 = self.alpha0
+        gamma = self._gamma(t)
+        n_t = (t - 1) * K
+        if not self.penalty:
+            bound = gamma if self.tabular_weights else min(gamma, float(self.weight_class.max()))
+            return 0.0, self.kappa * bound * self.horizon * math.sqrt(2 * L / n_t), gamma
         alpha = alpha0 / (t - 1)
-        beta = self.kappa * L / (alpha * (t - 1) * K)
-        gamma = self.gamma0 * (t - 1)
+        beta = self.kappa * L / (alpha * n_t)
         return alpha, beta, gamma
+
+    def _gamma(self, t: int) -> float:
+        if self.truncation == "none":
+            return math.inf
+        if self.truncation == "constant":
+            return self.gamma0
+        return self.gamma0 * max(t - 1, 1)
 
     # ------------------------------------------------------------- objective
     def objective(self, alpha: float, gamma: float) -> np.ndarray:
