@@ -59,6 +59,8 @@ class FiniteMDPEnv(gym.Env):
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 4}
     nominal_perturbation: ClassVar[Any] = None
+    # The model class this environment runs (LinearMDPEnv narrows it to LinearMDP).
+    model_type: ClassVar[type] = FiniteMDP
 
     def __init__(
         self,
@@ -67,8 +69,10 @@ class FiniteMDPEnv(gym.Env):
         state_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(model, FiniteMDP):
-            raise ValueError(f"model must be a FiniteMDP; got {type(model).__name__}")
+        if not isinstance(model, self.model_type):
+            raise ValueError(
+                f"model must be a {self.model_type.__name__}; got {type(model).__name__}"
+            )
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"render_mode must be None or one of {self.metadata['render_modes']}; "
@@ -95,10 +99,13 @@ class FiniteMDPEnv(gym.Env):
         ):
             raise ValueError("model must keep the environment's H, S and A")
         self.model = model
-        # Same inverse-CDF sampling as LinearMDPEnv: dividing by the last entry makes it exactly
-        # 1.0, so a uniform draw in [0, 1) never lands on a zero-probability state.
+        # step() samples from the model's own dense kernel and rewards (cached: a LinearMDP
+        # computes them from its factors), so the environment and its model cannot disagree.
+        # Dividing by the last entry makes each CDF end at exactly 1.0, so a uniform draw in
+        # [0, 1) never lands on a zero-probability state.
         cumulative = np.cumsum(model.P, axis=-1)
         self._cumulative_kernel = cumulative / cumulative[..., -1:]
+        self._rewards = model.R
         self._cumulative_initial = np.cumsum(model.initial_distribution)
         self._cumulative_initial /= self._cumulative_initial[-1]
 
@@ -171,7 +178,7 @@ class FiniteMDPEnv(gym.Env):
             raise RuntimeError("step() called before reset() or after the episode ended")
         a = self._check_action(action)
         h, s = self._step, self._state
-        reward = float(self.model.R[h, s, a])
+        reward = float(self._rewards[h, s, a])
         u = self.np_random.random()  # inverse-CDF draw from P_h(. | s, a)
         self._state = int(np.searchsorted(self._cumulative_kernel[h, s, a], u, side="right"))
         self._step = h + 1
