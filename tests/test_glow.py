@@ -397,3 +397,33 @@ def test_penalty_keeps_qstar_where_plain_residual_loses_it():
             kept[penalty] += bool(agent.in_set_[:, 0].all())
     assert kept[True] == 10
     assert kept[False] <= 5
+
+
+def _perturbed_class(model: FiniteMDP, seed: int, n: int = 100, sigma: float = 0.3):
+    rng = np.random.default_rng(seed)
+    H = model.horizon
+    Q = robust_value_iteration(model).Q
+    caps = (H - np.arange(H))[:, None, None]
+    return np.concatenate(
+        [Q[None], np.clip(Q[None] + rng.normal(0.0, sigma, (n, *Q.shape)), 0.0, caps)]
+    )
+
+
+def test_glow_on_package_envs_tabular_and_linear():
+    from robustrl.envs import LinearMDPEnv, random_linear_mdp
+    from robustrl.envs.layered_mdp import FiniteMDPEnv as PackageFiniteMDPEnv
+    from robustrl.envs.layered_mdp import layered_tabular_mdp
+
+    model = layered_tabular_mdp(horizon=3, n_states=3, n_actions=2, seed=4)
+    env = PackageFiniteMDPEnv(model)
+    F = _perturbed_class(model, 0)
+    agent = GLOW(env, F, "tabular", episodes_per_round=5, kappa=0.01, seed=0).learn(100)
+    assert agent.in_set_[:, 0].all() and agent.regret_[-1] == pytest.approx(0.0, abs=1e-12)
+
+    linear = random_linear_mdp(0, n_states=5, feature_dim=4, n_actions=2, horizon=3)
+    env = LinearMDPEnv(linear)
+    F = _perturbed_class(linear.to_finite(), 1)
+    agent = GLOW(env, F, "tabular", episodes_per_round=5, kappa=0.01, seed=0).learn(40)
+    assert agent.optimal_value_ == pytest.approx(robust_value_iteration(linear).value)
+    assert agent.in_set_[:, 0].all()
+    assert agent.regret_.shape == (40,) and np.all(agent.regret_ >= -1e-12)
