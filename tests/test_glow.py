@@ -427,3 +427,40 @@ def test_glow_on_package_envs_tabular_and_linear():
     assert agent.optimal_value_ == pytest.approx(robust_value_iteration(linear).value)
     assert agent.in_set_[:, 0].all()
     assert agent.regret_.shape == (40,) and np.all(agent.regret_ >= -1e-12)
+
+
+class _HiddenModelEnv(FiniteMDPEnv):
+    """The same env without a public ``model``: GLOW must estimate d_1 and skip regret."""
+
+    def __init__(self, model: FiniteMDP) -> None:
+        super().__init__(model)
+        self._hidden = model
+        del self.model
+
+    def reset(self, *, seed=None, options=None):
+        self.model = self._hidden
+        try:
+            return super().reset(seed=seed, options=options)
+        finally:
+            del self.model
+
+    def step(self, action):
+        self.model = self._hidden
+        try:
+            return super().step(action)
+        finally:
+            del self.model
+
+
+def test_unknown_model_uses_empirical_initial_distribution():
+    model = layered_mdp(7)
+    F, W = glow_classes(model, 7)
+    env = _HiddenModelEnv(model)
+    agent = GLOW(env, F, W, episodes_per_round=5, kappa=0.01, seed=1).learn(150)
+    assert agent.model is None and agent.regret_.size == 0 and agent.mixture_value_ is None
+    assert agent._init_counts.sum() == 750
+    d1 = agent._init_counts / 750
+    np.testing.assert_allclose(agent.initial_values(), F[:, 0].max(axis=-1) @ d1)
+    assert agent.in_set_[:, 0].all()
+    v_star = robust_value_iteration(model).value
+    assert evaluate_policy(model, agent.policies_[-1]).value == pytest.approx(v_star, abs=1e-12)
