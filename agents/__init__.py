@@ -3,7 +3,8 @@
 Offline (fit on an :class:`~robustrl.data.OfflineDataset`): :class:`R2PVI` and its baselines
 :class:`PEVI`, :class:`DRPVI`, :class:`DRVI_L`. Online (``learn`` in an environment, exact regret
 when the environment exposes its model): :class:`DRRPO` and its baselines :class:`DRLSVIUCB`,
-:class:`LSVIUCB`.
+:class:`LSVIUCB`. Density-ratio online RL: :class:`GLOW` on finite value and weight classes (work
+in progress for issue 7; HyGLOW and the linear variant are still to come).
 """
 
 from robustrl.agents._online import RegretCurve, run_regret_curve
@@ -11,6 +12,7 @@ from robustrl.agents.base import LinearAgent, NotFittedError
 from robustrl.agents.drpvi import DRPVI
 from robustrl.agents.drrpo import DRRPO
 from robustrl.agents.drvi_l import DRVI_L
+from robustrl.agents.glow import GLOW
 from robustrl.agents.lsvi_ucb import DRLSVIUCB, LSVIUCB
 from robustrl.agents.pevi import PEVI
 from robustrl.agents.r2pvi import R2PVI
@@ -23,6 +25,7 @@ __all__ = [
     "DRPVI",
     "DRRPO",
     "DRVI_L",
+    "GLOW",
     "LSVIUCB",
     "OFFLINE_AGENTS",
     "ONLINE_AGENTS",
