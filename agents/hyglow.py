@@ -15,7 +15,9 @@ the paper, Amortila et al., ICLR 2024, arXiv:2401.09681). Per round ``t = 1..T``
 
 * **Two-sided objective by default** (``two_sided=True``): the inner max runs over ``w`` AND the
   sign, ``max_{w, sigma=+-1} E[sigma c Delta_f] - alpha E[c^2]`` (note A.6: "add the negated
-  weights", the MABO-type double-sided form the H2O condition needs). The one-sided
+  weights", the MABO-type double-sided form the H2O condition needs): the weight class is
+  ``W u -W``, so the sign is one per step and table (for ``"tabular"`` too, not per (s, a)).
+  The one-sided
   ``max_w L_h`` (``two_sided=False``) never penalises an f that *under*-estimates on the data,
   so with data from ``pi*`` alone it cannot tell the true Q from a wrong one that is only
   pessimistic off the optimal path (tested).
