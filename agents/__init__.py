@@ -3,8 +3,8 @@
 Offline (fit on an :class:`~robustrl.data.OfflineDataset`): :class:`R2PVI` and its baselines
 :class:`PEVI`, :class:`DRPVI`, :class:`DRVI_L`. Online (``learn`` in an environment, exact regret
 when the environment exposes its model): :class:`DRRPO` and its baselines :class:`DRLSVIUCB`,
-:class:`LSVIUCB`. Density-ratio online RL: :class:`GLOW` on finite value and weight classes (work
-in progress for issue 7; HyGLOW and the linear variant are still to come).
+:class:`LSVIUCB`. Density-ratio online and hybrid RL: :class:`GLOW` and :class:`HyGLOW` on finite
+value and weight classes (issue 7 in progress; the linear variant is still to come).
 """
 
 from robustrl.agents._online import RegretCurve, run_regret_curve
@@ -13,6 +13,7 @@ from robustrl.agents.drpvi import DRPVI
 from robustrl.agents.drrpo import DRRPO
 from robustrl.agents.drvi_l import DRVI_L
 from robustrl.agents.glow import GLOW
+from robustrl.agents.hyglow import HyGLOW
 from robustrl.agents.lsvi_ucb import DRLSVIUCB, LSVIUCB
 from robustrl.agents.pevi import PEVI
 from robustrl.agents.r2pvi import R2PVI
@@ -26,6 +27,7 @@ __all__ = [
     "DRRPO",
     "DRVI_L",
     "GLOW",
+    "HyGLOW",
     "LSVIUCB",
     "OFFLINE_AGENTS",
     "ONLINE_AGENTS",
