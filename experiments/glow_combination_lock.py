@@ -1,0 +1,225 @@
+"""Episodes to an epsilon-optimal policy on the combination lock: GLOW, HyGLOW and baselines.
+
+Issue 7 (``glow_combination_lock``). On the nominal lock of
+:mod:`robustrl.envs.combination_lock` (``S = 3``, ``A = 2``, horizon ``H``; the code is drawn
+from the cell seed) each method plays episodes until the policy it would output is
+epsilon-optimal, ``V* - V^pi <= epsilon`` with ``V^pi`` exact
+(:func:`robustrl.exact.evaluate_policy` on ``env.model``; ``V* = 1``), or until the episode
+budget is spent. The metric ``episodes`` is the number of online episodes played BEFORE the
+first epsilon-optimal output policy (so a method whose first policy is already good scores 0);
+``censored`` is True when the budget ran out first, and then ``episodes = budget`` (a lower
+bound: medians over cells with censored entries are lower bounds too).
+
+Methods (``K = 1`` episode per round for GLOW/HyGLOW, so rounds = episodes):
+
+* ``glow``: :class:`robustrl.agents.GLOW` with ``F = combination_lock_value_class(H, S, A)``
+  (``A^H`` candidate Q-tables), ``weight_class="tabular"``, ``kappa = 0.01``, run for
+  ``budget`` rounds (its schedules depend on the total number of rounds, note A.5); the output
+  policy of round ``t`` is the greedy policy of the selected ``f_t`` (``regret_`` is exact).
+* ``hyglow``: :class:`robustrl.agents.HyGLOW` (two-sided, tabular W) with offline data of
+  ``offline_episodes`` (default 5) episodes of the optimal (code) policy; the offline episodes
+  are reported as ``offline_episodes`` and not counted in ``episodes``.
+* ``qlearning``: tabular epsilon-greedy Q-learning, exploration 0.1, Q initialised to ZERO (no
+  optimism), step size ``1 / N(h, s, a)``, greedy ties broken uniformly at random while acting;
+  the output policy after each episode is ``argmax_a Q`` (ties to the lowest action).
+* ``uniform``: uniformly random actions. Output rule (documented, not learned): before any
+  rewarded episode the output is the uniform policy (value ``A^-H``); after the first rewarded
+  episode it is that episode's action sequence replayed open-loop (action ``a_h`` in every
+  state at step ``h``), which on the deterministic lock is the code.
+
+Expected shape (log-scale plot): GLOW/HyGLOW grow polynomially in ``H`` (HyGLOW ~ 0), uniform
+exploration and zero-initialised epsilon-greedy Q-learning like ``A^H``.
+
+Run: robustrl run glow_combination_lock --out results/glow_combination_lock --workers 2
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from robustrl.exact import evaluate_policy
+from robustrl.validation import check_int, check_positive
+
+NAME = "glow_combination_lock"
+DESCRIPTION = "episodes to an epsilon-optimal policy on combination locks: GLOW/HyGLOW vs baselines"
+METHODS = ("glow", "hyglow", "qlearning", "uniform")
+GRID = {
+    "horizon": [4, 6, 8, 10],
+    "method": list(METHODS),
+    "n_states": [3],
+    "n_actions": [2],
+    "budget": [4000],
+    "epsilon": [0.1],
+    "offline_episodes": [5],
+}
+SEEDS = 5
+X_AXIS = "horizon"
+KAPPA = 0.01  # GLOW confidence multiplier (tests/test_glow.py uses the same on locks)
+Q_EXPLORATION = 0.1
+
+
+def check(params: dict) -> None:
+    check_int(params["horizon"], "horizon", low=1)
+    check_int(params["n_states"], "n_states", low=2)
+    check_int(params["n_actions"], "n_actions", low=2)
+    check_int(params["budget"], "budget", low=1)
+    check_int(params["offline_episodes"], "offline_episodes", low=1)
+    eps = check_positive(params["epsilon"], "epsilon")
+    if eps >= 1:
+        raise ValueError(f"epsilon must lie in (0, 1); got {eps}")
+    if params["method"] not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; got {params['method']!r}")
+
+
+def _value(model, policy: np.ndarray) -> float:
+    return float(evaluate_policy(model, policy).value)
+
+
+def _first_good(regret: np.ndarray, epsilon: float) -> int | None:
+    hits = np.flatnonzero(np.asarray(regret) <= epsilon)
+    return int(hits[0]) if hits.size else None
+
+
+def _run_glow(env, params: dict, seed: int, hybrid: bool) -> tuple[int | None, int]:
+    from robustrl.agents.glow import GLOW
+    from robustrl.agents.hyglow import HyGLOW
+    from robustrl.data import OfflineDataset
+    from robustrl.envs.combination_lock import combination_lock_value_class
+
+    H, S, A = env.horizon, env.n_states, env.n_actions
+    F = combination_lock_value_class(H, S, A)
+    budget = int(params["budget"])
+    if hybrid:
+        code = env.code
+        ds = OfflineDataset.collect(env, int(params["offline_episodes"]),
+                                    lambda obs: int(code[int(obs[1])]), seed=seed)
+        agent = HyGLOW(env.model, F, "tabular", ds, seed=seed).learn(budget)
+    else:
+        agent = GLOW(env.model, F, "tabular", kappa=KAPPA, seed=seed).learn(budget)
+    # round t (0-based) plays its policy after t episodes of online data (K = 1)
+    return _first_good(agent.regret_, float(params["epsilon"])), budget
+
+
+def _run_qlearning(env, params: dict, seed: int) -> int | None:
+    rng = np.random.default_rng(seed)
+    model, H, A = env.model, env.horizon, env.n_actions
+    Q = np.zeros((H, env.n_states, A))
+    N = np.zeros_like(Q)
+    v_star, eps = 1.0, float(params["epsilon"])
+    for episode in range(int(params["budget"])):
+        if v_star - _value(model, Q.argmax(axis=-1)) <= eps:
+            return episode
+        s = int(rng.choice(env.n_states, p=model.initial_distribution))
+        for h in range(H):
+            if rng.uniform() < Q_EXPLORATION:
+                a = int(rng.integers(A))
+            else:
+                best = np.flatnonzero(Q[h, s] == Q[h, s].max())
+                a = int(rng.choice(best))
+            r = float(model.R[h, s, a])
+            s2 = int(rng.choice(env.n_states, p=model.P[h, s, a]))
+            target = r + (Q[h + 1, s2].max() if h < H - 1 else 0.0)
+            N[h, s, a] += 1
+            Q[h, s, a] += (target - Q[h, s, a]) / N[h, s, a]
+            s = s2
+    return None
+
+
+def _run_uniform(env, params: dict, seed: int) -> int | None:
+    rng = np.random.default_rng(seed)
+    model, H, S, A = env.model, env.horizon, env.n_states, env.n_actions
+    eps = float(params["epsilon"])
+    if 1.0 - A ** (-H) <= eps:  # the uniform policy itself is already good enough
+        return 0
+    for episode in range(int(params["budget"])):
+        s = int(rng.choice(S, p=model.initial_distribution))
+        actions, total = [], 0.0
+        for h in range(H):
+            a = int(rng.integers(A))
+            total += float(model.R[h, s, a])
+            actions.append(a)
+            s = int(rng.choice(S, p=model.P[h, s, a]))
+        if total > 0:
+            replay = np.repeat(np.asarray(actions)[:, None], S, axis=1)
+            if 1.0 - _value(model, replay) <= eps:
+                return episode + 1
+    return None
+
+
+def run_one(params: dict, seed: int) -> dict:
+    from robustrl.envs.combination_lock import CombinationLockEnv
+
+    check(params)
+    code_seed = int(seed) % (2**31)
+    env = CombinationLockEnv(horizon=int(params["horizon"]), n_states=int(params["n_states"]),
+                             n_actions=int(params["n_actions"]), seed=code_seed)
+    method, budget = params["method"], int(params["budget"])
+    if method in ("glow", "hyglow"):
+        hit, _ = _run_glow(env, params, code_seed, hybrid=method == "hyglow")
+    elif method == "qlearning":
+        hit = _run_qlearning(env, params, code_seed)
+    else:
+        hit = _run_uniform(env, params, code_seed)
+    return {
+        "episodes": budget if hit is None else int(hit),
+        "censored": hit is None,
+        "offline_episodes": int(params["offline_episodes"]) if method == "hyglow" else 0,
+        "code": "".join(str(int(c)) for c in env.code),
+    }
+
+
+def _table(results: list[dict]) -> dict[tuple[int, str], tuple[float, int, int]]:
+    cells: dict[tuple[int, str], list[dict]] = {}
+    for rec in results:
+        key = (int(rec["params"]["horizon"]), rec["params"]["method"])
+        cells.setdefault(key, []).append(rec["metrics"])
+    return {k: (float(np.median([m["episodes"] for m in v])),
+                sum(bool(m["censored"]) for m in v), len(v)) for k, v in cells.items()}
+
+
+def report(results: list[dict]) -> str:
+    """Median episodes to epsilon-optimality per horizon and method (censored/seeds)."""
+    table = _table(results)
+    horizons = sorted({h for h, _ in table})
+    methods = [m for m in METHODS if any(k[1] == m for k in table)]
+    head = f"{'H':>4}" + "".join(f"{m:>20}" for m in methods)
+    lines = ["Median episodes to an epsilon-optimal policy (censored/seeds; censored cells count "
+             "the budget, so such medians are lower bounds)", head, "-" * len(head)]
+    for h in horizons:
+        row = f"{h:>4}"
+        for m in methods:
+            med, cens, n = table.get((h, m), (float("nan"), 0, 0))
+            row += f"{f'{med:g} ({cens}/{n})':>20}"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def plot(results: list[dict], out_dir: Path) -> list[Path]:
+    """``glow_combination_lock.png``: median episodes vs H, log y; hollow = some censored."""
+    from matplotlib.figure import Figure
+
+    table = _table(results)
+    fig = Figure(figsize=(6, 4.2))
+    ax = fig.subplots()
+    for i, m in enumerate(METHODS):
+        hs = sorted(h for h, mm in table if mm == m)
+        if not hs:
+            continue
+        # log axis: 0 episodes (HyGLOW solves from its offline data) is drawn at 0.5
+        ys = [max(table[(h, m)][0], 0.5) for h in hs]
+        ax.plot(hs, ys, marker="o", color=f"C{i}", label=m)
+        cens = [(h, y) for h, y in zip(hs, ys, strict=True) if table[(h, m)][1] > 0]
+        if cens:
+            ax.scatter(*zip(*cens, strict=True), s=120, facecolors="none", edgecolors="k")
+    hs = sorted({h for h, _ in table})
+    ax.plot(hs, [2.0**h for h in hs], color="gray", ls=":", label="A^H (A = 2)")
+    ax.set_yscale("log")
+    ax.set_xlabel("horizon H")
+    ax.set_ylabel("median episodes to epsilon-optimal (0 drawn at 0.5)")
+    ax.set_title("Combination lock (S=3, A=2): circled = some seeds censored")
+    ax.legend(fontsize=8)
+    path = Path(out_dir) / "glow_combination_lock.png"
+    fig.savefig(path, dpi=120)
+    return [path]
