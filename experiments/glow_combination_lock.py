@@ -16,6 +16,9 @@ Methods (``K = 1`` episode per round for GLOW/HyGLOW, so rounds = episodes):
   (``A^H`` candidate Q-tables), ``weight_class="tabular"``, ``kappa = 0.01``, run for
   ``budget`` rounds (its schedules depend on the total number of rounds, note A.5); the output
   policy of round ``t`` is the greedy policy of the selected ``f_t`` (``regret_`` is exact).
+  Because ``L = log(H |F| |W| T / delta)`` grows with ``T``, GLOW's count moves with the
+  budget: on the lock it halves the surviving codes every ``k`` rounds, measured ``k = 3`` at
+  ``T = 100``, 4 at ``T = 400`` and 5 at ``T = 4000`` (H = 6), hence counts in multiples of 5.
 * ``hyglow``: :class:`robustrl.agents.HyGLOW` (two-sided, tabular W) with offline data of
   ``offline_episodes`` (default 5) episodes of the optimal (code) policy; the offline episodes
   are reported as ``offline_episodes`` and not counted in ``episodes``.
