@@ -169,6 +169,20 @@ class OfflineDataset:
         arrays = {k: getattr(self, k)[:n_trajectories] for k in _ARRAYS}
         return OfflineDataset(**arrays, metadata=dict(self.metadata))
 
+    @staticmethod
+    def empty_arrays(K: int, H: int, obs_dim: int, d: int, A: int) -> dict[str, np.ndarray]:
+        """Zero-filled constructor arrays for ``K`` trajectories (filled in by the builders)."""
+        return {
+            "observations": np.zeros((K, H, obs_dim)),
+            "actions": np.zeros((K, H), dtype=np.int64),
+            "rewards": np.zeros((K, H)),
+            "next_observations": np.zeros((K, H, obs_dim)),
+            "features": np.zeros((K, H, d)),
+            "next_action_features": np.zeros((K, H, A, d)),
+            "valid": np.zeros((K, H), dtype=bool),
+            "terminal": np.zeros((K, H), dtype=bool),
+        }
+
     # ------------------------------------------------------------- save/load
     def save(self, path: str | Path) -> Path:
         """Write the dataset to one ``.npz`` file, atomically."""
@@ -231,16 +245,7 @@ class OfflineDataset:
             behaviour_policy, rng, name="behaviour_policy"
         )
 
-        out = {
-            "observations": np.zeros((K, H, obs_dim)),
-            "actions": np.zeros((K, H), dtype=np.int64),
-            "rewards": np.zeros((K, H)),
-            "next_observations": np.zeros((K, H, obs_dim)),
-            "features": np.zeros((K, H, d)),
-            "next_action_features": np.zeros((K, H, A, d)),
-            "valid": np.zeros((K, H), dtype=bool),
-            "terminal": np.zeros((K, H), dtype=bool),
-        }
+        out = cls.empty_arrays(K, H, obs_dim, d, A)
         env.action_space.seed(None if seed is None else seed + 1)
         for k in tqdm(range(K), disable=not progress, desc="collecting", unit="traj"):
             obs, _ = env.reset(seed=seed if k == 0 else None)

@@ -139,16 +139,7 @@ def dataset_from_transitions(
     K = len(starts)
     obs_dim = obs.shape[1]
     shape = _obs_shape(env, obs_dim)
-    out = {
-        "observations": np.zeros((K, H, obs_dim)),
-        "actions": np.zeros((K, H), dtype=np.int64),
-        "rewards": np.zeros((K, H)),
-        "next_observations": np.zeros((K, H, obs_dim)),
-        "features": np.zeros((K, H, d)),
-        "next_action_features": np.zeros((K, H, A, d)),
-        "valid": np.zeros((K, H), dtype=bool),
-        "terminal": np.zeros((K, H), dtype=bool),
-    }
+    out = OfflineDataset.empty_arrays(K, H, obs_dim, d, A)
     pairs = zip(starts, lengths, strict=True)
     for k, (s, n) in enumerate(tqdm(pairs, total=K, disable=not progress, desc="features")):
         rows = slice(s, s + n)
