@@ -101,17 +101,31 @@ class LinearAgent:
     def save(self, path: str | Path) -> Path:
         """Write hyperparameters and learned arrays to one ``.npz`` file, atomically."""
         self._check_fitted()
-        path = Path(path)
-        if path.suffix != ".npz":
-            path = path.with_suffix(path.suffix + ".npz")
-        header = {"class": type(self).__name__, "hyperparams": _jsonable(self.get_hyperparams())}
         arrays = {f"param_{n}": np.asarray(getattr(self, n)) for n in self._param_names}
-        arrays["header_json"] = np.array(json.dumps(header))
-        return atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays), binary=True)
+        return self._write_npz(path, arrays)
 
     @classmethod
     def load(cls, path: str | Path, env):
         """Rebuild an agent saved with :meth:`save`, bound to ``env``."""
+        header, arrays = cls._read_npz(path)
+        agent = cls(env, **header["hyperparams"])
+        for name in cls._param_names:
+            setattr(agent, name, arrays[f"param_{name}"])
+        agent._fitted = True
+        return agent
+
+    def _write_npz(self, path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
+        """Write ``arrays`` and a JSON header (class, hyperparameters) atomically."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_suffix(path.suffix + ".npz")
+        header = {"class": type(self).__name__, "hyperparams": _jsonable(self.get_hyperparams())}
+        arrays = {**arrays, "header_json": np.array(json.dumps(header))}
+        return atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays), binary=True)
+
+    @classmethod
+    def _read_npz(cls, path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The header and arrays written by :meth:`_write_npz`; checks the class name."""
         path = Path(path)
         if not path.exists():
             raise ValueError(f"path does not exist: {path}")
@@ -121,11 +135,8 @@ class LinearAgent:
                 raise ValueError(
                     f"path holds a {header['class']}, not a {cls.__name__}: {path}"
                 )
-            agent = cls(env, **header["hyperparams"])
-            for name in cls._param_names:
-                setattr(agent, name, f[f"param_{name}"])
-        agent._fitted = True
-        return agent
+            arrays = {k: f[k] for k in f.files if k != "header_json"}
+        return header, arrays
 
 
 def _jsonable(obj):

@@ -42,16 +42,14 @@ features: its Q-values are table lookups ``value_class[selected_, h, s]``.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
-from robustrl._io import atomic_write
 from robustrl._kernels.glow import full_class_step_objective, step_objective
-from robustrl.agents.base import LinearAgent, _jsonable
+from robustrl.agents.base import LinearAgent
 from robustrl.exact import evaluate_policy, robust_value_iteration
 from robustrl.models import FiniteMDP, LinearMDP
 from robustrl.validation import check_array, check_int, check_positive, check_seed
@@ -410,32 +408,20 @@ class GLOW(LinearAgent):
     def save(self, path: str | Path) -> Path:
         """Write hyperparameters, both classes and the selection to one ``.npz``, atomically."""
         self._check_fitted()
-        path = Path(path)
-        if path.suffix != ".npz":
-            path = path.with_suffix(path.suffix + ".npz")
-        header = {"class": type(self).__name__, "hyperparams": _jsonable(self.get_hyperparams())}
-        arrays = {
+        return self._write_npz(path, {
             "value_class": self.value_class, "weight_class": np.asarray(self.weight_class),
             "selected_": self.selected_, "Q_": self.Q_, "policies_": self.policies_,
-            "regret_": self.regret_, "header_json": np.array(json.dumps(header)),
-        }
-        return atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays), binary=True)
+            "regret_": self.regret_,
+        })
 
     @classmethod
     def load(cls, path: str | Path, env_or_model) -> GLOW:
         """Rebuild a GLOW agent saved with :meth:`save`, bound to ``env_or_model``."""
-        path = Path(path)
-        if not path.exists():
-            raise ValueError(f"path does not exist: {path}")
-        with np.load(path, allow_pickle=False) as f:
-            header = json.loads(str(f["header_json"]))
-            if header["class"] != cls.__name__:
-                raise ValueError(f"path holds a {header['class']}, not a {cls.__name__}: {path}")
-            W = f["weight_class"]
-            W = str(W) if W.dtype.kind == "U" else W
-            agent = cls(env_or_model, f["value_class"], W,
-                        **header["hyperparams"])
-            for name in ("selected_", "Q_", "policies_", "regret_"):
-                setattr(agent, name, f[name])
+        header, f = cls._read_npz(path)
+        W = f["weight_class"]
+        W = str(W) if W.dtype.kind == "U" else W
+        agent = cls(env_or_model, f["value_class"], W, **header["hyperparams"])
+        for name in ("selected_", "Q_", "policies_", "regret_"):
+            setattr(agent, name, f[name])
         agent._fitted = True
         return agent
