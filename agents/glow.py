@@ -367,16 +367,12 @@ class GLOW(LinearAgent):
             else:
                 values = np.where(mask, self.initial_values(), -np.inf)
                 idx = int(np.argmax(values))
-            policy = self.value_class[idx].argmax(axis=-1)
+            policy = self._play_round(idx, s_first, regret)
             selected.append(idx)
             in_set.append(mask)
             betas.append(beta)
             viol.append(violation)
             policies.append(policy)
-            if self.model is not None:
-                regret.append(self.optimal_value_ - evaluate_policy(self.model, policy).value)
-            for k in range(self.episodes_per_round):
-                self._episode(s_first if k == 0 else self._reset(), policy)
             self.rounds_done = t
         self.selected_ = np.asarray(selected, dtype=np.int64)
         self.in_set_ = np.asarray(in_set)
@@ -394,6 +390,19 @@ class GLOW(LinearAgent):
         if self.model is None or len(self.regret_) == 0:
             return None
         return float(self.optimal_value_ - self.regret_.mean())
+
+    def _play_round(self, idx: int, s_first: int, regret: list[float]) -> np.ndarray:
+        """Play the greedy policy of ``value_class[idx]`` for one round of episodes.
+
+        Appends its exact regret to ``regret`` when the model is known; returns the policy.
+        ``s_first`` is the already-reset first state of the round.
+        """
+        policy = self.value_class[idx].argmax(axis=-1)
+        if self.model is not None:
+            regret.append(self.optimal_value_ - evaluate_policy(self.model, policy).value)
+        for k in range(self.episodes_per_round):
+            self._episode(s_first if k == 0 else self._reset(), policy)
+        return policy
 
     # ---------------------------------------------------------------- acting
     def q_values(self, obs) -> np.ndarray:

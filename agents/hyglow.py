@@ -43,7 +43,6 @@ import numpy as np
 from robustrl._kernels.glow import full_class_step_objective, step_statistics
 from robustrl.agents.glow import GLOW
 from robustrl.data import OfflineDataset
-from robustrl.exact import evaluate_policy
 from robustrl.validation import check_array, check_int
 
 __all__ = ["HyGLOW", "offline_tuples"]
@@ -195,14 +194,10 @@ class HyGLOW(GLOW):
             s_first = self._reset()
             obj = self.offline_objective(t, T)
             idx = int(np.argmin(obj))
-            policy = self.value_class[idx].argmax(axis=-1)
+            policy = self._play_round(idx, s_first, regret)
             selected.append(idx)
             objs.append(obj)
             policies.append(policy)
-            if self.model is not None:
-                regret.append(self.optimal_value_ - evaluate_policy(self.model, policy).value)
-            for k in range(self.episodes_per_round):
-                self._episode(s_first if k == 0 else self._reset(), policy)
             self.rounds_done = t
         self.selected_ = np.asarray(selected, dtype=np.int64)
         self.objective_values_ = np.asarray(objs)
