@@ -9,6 +9,25 @@ from __future__ import annotations
 import numpy as np
 
 
+def _step_residuals(F, h, steps, states, actions, rewards, next_states):
+    """The step-``h`` tuples and Bellman residuals ``f_h(s,a) - r - max_a' f_{h+1}(s',a')``.
+
+    Returns ``(s, a, R (|F|, n))``, or ``None`` when step ``h`` has no data (``f_H = 0``).
+    """
+    m = np.asarray(steps) == h
+    n = int(m.sum())
+    if n == 0:
+        return None
+    s = np.asarray(states)[m]
+    a = np.asarray(actions)[m]
+    r = np.asarray(rewards, dtype=np.float64)[m]
+    if h == F.shape[1] - 1:
+        target = np.zeros((F.shape[0], n))
+    else:
+        target = F[:, h + 1, np.asarray(next_states)[m], :].max(axis=-1)
+    return s, a, F[:, h, s, a] - r[None, :] - target
+
+
 def glow_objective(F, W, steps, states, actions, rewards, next_states,
                    gamma: float, alpha: float) -> np.ndarray:
     """``L_h(f, w)`` for every step and pair, shape ``(H, |F|, |W|)`` (0 on steps without data)."""
@@ -18,18 +37,11 @@ def glow_objective(F, W, steps, states, actions, rewards, next_states,
     steps = np.asarray(steps)
     out = np.zeros((H, F.shape[0], W.shape[0]))
     for h in range(H):
-        m = steps == h
-        n = int(m.sum())
-        if n == 0:
+        step = _step_residuals(F, h, steps, states, actions, rewards, next_states)
+        if step is None:
             continue
-        s = np.asarray(states)[m]
-        a = np.asarray(actions)[m]
-        r = np.asarray(rewards, dtype=np.float64)[m]
-        if h == H - 1:
-            target = np.zeros((F.shape[0], n))
-        else:
-            target = F[:, h + 1, np.asarray(next_states)[m], :].max(axis=-1)
-        R = F[:, h, s, a] - r[None, :] - target
+        s, a, R = step
+        n = len(s)
         C = np.minimum(W[:, h, s, a], gamma)
         out[h] = (R @ C.T - alpha * (C * C).sum(axis=1)[None, :]) / n
     return out
@@ -47,18 +59,11 @@ def full_class_objective(F, steps, states, actions, rewards, next_states,
     steps = np.asarray(steps)
     out = np.zeros((H, F.shape[0]))
     for h in range(H):
-        m = steps == h
-        n = int(m.sum())
-        if n == 0:
+        step = _step_residuals(F, h, steps, states, actions, rewards, next_states)
+        if step is None:
             continue
-        s = np.asarray(states)[m]
-        a = np.asarray(actions)[m]
-        r = np.asarray(rewards, dtype=np.float64)[m]
-        if h == H - 1:
-            target = np.zeros((F.shape[0], n))
-        else:
-            target = F[:, h + 1, np.asarray(next_states)[m], :].max(axis=-1)
-        R = F[:, h, s, a] - r[None, :] - target
+        s, a, R = step
+        n = len(s)
         for x in range(S):
             for b in range(A):
                 sel = (s == x) & (a == b)
