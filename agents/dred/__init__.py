@@ -1,0 +1,1 @@
+"""dred agents (being built)."""

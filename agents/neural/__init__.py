@@ -1,0 +1,1 @@
+"""neural agents (being built)."""
