@@ -1,7 +1,8 @@
 """Turn the policy forms users pass around into one ``obs -> action`` function.
 
 Accepted forms:
-* an object with an SB3-style ``predict(obs, deterministic=True) -> (action, state)``;
+* an object with an SB3-style ``predict(obs, deterministic=True) -> (action, state)``
+  (robustrl agents and stable-baselines3 models alike; one observation in, one action out);
 * a callable ``obs -> action``;
 * for environments whose observation is ``(state, step)``: a deterministic table ``(H, S)`` of
   action indices, or a stochastic table ``(H, S, A)`` of probabilities (sampled with ``rng``).
@@ -13,7 +14,18 @@ from collections.abc import Callable
 
 import numpy as np
 
-ActionFn = Callable[[np.ndarray], int]
+ActionFn = Callable[[np.ndarray], int | np.ndarray]
+
+
+def _to_action(action) -> int | np.ndarray:
+    """A discrete action as ``int``; a floating-point *array* (a continuous action such as an
+    SB3 model's on Pendulum) is kept as a float array, since ``int()`` would silently truncate
+    the torque. Python/NumPy float scalars stay discrete indices, as before."""
+    if isinstance(action, np.ndarray) and action.ndim >= 1 and np.issubdtype(
+        action.dtype, np.floating
+    ):
+        return action.copy()
+    return int(np.asarray(action).reshape(-1)[0])
 
 
 def as_action_fn(
@@ -23,7 +35,7 @@ def as_action_fn(
 
         def act(obs):
             action, _ = policy.predict(obs, deterministic=True)
-            return int(np.asarray(action).reshape(-1)[0])
+            return _to_action(action)
 
         return act
     if isinstance(policy, np.ndarray):
@@ -40,7 +52,7 @@ def as_action_fn(
             f"table; got dtype {policy.dtype} and shape {policy.shape}"
         )
     if callable(policy):
-        return lambda obs: int(policy(obs))
+        return lambda obs: _to_action(policy(obs))
     raise ValueError(
         f"{name} must have a predict(obs) method, be a callable obs -> action, or be an "
         f"(H, S) / (H, S, A) policy table; got {type(policy).__name__}"
