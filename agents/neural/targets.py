@@ -1,0 +1,152 @@
+"""Neural robust targets: per-(s, a) regressions that replace R2PVI's per-factor duals.
+
+R2PVI (note 1.4) turns next-state values ``V`` into the regularised inner value
+``I_lam[V; mu] = inf_mu E_mu[V] + lam D(mu || mu0)`` of each factor through ridge regressions of
+fixed transforms of ``V``. The neural agents regress the same transforms on ``(s, a)`` with a
+network and apply the same outer map to the prediction ``g(s, a) ~ E[y(V(s')) | s, a]``
+(``robustrl.agents.r2pvi.R2PVI._estimate`` term by term):
+
+* TV: ``y = min(V, v_min + lam)``; value ``= g`` (``v_min``: the data's smallest value, or given);
+* KL: ``y = exp(-(V - m) / lam)`` with ``m = min V`` (the linear agent's underflow shift); value
+  ``= m - lam log clip(g, exp(-(v_max - m) / lam), 1)``, so it lies in ``[m, v_max]``;
+* chi2: ``y = (min(V, alpha_j), min(V, alpha_j)^2)`` on a grid ``alpha_1 < ... < alpha_M`` that
+  spans ``[min V, max V]`` (every distinct value when there are at most ``M``); value
+  ``= max_alpha z1(alpha) - (z2(alpha) - z1(alpha)^2) / (4 lam)``, maximised over the grid points
+  and, inside each grid segment, at the stationary point of the piecewise-quadratic objective
+  (``z1`` linear and ``z2`` quadratic with the common slope ``B`` between grid points). When
+  the grid holds every distinct value of ``V`` this is the exact sorted-segment maximisation of
+  :func:`robustrl._kernels.offline.chi2_regularized_rows`;
+* ``None`` (non-robust fitted Q-iteration): ``y = V``, value ``= g``.
+
+With one-hot features the per-(s, a) and per-factor forms coincide; with mixed features the
+per-(s, a) dual is the (s, a)-rectangular value, which is at most the d-rectangular one (joint
+convexity of f-divergences), see docs/algorithms/neural.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from robustrl.validation import check_array, check_divergence, check_int, check_positive
+
+__all__ = ["DualStats", "fit_stats", "regression_targets", "robust_value"]
+
+
+@dataclass
+class DualStats:
+    """The constants that fix one regression problem's targets and outer map.
+
+    ``divergence`` is ``"tv"``, ``"kl"``, ``"chi2"`` or ``None`` (plain expectation).
+    """
+
+    divergence: str | None
+    lam: float
+    v_min: float
+    v_max: float
+    shift: float
+    alphas: list[float] = field(default_factory=list)
+
+    @property
+    def n_outputs(self) -> int:
+        """Number of regressed quantities per ``(s, a)``."""
+        return 2 * len(self.alphas) if self.divergence == "chi2" else 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DualStats:
+        return cls(**d)
+
+
+def fit_stats(values, divergence: str | None, lam: float = 1.0, *, v_min="data",
+              n_alpha: int = 32) -> DualStats:
+    """The :class:`DualStats` of next-state values ``values (n,)``.
+
+    ``v_min`` (TV): ``"data"`` = ``min(values)`` (the authors' choice, note pitfall 4) or a
+    number <= min(values) (the minimum over all states). ``n_alpha`` (chi2): grid size M >= 2.
+    """
+    v = check_array(np.asarray(values, dtype=np.float64), "values", ndim=1)
+    if v.size == 0:
+        raise ValueError("values must hold at least one next-state value; got none")
+    if divergence is not None:
+        divergence = check_divergence(divergence)
+    lam = check_positive(lam, "lam")
+    lo, hi = float(v.min()), float(v.max())
+    if isinstance(v_min, str):
+        if v_min != "data":
+            raise ValueError(f"v_min must be 'data' or a finite number; got {v_min!r}")
+        vm = lo
+    else:
+        vm = float(v_min)
+        if not np.isfinite(vm) or vm > lo + 1e-12:
+            raise ValueError(
+                f"v_min must be a finite number <= the smallest value {lo:g}; got {v_min!r}"
+            )
+    alphas: list[float] = []
+    if divergence == "chi2":
+        m = check_int(n_alpha, "n_alpha", low=2)
+        uniq = np.unique(v)
+        if uniq.size <= m:
+            grid = np.concatenate([uniq, np.full(m - uniq.size, hi)])
+        else:
+            grid = np.quantile(v, np.linspace(0.0, 1.0, m))
+            grid[0], grid[-1] = lo, hi
+        alphas = [float(a) for a in np.maximum.accumulate(grid)]
+    return DualStats(divergence, lam, vm, hi, lo, alphas)
+
+
+def regression_targets(values: torch.Tensor, stats: DualStats) -> torch.Tensor:
+    """The regression targets ``y(V)``, shape ``(n, stats.n_outputs)``."""
+    v = values.reshape(-1, 1)
+    if stats.divergence is None:
+        return v.clone()
+    if stats.divergence == "tv":
+        return torch.clamp(v, max=stats.v_min + stats.lam)
+    if stats.divergence == "kl":
+        return torch.exp(-(v - stats.shift) / stats.lam)
+    alphas = torch.as_tensor(stats.alphas, dtype=v.dtype, device=v.device)
+    w = torch.minimum(v, alphas)
+    return torch.cat([w, w * w], dim=1)
+
+
+def robust_value(pred: torch.Tensor, stats: DualStats) -> torch.Tensor:
+    """The robust target from the regression prediction ``pred (..., n_outputs)``: ``(...)``."""
+    if stats.divergence is None or stats.divergence == "tv":
+        return pred[..., 0]
+    lam = stats.lam
+    if stats.divergence == "kl":
+        floor = float(np.exp(-(stats.v_max - stats.shift) / lam))
+        g = torch.clamp(pred[..., 0], min=floor, max=1.0)
+        return stats.shift - lam * torch.log(g)
+    return _chi2_value(pred, stats.alphas, lam)
+
+
+def _chi2_value(pred: torch.Tensor, alphas: list[float], lam: float) -> torch.Tensor:
+    m = len(alphas)
+    g = torch.as_tensor(alphas, dtype=pred.dtype, device=pred.device)
+    z1, z2 = pred[..., :m], pred[..., m:]
+    best = (z1 - (z2 - z1 * z1) / (4.0 * lam)).amax(dim=-1)
+    if m < 2:
+        return best
+    dg = g[1:] - g[:-1]
+    seg = dg > 1e-12
+    safe_dg = torch.where(seg, dg, torch.ones_like(dg))
+    # z1 is linear with slope B = P(V > alpha) inside a segment, z2 = C + alpha^2 B; the
+    # objective's stationary point solves alpha - z1(alpha) = 2 lam (note 1.3, alpha = eta + 2lam).
+    slope = (z1[..., 1:] - z1[..., :-1]) / safe_dg
+    g0 = g[:-1]
+    denom = 1.0 - slope
+    ok = seg & (denom > 1e-9)
+    safe_den = torch.where(ok, denom, torch.ones_like(denom))
+    a_star = (2.0 * lam + z1[..., :-1] - slope * g0) / safe_den
+    inside = ok & (a_star > g0) & (a_star < g[1:])
+    a_star = torch.where(inside, a_star, g0)
+    s1 = z1[..., :-1] + slope * (a_star - g0)
+    s2 = z2[..., :-1] + slope * (a_star * a_star - g0 * g0)
+    f = s1 - (s2 - s1 * s1) / (4.0 * lam)
+    f = torch.where(inside, f, torch.full_like(f, -torch.inf))
+    return torch.maximum(best, f.amax(dim=-1))

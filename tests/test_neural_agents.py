@@ -1,0 +1,190 @@
+"""NeuralR2PVI / NeuralFQI (issue 9): agreement with the linear agents, validation, persistence,
+seeding. Everything runs on CPU with one thread."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from robustrl.agents import PEVI, R2PVI  # noqa: E402
+from robustrl.agents.neural.fqi import NeuralFQI  # noqa: E402
+from robustrl.agents.neural.r2pvi import NeuralR2PVI  # noqa: E402
+from robustrl.data import OfflineDataset  # noqa: E402
+from robustrl.envs import LayeredTabularMDPEnv, SimulatedLinearMDPEnv  # noqa: E402
+
+torch.set_num_threads(1)
+SMALL = {"ensemble_size": 3, "hidden": (64, 64), "gradient_steps": 400, "batch_size": 512}
+
+
+@pytest.fixture(scope="module")
+def tabular():
+    """A layered tabular MDP is a linear MDP with one-hot features phi(s, a) = e_{sA+a}: there
+    the per-(s, a) neural dual and the per-factor linear dual are the same quantity."""
+    env = LayeredTabularMDPEnv(horizon=4, n_states=5, n_actions=3, seed=1)
+    return env, OfflineDataset.collect(env, 300, seed=0)
+
+
+def _agreement(env, ds, lin, neural) -> tuple[float, float]:
+    """Greedy-action agreement and mean |Q_lin - Q_neural| over the (h, s) pairs in the data."""
+    same, errs = [], []
+    for h in range(env.horizon):
+        for s in np.unique(ds.observations[ds.valid[:, h], h, 0]):
+            obs = np.array([int(s), h])
+            ql, qn = lin.q_values(obs), neural.q_values(obs)
+            same.append(np.argmax(ql) == np.argmax(qn))
+            errs.append(np.abs(ql - qn).mean())
+    return float(np.mean(same)), float(np.mean(errs))
+
+
+@pytest.mark.parametrize("divergence", ["tv", "kl", "chi2"])
+def test_neural_r2pvi_policy_matches_linear_r2pvi(tabular, divergence):
+    """Measured: agreement 16/16 (h, s) pairs for each divergence, seed 0; assert >= 0.9."""
+    env, ds = tabular
+    lin = R2PVI(env, divergence=divergence, lam=0.3, beta=0.0, ridge=1e-3).fit(ds)
+    neural = NeuralR2PVI(env, divergence=divergence, lam=0.3, input="features",
+                         horizon=env.horizon, beta=0.0, seed=0, **SMALL).fit(ds, progress=False)
+    rate, err = _agreement(env, ds, lin, neural)
+    assert rate >= 0.9, f"agreement {rate:.3f}"
+    assert err < 0.05, f"mean |Q| error {err:.4f}"
+
+
+def test_neural_fqi_matches_pevi_without_pessimism(tabular):
+    env, ds = tabular
+    lin = PEVI(env, beta=0.0, ridge=1e-3).fit(ds)
+    neural = NeuralFQI(env, input="features", horizon=env.horizon, beta=0.0, seed=0,
+                       **SMALL).fit(ds, progress=False)
+    rate, err = _agreement(env, ds, lin, neural)
+    assert rate >= 0.9, f"agreement {rate:.3f}"
+    assert err < 0.05, f"mean |Q| error {err:.4f}"
+
+
+def test_robust_values_are_below_nominal_ones(tabular):
+    """Smaller lam is more pessimistic about the transitions: V_robust <= V_FQI (same nets)."""
+    env, ds = tabular
+    fqi = NeuralFQI(env, input="features", horizon=env.horizon, beta=0.0, seed=0,
+                    **SMALL).fit(ds, progress=False)
+    rob = NeuralR2PVI(env, divergence="kl", lam=0.1, input="features", horizon=env.horizon,
+                      beta=0.0, seed=0, **SMALL).fit(ds, progress=False)
+    obs = np.array([int(ds.observations[0, 0, 0]), 0])
+    assert rob.q_values(obs).max() < fqi.q_values(obs).max() - 0.05
+
+
+def test_ensemble_pessimism_lowers_q(tabular):
+    env, ds = tabular
+    kw = dict(divergence="tv", lam=0.3, input="features", horizon=env.horizon, seed=0, **SMALL)
+    plain = NeuralR2PVI(env, beta=0.0, **kw).fit(ds, progress=False)
+    pess = NeuralR2PVI(env, beta=2.0, **kw).fit(ds, progress=False)
+    obs = np.array([0, 0])
+    assert np.all(pess.q_values(obs) <= plain.q_values(obs) + 1e-6)
+
+
+# ------------------------------------------------------------- observation input, discounted
+@pytest.fixture(scope="module")
+def simulated():
+    env = SimulatedLinearMDPEnv()
+    return env, OfflineDataset.collect(env, 50, seed=0)
+
+
+def _obs_agent(cls=NeuralR2PVI, **kw):
+    base = dict(input="observation", horizon=None, gamma=0.9, ensemble_size=2, hidden=(16,),
+                n_iterations=3, gradient_steps=20, batch_size=32, seed=3)
+    base.update(kw)
+    return cls(**base)
+
+
+@pytest.mark.parametrize("divergence", ["tv", "kl", "chi2"])
+def test_discounted_observation_agent_predicts(simulated, divergence):
+    env, ds = simulated
+    agent = _obs_agent(divergence=divergence, lam=0.2).fit(ds, progress=False)
+    obs = ds.observations[:4, 0]
+    q = agent.q_values(obs)
+    assert q.shape == (4, env.action_space.n)
+    np.testing.assert_allclose(agent.q_values(obs[1]), q[1], rtol=1e-6)
+    actions, state = agent.predict(obs)
+    assert actions.shape == (4,) and state is None
+    a, _ = agent.predict(obs[0])
+    assert isinstance(a, int) and a == actions[0]
+
+
+def test_save_load_round_trip(simulated, tabular, tmp_path):
+    env, ds = simulated
+    agent = _obs_agent(divergence="chi2", lam=0.2).fit(ds, progress=False)
+    path = agent.save(tmp_path / "agent.pt")
+    back = NeuralR2PVI.load(path, device="cpu")
+    obs = ds.observations[:5, 0]
+    np.testing.assert_array_equal(back.q_values(obs), agent.q_values(obs))
+    tenv, tds = tabular
+    fin = NeuralFQI(tenv, input="features", horizon=tenv.horizon, seed=1, ensemble_size=2,
+                    hidden=(8,), gradient_steps=10).fit(tds, progress=False)
+    back = NeuralFQI.load(fin.save(tmp_path / "fqi.pt"), device="cpu", env=tenv)
+    for h in range(tenv.horizon):
+        np.testing.assert_array_equal(back.q_values([1, h]), fin.q_values([1, h]))
+    with pytest.raises(ValueError, match="NeuralFQI"):
+        NeuralR2PVI.load(tmp_path / "fqi.pt")
+
+
+def test_same_seed_same_numbers(simulated):
+    env, ds = simulated
+    obs = ds.observations[:5, 0]
+    a = _obs_agent(divergence="kl", lam=0.2, seed=7).fit(ds, progress=False).q_values(obs)
+    b = _obs_agent(divergence="kl", lam=0.2, seed=7).fit(ds, progress=False).q_values(obs)
+    c = _obs_agent(divergence="kl", lam=0.2, seed=8).fit(ds, progress=False).q_values(obs)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+# ------------------------------------------------------------------------- bad input
+def test_bad_arguments_raise_naming_them(simulated, tabular):
+    env, ds = simulated
+    with pytest.raises(ValueError, match="divergence"):
+        NeuralR2PVI(divergence="hellinger", lam=0.1)
+    for lam in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="lam"):
+            NeuralR2PVI(divergence="kl", lam=lam)
+    with pytest.raises(ValueError, match="input"):
+        NeuralR2PVI(divergence="kl", lam=0.1, input="pixels")
+    with pytest.raises(ValueError, match="beta"):
+        NeuralR2PVI(divergence="kl", lam=0.1, beta=-1.0)
+    with pytest.raises(ValueError, match="device"):
+        NeuralR2PVI(divergence="kl", lam=0.1, device="tpu")
+    with pytest.raises(ValueError, match="gamma"):
+        NeuralR2PVI(divergence="kl", lam=0.1, gamma=1.0)
+    with pytest.raises(ValueError, match="lam"):
+        NeuralFQI(lam=0.1)
+    with pytest.raises(ValueError, match="dataset"):
+        NeuralR2PVI(divergence="kl", lam=0.1).fit({"not": "a dataset"})
+    with pytest.raises(ValueError, match="horizon"):
+        NeuralR2PVI(divergence="kl", lam=0.1, horizon=5).fit(ds)
+    # feature-dimension mismatch: the tabular env has d = 15, the simulated data d = 4
+    tenv, _ = tabular
+    with pytest.raises(ValueError, match="feature_dim"):
+        NeuralR2PVI(tenv, divergence="kl", lam=0.1, input="features", horizon=3).fit(ds)
+    agent = _obs_agent(cls=NeuralFQI).fit(ds, progress=False)
+    with pytest.raises(ValueError, match="obs"):
+        agent.q_values(np.zeros(7))
+    feat = NeuralFQI(env, input="features", horizon=3, ensemble_size=1, hidden=(4,),
+                     gradient_steps=2, seed=0).fit(ds, progress=False)
+    with pytest.raises(ValueError, match="features"):
+        feat.q_values_from_features(np.zeros((16, 5)), step=0)
+    with pytest.raises(ValueError, match="step"):
+        feat.q_values_from_features(np.zeros((16, 4)), step=3)
+
+
+def test_empty_dataset_raises(simulated):
+    _, ds = simulated
+    empty = OfflineDataset(**{k: getattr(ds, k).copy() for k in (
+        "observations", "actions", "rewards", "next_observations", "features",
+        "next_action_features", "valid", "terminal")})
+    empty.valid[:] = False  # bypasses the constructor's own check on purpose
+    empty.terminal[:] = False
+    with pytest.raises(ValueError, match="dataset"):
+        NeuralR2PVI(divergence="kl", lam=0.1).fit(empty)
+
+
+def test_unfitted_agent_refuses_to_act():
+    from robustrl.agents import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        NeuralR2PVI(divergence="kl", lam=0.1).predict(np.zeros(2))
