@@ -28,10 +28,11 @@ import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 from tqdm.auto import tqdm
 
+from robustrl._kernels import offline as _kernels
 from robustrl.agents.base import LinearAgent
+from robustrl.bonus import BONUS_CODES, check_bonus_name
 from robustrl.bonus import bonus as _bonus
 from robustrl.data import OfflineDataset
-from robustrl.ridge import gram_matrix
 from robustrl.validation import check_array, check_int, check_nonnegative, check_positive
 
 REWARD_MODES: tuple[str, ...] = ("auto", "known", "estimated")
@@ -235,13 +236,35 @@ class OfflineAgent(LinearAgent):
         self._store(result)
         return self
 
+    def fit_stream(self, chunks, progress: bool = False):
+        """Learn from a dataset given in chunks, never holding more than one chunk at a time.
+
+        ``chunks``: a re-iterable collection of :class:`~robustrl.data.OfflineDataset` chunks
+        (e.g. a list, or an object whose ``__iter__`` loads or generates them afresh) or a
+        zero-argument callable returning a fresh iterator of chunks; the trajectories of all
+        chunks together form the dataset. The backward pass needs ``V_{h+1}`` from the already
+        fitted step ``h + 1``, so the chunks are read once per step (twice for R2PVI-TV with
+        ``v_min="data"`` and R2PVI-KL, which need the smallest next-state value first).
+        Per step only sums are kept (the Gram matrix, ``Phi^T W y`` for every target): the
+        result equals :meth:`fit` on the concatenated data up to rounding, in memory that does
+        not grow with the data. The estimators that need each factor's regression weights per
+        sample (R2PVI-chi2, DRPVI, DRVI-L) keep them per *distinct* next-state value, so their
+        memory is flat when the values take finitely many values (finite state spaces) and
+        grows with the number of distinct values otherwise.
+        """
+        source = _chunk_source(chunks)
+        result = self._chunked_pass(lambda h: (self._dataset_step(c, h) for c in source()),
+                                    None, progress, keep_values=False)
+        self._store(result)
+        return self
+
     def _store(self, result: PassResult) -> None:
         self.weights = result.weights
         self.lambda_inv = result.lambda_inv
         self.n_samples = result.n_samples
         self._fitted = True
 
-    def _step_arrays(self, dataset) -> list[StepArrays]:
+    def _check_dataset(self, dataset) -> None:
         if not isinstance(dataset, OfflineDataset):
             raise ValueError(
                 f"dataset must be a robustrl.data.OfflineDataset; got {type(dataset).__name__}"
@@ -253,43 +276,86 @@ class OfflineAgent(LinearAgent):
                 f"dataset must match the environment's (horizon, feature_dim, n_actions) = "
                 f"{want}; got {got}"
             )
-        steps = []
-        for h in range(self.horizon):
-            sd = dataset.step(h)
-            known = None
-            if self._known_fn is not None and len(sd.actions):
-                known = np.asarray(self._known_fn(sd.next_observations), dtype=np.float64)
-                if known.shape != (len(sd.actions), self.n_actions):
-                    raise ValueError(
-                        "env.unwrapped.known_action_values must return shape (n, A) for a batch "
-                        f"of n observations; got {known.shape}"
-                    )
-            steps.append(
-                StepArrays(
-                    features=np.ascontiguousarray(sd.features),
-                    rewards=np.ascontiguousarray(sd.rewards),
-                    next_features=np.ascontiguousarray(sd.next_action_features),
-                    next_nonterminal=sd.next_nonterminal,
-                    known=known,
-                    in_regression=np.any(sd.features != 0.0, axis=1),
+
+    def _step_arrays(self, dataset) -> list[StepArrays]:
+        self._check_dataset(dataset)
+        return [self._dataset_step(dataset, h, checked=True) for h in range(self.horizon)]
+
+    def _dataset_step(self, dataset, h: int, checked: bool = False) -> StepArrays:
+        """Step ``h`` of ``dataset``. Only what the pass reads is gathered (not observations or
+        actions), and the next-state features stay a strided view of the dataset when every
+        trajectory reaches step ``h``: they are the largest array and are read once."""
+        if not checked:
+            self._check_dataset(dataset)
+        m = dataset.valid[:, h]
+        rows = slice(None) if m.all() else np.flatnonzero(m)
+        features = np.ascontiguousarray(dataset.features[rows, h])
+        known = None
+        if self._known_fn is not None and features.shape[0]:
+            known = np.asarray(self._known_fn(dataset.next_observations[rows, h]),
+                               dtype=np.float64)
+            if known.shape != (features.shape[0], self.n_actions):
+                raise ValueError(
+                    "env.unwrapped.known_action_values must return shape (n, A) for a batch "
+                    f"of n observations; got {known.shape}"
                 )
-            )
-        return steps
+        return StepArrays(
+            features=features,
+            rewards=np.ascontiguousarray(dataset.rewards[rows, h]),
+            next_features=dataset.next_action_features[rows, h],
+            next_nonterminal=~dataset.terminal[rows, h],
+            known=known,
+            in_regression=np.any(features != 0.0, axis=1),
+        )
 
     def _next_state_values(self, st: StepArrays, h_next: int, weights: np.ndarray,
                            lambda_inv: np.ndarray) -> np.ndarray:
-        """``V_{h+1}(s'_k) = max_a Q_{h+1}(s'_k, a)``, known action values included."""
+        """``V_{h+1}(s'_k) = max_a Q_{h+1}(s'_k, a)``, known action values included (one fused
+        Numba pass over the next-state features, :func:`robustrl._kernels.offline.
+        next_state_values`)."""
         n = st.features.shape[0]
         if n == 0:
             return np.zeros(0)
-        q = self._clipped_q(st.next_features, h_next, weights, lambda_inv)
-        if st.known is not None:
-            q = np.where(np.isnan(st.known), q, st.known)
-        values = q.max(axis=1)
-        return np.where(st.next_nonterminal, values, 0.0)
+        has_known = st.known is not None
+        known = st.known if has_known else _NO_KNOWN
+        code = BONUS_CODES[check_bonus_name(self._bonus_name)]
+        return _kernels.next_state_values(
+            st.next_features, weights, lambda_inv, -self.beta, code, self._upper(h_next),
+            self.truncate_below, known, has_known, st.next_nonterminal,
+        )
+
+    # ------------------------------------------------------- estimator plumbing
+    def _uses_moments(self) -> bool:
+        """True for moment estimators (PEVI, R2PVI-TV/KL): ``nu_h`` is a function of the ridge
+        estimate ``Xi f(V)`` of one target (:meth:`_moment_target`, :meth:`_moment_estimate`),
+        so only ``Phi^T W f(V)`` is accumulated. False (the default) selects the general
+        path: :meth:`_estimate` on the regression matrix of the distinct next-state values."""
+        return False
+
+    def _moment_target(self, h: int, values: np.ndarray, value_min: _ValueMin) -> np.ndarray:
+        """The regression target ``f(V) (n,)`` of a moment estimator."""
+        raise NotImplementedError
+
+    def _needs_value_min(self) -> bool:
+        """Whether :meth:`_moment_target` needs the smallest next-state value of the step."""
+        return False
+
+    def _moment_estimate(self, h: int, z: np.ndarray, value_min: _ValueMin) -> np.ndarray:
+        return z
 
     def _backward_pass(self, steps: list[StepArrays], sample_weights: list[np.ndarray] | None,
                        progress: bool) -> PassResult:
+        """The pass on in-memory steps (one chunk per step)."""
+        return self._chunked_pass(lambda h: (steps[h],), sample_weights, progress,
+                                  keep_values=True)
+
+    def _chunked_pass(self, step_chunks, sample_weights, progress: bool,
+                      keep_values: bool) -> PassResult:
+        """Backward pass over ``step_chunks(h)``, an iterable of :class:`StepArrays` whose rows
+        together are the step-``h`` data. Per step: ``Lambda_h`` (BLAS ``syrk``, one Cholesky
+        factor), ``Phi^T W [r, f(V)]`` for all targets at once (one triangular solve for all
+        of them), or per distinct value ``v`` the weighted feature sum ``G_v`` for the general
+        estimators (then ``Xi = Lambda^{-1} G^T`` is ``(d, m)`` for ``m`` distinct values)."""
         H, d = self.horizon, self.feature_dim
         weights = np.zeros((H, d))
         lambda_inv = np.zeros((H, d, d))
@@ -298,29 +364,142 @@ class OfflineAgent(LinearAgent):
         eye = np.eye(d)
         for h in tqdm(range(H - 1, -1, -1), disable=not progress,
                       desc=type(self).__name__, unit="step"):
-            st = steps[h]
-            phi = st.features
-            n = phi.shape[0]
-            sw = np.ones(n) if sample_weights is None else sample_weights[h]
-            gram = gram_matrix(phi, self.ridge, sw) if n else self.ridge * eye
+            last = h == H - 1
+            moment_path = last or self._uses_moments()
+            value_min = _ValueMin()
+            cached: list[np.ndarray] = []
+            if not last and moment_path and self._needs_value_min():
+                # First read: the smallest next-state values, before any target is formed.
+                for st in step_chunks(h):
+                    v = self._next_state_values(st, h + 1, weights[h + 1], lambda_inv[h + 1])
+                    value_min.update(v, st.in_regression)
+                    if keep_values:
+                        cached.append(v)
+            gram = self.ridge * eye
+            moment = np.zeros((d, 2))
+            groups = _Groups(d)
+            all_values = []
+            count = 0
+            for c, st in enumerate(step_chunks(h)):
+                n = st.features.shape[0]
+                phi = st.features
+                sw = None if sample_weights is None else sample_weights[h]
+                if n == 0:
+                    continue
+                if last:
+                    v = np.zeros(n)
+                elif cached:
+                    v = cached[c]
+                else:
+                    v = self._next_state_values(st, h + 1, weights[h + 1], lambda_inv[h + 1])
+                    if moment_path:
+                        value_min.update(v, st.in_regression)
+                if keep_values:
+                    all_values.append(v)
+                count += int(st.in_regression.sum())
+                gram = gram + _weighted_gram(phi, sw)
+                wphi = phi if sw is None else phi * sw[:, None]
+                if moment_path:
+                    target = (np.zeros(n) if last
+                              else self._moment_target(h, v, value_min))
+                    moment += wphi.T @ np.column_stack([st.rewards, target])
+                else:
+                    moment[:, 0] += wphi.T @ st.rewards
+                    groups.add(v, phi, np.ones(n) if sw is None else sw, st.in_regression)
             chol = cho_factor(gram, lower=True)
             inv = cho_solve(chol, eye)
             lambda_inv[h] = 0.5 * (inv + inv.T)  # exactly symmetric for the bonus checks
-            if n:
-                xi = np.ascontiguousarray(cho_solve(chol, (phi * sw[:, None]).T))  # (d, n)
-            else:
-                xi = np.zeros((d, 0))
-            if h == H - 1:
-                values = np.zeros(n)
+            solved = cho_solve(chol, moment)  # (d, 2): reward weights, nu's regression
+            if last:
                 nu = np.zeros(d)
+            elif moment_path:
+                nu = self._moment_estimate(h, solved[:, 1], value_min)
             else:
-                values = self._next_state_values(st, h + 1, weights[h + 1], lambda_inv[h + 1])
-                nu = self._estimate(h, xi, values, st.in_regression)
-            reward_w = self.theta[h] if self.reward == "known" else xi @ st.rewards
+                u, g, inside = groups.result()
+                xi = np.ascontiguousarray(cho_solve(chol, g.T)) if u.size else np.zeros((d, 0))
+                nu = self._estimate(h, xi, u, inside)
+            reward_w = self.theta[h] if self.reward == "known" else solved[:, 0]
             weights[h] = reward_w + nu
-            next_values[h] = values
-            n_samples[h] = int(st.in_regression.sum())
+            if keep_values:
+                next_values[h] = np.concatenate(all_values) if all_values else np.zeros(0)
+            n_samples[h] = count
         return PassResult(weights, lambda_inv, next_values, n_samples)
+
+
+_NO_KNOWN = np.zeros((0, 0))
+
+
+class _ValueMin:
+    """Running minima of the next-state values: over all rows and over regression rows."""
+
+    def __init__(self) -> None:
+        self.all = np.inf
+        self.regression = np.inf
+        self.count = 0
+
+    def update(self, values: np.ndarray, in_regression: np.ndarray) -> None:
+        if values.size:
+            self.all = min(self.all, float(values.min()))
+            self.count += values.size
+            sel = values[in_regression]
+            if sel.size:
+                self.regression = min(self.regression, float(sel.min()))
+
+    @property
+    def data_v_min(self) -> float:
+        """:func:`data_v_min` of the whole step (0 when no row enters the regression)."""
+        return self.regression if np.isfinite(self.regression) else 0.0
+
+
+class _Groups:
+    """Per distinct next-state value: the weighted feature sum and whether any of its rows
+    enters the regression. ``sum_v Xi_v f(v)`` with ``Xi = Lambda^{-1} G^T`` equals the
+    per-sample ``sum_k Xi_k f(V_k)`` for every ``f``, so the estimators see the same
+    (weight, value) sums with ``m`` columns instead of ``n``. Chunks merge exactly."""
+
+    def __init__(self, dim: int) -> None:
+        self.values = np.zeros(0)
+        self.sums = np.zeros((0, dim))
+        self.inside = np.zeros(0, dtype=bool)
+
+    def add(self, values, features, weights, in_regression) -> None:
+        u, inverse = np.unique(values, return_inverse=True)
+        g = _kernels.group_rows(inverse.astype(np.int64), features, weights, u.size)
+        inside = np.zeros(u.size, dtype=bool)
+        inside[inverse[in_regression]] = True
+        if self.values.size:
+            u_all, inv_all = np.unique(np.concatenate([self.values, u]), return_inverse=True)
+            g = _kernels.group_rows(inv_all.astype(np.int64), np.concatenate([self.sums, g]),
+                                    np.ones(inv_all.size), u_all.size)
+            merged = np.zeros(u_all.size, dtype=bool)
+            merged[inv_all[np.concatenate([self.inside, inside])]] = True
+            u, inside = u_all, merged
+        self.values, self.sums, self.inside = u, g, inside
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.values, self.sums, self.inside
+
+
+def _weighted_gram(phi: np.ndarray, sample_weights: np.ndarray | None) -> np.ndarray:
+    """``Phi^T W Phi`` through BLAS: ``X^T X`` of one buffer is a ``syrk`` (exactly
+    symmetric), with ``X = sqrt(W) Phi`` for weighted samples."""
+    x = phi if sample_weights is None else phi * np.sqrt(sample_weights)[:, None]
+    return x.T @ x
+
+
+def _chunk_source(chunks):
+    """A zero-argument callable giving a fresh iterator over the chunks (see ``fit_stream``)."""
+    if callable(chunks):
+        return lambda: iter(chunks())
+    try:
+        it = iter(chunks)
+    except TypeError:
+        raise ValueError("chunks must be a re-iterable collection of OfflineDataset chunks or "
+                         "a callable returning a fresh iterator of them") from None
+    if it is chunks:
+        raise ValueError("chunks must be re-iterable (a list, or a callable returning a fresh "
+                         "iterator): the backward pass reads the data once per step")
+    return lambda: iter(chunks)
 
 
 def data_v_min(values: np.ndarray, in_regression: np.ndarray) -> float:

@@ -36,11 +36,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from robustrl._kernels import offline as _offline_kernels
+from robustrl._kernels import ridge as _ridge_kernels
+from robustrl._kernels import value_iteration as _vi_kernels
 from robustrl._kernels.ridge import spd_inverse
 from robustrl.agents.base import LinearAgent
-from robustrl.bonus import check_bonus_name
+from robustrl.bonus import BONUS_CODES, check_bonus_name
 from robustrl.models import LinearMDP
-from robustrl.ridge import sherman_morrison_update
 from robustrl.validation import (
     check_array,
     check_distribution,
@@ -51,7 +52,6 @@ from robustrl.validation import (
     check_scalar,
     check_seed,
 )
-from robustrl.value_iteration import greedy_q_values
 
 __all__ = [
     "OnlineLinearAgent",
@@ -344,9 +344,15 @@ class OnlineLinearAgent(LinearAgent):
 
     # ------------------------------------------------------------- Q-values
     def _q_rows(self, features: np.ndarray, h: int) -> np.ndarray:
-        """Clipped optimistic ``Q_h`` at ``features (N, A, d)``: shape ``(N, A)``."""
-        return greedy_q_values(features, self.weights_[h], self.lambda_inv_[h], self.beta, h,
-                               self.horizon, self.bonus, +1)
+        """Clipped optimistic ``Q_h`` at ``features (N, A, d)``: shape ``(N, A)``.
+
+        Calls the kernel behind :func:`robustrl.value_iteration.greedy_q_values` directly: the
+        agent's own arrays need no validation (that check factorised ``Lambda^{-1}`` on every
+        call, several times per episode)."""
+        code = BONUS_CODES[self.bonus] if self.beta > 0.0 else BONUS_CODES["none"]
+        return _vi_kernels.q_values(np.ascontiguousarray(features, dtype=np.float64),
+                                    self.weights_[h], self.lambda_inv_[h], self.beta, code,
+                                    float(self.horizon - h))
 
     def q_values(self, obs) -> np.ndarray:
         """Optimistic ``Q_h(s, .) = clip(phi^T w_h + beta Gamma_h, 0, H - h)`` at ``obs``."""
@@ -379,7 +385,7 @@ class OnlineLinearAgent(LinearAgent):
             if self.n_updates_[h] % _REFRESH_EVERY == 0:
                 self.lambda_inv_[h] = spd_inverse(self.gram_[h])
             else:
-                sherman_morrison_update(self.lambda_inv_[h], phi)
+                _ridge_kernels.sherman_morrison_update(self.lambda_inv_[h], phi, 1.0)
 
     def _next_values(self, h: int) -> np.ndarray:
         """``V_{h+1}(s'_tau)`` at the step-``h`` next states (0 where no step follows)."""
@@ -409,7 +415,13 @@ class OnlineLinearAgent(LinearAgent):
         self._after_pass()
 
     # -------------------------------------------------------- exact values
+    #: Record the exact per-episode value and regret when the environment has a model. An
+    #: instance may set it False (benchmarks time the learning alone; no records are kept).
+    track_regret: bool = True
+
     def _model(self) -> LinearMDP | None:
+        if not self.track_regret:
+            return None
         model = getattr(self.env.unwrapped, "model", None)
         return model if isinstance(model, LinearMDP) else None
 

@@ -47,3 +47,10 @@ class PEVI(OfflineAgent):
 
     def _estimate(self, h, xi, values, in_regression) -> np.ndarray:
         return xi @ values
+
+    def _uses_moments(self) -> bool:
+        # Only when _estimate is this class's own (a subclass may redefine the estimator).
+        return type(self)._estimate is PEVI._estimate
+
+    def _moment_target(self, h, values, value_min) -> np.ndarray:
+        return values

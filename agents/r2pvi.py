@@ -104,6 +104,24 @@ class R2PVI(OfflineAgent):
             return self._kl_estimate(xi, values)
         return chi2_regularized_rows(np.ascontiguousarray(values), xi, lam)
 
+    # The closed forms (TV, KL) need only one ridge estimate Xi f(V): the moment path.
+    def _uses_moments(self) -> bool:
+        return self.divergence in ("tv", "kl") and type(self)._estimate is R2PVI._estimate
+
+    def _needs_value_min(self) -> bool:
+        return self.divergence == "kl" or self.v_min == "data"
+
+    def _moment_target(self, h, values, value_min) -> np.ndarray:
+        if self.divergence == "tv":
+            v_min = value_min.data_v_min if self.v_min == "data" else self.v_min
+            return np.minimum(values, v_min + self.lam)
+        return np.exp(-(values - value_min.all) / self.lam)
+
+    def _moment_estimate(self, h, z, value_min) -> np.ndarray:
+        if self.divergence == "tv":
+            return z
+        return self._kl_from_sum(z, value_min.all, value_min.count == 0)
+
     def _kl_estimate(self, xi: np.ndarray, values: np.ndarray) -> np.ndarray:
         """``-lam log clip(Xi exp(-V/lam), exp(-cap/lam), 1)``, ``cap = max_reward H`` (note 1.4).
 
@@ -115,18 +133,31 @@ class R2PVI(OfflineAgent):
         The upper clip at 1 (estimate >= 0) applies only with ``truncate_below`` (the code
         clips only from below).
         """
+        if values.size == 0:
+            return self._kl_from_sum(np.zeros(xi.shape[0]), 0.0, True)
+        shift = float(values.min())
+        return self._kl_from_sum(xi @ np.exp(-(values - shift) / self.lam), shift, False)
+
+    def _kl_from_sum(self, s: np.ndarray, shift: float, empty: bool) -> np.ndarray:
+        """``nu`` from ``s = Xi exp(-(V - shift) / lam)``, ``shift = min V`` (see above)."""
         lam = self.lam
         cap = self.max_reward * self.horizon
-        d = xi.shape[0]
-        if values.size == 0:
+        d = s.shape[0]
+        if empty:
             return np.zeros(d) if self.truncate_below else np.full(d, cap)
-        shift = float(values.min())
-        s = xi @ np.exp(-(values - shift) / lam)
         nu = np.full(d, cap)
         pos = s > 0.0
         nu[pos] = shift - lam * np.log(s[pos])
         nu = np.minimum(nu, cap)
         return np.maximum(nu, 0.0) if self.truncate_below else nu
+
+    def fit_stream(self, chunks, progress: bool = False) -> R2PVI:
+        """See :meth:`robustrl.agents._offline.OfflineAgent.fit_stream` (not with
+        ``variance_aware``, whose weights need the first pass's per-sample values)."""
+        if self.variance_aware:
+            raise ValueError("variance_aware=True is not supported by fit_stream: the sample "
+                             "weights need every sample's first-pass value; use fit")
+        return super().fit_stream(chunks, progress)
 
     def fit(self, dataset: OfflineDataset, progress: bool = False) -> R2PVI:
         """Learn from an :class:`~robustrl.data.OfflineDataset`; returns ``self``."""

@@ -16,7 +16,13 @@ import math
 import numpy as np
 from numba import njit
 
+from robustrl._kernels.bonus import (
+    BONUS_D_RECTANGULAR_L1,
+    BONUS_D_RECTANGULAR_L2,
+    BONUS_NONE,
+)
 from robustrl._kernels.divergence import _chi2_regularized_sorted, _tv_dual_sorted
+from robustrl._kernels.ridge import VECTORISE
 
 # Golden-section ratio and the width (in log alpha) of the DRVI-L search bracket.
 _INV_PHI = 0.6180339887498949
@@ -168,4 +174,80 @@ def kl_constrained_rows(v, xi, rho, z_floor, centered):
                 if f2 > best:
                     best = f2
         out[i] = best
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# the backward pass's per-sample work (note 1.4): next-state values and value grouping
+@njit(cache=True, fastmath=VECTORISE)
+def next_state_values(next_features, weights, lambda_inv, signed_beta, code, upper,
+                      truncate_below, known, has_known, nonterminal):
+    """``V(s'_k) = max_a Q(s'_k, a)`` for ``next_features (n, A, d)`` (any memory layout, so a
+    strided step slice of the dataset is read in place, never copied).
+
+    ``Q = min(phi^T w + signed_beta * Gamma(phi), upper)``, then ``max(., 0)`` when
+    ``truncate_below``; where ``has_known`` and ``known[k, a]`` is not NaN it replaces Q (an
+    exactly known action value); ``V = 0`` where ``nonterminal`` is False. One pass over the
+    features: the value, the bonus and the max over actions are fused.
+    """
+    n, n_actions, dim = next_features.shape
+    out = np.zeros(n)
+    scale = np.empty(dim)
+    if code == BONUS_D_RECTANGULAR_L1:
+        for i in range(dim):
+            scale[i] = np.sqrt(lambda_inv[i, i])
+    elif code == BONUS_D_RECTANGULAR_L2:
+        for i in range(dim):
+            scale[i] = lambda_inv[i, i]
+    use_bonus = code != BONUS_NONE and signed_beta != 0.0
+    for k in range(n):
+        if not nonterminal[k]:
+            continue
+        best = -np.inf
+        for a in range(n_actions):
+            if has_known and not np.isnan(known[k, a]):
+                q = known[k, a]
+            else:
+                q = 0.0
+                for i in range(dim):
+                    q += next_features[k, a, i] * weights[i]
+                if use_bonus:
+                    b = 0.0
+                    if code == BONUS_D_RECTANGULAR_L1:
+                        for i in range(dim):
+                            b += abs(next_features[k, a, i]) * scale[i]
+                    elif code == BONUS_D_RECTANGULAR_L2:
+                        for i in range(dim):
+                            b += next_features[k, a, i] * next_features[k, a, i] * scale[i]
+                        b = np.sqrt(b)
+                    else:
+                        for i in range(dim):
+                            acc = 0.0
+                            for j in range(dim):
+                                acc += lambda_inv[i, j] * next_features[k, a, j]
+                            b += next_features[k, a, i] * acc
+                        b = np.sqrt(max(b, 0.0))
+                    q += signed_beta * b
+                q = min(q, upper)
+                if truncate_below:
+                    q = max(q, 0.0)
+            if q > best:
+                best = q
+        out[k] = best
+    return out
+
+
+@njit(cache=True)
+def group_rows(inverse, features, weights, n_groups):
+    """``G[g] = sum_{k: inverse[k] = g} weights[k] phi_k``: per distinct value, the weighted
+    feature sum, so that ``Lambda^{-1} G^T`` is the regression matrix of the distinct values."""
+    n, dim = features.shape
+    out = np.zeros((n_groups, dim))
+    for k in range(n):
+        w = weights[k]
+        if w == 0.0:
+            continue
+        g = inverse[k]
+        for i in range(dim):
+            out[g, i] += w * features[k, i]
     return out
