@@ -1,0 +1,306 @@
+"""DRED on Cave Escape: zero-shot solved rate and return per held-out set, per method.
+
+Issue 8 (reference note Part B). Each cell trains one method with stable-baselines3 PPO
+(:class:`robustrl.agents.dred.training.LevelReplayPPO`) for a fixed number of **student
+gradient updates** (the same for every method, note B.9.8), then evaluates it zero-shot with one
+episode per level (B.7) on:
+
+* ``train``: (a subset of) the training levels;
+* ``test``: held-out levels of the training layout families (in distribution);
+* ``unseen_layouts``: held-out layout families, same lava/moss rule;
+* ``high_lava``: unseen families, lava fraction 0.5, moss 0.05 (edge case);
+* ``large``: 43x43 interiors (the reference's 45x45 grids).
+
+Methods (``method``): ``dred`` (VAE-DRED), ``dr`` (domain randomisation), ``uniform`` (uniform
+over the training set), ``plr`` (PLR over the training set), ``robust_plr`` (PLR-perp over DR
+levels), ``accel`` (ACCEL from empty rooms).
+
+Level sets come from :func:`robustrl.envs.cave_levels.generate_level_set` with ``data_seed``
+(shared by all cells: one dataset, as in the paper; seeds vary the agent). The VAE (for
+``dred``) is trained once per (data_seed, scale) on the training set and cached in
+``cache_dir`` (``""``: ``results/dred_cave_escape/cache``, or ``$ROBUSTRL_DRED_CACHE``), written
+atomically under a file lock so parallel cells train it once; the level sets are saved there too.
+
+``scale`` presets (:data:`SCALES`):
+
+* ``tiny``: seconds; for tests only.
+* ``small`` (default): CPU, minutes: 64 training levels, 8 envs x 128 steps, 60 updates (about
+  60k env steps for one-phase methods, 120k for DRED), navigation-only actions (3 instead of 7:
+  at this budget nothing is learnt with the full action set), a few levels per eval set.
+* ``gpu``: one H200/H100 machine (16 cores) for ~6 minutes: 256 training levels, 32 envs x 256
+  steps, 50 updates, run as ``--workers 15`` (one process per cell), full action set.
+* ``full``: the authors' scale (B.5): 512 training levels, 36 envs x 256 steps (subprocess
+  envs), buffer 4000, 14400 updates (DRED's 265M env steps), 2048 test levels, 112 per edge-case
+  set, 108 large levels. Days on a GPU machine; not run here.
+
+Metrics per cell: ``solved_<set>`` and ``return_<set>`` for each set, ``steps_per_second``
+(env steps incl. no-gradient phases / training wall time), ``env_steps``, ``grad_updates``,
+``train_seconds``, ``eval_seconds``, ``vae_seconds``, ``device``, and for buffer methods
+``buffer_generated``, ``dataset_mass``, ``admitted_rate`` (generated or new levels admitted /
+proposed). ``plot`` draws ``dred_cave_escape.png``: solved rate and return per method per set.
+
+Run: robustrl run dred_cave_escape --out results/dred_cave_escape --workers 2
+GPU: robustrl run dred_cave_escape --set scale=gpu --set cache_dir=$OUT/dred/cache \\
+     --seeds 3 --workers 15 --out $OUT/dred
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from robustrl._io import atomic_write, atomic_write_json
+
+NAME = "dred_cave_escape"
+DESCRIPTION = ("DRED vs DR / uniform / PLR / robust PLR on Cave Escape: zero-shot solved rate "
+               "and return per held-out set (SB3 PPO, equal gradient updates)")
+METHODS = ("dred", "dr", "uniform", "plr", "robust_plr", "accel")
+EVAL_SETS = ("train", "test", "unseen_layouts", "high_lava", "large")
+GRID = {
+    "method": ["dred", "dr", "uniform", "plr", "robust_plr"],
+    "scale": ["small"],
+    "data_seed": [0],
+    "updates": [0],  # 0: the scale's preset
+    "cache_dir": [""],
+}
+SEEDS = 3
+
+_VAE_FULL = dict(vae_epochs=200, latent_dim=1024, n_pairs=6, per_pair=6)
+SCALES: dict[str, dict] = {
+    "tiny": dict(n_train=12, n_envs=2, n_steps=32, updates=2, capacity=24,
+                 vae_epochs=2, latent_dim=16, n_pairs=1, per_pair=2, navigation_only=True,
+                 vec_env="dummy", eval_sizes=dict(train=2, test=2, unseen_layouts=2,
+                                                  high_lava=2, large=1), large_size=15),
+    "small": dict(n_train=64, n_envs=8, n_steps=128, updates=60, capacity=256,
+                  vae_epochs=60, latent_dim=64, n_pairs=2, per_pair=4, navigation_only=True,
+                  vec_env="dummy", eval_sizes=dict(train=32, test=48, unseen_layouts=24,
+                                                   high_lava=24, large=4), large_size=43),
+    "gpu": dict(n_train=256, n_envs=32, n_steps=256, updates=50, capacity=2000,
+                **dict(_VAE_FULL, n_pairs=4, per_pair=8), navigation_only=False,
+                vec_env="dummy", eval_sizes=dict(train=128, test=256, unseen_layouts=112,
+                                                 high_lava=112, large=16), large_size=43),
+    "full": dict(n_train=512, n_envs=36, n_steps=256, updates=14400, capacity=4000,
+                 **_VAE_FULL, navigation_only=False, vec_env="subproc",
+                 eval_sizes=dict(train=512, test=2048, unseen_layouts=112, high_lava=112,
+                                 large=108), large_size=43),
+}
+
+
+def check(params: dict) -> None:
+    from robustrl.validation import check_int
+
+    if params["method"] not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; got {params['method']!r}")
+    if params["scale"] not in SCALES:
+        raise ValueError(f"scale must be one of {tuple(SCALES)}; got {params['scale']!r}")
+    check_int(params["data_seed"], "data_seed", low=0)
+    check_int(params["updates"], "updates", low=0)
+    if not isinstance(params["cache_dir"], str):
+        raise ValueError(f"cache_dir must be a path string ('' = default); got "
+                         f"{params['cache_dir']!r}")
+
+
+def _cache_dir(params: dict) -> Path:
+    text = params["cache_dir"] or os.environ.get("ROBUSTRL_DRED_CACHE", "")
+    path = Path(text) if text else Path("results") / NAME / "cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    """Exclusive lock on ``path`` (POSIX ``flock``; no lock where unavailable)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - non-POSIX
+        yield
+        return
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def level_sets(scale: str, data_seed: int, cache: Path | None = None) -> dict[str, np.ndarray]:
+    """The training set and the evaluation sets of ``scale`` (saved to ``cache`` if given)."""
+    from robustrl.envs.cave_levels import generate_level_set, save_level_set
+
+    cfg = SCALES[scale]
+    sets = {"train_full": generate_level_set("train", cfg["n_train"], data_seed)}
+    for kind in EVAL_SETS[1:]:
+        size = cfg["large_size"] if kind == "large" else None
+        sets[kind] = generate_level_set(kind, cfg["eval_sizes"][kind], data_seed, size)
+    sets["train"] = sets["train_full"][: cfg["eval_sizes"]["train"]]
+    if cache is not None:
+        for name, levels in sets.items():
+            path = cache / f"levels-{scale}-{data_seed}-{name}.npz"
+            if not path.exists():
+                save_level_set(path, levels, {"kind": name, "scale": scale,
+                                              "data_seed": data_seed})
+    return sets
+
+
+def trained_vae(train: np.ndarray, scale: str, data_seed: int, cache: Path, device: str = "auto"):
+    """The VAE of (data_seed, scale): loaded from ``cache`` or trained once and saved
+    atomically (under a lock, so concurrent cells do not train it twice). Returns
+    ``(vae, seconds spent training, 0 when loaded)``."""
+    from robustrl.agents.dred.vae import LevelVAE, train_vae
+
+    cfg = SCALES[scale]
+    spec = dict(n_train=len(train), data_seed=data_seed, epochs=cfg["vae_epochs"],
+                latent_dim=cfg["latent_dim"], train_hash=hashlib.sha256(
+                    np.ascontiguousarray(train).tobytes()).hexdigest()[:16])
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    path = cache / f"vae-{scale}-{key}.pt"
+    with _file_lock(cache / f"vae-{scale}-{key}.lock"):
+        if path.exists():
+            return LevelVAE.load(path, device="cpu"), 0.0
+        start = time.perf_counter()
+        vae = train_vae(train, epochs=cfg["vae_epochs"], latent_dim=cfg["latent_dim"],
+                        device=device, progress=False)
+        seconds = time.perf_counter() - start
+        vae = vae.cpu()
+        vae.save(path)
+        atomic_write_json(cache / f"vae-{scale}-{key}.json", dict(spec, seconds=seconds))
+        return vae.eval(), seconds
+
+
+def run_one(params: dict, seed: int) -> dict:
+    import torch
+
+    from robustrl.agents.dred.training import LevelReplayPPO
+
+    torch.set_num_threads(1)
+    scale, data_seed = params["scale"], int(params["data_seed"])
+    cfg = SCALES[scale]
+    updates = int(params["updates"]) or cfg["updates"]
+    cache = _cache_dir(params)
+    sets = level_sets(scale, data_seed, cache)
+    train = sets["train_full"]
+    metrics: dict = {"vae_seconds": 0.0}
+    generator = None
+    if params["method"] == "dred":
+        from robustrl.agents.dred.generator import LevelGenerator
+
+        vae, metrics["vae_seconds"] = trained_vae(train, scale, data_seed, cache)
+        generator = LevelGenerator(vae, train, n_pairs=cfg["n_pairs"], per_pair=cfg["per_pair"],
+                                   seed=int(seed % 2**31))
+    agent = LevelReplayPPO(params["method"], train, generator=generator, n_envs=cfg["n_envs"],
+                           n_steps=cfg["n_steps"], buffer_capacity=cfg["capacity"],
+                           navigation_only=cfg["navigation_only"], vec_env=cfg["vec_env"],
+                           device="auto", seed=int(seed % 2**31))
+    try:
+        agent.learn(updates, progress_bar=True)
+        stats = agent.stats
+        metrics.update(env_steps=int(stats["env_steps"]), grad_updates=int(agent.grad_updates),
+                       train_seconds=float(stats["train_seconds"]),
+                       steps_per_second=float(stats["env_steps"] / stats["train_seconds"]),
+                       device=agent.device, phases=dict(stats["phases"]))
+        summary = agent.buffer_summary()
+        if summary:
+            metrics.update(buffer_size=summary["buffer_size"],
+                           buffer_generated=summary["buffer_generated"],
+                           dataset_mass=float(summary["dataset_mass"]),
+                           admitted_rate=(summary["admitted"] / summary["proposed"]
+                                          if summary["proposed"] else 0.0))
+        start = time.perf_counter()
+        for i, name in enumerate(EVAL_SETS):
+            res = agent.evaluate(sets[name], seed=int((seed + i) % 2**31))
+            metrics[f"solved_{name}"] = res.solved_rate
+            metrics[f"return_{name}"] = res.mean_return
+        metrics["eval_seconds"] = time.perf_counter() - start
+    finally:
+        agent.close()
+    return metrics
+
+
+# ------------------------------------------------------------------------------ aggregation
+LABEL = {"dred": "DRED (VAE)", "dr": "DR", "uniform": "Uniform", "plr": "PLR",
+         "robust_plr": "Robust PLR", "accel": "ACCEL"}
+
+
+def _table(results: list[dict]) -> dict:
+    """``{(method, scale): {metric: (mean, ci95 half-width, n)}}`` over seeds."""
+    from scipy import stats
+
+    groups: dict = {}
+    for rec in results:
+        p = rec["params"]
+        groups.setdefault((p["method"], p["scale"]), []).append(rec["metrics"])
+    out = {}
+    for key, recs in groups.items():
+        row = {}
+        for name in [f"{k}_{s}" for k in ("solved", "return") for s in EVAL_SETS] + [
+                "steps_per_second", "env_steps", "grad_updates"]:
+            vals = np.array([r[name] for r in recs if name in r], dtype=float)
+            if vals.size == 0:
+                continue
+            n = vals.size
+            half = (float(stats.t.ppf(0.975, n - 1) * vals.std(ddof=1) / np.sqrt(n))
+                    if n > 1 else 0.0)
+            row[name] = (float(vals.mean()), half, n)
+        row["device"] = recs[0].get("device", "?")
+        out[key] = row
+    return out
+
+
+def report(results: list[dict]) -> str:
+    """Solved rate (mean +- 95% CI over seeds) per method and set, with steps/s."""
+    table = _table(results)
+    head = (f"{'method':<12}{'scale':<7}{'n':>3}" + "".join(f"{s:>17}" for s in EVAL_SETS)
+            + f"{'steps/s':>10}{'updates':>9}  device")
+    lines = ["DRED Cave Escape: zero-shot solved rate per held-out set (mean +- 95% CI over "
+             "seeds)", head, "-" * len(head)]
+    for (method, scale), row in sorted(table.items(), key=lambda kv: METHODS.index(kv[0][0])):
+        n = row["solved_test"][2] if "solved_test" in row else 0
+        cells = "".join(f"{row[f'solved_{s}'][0]:>10.3f}+-{row[f'solved_{s}'][1]:<5.3f}"
+                        if f"solved_{s}" in row else f"{'-':>17}" for s in EVAL_SETS)
+        sps = row.get("steps_per_second", (float("nan"),))[0]
+        upd = row.get("grad_updates", (float("nan"),))[0]
+        lines.append(f"{LABEL.get(method, method):<12}{scale:<7}{n:>3}{cells}{sps:>10.0f}"
+                     f"{upd:>9.0f}  {row['device']}")
+    return "\n".join(lines)
+
+
+def plot(results: list[dict], out_dir: Path) -> list[Path]:
+    """``dred_cave_escape.png``: bars of solved rate and mean return per method per set."""
+    from matplotlib.figure import Figure
+
+    table = _table(results)
+    keys = sorted(table, key=lambda k: (k[1], METHODS.index(k[0])))
+    fig = Figure(figsize=(13, 4.4))
+    axes = fig.subplots(1, 2)
+    width = 0.8 / max(len(keys), 1)
+    x = np.arange(len(EVAL_SETS))
+    for ax, metric, title in ((axes[0], "solved", "zero-shot solved rate"),
+                              (axes[1], "return", "zero-shot mean return")):
+        for k, key in enumerate(keys):
+            row = table[key]
+            m = [row.get(f"{metric}_{s}", (np.nan, 0, 0))[0] for s in EVAL_SETS]
+            h = [row.get(f"{metric}_{s}", (np.nan, 0, 0))[1] for s in EVAL_SETS]
+            label = LABEL.get(key[0], key[0]) + (f" ({key[1]})" if len({k[1] for k in keys})
+                                                 > 1 else "")
+            ax.bar(x + (k - (len(keys) - 1) / 2) * width, m, width, yerr=h, capsize=2,
+                   label=label)
+        ax.set_xticks(x, EVAL_SETS, fontsize=8)
+        ax.set_title(title + " (mean, 95% CI over seeds)")
+        ax.set_ylim(bottom=0)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return [atomic_write(Path(out_dir) / "dred_cave_escape.png",
+                         lambda fh: fig.savefig(fh, format="png", dpi=90), binary=True)]
+
+
+if __name__ == "__main__":
+    from robustrl.cli import main
+
+    sys.exit(main(["run", NAME, *sys.argv[1:]]))
