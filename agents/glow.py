@@ -1,18 +1,30 @@
 """GLOW on finite (enumerated) value and weight classes: the faithful reference instantiation.
 
-Reference note ``glow-hyglow-dred.md`` A.3 (algorithm), A.5 Option 1 (finite classes) and A.7.
-Everything tagged [RECON] there is a reconstruction that has NOT been checked against the paper
-(Amortila et al., ICLR 2024, arXiv:2401.09681); in particular the ``- alpha c^2`` penalty and the
-three schedules below. Per round ``t = 1..T`` (``n_t = (t-1) K`` tuples per step):
+Reference note ``glow-hyglow-dred.md`` A.3 (algorithm), A.5 Option 1 (finite classes) and A.7;
+checked against Algorithm 1 of the paper (Amortila, Foster, Jiang, Sekhari, Xie, ICLR 2024,
+arXiv:2401.09681), whose full text was read for issue 7: the confidence set (its Eq. (4): per
+step, ``sup_w E_hat[Delta f clip_gamma[w] - alpha clip_gamma[w]^2] <= beta``, the ``- alpha c^2``
+penalty included), global optimism over the empirical initial states, ``K`` trajectories per
+round pooled into every later round, and the uniform-mixture output all follow the paper.
+Per round ``t = 1..T`` (``n_t = (t-1) K`` tuples per step):
 
 1. confidence set ``F_t = {f : max_w L_h(f, w) <= beta_t for every step h}`` with the truncated,
    penalised objective of :mod:`robustrl._kernels.glow` on ALL tuples of rounds ``1..t-1``
    (``F_1 = F``); one constraint per step (A.7 item 5);
 2. global optimism: ``f_t = argmax_{f in F_t} E_{s_1 ~ d_1}[max_a f_0(s_1, a)]`` over the whole set
    (ties to the lowest index; ``d_1`` exact when the model is known, else the empirical
-   distribution of the initial states seen so far, including the current round's first reset);
+   distribution of the initial states seen so far, including the current round's first reset,
+   which is what the paper uses);
 3. ``K`` episodes of the greedy policy ``pi_{f_t}`` (ties to the lowest action); every step's
    tuple is pooled, never dropped or reweighted.
+
+``constants="paper"`` uses Algorithm 1's schedule exactly: ``gamma_t = gamma t``,
+``alpha_t = 8 / gamma_t``, ``beta_t = 36 gamma_t log(6 |F||W| T H / delta) / (K (t - 1))`` with
+Theorem 3.1's ``gamma = sqrt(C_cov / (T log(|F||W|/delta)))``. Its worst-case radius excludes
+nothing on small problems (measured: no lock code excluded up to ``T = 4000``, H = 4), so the
+default ``constants="recon"`` keeps the note's schedules below: the same shapes
+(``beta ~ L / (alpha n_t)``, ``alpha ~ 1 / t``, ``gamma ~ t``) with tunable constants
+(the paper's correspond to ``kappa = 288``).
 
 Schedules [RECON, note A.5 "Parameter defaults for Option 1"], with
 ``L = log(H |F| |W| T / delta)``:
@@ -109,6 +121,10 @@ class GLOW(LinearAgent):
         gamma0: truncation slope, ``gamma_t = gamma0 (t - 1)``.
         truncation: ``"schedule"`` (default), ``"constant"`` or ``"none"`` (ablations).
         penalty: keep the ``- alpha c^2`` term (default); False is the plain-residual ablation.
+        constants: ``"recon"`` (default: the note's schedules, module docstring) or
+            ``"paper"``: Algorithm 1's ``gamma_t = gamma t``, ``alpha_t = 8 / gamma_t``,
+            ``beta_t = 36 gamma_t log(6|F||W|TH/delta) / (K (t-1))`` with Theorem 3.1's
+            ``gamma`` (times ``gamma0``); ``kappa`` and ``alpha0`` are then unused.
         delta: failure probability in ``L``.
         coverability_guess: ``C`` in the default ``alpha0``; None means ``S A``.
         seed: seeds the sampler (model) or the first ``env.reset``.
@@ -117,7 +133,7 @@ class GLOW(LinearAgent):
     _param_names: ClassVar[tuple[str, ...]] = ("selected_", "Q_")
     _hyperparam_names: ClassVar[tuple[str, ...]] = (
         "episodes_per_round", "kappa", "alpha0", "gamma0", "delta", "coverability_guess", "seed",
-        "truncation", "penalty",
+        "truncation", "penalty", "constants",
     )
 
     def __init__(
@@ -135,6 +151,7 @@ class GLOW(LinearAgent):
         seed: int | None = None,
         truncation: str = "schedule",
         penalty: bool = True,
+        constants: str = "recon",
     ) -> None:
         # No super().__init__: GLOW is tabular and needs no linear features.
         if isinstance(env_or_model, (FiniteMDP, LinearMDP)):
@@ -198,6 +215,12 @@ class GLOW(LinearAgent):
                 "of +inf weights and no bounded tabular class)"
             )
         self.truncation = truncation
+        if constants not in ("recon", "paper"):
+            raise ValueError(f"constants must be 'recon' or 'paper'; got {constants!r}")
+        if constants == "paper" and (truncation != "schedule" or not penalty):
+            raise ValueError("constants='paper' is Algorithm 1's schedule: it needs "
+                             "truncation='schedule' and penalty=True")
+        self.constants = constants
         if not isinstance(penalty, (bool, np.bool_)):
             raise ValueError(f"penalty must be a bool; got {penalty!r}")
         self.penalty = bool(penalty)
@@ -253,8 +276,11 @@ class GLOW(LinearAgent):
         return isinstance(self.weight_class, str)
 
     def schedule(self, t: int, total_rounds: int) -> tuple[float, float, float]:
-        """``(alpha_t, beta_t, gamma_t)`` for round ``t >= 2`` (note A.5 defaults) [RECON]."""
+        """``(alpha_t, beta_t, gamma_t)`` for round ``t >= 2``: note A.5 defaults [RECON], or
+        with ``constants="paper"`` Algorithm 1 line 3 of arXiv:2401.09681 (read)."""
         K = self.episodes_per_round
+        if self.constants == "paper":
+            return self._paper_schedule(t, total_rounds)
         L = self.log_term(total_rounds)
         if self.alpha0 is None:
             C = (self.coverability_guess if self.coverability_guess is not None
@@ -270,6 +296,25 @@ class GLOW(LinearAgent):
         alpha = alpha0 / (t - 1)
         beta = self.kappa * L / (alpha * n_t)
         return alpha, beta, gamma
+
+    def _log_class_sizes(self, total_rounds: int) -> float:
+        """``log(|F| |W|)`` (``log |W|`` the covering surrogate for the tabular class)."""
+        return self.log_term(total_rounds) - math.log(self.horizon * total_rounds / self.delta)
+
+    def _paper_schedule(self, t: float, total_rounds: int) -> tuple[float, float, float]:
+        """Algorithm 1, line 3: ``gamma_t = gamma t``, ``alpha_t = 8 / gamma_t``,
+        ``beta_t = 36 gamma_t log(6 |F||W| T H / delta) / (K (t - 1))``, with Theorem 3.1's
+        ``gamma = sqrt(C / (T log(|F||W| / delta)))`` times ``gamma0`` (``C`` the coverability
+        guess, default ``S A``)."""
+        T, K = total_rounds, self.episodes_per_round
+        log_fw = self._log_class_sizes(T)
+        C = (self.coverability_guess if self.coverability_guess is not None
+             else self.n_states * self.n_actions)
+        gamma = self.gamma0 * math.sqrt(C / (T * (log_fw + math.log(1.0 / self.delta))))
+        gamma_t = gamma * t
+        beta = (36.0 * gamma_t * (log_fw + math.log(6.0 * T * self.horizon / self.delta))
+                / (K * (t - 1)))
+        return 8.0 / gamma_t, beta, gamma_t
 
     def _gamma(self, t: int) -> float:
         if self.truncation == "none":

@@ -1,33 +1,37 @@
 """HyGLOW on finite classes: the hybrid-to-offline reduction (H2O) with a weight-based learner.
 
-Reference note ``glow-hyglow-dred.md`` A.6 (everything there is [RECON]: NOT checked against
-the paper, Amortila et al., ICLR 2024, arXiv:2401.09681). Per round ``t = 1..T``:
+Reference note ``glow-hyglow-dred.md`` A.6, checked against the paper (Amortila et al., ICLR
+2024, arXiv:2401.09681, full text read for issue 7): Algorithm 2 (H2O) and Algorithm 3
+(HyGLOW = H2O + MABO.CR, Eq. (13)/(14)). Per round ``t = 1..T``:
 
-1. pool ``D^(t) = D_off + D_on^(<t)`` per step (plain union: the sample-size-weighted mixture
-   ``nu^(t)`` of note A.6; no rebalancing, no reweighting);
-2. offline learner (no confidence set, no optimism):
-   ``f_t = argmin_{f in F} sum_h max_{w in W} L_h(f, w)`` with the same truncated, penalised
-   objective as GLOW (:mod:`robustrl._kernels.glow`, through :meth:`GLOW.objective`); ties go
-   to the lowest index;
+1. pool ``D^(t) = D_off + D_on^(<t)`` per step (plain union, no rebalancing, no reweighting);
+2. offline learner MABO.CR (no confidence set, no optimism):
+   ``f_t = argmin_{f in F} sum_h max_{w in W} |E_hat[c Delta_f]| - alpha E_hat[c^2]``,
+   ``c = clip_gamma[w]``, with the same kernel as GLOW (:mod:`robustrl._kernels.glow`, through
+   :meth:`GLOW.objective`); ties go to the lowest index;
 3. ``K`` episodes of the greedy policy ``pi_{f_t}``; their tuples join ``D_on``.
 
-[RECON] choices of this implementation:
+Follows the paper: the absolute value in the objective (``two_sided=True``, the default: the
+max runs over ``w`` and the sign, i.e. ``W u -W``, one sign per step and table, for
+``"tabular"`` too); the one-sided ``two_sided=False`` is an ablation, which never penalises an f
+that *under*-estimates on the data, so with data from ``pi*`` alone it cannot tell the true Q
+from a wrong one that is only pessimistic off the optimal path (tested).
 
-* **Two-sided objective by default** (``two_sided=True``): the inner max runs over ``w`` AND the
-  sign, ``max_{w, sigma=+-1} E[sigma c Delta_f] - alpha E[c^2]`` (note A.6: "add the negated
-  weights", the MABO-type double-sided form the H2O condition needs): the weight class is
-  ``W u -W``, so the sign is one per step and table (for ``"tabular"`` too, not per (s, a)).
-  The one-sided
-  ``max_w L_h`` (``two_sided=False``) never penalises an f that *under*-estimates on the data,
-  so with data from ``pi*`` alone it cannot tell the true Q from a wrong one that is only
-  pessimistic off the optimal path (tested).
-* **Schedules**: with ``n_eff = n_off + (t - 1) K`` pooled episodes per step (``n_off`` the
-  largest number of offline tuples at any step), ``alpha_t``, ``gamma_t`` are GLOW's schedules
-  at the "effective round" ``1 + n_eff / K``: ``alpha_t = alpha0 K / n_eff``,
-  ``gamma_t = gamma0 n_eff / K`` (``truncation``/``penalty`` ablations as in GLOW). Without any
-  data (round 1, no offline set) every objective is 0 and ``f_1`` is index 0.
-* Output conventions as GLOW: ``selected_``, ``policies_``, exact ``regret_`` (model known),
-  ``mixture_value_``; :meth:`predict` acts with the last ``f`` (non-faithful last iterate).
+Practical choices (differences from Algorithm 3):
+
+* the WHOLE offline set is pooled from round 1 (Algorithm 3 uses the first ``t`` offline
+  samples per step in round ``t``, ``D_off|_{1:t}``, so that offline and online halves stay
+  balanced, ``mu^(t) = (nu + d_bar^(t)) / 2``); ``K`` episodes per round (the paper: 1);
+* **schedules** [RECON]: with ``n_eff = n_off + (t - 1) K`` pooled episodes per step (``n_off``
+  the largest number of offline tuples at any step), ``alpha_t``, ``gamma_t`` are GLOW's
+  schedules at the "effective round" ``1 + n_eff / K``: ``alpha_t = alpha0 K / n_eff``,
+  ``gamma_t = gamma0 n_eff / K`` (``constants="paper"``: ``gamma_t = gamma (1 + n_eff / K)``,
+  ``alpha_t = 8 / gamma_t`` as in Algorithm 3 line 2; ``truncation``/``penalty`` ablations as
+  in GLOW). Without any data (round 1, no offline set) every objective is 0 and ``f_1`` is
+  index 0;
+* output conventions as GLOW: ``selected_``, ``policies_``, exact ``regret_`` (model known),
+  ``mixture_value_`` (the paper's uniform-mixture output); :meth:`predict` acts with the last
+  ``f`` (non-faithful last iterate).
 
 Offline data: a :class:`robustrl.data.OfflineDataset` whose observations are ``(state, step)``
 (``OfflineDataset.step(h)``), or a tuple of flat arrays ``(steps, states, actions, rewards,

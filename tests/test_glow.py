@@ -464,3 +464,63 @@ def test_unknown_model_uses_empirical_initial_distribution():
     assert agent.in_set_[:, 0].all()
     v_star = robust_value_iteration(model).value
     assert evaluate_policy(model, agent.policies_[-1]).value == pytest.approx(v_star, abs=1e-12)
+
+
+@pytest.mark.parametrize("n_extra", [3, 30])
+def test_t5_unreachable_states_leave_the_lock_sample_count_unchanged(n_extra):
+    """T5 on the combination lock: appending states no policy reaches (|X| 2 -> 2 + n_extra)
+    leaves C_cov and the number of episodes GLOW needs to open the lock unchanged."""
+    from robustrl.envs.combination_lock import (
+        combination_lock,
+        combination_lock_code,
+        combination_lock_code_index,
+        combination_lock_value_class,
+    )
+    from robustrl.envs.layered_mdp import with_unreachable_states
+    from robustrl.theory.coverability import coverability_coefficient
+
+    H, S, A = 5, 2, 2
+    small = combination_lock(H, S, A, seed=3)
+    big = with_unreachable_states(small, n_extra, seed=1)
+    assert coverability_coefficient(big) == coverability_coefficient(small)
+    F = combination_lock_value_class(H, S, A)
+    true = combination_lock_code_index(combination_lock_code(H, A, 3), A)
+    rng = np.random.default_rng(0)
+    F_big = np.concatenate([F, rng.uniform(0, H, (len(F), H, n_extra, A))], axis=2)
+    F_big[true] = robust_value_iteration(big).Q  # Q* of the bigger MDP stays realizable
+    # W: occupancy ratios of every candidate policy against uniform play (finite class)
+    def ratios(model, F_):
+        uniform = occupancy(model, np.full((H, model.n_states, A), 1.0 / A))
+        return np.array([density_ratio(occupancy(model, p), uniform)
+                         for p in np.unique(F_.argmax(-1), axis=0)])
+    counts = []
+    for model, F_ in ((small, F), (big, F_big)):
+        agent = GLOW(model, F_, ratios(model, F_), kappa=0.01, seed=0,
+                     coverability_guess=float(coverability_coefficient(small))).learn(40)
+        solved = np.flatnonzero(agent.regret_ < 1e-12)
+        assert solved.size and agent.selected_[-1] == true
+        counts.append(int(solved[0]))
+    assert counts[0] >= 3  # not solved by luck in the first rounds
+    assert counts[0] == counts[1]
+
+
+def test_paper_constants_follow_algorithm_1():
+    """constants='paper': Algorithm 1 line 3 (read in arXiv:2401.09681), equal to
+    theory.glow.paper_schedule; at small T its worst-case radius keeps every lock code."""
+    from robustrl.envs.combination_lock import combination_lock, combination_lock_value_class
+    from robustrl.theory.glow import paper_schedule
+
+    H, S, A = 4, 2, 2
+    F = combination_lock_value_class(H, S, A)
+    model = combination_lock(H, S, A, seed=1)
+    W = np.ones((3, H, S, A))
+    W[1] = np.inf
+    agent = GLOW(model, F, W, constants="paper", coverability_guess=4.0)
+    np.testing.assert_allclose(agent.schedule(5, 100),
+                               paper_schedule(5, 100, H, 1, len(F), len(W), 0.1, C_cov=4.0))
+    lock = GLOW(model, F, "tabular", constants="paper", coverability_guess=4.0).learn(200)
+    assert lock.in_set_.all()  # measured: nothing excluded up to T = 4000 (docs/glow-results)
+    with pytest.raises(ValueError, match="constants"):
+        GLOW(model, F, W, constants="theory")
+    with pytest.raises(ValueError, match="constants"):
+        GLOW(model, F, W, constants="paper", penalty=False)
