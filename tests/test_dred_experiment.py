@@ -1,0 +1,85 @@
+"""dred_cave_escape through the runner at the tiny scale: cells, metrics, cache, plot, report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from robustrl.runner import load_experiment, load_results, run_experiment
+
+
+def test_experiment_contract_and_bad_points():
+    exp = load_experiment("dred_cave_escape")
+    mod = exp.module
+    assert set(exp.grid["method"]) == {"dred", "dr", "uniform", "plr", "robust_plr"}
+    for bad in (dict(method="paired"), dict(scale="huge"), dict(updates=-1),
+                dict(cache_dir=3)):
+        params = dict(method="dr", scale="tiny", data_seed=0, updates=0, cache_dir="")
+        params.update(bad)
+        with pytest.raises(ValueError):
+            mod.check(params)
+
+
+def test_tiny_run_through_runner(tmp_path):
+    cache = tmp_path / "cache"
+    out = tmp_path / "out"
+    rep = run_experiment("dred_cave_escape", out, sets=[
+        "method=[dred, uniform]", "scale=tiny", f"cache_dir={cache}"], seeds=1, workers=1,
+        quiet=True)
+    assert rep.complete and not rep.failures and not rep.hook_errors
+    _, records = load_results(out)
+    by = {r["params"]["method"]: r["metrics"] for r in records}
+    for m in by.values():
+        for s in ("train", "test", "unseen_layouts", "high_lava", "large"):
+            assert 0.0 <= m[f"solved_{s}"] <= 1.0 and m[f"return_{s}"] >= 0.0
+        assert m["grad_updates"] == 2 and m["steps_per_second"] > 0 and m["device"] == "cpu"
+    # tiny: 2 envs x 32 steps; uniform = 2 phases; dred = 6 unseen visits (12 levels / 2 envs)
+    # with no gradient, then 2 x (replay + generation)
+    assert by["uniform"]["env_steps"] == 2 * 64
+    assert by["dred"]["env_steps"] == (6 + 4) * 64
+    assert by["dred"]["vae_seconds"] > 0 and 0 <= by["dred"]["dataset_mass"] <= 1
+    vae_files = list(cache.glob("vae-tiny-*.pt"))
+    assert len(vae_files) == 1
+    spec = json.loads(vae_files[0].with_suffix(".json").read_text())
+    assert spec["epochs"] == 2 and spec["n_train"] == 12
+    assert (out / "dred_cave_escape.png").stat().st_size > 0
+    assert "DRED (VAE)" in rep.report_text and "Uniform" in rep.report_text
+    # the cached VAE is reused by a second run (no training time)
+    rep2 = run_experiment("dred_cave_escape", tmp_path / "out2", sets=[
+        "method=[dred]", "scale=tiny", f"cache_dir={cache}", "updates=1"], seeds=1,
+        workers=1, quiet=True)
+    assert rep2.complete
+    _, rec2 = load_results(tmp_path / "out2")
+    assert rec2[0]["metrics"]["vae_seconds"] == 0.0 and rec2[0]["metrics"]["grad_updates"] == 1
+
+
+def test_level_sets_are_seeded_and_sized():
+    from robustrl.experiments.dred_cave_escape import SCALES, level_sets
+
+    a = level_sets("tiny", 0)
+    b = level_sets("tiny", 0)
+    for name, levels in a.items():
+        np.testing.assert_array_equal(levels, b[name])
+    cfg = SCALES["tiny"]
+    assert a["train_full"].shape == (cfg["n_train"], 13, 13)
+    assert a["large"].shape[1] == cfg["large_size"]
+    assert len(a["test"]) == cfg["eval_sizes"]["test"]
+    assert not np.array_equal(level_sets("tiny", 1)["test"], a["test"])
+
+
+def test_report_table():
+    from robustrl.experiments.dred_cave_escape import EVAL_SETS, report
+
+    recs = []
+    for method, rate in (("dred", 0.5), ("dr", 0.25)):
+        for seed in range(2):
+            metrics = {f"solved_{s}": rate for s in EVAL_SETS}
+            metrics.update({f"return_{s}": rate / 2 for s in EVAL_SETS},
+                           steps_per_second=1000.0, grad_updates=5, env_steps=10,
+                           device="cpu")
+            recs.append({"params": {"method": method, "scale": "tiny"}, "metrics": metrics,
+                         "seed": seed})
+    text = report(recs)
+    assert "DRED (VAE)" in text and "DR " in text and "0.500+-0.000" in text
