@@ -33,6 +33,7 @@ from robustrl.agents.base import LinearAgent
 from robustrl.bonus import BONUS_CODES, check_bonus_name
 from robustrl.bonus import bonus as _bonus
 from robustrl.data import OfflineDataset
+from robustrl.ridge import blas_threads, weighted_gram
 from robustrl.validation import check_array, check_int, check_nonnegative, check_positive
 
 REWARD_MODES: tuple[str, ...] = ("auto", "known", "estimated")
@@ -397,14 +398,16 @@ class OfflineAgent(LinearAgent):
                 if keep_values:
                     all_values.append(v)
                 count += int(st.in_regression.sum())
-                gram = gram + _weighted_gram(phi, sw)
+                gram = gram + weighted_gram(phi, sw)
                 wphi = phi if sw is None else phi * sw[:, None]
                 if moment_path:
                     target = (np.zeros(n) if last
                               else self._moment_target(h, v, value_min))
-                    moment += wphi.T @ np.column_stack([st.rewards, target])
+                    with blas_threads(1):  # (n, d)^T (n, 2): threads only add latency
+                        moment += wphi.T @ np.column_stack([st.rewards, target])
                 else:
-                    moment[:, 0] += wphi.T @ st.rewards
+                    with blas_threads(1):
+                        moment[:, 0] += wphi.T @ st.rewards
                     groups.add(v, phi, np.ones(n) if sw is None else sw, st.in_regression)
             chol = cho_factor(gram, lower=True)
             inv = cho_solve(chol, eye)
@@ -478,13 +481,6 @@ class _Groups:
 
     def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self.values, self.sums, self.inside
-
-
-def _weighted_gram(phi: np.ndarray, sample_weights: np.ndarray | None) -> np.ndarray:
-    """``Phi^T W Phi`` through BLAS: ``X^T X`` of one buffer is a ``syrk`` (exactly
-    symmetric), with ``X = sqrt(W) Phi`` for weighted samples."""
-    x = phi if sample_weights is None else phi * np.sqrt(sample_weights)[:, None]
-    return x.T @ x
 
 
 def _chunk_source(chunks):

@@ -42,6 +42,7 @@ from robustrl._kernels.ridge import spd_inverse
 from robustrl.agents.base import LinearAgent
 from robustrl.bonus import BONUS_CODES, check_bonus_name
 from robustrl.models import LinearMDP
+from robustrl.ridge import blas_threads
 from robustrl.validation import (
     check_array,
     check_distribution,
@@ -512,8 +513,10 @@ class OnlineLinearAgent(LinearAgent):
                     values.append(self._exact_episode_value(model))
                 transitions, episode_return = self._run_episode()
                 returns.append(episode_return)
-                self._add_episode(transitions)
-                self._backward_pass()
+                # d x d and d x n products: BLAS threads only add latency (robustrl.ridge)
+                with blas_threads(1):
+                    self._add_episode(transitions)
+                    self._backward_pass()
                 self._fitted = True
                 if callback is not None:
                     # Records of this call so far are visible to the callback.
