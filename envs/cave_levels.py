@@ -45,6 +45,7 @@ __all__ = [
     "is_valid", "validate_level", "is_solvable", "shortest_path_length", "goal_distances",
     "repair", "random_level", "edit_level", "make_layout", "decorate_layout",
     "generate_level_set", "save_level_set", "load_level_set", "level_statistics",
+    "distribution_distances",
     "default_max_steps", "render_ascii",
 ]
 
@@ -647,6 +648,57 @@ def level_statistics(levels) -> dict[str, np.ndarray]:
         out["moss_goal_corr"][i] = _corr((lv[sel] == MOSS).astype(float), dist[sel])
         obst = ~walk & np.isfinite(dist) & (_depth_from(walk) <= LAVA_DEPTH)
         out["lava_goal_corr"][i] = _corr((lv[obst] == LAVA).astype(float), dist[obst])
+    return out
+
+
+#: statistics compared by :func:`distribution_distances`, with their histogram bin edges
+#: (integer-valued statistics get one bin per integer; nan values get a bin of their own).
+_STAT_BINS = {
+    "lava_fraction": np.linspace(0.0, 1.0, 51),
+    "lava_wall_ratio": np.linspace(0.0, 1.0, 51),
+    "moss_fraction": np.linspace(0.0, 1.0, 51),
+    "moss_floor_ratio": np.linspace(0.0, 1.0, 51),
+    "navigable": None,
+    "shortest_path": None,
+    "moss_goal_corr": np.linspace(-1.0, 1.0, 21),
+    "lava_goal_corr": np.linspace(-1.0, 1.0, 21),
+}
+
+
+def _hist(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    finite = np.isfinite(x)
+    h, _ = np.histogram(np.clip(x[finite], edges[0], edges[-1]), bins=edges)
+    return np.append(h, np.sum(~finite)).astype(float) / max(len(x), 1)
+
+
+def distribution_distances(levels_a, levels_b, *, stats_a=None, stats_b=None
+                           ) -> dict[str, dict[str, float]]:
+    """Distances between two level sets' distributions of each statistic (B.10 D3).
+
+    For each statistic of :func:`level_statistics`: ``tv``, the total-variation distance
+    between the two histograms (bins of width 0.02 for fractions and ratios, 0.1 for
+    correlations, one per integer for counts and path lengths, where -1 = unsolvable is its own
+    bin; nan values share one extra bin), and ``w1``, the 1-D Wasserstein distance between the
+    finite values (nan if either set has none); for ``shortest_path`` W1 compares the path
+    lengths of the solvable levels only, while TV also compares the unsolvable mass (-1).
+    Precomputed statistics may be passed as ``stats_a`` / ``stats_b``.
+    """
+    from scipy.stats import wasserstein_distance
+
+    sa = stats_a if stats_a is not None else level_statistics(levels_a)
+    sb = stats_b if stats_b is not None else level_statistics(levels_b)
+    out = {}
+    for name, edges in _STAT_BINS.items():
+        a, b = np.asarray(sa[name], float), np.asarray(sb[name], float)
+        if edges is None:
+            fin = np.concatenate([a[np.isfinite(a)], b[np.isfinite(b)], [0.0]])
+            edges = np.arange(np.floor(fin.min()) - 0.5, np.ceil(fin.max()) + 1.5)
+        tv = 0.5 * float(np.abs(_hist(a, edges) - _hist(b, edges)).sum())
+        fa, fb = a[np.isfinite(a)], b[np.isfinite(b)]
+        if name == "shortest_path":  # W1 of the path length among solvable levels
+            fa, fb = fa[fa >= 0], fb[fb >= 0]
+        w1 = float(wasserstein_distance(fa, fb)) if len(fa) and len(fb) else float("nan")
+        out[name] = {"tv": tv, "w1": w1}
     return out
 
 
