@@ -11,6 +11,8 @@ from robustrl.agents.neural._offline import train_regression  # noqa: E402
 from robustrl.agents.neural._torch import EnsembleMLP  # noqa: E402
 from robustrl.agents.neural.targets import (  # noqa: E402
     fit_stats,
+    initial_offset,
+    log_mean_columns,
     regression_targets,
     robust_value,
 )
@@ -34,7 +36,9 @@ def test_outer_map_of_exact_expectations_is_the_exact_dual(divergence):
         lam = float(rng.choice([0.05, 0.3, 1.0, 5.0]))
         stats = fit_stats(v, divergence, lam, n_alpha=12)
         y = regression_targets(torch.tensor(v, dtype=torch.float64), stats)
-        got = robust_value(torch.tensor(p) @ y, stats).numpy()
+        pred = torch.log(torch.tensor(p) @ torch.exp(y)) if divergence == "kl" else (
+            torch.tensor(p) @ y)
+        got = robust_value(pred, stats).numpy()
         np.testing.assert_allclose(got, regularized_inner(v, p, lam, divergence), atol=1e-9)
 
 
@@ -51,14 +55,16 @@ def test_chi2_grid_is_a_lower_bound_when_coarse():
     assert np.max(exact - got) < 0.05
 
 
-@pytest.mark.parametrize("divergence", DIVERGENCES)
-def test_fitted_network_target_matches_exact_dual(divergence):
+@pytest.mark.parametrize(("divergence", "spread"),
+                         [("tv", 1.0), ("kl", 1.0), ("chi2", 1.0), ("kl", 10.0)])
+def test_fitted_network_target_matches_exact_dual(divergence, spread):
     """A network regressed on (input, s') pairs weighted by p(s'|input) recovers
-    -lam log E[exp(-V/lam)] (and the TV/chi2 analogues) to 1e-3."""
+    -lam log E[exp(-V/lam)] (and the TV/chi2 analogues) to 1e-3. ``spread=10``: values up to
+    25 with lam = 0.5, so exp(-V/lam) spans 1 .. 1e-22 (the log-space KL head's case)."""
     rng = np.random.default_rng(2)
     n_inputs, n_states, lam = 4, 5, 0.5
     x = rng.normal(size=(n_inputs, 3))
-    v = np.array([0.0, 0.4, 1.1, 1.7, 2.5])
+    v = spread * np.array([0.0, 0.4, 1.1, 1.7, 2.5])
     p = rng.dirichlet(np.ones(n_states), size=n_inputs)
     exact = regularized_inner(v, p, lam, divergence)
 
@@ -67,13 +73,15 @@ def test_fitted_network_target_matches_exact_dual(divergence):
     values = torch.tensor(np.tile(v, n_inputs), dtype=torch.float64)
     weights = torch.tensor(p.ravel(), dtype=torch.float64)
     y = regression_targets(values, stats)
-    mean, scale = y.mean(0), y.std(0).clamp(min=1e-6)
+    log_cols = log_mean_columns(stats)
+    mean, scale = initial_offset(y, log_cols), y.std(0).clamp(min=1e-6)
     gen = torch.Generator().manual_seed(0)
     net = EnsembleMLP(2, 3, y.shape[1], (64, 64), gen).double()
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     train_regression(net, inputs, (y - mean) / scale, actions=None, n_actions=1,
                      weights=weights, steps=2000, batch_size=10_000, optimizer=opt,
-                     rng=np.random.default_rng(0))
+                     rng=np.random.default_rng(0), scale=scale,
+                     log_mask=torch.tensor(log_cols))
     with torch.no_grad():
         pred = net(torch.tensor(x, dtype=torch.float64)) * scale + mean  # (E, n, k)
         got = robust_value(pred, stats).numpy()

@@ -34,7 +34,15 @@ from tqdm.auto import tqdm
 from robustrl._io import atomic_write
 from robustrl.agents.base import NotFittedError
 from robustrl.agents.neural._torch import EnsembleMLP, check_hidden, draw_seed, resolve_device
-from robustrl.agents.neural.targets import DualStats, fit_stats, regression_targets, robust_value
+from robustrl.agents.neural.targets import (
+    DualStats,
+    fit_stats,
+    head_loss,
+    initial_offset,
+    log_mean_columns,
+    regression_targets,
+    robust_value,
+)
 from robustrl.data import OfflineDataset
 from robustrl.validation import (
     check_divergence,
@@ -72,8 +80,12 @@ class _Head:
 def train_regression(net: EnsembleMLP, inputs: torch.Tensor, targets: torch.Tensor,
                      *, actions: torch.Tensor | None, n_actions: int,
                      weights: torch.Tensor | None, steps: int, batch_size: int,
-                     optimizer: torch.optim.Optimizer, rng: np.random.Generator) -> float:
-    """``steps`` Adam steps of (weighted) MSE between ``net`` and ``targets (n, k)``.
+                     optimizer: torch.optim.Optimizer, rng: np.random.Generator,
+                     scale: torch.Tensor | None = None,
+                     log_mask: torch.Tensor | None = None) -> float:
+    """``steps`` Adam steps of the (weighted) :func:`~robustrl.agents.neural.targets.head_loss`
+    (squared error; exponential Bregman in the ``log_mask`` columns, whose normalisation
+    ``scale`` it needs) between ``net`` and the normalised ``targets (n, k)``.
 
     With ``actions`` the network outputs ``A * k`` heads and the taken action's ``k`` are
     trained. Minibatches are drawn without replacement from ``rng`` (deterministic order); a
@@ -99,7 +111,7 @@ def train_regression(net: EnsembleMLP, inputs: torch.Tensor, targets: torch.Tens
             a = actions if idx is None else actions[idx]
             out = out.view(out.shape[0], out.shape[1], n_actions, k)
             out = out.gather(2, a.view(1, -1, 1, 1).expand(out.shape[0], -1, 1, k)).squeeze(2)
-        err = (out - y.unsqueeze(0)) ** 2
+        err = head_loss(out, y.unsqueeze(0), scale, log_mask)
         if weights is not None:
             w = weights if idx is None else weights[idx]
             loss = (err.mean(dim=(0, 2)) * w).sum() / w.sum()
@@ -326,15 +338,18 @@ class NeuralFittedQ:
             head.stats = self._stats(values)
             cols.append(regression_targets(values, head.stats))
         y = torch.cat(cols, dim=1)
-        head.y_mean = y.mean(dim=0)
+        log_cols = [False, *log_mean_columns(head.stats)]
+        head.y_mean = initial_offset(y, log_cols)
         head.y_scale = y.std(dim=0, correction=0).clamp(min=1e-6)
         y = (y - head.y_mean) / head.y_scale
+        log_mask = torch.as_tensor(log_cols, device=self.device)
         if optimizer is None:
             optimizer = torch.optim.Adam(head.net.parameters(), lr=self.lr)
         train_regression(
             head.net, tr.inputs, y, actions=None if self.input == "features" else tr.actions,
             n_actions=self.n_actions, weights=None, steps=self.gradient_steps,
-            batch_size=self.batch_size, optimizer=optimizer, rng=rng)
+            batch_size=self.batch_size, optimizer=optimizer, rng=rng, scale=head.y_scale,
+            log_mask=log_mask)
         return head
 
     def _empty_head(self, net: EnsembleMLP) -> _Head:

@@ -8,7 +8,12 @@ network and apply the same outer map to the prediction ``g(s, a) ~ E[y(V(s')) | 
 
 * TV: ``y = min(V, v_min + lam)``; value ``= g`` (``v_min``: the data's smallest value, or given);
 * KL: ``y = exp(-(V - m) / lam)`` with ``m = min V`` (the linear agent's underflow shift); value
-  ``= m - lam log clip(g, exp(-(v_max - m) / lam), 1)``, so it lies in ``[m, v_max]``;
+  ``= m - lam log clip(g, exp(-(v_max - m) / lam), 1)``, so it lies in ``[m, v_max]``. The network
+  outputs ``u = log g`` and is trained on ``t = log y = -(V - m) / lam`` with the exponential
+  Bregman loss ``exp(t - u) - (t - u) - 1`` (:func:`head_loss`), whose minimiser is still
+  ``u = log E[exp(t) | s, a]``, i.e. ``g`` is the regression of ``y``; unlike a squared loss on
+  ``y`` itself it is exact in relative terms, so ``y`` values of ``1e-9`` (value ranges much wider
+  than ``lam``) are fitted as well as values near 1;
 * chi2: ``y = (min(V, alpha_j), min(V, alpha_j)^2)`` on a grid ``alpha_1 < ... < alpha_M`` that
   spans ``[min V, max V]`` (every distinct value when there are at most ``M``); value
   ``= max_alpha z1(alpha) - (z2(alpha) - z1(alpha)^2) / (4 lam)``, maximised over the grid points
@@ -32,7 +37,7 @@ import torch
 
 from robustrl.validation import check_array, check_divergence, check_int, check_positive
 
-__all__ = ["DualStats", "fit_stats", "regression_targets", "robust_value"]
+__all__ = ["DualStats", "fit_stats", "head_loss", "regression_targets", "robust_value"]
 
 
 @dataclass
@@ -100,14 +105,14 @@ def fit_stats(values, divergence: str | None, lam: float = 1.0, *, v_min="data",
 
 
 def regression_targets(values: torch.Tensor, stats: DualStats) -> torch.Tensor:
-    """The regression targets ``y(V)``, shape ``(n, stats.n_outputs)``."""
+    """The regression targets ``y(V)``, shape ``(n, stats.n_outputs)`` (KL: ``log y``)."""
     v = values.reshape(-1, 1)
     if stats.divergence is None:
         return v.clone()
     if stats.divergence == "tv":
         return torch.clamp(v, max=stats.v_min + stats.lam)
     if stats.divergence == "kl":
-        return torch.exp(-(v - stats.shift) / stats.lam)
+        return -(v - stats.shift) / stats.lam
     alphas = torch.as_tensor(stats.alphas, dtype=v.dtype, device=v.device)
     w = torch.minimum(v, alphas)
     return torch.cat([w, w * w], dim=1)
@@ -119,10 +124,45 @@ def robust_value(pred: torch.Tensor, stats: DualStats) -> torch.Tensor:
         return pred[..., 0]
     lam = stats.lam
     if stats.divergence == "kl":
-        floor = float(np.exp(-(stats.v_max - stats.shift) / lam))
-        g = torch.clamp(pred[..., 0], min=floor, max=1.0)
-        return stats.shift - lam * torch.log(g)
+        log_floor = -(stats.v_max - stats.shift) / lam
+        return stats.shift - lam * torch.clamp(pred[..., 0], min=log_floor, max=0.0)
     return _chi2_value(pred, stats.alphas, lam)
+
+
+def log_mean_columns(stats: DualStats | None) -> list[bool]:
+    """Which of the regressed columns hold a log-mean (the KL head)."""
+    if stats is None:
+        return []
+    return [stats.divergence == "kl"] * stats.n_outputs
+
+
+def head_loss(out: torch.Tensor, y: torch.Tensor, scale: torch.Tensor,
+              log_mask: torch.Tensor | None) -> torch.Tensor:
+    """Elementwise loss between normalised outputs and targets (``(..., k)``).
+
+    Squared error, except in the ``log_mask`` columns: there ``2 (exp(d) - d - 1) / scale^2``
+    with ``d = scale (y - out)`` the gap in original log units, whose minimiser over ``out`` is
+    ``log E[exp(target)]`` (and which is ``~ (y - out)^2`` near the optimum). ``d`` is capped at
+    30 so that one far outlier cannot overflow float32.
+    """
+    err = out - y
+    sq = err * err
+    if log_mask is None or not bool(log_mask.any()):
+        return sq
+    d = torch.clamp((y - out) * scale, max=30.0)
+    breg = 2.0 * (torch.exp(d) - d - 1.0) / (scale * scale)
+    return torch.where(log_mask, breg, sq)
+
+
+def initial_offset(y: torch.Tensor, log_mask: list[bool]) -> torch.Tensor:
+    """Per-column normalisation offset: the mean, or for log-mean columns the log-mean-exp
+    (the unconditional answer, so that a fresh network starts near it)."""
+    mean = y.mean(dim=0)
+    if any(log_mask):
+        lme = torch.logsumexp(y, dim=0) - float(np.log(y.shape[0]))
+        mask = torch.as_tensor(log_mask, device=y.device)
+        mean = torch.where(mask, lme, mean)
+    return mean
 
 
 def _chi2_value(pred: torch.Tensor, alphas: list[float], lam: float) -> torch.Tensor:
