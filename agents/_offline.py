@@ -320,9 +320,13 @@ class OfflineAgent(LinearAgent):
         has_known = st.known is not None
         known = st.known if has_known else _NO_KNOWN
         code = BONUS_CODES[check_bonus_name(self._bonus_name)]
+        bonus = _NO_KNOWN
+        if code == BONUS_CODES["elliptical"] and self.beta > 0.0 and \
+                self.feature_dim >= _BLAS_BONUS_MIN_DIM:
+            bonus = _elliptical_by_blas(st.next_features, lambda_inv)
         return _kernels.next_state_values(
             st.next_features, weights, lambda_inv, -self.beta, code, self._upper(h_next),
-            self.truncate_below, known, has_known, st.next_nonterminal,
+            self.truncate_below, known, has_known, st.next_nonterminal, bonus, bonus.size > 0,
         )
 
     # ------------------------------------------------------- estimator plumbing
@@ -409,17 +413,20 @@ class OfflineAgent(LinearAgent):
                     with blas_threads(1):
                         moment[:, 0] += wphi.T @ st.rewards
                     groups.add(v, phi, np.ones(n) if sw is None else sw, st.in_regression)
-            chol = cho_factor(gram, lower=True)
-            inv = cho_solve(chol, eye)
+            with blas_threads(1):  # d x d LAPACK: threads only add latency (robustrl.ridge)
+                chol = cho_factor(gram, lower=True, check_finite=False)
+                inv = cho_solve(chol, eye, check_finite=False)
+                solved = cho_solve(chol, moment, check_finite=False)  # (d, 2): r and nu
             lambda_inv[h] = 0.5 * (inv + inv.T)  # exactly symmetric for the bonus checks
-            solved = cho_solve(chol, moment)  # (d, 2): reward weights, nu's regression
             if last:
                 nu = np.zeros(d)
             elif moment_path:
                 nu = self._moment_estimate(h, solved[:, 1], value_min)
             else:
                 u, g, inside = groups.result()
-                xi = np.ascontiguousarray(cho_solve(chol, g.T)) if u.size else np.zeros((d, 0))
+                with blas_threads(1):
+                    xi = (np.ascontiguousarray(cho_solve(chol, g.T, check_finite=False))
+                          if u.size else np.zeros((d, 0)))
                 nu = self._estimate(h, xi, u, inside)
             reward_w = self.theta[h] if self.reward == "known" else solved[:, 0]
             weights[h] = reward_w + nu
@@ -430,6 +437,25 @@ class OfflineAgent(LinearAgent):
 
 
 _NO_KNOWN = np.zeros((0, 0))
+# From this feature dimension on, the elliptical bonus phi^T Lambda^{-1} phi (O(d^2) per row)
+# is formed by BLAS (Phi Lambda^{-1}, then row-wise dots) instead of the scalar Numba loop.
+_BLAS_BONUS_MIN_DIM = 16
+_BLAS_BONUS_ROWS = 8192
+
+
+def _elliptical_by_blas(next_features: np.ndarray, lambda_inv: np.ndarray) -> np.ndarray:
+    """``sqrt(phi^T Lambda^{-1} phi)`` for ``next_features (n, A, d)``, ``(n, A)``, in blocks
+    of rows so that the temporary stays small."""
+    n, n_actions, d = next_features.shape
+    out = np.empty((n, n_actions))
+    with blas_threads(1):  # one block is a small product: threads only add latency
+        for start in range(0, n, _BLAS_BONUS_ROWS):
+            x = np.ascontiguousarray(next_features[start:start + _BLAS_BONUS_ROWS])
+            x = x.reshape(-1, d)
+            quad = np.einsum("ij,ij->i", x @ lambda_inv, x)
+            out[start:start + _BLAS_BONUS_ROWS] = np.sqrt(np.maximum(quad, 0.0)).reshape(
+                -1, n_actions)
+    return out
 
 
 class _ValueMin:

@@ -76,59 +76,61 @@ def _check_weights(weights, n_samples: int, name: str = "weights") -> np.ndarray
 # pass (d <= a few hundred) the threads cost more than they give, and on a machine shared with
 # other processes a waiting thread turns a 0.3 ms product into 10-200 ms (measured: mean over
 # 200 calls 9 ms with 2 threads vs 0.8 ms with 1 at K = 10^4, d = 30). Products below this many
-# flops therefore run single-threaded.
-PARALLEL_BLAS_MIN_FLOPS = 2e8
-_openblas_lib = None
+# flops therefore run single-threaded (on an idle 2-core machine two threads win at most ~2x on
+# the largest Gram matrices; under contention they lose up to 50x: see docs/performance.md).
+PARALLEL_BLAS_MIN_FLOPS = 1e9
+_openblas_libs: list | None = None
 
 
-def _openblas():
-    """NumPy's bundled OpenBLAS (ctypes handle and its get/set thread-count functions), or None
-    when NumPy is linked against another BLAS (then nothing is changed)."""
-    global _openblas_lib
-    if _openblas_lib is None:
+def _openblas() -> list:
+    """``(get, set)`` thread-count functions of the OpenBLAS builds bundled with NumPy and
+    with SciPy (its LAPACK: Cholesky factors and solves), found by ctypes; empty when they
+    cannot be found (another BLAS): then nothing is changed."""
+    global _openblas_libs
+    if _openblas_libs is None:
         import ctypes
         import glob
         import os
 
-        found: object = False
-        libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
-        for path in sorted(glob.glob(os.path.join(libs, "libscipy_openblas*.so*"))):
-            try:
-                lib = ctypes.CDLL(path)
-                get = lib.scipy_openblas_get_num_threads64_
-                set_ = lib.scipy_openblas_set_num_threads64_
-            except (OSError, AttributeError):
-                continue
-            get.restype = ctypes.c_int
-            set_.argtypes = [ctypes.c_int]
-            found = (get, set_)
-            break
-        _openblas_lib = found
-    return _openblas_lib or None
+        site = os.path.dirname(os.path.dirname(np.__file__))
+        found = []
+        for folder, suffix in (("numpy.libs", "64_"), ("scipy.libs", "")):
+            for path in sorted(glob.glob(os.path.join(site, folder, "libscipy_openblas*.so*"))):
+                try:
+                    lib = ctypes.CDLL(path)
+                    get = getattr(lib, f"scipy_openblas_get_num_threads{suffix}")
+                    set_ = getattr(lib, f"scipy_openblas_set_num_threads{suffix}")
+                except (OSError, AttributeError):
+                    continue
+                get.restype = ctypes.c_int
+                set_.argtypes = [ctypes.c_int]
+                found.append((get, set_))
+                break
+        _openblas_libs = found
+    return _openblas_libs
 
 
 class blas_threads:  # noqa: N801 (a context manager used like a function)
-    """``with blas_threads(n):`` NumPy's OpenBLAS uses at most ``n`` threads inside the block
-    (no-op when the BLAS cannot be controlled). Process-wide while active."""
+    """``with blas_threads(n):`` the OpenBLAS of NumPy and of SciPy use at most ``n`` threads
+    inside the block (no-op for a BLAS that cannot be controlled). Process-wide while active."""
 
     def __init__(self, n: int) -> None:
         self.n = int(n)
-        self.previous: int | None = None
+        self.previous: list[tuple] = []
 
     def __enter__(self) -> blas_threads:
-        lib = _openblas()
-        if lib is not None:
-            self.previous = int(lib[0]())
-            if self.n < self.previous:
-                lib[1](self.n)
-            else:
-                self.previous = None
+        self.previous = []
+        for get, set_ in _openblas():
+            before = int(get())
+            if self.n < before:
+                set_(self.n)
+                self.previous.append((set_, before))
         return self
 
     def __exit__(self, *exc) -> None:
-        lib = _openblas()
-        if lib is not None and self.previous is not None:
-            lib[1](self.previous)
+        for set_, before in self.previous:
+            set_(before)
+        self.previous = []
 
 
 def weighted_gram(features: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:

@@ -181,7 +181,7 @@ def kl_constrained_rows(v, xi, rho, z_floor, centered):
 # the backward pass's per-sample work (note 1.4): next-state values and value grouping
 @njit(cache=True, fastmath=VECTORISE)
 def next_state_values(next_features, weights, lambda_inv, signed_beta, code, upper,
-                      truncate_below, known, has_known, nonterminal):
+                      truncate_below, known, has_known, nonterminal, bonus, has_bonus):
     """``V(s'_k) = max_a Q(s'_k, a)`` for ``next_features (n, A, d)`` (any memory layout, so a
     strided step slice of the dataset is read in place, never copied).
 
@@ -213,7 +213,9 @@ def next_state_values(next_features, weights, lambda_inv, signed_beta, code, upp
                     q += next_features[k, a, i] * weights[i]
                 if use_bonus:
                     b = 0.0
-                    if code == BONUS_D_RECTANGULAR_L1:
+                    if has_bonus:
+                        b = bonus[k, a]
+                    elif code == BONUS_D_RECTANGULAR_L1:
                         for i in range(dim):
                             b += abs(next_features[k, a, i]) * scale[i]
                     elif code == BONUS_D_RECTANGULAR_L2:
