@@ -118,13 +118,15 @@ class SyntheticEnv(gym.Env):
 
 def synthetic_dataset(n_trajectories: int, horizon: int, dim: int, n_actions: int,
                       seed: int | list[int]) -> OfflineDataset:
-    """Random simplex features (the d-rectangular setting), rewards in [0, 1], every step
-    taken; ``n_trajectories * horizon`` samples in all."""
+    """Random simplex features (uniform entries normalised to sum one: the d-rectangular
+    setting), rewards in [0, 1], every step taken; ``n_trajectories * horizon`` samples."""
     rng = np.random.default_rng(seed)
     K, H, d, A = n_trajectories, horizon, dim, n_actions
     arrays = OfflineDataset.empty_arrays(K, H, 1, d, A)
-    arrays["features"] = rng.dirichlet(np.ones(d), size=(K, H))
-    arrays["next_action_features"] = rng.dirichlet(np.ones(d), size=(K, H, A))
+    for name, shape in (("features", (K, H, d)), ("next_action_features", (K, H, A, d))):
+        x = rng.random(shape)
+        x /= x.sum(axis=-1, keepdims=True)
+        arrays[name] = x
     arrays["rewards"] = rng.random((K, H))
     arrays["actions"] = rng.integers(A, size=(K, H))
     arrays["observations"][:, :, 0] = np.arange(H)

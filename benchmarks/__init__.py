@@ -1,0 +1,1 @@
+"""robustrl's benchmarks against its peers: ``python -m benchmarks`` (see ``__main__``)."""

@@ -1,0 +1,160 @@
+"""``python -m benchmarks``: robustrl against its peers, measured side by side in one process per
+comparison on the same inputs, then the scaling curves and the memory of the streaming path.
+
+    python -m benchmarks                      # everything (about 10-20 min on 2 busy cores)
+    python -m benchmarks --quick              # tiny sizes, < 30 s: checks that it all runs
+    python -m benchmarks --only offline,online --out results/bench.json
+    python -m benchmarks --rlberry-python /tmp/rlberry_venv/bin/python   # rlberry's LSVI-UCB
+
+Sections (``--only``, comma-separated): ``offline`` (R2PVI TV/KL/chi2 and DRPVI fit time vs
+the loop-style NumPy/SciPy reference, American put and simulated linear MDP), ``online``
+(DR-RPO and LSVI-UCB episodes/s vs the loop reference and rlberry), ``scaling`` (fit time vs K
+and d, log-log slopes, GFLOP/s vs the measured matmul peak), ``memory`` (peak memory of the
+in-memory and the streaming fit). Timings on a shared machine are noisy: every ratio is
+measured within one run, package timings are best-of-``--repeats``. ``--out FILE.json`` writes
+every number (and the machine description) atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from benchmarks import bench_memory, bench_offline, bench_online, bench_scaling
+from benchmarks.common import machine_info
+from robustrl._io import atomic_write_json
+
+SECTIONS = ("offline", "online", "scaling", "memory")
+
+FULL = {
+    "offline": {"sizes": {"put": [100, 1000, 10000], "sim": [100, 1000, 10000]}, "budget": 20.0},
+    "online": {"episodes": [100, 300]},
+    "scaling": {"ks": [10**3, 10**4, 10**5, 10**6], "d_for_ks": 16,
+                "dims": [4, 8, 16, 32, 64, 128, 256], "k_for_dims": 10**4,
+                "gram_shapes": [(500_000, 16), (5_000, 256), (100_000, 256)]},
+    "memory": {"samples": [10**4, 10**5, 10**6], "dim": 64, "chunk": 20_000},
+}
+QUICK = {
+    "offline": {"sizes": {"put": [10, 30], "sim": [20, 60]}, "budget": 0.5},
+    "online": {"episodes": [8]},
+    "scaling": {"ks": [500, 2000], "d_for_ks": 8, "dims": [4, 8, 16], "k_for_dims": 1000,
+                "gram_shapes": [(2000, 16)]},
+    "memory": {"samples": [400, 1600], "dim": 8, "chunk": 200},
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help=f"comma-separated sections among {', '.join(SECTIONS)}")
+    parser.add_argument("--out", default=None, help="write all results to this JSON file")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed repeats of the package side (best kept); default 5, quick 2")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="seconds one loop-reference fit may take before it is timed on a "
+                             "subset and extrapolated (default 20, quick 0.5)")
+    parser.add_argument("--rlberry-python", default=None,
+                        help="interpreter of a venv with rlberry + rlberry-scool (default "
+                             "/tmp/rlberry_venv/bin/python if present; never in --quick unless "
+                             "given)")
+    args = parser.parse_args(argv)
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    bad = [s for s in only if s not in SECTIONS]
+    if bad or not only:
+        parser.error(f"--only must list sections among {', '.join(SECTIONS)}; got {args.only!r}")
+    args.sections = only
+    if args.repeats is not None and args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    if args.budget is not None and args.budget <= 0:
+        parser.error("--budget must be > 0")
+    return args
+
+
+def summary(results: dict[str, Any]) -> list[str]:
+    """The headline numbers against the issue's targets."""
+    lines = []
+    if "offline" in results:
+        rows = results["offline"]["rows"]
+        for env in sorted({r["env"] for r in rows}):
+            n = max(r["N"] for r in rows if r["env"] == env)
+            for r in (r for r in rows if r["env"] == env and r["N"] == n):
+                kind = "measured" if r["reference"] == "measured" else "extrapolated"
+                lines.append(f"offline {env} N={n} {r['method']}: {r['ratio']:.0f}x over the "
+                             f"loop reference ({kind}; target >= 100x)")
+    if "online" in results:
+        rows = results["online"]["rows"]
+        k = max(r["K"] for r in rows)
+        for r in (r for r in rows if r["K"] == k):
+            lines.append(f"online K={k} {r['agent']} vs {r['peer']}: {r['ratio']:.1f}x "
+                         "episodes/s (target >= 10x)")
+        lines += [f"online: {n}" for n in results["online"]["notes"]]
+    if "scaling" in results:
+        sc = results["scaling"]
+        for s, v in sc["slopes"].items():
+            lines.append(f"scaling: log-log slope of fit time vs {s} {v['time']:.2f} "
+                         f"(operation count {v['flops']:.2f})")
+        best = max(sc["gram"], key=lambda g: g["K"] * g["d"] ** 2)
+        frac = max(best["fraction_1_thread"], best["fraction_default"])
+        lines.append(f"scaling: largest Gram update (K={best['K']}, d={best['d']}) at "
+                     f"{100 * frac:.0f}% of the measured matmul peak "
+                     f"{sc['peak_gflops']:.1f} GFLOP/s (target >= 30%)")
+    if "memory" in results:
+        rows = [r for r in results["memory"]["rows"] if r["note"] != "not run"]
+        for mode in ("inmemory", "stream"):
+            sel = [r for r in rows if r["mode"] == mode]
+            if sel:
+                r = max(sel, key=lambda r: r["samples"])
+                lines.append(f"memory {mode} K={r['samples']} d={r['d']}: "
+                             f"{r['max_rss_mb']:.0f} MB max RSS "
+                             f"({r['tracemalloc_peak_mb']:.0f} MB traced)")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    repeats = args.repeats or (2 if args.quick else 5)
+    info = machine_info()
+    print("robustrl benchmarks" + (" (quick)" if args.quick else ""))
+    print(", ".join(f"{k}={v}" for k, v in info.items()))
+    results: dict[str, Any] = {"machine": info, "quick": args.quick, "repeats": repeats}
+    start = time.perf_counter()
+    for section in args.sections:
+        print(f"\n== {section} ==", flush=True)
+        cfg = sizes[section]
+        if section == "offline":
+            out = bench_offline.run(cfg["sizes"], repeats=repeats,
+                                    budget=args.budget or cfg["budget"])
+        elif section == "online":
+            rl = args.rlberry_python
+            if rl is None and args.quick:
+                rl = ""
+            out = bench_online.run(cfg["episodes"], repeats=max(1, repeats - 2) if not
+                                   args.quick else 1, rlberry_python=rl)
+        elif section == "scaling":
+            out = bench_scaling.run(cfg["ks"], cfg["dims"], cfg["k_for_dims"], cfg["d_for_ks"],
+                                    cfg["gram_shapes"], repeats=min(repeats, 3))
+        else:
+            out = bench_memory.run(cfg["samples"], dim=cfg["dim"], chunk=cfg["chunk"])
+        results[section] = out
+        print(out["table"], flush=True)
+        if args.out:
+            atomic_write_json(args.out, results)  # a later crash keeps the finished sections
+    results["seconds"] = time.perf_counter() - start
+    print("\n== summary ==")
+    lines = summary(results)
+    results["summary"] = lines
+    print("\n".join(lines))
+    print(f"(total {results['seconds']:.1f} s)")
+    if args.out:
+        atomic_write_json(args.out, results)
+        print(f"results written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
