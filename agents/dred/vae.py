@@ -187,7 +187,7 @@ class LevelVAE(nn.Module):
         start_idx = (codes == START).float().argmax(-1)
         goal_logits = logits["goal"].masked_fill(~nav, float("-inf"))
         start_mask = nav.clone()
-        start_mask[torch.arange(len(codes)), goal_idx] = False
+        start_mask[torch.arange(len(codes), device=codes.device), goal_idx] = False
         start_logits = logits["start"].masked_fill(~start_mask, float("-inf"))
         lp_goal = F.log_softmax(goal_logits, -1).gather(1, goal_idx[:, None]).squeeze(1)
         lp_start = F.log_softmax(start_logits, -1).gather(1, start_idx[:, None]).squeeze(1)
