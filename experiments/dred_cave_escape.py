@@ -28,7 +28,9 @@ atomically under a file lock so parallel cells train it once; the level sets are
   60k env steps for one-phase methods, 120k for DRED), navigation-only actions (3 instead of 7:
   at this budget nothing is learnt with the full action set), a few levels per eval set.
 * ``gpu``: one H200/H100 machine (16 cores) for ~6 minutes: 256 training levels, 32 envs x 256
-  steps, 50 updates, run as ``--workers 15`` (one process per cell), full action set.
+  steps, 60 updates, a 1024-d VAE trained 100 epochs, full action set; run as ``--seeds 3
+  --workers 15`` (one process per cell; env stepping is CPU-bound, the GPU runs PPO and the
+  VAE).
 * ``full``: the authors' scale (B.5): 512 training levels, 36 envs x 256 steps (subprocess
   envs), buffer 4000, 14400 updates (DRED's 265M env steps), 2048 test levels, 112 per edge-case
   set, 108 large levels. Days on a GPU machine; not run here.
@@ -40,8 +42,8 @@ Metrics per cell: ``solved_<set>`` and ``return_<set>`` for each set, ``steps_pe
 proposed). ``plot`` draws ``dred_cave_escape.png``: solved rate and return per method per set.
 
 Run: robustrl run dred_cave_escape --out results/dred_cave_escape --workers 2
-GPU: robustrl run dred_cave_escape --set scale=gpu --set cache_dir=$OUT/dred/cache \\
-     --seeds 3 --workers 15 --out $OUT/dred
+GPU: ROBUSTRL_DRED_CACHE=$OUT/dred_cache timeout 345 robustrl run dred_cave_escape \\
+     --set scale=gpu --seeds 3 --workers 15 --quiet --out $OUT/dred; robustrl plot $OUT/dred
 """
 
 from __future__ import annotations
@@ -82,8 +84,8 @@ SCALES: dict[str, dict] = {
                   vae_epochs=60, latent_dim=64, n_pairs=2, per_pair=4, navigation_only=True,
                   vec_env="dummy", eval_sizes=dict(train=32, test=48, unseen_layouts=24,
                                                    high_lava=24, large=4), large_size=43),
-    "gpu": dict(n_train=256, n_envs=32, n_steps=256, updates=50, capacity=2000,
-                **dict(_VAE_FULL, n_pairs=4, per_pair=8), navigation_only=False,
+    "gpu": dict(n_train=256, n_envs=32, n_steps=256, updates=60, capacity=2000,
+                **dict(_VAE_FULL, vae_epochs=100, n_pairs=4, per_pair=8), navigation_only=False,
                 vec_env="dummy", eval_sizes=dict(train=128, test=256, unseen_layouts=112,
                                                  high_lava=112, large=16), large_size=43),
     "full": dict(n_train=512, n_envs=36, n_steps=256, updates=14400, capacity=4000,
