@@ -28,12 +28,13 @@ import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 from tqdm.auto import tqdm
 
+from robustrl import ridge as ridge_module
 from robustrl._kernels import offline as _kernels
 from robustrl.agents.base import LinearAgent
 from robustrl.bonus import BONUS_CODES, check_bonus_name
 from robustrl.bonus import bonus as _bonus
 from robustrl.data import OfflineDataset
-from robustrl.ridge import blas_threads, weighted_gram
+from robustrl.ridge import blas_threads
 from robustrl.validation import check_array, check_int, check_nonnegative, check_positive
 
 REWARD_MODES: tuple[str, ...] = ("auto", "known", "estimated")
@@ -254,8 +255,10 @@ class OfflineAgent(LinearAgent):
         grows with the number of distinct values otherwise.
         """
         source = _chunk_source(chunks)
-        result = self._chunked_pass(lambda h: (self._dataset_step(c, h) for c in source()),
-                                    None, progress, keep_values=False)
+        # chunks are meant to be moderate: single-threaded BLAS (see robustrl.ridge)
+        with blas_threads(1):
+            result = self._chunked_pass(lambda h: (self._dataset_step(c, h) for c in source()),
+                                        None, progress, keep_values=False)
         self._store(result)
         return self
 
@@ -350,9 +353,15 @@ class OfflineAgent(LinearAgent):
 
     def _backward_pass(self, steps: list[StepArrays], sample_weights: list[np.ndarray] | None,
                        progress: bool) -> PassResult:
-        """The pass on in-memory steps (one chunk per step)."""
-        return self._chunked_pass(lambda h: (steps[h],), sample_weights, progress,
-                                  keep_values=True)
+        """The pass on in-memory steps (one chunk per step). BLAS and LAPACK run
+        single-threaded unless a step's Gram update reaches
+        :data:`robustrl.ridge.PARALLEL_BLAS_MIN_FLOPS` (threads cost more than they give on
+        small products, and far more on a busy machine)."""
+        d = self.feature_dim
+        largest = max((st.features.shape[0] for st in steps), default=0) * d * d
+        with blas_threads(1 if largest < ridge_module.PARALLEL_BLAS_MIN_FLOPS else 1024):
+            return self._chunked_pass(lambda h: (steps[h],), sample_weights, progress,
+                                      keep_values=True)
 
     def _chunked_pass(self, step_chunks, sample_weights, progress: bool,
                       keep_values: bool) -> PassResult:
@@ -402,21 +411,18 @@ class OfflineAgent(LinearAgent):
                 if keep_values:
                     all_values.append(v)
                 count += int(st.in_regression.sum())
-                gram = gram + weighted_gram(phi, sw)
+                gram = gram + _gram(phi, sw)
                 wphi = phi if sw is None else phi * sw[:, None]
                 if moment_path:
                     target = (np.zeros(n) if last
                               else self._moment_target(h, v, value_min))
-                    with blas_threads(1):  # (n, d)^T (n, 2): threads only add latency
-                        moment += wphi.T @ np.column_stack([st.rewards, target])
+                    moment += wphi.T @ np.column_stack([st.rewards, target])
                 else:
-                    with blas_threads(1):
-                        moment[:, 0] += wphi.T @ st.rewards
+                    moment[:, 0] += wphi.T @ st.rewards
                     groups.add(v, phi, np.ones(n) if sw is None else sw, st.in_regression)
-            with blas_threads(1):  # d x d LAPACK: threads only add latency (robustrl.ridge)
-                chol = cho_factor(gram, lower=True, check_finite=False)
-                inv = cho_solve(chol, eye, check_finite=False)
-                solved = cho_solve(chol, moment, check_finite=False)  # (d, 2): r and nu
+            chol = cho_factor(gram, lower=True, check_finite=False)
+            inv = cho_solve(chol, eye, check_finite=False)
+            solved = cho_solve(chol, moment, check_finite=False)  # (d, 2): r and nu
             lambda_inv[h] = 0.5 * (inv + inv.T)  # exactly symmetric for the bonus checks
             if last:
                 nu = np.zeros(d)
@@ -424,9 +430,8 @@ class OfflineAgent(LinearAgent):
                 nu = self._moment_estimate(h, solved[:, 1], value_min)
             else:
                 u, g, inside = groups.result()
-                with blas_threads(1):
-                    xi = (np.ascontiguousarray(cho_solve(chol, g.T, check_finite=False))
-                          if u.size else np.zeros((d, 0)))
+                xi = (np.ascontiguousarray(cho_solve(chol, g.T, check_finite=False))
+                      if u.size else np.zeros((d, 0)))
                 nu = self._estimate(h, xi, u, inside)
             reward_w = self.theta[h] if self.reward == "known" else solved[:, 0]
             weights[h] = reward_w + nu
@@ -437,6 +442,14 @@ class OfflineAgent(LinearAgent):
 
 
 _NO_KNOWN = np.zeros((0, 0))
+
+
+def _gram(phi: np.ndarray, sample_weights: np.ndarray | None) -> np.ndarray:
+    """``Phi^T W Phi``: ``X^T X`` of one buffer is a BLAS ``syrk`` (exactly symmetric),
+    ``X = sqrt(W) Phi`` (the caller sets the BLAS threads)."""
+    x = phi if sample_weights is None else phi * np.sqrt(sample_weights)[:, None]
+    return x.T @ x
+
 # From this feature dimension on, the elliptical bonus phi^T Lambda^{-1} phi (O(d^2) per row)
 # is formed by BLAS (Phi Lambda^{-1}, then row-wise dots) instead of the scalar Numba loop.
 _BLAS_BONUS_MIN_DIM = 16
@@ -448,13 +461,12 @@ def _elliptical_by_blas(next_features: np.ndarray, lambda_inv: np.ndarray) -> np
     of rows so that the temporary stays small."""
     n, n_actions, d = next_features.shape
     out = np.empty((n, n_actions))
-    with blas_threads(1):  # one block is a small product: threads only add latency
-        for start in range(0, n, _BLAS_BONUS_ROWS):
-            x = np.ascontiguousarray(next_features[start:start + _BLAS_BONUS_ROWS])
-            x = x.reshape(-1, d)
-            quad = np.einsum("ij,ij->i", x @ lambda_inv, x)
-            out[start:start + _BLAS_BONUS_ROWS] = np.sqrt(np.maximum(quad, 0.0)).reshape(
-                -1, n_actions)
+    for start in range(0, n, _BLAS_BONUS_ROWS):
+        x = np.ascontiguousarray(next_features[start:start + _BLAS_BONUS_ROWS])
+        x = x.reshape(-1, d)
+        quad = np.einsum("ij,ij->i", x @ lambda_inv, x)
+        out[start:start + _BLAS_BONUS_ROWS] = np.sqrt(np.maximum(quad, 0.0)).reshape(
+            -1, n_actions)
     return out
 
 
