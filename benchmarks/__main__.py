@@ -10,7 +10,8 @@ Sections (``--only``, comma-separated): ``offline`` (R2PVI TV/KL/chi2 and DRPVI 
 the loop-style NumPy/SciPy reference, American put and simulated linear MDP), ``online``
 (DR-RPO and LSVI-UCB episodes/s vs the loop reference and rlberry), ``scaling`` (fit time vs K
 and d, log-log slopes, GFLOP/s vs the measured matmul peak), ``memory`` (peak memory of the
-in-memory and the streaming fit). Timings on a shared machine are noisy: every ratio is
+in-memory and the streaming fit), ``primitives`` (the Numba kernels vs their vectorised NumPy
+twins, ``benchmarks/bench_primitives.py``). Timings on a shared machine are noisy: every ratio is
 measured within one run, package timings are best-of-``--repeats``. ``--out FILE.json`` writes
 every number (and the machine description) atomically.
 """
@@ -26,7 +27,7 @@ from benchmarks import bench_memory, bench_offline, bench_online, bench_scaling
 from benchmarks.common import machine_info
 from robustrl._io import atomic_write_json
 
-SECTIONS = ("offline", "online", "scaling", "memory")
+SECTIONS = ("offline", "online", "scaling", "memory", "primitives")
 
 FULL = {
     "offline": {"sizes": {"put": [100, 1000, 10000], "sim": [100, 1000, 10000]}, "budget": 20.0},
@@ -35,6 +36,7 @@ FULL = {
                 "dims": [4, 8, 16, 32, 64, 128, 256], "k_for_dims": 10**4,
                 "gram_shapes": [(500_000, 16), (5_000, 256), (100_000, 256)]},
     "memory": {"samples": [10**4, 10**5, 10**6], "dim": 64, "chunk": 20_000},
+    "primitives": {"argv": []},
 }
 QUICK = {
     "offline": {"sizes": {"put": [10, 30], "sim": [20, 60]}, "budget": 0.5},
@@ -42,6 +44,7 @@ QUICK = {
     "scaling": {"ks": [500, 2000], "d_for_ks": 8, "dims": [4, 8, 16], "k_for_dims": 1000,
                 "gram_shapes": [(2000, 16)]},
     "memory": {"samples": [400, 1600], "dim": 8, "chunk": 200},
+    "primitives": {"argv": ["--samples", "200", "--horizon", "3", "--repeats", "2"]},
 }
 
 
@@ -114,6 +117,18 @@ def summary(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _primitives(argv: list[str]) -> dict[str, Any]:
+    """The Numba kernels against their vectorised NumPy twins (``bench_primitives``)."""
+    from benchmarks import bench_primitives
+    from benchmarks.common import format_table
+
+    rows = bench_primitives.run(bench_primitives.parse_args(argv))
+    table = format_table(["primitive", "numpy s", "numba s", "speed-up", "max rel diff"],
+                         [[name, a, b, f"{a / b:.2f}x", diff] for name, a, b, diff in rows])
+    return {"rows": [{"name": n, "numpy_s": a, "numba_s": b, "max_rel_diff": d}
+                     for n, a, b, d in rows], "table": table}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -138,8 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         elif section == "scaling":
             out = bench_scaling.run(cfg["ks"], cfg["dims"], cfg["k_for_dims"], cfg["d_for_ks"],
                                     cfg["gram_shapes"], repeats=min(repeats, 3))
-        else:
+        elif section == "memory":
             out = bench_memory.run(cfg["samples"], dim=cfg["dim"], chunk=cfg["chunk"])
+        else:
+            out = _primitives(cfg["argv"])
         results[section] = out
         print(out["table"], flush=True)
         if args.out:

@@ -10,6 +10,7 @@ several BLAS threads; the Numba kernels are single-threaded. Set OPENBLAS_NUM_TH
 one-core comparison.
 
     python benchmarks/bench_primitives.py [--dim 16 --actions 8 --horizon 20 --samples 10000]
+    (also the ``primitives`` section of ``python -m benchmarks``)
 """
 
 from __future__ import annotations

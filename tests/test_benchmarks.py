@@ -67,13 +67,14 @@ def test_quick_benchmark_runs_and_prints_the_table(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout
     for section in ("== offline ==", "== online ==", "== scaling ==", "== memory ==",
-                    "== summary =="):
+                    "== primitives ==", "== summary =="):
         assert section in text
     assert "R2PVI-chi2" in text and "DRPVI" in text and "loop reference (NumPy)" in text
     assert "log-log slope vs K" in text and "of peak" in text and "max RSS MB" in text
     assert "measured" in text
     results = json.loads(out.read_text())
-    assert set(results) >= {"machine", "offline", "online", "scaling", "memory", "summary"}
+    assert set(results) >= {"machine", "offline", "online", "scaling", "memory", "primitives",
+                            "summary"}
     ratios = [r["ratio"] for r in results["offline"]["rows"]]
     assert all(np.isfinite(ratios)) and all(r > 0 for r in ratios)
     # where the reference ran in full, it agreed with the package
