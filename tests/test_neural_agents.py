@@ -40,14 +40,15 @@ def _agreement(env, ds, lin, neural) -> tuple[float, float]:
 
 @pytest.mark.parametrize("divergence", ["tv", "kl", "chi2"])
 def test_neural_r2pvi_policy_matches_linear_r2pvi(tabular, divergence):
-    """Measured: agreement 16/16 (h, s) pairs for each divergence, seed 0; assert >= 0.9."""
+    """Measured: agreement 16/16 (h, s) pairs for each divergence (seeds 0, 1), mean |dQ| 2e-4
+    (TV), 5e-5 (KL), 6e-3 (chi2); assert >= 0.9 and < 0.02."""
     env, ds = tabular
     lin = R2PVI(env, divergence=divergence, lam=0.3, beta=0.0, ridge=1e-3).fit(ds)
     neural = NeuralR2PVI(env, divergence=divergence, lam=0.3, input="features",
                          horizon=env.horizon, beta=0.0, seed=0, **SMALL).fit(ds, progress=False)
     rate, err = _agreement(env, ds, lin, neural)
     assert rate >= 0.9, f"agreement {rate:.3f}"
-    assert err < 0.05, f"mean |Q| error {err:.4f}"
+    assert err < 0.02, f"mean |Q| error {err:.4f}"
 
 
 def test_neural_fqi_matches_pevi_without_pessimism(tabular):
@@ -57,7 +58,7 @@ def test_neural_fqi_matches_pevi_without_pessimism(tabular):
                        **SMALL).fit(ds, progress=False)
     rate, err = _agreement(env, ds, lin, neural)
     assert rate >= 0.9, f"agreement {rate:.3f}"
-    assert err < 0.05, f"mean |Q| error {err:.4f}"
+    assert err < 0.02, f"mean |Q| error {err:.4f}"
 
 
 def test_robust_values_are_below_nominal_ones(tabular):
@@ -279,3 +280,17 @@ def test_neural_drrpo_seeded_and_validated():
         NeuralDRRPO(object())
     with pytest.raises(ValueError, match="Discrete"):
         NeuralDRRPO(gym.make("Pendulum-v1"))
+
+
+def test_docs_neural_page_python_blocks_run(tmp_path, monkeypatch):
+    """Runs the ```python blocks of docs/algorithms/neural.md (tiny sizes)."""
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "algorithms" / "neural.md"
+    blocks = re.findall(r"^```python\n(.*?)^```", page.read_text(encoding="utf-8"),
+                        flags=re.DOTALL | re.MULTILINE)
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    for code in blocks:
+        exec(compile(code, str(page), "exec"), {"__name__": "docs_block"})
