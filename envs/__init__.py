@@ -8,7 +8,8 @@ and ``perturbation_grid`` class attributes. On the unwrapped environment it expo
 Importing this package registers the gymnasium ids
 ``robustrl/SimulatedLinearMDP-v0``, ``robustrl/AmericanPut-v0`` and
 ``robustrl/RandomLinearMDP-v0``, ``robustrl/CombinationLock-v0`` and
-``robustrl/LayeredTabularMDP-v0``.
+``robustrl/LayeredTabularMDP-v0`` and ``robustrl/CaveEscape-v0`` (DRED's MiniGrid levels; the
+``minigrid`` package, extra ``[dred]``, is imported only when :class:`CaveEscapeEnv` is used).
 """
 
 from __future__ import annotations
@@ -16,6 +17,25 @@ from __future__ import annotations
 import gymnasium as gym
 
 from robustrl.envs.american_put import AmericanPutEnv
+from robustrl.envs.cave_levels import (
+    EMPTY,
+    GOAL,
+    LAVA,
+    MOSS,
+    START,
+    WALL,
+    edit_level,
+    generate_level_set,
+    is_solvable,
+    is_valid,
+    level_statistics,
+    load_level_set,
+    random_level,
+    repair,
+    save_level_set,
+    shortest_path_length,
+    validate_level,
+)
 from robustrl.envs.combination_lock import (
     CombinationLockEnv,
     combination_lock,
@@ -44,6 +64,7 @@ AMERICAN_PUT_ID = "robustrl/AmericanPut-v0"
 RANDOM_LINEAR_MDP_ID = "robustrl/RandomLinearMDP-v0"
 COMBINATION_LOCK_ID = "robustrl/CombinationLock-v0"
 LAYERED_TABULAR_MDP_ID = "robustrl/LayeredTabularMDP-v0"
+CAVE_ESCAPE_ID = "robustrl/CaveEscape-v0"
 
 _REGISTRATIONS = {
     SIMULATED_LINEAR_MDP_ID: "robustrl.envs.simulated_linear_mdp:SimulatedLinearMDPEnv",
@@ -51,6 +72,7 @@ _REGISTRATIONS = {
     RANDOM_LINEAR_MDP_ID: "robustrl.envs.random_linear_mdp:RandomLinearMDPEnv",
     COMBINATION_LOCK_ID: "robustrl.envs.combination_lock:CombinationLockEnv",
     LAYERED_TABULAR_MDP_ID: "robustrl.envs.layered_mdp:LayeredTabularMDPEnv",
+    CAVE_ESCAPE_ID: "robustrl.envs.cave_escape:CaveEscapeEnv",
 }
 
 for _env_id, _entry_point in _REGISTRATIONS.items():
@@ -58,7 +80,37 @@ for _env_id, _entry_point in _REGISTRATIONS.items():
     if _env_id not in gym.registry:
         gym.register(id=_env_id, entry_point=_entry_point)
 
+
+
+def __getattr__(name: str):
+    # CaveEscapeEnv needs minigrid (extra [dred]); import it on first use only.
+    if name == "CaveEscapeEnv":
+        from robustrl.envs.cave_escape import CaveEscapeEnv
+
+        return CaveEscapeEnv
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    "CAVE_ESCAPE_ID",
+    "CaveEscapeEnv",
+    "EMPTY",
+    "GOAL",
+    "LAVA",
+    "MOSS",
+    "START",
+    "WALL",
+    "edit_level",
+    "generate_level_set",
+    "is_solvable",
+    "is_valid",
+    "level_statistics",
+    "load_level_set",
+    "random_level",
+    "repair",
+    "save_level_set",
+    "shortest_path_length",
+    "validate_level",
     "COMBINATION_LOCK_ID",
     "LAYERED_TABULAR_MDP_ID",
     "CombinationLockEnv",
