@@ -1,7 +1,7 @@
 """Peak memory of the offline fit at K samples and d features: the in-memory fit against the
 streaming fit (:meth:`robustrl.agents._offline.OfflineAgent.fit_stream`, chunks of the dataset,
-only sums kept per step), each in a fresh subprocess (``resource.getrusage`` max RSS, and the
-``tracemalloc`` peak of the Python/NumPy heap).
+only sums kept per step), each in a fresh subprocess (peak RSS: ``VmHWM``, and the
+``tracemalloc`` peak of the Python/NumPy heap, which includes building the in-memory dataset).
 
 The learner is R2PVI-TV (``v_min="data"``: two reads of the chunks at every step but the last)
 on synthetic simplex features, H = 2, |A| = 2 (``benchmarks.common``). The in-memory run holds
@@ -25,6 +25,20 @@ from benchmarks.common import SyntheticChunks, SyntheticEnv, format_table, synth
 
 HORIZON = 2
 N_ACTIONS = 2
+
+
+def _peak_rss_kb() -> float:
+    """Peak resident memory of this process in kB: ``VmHWM`` of ``/proc/self/status`` (Linux;
+    ``getrusage``'s ``ru_maxrss`` would include the parent's size at fork, which Linux keeps
+    across ``exec``), else ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def _child(mode: str, samples: int, dim: int, chunk: int) -> dict[str, Any]:
@@ -52,7 +66,7 @@ def _child(mode: str, samples: int, dim: int, chunk: int) -> dict[str, Any]:
         seconds = time.perf_counter() - start
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_kb = _peak_rss_kb()
     return {"mode": mode, "samples": samples, "d": dim, "chunk": chunk, "fit_s": seconds,
             "max_rss_mb": rss_kb / 1024.0, "tracemalloc_peak_mb": peak / 2**20}
 

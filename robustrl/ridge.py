@@ -72,13 +72,15 @@ def _check_weights(weights, n_samples: int, name: str = "weights") -> np.ndarray
 
 
 # ------------------------------------------------------------------ BLAS threading
-# NumPy's OpenBLAS parallelises every product it can. For the d x d Gram updates of a backward
-# pass (d <= a few hundred) the threads cost more than they give, and on a machine shared with
-# other processes a waiting thread turns a 0.3 ms product into 10-200 ms (measured: mean over
-# 200 calls 9 ms with 2 threads vs 0.8 ms with 1 at K = 10^4, d = 30). Products below this many
-# flops therefore run single-threaded (on an idle 2-core machine two threads win at most ~2x on
-# the largest Gram matrices; under contention they lose up to 50x: see docs/performance.md).
-PARALLEL_BLAS_MIN_FLOPS = 1e9
+# NumPy's OpenBLAS parallelises every product it can. For the Gram updates and d x d solves of a
+# backward pass the threads cost more than they give, and on a machine shared with other
+# processes a waiting thread turns a 0.3 ms product into 10-200 ms. Measured on the 2-core
+# development machine under load (docs/performance.md): Gram K = 10^4, d = 30, mean of 200 calls
+# 9 ms with 2 threads vs 0.8 ms with 1; an R2PVI fit at K = 6 x 10^5, d = 64: 1.4-19 s with
+# threads vs 0.45-0.7 s without. So the backward passes run BLAS single-threaded unless a
+# step's Gram update has at least this many flops; the default never threads. On a dedicated
+# many-core machine set it (e.g. to 1e9) to let the largest Gram updates use every core.
+PARALLEL_BLAS_MIN_FLOPS = float("inf")
 _openblas_libs: list | None = None
 
 
@@ -136,7 +138,7 @@ class blas_threads:  # noqa: N801 (a context manager used like a function)
 def weighted_gram(features: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """``Phi^T W Phi`` (no ridge) for trusted C-contiguous float64 ``features (K, d)`` through
     BLAS: ``X^T X`` of one buffer is a ``syrk`` (exactly symmetric), ``X = sqrt(W) Phi``.
-    Single-threaded below :data:`PARALLEL_BLAS_MIN_FLOPS`."""
+    Single-threaded below :data:`PARALLEL_BLAS_MIN_FLOPS` (by default always)."""
     x = features if weights is None else features * np.sqrt(weights)[:, None]
     n, d = x.shape
     if n * d * d < PARALLEL_BLAS_MIN_FLOPS:
