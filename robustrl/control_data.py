@@ -310,6 +310,7 @@ def offline_control_dataset(
     timesteps: int = 20_000,
     seed: int = 0,
     env_kwargs: dict[str, Any] | None = None,
+    action_noise: float = 0.0,
     cache: bool | str | os.PathLike | None = None,
     progress: bool = False,
     behaviour_hook: Callable[[Any], None] | None = None,
@@ -319,18 +320,28 @@ def offline_control_dataset(
     cache key is every argument that changes the data. ``behaviour_hook(model)`` is called
     with the SB3 model when the dataset has to be collected (e.g. to evaluate it).
 
+    ``action_noise`` (collection only; the behaviour policy is trained without it): the
+    probability that the environment executes a uniformly random action instead of the one
+    recorded in the dataset (:class:`~robustrl.envs.perturbed_control.ActionNoise`), which
+    makes the recorded transitions ``P(s' | s, a)`` stochastic.
+
     Returns the dataset; its metadata names the behaviour (algorithm, budget, epsilon) and
     the behaviour's mean return on the collected episodes.
     """
     _check_algo(algo)
     check_int(n_trajectories, "n_trajectories", low=1)
     epsilon = check_scalar(epsilon, "epsilon", low=0.0, high=1.0)
+    action_noise = check_scalar(action_noise, "action_noise", low=0.0, high=1.0)
     seed = check_seed(seed)
     if seed is None:
         raise ValueError("seed must be a nonnegative integer (the cache is keyed by it)")
     config = {"env_id": env_id, "n_trajectories": int(n_trajectories), "horizon": horizon,
               "epsilon": epsilon, "algo": algo, "timesteps": int(timesteps), "seed": seed,
               "env_kwargs": env_kwargs or {}}
+    collect_kwargs = dict(env_kwargs or {})
+    if action_noise > 0.0:  # keeps the cache key of noiseless datasets unchanged
+        config["action_noise"] = action_noise
+        collect_kwargs["action_noise"] = action_noise
     folder = _resolve_cache(cache)
 
     def build() -> OfflineDataset:
@@ -341,9 +352,10 @@ def offline_control_dataset(
         env = _make(env_id, env_kwargs)
         behaviour = EpsilonGreedy(model, int(env.action_space.n), epsilon, seed=seed + 1)
         data = collect_control_dataset(env_id, behaviour, n_trajectories, horizon=horizon,
-                                       seed=seed + 2, env_kwargs=env_kwargs, progress=progress)
+                                       seed=seed + 2, env_kwargs=collect_kwargs,
+                                       progress=progress)
         data.metadata.update({"algo": algo, "timesteps": int(timesteps), "epsilon": epsilon,
-                              "behaviour_seed": seed})
+                              "behaviour_seed": seed, "action_noise": action_noise})
         return data
 
     if folder is None:

@@ -141,6 +141,34 @@ def test_offline_control_dataset_cache_roundtrip(tmp_path, monkeypatch):
     assert OfflineDataset.load(path).metadata["timeouts"] == data.metadata["timeouts"]
 
 
+def test_collection_action_noise_makes_transitions_stochastic(tmp_path):
+    kw = dict(n_trajectories=3, horizon=25, epsilon=0.0, algo="ppo", timesteps=256, seed=0,
+              cache=tmp_path)
+    clean = cd.offline_control_dataset("CartPole-v1", **kw)
+    noisy = cd.offline_control_dataset("CartPole-v1", **kw, action_noise=0.5)
+    assert noisy.metadata["action_noise"] == 0.5 and clean.metadata["action_noise"] == 0.0
+    assert len(list((tmp_path / "control").glob("dataset-*.npz"))) == 2
+    assert len(list((tmp_path / "control").glob("behaviour-*.zip"))) == 1  # same behaviour
+    np.testing.assert_array_equal(noisy.observations[0, 0], clean.observations[0, 0])
+    assert not np.array_equal(noisy.next_observations[0, :5], clean.next_observations[0, :5])
+    # the recorded actions are the behaviour's (greedy, epsilon 0); the executed ones are not,
+    # so some recorded (s, a) pairs are followed by the other action's next state
+    obs, act, nxt = (noisy.observations[noisy.valid], noisy.actions[noisy.valid],
+                     noisy.next_observations[noisy.valid])
+    import gymnasium as gym
+
+    env = gym.make("CartPole-v1").unwrapped
+    env.reset(seed=0)
+    mismatch = 0
+    for o, a, n in zip(obs, act, nxt, strict=True):
+        env.state = o.astype(np.float64)
+        env.step(int(a))
+        mismatch += not np.allclose(env.state, n, atol=1e-6)
+    assert 0 < mismatch < len(obs)
+    with pytest.raises(ValueError, match="action_noise"):
+        cd.offline_control_dataset("CartPole-v1", **kw, action_noise=1.5)
+
+
 def test_environment_variable_sets_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("ROBUSTRL_CACHE", str(tmp_path / "c"))
     assert cd.cache_dir() == tmp_path / "c" / "control"

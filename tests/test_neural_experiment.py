@@ -55,7 +55,8 @@ def test_tiny_run_through_the_cli(tmp_path, capsys):
 
 def test_same_data_seed_same_numbers():
     params = {"agent": "fqi", "data_seed": 1, "scale": "tiny", "parameter": "force_mag",
-              "values": "0.5, 1, 3", "epsilon": 0.3, "beta": 1.0, "gamma": 0.99}
+              "values": "0.5, 1, 3", "epsilon": 0.3, "data_action_noise": 0.0, "beta": 1.0,
+              "gamma": 0.99}
     a, b = exp.run_one(params, 0), exp.run_one(params, 12345)  # the cell seed is unused
     a.pop("fit_time_s"), b.pop("fit_time_s")
     assert a == b and a["perturbations"] == [0.5, 1.0, 3.0]
@@ -92,13 +93,15 @@ def test_paired_differences_and_report():
 
 def test_bad_params():
     base = {"agent": "fqi", "data_seed": 0, "scale": "small", "parameter": "pole_length",
-            "values": "", "epsilon": 0.3, "beta": 1.0, "gamma": 0.99}
+            "values": "", "epsilon": 0.3, "data_action_noise": 0.0, "beta": 1.0, "gamma": 0.99}
     exp.check(base)
     for key, val, match in [("agent", "kl", "agent"), ("agent", "kl:-1", "agent"),
                             ("agent", "cql", "agent"), ("scale", "huge", "scale"),
                             ("parameter", "mass", "perturbable"),
                             ("values", "0.5,2", "nominal"), ("values", "a,b", "values"),
                             ("values", "1,20", "scale factor"), ("epsilon", 2.0, "epsilon"),
-                            ("gamma", 1.0, "gamma"), ("data_seed", -1, "data_seed")]:
+                            ("gamma", 1.0, "gamma"),
+                            ("data_action_noise", 1.5, "data_action_noise"),
+                            ("data_seed", -1, "data_seed")]:
         with pytest.raises(ValueError, match=match):
             exp.check({**base, key: val})
