@@ -13,7 +13,7 @@ For every device and batch size it runs warm-up steps, then times steps until ``
 seconds have passed (CUDA synchronised), and prints steps/s and samples/s (batch size x steps/s;
 each sample is seen by all ``E`` members).
 
-    python benchmarks/bench_neural.py --device both          # full sizes: 256, 4096, 65536
+    python benchmarks/bench_neural.py --device both          # GPU: 256 .. 262144; CPU <= 4096
     python benchmarks/bench_neural.py --device cpu --quick   # < 2 min on a small CPU
 """
 
@@ -30,7 +30,7 @@ from robustrl.agents.neural._offline import train_regression
 from robustrl.agents.neural._torch import EnsembleMLP
 from robustrl.agents.neural.drrpo import NeuralDRRPO
 
-FULL_SIZES = (256, 4096, 65536)
+FULL_SIZES = (256, 4096, 65536, 262144)
 QUICK_SIZES = (256, 4096)
 
 
@@ -109,7 +109,7 @@ def main(argv=None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=None,
                    help=f"batch sizes (default {FULL_SIZES}, or {QUICK_SIZES} with --quick)")
     p.add_argument("--cpu-max-size", type=int, default=None,
-                   help="skip CPU batch sizes above this (default: 4096 with --device both)")
+                   help="skip CPU batch sizes above this (default 4096)")
     p.add_argument("--ensemble", type=int, default=5)
     p.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
     p.add_argument("--obs-dim", type=int, default=8)
@@ -129,9 +129,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     if args.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
-    cpu_cap = args.cpu_max_size
-    if cpu_cap is None and args.device == "both":
-        cpu_cap = 4096
+    cpu_cap = 4096 if args.cpu_max_size is None else args.cpu_max_size
     devices = _devices(args.device)
     names = {"cpu": f"cpu ({torch.get_num_threads()} threads)"}
     if torch.cuda.is_available():

@@ -136,6 +136,27 @@ def test_same_seed_same_numbers(simulated):
     assert not np.array_equal(a, c)
 
 
+def test_steps_after_every_episode_ended_have_zero_value(simulated, tmp_path):
+    """A finite-horizon dataset whose episodes all stop early: the unreached steps get Q = 0
+    (as the linear agents' empty regressions), and the agent still saves and loads."""
+    _, ds = simulated
+    arrays = {k: getattr(ds, k).copy() for k in (
+        "observations", "actions", "rewards", "next_observations", "features",
+        "next_action_features", "valid", "terminal")}
+    arrays["valid"][:, 2] = False
+    arrays["features"][:, 2] = 0.0
+    arrays["terminal"][:, 2] = False
+    arrays["terminal"][:, 1] = True
+    short = OfflineDataset(**arrays)
+    agent = NeuralR2PVI(divergence="tv", lam=0.2, input="observation", horizon=3,
+                        ensemble_size=2, hidden=(8,), gradient_steps=5, seed=0)
+    agent.fit(short, progress=False)
+    np.testing.assert_array_equal(agent.q_values([2, 2]), np.zeros(16))
+    assert agent.q_values([0, 0]).shape == (16,)
+    back = NeuralR2PVI.load(agent.save(tmp_path / "short.pt"), device="cpu")
+    np.testing.assert_array_equal(back.q_values([0, 0]), agent.q_values([0, 0]))
+
+
 # ------------------------------------------------------------------------- bad input
 def test_bad_arguments_raise_naming_them(simulated, tabular):
     env, ds = simulated

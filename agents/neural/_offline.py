@@ -88,19 +88,23 @@ def train_regression(net: EnsembleMLP, inputs: torch.Tensor, targets: torch.Tens
     ``scale`` it needs) between ``net`` and the normalised ``targets (n, k)``.
 
     With ``actions`` the network outputs ``A * k`` heads and the taken action's ``k`` are
-    trained. Minibatches are drawn without replacement from ``rng`` (deterministic order); a
-    dataset no larger than ``batch_size`` is used whole. Returns the last loss.
+    trained. Minibatches are drawn without replacement, epoch by epoch, from a torch generator
+    on the data's device seeded from ``rng`` (deterministic order on a given device, and no
+    host round trip per epoch); a dataset no larger than ``batch_size`` is used whole. Returns
+    the last loss (read once, after the loop, so that the steps never wait for the device).
     """
     n, k = targets.shape
-    loss_val = float("nan")
+    loss = torch.tensor(float("nan"))
     perm = None
     pos = n
+    gen = torch.Generator(device=inputs.device)
+    gen.manual_seed(int(rng.integers(2**62)))
     for _ in range(steps):
         if n <= batch_size:
             idx = None
         else:
             if pos + batch_size > n:
-                perm = torch.as_tensor(rng.permutation(n), device=inputs.device)
+                perm = torch.randperm(n, generator=gen, device=inputs.device)
                 pos = 0
             idx = perm[pos:pos + batch_size]
             pos += batch_size
@@ -120,8 +124,7 @@ def train_regression(net: EnsembleMLP, inputs: torch.Tensor, targets: torch.Tens
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        loss_val = float(loss.detach())
-    return loss_val
+    return float(loss.detach())
 
 
 class NeuralFittedQ:
@@ -244,8 +247,11 @@ class NeuralFittedQ:
             q = q + self.gamma * robust_value(out[..., 1:], head.stats)
         return q
 
-    def _lcb_q(self, head: _Head, x: torch.Tensor, h: int | None) -> torch.Tensor:
-        """``clip(mean_E Q - beta std_E Q, lo_h, hi_h)``: ``(n, A)``."""
+    def _lcb_q(self, head: _Head | None, x: torch.Tensor, h: int | None) -> torch.Tensor:
+        """``clip(mean_E Q - beta std_E Q, lo_h, hi_h)``: ``(n, A)`` (0 for a step without
+        data)."""
+        if head is None:
+            return torch.zeros(x.shape[0], self.n_actions, device=self.device)
         q = self._member_q(head, x)
         mean = q.mean(dim=0)
         if self.beta > 0.0 and q.shape[0] > 1:
@@ -363,13 +369,13 @@ class NeuralFittedQ:
         for h in tqdm(range(H - 1, -1, -1), disable=not progress, desc=type(self).__name__,
                       unit="step"):
             tr = self._transitions(dataset, h)
+            if tr.rewards.shape[0] == 0:
+                # every episode ended before step h: nothing to learn, and no transition of
+                # step h-1 continues here (it would have made step h valid); Q_h is 0
+                continue
             self._k = None if h == H - 1 else k_cont
             head = self._empty_head(self._new_net(gen))
-            values = None
-            if h < H - 1 and tr.rewards.shape[0]:
-                values = self._next_values(heads[h + 1], tr, h + 1)
-            if tr.rewards.shape[0] == 0:
-                raise ValueError(f"dataset has no valid transition at step {h}")
+            values = None if h == H - 1 else self._next_values(heads[h + 1], tr, h + 1)
             heads[h] = self._fit_head(head, tr, values, rng)
         self._heads = heads
 
@@ -474,6 +480,7 @@ class NeuralFittedQ:
                  "out_dim": hd.net.out_dim,
                  "stats": None if hd.stats is None else hd.stats.to_dict(),
                  "y_mean": hd.y_mean.cpu(), "y_scale": hd.y_scale.cpu()}
+                if hd is not None else None
                 for hd in self._heads
             ],
         }
@@ -499,6 +506,9 @@ class NeuralFittedQ:
         agent.in_dim = agent.feature_dim if agent.input == "features" else agent.obs_dim
         heads = []
         for hd in blob["heads"]:
+            if hd is None:
+                heads.append(None)
+                continue
             net = EnsembleMLP(agent.ensemble_size, agent.in_dim, hd["out_dim"], agent.hidden)
             net.load_state_dict(hd["state"])
             stats = None if hd["stats"] is None else DualStats.from_dict(hd["stats"])

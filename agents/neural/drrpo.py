@@ -279,9 +279,10 @@ class NeuralDRRPO:
         self._head.y_mean = initial_offset(y, self._log_cols)
         self._head.y_scale = y.std(0, correction=0).clamp(min=1e-6)
 
-    def train_on_batch(self, obs, actions, rewards, next_obs, terminal) -> dict[str, float]:
+    def train_on_batch(self, obs, actions, rewards, next_obs, terminal) -> dict[str, torch.Tensor]:
         """One critic and one actor gradient step on a batch of tensors (also the benchmark's
-        unit of work)."""
+        unit of work). Returns the two losses as detached 0-d tensors (reading them waits for
+        the device)."""
         head = self._head
         with torch.no_grad():
             v = self._soft_value(self._target_head, next_obs)
@@ -314,8 +315,7 @@ class NeuralDRRPO:
         actor_loss.backward()
         self.actor_opt.step()
         self._n_updates += 1
-        return {"critic_loss": float(critic_loss.detach()),
-                "actor_loss": float(actor_loss.detach())}
+        return {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach()}
 
     # ------------------------------------------------------------------ learning
     def learn(self, total_timesteps: int, callback=None, progress_bar: bool = False):
