@@ -220,16 +220,34 @@ def run_one(params: dict, seed: int) -> dict:
 
 
 # ------------------------------------------------------------------------------ aggregation
+def _setting(params: dict) -> tuple:
+    """Every parameter except the agent and the data seed: records that share it are
+    comparable (same datasets, same grid)."""
+    return tuple(sorted((k, v) for k, v in params.items() if k not in ("agent", "data_seed")))
+
+
+def _title(setting: tuple) -> str:
+    s = dict(setting)
+    extra = [f"{k}={s[k]}" for k in ("epsilon", "data_action_noise", "beta", "gamma")
+             if k in s and s[k] != GRID[k][0]]
+    return f"{s.get('parameter')} ({s.get('scale')}{', ' if extra else ''}{', '.join(extra)})"
+
+
+def _order(agent: str) -> tuple:
+    return (KINDS.index(parse_agent(agent)[0]), parse_agent(agent)[1] or 0.0)
+
+
 def curves(results: list[dict]) -> dict[tuple, dict]:
-    """``{(agent, parameter, scale): {"values", "mean", "half", "n", "per_seed"}}``: mean
-    return curve over data seeds with a Student-t 95% CI half-width."""
+    """``{(agent, setting): {"values", "mean", "half", "n", "per_seed"}}``: the mean return
+    curve over data seeds with a Student-t 95% CI half-width (``setting``: see
+    :func:`_setting`)."""
     from scipy import stats
 
     groups: dict = defaultdict(dict)
     values = {}
     for rec in results:
         p = rec["params"]
-        key = (p["agent"], p["parameter"], p["scale"])
+        key = (p["agent"], _setting(p))
         groups[key][p["data_seed"]] = np.asarray(rec["metrics"]["return_vs_perturbation"])
         values[key] = rec["metrics"]["perturbations"]
     out = {}
@@ -244,19 +262,20 @@ def curves(results: list[dict]) -> dict[tuple, dict]:
 
 
 def paired_differences(results: list[dict], metric: str) -> dict[tuple, tuple]:
-    """Per robust agent: mean and min/max over data seeds of ``metric(agent) - metric(fqi)``
-    on the same dataset, and the number of seeds where the robust agent is better."""
+    """``{(agent, setting): (mean, min, max, wins, n)}`` over data seeds of
+    ``metric(agent) - metric(fqi)`` on the same dataset; ``wins`` counts the datasets where
+    the robust agent's value is larger."""
     by = defaultdict(dict)
     for rec in results:
         p = rec["params"]
-        by[(p["parameter"], p["scale"], p["data_seed"])][p["agent"]] = rec["metrics"][metric]
+        by[(_setting(p), p["data_seed"])][p["agent"]] = rec["metrics"][metric]
     diffs: dict = defaultdict(list)
-    for (param, scale, _), agents in by.items():
+    for (setting, _), agents in by.items():
         if "fqi" not in agents:
             continue
         for name, val in agents.items():
             if name not in ("fqi", "behaviour"):
-                diffs[(name, param, scale)].append(val - agents["fqi"])
+                diffs[(name, setting)].append(val - agents["fqi"])
     return {k: (float(np.mean(v)), float(np.min(v)), float(np.max(v)),
                 int(np.sum(np.asarray(v) > 0)), len(v)) for k, v in diffs.items()}
 
@@ -264,42 +283,45 @@ def paired_differences(results: list[dict], metric: str) -> dict[tuple, tuple]:
 def report(results: list[dict]) -> str:
     cur = curves(results)
     lines = []
-    for (param, scale) in sorted({(k[1], k[2]) for k in cur}):
-        keys = [k for k in cur if k[1:] == (param, scale)]
+    for setting in sorted({k[1] for k in cur}, key=repr):
+        keys = sorted((k for k in cur if k[1] == setting), key=lambda k: _order(k[0]))
         vals = cur[keys[0]]["values"]
         head = f"{'agent':<34}{'n':>3}" + "".join(f"{f'x{v:g}':>9}" for v in vals)
-        lines += [f"{NAME}: return vs {param} scale ({scale}; mean over data seeds, "
-                  "CI@max: 95% CI half-width at the largest shift)",
+        lines += [f"{NAME}: return vs {_title(setting)} scale, mean over data seeds "
+                  "(CI@max: 95% CI half-width at the largest shift)",
                   head + f"{'CI@max':>8}{'rel.max':>9}{'slope/x2':>10}",
                   "-" * (len(head) + 27)]
-        for key in sorted(keys, key=lambda k: (KINDS.index(parse_agent(k[0])[0]), k[0])):
+        for key in keys:
             c = cur[key]
             deg = degradation(vals, list(c["mean"]))
             cells = "".join(f"{m:>9.1f}" for m in c["mean"])
             far = vals.index(deg["max_shift"])
             lines.append(f"{agent_label(key[0]):<34}{c['n']:>3}{cells}{c['half'][far]:>8.1f}"
                          f"{deg['relative_max_shift']:>9.3f}{deg['slope_per_doubling']:>10.2f}")
-        for metric, better in (("return_max_shift", "higher"), ("slope_per_doubling", "higher"),
-                               ("auc", "higher")):
-            diffs = {k: v for k, v in paired_differences(results, metric).items()
-                     if k[1:] == (param, scale)}
-            for (agent, _, _), (mean, lo, hi, wins, n) in sorted(diffs.items()):
-                lines.append(f"  {agent} - fqi, {metric}: {mean:+.2f} (seeds {lo:+.2f} .. "
-                             f"{hi:+.2f}; robust {better} on {wins}/{n} datasets)")
-    return "\n".join(lines)
+        for metric in ("return_max_shift", "relative_max_shift", "slope_per_doubling", "auc"):
+            diffs = paired_differences(results, metric)
+            for key in keys:
+                if (key[0], setting) not in diffs:
+                    continue
+                mean, lo, hi, wins, n = diffs[(key[0], setting)]
+                lines.append(f"  {key[0]} - fqi, {metric}: {mean:+.3g} (per dataset {lo:+.3g} "
+                             f".. {hi:+.3g}; robust higher on {wins}/{n} datasets)")
+        lines.append("")
+    return "\n".join(lines).rstrip()
 
 
 def plot(results: list[dict], out_dir: Path) -> list[Path]:
-    """``neural_perturbed_control.png``: return and return / nominal vs the scale."""
+    """``neural_perturbed_control.png``: return and return / nominal vs the scale, one row
+    per setting (e.g. noiseless and noisy data)."""
     from matplotlib.figure import Figure
 
     cur = curves(results)
-    panels = sorted({(k[1], k[2]) for k in cur})
-    fig = Figure(figsize=(11, 4.2 * len(panels)))
+    panels = sorted({k[1] for k in cur}, key=repr)
+    fig = Figure(figsize=(12, 4.4 * len(panels)))
     axes = fig.subplots(len(panels), 2, squeeze=False)
-    for row, (param, scale) in zip(axes, panels, strict=True):
-        keys = sorted((k for k in cur if k[1:] == (param, scale)),
-                      key=lambda k: (KINDS.index(parse_agent(k[0])[0]), k[0]))
+    for row, setting in zip(axes, panels, strict=True):
+        keys = sorted((k for k in cur if k[1] == setting), key=lambda k: _order(k[0]))
+        param = dict(setting).get("parameter")
         for i, key in enumerate(keys):
             c = cur[key]
             x = np.asarray(c["values"], dtype=float)
@@ -310,17 +332,20 @@ def plot(results: list[dict], out_dir: Path) -> list[Path]:
             row[0].plot(x, c["mean"], marker="o", ms=3, ls=style, color=color, label=label)
             if np.all(np.isfinite(c["half"])):
                 row[0].fill_between(x, c["mean"] - c["half"], c["mean"] + c["half"],
-                                    color=color, alpha=0.15, linewidth=0)
+                                    color=color, alpha=0.12, linewidth=0)
             nominal = c["mean"][int(np.argmin(np.abs(x - 1.0)))]
             row[1].plot(x, c["mean"] / nominal, marker="o", ms=3, ls=style, color=color,
                         label=label)
         for ax, ylab in zip(row, ("average return (95% CI over data seeds)",
                                   "return / return at nominal"), strict=True):
             ax.axvline(1.0, color="grey", lw=0.8, alpha=0.6)
-            ax.set_xlabel(f"{param} scale (1 = nominal, training dynamics)")
+            ax.set_xscale("log", base=2)  # halving and doubling are equally far from nominal
+            grid = sorted({v for k in keys for v in cur[k]["values"]})
+            ax.set_xticks(grid, [f"{v:g}" for v in grid])
+            ax.set_xlabel(f"{param} scale (1 = nominal, the training dynamics; log scale)")
             ax.set_ylabel(ylab)
             ax.grid(alpha=0.3)
-        row[0].set_title(f"CartPole offline ({scale}): return vs {param}", fontsize=10)
+        row[0].set_title(f"CartPole offline: return vs {_title(setting)}", fontsize=10)
         row[1].set_title("degradation relative to nominal", fontsize=10)
         row[0].legend(fontsize=7)
     fig.tight_layout()

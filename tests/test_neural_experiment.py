@@ -86,7 +86,8 @@ def test_paired_differences_and_report():
     recs = [rec("fqi", 0, [100.0, 50.0]), rec("kl:5", 0, [100.0, 80.0]),
             rec("fqi", 1, [100.0, 90.0]), rec("kl:5", 1, [100.0, 70.0])]
     diffs = exp.paired_differences(recs, "return_max_shift")
-    assert diffs[("kl:5", "pole_length", "tiny")] == (5.0, -20.0, 30.0, 1, 2)
+    setting = (("parameter", "pole_length"), ("scale", "tiny"))
+    assert diffs[("kl:5", setting)] == (5.0, -20.0, 30.0, 1, 2)
     text = exp.report(recs)
     assert "robust higher on 1/2 datasets" in text and "NeuralFQI" in text
 
