@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from robustrl import ridge as ridge_module
 from robustrl._kernels import offline as _kernels
+from robustrl._kernels import ridge as _ridge_kernels
 from robustrl.agents.base import LinearAgent
 from robustrl.bonus import BONUS_CODES, check_bonus_name
 from robustrl.bonus import bonus as _bonus
@@ -107,6 +108,7 @@ class StepArrays:
     next_nonterminal: np.ndarray  # (n,) bool
     known: np.ndarray | None  # (n, A): exact action values, NaN where learned; None if none
     in_regression: np.ndarray  # (n,) bool: the row has nonzero features
+    density: float = 1.0  # fraction of nonzero feature entries (sparse Gram below 1/4)
 
 
 @dataclass
@@ -293,7 +295,10 @@ class OfflineAgent(LinearAgent):
             self._check_dataset(dataset)
         m = dataset.valid[:, h]
         rows = slice(None) if m.all() else np.flatnonzero(m)
-        features = np.ascontiguousarray(dataset.features[rows, h])
+        source = dataset.features[rows, h]
+        features = np.empty(source.shape)
+        in_regression = np.empty(source.shape[0], dtype=bool)
+        nnz = _kernels.gather_features(source, features, in_regression)
         known = None
         if self._known_fn is not None and features.shape[0]:
             known = np.asarray(self._known_fn(dataset.next_observations[rows, h]),
@@ -309,7 +314,8 @@ class OfflineAgent(LinearAgent):
             next_features=dataset.next_action_features[rows, h],
             next_nonterminal=~dataset.terminal[rows, h],
             known=known,
-            in_regression=np.any(features != 0.0, axis=1),
+            in_regression=in_regression,
+            density=nnz / max(features.size, 1),
         )
 
     def _next_state_values(self, st: StepArrays, h_next: int, weights: np.ndarray,
@@ -389,7 +395,7 @@ class OfflineAgent(LinearAgent):
                     value_min.update(v, st.in_regression)
                     if keep_values:
                         cached.append(v)
-            gram = self.ridge * eye
+            gram = self.ridge * eye  # a fresh array: the updates are in place
             moment = np.zeros((d, 2))
             groups = _Groups(d)
             all_values = []
@@ -411,7 +417,7 @@ class OfflineAgent(LinearAgent):
                 if keep_values:
                     all_values.append(v)
                 count += int(st.in_regression.sum())
-                gram = gram + _gram(phi, sw)
+                _gram_into(gram, phi, sw, st.density)
                 wphi = phi if sw is None else phi * sw[:, None]
                 if moment_path:
                     target = (np.zeros(n) if last
@@ -444,11 +450,24 @@ class OfflineAgent(LinearAgent):
 _NO_KNOWN = np.zeros((0, 0))
 
 
-def _gram(phi: np.ndarray, sample_weights: np.ndarray | None) -> np.ndarray:
-    """``Phi^T W Phi``: ``X^T X`` of one buffer is a BLAS ``syrk`` (exactly symmetric),
-    ``X = sqrt(W) Phi`` (the caller sets the BLAS threads)."""
+# Below this fraction of nonzero feature entries the Gram update skips zeros (Numba, O(nnz^2)
+# per row); above it BLAS syrk on the dense rows is faster.
+_SPARSE_GRAM_DENSITY = 0.25
+
+
+def _gram_into(gram: np.ndarray, phi: np.ndarray, sample_weights: np.ndarray | None,
+               density: float) -> None:
+    """In place ``gram += Phi^T W Phi``: exactly symmetric either way (the caller sets the BLAS
+    threads). Dense rows: ``X^T X`` of one buffer, a BLAS ``syrk``, ``X = sqrt(W) Phi``."""
+    if density < _SPARSE_GRAM_DENSITY:
+        w = _NO_WEIGHTS if sample_weights is None else sample_weights
+        _ridge_kernels.sparse_gram_into(gram, phi, w, sample_weights is not None)
+        return
     x = phi if sample_weights is None else phi * np.sqrt(sample_weights)[:, None]
-    return x.T @ x
+    gram += x.T @ x
+
+
+_NO_WEIGHTS = np.zeros(0)
 
 # From this feature dimension on, the elliptical bonus phi^T Lambda^{-1} phi (O(d^2) per row)
 # is formed by BLAS (Phi Lambda^{-1}, then row-wise dots) instead of the scalar Numba loop.

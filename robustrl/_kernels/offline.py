@@ -253,3 +253,22 @@ def group_rows(inverse, features, weights, n_groups):
         for i in range(dim):
             out[g, i] += w * features[k, i]
     return out
+
+
+@njit(cache=True)
+def gather_features(source, out, in_regression):
+    """Copy ``source (n, d)`` (any layout: a step slice of a trajectory-major dataset) into the
+    C-contiguous ``out`` and mark the rows with a nonzero entry; returns the number of nonzero
+    entries (one pass over the features instead of a copy, a comparison and a reduction)."""
+    n, dim = source.shape
+    nnz = 0
+    for k in range(n):
+        inside = False
+        for i in range(dim):
+            x = source[k, i]
+            out[k, i] = x
+            if x != 0.0:
+                inside = True
+                nnz += 1
+        in_regression[k] = inside
+    return nnz

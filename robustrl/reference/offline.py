@@ -100,3 +100,9 @@ def group_rows(inverse, features, weights, n_groups) -> np.ndarray:
     out = np.zeros((n_groups, features.shape[1]))
     np.add.at(out, inverse, features * weights[:, None])
     return out
+
+
+def gather_features(source, out, in_regression) -> int:
+    out[:] = source
+    in_regression[:] = np.any(source != 0.0, axis=1)
+    return int(np.count_nonzero(source))

@@ -26,3 +26,10 @@ def sherman_morrison_update(lambda_inv: np.ndarray, x: np.ndarray, weight: float
     """In place: the inverse of ``Lambda + weight x x^T`` given ``lambda_inv = Lambda^{-1}``."""
     u = lambda_inv @ x
     lambda_inv -= weight * np.outer(u, u) / (1.0 + weight * (x @ u))
+
+
+def sparse_gram_into(gram: np.ndarray, features: np.ndarray, weights: np.ndarray,
+                     use_weights: bool) -> None:
+    """Twin of the kernel (a dense product: the kernel only skips zero entries)."""
+    w = weights if use_weights else np.ones(features.shape[0])
+    gram += (features * w[:, None]).T @ features
