@@ -70,6 +70,7 @@ GRID = {
     "scale": ["small"],
     "data_seed": [0],
     "updates": [0],  # 0: the scale's preset
+    "learning_rate": [1e-4],  # B.5; at the small budgets 1e-3 is the informative deviation
     "cache_dir": [""],
 }
 SEEDS = 3
@@ -96,7 +97,7 @@ SCALES: dict[str, dict] = {
 
 
 def check(params: dict) -> None:
-    from robustrl.validation import check_int
+    from robustrl.validation import check_int, check_positive
 
     if params["method"] not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {params['method']!r}")
@@ -104,6 +105,7 @@ def check(params: dict) -> None:
         raise ValueError(f"scale must be one of {tuple(SCALES)}; got {params['scale']!r}")
     check_int(params["data_seed"], "data_seed", low=0)
     check_int(params["updates"], "updates", low=0)
+    check_positive(params["learning_rate"], "learning_rate")
     if not isinstance(params["cache_dir"], str):
         raise ValueError(f"cache_dir must be a path string ('' = default); got "
                          f"{params['cache_dir']!r}")
@@ -199,7 +201,8 @@ def run_one(params: dict, seed: int) -> dict:
     agent = LevelReplayPPO(params["method"], train, generator=generator, n_envs=cfg["n_envs"],
                            n_steps=cfg["n_steps"], buffer_capacity=cfg["capacity"],
                            navigation_only=cfg["navigation_only"], vec_env=cfg["vec_env"],
-                           device="auto", seed=int(seed % 2**31))
+                           device="auto", seed=int(seed % 2**31),
+                           learning_rate=float(params["learning_rate"]))
     try:
         agent.learn(updates, progress_bar=True)
         stats = agent.stats
@@ -231,13 +234,15 @@ LABEL = {"dred": "DRED (VAE)", "dr": "DR", "uniform": "Uniform", "plr": "PLR",
 
 
 def _table(results: list[dict]) -> dict:
-    """``{(method, scale): {metric: (mean, ci95 half-width, n)}}`` over seeds."""
+    """``{(method, scale, learning_rate): {metric: (mean, ci95 half-width, n)}}`` over
+    seeds."""
     from scipy import stats
 
     groups: dict = {}
     for rec in results:
         p = rec["params"]
-        groups.setdefault((p["method"], p["scale"]), []).append(rec["metrics"])
+        groups.setdefault((p["method"], p["scale"], p.get("learning_rate", 1e-4)),
+                          []).append(rec["metrics"])
     out = {}
     for key, recs in groups.items():
         row = {}
@@ -258,17 +263,19 @@ def _table(results: list[dict]) -> dict:
 def report(results: list[dict]) -> str:
     """Solved rate (mean +- 95% CI over seeds) per method and set, with steps/s."""
     table = _table(results)
-    head = (f"{'method':<12}{'scale':<7}{'n':>3}" + "".join(f"{s:>17}" for s in EVAL_SETS)
+    head = (f"{'method':<12}{'scale':<7}{'lr':>7}{'n':>3}" + "".join(f"{s:>17}"
+                                                             for s in EVAL_SETS)
             + f"{'steps/s':>10}{'updates':>9}  device")
     lines = ["DRED Cave Escape: zero-shot solved rate per held-out set (mean +- 95% CI over "
              "seeds)", head, "-" * len(head)]
-    for (method, scale), row in sorted(table.items(), key=lambda kv: METHODS.index(kv[0][0])):
+    for (method, scale, lr), row in sorted(table.items(), key=lambda kv: (
+            kv[0][1], kv[0][2], METHODS.index(kv[0][0]))):
         n = row["solved_test"][2] if "solved_test" in row else 0
         cells = "".join(f"{row[f'solved_{s}'][0]:>10.3f}+-{row[f'solved_{s}'][1]:<5.3f}"
                         if f"solved_{s}" in row else f"{'-':>17}" for s in EVAL_SETS)
         sps = row.get("steps_per_second", (float("nan"),))[0]
         upd = row.get("grad_updates", (float("nan"),))[0]
-        lines.append(f"{LABEL.get(method, method):<12}{scale:<7}{n:>3}{cells}{sps:>10.0f}"
+        lines.append(f"{LABEL.get(method, method):<12}{scale:<7}{lr:>7.0e}{n:>3}{cells}{sps:>10.0f}"
                      f"{upd:>9.0f}  {row['device']}")
     return "\n".join(lines)
 
@@ -278,7 +285,10 @@ def plot(results: list[dict], out_dir: Path) -> list[Path]:
     from matplotlib.figure import Figure
 
     table = _table(results)
-    keys = sorted(table, key=lambda k: (k[1], METHODS.index(k[0])))
+    keys = sorted(table, key=lambda k: (k[1], k[2], METHODS.index(k[0])))
+    tags = {k: ", ".join(t for t, vary in ((k[1], len({q[1] for q in table}) > 1),
+                                           (f"lr {k[2]:g}", len({q[2] for q in table}) > 1))
+                         if vary) for k in keys}
     fig = Figure(figsize=(13, 4.4))
     axes = fig.subplots(1, 2)
     width = 0.8 / max(len(keys), 1)
@@ -289,8 +299,7 @@ def plot(results: list[dict], out_dir: Path) -> list[Path]:
             row = table[key]
             m = [row.get(f"{metric}_{s}", (np.nan, 0, 0))[0] for s in EVAL_SETS]
             h = [row.get(f"{metric}_{s}", (np.nan, 0, 0))[1] for s in EVAL_SETS]
-            label = LABEL.get(key[0], key[0]) + (f" ({key[1]})" if len({k[1] for k in keys})
-                                                 > 1 else "")
+            label = LABEL.get(key[0], key[0]) + (f" ({tags[key]})" if tags[key] else "")
             ax.bar(x + (k - (len(keys) - 1) / 2) * width, m, width, yerr=h, capsize=2,
                    label=label)
         ax.set_xticks(x, EVAL_SETS, fontsize=8)
