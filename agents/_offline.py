@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from scipy.linalg import cho_factor, cho_solve
+from scipy.linalg.lapack import dpotrf, dpotrs
 from tqdm.auto import tqdm
 
 from robustrl import ridge as ridge_module
@@ -426,9 +426,9 @@ class OfflineAgent(LinearAgent):
                 else:
                     moment[:, 0] += wphi.T @ st.rewards
                     groups.add(v, phi, np.ones(n) if sw is None else sw, st.in_regression)
-            chol = cho_factor(gram, lower=True, check_finite=False)
-            inv = cho_solve(chol, eye, check_finite=False)
-            solved = cho_solve(chol, moment, check_finite=False)  # (d, 2): r and nu
+            chol = _cholesky(gram)
+            inv = _cho_solve(chol, eye)
+            solved = _cho_solve(chol, moment)  # (d, 2): reward weights, nu's regression
             lambda_inv[h] = 0.5 * (inv + inv.T)  # exactly symmetric for the bonus checks
             if last:
                 nu = np.zeros(d)
@@ -436,8 +436,8 @@ class OfflineAgent(LinearAgent):
                 nu = self._moment_estimate(h, solved[:, 1], value_min)
             else:
                 u, g, inside = groups.result()
-                xi = (np.ascontiguousarray(cho_solve(chol, g.T, check_finite=False))
-                      if u.size else np.zeros((d, 0)))
+                xi = (np.ascontiguousarray(_cho_solve(chol, g.T)) if u.size
+                      else np.zeros((d, 0)))
                 nu = self._estimate(h, xi, u, inside)
             reward_w = self.theta[h] if self.reward == "known" else solved[:, 0]
             weights[h] = reward_w + nu
@@ -448,6 +448,23 @@ class OfflineAgent(LinearAgent):
 
 
 _NO_KNOWN = np.zeros((0, 0))
+
+
+def _cholesky(gram: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor by LAPACK ``potrf`` directly (scipy.linalg's wrappers cost more
+    than a 30 x 30 factorisation)."""
+    lower, info = dpotrf(gram, lower=1, clean=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"Gram matrix not positive definite (potrf info {info})")
+    return lower
+
+
+def _cho_solve(lower: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``Lambda^{-1} rhs`` from the factor of :func:`_cholesky` (LAPACK ``potrs``)."""
+    out, info = dpotrs(lower, rhs, lower=1)
+    if info != 0:
+        raise ValueError(f"potrs failed (info {info})")
+    return out
 
 
 # Below this fraction of nonzero feature entries the Gram update skips zeros (Numba, O(nnz^2)
