@@ -64,17 +64,19 @@ def test_neural_fqi_matches_pevi_without_pessimism(tabular):
 def test_robust_values_are_below_nominal_ones(tabular):
     """Smaller lam is more pessimistic about the transitions: V_robust <= V_FQI (same nets)."""
     env, ds = tabular
+    quick = {**SMALL, "gradient_steps": 150}
     fqi = NeuralFQI(env, input="features", horizon=env.horizon, beta=0.0, seed=0,
-                    **SMALL).fit(ds, progress=False)
+                    **quick).fit(ds, progress=False)
     rob = NeuralR2PVI(env, divergence="kl", lam=0.1, input="features", horizon=env.horizon,
-                      beta=0.0, seed=0, **SMALL).fit(ds, progress=False)
+                      beta=0.0, seed=0, **quick).fit(ds, progress=False)
     obs = np.array([int(ds.observations[0, 0, 0]), 0])
     assert rob.q_values(obs).max() < fqi.q_values(obs).max() - 0.05
 
 
 def test_ensemble_pessimism_lowers_q(tabular):
     env, ds = tabular
-    kw = dict(divergence="tv", lam=0.3, input="features", horizon=env.horizon, seed=0, **SMALL)
+    kw = dict(divergence="tv", lam=0.3, input="features", horizon=env.horizon, seed=0,
+              **{**SMALL, "gradient_steps": 150})
     plain = NeuralR2PVI(env, beta=0.0, **kw).fit(ds, progress=False)
     pess = NeuralR2PVI(env, beta=2.0, **kw).fit(ds, progress=False)
     obs = np.array([0, 0])
