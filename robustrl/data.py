@@ -276,6 +276,45 @@ class OfflineDataset:
         return cls(**out, metadata=metadata)
 
 
+class DatasetChunks:
+    """A dataset stored as several :class:`OfflineDataset` files, read one file at a time.
+
+    Re-iterable: every iteration loads the files afresh, in order, so an offline agent's
+    ``fit_stream(DatasetChunks(paths))`` reads the data once per backward step while holding
+    one chunk in memory (the trajectories of all files together form the dataset).
+    """
+
+    def __init__(self, paths) -> None:
+        self.paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+        if not self.paths:
+            raise ValueError("paths must name at least one OfflineDataset .npz file")
+        missing = [str(p) for p in self.paths if not p.exists()]
+        if missing:
+            raise ValueError(f"paths do not exist: {missing}")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __iter__(self):
+        for path in self.paths:
+            yield OfflineDataset.load(path)
+
+    @classmethod
+    def save(cls, dataset: OfflineDataset, directory: str | Path,
+             trajectories_per_chunk: int) -> DatasetChunks:
+        """Write ``dataset`` as files of ``trajectories_per_chunk`` trajectories each
+        (``chunk_00000.npz``, ...) in ``directory``; returns the chunks."""
+        size = check_int(trajectories_per_chunk, "trajectories_per_chunk", low=1)
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for i, start in enumerate(range(0, dataset.n_trajectories, size)):
+            arrays = {k: getattr(dataset, k)[start:start + size] for k in _ARRAYS}
+            part = OfflineDataset(**arrays, metadata=dict(dataset.metadata, chunk=i))
+            paths.append(part.save(directory / f"chunk_{i:05d}.npz"))
+        return cls(paths)
+
+
 def _jsonable(x):
     if x is None or isinstance(x, (int, float, str, bool)):
         return x

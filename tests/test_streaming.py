@@ -173,3 +173,18 @@ def test_sparse_and_dense_gram_paths_give_the_same_fit(put, monkeypatch):
     dense = R2PVI(env, divergence="kl", lam=0.3).fit(data)
     np.testing.assert_allclose(sparse.lambda_inv, dense.lambda_inv, rtol=0, atol=1e-12)
     np.testing.assert_allclose(sparse.weights, dense.weights, rtol=0, atol=1e-9)
+
+
+def test_dataset_chunks_on_disk_stream_to_the_in_memory_fit(sim, tmp_path):
+    from robustrl.data import DatasetChunks
+
+    env, data = sim
+    chunks = DatasetChunks.save(data, tmp_path / "parts", trajectories_per_chunk=25)
+    assert len(chunks) == 4 and [c.n_trajectories for c in chunks] == [25, 25, 25, 15]
+    full = R2PVI(env, divergence="chi2", lam=0.3).fit(data)
+    streamed = R2PVI(env, divergence="chi2", lam=0.3).fit_stream(chunks)
+    np.testing.assert_allclose(streamed.weights, full.weights, rtol=0, atol=1e-10)
+    with pytest.raises(ValueError, match="do not exist"):
+        DatasetChunks([tmp_path / "nope.npz"])
+    with pytest.raises(ValueError, match="at least one"):
+        DatasetChunks([])
