@@ -68,9 +68,14 @@ __all__ = ["METHODS", "LevelReplayPPO", "LevelScoreCallback", "LevelWrapper", "E
 METHODS = ("dred", "dr", "uniform", "plr", "robust_plr", "accel")
 
 #: Note B.5 PPO hyperparameters (shared by all methods); n_envs / n_steps are scaled per run.
+#: The authors' value loss is ``0.5 * max((V - R)^2, (V_clip - R)^2)`` times coefficient 0.5
+#: with ``V_clip`` clipped to +-0.2 around the old value (``algos/ppo.py``); SB3's is
+#: ``vf_coef * mean((V_clip - R)^2)``, so ``vf_coef = 0.25`` gives the same weight on the
+#: squared error and ``clip_range_vf = 0.2`` the same clipping (SB3 uses the clipped term alone,
+#: not the max with the unclipped one). Adam eps is 1e-5 in both.
 PPO_DEFAULTS: dict[str, Any] = dict(learning_rate=1e-4, gamma=0.995, gae_lambda=0.95,
-                                    clip_range=0.2, vf_coef=0.5, max_grad_norm=0.5,
-                                    ent_coef=0.0, n_epochs=5)
+                                    clip_range=0.2, clip_range_vf=0.2, vf_coef=0.25,
+                                    max_grad_norm=0.5, ent_coef=0.0, n_epochs=5)
 
 
 def buffer_config(method: str, n_train: int, capacity: int = 4000) -> dict | None:
