@@ -311,7 +311,7 @@ class GLOWLin(LinearAgent):
 
             cons.append({"type": "ineq", "fun": ell, "jac": ell_jac})
         res = minimize(objective, theta0.ravel(), jac=objective_grad, method="SLSQP",
-                       constraints=cons, options={"maxiter": 500, "ftol": 1e-12})
+                       constraints=cons, options={"maxiter": 500, "ftol": 1e-10})
         # SLSQP may stop on "positive directional derivative" at a point that is optimal to
         # rounding; count a run as failed only if its point violates a constraint.
         slack = min(float(con["fun"](res.x)) for con in cons)
