@@ -191,30 +191,37 @@ class GLOWLin(LinearAgent):
         a = np.argmax(nxt @ theta[h + 1], axis=1)
         return nxt[np.arange(len(nxt)), a]
 
-    def _moments(self, theta: np.ndarray):
+    def _moments(self, theta: np.ndarray, n_tuples: int | None = None):
         """Per step ``(M, N, c, S, n)`` with ``b_h = M theta_h - N theta_{h+1} - c`` and the
-        constraint matrix ``S`` (``Sigma^{-1}`` or ``I``), for the greedy policies of theta."""
+        constraint matrix ``S`` (``Sigma^{-1}`` or ``I``), for the greedy policies of theta;
+        ``n_tuples``: use only each step's first ``n_tuples`` tuples (an earlier round's data)."""
         out = []
         d = self.feature_dim
         for h in range(self.horizon):
-            Phi = self._phi[h]
+            Phi = self._phi[h][:n_tuples]
             n = len(Phi)
             if n == 0:
                 out.append(None)
                 continue
-            nxt = self._greedy_next(theta, h)
+            nxt = self._greedy_next(theta, h)[:n_tuples]
             M = Phi.T @ Phi / n
             N = Phi.T @ nxt / n
-            c = Phi.T @ self._rew[h] / n
+            c = Phi.T @ self._rew[h][:n_tuples] / n
             S = (np.linalg.inv(M + self.ridge / n * np.eye(d)) if self.penalty else np.eye(d))
             out.append((M, N, c, S, n))
         return out
 
-    def constraint_values(self, theta) -> np.ndarray:
-        """``||b_h(theta)||^2_S`` for every step with the greedy (max) target of ``theta``."""
+    def constraint_values(self, theta, n_tuples: int | None = None) -> np.ndarray:
+        """``||b_h(theta)||^2_S`` for every step with the greedy (max) target of ``theta``.
+
+        ``n_tuples``: on each step's first ``n_tuples`` pooled tuples only; the data of round
+        ``t`` is the first ``(t - 1) K`` (every episode adds one tuple per step).
+        """
         theta = check_array(theta, "theta", shape=(self.horizon, self.feature_dim))
+        if n_tuples is not None:
+            n_tuples = check_int(n_tuples, "n_tuples", low=1)
         vals = np.zeros(self.horizon)
-        for h, mom in enumerate(self._moments(theta)):
+        for h, mom in enumerate(self._moments(theta, n_tuples)):
             if mom is None:
                 continue
             M, N, c, S, _ = mom
