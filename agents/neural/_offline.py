@@ -85,7 +85,8 @@ def train_regression(net: EnsembleMLP, inputs: torch.Tensor, targets: torch.Tens
                      log_mask: torch.Tensor | None = None) -> float:
     """``steps`` Adam steps of the (weighted) :func:`~robustrl.agents.neural.targets.head_loss`
     (squared error; exponential Bregman in the ``log_mask`` columns, whose normalisation
-    ``scale`` it needs) between ``net`` and the normalised ``targets (n, k)``.
+    ``scale`` it needs) between ``net`` and the normalised ``targets (n, k)``. ``weights`` are
+    per-sample ``(n,)`` or per-member ``(E, n)`` (bootstrap) nonnegative weights.
 
     With ``actions`` the network outputs ``A * k`` heads and the taken action's ``k`` are
     trained. Minibatches are drawn without replacement, epoch by epoch, from a torch generator
@@ -116,7 +117,10 @@ def train_regression(net: EnsembleMLP, inputs: torch.Tensor, targets: torch.Tens
             out = out.view(out.shape[0], out.shape[1], n_actions, k)
             out = out.gather(2, a.view(1, -1, 1, 1).expand(out.shape[0], -1, 1, k)).squeeze(2)
         err = head_loss(out, y.unsqueeze(0), scale, log_mask)
-        if weights is not None:
+        if weights is not None and weights.dim() == 2:  # per-member (bootstrap) weights
+            w = weights if idx is None else weights[:, idx]
+            loss = (err.mean(dim=2) * w).sum() / w.sum().clamp(min=1e-12)
+        elif weights is not None:
             w = weights if idx is None else weights[idx]
             loss = (err.mean(dim=(0, 2)) * w).sum() / w.sum()
         else:
@@ -134,7 +138,7 @@ class NeuralFittedQ:
     _hyperparam_names: ClassVar[tuple[str, ...]] = (
         "divergence", "lam", "input", "horizon", "gamma", "ensemble_size", "beta", "hidden",
         "n_iterations", "gradient_steps", "batch_size", "lr", "v_min", "n_alpha",
-        "reward_range", "seed",
+        "reward_range", "bootstrap", "seed",
     )
 
     def __init__(
@@ -156,10 +160,14 @@ class NeuralFittedQ:
         v_min: str | float = "data",
         n_alpha: int = 32,
         reward_range=None,
+        bootstrap: bool = False,
         device="auto",
         seed: int | None = None,
     ) -> None:
         self.env = env
+        if not isinstance(bootstrap, (bool, np.bool_)):
+            raise ValueError(f"bootstrap must be True or False; got {bootstrap!r}")
+        self.bootstrap = bool(bootstrap)
         if self._robust:
             self.divergence = check_divergence(divergence)
             self.lam = check_positive(lam, "lam")
@@ -336,8 +344,14 @@ class NeuralFittedQ:
         return fit_stats(values.double().cpu().numpy(), self.divergence, self.lam,
                          v_min=self.v_min, n_alpha=self.n_alpha)
 
+    def _boot_weights(self, n: int, rng: np.random.Generator) -> torch.Tensor | None:
+        """Poisson(1) counts per member and sample (the online bootstrap), or None."""
+        if not self.bootstrap:
+            return None
+        return self._tensor(rng.poisson(1.0, size=(self.ensemble_size, n)))
+
     def _fit_head(self, head: _Head, tr: _Transitions, values: torch.Tensor | None,
-                  rng: np.random.Generator, optimizer=None) -> _Head:
+                  rng: np.random.Generator, optimizer=None, weights=None) -> _Head:
         """Set the head's stats and normalisation from ``values`` and train it."""
         cols = [tr.rewards.view(-1, 1)]
         if values is not None:
@@ -353,7 +367,7 @@ class NeuralFittedQ:
             optimizer = torch.optim.Adam(head.net.parameters(), lr=self.lr)
         train_regression(
             head.net, tr.inputs, y, actions=None if self.input == "features" else tr.actions,
-            n_actions=self.n_actions, weights=None, steps=self.gradient_steps,
+            n_actions=self.n_actions, weights=weights, steps=self.gradient_steps,
             batch_size=self.batch_size, optimizer=optimizer, rng=rng, scale=head.y_scale,
             log_mask=log_mask)
         return head
@@ -376,7 +390,8 @@ class NeuralFittedQ:
             self._k = None if h == H - 1 else k_cont
             head = self._empty_head(self._new_net(gen))
             values = None if h == H - 1 else self._next_values(heads[h + 1], tr, h + 1)
-            heads[h] = self._fit_head(head, tr, values, rng)
+            heads[h] = self._fit_head(head, tr, values, rng,
+                                      weights=self._boot_weights(tr.rewards.shape[0], rng))
         self._heads = heads
 
     def _fit_discounted(self, dataset, gen, rng, progress) -> None:
@@ -385,11 +400,13 @@ class NeuralFittedQ:
         head = self._empty_head(self._new_net(gen))
         optimizer = torch.optim.Adam(head.net.parameters(), lr=self.lr)
         values = torch.zeros_like(tr.rewards)
+        weights = self._boot_weights(tr.rewards.shape[0], rng)  # fixed per member, as in
+        # bootstrapped DQN, so members stay different across rounds
         for it in tqdm(range(self.n_iterations), disable=not progress,
                        desc=type(self).__name__, unit="iter"):
             if it > 0:
                 values = self._next_values(head, tr, None)
-            head = self._fit_head(head, tr, values, rng, optimizer)
+            head = self._fit_head(head, tr, values, rng, optimizer, weights)
         self._heads = [head]
 
     def _dual_outputs(self) -> int:

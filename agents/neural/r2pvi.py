@@ -33,6 +33,8 @@ class NeuralR2PVI(NeuralFittedQ):
         v_min: TV only: ``"data"`` or the minimum value over all states.
         n_alpha: chi2 only: size of the alpha grid.
         reward_range: ``(r_min, r_max)`` for the truncation bounds; default from the data.
+        bootstrap: train each member on its own Poisson(1) bootstrap weights of the data
+            (more diverse members, so a larger ``std`` where data are scarce).
         device: ``"auto"`` (cuda if available), ``"cpu"`` or ``"cuda"``.
         seed: seeds the initialisation and the minibatch order (same seed, same numbers on CPU).
     """
