@@ -226,3 +226,17 @@ def test_bad_arguments():
         HyGLOW(model, F, W, data).learn(0)
     with pytest.raises(ValueError, match="value_class"):
         HyGLOW(model, F[:, :2], W, data)
+
+
+def test_paper_constants_alpha_is_eight_over_gamma_and_pi_star_data_solve_the_lock():
+    """constants='paper' (Algorithm 3 line 2): alpha_t = 8 / gamma_t, gamma_t = gamma t at the
+    effective round; MABO.CR with the absolute value still reads the code off pi* data."""
+    env, F, true = lock(H=6)
+    code = env.code
+    ds = OfflineDataset.collect(env, 5, lambda obs: int(code[int(obs[1])]), seed=0)
+    hy = HyGLOW(env.model, F, "tabular", ds, seed=0, constants="paper").learn(10)
+    alpha, gamma = hy.hybrid_schedule(3, 10)
+    assert alpha == pytest.approx(8.0 / gamma)
+    _, _, gamma_paper = hy._paper_schedule(1 + (5 + 2), 10)  # n_eff = 5 offline + 2 online
+    assert gamma == pytest.approx(gamma_paper)
+    assert np.all(hy.selected_ == true) and np.all(hy.regret_ == 0.0)
