@@ -8,6 +8,9 @@ needs only torch, numpy and robustrl:
   layer for all members) on ``(observation -> A x (1 + k))`` heads, KL targets (``k = 1``);
 * ``NeuralDRRPO``: one ``train_on_batch`` (target values through the target critic and the
   actor, the critic step and the mirror-descent actor step).
+* with ``--loop``, also ``E x nn.Sequential (loop)``: the same regression step with the ensemble
+  as a Python loop over ``E`` separate ``nn.Sequential`` MLPs, the design the batched
+  :class:`EnsembleMLP` replaces (a kernel launch per member and layer).
 
 For every device and batch size it runs warm-up steps, then times steps until ``--min-time``
 seconds have passed (CUDA synchronised), and prints steps/s and samples/s (batch size x steps/s;
@@ -76,6 +79,38 @@ def bench_r2pvi(device, batch, args) -> float:
     return _timed(step, device, args.warmup, args.min_time, args.max_steps)
 
 
+def bench_loop(device, batch, args) -> float:
+    """The regression step with E separate MLPs evaluated in a Python loop (comparison)."""
+    torch.manual_seed(0)
+    obs_dim, n_actions, k = args.obs_dim, args.actions, 2
+    dims = [obs_dim, *args.hidden, n_actions * k]
+    members = []
+    for _ in range(args.ensemble):
+        layers: list[torch.nn.Module] = []
+        for i, (din, dout) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+            layers.append(torch.nn.Linear(din, dout))
+            if i < len(dims) - 2:
+                layers.append(torch.nn.ReLU())
+        members.append(torch.nn.Sequential(*layers).to(device))
+    params = [p for m in members for p in m.parameters()]
+    opt = torch.optim.Adam(params, lr=1e-3)
+    x = torch.randn(batch, obs_dim, device=device)
+    y = torch.randn(batch, k, device=device)
+    a = torch.randint(n_actions, (batch,), device=device)
+
+    def step():
+        loss = 0.0
+        for m in members:
+            out = m(x).view(batch, n_actions, k)
+            out = out.gather(1, a.view(-1, 1, 1).expand(-1, 1, k)).squeeze(1)
+            loss = loss + ((out - y) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        (loss / len(members)).backward()
+        opt.step()
+
+    return _timed(step, device, args.warmup, args.min_time, args.max_steps)
+
+
 def bench_drrpo(device, batch, args) -> float:
     agent = NeuralDRRPO.from_spaces(args.obs_dim, args.actions, divergence="kl", lam=1.0,
                                     ensemble_size=args.ensemble, hidden=args.hidden,
@@ -119,6 +154,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-steps", type=int, default=10_000)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on CUDA")
+    p.add_argument("--loop", action="store_true",
+                   help="also time the ensemble as a Python loop of nn.Sequential members")
     args = p.parse_args(argv)
     sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
     if args.min_time is None:
@@ -144,7 +181,10 @@ def main(argv=None) -> int:
             if dev.type == "cpu" and cpu_cap is not None and batch > cpu_cap:
                 print(f"{'(skipped)':<13}{names['cpu']:<34}{batch:>8}  (CPU, > --cpu-max-size)")
                 continue
-            for name, fn in (("NeuralR2PVI", bench_r2pvi), ("NeuralDRRPO", bench_drrpo)):
+            rows = [("NeuralR2PVI", bench_r2pvi), ("NeuralDRRPO", bench_drrpo)]
+            if args.loop:
+                rows.append(("loop-of-E", bench_loop))
+            for name, fn in rows:
                 sps = fn(dev, batch, args)
                 print(f"{name:<13}{names[dev.type]:<34}{batch:>8}{sps:>12.1f}"
                       f"{sps * batch:>14.3g}", flush=True)

@@ -46,3 +46,11 @@ def test_cuda_request_without_cuda_is_refused(bench):
         pytest.skip("CUDA present")
     with pytest.raises(SystemExit, match="CUDA"):
         bench.main(["--device", "cuda"])
+
+
+def test_loop_comparison_rows(bench, capsys):
+    args = ["--device", "cpu", "--sizes", "16", "--hidden", "16", "--min-time", "0.02",
+            "--warmup", "1", "--threads", "1", "--loop"]
+    assert bench.main(args) == 0
+    out = capsys.readouterr().out
+    assert sum(line.startswith("loop-of-E") for line in out.splitlines()) == 1

@@ -86,8 +86,8 @@ class _Replay:
 
     def add(self, obs, actions, rewards, next_obs, terminal) -> None:
         n = len(actions)
-        idx = (self.pos + torch.arange(n)) % self.size
         dev = self.obs.device
+        idx = (self.pos + torch.arange(n, device=dev)) % self.size
         self.obs[idx] = torch.as_tensor(obs, dtype=torch.float32, device=dev)
         self.next_obs[idx] = torch.as_tensor(next_obs, dtype=torch.float32, device=dev)
         self.actions[idx] = torch.as_tensor(actions, dtype=torch.long, device=dev)
