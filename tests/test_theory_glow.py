@@ -114,3 +114,12 @@ def test_paper_schedule_algorithm_1_line_3():
 def test_bad_input_raises_naming_the_argument(func, kwargs, name):
     with pytest.raises(ValueError, match=name):
         func(**kwargs)
+
+
+def test_paper_constants_run_stays_at_the_trivial_regret(capsys):
+    """Algorithm 1's constants exclude no code at this size: regret T in every seed whose code
+    is not the lowest-index one (measured), still below the bound."""
+    res = run_glow_regret((20,), seeds=3, constants="paper")
+    assert np.all((res.regret == 20) | (res.regret == 0)) and res.passed
+    assert verify_main(["--constants", "paper", "--rounds", "10", "--seeds", "2"]) == 0
+    assert "constants=paper" in capsys.readouterr().out

@@ -180,12 +180,13 @@ class GlowRegretCheck:
 
 def run_glow_regret(rounds=(10, 20, 40, 80), *, seeds: int = 5, horizon: int = 4,
                     n_states: int = 2, n_actions: int = 2, kappa: float = 0.01,
-                    delta: float = 0.1, constant: float = 1.0,
+                    delta: float = 0.1, constant: float = 1.0, constants: str = "recon",
                     progress: bool = False) -> GlowRegretCheck:
     """GLOW (``F`` = Q* of all ``A^H`` codes, tabular ``W``, ``K = 1``) on the combination lock
     of code seed ``s`` for ``s < seeds``; one fresh run of ``T`` rounds per ``T`` (the
     schedules depend on ``T``). Regret is exact (``robustrl.exact``); ``C_cov`` is computed
-    exactly (:func:`robustrl.theory.coverability.coverability_coefficient`)."""
+    exactly (:func:`robustrl.theory.coverability.coverability_coefficient`). ``constants``:
+    GLOW's schedule, ``"recon"`` (with ``kappa``) or ``"paper"`` (Algorithm 1)."""
     from robustrl.agents.glow import GLOW
     from robustrl.envs.combination_lock import combination_lock, combination_lock_value_class
     from robustrl.theory.coverability import coverability_coefficient
@@ -205,7 +206,7 @@ def run_glow_regret(rounds=(10, 20, 40, 80), *, seeds: int = 5, horizon: int = 4
         model = combination_lock(horizon, n_states, n_actions, seed=s)
         for j, T in enumerate(rounds):
             agent = GLOW(model, F, "tabular", kappa=kappa, delta=delta, seed=s,
-                         coverability_guess=C_cov).learn(int(T))
+                         coverability_guess=C_cov, constants=constants).learn(int(T))
             regret[s, j] = agent.regret_.sum()
             log_terms[j] = agent.log_term(int(T))
     bound = np.array([glow_regret_bound(int(T), horizon, C_cov, L, constant=constant)
@@ -230,6 +231,8 @@ def _verify_parser():
     parser.add_argument("--actions", type=int, default=2)
     parser.add_argument("--kappa", type=float, default=0.01)
     parser.add_argument("--delta", type=float, default=0.1)
+    parser.add_argument("--constants", choices=("recon", "paper"), default="recon",
+                        help="GLOW's schedule: the note's (with --kappa) or Algorithm 1's")
     parser.add_argument("--constant", type=float, default=1.0,
                         help="c in the bound (a tiny value makes the check fail)")
     return parser
@@ -251,12 +254,14 @@ def verify_main(argv: list[str]) -> int:
     try:
         res = run_glow_regret(rounds, seeds=args.seeds, horizon=args.horizon,
                               n_states=args.states, n_actions=args.actions, kappa=args.kappa,
-                              delta=args.delta, constant=args.constant, progress=True)
+                              delta=args.delta, constant=args.constant,
+                              constants=args.constants, progress=True)
     except ValueError as exc:
         parser.error(str(exc))
     print(f"GLOW on the combination lock H={args.horizon}, S={args.states}, "
           f"A={args.actions} (F = Q* of all {args.actions ** args.horizon} codes, tabular W, "
-          f"K=1, kappa={args.kappa:g}), {args.seeds} seeds; C_cov={res.C_cov:g} (exact)")
+          f"K=1, constants={args.constants}, kappa={args.kappa:g}), {args.seeds} seeds; "
+          f"C_cov={res.C_cov:g} (exact)")
     print(f"bound: c H sqrt(C_cov T log(eT) log(|F||W|HT/delta)), c={args.constant:g}, "
           f"delta={args.delta:g} [order: Theorem 3.1 of arXiv:2401.09681; explicit form ours]")
     print(f"{'T':>6}{'mean Reg(T)':>13}{'max Reg(T)':>12}{'bound(T)':>12}{'trivial T':>11}"
