@@ -334,3 +334,13 @@ def test_docs_neural_page_python_blocks_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for code in blocks:
         exec(compile(code, str(page), "exec"), {"__name__": "docs_block"})
+
+
+def test_package_import_is_lazy():
+    """``import robustrl.agents.neural`` alone does not import torch (names load on use)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, robustrl.agents, robustrl.agents.neural as n; "
+            "assert 'torch' not in sys.modules; n.NeuralR2PVI; assert 'torch' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
