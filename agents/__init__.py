@@ -4,7 +4,8 @@ Offline (fit on an :class:`~robustrl.data.OfflineDataset`): :class:`R2PVI` and i
 :class:`PEVI`, :class:`DRPVI`, :class:`DRVI_L`. Online (``learn`` in an environment, exact regret
 when the environment exposes its model): :class:`DRRPO` and its baselines :class:`DRLSVIUCB`,
 :class:`LSVIUCB`. Density-ratio online and hybrid RL: :class:`GLOW` and :class:`HyGLOW` on finite
-value and weight classes (issue 7 in progress; the linear variant is still to come).
+value and weight classes (or the full tabular weight class), and :class:`GLOWLin`, an
+approximation of GLOW on linear value and weight classes.
 """
 
 from robustrl.agents._online import RegretCurve, run_regret_curve
@@ -13,6 +14,7 @@ from robustrl.agents.drpvi import DRPVI
 from robustrl.agents.drrpo import DRRPO
 from robustrl.agents.drvi_l import DRVI_L
 from robustrl.agents.glow import GLOW
+from robustrl.agents.glow_lin import GLOWLin
 from robustrl.agents.hyglow import HyGLOW
 from robustrl.agents.lsvi_ucb import DRLSVIUCB, LSVIUCB
 from robustrl.agents.pevi import PEVI
@@ -27,6 +29,7 @@ __all__ = [
     "DRRPO",
     "DRVI_L",
     "GLOW",
+    "GLOWLin",
     "HyGLOW",
     "LSVIUCB",
     "OFFLINE_AGENTS",

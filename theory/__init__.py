@@ -6,9 +6,12 @@
   (cumulative-reachability identity) and by linear programs over occupancy measures.
 * :mod:`robustrl.theory.drrpo`: the DR-RPO regret bound (reconstructed order), log-log slope fits
   over seeds and the regret check behind ``robustrl verify-bounds drrpo``.
+* :mod:`robustrl.theory.glow`: GLOW's regret and sample complexity (Theorems 3.1/3.2 of
+  arXiv:2401.09681), HyGLOW's (Theorem 4.1, Corollary 4.1), the H2O risk bound, Algorithm 1's
+  schedule, and the regret check behind ``robustrl verify-bounds glow``.
 """
 
-from robustrl.theory import coverability, drrpo, r2pvi
+from robustrl.theory import coverability, drrpo, glow, r2pvi
 from robustrl.theory.coverability import (
     coverability_coefficient,
     coverability_coefficient_lp,
@@ -16,6 +19,13 @@ from robustrl.theory.coverability import (
     max_occupancy_lp,
 )
 from robustrl.theory.drrpo import check_regret, fit_loglog_slope, regret_bound
+from robustrl.theory.glow import (
+    glow_regret_bound,
+    glow_sample_complexity,
+    h2o_risk_bound,
+    hyglow_sample_complexity,
+    paper_schedule,
+)
 from robustrl.theory.r2pvi import (
     instance_dependent_bound,
     instance_independent_rate,
@@ -32,6 +42,12 @@ __all__ = [
     "check_regret",
     "drrpo",
     "fit_loglog_slope",
+    "glow",
+    "glow_regret_bound",
+    "glow_sample_complexity",
+    "h2o_risk_bound",
+    "hyglow_sample_complexity",
+    "paper_schedule",
     "instance_dependent_bound",
     "instance_independent_rate",
     "r2pvi",
