@@ -26,7 +26,12 @@ PAGES = [
     "algorithms/lsvi_ucb.md",
 ]
 # Pages owned elsewhere whose python blocks another test file executes.
-EXECUTED_ELSEWHERE = {"interop.md": "test_interop.py"}
+EXECUTED_ELSEWHERE = {
+    "interop.md": "test_interop.py",
+    "algorithms/glow.md": "test_glow_docs.py",
+    "algorithms/hyglow.md": "test_glow_docs.py",
+    "algorithms/neural.md": "test_neural_agents.py",
+}
 FENCE = re.compile(r"^```python\n(.*?)^```", flags=re.DOTALL | re.MULTILINE)
 
 
