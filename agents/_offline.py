@@ -540,17 +540,11 @@ class _Groups:
         self.inside = np.zeros(0, dtype=bool)
 
     def add(self, values, features, weights, in_regression) -> None:
-        u, inverse = np.unique(values, return_inverse=True)
-        g = _kernels.group_rows(inverse.astype(np.int64), features, weights, u.size)
-        inside = np.zeros(u.size, dtype=bool)
-        inside[inverse[in_regression]] = True
-        if self.values.size:
-            u_all, inv_all = np.unique(np.concatenate([self.values, u]), return_inverse=True)
-            g = _kernels.group_rows(inv_all.astype(np.int64), np.concatenate([self.sums, g]),
-                                    np.ones(inv_all.size), u_all.size)
-            merged = np.zeros(u_all.size, dtype=bool)
-            merged[inv_all[np.concatenate([self.inside, inside])]] = True
-            u, inside = u_all, merged
+        u, g, inside = _kernels.group_by_value(values, features, weights, in_regression)
+        if self.values.size:  # merge with the chunks seen so far: group the group sums
+            u, g, inside = _kernels.group_by_value(
+                np.concatenate([self.values, u]), np.concatenate([self.sums, g]),
+                np.ones(self.values.size + u.size), np.concatenate([self.inside, inside]))
         self.values, self.sums, self.inside = u, g, inside
 
     def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

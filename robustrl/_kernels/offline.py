@@ -272,3 +272,32 @@ def gather_features(source, out, in_regression):
                 nnz += 1
         in_regression[k] = inside
     return nnz
+
+
+@njit(cache=True)
+def group_by_value(values, features, weights, in_regression):
+    """Distinct ``values`` (ascending), per distinct value the weighted feature sum
+    ``G[g] = sum_{k: v_k = u_g} w_k phi_k`` and whether any of its rows enters the regression:
+    one sort and one pass over the rows (``np.unique`` plus :func:`group_rows` in one)."""
+    n, dim = features.shape
+    order = np.argsort(values, kind="mergesort")
+    m = 0
+    for j in range(n):
+        if j == 0 or values[order[j]] != values[order[j - 1]]:
+            m += 1
+    u = np.empty(m)
+    sums = np.zeros((m, dim))
+    inside = np.zeros(m, dtype=np.bool_)
+    g = -1
+    for j in range(n):
+        k = order[j]
+        if j == 0 or values[k] != values[order[j - 1]]:
+            g += 1
+            u[g] = values[k]
+        if in_regression[k]:
+            inside[g] = True
+        w = weights[k]
+        if w != 0.0:
+            for i in range(dim):
+                sums[g, i] += w * features[k, i]
+    return u, sums, inside

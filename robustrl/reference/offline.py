@@ -106,3 +106,10 @@ def gather_features(source, out, in_regression) -> int:
     out[:] = source
     in_regression[:] = np.any(source != 0.0, axis=1)
     return int(np.count_nonzero(source))
+
+
+def group_by_value(values, features, weights, in_regression):
+    u, inverse = np.unique(values, return_inverse=True)
+    inside = np.zeros(u.size, dtype=bool)
+    inside[inverse[in_regression]] = True
+    return u, group_rows(inverse, features, weights, u.size), inside
