@@ -285,12 +285,33 @@ class OfflineAgent(LinearAgent):
 
     def _step_arrays(self, dataset) -> list[StepArrays]:
         self._check_dataset(dataset)
-        return [self._dataset_step(dataset, h, checked=True) for h in range(self.horizon)]
+        known_all = None
+        if self._known_fn is not None:
+            # One call for every (trajectory, step) instead of one per step: the environment's
+            # function has a fixed cost per call. Rows of steps not taken are computed too
+            # (their observations are zeros) and never read.
+            K, H = dataset.valid.shape
+            obs = dataset.next_observations.reshape(K * H, -1)
+            known_all = self._checked_known(self._known_fn(obs), K * H).reshape(
+                K, H, self.n_actions)
+        return [self._dataset_step(dataset, h, checked=True, known_all=known_all)
+                for h in range(self.horizon)]
 
-    def _dataset_step(self, dataset, h: int, checked: bool = False) -> StepArrays:
+    def _checked_known(self, known, n: int) -> np.ndarray:
+        known = np.asarray(known, dtype=np.float64)
+        if known.shape != (n, self.n_actions):
+            raise ValueError(
+                "env.unwrapped.known_action_values must return shape (n, A) for a batch "
+                f"of n observations; got {known.shape}"
+            )
+        return known
+
+    def _dataset_step(self, dataset, h: int, checked: bool = False,
+                      known_all: np.ndarray | None = None) -> StepArrays:
         """Step ``h`` of ``dataset``. Only what the pass reads is gathered (not observations or
         actions), and the next-state features stay a strided view of the dataset when every
-        trajectory reaches step ``h``: they are the largest array and are read once."""
+        trajectory reaches step ``h``: they are the largest array and are read once.
+        ``known_all (K, H, A)``: the known action values of the whole dataset, if computed."""
         if not checked:
             self._check_dataset(dataset)
         m = dataset.valid[:, h]
@@ -301,13 +322,11 @@ class OfflineAgent(LinearAgent):
         nnz = _kernels.gather_features(source, features, in_regression)
         known = None
         if self._known_fn is not None and features.shape[0]:
-            known = np.asarray(self._known_fn(dataset.next_observations[rows, h]),
-                               dtype=np.float64)
-            if known.shape != (features.shape[0], self.n_actions):
-                raise ValueError(
-                    "env.unwrapped.known_action_values must return shape (n, A) for a batch "
-                    f"of n observations; got {known.shape}"
-                )
+            if known_all is not None:
+                known = np.ascontiguousarray(known_all[rows, h])
+            else:
+                known = self._checked_known(
+                    self._known_fn(dataset.next_observations[rows, h]), features.shape[0])
         return StepArrays(
             features=features,
             rewards=np.ascontiguousarray(dataset.rewards[rows, h]),
@@ -328,7 +347,9 @@ class OfflineAgent(LinearAgent):
             return np.zeros(0)
         has_known = st.known is not None
         known = st.known if has_known else _NO_KNOWN
-        code = BONUS_CODES[check_bonus_name(self._bonus_name)]
+        name = self._bonus_name
+        code = (_BONUS_CODE_OF[name] if name in _BONUS_CODE_OF
+                else BONUS_CODES[check_bonus_name(name)])
         bonus = _NO_KNOWN
         if code == BONUS_CODES["elliptical"] and self.beta > 0.0 and \
                 self.feature_dim >= _BLAS_BONUS_MIN_DIM:
@@ -420,15 +441,18 @@ class OfflineAgent(LinearAgent):
                 _gram_into(gram, phi, sw, st.density)
                 wphi = phi if sw is None else phi * sw[:, None]
                 if moment_path:
-                    target = (np.zeros(n) if last
-                              else self._moment_target(h, v, value_min))
-                    moment += wphi.T @ np.column_stack([st.rewards, target])
+                    y = np.empty((n, 2))  # both targets in one product
+                    y[:, 0] = st.rewards
+                    y[:, 1] = 0.0 if last else self._moment_target(h, v, value_min)
+                    moment += wphi.T @ y
                 else:
                     moment[:, 0] += wphi.T @ st.rewards
                     groups.add(v, phi, np.ones(n) if sw is None else sw, st.in_regression)
             chol = _cholesky(gram)
-            inv = _cho_solve(chol, eye)
-            solved = _cho_solve(chol, moment)  # (d, 2): reward weights, nu's regression
+            # one solve for Lambda^{-1} and both targets: [I | moment] (d, d + 2)
+            solved = _cho_solve(chol, np.concatenate([eye, moment], axis=1))
+            inv = solved[:, :d]
+            solved = solved[:, d:]  # (d, 2): reward weights, nu's regression
             lambda_inv[h] = 0.5 * (inv + inv.T)  # exactly symmetric for the bonus checks
             if last:
                 nu = np.zeros(d)
@@ -442,12 +466,16 @@ class OfflineAgent(LinearAgent):
             reward_w = self.theta[h] if self.reward == "known" else solved[:, 0]
             weights[h] = reward_w + nu
             if keep_values:
-                next_values[h] = np.concatenate(all_values) if all_values else np.zeros(0)
+                next_values[h] = (all_values[0] if len(all_values) == 1 else
+                                  np.concatenate(all_values) if all_values else np.zeros(0))
             n_samples[h] = count
         return PassResult(weights, lambda_inv, next_values, n_samples)
 
 
 _NO_KNOWN = np.zeros((0, 0))
+_BONUS_CODE_OF = {name: BONUS_CODES[check_bonus_name(name)]
+                  for name in ("elliptical", "paper_l1", "code_l2", "d_rectangular_l1",
+                               "d_rectangular_l2", "none")}
 
 
 def _cholesky(gram: np.ndarray) -> np.ndarray:
