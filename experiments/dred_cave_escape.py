@@ -25,12 +25,13 @@ atomically under a file lock so parallel cells train it once; the level sets are
 
 * ``tiny``: seconds; for tests only.
 * ``small`` (default): CPU, minutes: 64 training levels, 8 envs x 128 steps, 60 updates (about
-  60k env steps for one-phase methods, 120k for DRED), navigation-only actions (3 instead of 7:
-  at this budget nothing is learnt with the full action set), a few levels per eval set.
+  60k env steps for one-phase methods, 120k for DRED), navigation-only actions (3 instead of 7,
+  an easier exploration problem at this budget), a few levels per eval set. At this budget no
+  method learns beyond the untrained policy (docs/dred-results.md).
 * ``gpu``: one H200/H100 machine (16 cores) for ~6 minutes: 256 training levels, 32 envs x 256
-  steps, 60 updates, a 1024-d VAE trained 100 epochs, full action set; run as ``--seeds 3
-  --workers 15`` (one process per cell; env stepping is CPU-bound, the GPU runs PPO and the
-  VAE).
+  steps, 50 updates, buffer 1000, a 1024-d VAE trained 100 epochs, full action set; run with
+  ``--seeds 3 --workers 15`` (one process per cell; env stepping is CPU-bound, the GPU runs
+  PPO and the VAE).
 * ``full``: the authors' scale (B.5): 512 training levels, 36 envs x 256 steps (subprocess
   envs), buffer 4000, 14400 updates (DRED's 265M env steps), 2048 test levels, 112 per edge-case
   set, 108 large levels. Days on a GPU machine; not run here.
@@ -42,7 +43,10 @@ Metrics per cell: ``solved_<set>`` and ``return_<set>`` for each set, ``steps_pe
 proposed). ``plot`` draws ``dred_cave_escape.png``: solved rate and return per method per set.
 
 Run: robustrl run dred_cave_escape --out results/dred_cave_escape --workers 2
-GPU: ROBUSTRL_DRED_CACHE=$OUT/dred_cache timeout 345 robustrl run dred_cave_escape \\
+GPU (about 5.5 minutes; see docs/dred-results.md):
+     python -c "from robustrl.experiments.dred_cave_escape import measure_throughput as m;
+     print(m('dred', 'full', 2, out='$OUT/throughput_full_dred.json'))";
+     ROBUSTRL_DRED_CACHE=$OUT/dred_cache timeout 270 robustrl run dred_cave_escape \\
      --set scale=gpu --seeds 3 --workers 15 --quiet --out $OUT/dred; robustrl plot $OUT/dred
 """
 
@@ -85,7 +89,7 @@ SCALES: dict[str, dict] = {
                   vae_epochs=60, latent_dim=64, n_pairs=2, per_pair=4, navigation_only=True,
                   vec_env="dummy", eval_sizes=dict(train=32, test=48, unseen_layouts=24,
                                                    high_lava=24, large=4), large_size=43),
-    "gpu": dict(n_train=256, n_envs=32, n_steps=256, updates=60, capacity=2000,
+    "gpu": dict(n_train=256, n_envs=32, n_steps=256, updates=50, capacity=1000,
                 **dict(_VAE_FULL, vae_epochs=100, n_pairs=4, per_pair=8), navigation_only=False,
                 vec_env="dummy", eval_sizes=dict(train=128, test=256, unseen_layouts=112,
                                                  high_lava=112, large=16), large_size=43),
@@ -226,6 +230,49 @@ def run_one(params: dict, seed: int) -> dict:
     finally:
         agent.close()
     return metrics
+
+
+def measure_throughput(method: str = "dred", scale: str = "full", updates: int = 2,
+                       vec_env: str | None = None, out: str | None = None,
+                       vae_epochs: int = 2) -> dict:
+    """Training env steps per second of ``method`` at ``scale``'s agent settings (envs, steps,
+    buffer, vectorisation), for ``updates`` PPO updates; no evaluation. For ``dred`` the VAE is
+    trained only ``vae_epochs`` epochs (throughput does not depend on its quality). Writes
+    ``out`` (JSON) if given."""
+    import torch
+
+    from robustrl.agents.dred.training import LevelReplayPPO
+
+    torch.set_num_threads(1)
+    cfg = SCALES[scale]
+    from robustrl.envs.cave_levels import generate_level_set
+
+    train = generate_level_set("train", cfg["n_train"], 0)
+    generator = None
+    if method == "dred":
+        from robustrl.agents.dred.generator import LevelGenerator
+        from robustrl.agents.dred.vae import train_vae
+
+        vae = train_vae(train, epochs=vae_epochs, latent_dim=cfg["latent_dim"], progress=False)
+        generator = LevelGenerator(vae, train, n_pairs=cfg["n_pairs"], per_pair=cfg["per_pair"])
+    agent = LevelReplayPPO(method, train, generator=generator, n_envs=cfg["n_envs"],
+                           n_steps=cfg["n_steps"], buffer_capacity=cfg["capacity"],
+                           navigation_only=cfg["navigation_only"],
+                           vec_env=vec_env or cfg["vec_env"], device="auto")
+    try:
+        agent.learn(updates)
+        res = dict(method=method, scale=scale, n_envs=cfg["n_envs"], n_steps=cfg["n_steps"],
+                   vec_env=vec_env or cfg["vec_env"], device=agent.device,
+                   cpu_count=os.cpu_count(), grad_updates=agent.grad_updates,
+                   env_steps=int(agent.stats["env_steps"]),
+                   seconds=float(agent.stats["train_seconds"]),
+                   phases=dict(agent.stats["phases"]))
+        res["steps_per_second"] = res["env_steps"] / res["seconds"]
+    finally:
+        agent.close()
+    if out is not None:
+        atomic_write_json(out, res)
+    return res
 
 
 # ------------------------------------------------------------------------------ aggregation

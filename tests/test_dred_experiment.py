@@ -14,12 +14,26 @@ def test_experiment_contract_and_bad_points():
     exp = load_experiment("dred_cave_escape")
     mod = exp.module
     assert set(exp.grid["method"]) == {"dred", "dr", "uniform", "plr", "robust_plr"}
+    good = dict(method="dr", scale="tiny", data_seed=0, updates=0, learning_rate=1e-4,
+                cache_dir="")
+    assert set(good) == set(exp.grid)
+    mod.check(good)
     for bad in (dict(method="paired"), dict(scale="huge"), dict(updates=-1),
-                dict(cache_dir=3)):
-        params = dict(method="dr", scale="tiny", data_seed=0, updates=0, cache_dir="")
+                dict(cache_dir=3), dict(learning_rate=0.0)):
+        params = dict(good)
         params.update(bad)
         with pytest.raises(ValueError):
             mod.check(params)
+
+
+def test_throughput_probe_tiny(tmp_path):
+    from robustrl.experiments.dred_cave_escape import measure_throughput
+
+    res = measure_throughput("dred", "tiny", 1, out=str(tmp_path / "tp.json"))
+    assert res["grad_updates"] == 1 and res["steps_per_second"] > 0
+    # 12 training levels / 2 envs = 6 unseen phases, then replay + generation, 2 x 32 steps
+    assert res["env_steps"] == 8 * 64 and res["phases"]["generated"] == 1
+    assert json.loads((tmp_path / "tp.json").read_text())["env_steps"] == res["env_steps"]
 
 
 def test_tiny_run_through_runner(tmp_path):
