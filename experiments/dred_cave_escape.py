@@ -46,7 +46,7 @@ Run: robustrl run dred_cave_escape --out results/dred_cave_escape --workers 2
 GPU (about 5.5 minutes; see docs/dred-results.md):
      python -c "from robustrl.experiments.dred_cave_escape import measure_throughput as m;
      print(m('dred', 'full', 2, out='$OUT/throughput_full_dred.json'))";
-     ROBUSTRL_DRED_CACHE=$OUT/dred_cache timeout 270 robustrl run dred_cave_escape \\
+     ROBUSTRL_DRED_CACHE=/tmp/dred_cache timeout 270 robustrl run dred_cave_escape \\
      --set scale=gpu --seeds 3 --workers 15 --quiet --out $OUT/dred; robustrl plot $OUT/dred
 """
 
