@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo demo-exact test test-slow test-ray bench lint clean clean-numba
+.PHONY: install demo demo-exact test test-slow test-ray bench bench-quick bench-neural lint clean clean-numba
 
 install: $(VENV)/.installed
 
@@ -34,8 +34,14 @@ test-ray: install  # the optional Ray backend (ray is not part of .[all])
 	$(BIN)/python -m pip install -c constraints.txt -e ".[ray]"
 	$(BIN)/python -m pytest tests/test_runner.py -k ray
 
-bench: install
-	$(BIN)/python benchmarks/bench_primitives.py
+bench: install  # every comparison of docs/performance.md (about 3 min on 2 cores)
+	$(BIN)/python -m benchmarks
+
+bench-quick: install
+	$(BIN)/python -m benchmarks --quick
+
+bench-neural: install  # neural training steps/s on the CPU and, where present, the GPU
+	$(BIN)/python benchmarks/bench_neural.py --device both
 
 clean-numba:  # Numba's cache misses edits to a kernel called from another file
 	find robustrl -name "*.nbi" -o -name "*.nbc" | xargs rm -f
