@@ -76,6 +76,24 @@ def test_chi2_regularized_rows_match_reference(problem, lam):
 @given(rows_problem(signed=False), st.booleans())
 def test_kl_constrained_rows_match_reference(problem, centered):
     v, xi, rho = problem
+    _check_kl_rows(v, xi, rho, centered)
+
+
+def test_kl_constrained_rows_at_a_kinked_maximum():
+    """One-point row, centred: z = exp(-3 / alpha) meets the floor 1e-6 at the maximiser
+    alpha* = 3 / log(1e6); the value there is 3 - alpha* rho (found by hypothesis, where scipy's
+    Brent stopped 1.2e-8 short)."""
+    v = np.array([0.0, 0.0, 3.0, 0.0, 0.0, 0.0])
+    xi = np.zeros((3, 6))
+    xi[2, 2] = 1.0
+    rho = np.full(3, 1.9375)
+    _check_kl_rows(v, xi, rho, True)
+    alpha = 3.0 / np.log(1e6)
+    np.testing.assert_allclose(kern.kl_constrained_rows(v, xi, rho, 1e-6, True)[2],
+                               3.0 - alpha * 1.9375, rtol=0, atol=1e-10)
+
+
+def _check_kl_rows(v, xi, rho, centered):
     got = kern.kl_constrained_rows(v, xi, rho, 1e-6, centered)
     want = ref.kl_constrained_rows(v, xi, rho, 1e-6, centered)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-8)

@@ -2,7 +2,9 @@
 
 Each row is solved on its own: the TV and chi2 duals through the single-row references of
 :mod:`robustrl.reference.divergence` (explicit candidates / bounded search), the DRVI-L dual by a
-bounded Brent search in ``log alpha`` over the same bracket as the kernel.
+plain golden-section search in ``log alpha`` over the same bracket as the kernel. (Not scipy's
+bounded Brent: the DRVI-L objective has a kink where ``z`` meets its floor, often at the maximum,
+and Brent's parabolic steps stop up to 1e-8 short of a kinked maximum.)
 """
 
 from __future__ import annotations
@@ -11,9 +13,28 @@ import numpy as np
 from scipy.special import logsumexp
 
 from robustrl.reference import divergence as _div
-from robustrl.reference.divergence import _bounded_max
 
 KL_LOG_BRACKET = 40.0
+_GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
+
+
+def _golden_max(fun, lo: float, hi: float, tol: float = 1e-12) -> float:
+    """Largest value of ``fun`` seen by a golden-section search for a maximum on ``[lo, hi]``
+    (end points included); exact up to ``tol`` in ``x`` for a unimodal ``fun``, kinks included."""
+    best = max(fun(lo), fun(hi))
+    x1, x2 = hi - _GOLDEN * (hi - lo), lo + _GOLDEN * (hi - lo)
+    f1, f2 = fun(x1), fun(x2)
+    while hi - lo > tol:
+        best = max(best, f1, f2)
+        if f1 >= f2:
+            hi, x2, f2 = x2, x1, f1
+            x1 = hi - _GOLDEN * (hi - lo)
+            f1 = fun(x1)
+        else:
+            lo, x1, f1 = x1, x2, f2
+            x2 = lo + _GOLDEN * (hi - lo)
+            f2 = fun(x2)
+    return float(max(best, f1, f2))
 
 
 def tv_dual_rows(v: np.ndarray, xi: np.ndarray, rho: np.ndarray, v_min: float) -> np.ndarray:
@@ -69,7 +90,7 @@ def kl_constrained_rows(v: np.ndarray, xi: np.ndarray, rho: np.ndarray, z_floor:
             lo_v, hi_v = min(lo_v, 0.0), max(hi_v, 0.0)
         spread = max(hi_v - lo_v, 1e-8 * max(1.0, abs(lo_v), abs(hi_v)))
         hi = np.log(spread / r)
-        out[i] = _bounded_max(
+        out[i] = _golden_max(
             lambda x, w=w, r=r: kl_dual_objective(v, w, float(np.exp(x)), r, z_floor, centered),
             hi - KL_LOG_BRACKET,
             hi,
