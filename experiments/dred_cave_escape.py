@@ -28,8 +28,10 @@ atomically under a file lock so parallel cells train it once; the level sets are
   60k env steps for one-phase methods, 120k for DRED), navigation-only actions (3 instead of 7,
   an easier exploration problem at this budget), a few levels per eval set. At this budget no
   method learns beyond the untrained policy (docs/dred-results.md).
-* ``gpu``: one H200/H100 machine (16 cores) for ~6 minutes: 256 training levels, 32 envs x 256
-  steps, 50 updates, buffer 1000, a 1024-d VAE trained 100 epochs, full action set; run with
+* ``medium``: ``small`` with 600 updates (600k env steps for one-phase methods, 1.2M for
+  DRED); about 3 minutes per DRED cell on a free core. Learning shows from about 400 updates.
+* ``gpu``: one H200/H100 machine (16 cores) for ~5 minutes: 256 training levels, 16 envs x 128
+  steps, 250 updates, buffer 1000, a 1024-d VAE trained 100 epochs, full action set; run with
   ``--seeds 3 --workers 15`` (one process per cell; env stepping is CPU-bound, the GPU runs
   PPO and the VAE).
 * ``full``: the authors' scale (B.5): 512 training levels, 36 envs x 256 steps (subprocess
@@ -89,10 +91,14 @@ SCALES: dict[str, dict] = {
                   vae_epochs=60, latent_dim=64, n_pairs=2, per_pair=4, navigation_only=True,
                   vec_env="dummy", eval_sizes=dict(train=32, test=48, unseen_layouts=24,
                                                    high_lava=24, large=4), large_size=43),
-    "gpu": dict(n_train=256, n_envs=32, n_steps=256, updates=50, capacity=1000,
-                **dict(_VAE_FULL, vae_epochs=100, n_pairs=4, per_pair=8), navigation_only=False,
+    "gpu": dict(n_train=256, n_envs=16, n_steps=128, updates=250, capacity=1000,
+                **dict(_VAE_FULL, vae_epochs=100, n_pairs=2, per_pair=8), navigation_only=False,
                 vec_env="dummy", eval_sizes=dict(train=128, test=256, unseen_layouts=112,
                                                  high_lava=112, large=16), large_size=43),
+    "medium": dict(n_train=64, n_envs=8, n_steps=128, updates=600, capacity=256,
+                   vae_epochs=60, latent_dim=64, n_pairs=2, per_pair=4, navigation_only=True,
+                   vec_env="dummy", eval_sizes=dict(train=32, test=48, unseen_layouts=24,
+                                                    high_lava=24, large=4), large_size=43),
     "full": dict(n_train=512, n_envs=36, n_steps=256, updates=14400, capacity=4000,
                  **_VAE_FULL, navigation_only=False, vec_env="subproc",
                  eval_sizes=dict(train=512, test=2048, unseen_layouts=112, high_lava=112,
