@@ -317,22 +317,25 @@ def plot(results: list[dict], out_dir: Path) -> list[Path]:
 
     cur = curves(results)
     panels = sorted({k[1] for k in cur}, key=repr)
+    robust = sorted({k[0] for k in cur if parse_agent(k[0])[1] is not None}, key=_order)
+    colors = {"fqi": "black", "behaviour": "grey",
+              **{a: f"C{i}" for i, a in enumerate(robust)}}  # one colour per agent, all rows
     fig = Figure(figsize=(12, 4.4 * len(panels)))
     axes = fig.subplots(len(panels), 2, squeeze=False)
     for row, setting in zip(axes, panels, strict=True):
         keys = sorted((k for k in cur if k[1] == setting), key=lambda k: _order(k[0]))
         param = dict(setting).get("parameter")
-        for i, key in enumerate(keys):
+        for key in keys:
             c = cur[key]
             x = np.asarray(c["values"], dtype=float)
             kind = parse_agent(key[0])[0]
             style = {"behaviour": ":", "fqi": "-"}.get(kind, "--")
-            color = "black" if kind == "fqi" else ("grey" if kind == "behaviour" else f"C{i}")
+            color = colors[key[0]]
             label = f"{agent_label(key[0])} (n={c['n']})"
             row[0].plot(x, c["mean"], marker="o", ms=3, ls=style, color=color, label=label)
             if np.all(np.isfinite(c["half"])):
                 row[0].fill_between(x, c["mean"] - c["half"], c["mean"] + c["half"],
-                                    color=color, alpha=0.12, linewidth=0)
+                                    color=color, alpha=0.08, linewidth=0)
             nominal = c["mean"][int(np.argmin(np.abs(x - 1.0)))]
             row[1].plot(x, c["mean"] / nominal, marker="o", ms=3, ls=style, color=color,
                         label=label)
