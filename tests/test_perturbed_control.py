@@ -333,3 +333,27 @@ def test_factory_plugs_into_evaluate():
         perturbed_factory("CartPole-v1", "pole_length", seed=1)
     with pytest.raises(ValueError, match="not a perturbable parameter"):
         perturbed_factory("CartPole-v1", "length")
+
+
+def test_as_action_fn_with_sb3_models_batched_and_unbatched():
+    import torch
+    from stable_baselines3 import PPO
+
+    from robustrl._policy import as_action_fn
+
+    torch.set_num_threads(1)
+    obs = np.random.default_rng(0).normal(size=(10, 3)).astype(np.float32)
+    discrete = PPO("MlpPolicy", make_perturbed("Pendulum-v1", discretize=5), seed=0,
+                   device="cpu", n_steps=64, batch_size=64)
+    act = as_action_fn(discrete)
+    for o in obs:
+        a = act(o)
+        assert isinstance(a, int) and a == act(o[None])  # a batch of one gives the same action
+        assert a == int(discrete.predict(o, deterministic=True)[0])
+    continuous = PPO("MlpPolicy", gym.make("Pendulum-v1"), seed=0, device="cpu", n_steps=64,
+                     batch_size=64)
+    act = as_action_fn(continuous)
+    a = act(obs[0])
+    # the torque is kept as a float array of the action shape, not truncated to an int
+    assert isinstance(a, np.ndarray) and a.shape == (1,) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, continuous.predict(obs[0], deterministic=True)[0])
