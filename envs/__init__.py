@@ -52,6 +52,18 @@ from robustrl.envs.layered_mdp import (
 )
 from robustrl.envs.linear_mdp_env import LinearMDPEnv
 from robustrl.envs.perturbations import make_env, perturbation_grid, perturbed_envs
+from robustrl.envs.perturbed_control import (
+    ActionNoise,
+    DiscreteActions,
+    ObservationNoise,
+    PhysicsPerturbation,
+    evaluate_on_grid,
+    make_perturbed,
+    nominal_parameters,
+    perturbable_parameters,
+    perturbed_factory,
+    physics_grid,
+)
 from robustrl.envs.random_linear_mdp import RandomLinearMDPEnv, random_linear_mdp
 from robustrl.envs.simulated_linear_mdp import (
     ACTION_VECTORS,
@@ -92,6 +104,16 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "ActionNoise",
+    "DiscreteActions",
+    "ObservationNoise",
+    "PhysicsPerturbation",
+    "evaluate_on_grid",
+    "make_perturbed",
+    "nominal_parameters",
+    "perturbable_parameters",
+    "perturbed_factory",
+    "physics_grid",
     "CAVE_ESCAPE_ID",
     "CaveEscapeEnv",
     "EMPTY",
