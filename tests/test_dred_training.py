@@ -111,7 +111,7 @@ def test_robust_plr_no_gradient_on_new_levels(train_levels):
     agent.close()
 
 
-def test_uniform_baseline_and_zero_shot_evaluation(train_levels):
+def test_uniform_baseline_and_zero_shot_evaluation(train_levels, tmp_path):
     agent = LevelReplayPPO("uniform", train_levels, seed=3, **SMALL)
     agent.learn(3)
     assert agent.grad_updates == 3 and agent.buffer is None
@@ -124,6 +124,10 @@ def test_uniform_baseline_and_zero_shot_evaluation(train_levels):
     assert np.all(res.returns[res.solved] > 0) and np.all(res.returns[~res.solved] == 0)
     again = evaluate_levels(agent.model, levels, navigation_only=True, seed=5)
     np.testing.assert_array_equal(res.returns, again.returns)  # same seed, same numbers
+    agent.save(tmp_path / "uniform.zip")
+    loaded = LevelReplayPPO.load_policy(tmp_path / "uniform.zip", device="cpu")
+    from_file = evaluate_levels(loaded, levels, navigation_only=True, seed=5)
+    np.testing.assert_array_equal(res.returns, from_file.returns)
     agent.close()
 
 

@@ -477,8 +477,17 @@ class LevelReplayPPO:
                     kappa=b.kappa, proposed=b.n_proposed, admitted=b.n_admitted)
 
     def save(self, path) -> None:
-        """Save the SB3 PPO model (policy weights and hyperparameters)."""
+        """Save the SB3 PPO model (policy weights and hyperparameters); the level buffer and
+        curriculum state are not saved (training cannot be resumed from it)."""
         self.model.save(path)
+
+    @staticmethod
+    def load_policy(path, device: str = "auto"):
+        """Load a model written by :meth:`save` as an SB3 ``PPO`` (for :func:`evaluate_levels`
+        and ``predict``)."""
+        from stable_baselines3 import PPO
+
+        return PPO.load(path, device=device)
 
     def close(self) -> None:
         self.venv.close()
