@@ -97,3 +97,15 @@ def test_report_table():
                          "seed": seed})
     text = report(recs)
     assert "DRED (VAE)" in text and "DR " in text and "0.500+-0.000" in text
+
+
+def test_device_from_environment(monkeypatch):
+    from robustrl.experiments.dred_cave_escape import _device
+
+    monkeypatch.delenv("ROBUSTRL_DRED_DEVICE", raising=False)
+    assert _device() == "auto"
+    monkeypatch.setenv("ROBUSTRL_DRED_DEVICE", "cpu")
+    assert _device() == "cpu"
+    monkeypatch.setenv("ROBUSTRL_DRED_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="ROBUSTRL_DRED_DEVICE"):
+        _device()
