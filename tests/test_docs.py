@@ -24,6 +24,7 @@ PAGES = [
     "algorithms/drvi_l.md",
     "algorithms/drrpo.md",
     "algorithms/lsvi_ucb.md",
+    "algorithms/dred.md",
 ]
 # Pages owned elsewhere whose python blocks another test file executes.
 EXECUTED_ELSEWHERE = {
