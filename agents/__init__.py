@@ -5,7 +5,11 @@ Offline (fit on an :class:`~robustrl.data.OfflineDataset`): :class:`R2PVI` and i
 when the environment exposes its model): :class:`DRRPO` and its baselines :class:`DRLSVIUCB`,
 :class:`LSVIUCB`. Density-ratio online and hybrid RL: :class:`GLOW` and :class:`HyGLOW` on finite
 value and weight classes (or the full tabular weight class), and :class:`GLOWLin`, an
-approximation of GLOW on linear value and weight classes.
+approximation of GLOW on linear value and weight classes. PyTorch variants on the same
+interfaces: :class:`NeuralR2PVI`, :class:`NeuralFQI` and :class:`NeuralDRRPO`
+(:mod:`robustrl.agents.neural`); DRED and its baselines: :class:`LevelReplayPPO`
+(:mod:`robustrl.agents.dred`). Those four are imported on first use, so torch, stable-baselines3
+and minigrid are needed only by whoever uses them.
 """
 
 from robustrl.agents._online import RegretCurve, run_regret_curve
@@ -23,7 +27,27 @@ from robustrl.agents.r2pvi import R2PVI
 OFFLINE_AGENTS = {"R2PVI": R2PVI, "PEVI": PEVI, "DRPVI": DRPVI, "DRVI_L": DRVI_L}
 ONLINE_AGENTS = {"DRRPO": DRRPO, "DRLSVIUCB": DRLSVIUCB, "LSVIUCB": LSVIUCB}
 
+_LAZY = {
+    "NeuralR2PVI": "robustrl.agents.neural",
+    "NeuralFQI": "robustrl.agents.neural",
+    "NeuralDRRPO": "robustrl.agents.neural",
+    "LevelReplayPPO": "robustrl.agents.dred",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    "LevelReplayPPO",
+    "NeuralDRRPO",
+    "NeuralFQI",
+    "NeuralR2PVI",
     "DRLSVIUCB",
     "DRPVI",
     "DRRPO",
