@@ -55,7 +55,6 @@ GPU machine (16 cores), about 5 minutes; the sweep's cells run on CPU (see ``_de
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -65,7 +64,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robustrl._io import atomic_write, atomic_write_json
+from robustrl._io import atomic_write, atomic_write_json, file_lock
 
 NAME = "dred_cave_escape"
 DESCRIPTION = ("DRED vs DR / uniform / PLR / robust PLR on Cave Escape: zero-shot solved rate "
@@ -143,22 +142,6 @@ def _cache_dir(params: dict) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path):
-    """Exclusive lock on ``path`` (POSIX ``flock``; no lock where unavailable)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - non-POSIX
-        yield
-        return
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def level_sets(scale: str, data_seed: int, cache: Path | None = None) -> dict[str, np.ndarray]:
     """The training set and the evaluation sets of ``scale`` (saved to ``cache`` if given)."""
     from robustrl.envs.cave_levels import generate_level_set, save_level_set
@@ -190,7 +173,7 @@ def trained_vae(train: np.ndarray, scale: str, data_seed: int, cache: Path, devi
                     np.ascontiguousarray(train).tobytes()).hexdigest()[:16])
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
     path = cache / f"vae-{scale}-{key}.pt"
-    with _file_lock(cache / f"vae-{scale}-{key}.lock"):
+    with file_lock(cache / f"vae-{scale}-{key}.lock"):
         if path.exists():
             return LevelVAE.load(path, device="cpu"), 0.0
         start = time.perf_counter()

@@ -26,18 +26,17 @@ this module costs nothing beyond NumPy and gymnasium.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from robustrl._io import atomic_write
+from robustrl._io import atomic_write, file_lock
 from robustrl._policy import as_action_fn
 from robustrl.data import OfflineDataset
 from robustrl.validation import check_int, check_scalar, check_seed
@@ -98,22 +97,9 @@ def _key(prefix: str, config: dict[str, Any]) -> str:
     return f"{prefix}-{digest}"
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path.lock`` (POSIX; a no-op elsewhere), so that two runner
-    workers asking for the same cached file build it once."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    lock = path.with_name(path.name + ".lock")
-    with open(lock, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def _locked(path: Path):
+    """Lock ``path.lock``: two runner workers asking for the same cached file build it once."""
+    return file_lock(path.with_name(path.name + ".lock"))
 
 
 def _resolve_cache(cache) -> Path | None:
