@@ -37,7 +37,7 @@ import numpy as np
 from robustrl._io import atomic_write, atomic_write_json
 
 NAME = "exact_robust_values"
-DESCRIPTION = ("main job: exact robust DP policies (TV ball; TV/KL/chi2 regularised) "
+DESCRIPTION = ("exact robust DP policies (TV ball; TV/KL/chi2 regularised) "
                "evaluated exactly under dynamics shift")
 GRID = {"policy": ["non-robust", "tv-ball:0.2", "tv-ball:0.5", "tv:0.1", "tv:1", "kl:0.1",
                    "kl:1", "chi2:0.1", "chi2:1"]}
