@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from scipy.linalg.lapack import dpotrf, dpotrs
+from scipy.linalg.lapack import dpotrf, dpotri, dpotrs
 from tqdm.auto import tqdm
 
 from robustrl import ridge as ridge_module
@@ -109,6 +109,14 @@ class StepArrays:
     known: np.ndarray | None  # (n, A): exact action values, NaN where learned; None if none
     in_regression: np.ndarray  # (n,) bool: the row has nonzero features
     density: float = 1.0  # fraction of nonzero feature entries (sparse Gram below 1/4)
+
+
+@dataclass
+class _FitContext:
+    """What :meth:`OfflineAgent._dataset_pass` computes once per fit instead of per step."""
+
+    all_valid: bool  # every trajectory reaches every step
+    nonterminal: np.ndarray  # (K, H) bool: not a terminal transition
 
 
 @dataclass
@@ -235,10 +243,33 @@ class OfflineAgent(LinearAgent):
     # ---------------------------------------------------------------------- fit
     def fit(self, dataset: OfflineDataset, progress: bool = False):
         """Learn from an :class:`~robustrl.data.OfflineDataset`; returns ``self``."""
-        steps = self._step_arrays(dataset)
-        result = self._backward_pass(steps, None, progress)
-        self._store(result)
+        self._store(self._dataset_pass(dataset, progress))
         return self
+
+    def _dataset_pass(self, dataset: OfflineDataset, progress: bool) -> PassResult:
+        """The backward pass on an in-memory dataset, gathering each step's rows only when the
+        pass reaches that step, into one buffer reused by every step. Gathering all steps up
+        front (:meth:`_step_arrays`) allocates fresh memory for every step, and at large N the
+        first-touch page faults of those arrays cost more than the gather itself."""
+        self._check_dataset(dataset)
+        known_all = self._known_all(dataset)
+        K = dataset.valid.shape[0]
+        buffer = np.empty((K, self.feature_dim))
+        current: list = [None, None]  # (h, StepArrays): the pass reads a step up to twice
+        fast = _FitContext(bool(dataset.valid.all()), ~dataset.terminal)
+
+        def step_chunks(h: int):
+            if current[0] != h:
+                current[1] = None  # drop the previous step before gathering the next
+                current[:] = [h, self._dataset_step(dataset, h, checked=True,
+                                                    known_all=known_all, buffer=buffer,
+                                                    fast=fast)]
+            return (current[1],)
+
+        d = self.feature_dim
+        largest = int(dataset.valid.sum(axis=0).max(initial=0)) * d * d
+        with blas_threads(1 if largest < ridge_module.PARALLEL_BLAS_MIN_FLOPS else 1024):
+            return self._chunked_pass(step_chunks, None, progress, keep_values=True)
 
     def fit_stream(self, chunks, progress: bool = False):
         """Learn from a dataset given in chunks, never holding more than one chunk at a time.
@@ -285,17 +316,21 @@ class OfflineAgent(LinearAgent):
 
     def _step_arrays(self, dataset) -> list[StepArrays]:
         self._check_dataset(dataset)
-        known_all = None
-        if self._known_fn is not None:
-            # One call for every (trajectory, step) instead of one per step: the environment's
-            # function has a fixed cost per call. Rows of steps not taken are computed too
-            # (their observations are zeros) and never read.
-            K, H = dataset.valid.shape
-            obs = dataset.next_observations.reshape(K * H, -1)
-            known_all = self._checked_known(self._known_fn(obs), K * H).reshape(
-                K, H, self.n_actions)
+        known_all = self._known_all(dataset)
         return [self._dataset_step(dataset, h, checked=True, known_all=known_all)
                 for h in range(self.horizon)]
+
+    def _known_all(self, dataset) -> np.ndarray | None:
+        """The known action values of every (trajectory, step), ``(K, H, A)``, or None.
+
+        One call for every (trajectory, step) instead of one per step: the environment's
+        function has a fixed cost per call. Rows of steps not taken are computed too (their
+        observations are zeros) and never read."""
+        if self._known_fn is None:
+            return None
+        K, H = dataset.valid.shape
+        obs = dataset.next_observations.reshape(K * H, -1)
+        return self._checked_known(self._known_fn(obs), K * H).reshape(K, H, self.n_actions)
 
     def _checked_known(self, known, n: int) -> np.ndarray:
         known = np.asarray(known, dtype=np.float64)
@@ -307,17 +342,24 @@ class OfflineAgent(LinearAgent):
         return known
 
     def _dataset_step(self, dataset, h: int, checked: bool = False,
-                      known_all: np.ndarray | None = None) -> StepArrays:
+                      known_all: np.ndarray | None = None,
+                      buffer: np.ndarray | None = None,
+                      fast: _FitContext | None = None) -> StepArrays:
         """Step ``h`` of ``dataset``. Only what the pass reads is gathered (not observations or
         actions), and the next-state features stay a strided view of the dataset when every
         trajectory reaches step ``h``: they are the largest array and are read once.
-        ``known_all (K, H, A)``: the known action values of the whole dataset, if computed."""
+        ``known_all (K, H, A)``: the known action values of the whole dataset, if computed.
+        ``buffer (>= n, d)``: C-contiguous memory to gather the features into (its first n
+        rows; it is overwritten by the next step gathered into it)."""
         if not checked:
             self._check_dataset(dataset)
+        if fast is not None and fast.all_valid:
+            return self._full_step(dataset, h, known_all, buffer, fast)
         m = dataset.valid[:, h]
         rows = slice(None) if m.all() else np.flatnonzero(m)
         source = dataset.features[rows, h]
-        features = np.empty(source.shape)
+        features = (np.empty(source.shape) if buffer is None
+                    else buffer[:source.shape[0]])
         in_regression = np.empty(source.shape[0], dtype=bool)
         nnz = _kernels.gather_features(source, features, in_regression)
         known = None
@@ -337,6 +379,23 @@ class OfflineAgent(LinearAgent):
             density=nnz / max(features.size, 1),
         )
 
+    def _full_step(self, dataset, h: int, known_all, buffer, fast: _FitContext) -> StepArrays:
+        """:meth:`_dataset_step` when every trajectory reaches every step: views of the
+        dataset for everything but the features (the kernels read any layout), so that the
+        per-step cost at small N is a handful of calls."""
+        features = buffer
+        in_regression = np.empty(buffer.shape[0], dtype=bool)
+        nnz = _kernels.gather_features(dataset.features[:, h], features, in_regression)
+        return StepArrays(
+            features=features,
+            rewards=dataset.rewards[:, h],
+            next_features=dataset.next_action_features[:, h],
+            next_nonterminal=fast.nonterminal[:, h],
+            known=None if known_all is None else known_all[:, h],
+            in_regression=in_regression,
+            density=nnz / max(features.size, 1),
+        )
+
     def _next_state_values(self, st: StepArrays, h_next: int, weights: np.ndarray,
                            lambda_inv: np.ndarray) -> np.ndarray:
         """``V_{h+1}(s'_k) = max_a Q_{h+1}(s'_k, a)``, known action values included (one fused
@@ -351,8 +410,11 @@ class OfflineAgent(LinearAgent):
         code = (_BONUS_CODE_OF[name] if name in _BONUS_CODE_OF
                 else BONUS_CODES[check_bonus_name(name)])
         bonus = _NO_KNOWN
+        # sparse rows (the step's features as the proxy): the fused kernel skips zero
+        # entries, O(nnz d) per row, cheaper than BLAS's O(d^2) and one read of the rows
         if code == BONUS_CODES["elliptical"] and self.beta > 0.0 and \
-                self.feature_dim >= _BLAS_BONUS_MIN_DIM:
+                self.feature_dim >= _BLAS_BONUS_MIN_DIM and \
+                st.density >= _SPARSE_GRAM_DENSITY:
             bonus = _elliptical_by_blas(st.next_features, lambda_inv)
         return _kernels.next_state_values(
             st.next_features, weights, lambda_inv, -self.beta, code, self._upper(h_next),
@@ -439,21 +501,24 @@ class OfflineAgent(LinearAgent):
                     all_values.append(v)
                 count += int(st.in_regression.sum())
                 _gram_into(gram, phi, sw, st.density)
-                wphi = phi if sw is None else phi * sw[:, None]
-                if moment_path:
-                    y = np.empty((n, 2))  # both targets in one product
-                    y[:, 0] = st.rewards
-                    y[:, 1] = 0.0 if last else self._moment_target(h, v, value_min)
-                    moment += wphi.T @ y
+                target = (self._moment_target(h, v, value_min) if moment_path and not last
+                          else _NO_WEIGHTS)
+                if st.density < _SPARSE_GRAM_DENSITY or n * d <= _SMALL_MOMENT:
+                    # one Numba pass (skipping zeros) instead of forming [r, f(V)] for BLAS
+                    _kernels.moment_into(moment, phi, st.rewards, target, target.size > 0,
+                                         _NO_WEIGHTS if sw is None else sw, sw is not None)
                 else:
+                    wphi = phi if sw is None else phi * sw[:, None]
                     moment[:, 0] += wphi.T @ st.rewards
+                    if target.size:
+                        moment[:, 1] += wphi.T @ target
+                if not moment_path:
                     groups.add(v, phi, np.ones(n) if sw is None else sw, st.in_regression)
             chol = _cholesky(gram)
-            # one solve for Lambda^{-1} and both targets: [I | moment] (d, d + 2)
-            solved = _cho_solve(chol, np.concatenate([eye, moment], axis=1))
-            inv = solved[:, :d]
-            solved = solved[:, d:]  # (d, 2): reward weights, nu's regression
-            lambda_inv[h] = 0.5 * (inv + inv.T)  # exactly symmetric for the bonus checks
+            solved = _cho_solve(chol, moment)  # (d, 2): reward weights, nu's regression
+            # Lambda^{-1} from the factor (potri fills the lower triangle), exactly symmetric
+            # for the bonus checks
+            _kernels.symmetric_from_lower(_cho_inverse(chol), lambda_inv[h])
             if last:
                 nu = np.zeros(d)
             elif moment_path:
@@ -494,6 +559,19 @@ def _cho_solve(lower: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         raise ValueError(f"potrs failed (info {info})")
     return out
 
+
+def _cho_inverse(lower: np.ndarray) -> np.ndarray:
+    """``Lambda^{-1}`` from the factor of :func:`_cholesky`: LAPACK ``potri``, whose result
+    holds the lower triangle only."""
+    out, info = dpotri(lower, lower=1)
+    if info != 0:
+        raise ValueError(f"potri failed (info {info})")
+    return out
+
+
+# Up to this many feature entries in a chunk the moments Phi^T W [r, f(V)] are one Numba pass
+# (BLAS's call overhead dominates); above it BLAS, unless the features are sparse.
+_SMALL_MOMENT = 1 << 14
 
 # Below this fraction of nonzero feature entries the Gram update skips zeros (Numba, O(nnz^2)
 # per row); above it BLAS syrk on the dense rows is faster.
@@ -544,11 +622,10 @@ class _ValueMin:
 
     def update(self, values: np.ndarray, in_regression: np.ndarray) -> None:
         if values.size:
-            self.all = min(self.all, float(values.min()))
+            lo, lo_regression = _kernels.value_minima(values, in_regression)
+            self.all = min(self.all, lo)
             self.count += values.size
-            sel = values[in_regression]
-            if sel.size:
-                self.regression = min(self.regression, float(sel.min()))
+            self.regression = min(self.regression, lo_regression)
 
     @property
     def data_v_min(self) -> float:

@@ -161,10 +161,12 @@ class R2PVI(OfflineAgent):
 
     def fit(self, dataset: OfflineDataset, progress: bool = False) -> R2PVI:
         """Learn from an :class:`~robustrl.data.OfflineDataset`; returns ``self``."""
-        steps = self._step_arrays(dataset)
+        if not self.variance_aware:
+            self._store(self._dataset_pass(dataset, progress))
+            return self
+        steps = self._step_arrays(dataset)  # the second pass re-reads every step
         result = self._backward_pass(steps, None, progress)
-        if self.variance_aware:
-            result = self._backward_pass(steps, self._variance_weights(steps, result), progress)
+        result = self._backward_pass(steps, self._variance_weights(steps, result), progress)
         self._store(result)
         return self
 

@@ -224,10 +224,15 @@ def next_state_values(next_features, weights, lambda_inv, signed_beta, code, upp
                         b = np.sqrt(b)
                     else:
                         for i in range(dim):
+                            x = next_features[k, a, i]
+                            # zero entries add nothing: O(nnz d) per row for sparse (hat,
+                            # one-hot) features instead of O(d^2)
+                            if x == 0.0:
+                                continue
                             acc = 0.0
                             for j in range(dim):
                                 acc += lambda_inv[i, j] * next_features[k, a, j]
-                            b += next_features[k, a, i] * acc
+                            b += x * acc
                         b = np.sqrt(max(b, 0.0))
                     q += signed_beta * b
                 q = min(q, upper)
@@ -272,6 +277,53 @@ def gather_features(source, out, in_regression):
                 nnz += 1
         in_regression[k] = inside
     return nnz
+
+
+@njit(cache=True)
+def moment_into(moment, features, rewards, target, has_target, weights, use_weights):
+    """In place: ``moment[:, 0] += sum_k w_k r_k phi_k`` and, when ``has_target``,
+    ``moment[:, 1] += sum_k w_k y_k phi_k`` (``Phi^T W [r, y]`` without forming ``[r, y]``),
+    skipping zero feature entries; ``use_weights=False`` means unit weights. Any layout."""
+    n, dim = features.shape
+    for k in range(n):
+        w = weights[k] if use_weights else 1.0
+        if w == 0.0:
+            continue
+        wr = w * rewards[k]
+        wy = w * target[k] if has_target else 0.0
+        for i in range(dim):
+            x = features[k, i]
+            if x != 0.0:
+                moment[i, 0] += x * wr
+                if has_target:
+                    moment[i, 1] += x * wy
+
+
+@njit(cache=True)
+def symmetric_from_lower(lower, out):
+    """``out`` = the symmetric matrix whose lower triangle is ``lower``'s (LAPACK ``potri``
+    fills one triangle only); exactly symmetric."""
+    dim = lower.shape[0]
+    for i in range(dim):
+        for j in range(i + 1):
+            x = lower[i, j]
+            out[i, j] = x
+            out[j, i] = x
+
+
+@njit(cache=True)
+def value_minima(values, in_regression):
+    """``(min of values, min of the values of the rows in the regression)``, ``inf`` where
+    empty: both running minima of a step's next-state values in one pass."""
+    lo = np.inf
+    lo_reg = np.inf
+    for k in range(values.shape[0]):
+        x = values[k]
+        if x < lo:
+            lo = x
+        if in_regression[k] and x < lo_reg:
+            lo_reg = x
+    return lo, lo_reg
 
 
 @njit(cache=True)

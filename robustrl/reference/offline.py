@@ -129,6 +129,24 @@ def gather_features(source, out, in_regression) -> int:
     return int(np.count_nonzero(source))
 
 
+def moment_into(moment, features, rewards, target, has_target, weights, use_weights) -> None:
+    w = weights if use_weights else np.ones(features.shape[0])
+    moment[:, 0] += (features * w[:, None]).T @ rewards
+    if has_target:
+        moment[:, 1] += (features * w[:, None]).T @ target
+
+
+def symmetric_from_lower(lower, out) -> None:
+    low = np.tril(lower)
+    out[:] = low + np.tril(low, -1).T
+
+
+def value_minima(values, in_regression) -> tuple[float, float]:
+    sel = values[in_regression]
+    return (float(values.min()) if values.size else np.inf,
+            float(sel.min()) if sel.size else np.inf)
+
+
 def group_by_value(values, features, weights, in_regression):
     u, inverse = np.unique(values, return_inverse=True)
     inside = np.zeros(u.size, dtype=bool)
