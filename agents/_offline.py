@@ -500,10 +500,18 @@ class OfflineAgent(LinearAgent):
                 if keep_values:
                     all_values.append(v)
                 count += int(st.in_regression.sum())
-                _gram_into(gram, phi, sw, st.density)
                 target = (self._moment_target(h, v, value_min) if moment_path and not last
                           else _NO_WEIGHTS)
-                if st.density < _SPARSE_GRAM_DENSITY or n * d <= _SMALL_MOMENT:
+                if st.density < _SPARSE_GRAM_DENSITY:
+                    # sparse rows: the Gram update and the moments in one pass over nonzeros
+                    _kernels.sparse_gram_moment_into(
+                        gram, moment, phi, st.rewards, target, target.size > 0,
+                        _NO_WEIGHTS if sw is None else sw, sw is not None)
+                    if not moment_path:
+                        groups.add(v, phi, np.ones(n) if sw is None else sw, st.in_regression)
+                    continue
+                _gram_into(gram, phi, sw, st.density)
+                if n * d <= _SMALL_MOMENT:
                     # one Numba pass (skipping zeros) instead of forming [r, f(V)] for BLAS
                     _kernels.moment_into(moment, phi, st.rewards, target, target.size > 0,
                                          _NO_WEIGHTS if sw is None else sw, sw is not None)

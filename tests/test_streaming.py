@@ -279,3 +279,60 @@ def test_fit_equals_the_pass_over_all_steps_gathered_up_front(put, sim, make):
         np.testing.assert_allclose(fitted.weights, result.weights, rtol=0, atol=1e-12)
         np.testing.assert_allclose(fitted.lambda_inv, result.lambda_inv, rtol=0, atol=1e-12)
         np.testing.assert_array_equal(fitted.n_samples, result.n_samples)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 200), st.integers(1, 4), st.sampled_from([1, 5, 32, 33, 80]),
+       st.integers(0, 2**31 - 1))
+def test_group_by_value_with_few_and_many_distinct_values(n, d, levels, seed):
+    """Up to 32 distinct values are grouped without a sort, more by the sort: both give the
+    reference's groups, and the scan sums each group in the sort's (row) order exactly."""
+    from robustrl._kernels.offline import _FEW_VALUES
+
+    rng = np.random.default_rng(seed)
+    values = rng.integers(levels, size=n).astype(float) * 0.25 - 3.0
+    feats = rng.normal(size=(n, d))
+    weights = np.where(rng.random(n) < 0.2, 0.0, rng.random(n))
+    inside = rng.random(n) < 0.7
+    u, g, ins = kern.group_by_value(values, feats, weights, inside)
+    u_ref, g_ref, ins_ref = ref.group_by_value(values, feats, weights, inside)
+    np.testing.assert_array_equal(u, u_ref)
+    np.testing.assert_allclose(g, g_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(ins, ins_ref)
+    if np.unique(values).size <= _FEW_VALUES:
+        order = np.argsort(values, kind="mergesort")  # the sort path's summation order
+        want = np.zeros_like(g)
+        for k in order:
+            want[np.searchsorted(u, values[k])] += weights[k] * feats[k]
+        np.testing.assert_array_equal(g, want)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 20), st.integers(1, 6), st.booleans(), st.booleans(),
+       st.integers(0, 2**31 - 1))
+def test_sparse_gram_moment_into_matches_reference_and_the_two_kernels(n, d, has_target,
+                                                                       weighted, seed):
+    from robustrl._kernels import ridge as ridge_kern
+
+    rng = np.random.default_rng(seed)
+    big = np.where(rng.random((n, 3, d)) < 0.3, rng.normal(size=(n, 3, d)), 0.0)
+    feats = big[:, 1]
+    rewards, target = rng.normal(size=n), rng.normal(size=n)
+    target_arg = target if has_target else np.zeros(0)
+    weights = rng.random(n) if weighted else np.zeros(0)
+    gram, moment = np.eye(d), rng.normal(size=(d, 2))
+    got_g, got_m = gram.copy(), moment.copy()
+    kern.sparse_gram_moment_into(got_g, got_m, feats, rewards, target_arg, has_target,
+                                 weights, weighted)
+    want_g, want_m = gram.copy(), moment.copy()
+    ref.sparse_gram_moment_into(want_g, want_m, feats, rewards, target, has_target, weights,
+                                weighted)
+    np.testing.assert_allclose(got_g, want_g, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got_m, want_m, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(got_g, got_g.T)
+    # the same sums in the same order as the two separate kernels: identical numbers
+    sep_g, sep_m = gram.copy(), moment.copy()
+    ridge_kern.sparse_gram_into(sep_g, feats, weights, weighted)
+    kern.moment_into(sep_m, feats, rewards, target_arg, has_target, weights, weighted)
+    np.testing.assert_array_equal(got_g, sep_g)
+    np.testing.assert_array_equal(got_m, sep_m)

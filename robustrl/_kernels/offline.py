@@ -300,6 +300,41 @@ def moment_into(moment, features, rewards, target, has_target, weights, use_weig
 
 
 @njit(cache=True)
+def sparse_gram_moment_into(gram, moment, features, rewards, target, has_target, weights,
+                            use_weights):
+    """:func:`robustrl._kernels.ridge.sparse_gram_into` and :func:`moment_into` in one pass
+    over the rows (same sums in the same order, so the same numbers): for sparse features the
+    Gram matrix and the moments ``Phi^T W [r, y]`` touch only the nonzero entries."""
+    n, dim = features.shape
+    idx = np.empty(dim, dtype=np.int64)
+    val = np.empty(dim)
+    for k in range(n):
+        w = weights[k] if use_weights else 1.0
+        if w == 0.0:
+            continue
+        m = 0
+        for i in range(dim):
+            x = features[k, i]
+            if x != 0.0:
+                idx[m] = i
+                val[m] = x
+                m += 1
+        wr = w * rewards[k]
+        wy = w * target[k] if has_target else 0.0
+        for a in range(m):
+            va = w * val[a]
+            ia = idx[a]
+            gram[ia, ia] += va * val[a]
+            for b in range(a + 1, m):
+                p = va * val[b]
+                gram[ia, idx[b]] += p
+                gram[idx[b], ia] += p
+            moment[ia, 0] += val[a] * wr
+            if has_target:
+                moment[ia, 1] += val[a] * wy
+
+
+@njit(cache=True)
 def symmetric_from_lower(lower, out):
     """``out`` = the symmetric matrix whose lower triangle is ``lower``'s (LAPACK ``potri``
     fills one triangle only); exactly symmetric."""
@@ -326,12 +361,55 @@ def value_minima(values, in_regression):
     return lo, lo_reg
 
 
+# group_by_value without a sort while a step has at most this many distinct values (the put's
+# next-state values take at most H + 1, the simulated MDP's a handful)
+_FEW_VALUES = 32
+
+
+@njit(cache=True)
+def _group_few_values(values, features, weights, in_regression):
+    """:func:`group_by_value` by a scan over the distinct values seen so far (no sort of the
+    n rows): each group's rows are summed in row order, as the stable sort does, so the sums
+    are identical. Gives up (last output False) at more than ``_FEW_VALUES`` distinct values."""
+    n, dim = features.shape
+    u = np.empty(_FEW_VALUES)
+    sums = np.zeros((_FEW_VALUES, dim))
+    inside = np.zeros(_FEW_VALUES, dtype=np.bool_)
+    m = 0
+    g = -1
+    for k in range(n):
+        x = values[k]
+        if g < 0 or u[g] != x:
+            g = -1
+            for j in range(m):
+                if u[j] == x:
+                    g = j
+                    break
+            if g < 0:
+                if m == _FEW_VALUES:
+                    return u[:0], sums[:0], inside[:0], False
+                u[m] = x
+                g = m
+                m += 1
+        if in_regression[k]:
+            inside[g] = True
+        w = weights[k]
+        if w != 0.0:
+            for i in range(dim):
+                sums[g, i] += w * features[k, i]
+    order = np.argsort(u[:m])
+    return u[:m][order], sums[:m][order], inside[:m][order], True
+
+
 @njit(cache=True)
 def group_by_value(values, features, weights, in_regression):
     """Distinct ``values`` (ascending), per distinct value the weighted feature sum
     ``G[g] = sum_{k: v_k = u_g} w_k phi_k`` and whether any of its rows enters the regression:
     one sort and one pass over the rows (``np.unique`` plus :func:`group_rows` in one)."""
     n, dim = features.shape
+    few = _group_few_values(values, features, weights, in_regression)
+    if few[3]:
+        return few[0], few[1], few[2]
     order = np.argsort(values, kind="mergesort")
     m = 0
     for j in range(n):

@@ -136,6 +136,13 @@ def moment_into(moment, features, rewards, target, has_target, weights, use_weig
         moment[:, 1] += (features * w[:, None]).T @ target
 
 
+def sparse_gram_moment_into(gram, moment, features, rewards, target, has_target, weights,
+                            use_weights) -> None:
+    w = weights if use_weights else np.ones(features.shape[0])
+    gram += (features * w[:, None]).T @ features
+    moment_into(moment, features, rewards, target, has_target, weights, use_weights)
+
+
 def symmetric_from_lower(lower, out) -> None:
     low = np.tril(lower)
     out[:] = low + np.tril(low, -1).T
