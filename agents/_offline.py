@@ -465,8 +465,10 @@ class OfflineAgent(LinearAgent):
         next_values: list[np.ndarray] = [np.zeros(0)] * H
         n_samples = np.zeros(H, dtype=np.int64)
         eye = np.eye(d)
-        for h in tqdm(range(H - 1, -1, -1), disable=not progress,
-                      desc=type(self).__name__, unit="step"):
+        steps = range(H - 1, -1, -1)
+        if progress:  # a disabled bar still costs more than a small step
+            steps = tqdm(steps, desc=type(self).__name__, unit="step")
+        for h in steps:
             last = h == H - 1
             moment_path = last or self._uses_moments()
             value_min = _ValueMin()
@@ -480,7 +482,7 @@ class OfflineAgent(LinearAgent):
                         cached.append(v)
             gram = self.ridge * eye  # a fresh array: the updates are in place
             moment = np.zeros((d, 2))
-            groups = _Groups(d)
+            groups = None if moment_path else _Groups(d)
             all_values = []
             count = 0
             for c, st in enumerate(step_chunks(h)):

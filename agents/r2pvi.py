@@ -30,6 +30,7 @@ from typing import ClassVar
 import numpy as np
 
 from robustrl._kernels.offline import chi2_regularized_rows
+from robustrl._kernels.offline import kl_from_sum as _kl_from_sum_kernel
 from robustrl.agents._offline import (
     OfflineAgent,
     check_bool,
@@ -140,16 +141,11 @@ class R2PVI(OfflineAgent):
 
     def _kl_from_sum(self, s: np.ndarray, shift: float, empty: bool) -> np.ndarray:
         """``nu`` from ``s = Xi exp(-(V - shift) / lam)``, ``shift = min V`` (see above)."""
-        lam = self.lam
-        cap = self.max_reward * self.horizon
-        d = s.shape[0]
-        if empty:
-            return np.zeros(d) if self.truncate_below else np.full(d, cap)
-        nu = np.full(d, cap)
-        pos = s > 0.0
-        nu[pos] = shift - lam * np.log(s[pos])
-        nu = np.minimum(nu, cap)
-        return np.maximum(nu, 0.0) if self.truncate_below else nu
+        # one Numba call (robustrl._kernels.offline.kl_from_sum): a handful of NumPy calls
+        # cost more than the d logarithms
+        return _kl_from_sum_kernel(np.ascontiguousarray(s, dtype=np.float64), float(shift),
+                                   self.lam, self.max_reward * self.horizon, bool(empty),
+                                   self.truncate_below)
 
     def fit_stream(self, chunks, progress: bool = False) -> R2PVI:
         """See :meth:`robustrl.agents._offline.OfflineAgent.fit_stream` (not with

@@ -336,3 +336,15 @@ def test_sparse_gram_moment_into_matches_reference_and_the_two_kernels(n, d, has
     kern.moment_into(sep_m, feats, rewards, target_arg, has_target, weights, weighted)
     np.testing.assert_array_equal(got_g, sep_g)
     np.testing.assert_array_equal(got_m, sep_m)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 8), st.floats(-3.0, 3.0), st.floats(0.01, 5.0), st.booleans(),
+       st.booleans(), st.integers(0, 2**31 - 1))
+def test_kl_from_sum_matches_reference(d, shift, lam, empty, truncate, seed):
+    rng = np.random.default_rng(seed)
+    s = np.where(rng.random(d) < 0.3, -rng.random(d), rng.random(d) * 3.0)
+    s[rng.random(d) < 0.1] = 0.0
+    got = kern.kl_from_sum(s, shift, lam, 7.0, empty, truncate)
+    want = ref.kl_from_sum(s, shift, lam, 7.0, empty, truncate)
+    np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-14)

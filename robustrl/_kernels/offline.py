@@ -347,6 +347,26 @@ def symmetric_from_lower(lower, out):
 
 
 @njit(cache=True)
+def kl_from_sum(s, shift, lam, cap, empty, truncate_below):
+    """R2PVI-KL's ``nu`` (note 1.4) from ``s = Xi exp(-(V - shift) / lam)``:
+    ``min(shift - lam log s, cap)`` where ``s > 0`` and ``cap`` elsewhere, then ``max(., 0)``
+    when ``truncate_below``; without data (``empty``) 0, or ``cap`` without ``truncate_below``."""
+    d = s.shape[0]
+    out = np.empty(d)
+    for i in range(d):
+        if empty:
+            out[i] = 0.0 if truncate_below else cap
+            continue
+        x = cap
+        if s[i] > 0.0:
+            x = min(shift - lam * np.log(s[i]), cap)
+        if truncate_below:
+            x = max(x, 0.0)
+        out[i] = x
+    return out
+
+
+@njit(cache=True)
 def value_minima(values, in_regression):
     """``(min of values, min of the values of the rows in the regression)``, ``inf`` where
     empty: both running minima of a step's next-state values in one pass."""

@@ -148,6 +148,17 @@ def symmetric_from_lower(lower, out) -> None:
     out[:] = low + np.tril(low, -1).T
 
 
+def kl_from_sum(s, shift, lam, cap, empty, truncate_below) -> np.ndarray:
+    d = s.shape[0]
+    if empty:
+        return np.zeros(d) if truncate_below else np.full(d, cap)
+    nu = np.full(d, cap)
+    pos = s > 0.0
+    nu[pos] = shift - lam * np.log(s[pos])
+    nu = np.minimum(nu, cap)
+    return np.maximum(nu, 0.0) if truncate_below else nu
+
+
 def value_minima(values, in_regression) -> tuple[float, float]:
     sel = values[in_regression]
     return (float(values.min()) if values.size else np.inf,
