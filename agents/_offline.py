@@ -397,10 +397,12 @@ class OfflineAgent(LinearAgent):
         )
 
     def _next_state_values(self, st: StepArrays, h_next: int, weights: np.ndarray,
-                           lambda_inv: np.ndarray) -> np.ndarray:
+                           lambda_inv: np.ndarray,
+                           value_min: _ValueMin | None = None) -> np.ndarray:
         """``V_{h+1}(s'_k) = max_a Q_{h+1}(s'_k, a)``, known action values included (one fused
         Numba pass over the next-state features, :func:`robustrl._kernels.offline.
-        next_state_values`)."""
+        next_state_values`); ``value_min`` (optional) is updated with their minima in the same
+        kernel call."""
         n = st.features.shape[0]
         if n == 0:
             return np.zeros(0)
@@ -416,10 +418,19 @@ class OfflineAgent(LinearAgent):
                 self.feature_dim >= _BLAS_BONUS_MIN_DIM and \
                 st.density >= _SPARSE_GRAM_DENSITY:
             bonus = _elliptical_by_blas(st.next_features, lambda_inv)
-        return _kernels.next_state_values(
+        if value_min is None:
+            return _kernels.next_state_values(
+                st.next_features, weights, lambda_inv, -self.beta, code, self._upper(h_next),
+                self.truncate_below, known, has_known, st.next_nonterminal, bonus,
+                bonus.size > 0,
+            )
+        values, lo, lo_regression = _kernels.next_state_values_minima(
             st.next_features, weights, lambda_inv, -self.beta, code, self._upper(h_next),
             self.truncate_below, known, has_known, st.next_nonterminal, bonus, bonus.size > 0,
+            st.in_regression,
         )
+        value_min.merge(lo, lo_regression, n)
+        return values
 
     # ------------------------------------------------------- estimator plumbing
     def _uses_moments(self) -> bool:
@@ -476,8 +487,8 @@ class OfflineAgent(LinearAgent):
             if not last and moment_path and self._needs_value_min():
                 # First read: the smallest next-state values, before any target is formed.
                 for st in step_chunks(h):
-                    v = self._next_state_values(st, h + 1, weights[h + 1], lambda_inv[h + 1])
-                    value_min.update(v, st.in_regression)
+                    v = self._next_state_values(st, h + 1, weights[h + 1], lambda_inv[h + 1],
+                                                value_min)
                     if keep_values:
                         cached.append(v)
             gram = self.ridge * eye  # a fresh array: the updates are in place
@@ -496,9 +507,8 @@ class OfflineAgent(LinearAgent):
                 elif cached:
                     v = cached[c]
                 else:
-                    v = self._next_state_values(st, h + 1, weights[h + 1], lambda_inv[h + 1])
-                    if moment_path:
-                        value_min.update(v, st.in_regression)
+                    v = self._next_state_values(st, h + 1, weights[h + 1], lambda_inv[h + 1],
+                                                value_min if moment_path else None)
                 if keep_values:
                     all_values.append(v)
                 count += int(st.in_regression.sum())
@@ -633,9 +643,13 @@ class _ValueMin:
     def update(self, values: np.ndarray, in_regression: np.ndarray) -> None:
         if values.size:
             lo, lo_regression = _kernels.value_minima(values, in_regression)
-            self.all = min(self.all, lo)
-            self.count += values.size
-            self.regression = min(self.regression, lo_regression)
+            self.merge(lo, lo_regression, values.size)
+
+    def merge(self, lo: float, lo_regression: float, count: int) -> None:
+        """Fold in the minima (all rows, regression rows) of ``count > 0`` more values."""
+        self.all = min(self.all, lo)
+        self.count += count
+        self.regression = min(self.regression, lo_regression)
 
     @property
     def data_v_min(self) -> float:

@@ -348,3 +348,26 @@ def test_kl_from_sum_matches_reference(d, shift, lam, empty, truncate, seed):
     got = kern.kl_from_sum(s, shift, lam, 7.0, empty, truncate)
     want = ref.kl_from_sum(s, shift, lam, 7.0, empty, truncate)
     np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-14)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 8), st.integers(1, 3), st.integers(1, 5),
+       st.sampled_from(["none", "elliptical", "d_rectangular_l1"]), st.booleans(),
+       st.integers(0, 2**31 - 1))
+def test_next_state_values_minima_matches_reference(n, n_actions, d, bonus, known_on, seed):
+    rng = np.random.default_rng(seed)
+    feats = np.where(rng.random((n, n_actions, d)) < 0.5,
+                     rng.normal(size=(n, n_actions, d)), 0.0)
+    w = rng.normal(size=d)
+    m = rng.normal(size=(d, d))
+    inv = m @ m.T + np.eye(d)
+    nonterminal = rng.random(n) < 0.8
+    inside = rng.random(n) < 0.6
+    known = np.where(rng.random((n, n_actions)) < 0.3, rng.normal(size=(n, n_actions)), np.nan)
+    want = ref.next_state_values_minima(feats, w, inv, -0.7, bonus, 2.5, True,
+                                        known if known_on else None, nonterminal, inside)
+    got = kern.next_state_values_minima(feats, w, inv, -0.7, BONUS_CODES[bonus], 2.5, True,
+                                        known if known_on else np.zeros((0, 0)), known_on,
+                                        nonterminal, np.zeros((0, 0)), False, inside)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got[1:], want[1:], rtol=1e-12, atol=1e-12)

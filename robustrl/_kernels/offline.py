@@ -245,6 +245,18 @@ def next_state_values(next_features, weights, lambda_inv, signed_beta, code, upp
 
 
 @njit(cache=True)
+def next_state_values_minima(next_features, weights, lambda_inv, signed_beta, code, upper,
+                             truncate_below, known, has_known, nonterminal, bonus, has_bonus,
+                             in_regression):
+    """:func:`next_state_values` and :func:`value_minima` of the result in one call (the pass
+    needs both before it forms a target): ``(values, min, min over regression rows)``."""
+    values = next_state_values(next_features, weights, lambda_inv, signed_beta, code, upper,
+                               truncate_below, known, has_known, nonterminal, bonus, has_bonus)
+    lo, lo_regression = value_minima(values, in_regression)
+    return values, lo, lo_regression
+
+
+@njit(cache=True)
 def group_rows(inverse, features, weights, n_groups):
     """``G[g] = sum_{k: inverse[k] = g} weights[k] phi_k``: per distinct value, the weighted
     feature sum, so that ``Lambda^{-1} G^T`` is the regression matrix of the distinct values."""

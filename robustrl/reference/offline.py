@@ -117,6 +117,13 @@ def next_state_values(next_features, weights, lambda_inv, beta_signed, bonus, up
     return np.where(nonterminal, q.max(axis=1), 0.0)
 
 
+def next_state_values_minima(next_features, weights, lambda_inv, beta_signed, bonus, upper,
+                             truncate_below, known, nonterminal, in_regression):
+    values = next_state_values(next_features, weights, lambda_inv, beta_signed, bonus, upper,
+                               truncate_below, known, nonterminal)
+    return (values, *value_minima(values, in_regression))
+
+
 def group_rows(inverse, features, weights, n_groups) -> np.ndarray:
     out = np.zeros((n_groups, features.shape[1]))
     np.add.at(out, inverse, features * weights[:, None])
