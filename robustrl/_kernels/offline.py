@@ -22,7 +22,7 @@ from robustrl._kernels.bonus import (
     BONUS_NONE,
 )
 from robustrl._kernels.divergence import _chi2_regularized_sorted, _tv_dual_sorted
-from robustrl._kernels.ridge import VECTORISE, add_sparse_outer, sparse_row
+from robustrl._kernels.ridge import VECTORISE
 
 # Golden-section ratio and the width (in log alpha) of the DRVI-L search bracket.
 _INV_PHI = 0.6180339887498949
@@ -324,14 +324,26 @@ def sparse_gram_moment_into(gram, moment, features, rewards, target, has_target,
         w = weights[k] if use_weights else 1.0
         if w == 0.0:
             continue
-        m = sparse_row(features, k, idx, val)
-        add_sparse_outer(gram, idx, val, m, w)
+        m = 0
+        for i in range(dim):
+            x = features[k, i]
+            if x != 0.0:
+                idx[m] = i
+                val[m] = x
+                m += 1
         wr = w * rewards[k]
         wy = w * target[k] if has_target else 0.0
         for a in range(m):
-            moment[idx[a], 0] += val[a] * wr
+            va = w * val[a]
+            ia = idx[a]
+            gram[ia, ia] += va * val[a]
+            for b in range(a + 1, m):
+                p = va * val[b]
+                gram[ia, idx[b]] += p
+                gram[idx[b], ia] += p
+            moment[ia, 0] += val[a] * wr
             if has_target:
-                moment[idx[a], 1] += val[a] * wy
+                moment[ia, 1] += val[a] * wy
 
 
 @njit(cache=True)

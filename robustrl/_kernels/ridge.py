@@ -169,42 +169,30 @@ def sherman_morrison_batch(lambda_inv, features, weights):
 
 
 @njit(cache=True)
-def sparse_row(features, k, idx, val):
-    """The nonzero entries of row ``k``: their columns into ``idx``, values into ``val``;
-    returns how many."""
-    m = 0
-    for i in range(features.shape[1]):
-        x = features[k, i]
-        if x != 0.0:
-            idx[m] = i
-            val[m] = x
-            m += 1
-    return m
-
-
-@njit(cache=True)
-def add_sparse_outer(gram, idx, val, m, w):
-    """In place: ``gram += w v v^T`` for the sparse row ``(idx[:m], val[:m])``; each product is
-    formed once for ``(i, j)`` and ``(j, i)``, so ``gram`` stays exactly symmetric."""
-    for a in range(m):
-        va = w * val[a]
-        ia = idx[a]
-        gram[ia, ia] += va * val[a]
-        for b in range(a + 1, m):
-            p = va * val[b]
-            gram[ia, idx[b]] += p
-            gram[idx[b], ia] += p
-
-
-@njit(cache=True)
 def sparse_gram_into(gram, features, weights, use_weights):
     """In place: ``gram += sum_k w_k phi_k phi_k^T`` touching only the nonzero entries of each
     row (``O(nnz_k^2)`` per row instead of ``O(d^2)``): hat, one-hot and tabular features have
-    one or two nonzeros. ``use_weights=False`` means unit weights."""
+    one or two nonzeros. Each product is formed once for ``(i, j)`` and ``(j, i)``, so ``gram``
+    stays exactly symmetric. ``use_weights=False`` means unit weights."""
     n, dim = features.shape
     idx = np.empty(dim, dtype=np.int64)
     val = np.empty(dim)
     for k in range(n):
         w = weights[k] if use_weights else 1.0
-        if w != 0.0:
-            add_sparse_outer(gram, idx, val, sparse_row(features, k, idx, val), w)
+        if w == 0.0:
+            continue
+        m = 0
+        for i in range(dim):
+            x = features[k, i]
+            if x != 0.0:
+                idx[m] = i
+                val[m] = x
+                m += 1
+        for a in range(m):
+            va = w * val[a]
+            ia = idx[a]
+            gram[ia, ia] += va * val[a]
+            for b in range(a + 1, m):
+                p = va * val[b]
+                gram[ia, idx[b]] += p
+                gram[idx[b], ia] += p
