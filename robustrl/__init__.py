@@ -7,7 +7,7 @@ Environments, agents and theory live in :mod:`robustrl.envs`, :mod:`robustrl.age
 :mod:`robustrl.theory`.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from robustrl.evaluation import compare, evaluate, evaluate_exact  # noqa: E402
 from robustrl.models import FiniteMDP, LinearMDP  # noqa: E402
