@@ -61,7 +61,6 @@ from typing import ClassVar
 import numpy as np
 
 from robustrl._artifacts import loaded_array
-
 from robustrl._kernels.glow import full_class_step_objective, step_objective
 from robustrl.agents.base import LinearAgent
 from robustrl.exact import evaluate_policy, robust_value_iteration
