@@ -607,6 +607,22 @@ class OnlineLinearAgent(LinearAgent):
                              f"that of 'episode_returns_' ({n_ep})")
         if np.isinf(self.optimal_value_):
             raise ValueError(f"path {path}: array 'optimal_value_' must be finite or NaN")
+        # gram_ and reward_moment_ are sums over the stored transitions (up to rounding:
+        # they were accumulated in episode order)
+        H, d = self.horizon, self.feature_dim
+        gram = np.repeat(self.ridge * np.eye(d)[None], H, axis=0)
+        moment = np.zeros((H, d))
+        for h in range(H):
+            rows = self.data_steps_ == h
+            phi = self.data_features_[rows]
+            gram[h] += phi.T @ phi
+            moment[h] = phi.T @ self.data_rewards_[rows]
+        for name, want in (("gram_", gram), ("reward_moment_", moment)):
+            got = getattr(self, name)
+            scale = 1.0 + np.abs(want).max(initial=0.0)
+            if not np.allclose(got, want, rtol=1e-6, atol=1e-9 * scale):
+                raise ValueError(f"path {path}: array {name!r} does not match the stored "
+                                 "transitions (it is their ridge-regularised sum)")
 
     def save(self, path: str | Path) -> Path:
         exported = self._export_state()

@@ -239,6 +239,8 @@ _DAMAGE = [
     ("param_data_rewards_", lambda a: a + np.inf, "data_rewards_"),
     ("param_data_next_valid_", lambda a: a.astype(np.float64), "data_next_valid_"),
     ("param_regret_", lambda a: _shrunk(a, 0), "regret_"),
+    ("param_gram_", lambda a: a * 1.01, "gram_"),
+    ("param_reward_moment_", lambda a: a + 1.0, "reward_moment_"),
     ("param_policy_counts_", lambda a: a + 5, "policy_"),
     ("param_policy_counts_", lambda a: a - 5, "policy_counts_"),
     ("param_policy_w_", lambda a: _shrunk(a, 2), "policy_w_"),

@@ -540,6 +540,10 @@ class NeuralFittedQ:
         if env is not None and int(env.action_space.n) != agent.n_actions:
             raise ValueError(f"path {path}: saved n_actions {agent.n_actions} does not match "
                              f"env's {int(env.action_space.n)}")
+        env_d = getattr(getattr(env, "unwrapped", env), "feature_dim", None)
+        if agent.input == "features" and env_d is not None and int(env_d) != agent.feature_dim:
+            raise ValueError(f"path {path}: saved feature_dim {agent.feature_dim} does not "
+                             f"match env's {int(env_d)}")
         agent.in_dim = agent.feature_dim if agent.input == "features" else agent.obs_dim
         heads_in = blob.get("heads")
         n_heads = 1 if agent.horizon is None else agent.horizon
