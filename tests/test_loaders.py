@@ -549,3 +549,17 @@ def test_torch_file_without_checksum_or_foreign(tmp_path):
     with pytest.raises(ValueError, match=r"pickle\.pt"):
         LevelVAE.load(tmp_path / "pickle.pt")
     assert not sentinel.exists()
+
+
+def test_glow_lin_load_checks_theta(tmp_path):
+    from robustrl.agents.glow_lin import GLOWLin
+
+    path = GLOWLin(_env(), episodes_per_round=1, kappa=0.1, seed=0).learn(2).save(
+        tmp_path / "gl")
+    with np.load(path) as f:
+        theta = f["param_theta_"]
+    for bad in (theta[:-1], theta[:, :-1], np.full_like(theta, np.nan)):
+        damaged = _rewrite_npz(path, tmp_path / "bad.npz", param_theta_=bad)
+        with pytest.raises(ValueError, match=r"bad\.npz.*theta_"):
+            GLOWLin.load(damaged, _env())
+    np.testing.assert_array_equal(GLOWLin.load(path, _env()).theta_, theta)
