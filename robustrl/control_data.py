@@ -186,7 +186,10 @@ def _load_behaviour(path: Path, config: dict[str, Any], make_model):
     configuration must be the one its name was derived from, and the weights (names, shapes,
     finite) are loaded into a freshly built untrained model; nothing is unpickled (an SB3
     ``.zip`` placed there is rejected, not run). Raises ``ValueError`` naming the file."""
-    entry, state = load_sb3_policy_state(path, what="behaviour-policy cache entry")
+    try:
+        entry, state = load_sb3_policy_state(path, what="behaviour-policy cache entry")
+    except ValueError as exc:
+        raise ValueError(f"{exc} (delete the entry to retrain)") from None
     if entry.get("cache_config") != json.loads(json.dumps(config)):
         raise ValueError(f"path {path}: the cache entry's configuration does not match its "
                          "name (a renamed or tampered entry); delete it to retrain")
