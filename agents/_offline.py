@@ -301,6 +301,12 @@ class OfflineAgent(LinearAgent):
         self.n_samples = result.n_samples
         self._fitted = True
 
+    def _param_specs(self) -> dict[str, dict]:
+        H, d = self.horizon, self.feature_dim
+        return {"weights": {"kind": "f", "shape": (H, d)},
+                "lambda_inv": {"kind": "f", "shape": (H, d, d)},
+                "n_samples": {"kind": "i", "shape": (H,), "low": 0}}
+
     def _check_dataset(self, dataset) -> None:
         if not isinstance(dataset, OfflineDataset):
             raise ValueError(

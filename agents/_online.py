@@ -566,6 +566,64 @@ class OnlineLinearAgent(LinearAgent):
         self._env_seeded = False
         self._act_rng = np.random.default_rng(self._session_seed())
 
+    def _param_specs(self) -> dict[str, dict]:
+        H, d, A = self.horizon, self.feature_dim, self.n_actions
+        return {
+            "weights_": {"kind": "f", "shape": (H, d)},
+            "lambda_inv_": {"kind": "f", "shape": (H, d, d)},
+            "gram_": {"kind": "f", "shape": (H, d, d)},
+            "reward_moment_": {"kind": "f", "shape": (H, d)},
+            "n_updates_": {"kind": "i", "shape": (H,), "low": 0},
+            "episode_returns_": {"kind": "f", "shape": (None,)},
+            "episode_values_": {"kind": "f", "shape": (None,)},
+            "regret_": {"kind": "f", "shape": (None,)},
+            # NaN when the environment has no exact model
+            "optimal_value_": {"kind": "f", "shape": (), "finite": False},
+            "data_steps_": {"kind": "i", "shape": (None,), "low": 0, "high": H - 1},
+            "data_features_": {"kind": "f", "shape": (None, d)},
+            "data_rewards_": {"kind": "f", "shape": (None,)},
+            "data_next_features_": {"kind": "f", "shape": (None, A, d)},
+            "data_next_valid_": {"kind": "b", "shape": (None,)},
+        }
+
+    def _check_loaded(self, path: str | Path) -> None:
+        """The transition arrays have one row per stored transition, ``n_updates_`` counts
+        them per step, the per-episode records agree in length, ``optimal_value_`` is NaN or
+        finite."""
+        n = self.data_steps_.shape[0]
+        for name in ("data_features_", "data_rewards_", "data_next_features_",
+                     "data_next_valid_"):
+            if getattr(self, name).shape[0] != n:
+                raise ValueError(f"path {path}: array {name!r} must have {n} rows like "
+                                 f"'data_steps_'; got shape {getattr(self, name).shape}")
+        counts = np.bincount(self.data_steps_, minlength=self.horizon)
+        if not np.array_equal(counts, self.n_updates_):
+            raise ValueError(f"path {path}: array 'n_updates_' {self.n_updates_.tolist()} must "
+                             f"count the stored transitions per step {counts.tolist()}")
+        n_ep, n_val = self.episode_returns_.shape[0], self.episode_values_.shape[0]
+        if n_val > n_ep or self.regret_.shape[0] != n_val:
+            raise ValueError(f"path {path}: arrays 'episode_values_' ({n_val}) and 'regret_' "
+                             f"({self.regret_.shape[0]}) must have the same length, at most "
+                             f"that of 'episode_returns_' ({n_ep})")
+        if np.isinf(self.optimal_value_):
+            raise ValueError(f"path {path}: array 'optimal_value_' must be finite or NaN")
+        # gram_ and reward_moment_ are sums over the stored transitions (up to rounding:
+        # they were accumulated in episode order)
+        H, d = self.horizon, self.feature_dim
+        gram = np.repeat(self.ridge * np.eye(d)[None], H, axis=0)
+        moment = np.zeros((H, d))
+        for h in range(H):
+            rows = self.data_steps_ == h
+            phi = self.data_features_[rows]
+            gram[h] += phi.T @ phi
+            moment[h] = phi.T @ self.data_rewards_[rows]
+        for name, want in (("gram_", gram), ("reward_moment_", moment)):
+            got = getattr(self, name)
+            scale = 1.0 + np.abs(want).max(initial=0.0)
+            if not np.allclose(got, want, rtol=1e-6, atol=1e-9 * scale):
+                raise ValueError(f"path {path}: array {name!r} does not match the stored "
+                                 "transitions (it is their ridge-regularised sum)")
+
     def save(self, path: str | Path) -> Path:
         exported = self._export_state()
         for key, value in exported.items():

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from robustrl._artifacts import loaded_array, read_npz, read_npz_json
 from robustrl._io import atomic_write
 
 
@@ -106,13 +107,41 @@ class LinearAgent:
 
     @classmethod
     def load(cls, path: str | Path, env):
-        """Rebuild an agent saved with :meth:`save`, bound to ``env``."""
-        header, arrays = cls._read_npz(path)
-        agent = cls(env, **header["hyperparams"])
+        """Rebuild an agent saved with :meth:`save`, bound to ``env``.
+
+        Every learned array is checked against the rebuilt agent's ``(H, d, |A|)`` (shape,
+        dtype, finiteness, index ranges: :meth:`_param_specs`); a file that fails raises
+        ``ValueError`` naming the file and the array."""
+        header, arrays = cls._read_npz(path, [f"param_{n}" for n in cls._param_names])
+        agent = cls._from_header(path, header, env)
+        specs = agent._param_specs()
         for name in cls._param_names:
-            setattr(agent, name, arrays[f"param_{name}"])
+            setattr(agent, name, loaded_array(path, name, arrays[f"param_{name}"],
+                                              **specs[name]))
+        agent._check_loaded(path)
         agent._fitted = True
         return agent
+
+    def _param_specs(self) -> dict[str, dict[str, Any]]:
+        """Per learned array: the :func:`robustrl._artifacts.loaded_array` checks of a file
+        (``kind``, ``shape`` and optionally ``finite``, ``low``, ``high``)."""
+        raise NotImplementedError(f"{type(self).__name__} declares no checks for its arrays")
+
+    def _check_loaded(self, path: str | Path) -> None:
+        """Cross-array checks after :meth:`load` set the arrays (none by default)."""
+
+    @classmethod
+    def _from_header(cls, path: str | Path, header: dict[str, Any], *args):
+        """``cls(*args, **hyperparams)``; a bad hyperparameter raises ``ValueError`` naming the
+        file."""
+        hyper = header.get("hyperparams")
+        if not isinstance(hyper, dict):
+            raise ValueError(f"path {path}: header 'hyperparams' must be a JSON object")
+        try:
+            return cls(*args, **hyper)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"path {path}: the saved hyperparameters do not rebuild a "
+                             f"{cls.__name__}: {exc}") from None
 
     def _write_npz(self, path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
         """Write ``arrays`` and a JSON header (class, hyperparameters) atomically."""
@@ -124,18 +153,17 @@ class LinearAgent:
         return atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays), binary=True)
 
     @classmethod
-    def _read_npz(cls, path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """The header and arrays written by :meth:`_write_npz`; checks the class name."""
-        path = Path(path)
-        if not path.exists():
-            raise ValueError(f"path does not exist: {path}")
-        with np.load(path, allow_pickle=False) as f:
-            header = json.loads(str(f["header_json"]))
-            if header["class"] != cls.__name__:
-                raise ValueError(
-                    f"path holds a {header['class']}, not a {cls.__name__}: {path}"
-                )
-            arrays = {k: f[k] for k in f.files if k != "header_json"}
+    def _read_npz(cls, path: str | Path, required=()) -> tuple[dict[str, Any],
+                                                               dict[str, np.ndarray]]:
+        """The header and arrays written by :meth:`_write_npz`; checks the class name and that
+        the ``required`` arrays are present. Any failure is a ``ValueError`` naming the file."""
+        what = f"a saved {cls.__name__}"
+        arrays = read_npz(path, ["header_json", *required], what=what)
+        header = read_npz_json(path, arrays, "header_json")
+        if not isinstance(header, dict) or header.get("class") != cls.__name__:
+            found = header.get("class") if isinstance(header, dict) else header
+            raise ValueError(f"path holds a {found}, not a {cls.__name__}: {path}")
+        arrays.pop("header_json")
         return header, arrays
 
 

@@ -255,6 +255,26 @@ class DRRPO(OnlineLinearAgent):
         state.update(policy_counts_=counts, policy_coefs_=coefs, policy_w_=W, policy_b_=B)
         return state
 
+    def _param_specs(self) -> dict[str, dict]:
+        H, d = self.horizon, self.feature_dim
+        return {**super()._param_specs(),
+                "policy_counts_": {"kind": "i", "shape": (H,), "low": 0},
+                "policy_coefs_": {"kind": "f", "shape": (H, None)},
+                "policy_w_": {"kind": "f", "shape": (H, None, d)},
+                "policy_b_": {"kind": "f", "shape": (H, None, d)}}
+
+    def _check_loaded(self, path) -> None:
+        """Besides the base checks: the policy arrays hold ``max(policy_counts_)`` terms."""
+        super()._check_loaded(path)
+        m = int(self.policy_counts_.max(initial=0))
+        for name in ("policy_coefs_", "policy_w_", "policy_b_"):
+            if getattr(self, name).shape[1] != m:
+                raise ValueError(f"path {path}: array {name!r} must hold max(policy_counts_) "
+                                 f"= {m} terms per step; got shape {getattr(self, name).shape}")
+        if self.policy_q == "linear" and m > 1:
+            raise ValueError(f"path {path}: array 'policy_counts_' must be <= 1 with "
+                             f"policy_q='linear' (terms are folded); got {m}")
+
     def _import_state(self) -> None:
         super()._import_state()
         H, d = self.horizon, self.feature_dim

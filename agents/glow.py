@@ -60,6 +60,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from robustrl._artifacts import loaded_array
 from robustrl._kernels.glow import full_class_step_objective, step_objective
 from robustrl.agents.base import LinearAgent
 from robustrl.exact import evaluate_policy, robust_value_iteration
@@ -470,12 +471,40 @@ class GLOW(LinearAgent):
 
     @classmethod
     def load(cls, path: str | Path, env_or_model) -> GLOW:
-        """Rebuild a GLOW agent saved with :meth:`save`, bound to ``env_or_model``."""
-        header, f = cls._read_npz(path)
+        """Rebuild a GLOW agent saved with :meth:`save`, bound to ``env_or_model``.
+
+        The classes are validated by the constructor; ``selected_`` must index ``value_class``,
+        ``Q_`` must be the last selected table, ``policies_`` must hold actions in
+        ``[0, A)`` and ``regret_`` one finite entry per round (or none without a model).
+        """
+        names = ("value_class", "weight_class", "selected_", "Q_", "policies_", "regret_")
+        header, f = cls._read_npz(path, names)
         W = f["weight_class"]
-        W = str(W) if W.dtype.kind == "U" else W
-        agent = cls(env_or_model, f["value_class"], W, **header["hyperparams"])
-        for name in ("selected_", "Q_", "policies_", "regret_"):
-            setattr(agent, name, f[name])
+        if W.dtype.kind == "U":
+            W = str(W)
+        elif W.dtype.kind not in "fiu":
+            raise ValueError(f"path {path}: array 'weight_class' must hold real numbers or "
+                             f"'tabular'; got dtype {W.dtype}")
+        if f["value_class"].dtype.kind not in "fiu":
+            raise ValueError(f"path {path}: array 'value_class' must hold real numbers; got "
+                             f"dtype {f['value_class'].dtype}")
+        agent = cls._from_header(path, header, env_or_model, f["value_class"], W)
+        n_f = agent.value_class.shape[0]
+        H, S, A = agent.horizon, agent.n_states, agent.n_actions
+        agent.selected_ = loaded_array(path, "selected_", f["selected_"], kind="i",
+                                       shape=(None,), low=0, high=n_f - 1)
+        T = agent.selected_.shape[0]
+        if T == 0:
+            raise ValueError(f"path {path}: array 'selected_' must not be empty (a fitted GLOW "
+                             "selected at least one value table)")
+        agent.Q_ = loaded_array(path, "Q_", f["Q_"], kind="f", shape=(H, S, A))
+        if not np.array_equal(agent.Q_, agent.value_class[agent.selected_[-1]]):
+            raise ValueError(f"path {path}: array 'Q_' must equal value_class[selected_[-1]]")
+        agent.policies_ = loaded_array(path, "policies_", f["policies_"], kind="i",
+                                       shape=(T, H, S), low=0, high=A - 1)
+        agent.regret_ = loaded_array(path, "regret_", f["regret_"], kind="f", shape=(None,))
+        if agent.regret_.shape[0] not in (0, T):
+            raise ValueError(f"path {path}: array 'regret_' must have 0 or {T} entries (one "
+                             f"per round); got {agent.regret_.shape[0]}")
         agent._fitted = True
         return agent

@@ -92,6 +92,9 @@ class GLOWLin(LinearAgent):
         "max_policy_iters", "optimistic_prior", "seed",
     )
 
+    def _param_specs(self) -> dict[str, dict]:
+        return {"theta_": {"kind": "f", "shape": (self.horizon, self.feature_dim)}}
+
     def __init__(
         self,
         env,

@@ -590,13 +590,26 @@ def save_level_set(path: str | os.PathLike, levels, metadata: dict[str, Any] | N
 
 
 def load_level_set(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
-    """Read a level set written by :func:`save_level_set`: ``(levels, metadata)``."""
-    import json
+    """Read a level set written by :func:`save_level_set`: ``(levels, metadata)``.
 
-    with np.load(path, allow_pickle=False) as data:
-        levels = data["levels"].astype(np.int8)
-        meta = json.loads(str(data["metadata"]))
-    return levels, meta
+    ``levels`` must be an integer ``(N, n, n)`` array of valid levels (:func:`validate_level`)
+    and ``metadata`` a JSON object; any failure raises ``ValueError`` naming the file."""
+    from robustrl._artifacts import loaded_array, read_npz, read_npz_json
+
+    arrays = read_npz(path, ["levels", "metadata"], what="a level set")
+    levels = loaded_array(path, "levels", arrays["levels"], kind="i", shape=(None, None, None))
+    if levels.shape[1] != levels.shape[2]:
+        raise ValueError(f"path {path}: array 'levels' must have shape (N, n, n); got "
+                         f"{levels.shape}")
+    for i, lv in enumerate(levels):
+        try:
+            validate_level(lv, name=f"levels[{i}]")
+        except ValueError as exc:
+            raise ValueError(f"path {path}: array 'levels': {exc}") from None
+    meta = read_npz_json(path, arrays, "metadata")
+    if not isinstance(meta, dict):
+        raise ValueError(f"path {path}: array 'metadata' must hold a JSON object")
+    return levels.astype(np.int8), meta
 
 
 # --------------------------------------------------------------------------- statistics

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from robustrl._artifacts import load_sb3_policy_state, load_state_dict_checked, save_sb3_policy
 from robustrl._io import atomic_write, file_lock
 from robustrl._policy import as_action_fn
 from robustrl.data import OfflineDataset
@@ -152,13 +153,16 @@ def train_behaviour_policy(
               "sb3": sb3.__version__}
     folder = _resolve_cache(cache)
 
-    def build():
+    def make_model():
         torch.set_num_threads(1)
         env = _make(env_id, env_kwargs)
         kwargs = dict(_HYPERPARAMS[algo])
         if algo == "dqn":
             kwargs["learning_starts"] = min(kwargs["learning_starts"], max(1, timesteps // 10))
-        model = cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
+        return cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
+
+    def build():
+        model = make_model()
         model.learn(total_timesteps=int(timesteps), progress_bar=False)
         return model
 
@@ -168,10 +172,36 @@ def train_behaviour_policy(
     with _locked(path):
         if not path.exists():
             model = build()
-            atomic_write(path, lambda fh: model.save(fh), binary=True)
+            entry = {"cache_config": config,
+                     "exploration_rate": float(getattr(model, "exploration_rate", 0.0))}
+            save_sb3_policy(path, model, entry)
             atomic_write(path.with_suffix(".json"),
                          lambda fh: json.dump(config, fh, indent=2), binary=False)
-    return cls.load(path, device="cpu")
+            return model
+    return _load_behaviour(path, config, make_model)
+
+
+def _load_behaviour(path: Path, config: dict[str, Any], make_model):
+    """The cached behaviour policy at ``path``: the file's checksum is checked, its recorded
+    configuration must be the one its name was derived from, and the weights (names, shapes,
+    finite) are loaded into a freshly built untrained model; nothing is unpickled (an SB3
+    ``.zip`` placed there is rejected, not run). Raises ``ValueError`` naming the file."""
+    try:
+        entry, state = load_sb3_policy_state(path, what="behaviour-policy cache entry")
+    except ValueError as exc:
+        raise ValueError(f"{exc} (delete the entry to retrain)") from None
+    if entry.get("cache_config") != json.loads(json.dumps(config)):
+        raise ValueError(f"path {path}: the cache entry's configuration does not match its "
+                         "name (a renamed or tampered entry); delete it to retrain")
+    rate = entry.get("exploration_rate")
+    if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0.0 <= rate <= 1.0:
+        raise ValueError(f"path {path}: 'exploration_rate' must be a number in [0, 1]; got "
+                         f"{rate!r}")
+    model = make_model()
+    load_state_dict_checked(model.policy, state, path, "state_dict")
+    if config["algo"] == "dqn":
+        model.exploration_rate = float(rate)
+    return model
 
 
 class EpsilonGreedy:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from robustrl._artifacts import loaded_array, read_npz, read_npz_json
 from robustrl._io import atomic_write
 from robustrl._policy import as_action_fn
 from robustrl.validation import check_array, check_int, check_seed
@@ -30,6 +31,10 @@ _ARRAYS = (
     "valid",
     "terminal",
 )
+#: dtype kind and number of dimensions of each array in a saved dataset.
+_LOADED = {"observations": ("f", 3), "actions": ("i", 2), "rewards": ("f", 2),
+           "next_observations": ("f", 3), "features": ("f", 3),
+           "next_action_features": ("f", 4), "valid": ("b", 2), "terminal": ("b", 2)}
 
 
 @dataclass
@@ -195,16 +200,27 @@ class OfflineDataset:
 
     @classmethod
     def load(cls, path: str | Path) -> OfflineDataset:
-        path = Path(path)
-        if not path.exists():
-            raise ValueError(f"path does not exist: {path}")
-        with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in (*_ARRAYS, "metadata_json") if k not in f.files]
-            if missing:
-                raise ValueError(f"path {path} is not an OfflineDataset file; missing {missing}")
-            arrays = {k: f[k] for k in _ARRAYS}
-            metadata = json.loads(str(f["metadata_json"]))
-        return cls(**arrays, metadata=metadata)
+        """Read a dataset written by :meth:`save` (``allow_pickle=False``).
+
+        Each array must have the dtype kind (real / integer / boolean) and number of
+        dimensions of its field, then the constructor's checks apply (shapes consistent,
+        finite, actions in ``[0, A)``, ``terminal`` only where ``valid``, zero features where
+        not valid); ``metadata_json`` must be a JSON object. Any failure raises ``ValueError``
+        naming the file (and the array)."""
+        arrays = read_npz(path, [*_ARRAYS, "metadata_json"], what="an OfflineDataset file")
+        metadata = read_npz_json(path, arrays, "metadata_json")
+        if not isinstance(metadata, dict):
+            raise ValueError(f"path {path}: array 'metadata_json' must hold a JSON object")
+        checked = {}
+        for name in _ARRAYS:
+            kind, ndim = _LOADED[name]
+            # finiteness and the exact shapes are the constructor's checks below
+            checked[name] = loaded_array(path, name, arrays[name], kind=kind,
+                                         shape=(None,) * ndim, finite=False)
+        try:
+            return cls(**checked, metadata=metadata)
+        except ValueError as exc:
+            raise ValueError(f"path {path} (OfflineDataset): {exc}") from None
 
     # ---------------------------------------------------------- collection
     @classmethod

@@ -326,6 +326,7 @@ def from_minari(dataset, env, *, progress: bool = False) -> OfflineDataset:
             f"dataset must be a Minari dataset id or a MinariDataset; got {type(dataset).__name__}"
         )
     parts: dict[str, list] = {k: [] for k in ("obs", "next", "act", "rew", "term", "trunc")}
+    name = f"Minari dataset {getattr(getattr(dataset, 'spec', None), 'dataset_id', None)!r}"
     for ep in dataset.iterate_episodes():
         obs = np.asarray(ep.observations)
         if not isinstance(ep.observations, np.ndarray) or obs.dtype == object:
@@ -333,6 +334,15 @@ def from_minari(dataset, env, *, progress: bool = False) -> OfflineDataset:
         n = len(ep.rewards)
         if n == 0:
             continue
+        where = f"{name}, episode {getattr(ep, 'id', '?')}"
+        if obs.shape[0] != n + 1:
+            raise ValueError(f"{where}: 'observations' must have {n + 1} rows (one more than "
+                             f"the {n} rewards); got shape {obs.shape}")
+        for field in ("actions", "terminations", "truncations"):
+            length = len(np.asarray(getattr(ep, field)))
+            if length != n:
+                raise ValueError(f"{where}: {field!r} must have {n} entries like the rewards; "
+                                 f"got {length}")
         flat = obs.reshape(n + 1, -1).astype(np.float64)
         parts["obs"].append(flat[:-1])
         parts["next"].append(flat[1:])
@@ -346,7 +356,16 @@ def from_minari(dataset, env, *, progress: bool = False) -> OfflineDataset:
     if not parts["rew"]:
         raise ValueError("the Minari dataset is empty: no transitions")
     raw = dataset.storage.metadata
-    metadata = json.loads(raw[_ROBUSTRL_METADATA_KEY]) if _ROBUSTRL_METADATA_KEY in raw else {}
+    metadata: Any = {}
+    if _ROBUSTRL_METADATA_KEY in raw:
+        try:
+            metadata = json.loads(raw[_ROBUSTRL_METADATA_KEY])
+        except (TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{name}: metadata {_ROBUSTRL_METADATA_KEY!r} is not valid JSON: "
+                             f"{exc}") from None
+        if not isinstance(metadata, dict):
+            raise ValueError(f"{name}: metadata {_ROBUSTRL_METADATA_KEY!r} must be a JSON "
+                             "object")
     metadata.pop("horizon", None)
     metadata["minari_dataset_id"] = raw.get("dataset_id")
     return dataset_from_transitions(

@@ -298,3 +298,18 @@ def test_agent_fitted_on_minari_import_matches_original(minari_home):
     np.testing.assert_array_equal(a.lambda_inv, b.lambda_inv)
     for o in ds.observations[ds.valid][:20]:
         assert a.predict(o)[0] == b.predict(o)[0]
+
+
+def test_from_minari_rejects_malformed_robustrl_metadata(minari_home, env_and_data):
+    """Minari metadata is data read from disk: a robustrl entry that is not a JSON object
+    (formerly an AttributeError) raises ValueError naming the dataset."""
+    from robustrl.interop import _ROBUSTRL_METADATA_KEY, from_minari, to_minari
+
+    env, ds = env_and_data
+    md = to_minari(ds, env, "meta-v0")
+    md.storage.update_metadata({_ROBUSTRL_METADATA_KEY: "[1, 2]"})
+    with pytest.raises(ValueError, match="meta-v0.*JSON object"):
+        from_minari(md, env)
+    md.storage.update_metadata({_ROBUSTRL_METADATA_KEY: "{not json"})
+    with pytest.raises(ValueError, match="meta-v0.*not valid JSON"):
+        from_minari(md, env)

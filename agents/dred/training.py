@@ -52,13 +52,16 @@ does too); new scores replace old ones (alpha = 1), as the authors' configs.
 from __future__ import annotations
 
 import functools
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from robustrl._artifacts import load_sb3_policy_state, load_state_dict_checked, save_sb3_policy
 from robustrl.agents.dred.level_buffer import LevelBuffer, fragment_score, merge_scores
 from robustrl.validation import check_int, check_scalar
 
@@ -76,6 +79,9 @@ METHODS = ("dred", "dr", "uniform", "plr", "robust_plr", "accel")
 PPO_DEFAULTS: dict[str, Any] = dict(learning_rate=1e-4, gamma=0.995, gae_lambda=0.95,
                                     clip_range=0.2, clip_range_vf=0.2, vf_coef=0.25,
                                     max_grad_norm=0.5, ent_coef=0.0, n_epochs=5)
+
+#: Sizes of the shared policy network (:func:`robustrl.agents.dred.policy.policy_kwargs`).
+_POLICY_SHAPE: dict[str, int] = {"features_dim": 256, "head_dim": 32}
 
 
 def buffer_config(method: str, n_train: int, capacity: int = 4000) -> dict | None:
@@ -285,7 +291,8 @@ class LevelReplayPPO:
             seed=self.seed, vec_env_cls=SubprocVecEnv if vec_env == "subproc" else DummyVecEnv)
         self.model = _phase_ppo_class()(
             "MultiInputPolicy", self.venv, n_steps=self.n_steps,
-            batch_size=self.n_envs * self.n_steps, policy_kwargs=policy_kwargs(),
+            batch_size=self.n_envs * self.n_steps,
+            policy_kwargs=policy_kwargs(**_POLICY_SHAPE),
             device=device, seed=self.seed, verbose=0, **hp)
         self.venv = self.model.get_env()  # SB3 may have wrapped it (VecTransposeImage)
         self.callback = LevelScoreCallback(self)
@@ -476,18 +483,63 @@ class LevelReplayPPO:
                     dataset_mass=b.dataset_mass if b.is_dataset.any() else 0.0,
                     kappa=b.kappa, proposed=b.n_proposed, admitted=b.n_admitted)
 
-    def save(self, path) -> None:
-        """Save the SB3 PPO model (policy weights and hyperparameters); the level buffer and
-        curriculum state are not saved (training cannot be resumed from it)."""
-        self.model.save(path)
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save the PPO policy (its ``state_dict``, no pickled objects) and the JSON
+        configuration that rebuilds it, atomically and with a SHA-256 checksum; returns the
+        path. The level buffer and curriculum state are not saved (training cannot be
+        resumed from it); load with :meth:`load_policy`."""
+        config = {"kind": "LevelReplayPPO", "algo": "ppo", "policy": "MultiInputPolicy",
+                  "method": self.method, "size": self.size,
+                  "navigation_only": self.navigation_only, "n_steps": self.n_steps,
+                  "batch_size": self.n_envs * self.n_steps,
+                  "ppo_hyperparameters": dict(self.ppo_hyperparameters),
+                  "policy_kwargs": _POLICY_SHAPE}
+        return save_sb3_policy(path, self.model, config)
 
     @staticmethod
-    def load_policy(path, device: str = "auto"):
-        """Load a model written by :meth:`save` as an SB3 ``PPO`` (for :func:`evaluate_levels`
-        and ``predict``)."""
-        from stable_baselines3 import PPO
+    def load_policy(path: str | os.PathLike, device: str = "auto"):
+        """Load a policy written by :meth:`save` as an SB3 ``PPO`` (for
+        :func:`evaluate_levels` and ``predict``).
 
-        return PPO.load(path, device=device)
+        The file is never unpickled (an SB3 ``.zip`` from elsewhere is rejected, not run): the
+        checksum is checked, the PPO is rebuilt from the JSON configuration (level size,
+        navigation-only flag, PPO hyperparameters, all validated) and the weights are loaded
+        with their names and shapes checked and finite. Raises ``ValueError`` naming the file.
+        """
+        from stable_baselines3.common.vec_env import DummyVecEnv
+
+        from robustrl.agents.dred.policy import policy_kwargs
+
+        config, state = load_sb3_policy_state(path, what="LevelReplayPPO policy")
+        if (config.get("kind") != "LevelReplayPPO"
+                or config.get("policy_kwargs") != _POLICY_SHAPE):
+            raise ValueError(f"path {path} is not a LevelReplayPPO policy (config kind "
+                             f"{config.get('kind')!r}, policy {config.get('policy_kwargs')!r})")
+        try:
+            size = check_int(config.get("size"), "size", low=2)
+            nav = config.get("navigation_only")
+            if not isinstance(nav, bool):
+                raise ValueError(f"navigation_only must be true or false; got {nav!r}")
+            n_steps = check_int(config.get("n_steps"), "n_steps", low=2)
+            hp = config.get("ppo_hyperparameters")
+            if not isinstance(hp, dict) or set(hp) - set(PPO_DEFAULTS):
+                raise ValueError(f"ppo_hyperparameters must be a dict with keys among "
+                                 f"{sorted(PPO_DEFAULTS)}")
+            for key, value in hp.items():
+                if key == "n_epochs":
+                    check_int(value, key, low=1)
+                elif value is not None:
+                    check_scalar(value, key, low=0)
+            venv = DummyVecEnv([functools.partial(_make_env, size, nav)])
+            model = _phase_ppo_class()(
+                # one environment, for acting: a batch of one rollout (SB3 warns otherwise)
+                "MultiInputPolicy", venv, n_steps=n_steps, batch_size=n_steps,
+                policy_kwargs=policy_kwargs(**_POLICY_SHAPE), device=device, verbose=0, **hp)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"path {path}: the saved configuration does not rebuild the "
+                             f"policy: {exc}") from None
+        load_state_dict_checked(model.policy, state, path, "state_dict")
+        return model
 
     def close(self) -> None:
         self.venv.close()

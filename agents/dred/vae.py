@@ -35,7 +35,6 @@ and write the metrics of :func:`evaluate_vae` (reconstruction, validity, distrib
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import time
 from pathlib import Path
@@ -46,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustrl._artifacts import load_state_dict_checked, load_torch, save_torch
 from robustrl._io import atomic_write, atomic_write_json
 from robustrl.agents.neural._torch import resolve_device
 from robustrl.envs.cave_levels import (
@@ -63,6 +63,8 @@ from robustrl.envs.cave_levels import (
     validate_level,
 )
 from robustrl.validation import check_int, check_positive
+
+_FORMAT = "robustrl.LevelVAE/1"
 
 __all__ = ["LevelVAE", "train_vae", "evaluate_vae", "reconstruction_metrics", "levels_to_onehot",
            "ELBO_COEFFS", "main"]
@@ -272,29 +274,36 @@ class LevelVAE(nn.Module):
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write config, weights and training history atomically (``torch.save`` format)."""
+        """Write config, weights and training history atomically (``torch.save`` format of
+        tensors and plain values, with a SHA-256 checksum of the content)."""
         payload = {"config": self.config, "state_dict": {k: v.detach().cpu() for k, v in
                                                          self.state_dict().items()},
-                   "history": self.history, "format": "robustrl.LevelVAE/1"}
-
-        def write(fh) -> None:
-            buf = io.BytesIO()
-            torch.save(payload, buf)
-            fh.write(buf.getvalue())
-
-        return atomic_write(path, write, binary=True)
+                   "history": self.history, "format": _FORMAT}
+        return save_torch(path, payload)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device="cpu") -> LevelVAE:
-        """Load a model written by :meth:`save` (in eval mode) onto ``device``."""
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        if payload.get("format") != "robustrl.LevelVAE/1":
-            raise ValueError(f"{path} is not a LevelVAE file")
-        cfg = dict(payload["config"])
+        """Load a model written by :meth:`save` (in eval mode) onto ``device``.
+
+        Checks the checksum (a damaged file raises), the config (rebuilds the model through
+        the validating constructor) and the weights (names, shapes, finite); raises
+        ``ValueError`` naming the file."""
+        payload = load_torch(path, what="LevelVAE", fmt=_FORMAT)
+        cfg = payload.get("config")
+        if not isinstance(cfg, dict) or "size" not in cfg or "latent_dim" not in cfg:
+            raise ValueError(f"path {path}: 'config' must be a dict with size and latent_dim")
+        cfg = dict(cfg)
         size, latent = cfg.pop("size"), cfg.pop("latent_dim")
-        model = cls(size, latent, **cfg)
-        model.load_state_dict(payload["state_dict"])
-        model.history = list(payload["history"])
+        try:
+            model = cls(size, latent, **cfg)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"path {path}: the saved config does not rebuild a LevelVAE: "
+                             f"{exc}") from None
+        load_state_dict_checked(model, payload.get("state_dict"), path, "state_dict")
+        history = payload.get("history")
+        if not isinstance(history, list):
+            raise ValueError(f"path {path}: 'history' must be a list")
+        model.history = list(history)
         return model.to(resolve_device(device)).eval()
 
 

@@ -22,7 +22,6 @@ value 0 (the dataset format does not distinguish time-limit truncation).
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,7 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from robustrl._io import atomic_write
+from robustrl._artifacts import load_state_dict_checked, load_torch, save_torch
 from robustrl.agents.base import NotFittedError
 from robustrl.agents.neural._torch import EnsembleMLP, check_hidden, draw_seed, resolve_device
 from robustrl.agents.neural.targets import (
@@ -484,9 +483,9 @@ class NeuralFittedQ:
 
     # -------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:
-        """Write hyperparameters, shapes and network weights to one file, atomically."""
+        """Write hyperparameters, shapes and network weights to one file, atomically, with a
+        SHA-256 checksum of the content (checked by :meth:`load`)."""
         self._check_fitted()
-        path = Path(path)
         blob = {
             "class": type(self).__name__,
             "hyperparams": self.get_hyperparams(),
@@ -501,36 +500,116 @@ class NeuralFittedQ:
                 for hd in self._heads
             ],
         }
-        buf = io.BytesIO()
-        torch.save(blob, buf)
-        return atomic_write(path, lambda fh: fh.write(buf.getvalue()), binary=True)
+        return save_torch(path, blob)
 
     @classmethod
     def load(cls, path: str | Path, device="auto", env=None):
-        """Rebuild an agent written by :meth:`save` on ``device``."""
-        path = Path(path)
-        if not path.exists():
-            raise ValueError(f"path does not exist: {path}")
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        """Rebuild an agent written by :meth:`save` on ``device``.
+
+        Checks the checksum, the shapes (positive sizes, finite reward range, one head per
+        step), each head's output size against its dual constants and each network's
+        parameters (names, shapes, finite); raises ``ValueError`` naming the file."""
+        blob = load_torch(path, what=f"saved {cls.__name__}")
         if blob.get("class") != cls.__name__:
             raise ValueError(f"path holds a {blob.get('class')}, not a {cls.__name__}: {path}")
-        hp = dict(blob["hyperparams"])
-        agent = cls(env, **hp, device=device)
-        shapes = blob["shapes"]
-        agent.n_actions, agent.obs_dim = shapes["n_actions"], shapes["obs_dim"]
-        agent.feature_dim = shapes["feature_dim"]
-        agent._r_range = tuple(shapes["r_range"])
+        hp = blob.get("hyperparams")
+        if not isinstance(hp, dict):
+            raise ValueError(f"path {path}: 'hyperparams' must be a dict")
+        try:
+            agent = cls(env, **hp, device=device)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"path {path}: the saved hyperparameters do not rebuild a "
+                             f"{cls.__name__}: {exc}") from None
+        shapes = blob.get("shapes")
+        if not isinstance(shapes, dict):
+            raise ValueError(f"path {path}: 'shapes' must be a dict")
+        agent.n_actions = _saved_int(path, shapes, "n_actions")
+        agent.obs_dim = _saved_int(path, shapes, "obs_dim")
+        fd = shapes.get("feature_dim")
+        agent.feature_dim = None if fd is None else _saved_int(path, shapes, "feature_dim")
+        if agent.input == "features" and agent.feature_dim is None:
+            raise ValueError(f"path {path}: 'shapes.feature_dim' is required with "
+                             "input='features'")
+        r_range = shapes.get("r_range")
+        if (not isinstance(r_range, (list, tuple)) or len(r_range) != 2
+                or not all(isinstance(x, (int, float)) and np.isfinite(x) for x in r_range)
+                or r_range[0] > r_range[1]):
+            raise ValueError(f"path {path}: 'shapes.r_range' must be [low, high] with finite "
+                             f"low <= high; got {r_range!r}")
+        agent._r_range = (float(r_range[0]), float(r_range[1]))
+        if env is not None and int(env.action_space.n) != agent.n_actions:
+            raise ValueError(f"path {path}: saved n_actions {agent.n_actions} does not match "
+                             f"env's {int(env.action_space.n)}")
+        env_d = getattr(getattr(env, "unwrapped", env), "feature_dim", None)
+        if agent.input == "features" and env_d is not None and int(env_d) != agent.feature_dim:
+            raise ValueError(f"path {path}: saved feature_dim {agent.feature_dim} does not "
+                             f"match env's {int(env_d)}")
         agent.in_dim = agent.feature_dim if agent.input == "features" else agent.obs_dim
+        heads_in = blob.get("heads")
+        n_heads = 1 if agent.horizon is None else agent.horizon
+        if not isinstance(heads_in, list) or len(heads_in) != n_heads:
+            raise ValueError(f"path {path}: 'heads' must be a list of {n_heads} heads (one per "
+                             "step, or one without a horizon)")
         heads = []
-        for hd in blob["heads"]:
+        for i, hd in enumerate(heads_in):
             if hd is None:
                 heads.append(None)
                 continue
-            net = EnsembleMLP(agent.ensemble_size, agent.in_dim, hd["out_dim"], agent.hidden)
-            net.load_state_dict(hd["state"])
-            stats = None if hd["stats"] is None else DualStats.from_dict(hd["stats"])
-            heads.append(_Head(net.to(agent.device), stats, hd["y_mean"].to(agent.device),
-                               hd["y_scale"].to(agent.device)))
+            if not isinstance(hd, dict):
+                raise ValueError(f"path {path}: heads[{i}] must be a dict or None")
+            stats = None if hd.get("stats") is None else load_stats(path, hd["stats"],
+                                                                     f"heads[{i}].stats")
+            k = 1 + (0 if stats is None else stats.n_outputs)
+            out_dim = k if agent.input == "features" else agent.n_actions * k
+            if hd.get("out_dim") != out_dim:
+                raise ValueError(f"path {path}: heads[{i}].out_dim must be {out_dim}; got "
+                                 f"{hd.get('out_dim')!r}")
+            net = EnsembleMLP(agent.ensemble_size, agent.in_dim, out_dim, agent.hidden)
+            load_state_dict_checked(net, hd.get("state"), path, f"heads[{i}].state")
+            y_mean = saved_vector(path, hd.get("y_mean"), k, f"heads[{i}].y_mean")
+            y_scale = saved_vector(path, hd.get("y_scale"), k, f"heads[{i}].y_scale")
+            heads.append(_Head(net.to(agent.device), stats, y_mean.to(agent.device),
+                               y_scale.to(agent.device)))
         agent._heads = heads
         agent._fitted = True
         return agent
+
+
+def _saved_int(path, shapes: dict, key: str) -> int:
+    value = shapes.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"path {path}: 'shapes.{key}' must be an integer >= 1; got {value!r}")
+    return value
+
+
+def load_stats(path, d, name: str) -> DualStats:
+    """A :class:`DualStats` from its saved dict, checked (divergence, finite constants)."""
+    fields = {"divergence", "lam", "v_min", "v_max", "shift", "alphas"}
+    if not isinstance(d, dict) or set(d) != fields:
+        raise ValueError(f"path {path}: {name} must be a dict with keys {sorted(fields)}")
+    if d["divergence"] not in (None, "tv", "kl", "chi2"):
+        raise ValueError(f"path {path}: {name}.divergence must be None, 'tv', 'kl' or 'chi2'; "
+                         f"got {d['divergence']!r}")
+    numbers = [d["lam"], d["v_min"], d["v_max"], d["shift"]]
+    alphas = d["alphas"]
+    if not isinstance(alphas, list) or not all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x)
+        for x in [*numbers, *alphas]
+    ):
+        raise ValueError(f"path {path}: {name} must hold finite numbers (lam, v_min, v_max, "
+                         "shift and the list alphas)")
+    if d["lam"] <= 0 or d["v_min"] > d["v_max"]:
+        raise ValueError(f"path {path}: {name} needs lam > 0 and v_min <= v_max")
+    return DualStats.from_dict(d)
+
+
+def saved_vector(path, value, k: int, name: str) -> torch.Tensor:
+    """A saved float tensor of shape ``(k,)`` with finite entries."""
+    if not isinstance(value, torch.Tensor) or not value.is_floating_point() or tuple(
+            value.shape) != (k,):
+        got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ValueError(f"path {path}: tensor {name} must be a float tensor of shape ({k},); "
+                         f"got {got}")
+    if not bool(torch.isfinite(value).all()):
+        raise ValueError(f"path {path}: tensor {name} must be finite")
+    return value

@@ -25,7 +25,6 @@ autoreset), a single ``gymnasium.Env`` (wrapped in a one-env ``SyncVectorEnv``) 
 from __future__ import annotations
 
 import copy
-import io
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,12 +34,11 @@ import torch
 from gymnasium import spaces
 from tqdm.auto import tqdm
 
-from robustrl._io import atomic_write
+from robustrl._artifacts import load_state_dict_checked, load_torch, save_torch
 from robustrl.agents.base import NotFittedError
-from robustrl.agents.neural._offline import _Head
+from robustrl.agents.neural._offline import _Head, _saved_int, load_stats, saved_vector
 from robustrl.agents.neural._torch import EnsembleMLP, check_hidden, draw_seed, resolve_device
 from robustrl.agents.neural.targets import (
-    DualStats,
     fit_stats,
     head_loss,
     initial_offset,
@@ -424,7 +422,8 @@ class NeuralDRRPO:
         return out
 
     def save(self, path: str | Path) -> Path:
-        """Write hyperparameters, networks and target constants to one file, atomically."""
+        """Write hyperparameters, networks and target constants to one file, atomically, with
+        a SHA-256 checksum of the content (checked by :meth:`load`)."""
         self._check_fitted()
 
         def cpu(sd):
@@ -440,29 +439,49 @@ class NeuralDRRPO:
             "y_mean": self._head.y_mean.cpu(), "y_scale": self._head.y_scale.cpu(),
             "num_timesteps": self.num_timesteps,
         }
-        buf = io.BytesIO()
-        torch.save(blob, buf)
-        return atomic_write(Path(path), lambda fh: fh.write(buf.getvalue()), binary=True)
+        return save_torch(Path(path), blob)
 
     @classmethod
     def load(cls, path: str | Path, env=None, device="auto") -> NeuralDRRPO:
-        """Rebuild an agent written by :meth:`save` (``env`` needed only to keep learning)."""
-        path = Path(path)
-        if not path.exists():
-            raise ValueError(f"path does not exist: {path}")
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        """Rebuild an agent written by :meth:`save` (``env`` needed only to keep learning).
+
+        Checks the checksum, the shapes against ``env`` (when given), the networks'
+        parameters (names, shapes, finite), the dual constants and the target normalisation
+        (finite, one entry per critic output); raises ``ValueError`` naming the file."""
+        blob = load_torch(path, what=f"saved {cls.__name__}")
         if blob.get("class") != cls.__name__:
             raise ValueError(f"path holds a {blob.get('class')}, not a {cls.__name__}: {path}")
-        agent = cls(env, **blob["hyperparams"], device=device)
+        hp, shapes = blob.get("hyperparams"), blob.get("shapes")
+        if not isinstance(hp, dict) or not isinstance(shapes, dict):
+            raise ValueError(f"path {path}: 'hyperparams' and 'shapes' must be dicts")
+        try:
+            agent = cls(env, **hp, device=device)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"path {path}: the saved hyperparameters do not rebuild a "
+                             f"{cls.__name__}: {exc}") from None
+        obs_dim, n_actions = _saved_int(path, shapes, "obs_dim"), _saved_int(path, shapes,
+                                                                              "n_actions")
         if env is None:
-            agent.obs_dim = blob["shapes"]["obs_dim"]
-            agent.n_actions = blob["shapes"]["n_actions"]
+            agent.obs_dim, agent.n_actions = obs_dim, n_actions
             agent._build()
-        agent.actor.load_state_dict(blob["actor"])
-        agent.critic.load_state_dict(blob["critic"])
-        agent._head.stats = DualStats.from_dict(blob["stats"])
-        agent._head.y_mean = blob["y_mean"].to(agent.device)
-        agent._head.y_scale = blob["y_scale"].to(agent.device)
-        agent.num_timesteps = blob["num_timesteps"]
+        elif (agent.obs_dim, agent.n_actions) != (obs_dim, n_actions):
+            raise ValueError(f"path {path}: saved (obs_dim, n_actions) = {(obs_dim, n_actions)} "
+                             f"does not match env's {(agent.obs_dim, agent.n_actions)}")
+        load_state_dict_checked(agent.actor, blob.get("actor"), path, "actor")
+        load_state_dict_checked(agent.critic, blob.get("critic"), path, "critic")
+        stats = load_stats(path, blob.get("stats"), "stats")
+        if stats.divergence != agent.divergence or 1 + stats.n_outputs != agent._k:
+            raise ValueError(f"path {path}: 'stats' (divergence {stats.divergence!r}, "
+                             f"{stats.n_outputs} outputs) does not match the hyperparameters")
+        agent._head.stats = stats
+        agent._head.y_mean = saved_vector(path, blob.get("y_mean"), agent._k,
+                                          "y_mean").to(agent.device)
+        agent._head.y_scale = saved_vector(path, blob.get("y_scale"), agent._k,
+                                           "y_scale").to(agent.device)
+        steps = blob.get("num_timesteps")
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+            raise ValueError(f"path {path}: 'num_timesteps' must be an integer >= 0; got "
+                             f"{steps!r}")
+        agent.num_timesteps = steps
         agent._fitted = True
         return agent
