@@ -137,6 +137,27 @@ def test_matches_bare_env_with_options_and_set_levels():
     assert counts["goal"] > 0 and counts["lava"] > 0 and counts["truncated"] > 0
 
 
+def test_goal_on_the_last_step_is_terminal_not_truncated():
+    """Goal reached on step ``max_steps``: terminated with reward 0.1 and
+    ``TimeLimit.truncated`` False, as DummyVecEnv reports it; the others are truncated."""
+    level = np.zeros((4, 4), dtype=np.int8)
+    level[0, 0], level[0, 1] = 4, 5  # START, GOAL to its right (direction 0)
+    n = 16
+    ref = DummyVecEnv([lambda: CaveEscapeEnv(level, max_steps=1)] * n)
+    vec = CaveEscapeVecEnv(level, n, max_steps=1)
+    ref.seed(0)
+    vec.seed(0)
+    assert np.array_equal(ref.reset()["image"], vec.reset()["image"])
+    out_ref, out_vec = ref.step(np.full(n, 2)), vec.step(np.full(n, 2))
+    _assert_same_step(out_ref, out_vec, 0)
+    rewards, dones, infos = out_vec[1], out_vec[2], out_vec[3]
+    goal = rewards > 0
+    assert dones.all() and 0 < goal.sum() < n
+    assert np.all(rewards[goal] == np.float32(1 - 0.9 * (1 / 1)))
+    assert [info["TimeLimit.truncated"] for info in infos] == (~goal).tolist()
+    assert [info["solved"] for info in infos] == goal.tolist()
+
+
 def _random_state(seed: int, size: int, view: int, n: int, max_steps: int):
     """A CaveEscapeVecEnv after a few random steps (varied positions, directions, counters)."""
     rng = np.random.default_rng(seed)
