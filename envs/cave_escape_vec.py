@@ -225,7 +225,7 @@ class CaveEscapeVecEnv(VecEnv):
 
     # ------------------------------------------------------------------ VecEnv API
 
-    def reset(self):
+    def reset(self) -> dict[str, Any]:
         """Reset every environment (with the seeds of :meth:`seed` and the options of
         ``set_options``, used once) and return the first observations."""
         self._sync()
@@ -253,6 +253,7 @@ class CaveEscapeVecEnv(VecEnv):
         return self._obs()
 
     def step_async(self, actions: np.ndarray) -> None:
+        """Store one action per environment (integers in ``[0, n_actions - 1]``)."""
         a = np.asarray(actions)
         if a.size != self.num_envs or not (np.issubdtype(a.dtype, np.integer)
                                            or np.all(np.mod(a, 1) == 0)):
@@ -265,7 +266,9 @@ class CaveEscapeVecEnv(VecEnv):
                              f"[{a.min()}, {a.max()}]")
         self._actions = a
 
-    def step_wait(self):
+    def step_wait(self) -> tuple[dict[str, Any], np.ndarray, np.ndarray, list[dict]]:
+        """Step every environment (one compiled call) and auto-reset the finished ones;
+        ``(observations, rewards float32, dones, infos)`` as SB3's ``DummyVecEnv``."""
         if not self._started:
             raise RuntimeError("CaveEscapeVecEnv.reset() must be called before step()")
         if self._actions is None:
@@ -319,6 +322,7 @@ class CaveEscapeVecEnv(VecEnv):
         return out
 
     def close(self) -> None:
+        """Nothing to release (no subprocesses); waits for a pending device copy."""
         self._sync()
 
     def get_images(self) -> Sequence[np.ndarray | None]:
@@ -358,7 +362,8 @@ class CaveEscapeVecEnv(VecEnv):
                                  f"state lives in arrays); got {attr_name!r}")
         self.set_levels(indices, value)
 
-    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs):
+    def env_method(self, method_name: str, *method_args, indices=None,
+                   **method_kwargs) -> list[None]:
         """Supports ``set_level(level)`` (the DRED trainer's ``LevelWrapper`` method)."""
         if method_name != "set_level":
             raise AttributeError(f"CaveEscapeVecEnv supports only env_method('set_level', "
@@ -369,4 +374,5 @@ class CaveEscapeVecEnv(VecEnv):
         return [None] * len(idx)
 
     def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
+        """Always False: there are no gymnasium wrappers inside."""
         return [False] * len(list(self._get_indices(indices)))

@@ -37,6 +37,7 @@ def observe(cells: np.ndarray, pos: np.ndarray, dirs: np.ndarray, enc: np.ndarra
 
 
 def install_level(cells: np.ndarray, level: np.ndarray, v: int) -> None:
+    """In place: ``level (size, size)`` into the interior of ``cells (P, P)`` (``(x, y)`` order)."""
     size = level.shape[0]
     cells[v + 1:v + 1 + size, v + 1:v + 1 + size] = level.T
 
@@ -60,6 +61,8 @@ def move(cells: np.ndarray, pos: np.ndarray, dirs: np.ndarray, steps: np.ndarray
 
 def reset_batch(indices, cells, pos, dirs, steps, returns, next_levels, next_start, next_dir,
                 dirty, enc, image, direction) -> None:
+    """Reset the environments ``indices`` from their pending level/start/direction and write
+    their observations."""
     v = image.shape[1]
     for i in indices:
         if dirty[i]:
@@ -76,6 +79,7 @@ def reset_batch(indices, cells, pos, dirs, steps, returns, next_levels, next_sta
 def step_batch(actions, cells, pos, dirs, steps, returns, next_levels, next_start, next_dir,
                dirty, max_steps, enc, rewards, terminated, truncated, image, direction,
                term_image, term_direction, term_return, term_length) -> int:
+    """Step all environments, reset the finished ones; returns how many finished."""
     v = image.shape[1]
     reward, term, trunc = move(cells, pos, dirs, steps, actions, max_steps, v)
     rewards[:] = reward
