@@ -42,7 +42,7 @@ FULL = {
     "primitives": {"argv": []},
     "dred": {"n_levels": 64, "size": 13, "dummy_envs": [36, 1024], "dummy_env_steps": 7200,
              "batched_envs": [36, 1024, 8192], "batched_env_steps": 400_000,
-             "ppo": [(36, 256)], "ppo_updates": 2},
+             "ppo": [(36, 256), (288, 32)], "ppo_updates": 2},
 }
 QUICK = {
     "offline": {"sizes": {"put": [10, 30], "sim": [20, 60]}, "budget": 0.5},

@@ -10,7 +10,8 @@
 * **PPO steps/s** (``ppo``): end-to-end SB3 ``PPO`` (``MultiInputPolicy``, the feed-forward
   DRED policy of :func:`robustrl.agents.dred.policy.policy_kwargs`, ``PPO_DEFAULTS``, one
   minibatch of ``n_envs x n_steps``), env steps per second of ``learn`` over whole updates
-  after one untimed warm-up update, on CPU, with each env.
+  after one untimed warm-up update, on CPU, with each env; ``rollout share`` is the part of
+  that time spent collecting rollouts (env steps and policy calls), the rest is the update.
 
     python -m benchmarks --only dred
 """
@@ -72,21 +73,42 @@ def env_steps_per_second(venv, n_steps: int, repeats: int, seed: int = 0) -> flo
     return n * n_steps / best
 
 
-def ppo_steps_per_second(venv, n_steps: int, updates: int, seed: int = 0) -> float:
-    """Env steps/s of SB3 PPO ``learn`` over ``updates`` updates after one warm-up update."""
+def ppo_steps_per_second(venv, n_steps: int, updates: int, seed: int = 0
+                         ) -> tuple[float, float]:
+    """Env steps/s of SB3 PPO ``learn`` over ``updates`` updates after one warm-up update, and
+    the fraction of that time spent collecting rollouts (env steps plus policy calls; the rest
+    is the gradient update)."""
     from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
 
     from robustrl.agents.dred.policy import policy_kwargs
     from robustrl.agents.dred.training import PPO_DEFAULTS
+
+    class RolloutClock(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seconds = 0.0
+            self._start = 0.0
+
+        def _on_rollout_start(self) -> None:
+            self._start = time.perf_counter()
+
+        def _on_rollout_end(self) -> None:
+            self.seconds += time.perf_counter() - self._start
+
+        def _on_step(self) -> bool:
+            return True
 
     n = venv.num_envs
     model = PPO("MultiInputPolicy", venv, n_steps=n_steps, batch_size=n * n_steps,
                 policy_kwargs=policy_kwargs(), device="cpu", seed=seed, verbose=0,
                 **PPO_DEFAULTS)
     model.learn(n * n_steps)
+    clock = RolloutClock()
     start = time.perf_counter()
-    model.learn(n * n_steps * updates, reset_num_timesteps=False)
-    return n * n_steps * updates / (time.perf_counter() - start)
+    model.learn(n * n_steps * updates, reset_num_timesteps=False, callback=clock)
+    total = time.perf_counter() - start
+    return n * n_steps * updates / total, clock.seconds / total
 
 
 def run(cfg: dict[str, Any], repeats: int = 3) -> dict[str, Any]:
@@ -118,15 +140,16 @@ def run(cfg: dict[str, Any], repeats: int = 3) -> dict[str, Any]:
         base = None
         for name, make in (("DummyVecEnv(CaveEscapeEnv)", make_dummy),
                            ("CaveEscapeVecEnv", make_batched)):
-            sps = ppo_steps_per_second(make(levels, n), n_steps, cfg["ppo_updates"])
+            sps, share = ppo_steps_per_second(make(levels, n), n_steps, cfg["ppo_updates"])
             base = sps if base is None else base
             ppo_rows.append(dict(env=name, n_envs=n, n_steps=n_steps, policy="feed-forward",
-                                 steps_per_s=sps, ratio=sps / base))
+                                 steps_per_s=sps, ratio=sps / base, rollout_share=share))
     if ppo_rows:
         table += "\n\n" + format_table(
-            ["PPO (CPU, feed-forward)", "n_envs", "n_steps", "env steps/s", "x DummyVecEnv"],
-            [[r["env"], r["n_envs"], r["n_steps"], r["steps_per_s"], f"{r['ratio']:.2f}x"]
-             for r in ppo_rows])
+            ["PPO (CPU, feed-forward)", "n_envs", "n_steps", "env steps/s", "x DummyVecEnv",
+             "rollout share"],
+            [[r["env"], r["n_envs"], r["n_steps"], r["steps_per_s"], f"{r['ratio']:.2f}x",
+              f"{100 * r['rollout_share']:.0f}%"] for r in ppo_rows])
         table += (f"\n(torch threads {threads}; the LSTM policy rows need sb3-contrib's "
                   "RecurrentPPO, not installed here)")
     return {"rows": rows, "ppo_rows": ppo_rows, "table": table}
