@@ -85,6 +85,10 @@ class CaveEscapeVecEnv(VecEnv):
         if levels is None:
             n = check_int(1 if n_envs is None else n_envs, "n_envs", low=1)
             size = check_int(size, "size", low=2)
+            if size * size - 2 < 60:
+                raise ValueError("size must be >= 8 when levels is None: domain-randomisation "
+                                 "levels (random_level) hold up to 59 blocks; got size "
+                                 f"{size}")
             init_levels = [None] * n
         else:
             arr = np.asarray(levels)

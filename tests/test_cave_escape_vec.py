@@ -267,6 +267,8 @@ def test_bad_input_raises():
         CaveEscapeVecEnv(np.stack([level, level]), n_envs=3)
     with pytest.raises(ValueError, match=r"levels\[1\]"):
         CaveEscapeVecEnv(np.stack([level, np.zeros_like(level)]))
+    with pytest.raises(ValueError, match="size must be >= 8 when levels is None"):
+        CaveEscapeVecEnv(None, 2, size=7)
     with pytest.raises(ValueError, match="agent_view_size"):
         CaveEscapeVecEnv(level, agent_view_size=4)
     vec = CaveEscapeVecEnv(level, n_envs=2, navigation_only=True)
