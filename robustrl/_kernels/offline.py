@@ -77,7 +77,7 @@ def chi2_regularized_rows(v, xi, lam):
     for i in range(d):
         for j in range(n):
             w[j] = xi[i, order[j]]
-        out[i] = _chi2_regularized_sorted(v_sorted, w, lam)
+        out[i] = _chi2_regularized_sorted(v_sorted, w, lam, False)
     return out
 
 
