@@ -6,7 +6,8 @@ per-factor estimates ``nu_h`` of the regularised inner value ``I_lam[V; mu_{h,i}
 (note 1.3 / 1.4):
 
 * TV: ``nu = Xi min(V, v_min + lam)`` (closed form, no optimisation);
-* KL: ``nu = -lam log clip(Xi exp(-V / lam), exp(-max_reward H / lam), 1)``;
+* KL: ``nu = -lam log clip(Xi exp(-V / lam), exp(-max_reward H / lam), 1)`` (arXiv 2411.18612,
+  the KL case of R2PVI), each factor's sum formed with its own shift (see below);
 * chi2: ``nu_i = max_alpha z1_i - (z2_i - z1_i^2) / (4 lam)`` with ``z_k = Xi min(V, alpha)^k``,
   solved exactly by the sorted piecewise-quadratic method (not Nelder-Mead, pitfall 8).
 
@@ -25,10 +26,12 @@ implementation uses the data's.)
 
 from __future__ import annotations
 
+import warnings
 from typing import ClassVar
 
 import numpy as np
 
+from robustrl._kernels import offline as _kernels
 from robustrl._kernels.offline import chi2_regularized_rows
 from robustrl._kernels.offline import kl_from_sum as _kl_from_sum_kernel
 from robustrl.agents._offline import (
@@ -41,6 +44,16 @@ from robustrl.agents._offline import (
 from robustrl.data import OfflineDataset
 from robustrl.ridge import ridge_solve
 from robustrl.validation import check_divergence, check_positive
+
+# A feature column whose smallest value lies more than this many lam above the step's smallest
+# value gets its own exactly shifted sum: below it, exp(-(V - min V) / lam) >= e^-300 keeps the
+# column's leading terms far from underflow (e^-745) and the global-shift sum is exact.
+KL_FAR_SHIFT = 300.0
+
+# Cancellation factor sum|terms| / |sum| of a factor's signed sum Xi exp(-V / lam) beyond which
+# float64 rounding (and the rounding of Lambda^{-1}) may change nu by more than about
+# lam * 1e-8 * cond(Lambda): R2PVI-KL warns (see the class docstring).
+KL_MAX_CANCELLATION = 1e8
 
 
 class R2PVI(OfflineAgent):
@@ -62,6 +75,19 @@ class R2PVI(OfflineAgent):
         variance_aware: run the variance-weighted variant (note 1.6).
         truncate_below: clip Q at 0 (the paper) or only above (the authors' code).
         max_reward: rewards lie in ``[0, max_reward]``.
+
+    Range of lam where R2PVI-KL is trustworthy in float64: the factor-``i`` estimate is
+    ``nu_i = m_i - lam log sum_k Xi_ik exp(-(V_k - m_i) / lam)``, ``m_i`` the smallest value its
+    regression row weights (per-factor shift: no factor underflows because another factor's
+    values are lower). With nonnegative regression weights (one-hot, tabular or
+    disjoint-support features, exact data) the sum has no cancellation and every lam > 0 is
+    exact up to rounding. With mixed-sign weights (overlapping features: ``Lambda^{-1}`` has
+    negative entries) the terms are O(1) while the sum can be ``exp(-gap / lam)``: the result
+    is lost in rounding once ``gap / lam`` exceeds about 30, a limit of the published estimator
+    (arXiv 2411.18612; its KL bound already grows like ``exp(H / lam)``). The fit measures the
+    cancellation factor ``sum|terms| / |sum|`` of every factor and warns (naming lam, the step
+    and the factor) when it exceeds 1e8, i.e. keep ``(max V - min V) / lam`` below about
+    ``ln 1e8 = 18`` with overlapping features.
     """
 
     _hyperparam_names: ClassVar[tuple[str, ...]] = (
@@ -118,16 +144,87 @@ class R2PVI(OfflineAgent):
             return np.minimum(values, v_min + self.lam)
         return np.exp(-(values - value_min.all) / self.lam)
 
-    def _moment_estimate(self, h, z, value_min) -> np.ndarray:
+    def _first_read(self, st, values, value_min) -> None:
+        if self.divergence != "kl":
+            return
+        if value_min.columns is None:
+            value_min.columns = np.full(self.feature_dim, np.inf)
+        _kernels.column_value_minima(st.features, values, value_min.columns)
+
+    def _far_columns(self, value_min) -> np.ndarray:
+        """Columns whose smallest value is more than KL_FAR_SHIFT lam above the step's."""
+        c = value_min.columns
+        return np.isfinite(c) & (c - value_min.all > KL_FAR_SHIFT * self.lam)
+
+    def _accumulate(self, st, values, sample_weights, value_min) -> None:
+        if self.divergence != "kl" or value_min.columns is None:
+            return
+        far = self._far_columns(value_min)
+        if not far.any():
+            return
+        if value_min.extra is None:
+            value_min.extra = np.zeros(self.feature_dim)
+        sw = sample_weights
+        _kernels.shifted_column_moment_into(
+            value_min.extra, st.features, values,
+            np.zeros(0) if sw is None else sw, sw is not None,
+            value_min.columns, self.lam, far)
+
+    def _moment_estimate(self, h, z, value_min, moment, lambda_inv) -> np.ndarray:
         if self.divergence == "tv":
             return z
-        return self._kl_from_sum(z, value_min.all, value_min.count == 0)
+        empty = value_min.count == 0
+        nu = self._kl_from_sum(z, value_min.all, empty)
+        if empty or value_min.columns is None:
+            return nu
+        lam = self.lam
+        # The global-shift sum z_i is exact for a factor whose row reaches a column within
+        # KL_FAR_SHIFT lam of the minimum; the other factors are re-formed from the exactly
+        # shifted column sums with their own shift m_i (the smallest column shift they weight).
+        c = value_min.columns
+        far = self._far_columns(value_min)
+        loads = (lambda_inv != 0.0) & np.isfinite(c)[None, :]
+        row_shift = np.where(loads, c[None, :], np.inf).min(axis=1)
+        far_rows = np.isfinite(row_shift) & (row_shift - value_min.all > KL_FAR_SHIFT * lam)
+        absum = np.abs(lambda_inv) @ np.abs(moment)
+        s = z.copy()
+        if far_rows.any():
+            # only far columns load on a far row (its shift is their minimum): exponents <= 0
+            use = loads[far_rows] & far[None, :]
+            expo = np.where(use, (row_shift[far_rows, None] - np.where(far, c, 0.0)) / lam,
+                            -np.inf)
+            with np.errstate(under="ignore"):
+                terms = np.where(use, lambda_inv[far_rows] * value_min.extra * np.exp(expo), 0.0)
+            s_far = terms.sum(axis=1)
+            s[far_rows] = s_far
+            absum[far_rows] = np.abs(terms).sum(axis=1)
+            nu[far_rows] = _kernels.kl_from_row_sums(
+                np.ascontiguousarray(s_far), np.ascontiguousarray(row_shift[far_rows]), lam,
+                self.max_reward * self.horizon, self.truncate_below)
+        self._check_cancellation(h, s, absum)
+        return nu
+
+    def _check_cancellation(self, h: int, s: np.ndarray, absum: np.ndarray) -> None:
+        """Warn when a factor's signed sum ``Xi exp(-V / lam)`` cancels beyond float64."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(absum > 0.0, absum / np.abs(s), 0.0)
+        i = int(np.argmax(ratio)) if ratio.size else 0
+        if ratio.size and ratio[i] > KL_MAX_CANCELLATION:
+            where = f"step {h}, factor {i}" if h >= 0 else f"factor {i}"
+            warnings.warn(
+                f"R2PVI-KL: lam={self.lam:g} is too small for these regression weights: at "
+                f"{where} the signed sum Xi exp(-V / lam) cancels by a factor {ratio[i]:.3g} "
+                f"(> {KL_MAX_CANCELLATION:.0e}), beyond what float64 resolves, so nu there may "
+                f"be wrong; use a larger lam (with overlapping features keep "
+                f"(max V - min V) / lam below about 18)",
+                RuntimeWarning, stacklevel=2)
 
     def _kl_estimate(self, xi: np.ndarray, values: np.ndarray) -> np.ndarray:
         """``-lam log clip(Xi exp(-V/lam), exp(-cap/lam), 1)``, ``cap = max_reward H`` (note 1.4).
 
-        Computed as ``m - lam log(Xi exp(-(V - m)/lam))`` with ``m = min V`` so that nothing
-        underflows for small lam; a non-positive regression estimate takes the clip value cap.
+        Computed per factor as ``m_i - lam log(Xi_i exp(-(V - m_i)/lam))`` with ``m_i`` the
+        smallest value row ``i`` weights, so that nothing underflows for small lam; a
+        non-positive regression estimate takes the clip value cap.
         So a factor without data (estimate 0) is valued at the top of the range, unlike TV and
         chi2 (estimate 0); only the penalty ``beta Gamma`` makes it pessimistic. (The authors'
         simulated-MDP code never meets this: it hard-codes the fail state's value to 0.)
@@ -136,8 +233,12 @@ class R2PVI(OfflineAgent):
         """
         if values.size == 0:
             return self._kl_from_sum(np.zeros(xi.shape[0]), 0.0, True)
-        shift = float(values.min())
-        return self._kl_from_sum(xi @ np.exp(-(values - shift) / self.lam), shift, False)
+        s, shifts, absum = _kernels.kl_regularized_rows(np.ascontiguousarray(values), xi,
+                                                        self.lam)
+        nu = _kernels.kl_from_row_sums(s, shifts, self.lam, self.max_reward * self.horizon,
+                                       self.truncate_below)
+        self._check_cancellation(-1, s, absum)
+        return nu
 
     def _kl_from_sum(self, s: np.ndarray, shift: float, empty: bool) -> np.ndarray:
         """``nu`` from ``s = Xi exp(-(V - shift) / lam)``, ``shift = min V`` (see above)."""

@@ -463,3 +463,84 @@ def group_by_value(values, features, weights, in_regression):
             for i in range(dim):
                 sums[g, i] += w * features[k, i]
     return u, sums, inside
+
+
+# --------------------------------------------------------------------------------------------
+# R2PVI-KL with one shift per factor (arXiv 2411.18612, KL estimator of R2PVI): the sum
+# Xi exp(-V / lam) of factor i is formed as exp(-m_i / lam) sum Xi_i exp(-(V - m_i) / lam) with m_i
+# the smallest value factor i's regression row weights, so no factor underflows merely because
+# its values lie far above another factor's.
+@njit(cache=True)
+def column_value_minima(features, values, out):
+    """In place ``out[j] = min(out[j], min {values[k] : features[k, j] != 0})``: per feature
+    column the smallest next-state value of the rows that load on it (any layout)."""
+    n, dim = features.shape
+    for k in range(n):
+        x = values[k]
+        for j in range(dim):
+            if features[k, j] != 0.0 and x < out[j]:
+                out[j] = x
+
+
+@njit(cache=True)
+def shifted_column_moment_into(out, features, values, weights, use_weights, shifts, lam, active):
+    """In place, for the columns ``j`` with ``active[j]``:
+    ``out[j] += sum_k w_k phi_kj exp(-(values[k] - shifts[j]) / lam)`` over the nonzero
+    ``phi_kj`` (``use_weights=False``: unit weights). With ``shifts[j]`` the column's smallest
+    value every exponent is <= 0 and the column's leading terms are ~1."""
+    n, dim = features.shape
+    for k in range(n):
+        w = weights[k] if use_weights else 1.0
+        if w == 0.0:
+            continue
+        x = values[k]
+        for j in range(dim):
+            f = features[k, j]
+            if f != 0.0 and active[j]:
+                out[j] += w * f * math.exp(-(x - shifts[j]) / lam)
+
+
+@njit(cache=True)
+def kl_regularized_rows(v, xi, lam):
+    """Per row ``i`` of ``xi (d, n)``: ``(s_i, m_i, a_i)`` with ``m_i`` the smallest ``v_j`` of a
+    nonzero ``xi_ij``, ``s_i = sum_j xi_ij exp(-(v_j - m_i) / lam)`` and ``a_i`` the same sum of
+    absolute terms (``a_i / |s_i|`` is the cancellation factor of the signed sum). A row without
+    a nonzero weight gets ``(0, 0, 0)``."""
+    d, n = xi.shape
+    s = np.zeros(d)
+    shifts = np.zeros(d)
+    absum = np.zeros(d)
+    for i in range(d):
+        m = np.inf
+        for j in range(n):
+            if xi[i, j] != 0.0 and v[j] < m:
+                m = v[j]
+        if m == np.inf:
+            continue
+        shifts[i] = m
+        acc = 0.0
+        acc_abs = 0.0
+        for j in range(n):
+            if xi[i, j] != 0.0:
+                t = xi[i, j] * math.exp(-(v[j] - m) / lam)
+                acc += t
+                acc_abs += abs(t)
+        s[i] = acc
+        absum[i] = acc_abs
+    return s, shifts, absum
+
+
+@njit(cache=True)
+def kl_from_row_sums(s, shifts, lam, cap, truncate_below):
+    """:func:`kl_from_sum` with one shift per row: ``min(shifts_i - lam log s_i, cap)`` where
+    ``s_i > 0`` and ``cap`` elsewhere, then ``max(., 0)`` when ``truncate_below``."""
+    d = s.shape[0]
+    out = np.empty(d)
+    for i in range(d):
+        x = cap
+        if s[i] > 0.0:
+            x = min(shifts[i] - lam * np.log(s[i]), cap)
+        if truncate_below:
+            x = max(x, 0.0)
+        out[i] = x
+    return out

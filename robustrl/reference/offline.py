@@ -177,3 +177,38 @@ def group_by_value(values, features, weights, in_regression):
     inside = np.zeros(u.size, dtype=bool)
     inside[inverse[in_regression]] = True
     return u, group_rows(inverse, features, weights, u.size), inside
+
+
+def column_value_minima(features, values, out) -> None:
+    loads = features != 0.0
+    col = np.where(loads, values[:, None], np.inf).min(axis=0, initial=np.inf)
+    np.minimum(out, col, out=out)
+
+
+def shifted_column_moment_into(out, features, values, weights, use_weights, shifts, lam,
+                               active) -> None:
+    w = weights if use_weights else np.ones(features.shape[0])
+    loads = features[:, active] != 0.0
+    expo = np.exp(np.where(loads, -(values[:, None] - shifts[None, active]) / lam, -np.inf))
+    out[active] += (features[:, active] * w[:, None] * expo).sum(axis=0)
+
+
+def kl_regularized_rows(v, xi, lam) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    d = xi.shape[0]
+    s, shifts, absum = np.zeros(d), np.zeros(d), np.zeros(d)
+    for i in range(d):
+        nz = xi[i] != 0.0
+        if not nz.any():
+            continue
+        shifts[i] = v[nz].min()
+        terms = xi[i, nz] * np.exp(-(v[nz] - shifts[i]) / lam)
+        s[i], absum[i] = terms.sum(), np.abs(terms).sum()
+    return s, shifts, absum
+
+
+def kl_from_row_sums(s, shifts, lam, cap, truncate_below) -> np.ndarray:
+    nu = np.full(s.shape[0], cap)
+    pos = s > 0.0
+    nu[pos] = shifts[pos] - lam * np.log(s[pos])
+    nu = np.minimum(nu, cap)
+    return np.maximum(nu, 0.0) if truncate_below else nu
