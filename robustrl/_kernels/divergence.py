@@ -257,13 +257,14 @@ def _chi2_regularized_sorted(v_sorted, w_sorted, lam, probability):
     """
     n = v_sorted.shape[0]
     shift = v_sorted[0]
-    after = np.empty(n)  # weight strictly after position k (used when ``probability``)
-    acc = 0.0
-    for k in range(n - 1, -1, -1):
-        after[k] = acc
-        acc += w_sorted[k]
+    after = np.empty(n if probability else 0)  # weight strictly after position k
     total_w = 1.0
-    if not probability:
+    if probability:
+        acc = 0.0
+        for k in range(n - 1, -1, -1):
+            after[k] = acc
+            acc += w_sorted[k]
+    else:
         total_w = 0.0
         for j in range(n):
             total_w += w_sorted[j]
