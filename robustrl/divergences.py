@@ -160,6 +160,8 @@ def tv_dual_weighted(values, weights, rho: float, v_min: float) -> float:
     """max over alpha in {v_min} U {values_j} of sum_j w_j min(v_j, alpha) - rho (alpha - v_min).
 
     DRPVI's TV estimator (note 1.7) with regression weights ``weights`` (signed, any sum).
+    Accepted: ``values`` finite in [-1e150, 1e150], ``weights`` finite of the same length,
+    ``rho`` finite >= 0, ``v_min`` finite; else ValueError naming the argument.
     """
     v = _check_values(values)
     w = check_array(weights, "weights", shape=(v.shape[0],))
@@ -172,6 +174,9 @@ def chi2_regularized_dual_weighted(values, weights, lam: float) -> float:
     """max over alpha in [min v, max v] of z1 - (z2 - z1^2) / (4 lam) (R2PVI chi2, note 1.4).
 
     z1 = sum w min(v, alpha), z2 = sum w min(v, alpha)^2 with signed regression weights w.
+    Accepted: ``values`` finite in [-1e150, 1e150], ``weights`` finite of the same length,
+    ``lam`` finite > 0; else ValueError naming the argument. The weights' float total is used
+    as it is (no clamp): for a probability vector use :func:`regularized_inner`.
     """
     v = _check_values(values)
     w = check_array(weights, "weights", shape=(v.shape[0],))
