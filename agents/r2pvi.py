@@ -55,6 +55,8 @@ KL_FAR_SHIFT = 300.0
 # lam * 1e-8 * cond(Lambda): R2PVI-KL warns (see the class docstring).
 KL_MAX_CANCELLATION = 1e8
 
+_NO_WEIGHTS = np.zeros(0)
+
 
 class R2PVI(OfflineAgent):
     """Robust regularised pessimistic value iteration (TV, KL or chi2 regulariser).
@@ -151,69 +153,45 @@ class R2PVI(OfflineAgent):
             value_min.columns = np.full(self.feature_dim, np.inf)
         _kernels.column_value_minima(st.features, values, value_min.columns)
 
-    def _far_columns(self, value_min) -> np.ndarray:
-        """Columns whose smallest value is more than KL_FAR_SHIFT lam above the step's."""
-        c = value_min.columns
-        return np.isfinite(c) & (c - value_min.all > KL_FAR_SHIFT * self.lam)
-
     def _accumulate(self, st, values, sample_weights, value_min) -> None:
         if self.divergence != "kl" or value_min.columns is None:
             return
-        far = self._far_columns(value_min)
-        if not far.any():
+        if value_min.extra is None:  # once per step: are there far columns at all?
+            far = np.any(np.isfinite(value_min.columns) &
+                         (value_min.columns > value_min.all + KL_FAR_SHIFT * self.lam))
+            value_min.extra = np.zeros(self.feature_dim if far else 0)
+        if value_min.extra.size == 0:
             return
-        if value_min.extra is None:
-            value_min.extra = np.zeros(self.feature_dim)
         sw = sample_weights
         _kernels.shifted_column_moment_into(
             value_min.extra, st.features, values,
-            np.zeros(0) if sw is None else sw, sw is not None,
-            value_min.columns, self.lam, far)
+            _NO_WEIGHTS if sw is None else sw, sw is not None,
+            value_min.columns, self.lam, value_min.all + KL_FAR_SHIFT * self.lam)
 
     def _moment_estimate(self, h, z, value_min, moment, lambda_inv) -> np.ndarray:
         if self.divergence == "tv":
             return z
-        empty = value_min.count == 0
-        nu = self._kl_from_sum(z, value_min.all, empty)
-        if empty or value_min.columns is None:
-            return nu
-        lam = self.lam
+        if value_min.count == 0 or value_min.columns is None:
+            return self._kl_from_sum(z, value_min.all, value_min.count == 0)
         # The global-shift sum z_i is exact for a factor whose row reaches a column within
         # KL_FAR_SHIFT lam of the minimum; the other factors are re-formed from the exactly
-        # shifted column sums with their own shift m_i (the smallest column shift they weight).
-        c = value_min.columns
-        far = self._far_columns(value_min)
-        loads = (lambda_inv != 0.0) & np.isfinite(c)[None, :]
-        row_shift = np.where(loads, c[None, :], np.inf).min(axis=1)
-        far_rows = np.isfinite(row_shift) & (row_shift - value_min.all > KL_FAR_SHIFT * lam)
-        absum = np.abs(lambda_inv) @ np.abs(moment)
-        s = z.copy()
-        if far_rows.any():
-            # only far columns load on a far row (its shift is their minimum): exponents <= 0
-            use = loads[far_rows] & far[None, :]
-            expo = np.where(use, (row_shift[far_rows, None] - np.where(far, c, 0.0)) / lam,
-                            -np.inf)
-            with np.errstate(under="ignore"):
-                terms = np.where(use, lambda_inv[far_rows] * value_min.extra * np.exp(expo), 0.0)
-            s_far = terms.sum(axis=1)
-            s[far_rows] = s_far
-            absum[far_rows] = np.abs(terms).sum(axis=1)
-            nu[far_rows] = _kernels.kl_from_row_sums(
-                np.ascontiguousarray(s_far), np.ascontiguousarray(row_shift[far_rows]), lam,
-                self.max_reward * self.horizon, self.truncate_below)
-        self._check_cancellation(h, s, absum)
-        return nu
+        # shifted column sums with their own shift (the smallest column minimum they load on).
+        extra = value_min.extra
+        s, shifts, absum = _kernels.kl_factor_sums(
+            lambda_inv, np.ascontiguousarray(moment), np.ascontiguousarray(z),
+            value_min.columns, extra if extra is not None and extra.size else np.zeros(z.shape[0]),
+            value_min.all, self.lam, KL_FAR_SHIFT)
+        self._check_cancellation(h, *_kernels.worst_cancellation(s, absum))
+        return _kernels.kl_from_row_sums(s, shifts, self.lam, self.max_reward * self.horizon,
+                                         self.truncate_below)
 
-    def _check_cancellation(self, h: int, s: np.ndarray, absum: np.ndarray) -> None:
+    def _check_cancellation(self, h: int, ratio: float, i: int) -> None:
         """Warn when a factor's signed sum ``Xi exp(-V / lam)`` cancels beyond float64."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(absum > 0.0, absum / np.abs(s), 0.0)
-        i = int(np.argmax(ratio)) if ratio.size else 0
-        if ratio.size and ratio[i] > KL_MAX_CANCELLATION:
+        if ratio > KL_MAX_CANCELLATION:
             where = f"step {h}, factor {i}" if h >= 0 else f"factor {i}"
             warnings.warn(
                 f"R2PVI-KL: lam={self.lam:g} is too small for these regression weights: at "
-                f"{where} the signed sum Xi exp(-V / lam) cancels by a factor {ratio[i]:.3g} "
+                f"{where} the signed sum Xi exp(-V / lam) cancels by a factor {ratio:.3g} "
                 f"(> {KL_MAX_CANCELLATION:.0e}), beyond what float64 resolves, so nu there may "
                 f"be wrong; use a larger lam (with overlapping features keep "
                 f"(max V - min V) / lam below about 18)",
@@ -237,7 +215,7 @@ class R2PVI(OfflineAgent):
                                                         self.lam)
         nu = _kernels.kl_from_row_sums(s, shifts, self.lam, self.max_reward * self.horizon,
                                        self.truncate_below)
-        self._check_cancellation(-1, s, absum)
+        self._check_cancellation(-1, *_kernels.worst_cancellation(s, absum))
         return nu
 
     def _kl_from_sum(self, s: np.ndarray, shift: float, empty: bool) -> np.ndarray:

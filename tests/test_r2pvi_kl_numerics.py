@@ -228,13 +228,33 @@ def test_column_kernels_match_reference(n, d, weighted, lam, seed):
     kern.column_value_minima(feats, values, got_min)
     ref.column_value_minima(feats, values, want_min)
     np.testing.assert_array_equal(got_min, want_min)
-    active = np.isfinite(got_min) & (rng.random(d) < 0.7)
-    shifts = np.where(np.isfinite(got_min), got_min, 0.0)
+    shifts = np.where(rng.random(d) < 0.7, got_min, np.inf)
+    cutoff = float(rng.uniform(-1.0, 2.0))
     got = np.zeros(d)
     want = np.zeros(d)
-    kern.shifted_column_moment_into(got, feats, values, weights, weighted, shifts, lam, active)
-    ref.shifted_column_moment_into(want, feats, values, weights, weighted, shifts, lam, active)
+    kern.shifted_column_moment_into(got, feats, values, weights, weighted, shifts, lam, cutoff)
+    ref.shifted_column_moment_into(want, feats, values, weights, weighted, shifts, lam, cutoff)
     np.testing.assert_allclose(got, want, rtol=1e-13, atol=0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 5), st.sampled_from([1e-4, 1e-2, 1.0]), st.integers(0, 2**31 - 1))
+def test_kl_factor_sums_match_reference(d, lam, seed):
+    rng = np.random.default_rng(seed)
+    # block structure with exact zeros in Lambda^{-1}, column minima spread far apart
+    lambda_inv = rng.normal(size=(d, d)) * (rng.random((d, d)) < 0.5)
+    lambda_inv = lambda_inv + lambda_inv.T + np.diag(rng.uniform(1.0, 2.0, d))
+    columns = np.where(rng.random(d) < 0.8, rng.choice([0.0, 0.5, 1.5, 3.0], d), np.inf)
+    moment = rng.random(d)
+    far_moment = rng.uniform(0.5, 1.5, d)
+    z = lambda_inv @ moment
+    v_min = 0.0
+    got = kern.kl_factor_sums(lambda_inv, moment, z, columns, far_moment, v_min, lam, 300.0)
+    want = ref.kl_factor_sums(lambda_inv, moment, z, columns, far_moment, v_min, lam, 300.0)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-13, atol=1e-300)
+    s, _, absum = got
+    assert kern.worst_cancellation(s, absum) == pytest.approx(ref.worst_cancellation(s, absum))
 
 
 def test_kl_rows_adversarial_far_apart_factors():
@@ -257,7 +277,12 @@ def test_kl_rows_adversarial_far_apart_factors():
         mod.column_value_minima(feats, values, mins)
         np.testing.assert_array_equal(mins, [0.0, 1.5])
         out = np.zeros(2)
-        mod.shifted_column_moment_into(out, feats, values, np.zeros(0), False, mins, 1e-3,
-                                       np.array([False, True]))
+        mod.shifted_column_moment_into(out, feats, values, np.zeros(0), False, mins, 1e-3, 0.3)
         assert out[0] == 0.0
         assert out[1] == pytest.approx(1.0 + 0.5 * np.exp(-500.0), rel=1e-15)
+        # the factor sums: each one-hot factor keeps its own shift, the sums stay 1
+        s, shifts, absum = mod.kl_factor_sums(np.eye(2), np.array([1.0, 0.0]),
+                                              np.array([1.0, 0.0]), mins, out, 0.0, 1e-3, 300.0)
+        np.testing.assert_allclose(s, [1.0, out[1]], rtol=1e-15)
+        np.testing.assert_array_equal(shifts, [0.0, 1.5])
+        assert mod.worst_cancellation(s, absum) == (1.0, 0)

@@ -483,8 +483,8 @@ def column_value_minima(features, values, out):
 
 
 @njit(cache=True)
-def shifted_column_moment_into(out, features, values, weights, use_weights, shifts, lam, active):
-    """In place, for the columns ``j`` with ``active[j]``:
+def shifted_column_moment_into(out, features, values, weights, use_weights, shifts, lam, cutoff):
+    """In place, for the "far" columns ``j`` with ``cutoff < shifts[j] < inf``:
     ``out[j] += sum_k w_k phi_kj exp(-(values[k] - shifts[j]) / lam)`` over the nonzero
     ``phi_kj`` (``use_weights=False``: unit weights). With ``shifts[j]`` the column's smallest
     value every exponent is <= 0 and the column's leading terms are ~1."""
@@ -496,8 +496,65 @@ def shifted_column_moment_into(out, features, values, weights, use_weights, shif
         x = values[k]
         for j in range(dim):
             f = features[k, j]
-            if f != 0.0 and active[j]:
+            if f != 0.0 and cutoff < shifts[j] < np.inf:
                 out[j] += w * f * math.exp(-(x - shifts[j]) / lam)
+
+
+@njit(cache=True)
+def kl_factor_sums(lambda_inv, moment, z, columns, far_moment, v_min, lam, far_shift):
+    """Per factor ``i`` of the moment path: ``(s_i, m_i, a_i)``, the sum of
+    ``Xi_i exp(-(V - m_i) / lam)``, its shift and the sum of its absolute terms.
+
+    ``m_i`` is the smallest column minimum ``columns[j]`` over the columns ``j`` that row ``i`` of
+    ``Lambda^{-1}`` loads on. Within ``far_shift * lam`` of ``v_min`` the global-shift sum
+    ``z_i = (Lambda^{-1} moment)_i`` is exact and kept (``m_i = v_min``, ``a_i = sum_j
+    |Lambda^{-1}_ij moment_j|``); beyond, every column the row loads on is "far" and
+    ``s_i = sum_j Lambda^{-1}_ij far_moment_j exp(-(columns[j] - m_i) / lam)`` from the exactly
+    shifted column sums of :func:`shifted_column_moment_into`."""
+    d = z.shape[0]
+    s = np.empty(d)
+    shifts = np.empty(d)
+    absum = np.zeros(d)
+    cutoff = v_min + far_shift * lam
+    for i in range(d):
+        m = np.inf
+        for j in range(d):
+            if lambda_inv[i, j] != 0.0 and columns[j] < m:
+                m = columns[j]
+        if cutoff < m < np.inf:
+            acc = 0.0
+            acc_abs = 0.0
+            for j in range(d):
+                if lambda_inv[i, j] != 0.0 and columns[j] < np.inf:
+                    t = lambda_inv[i, j] * far_moment[j] * math.exp(-(columns[j] - m) / lam)
+                    acc += t
+                    acc_abs += abs(t)
+            s[i] = acc
+            shifts[i] = m
+            absum[i] = acc_abs
+        else:
+            s[i] = z[i]
+            shifts[i] = v_min
+            acc_abs = 0.0
+            for j in range(d):
+                acc_abs += abs(lambda_inv[i, j] * moment[j])
+            absum[i] = acc_abs
+    return s, shifts, absum
+
+
+@njit(cache=True)
+def worst_cancellation(s, absum):
+    """``(max_i absum_i / |s_i|, argmax)`` over the rows with ``absum_i > 0`` (``inf`` where
+    ``s_i = 0``); ``(0, 0)`` when there is none."""
+    worst = 0.0
+    at = 0
+    for i in range(s.shape[0]):
+        if absum[i] > 0.0:
+            r = absum[i] / abs(s[i]) if s[i] != 0.0 else np.inf
+            if r > worst:
+                worst = r
+                at = i
+    return worst, at
 
 
 @njit(cache=True)

@@ -186,11 +186,37 @@ def column_value_minima(features, values, out) -> None:
 
 
 def shifted_column_moment_into(out, features, values, weights, use_weights, shifts, lam,
-                               active) -> None:
+                               cutoff) -> None:
     w = weights if use_weights else np.ones(features.shape[0])
+    active = (shifts > cutoff) & np.isfinite(shifts)
     loads = features[:, active] != 0.0
     expo = np.exp(np.where(loads, -(values[:, None] - shifts[None, active]) / lam, -np.inf))
     out[active] += (features[:, active] * w[:, None] * expo).sum(axis=0)
+
+
+def kl_factor_sums(lambda_inv, moment, z, columns, far_moment, v_min, lam, far_shift):
+    d = z.shape[0]
+    loads = (lambda_inv != 0.0) & np.isfinite(columns)[None, :]
+    row_min = np.where(loads, columns[None, :], np.inf).min(axis=1)
+    far = np.isfinite(row_min) & (row_min > v_min + far_shift * lam)
+    s, shifts = z.astype(float).copy(), np.full(d, float(v_min))
+    absum = np.abs(lambda_inv * moment[None, :]).sum(axis=1)
+    for i in np.flatnonzero(far):
+        cols = loads[i]
+        terms = lambda_inv[i, cols] * far_moment[cols] * np.exp(-(columns[cols] - row_min[i])
+                                                                / lam)
+        s[i], shifts[i], absum[i] = terms.sum(), row_min[i], np.abs(terms).sum()
+    return s, shifts, absum
+
+
+def worst_cancellation(s, absum) -> tuple[float, int]:
+    use = absum > 0.0
+    if not use.any():
+        return 0.0, 0
+    with np.errstate(divide="ignore"):
+        ratio = np.where(use, absum / np.abs(np.where(s != 0.0, s, 0.0)), 0.0)
+    i = int(np.argmax(ratio))
+    return float(ratio[i]), i
 
 
 def kl_regularized_rows(v, xi, lam) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
