@@ -151,17 +151,13 @@ class R2PVI(OfflineAgent):
             return
         if value_min.columns is None:
             value_min.columns = np.full(self.feature_dim, np.inf)
+            value_min.extra = np.zeros(self.feature_dim)
         _kernels.column_value_minima(st.features, values, value_min.columns)
 
     def _accumulate(self, st, values, sample_weights, value_min) -> None:
-        if self.divergence != "kl" or value_min.columns is None:
+        if value_min.columns is None:
             return
-        if value_min.extra is None:  # once per step: are there far columns at all?
-            far = np.any(np.isfinite(value_min.columns) &
-                         (value_min.columns > value_min.all + KL_FAR_SHIFT * self.lam))
-            value_min.extra = np.zeros(self.feature_dim if far else 0)
-        if value_min.extra.size == 0:
-            return
+        # sums only over the "far" columns (none in the usual case: an O(d) check)
         sw = sample_weights
         _kernels.shifted_column_moment_into(
             value_min.extra, st.features, values,
@@ -176,14 +172,11 @@ class R2PVI(OfflineAgent):
         # The global-shift sum z_i is exact for a factor whose row reaches a column within
         # KL_FAR_SHIFT lam of the minimum; the other factors are re-formed from the exactly
         # shifted column sums with their own shift (the smallest column minimum they load on).
-        extra = value_min.extra
-        s, shifts, absum = _kernels.kl_factor_sums(
-            lambda_inv, np.ascontiguousarray(moment), np.ascontiguousarray(z),
-            value_min.columns, extra if extra is not None and extra.size else np.zeros(z.shape[0]),
-            value_min.all, self.lam, KL_FAR_SHIFT)
-        self._check_cancellation(h, *_kernels.worst_cancellation(s, absum))
-        return _kernels.kl_from_row_sums(s, shifts, self.lam, self.max_reward * self.horizon,
-                                         self.truncate_below)
+        nu, worst, at = _kernels.kl_factor_estimate(
+            lambda_inv, moment, z, value_min.columns, value_min.extra, value_min.all, self.lam,
+            KL_FAR_SHIFT, self.max_reward * self.horizon, self.truncate_below)
+        self._check_cancellation(h, worst, at)
+        return nu
 
     def _check_cancellation(self, h: int, ratio: float, i: int) -> None:
         """Warn when a factor's signed sum ``Xi exp(-V / lam)`` cancels beyond float64."""

@@ -255,6 +255,11 @@ def test_kl_factor_sums_match_reference(d, lam, seed):
         np.testing.assert_allclose(g, w, rtol=1e-13, atol=1e-300)
     s, _, absum = got
     assert kern.worst_cancellation(s, absum) == pytest.approx(ref.worst_cancellation(s, absum))
+    args = (lambda_inv, moment, z, columns, far_moment, v_min, lam, 300.0, 3.0, True)
+    nu, worst, at = kern.kl_factor_estimate(*args)
+    nu_ref, worst_ref, at_ref = ref.kl_factor_estimate(*args)
+    np.testing.assert_allclose(nu, nu_ref, rtol=1e-13, atol=1e-15)
+    assert (worst, at) == pytest.approx((worst_ref, at_ref))
 
 
 def test_kl_rows_adversarial_far_apart_factors():

@@ -489,6 +489,12 @@ def shifted_column_moment_into(out, features, values, weights, use_weights, shif
     ``phi_kj`` (``use_weights=False``: unit weights). With ``shifts[j]`` the column's smallest
     value every exponent is <= 0 and the column's leading terms are ~1."""
     n, dim = features.shape
+    far = False
+    for j in range(dim):
+        if cutoff < shifts[j] < np.inf:
+            far = True
+    if not far:  # the usual case: one O(d) check instead of a pass over the rows
+        return
     for k in range(n):
         w = weights[k] if use_weights else 1.0
         if w == 0.0:
@@ -601,3 +607,14 @@ def kl_from_row_sums(s, shifts, lam, cap, truncate_below):
             x = max(x, 0.0)
         out[i] = x
     return out
+
+
+@njit(cache=True)
+def kl_factor_estimate(lambda_inv, moment, z, columns, far_moment, v_min, lam, far_shift, cap,
+                       truncate_below):
+    """R2PVI-KL's ``nu`` on the moment path in one call: :func:`kl_factor_sums`, then
+    :func:`kl_from_row_sums`; returns ``(nu, worst cancellation factor, its factor)``."""
+    s, shifts, absum = kl_factor_sums(lambda_inv, moment, z, columns, far_moment, v_min, lam,
+                                      far_shift)
+    worst, at = worst_cancellation(s, absum)
+    return kl_from_row_sums(s, shifts, lam, cap, truncate_below), worst, at

@@ -238,3 +238,11 @@ def kl_from_row_sums(s, shifts, lam, cap, truncate_below) -> np.ndarray:
     nu[pos] = shifts[pos] - lam * np.log(s[pos])
     nu = np.minimum(nu, cap)
     return np.maximum(nu, 0.0) if truncate_below else nu
+
+
+def kl_factor_estimate(lambda_inv, moment, z, columns, far_moment, v_min, lam, far_shift, cap,
+                       truncate_below):
+    s, shifts, absum = kl_factor_sums(lambda_inv, moment, z, columns, far_moment, v_min, lam,
+                                      far_shift)
+    return (kl_from_row_sums(s, shifts, lam, cap, truncate_below),
+            *worst_cancellation(s, absum))
