@@ -46,9 +46,10 @@ from robustrl.ridge import ridge_solve
 from robustrl.validation import check_divergence, check_positive
 
 # A feature column whose smallest value lies more than this many lam above the step's smallest
-# value gets its own exactly shifted sum: below it, exp(-(V - min V) / lam) >= e^-300 keeps the
-# column's leading terms far from underflow (e^-745) and the global-shift sum is exact.
-KL_FAR_SHIFT = 300.0
+# value gets its own exactly shifted sum: below it, exp(-(V - min V) / lam) >= e^-600 = 3e-261
+# keeps the column's leading terms normal floats (above 2e-308 = e^-708) even after a factor
+# 1e-47 from the features, weights and Lambda^{-1}, and the global-shift sum is exact.
+KL_FAR_SHIFT = 600.0
 
 # Cancellation factor sum|terms| / |sum| of a factor's signed sum Xi exp(-V / lam) beyond which
 # float64 rounding (and the rounding of Lambda^{-1}) may change nu by more than about

@@ -87,7 +87,9 @@ def _fit_quietly(agent, data):
 # per-factor shift
 
 
-@pytest.mark.parametrize("lam", [1e-3, 1e-4, 1e-2, 0.3])
+# 1 / 650 and 1 / 740: the step-1 gap (1.0) sits just below and above the far-column cutoff
+# (600 lam) and near the underflow of exp (745 lam)
+@pytest.mark.parametrize("lam", [1e-3, 1e-4, 1e-2, 0.3, 1.0 / 650.0, 1.0 / 740.0, 1.0 / 590.0])
 def test_two_state_one_hot_small_lam_equals_exact_dp(lam):
     # Before: Q_0(state 1) = 3 (the clip H - h) at lam = 1e-3, exact 1.5.
     model = two_state_model()
