@@ -86,8 +86,9 @@ class R2PVI(OfflineAgent):
     disjoint-support features, exact data) the sum has no cancellation and every lam > 0 is
     exact up to rounding. With mixed-sign weights (overlapping features: ``Lambda^{-1}`` has
     negative entries) the terms are O(1) while the sum can be ``exp(-gap / lam)``: the result
-    is lost in rounding once ``gap / lam`` exceeds about 30, a limit of the published estimator
-    (arXiv 2411.18612; its KL bound already grows like ``exp(H / lam)``). The fit measures the
+    degrades from ``gap / lam`` of about 20 and is lost in rounding beyond about 30 (a limit
+    of the published estimator
+    arXiv 2411.18612, whose KL bound already grows like ``exp(H / lam)``). The fit measures the
     cancellation factor ``sum|terms| / |sum|`` of every factor and warns (naming lam, the step
     and the factor) when it exceeds 1e8, i.e. keep ``(max V - min V) / lam`` below about
     ``ln 1e8 = 18`` with overlapping features.
@@ -131,7 +132,7 @@ class R2PVI(OfflineAgent):
             v_min = data_v_min(values, in_regression) if self.v_min == "data" else self.v_min
             return xi @ np.minimum(values, v_min + lam)
         if self.divergence == "kl":
-            return self._kl_estimate(xi, values)
+            return self._kl_estimate(xi, values, h)
         return chi2_regularized_rows(np.ascontiguousarray(values), xi, lam)
 
     # The closed forms (TV, KL) need only one ridge estimate Xi f(V): the moment path.
@@ -191,7 +192,7 @@ class R2PVI(OfflineAgent):
                 f"(max V - min V) / lam below about 18)",
                 RuntimeWarning, stacklevel=2)
 
-    def _kl_estimate(self, xi: np.ndarray, values: np.ndarray) -> np.ndarray:
+    def _kl_estimate(self, xi: np.ndarray, values: np.ndarray, h: int = -1) -> np.ndarray:
         """``-lam log clip(Xi exp(-V/lam), exp(-cap/lam), 1)``, ``cap = max_reward H`` (note 1.4).
 
         Computed per factor as ``m_i - lam log(Xi_i exp(-(V - m_i)/lam))`` with ``m_i`` the
@@ -209,7 +210,7 @@ class R2PVI(OfflineAgent):
                                                         self.lam)
         nu = _kernels.kl_from_row_sums(s, shifts, self.lam, self.max_reward * self.horizon,
                                        self.truncate_below)
-        self._check_cancellation(-1, *_kernels.worst_cancellation(s, absum))
+        self._check_cancellation(h, *_kernels.worst_cancellation(s, absum))
         return nu
 
     def _kl_from_sum(self, s: np.ndarray, shift: float, empty: bool) -> np.ndarray:
