@@ -235,3 +235,19 @@ def test_regularized_extreme_lam_limits(divergence, lam):
         assert got == pytest.approx(0.0, abs=1e-290)
     else:
         assert got == pytest.approx(mean, rel=1e-12)
+
+
+@pytest.mark.parametrize("rho", [5e-324, 1e-310, 1e-200, 1e-99])
+def test_constrained_kernels_match_reference_at_tiny_radii(rho):
+    v = np.array([0.0, 1.0, 2.0, 1.0])
+    p = np.array([[0.2, 0.3, 0.5, 0.0], [0.25, 0.25, 0.25, 0.25]])
+    rhos = np.full(2, rho)
+    np.testing.assert_allclose(kern.kl_constrained_batch(v, p, rhos),
+                               ref.kl_constrained_batch(v, p, rhos), rtol=0, atol=1e-14)
+    np.testing.assert_allclose(kern.chi2_constrained_batch(v, p, rhos),
+                               ref.chi2_constrained_batch(v, p, rhos), rtol=0, atol=1e-14)
+    for i in range(2):
+        assert kern.kl_constrained(v, p[i], rho) == pytest.approx(
+            ref.kl_constrained(v, p[i], rho), abs=1e-14)
+        assert kern.chi2_constrained(v, p[i], rho) == pytest.approx(
+            ref.chi2_constrained(v, p[i], rho), abs=1e-14)
