@@ -71,13 +71,19 @@ def kl_constrained(v: np.ndarray, p: np.ndarray, rho: float) -> float:
     if mean - low <= 0.0:
         return low
 
+    u = vs - low
+
     def dual(log_beta: float) -> float:
         beta = np.exp(log_beta)
-        return float(-beta * logsumexp(-vs / beta, b=ps) - beta * rho)
+        log_mean = float(logsumexp(-u / beta, b=ps))
+        if log_mean > np.log(0.5):  # near 1: log1p of the expm1 sum keeps the digits
+            log_mean = float(np.log1p(np.sum(ps * np.expm1(-u / beta))))
+        return low - beta * log_mean - beta * rho
 
-    # The maximiser is below (E v - min v) / rho (Jensen); the beta -> 0 limit is min v.
+    # The maximiser is below (E v - min v) / rho (Jensen) and, for small rho, near
+    # sd / sqrt(2 rho); the beta -> 0 limit is min v.
     hi = np.log((mean - low) / rho)
-    return max(low, _bounded_max(dual, hi - 60.0, hi))
+    return max(low, _bounded_max(dual, hi - 60.0 - 0.5 * max(0.0, -np.log(rho)), hi))
 
 
 def chi2_regularized_dual_weighted(v: np.ndarray, w: np.ndarray, lam: float) -> float:
