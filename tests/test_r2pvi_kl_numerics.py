@@ -119,9 +119,10 @@ def test_one_hot_model_small_lam_equals_exact_dp(lam):
     model = one_hot_model()
     env, data = TableEnv(model), exact_dataset(model)
     want = robust_value_iteration(model, divergence="kl", lam=lam).Q
-    for reward in ("known", "estimated"):
+    for kwargs in ({"reward": "known"}, {"reward": "estimated"}, {"variance_aware": True},
+                   {"truncate_below": False}):
         agent = _fit_quietly(R2PVI(env, divergence="kl", lam=lam, ridge=TINY_RIDGE, beta=0.0,
-                                   reward=reward), data)
+                                   **kwargs), data)
         np.testing.assert_allclose(q_table(agent, model), want, rtol=0, atol=1e-9)
 
 
