@@ -652,6 +652,8 @@ class _ValueMin:
         self.all = np.inf
         self.regression = np.inf
         self.count = 0
+        self.top = -np.inf  # largest value (estimators that ask, in their first read)
+        self.skipped = False  # an estimator's per-chunk scan was skipped for some chunk
         self.columns: np.ndarray | None = None  # per feature column (estimators that ask)
         self.extra: np.ndarray | None = None  # an estimator's per-step sums
 

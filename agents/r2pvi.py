@@ -121,6 +121,7 @@ class R2PVI(OfflineAgent):
         self.bonus = check_d_rectangular_bonus(bonus)
         self.v_min = check_v_min(v_min)
         self.variance_aware = check_bool(variance_aware, "variance_aware")
+        self._narrow: tuple[np.ndarray, np.ndarray] | None = None  # KL: read-only fillers
 
     @property
     def _bonus_name(self) -> str:
@@ -149,33 +150,59 @@ class R2PVI(OfflineAgent):
         return np.exp(-(values - value_min.all) / self.lam)
 
     def _first_read(self, st, values, value_min) -> None:
-        if self.divergence != "kl":
+        # The step's largest value, and each chunk's per-column minima where the chunk's values
+        # spread over more than KL_FAR_SHIFT lam (else no column of it can be far; the chunk is
+        # marked skipped).
+        if self.divergence != "kl" or values.size == 0:
             return
         if value_min.columns is None:
             value_min.columns = np.full(self.feature_dim, np.inf)
-            value_min.extra = np.zeros(self.feature_dim)
-        _kernels.column_value_minima(st.features, values, value_min.columns)
+        _, hi, scanned = _kernels.value_range_column_minima(
+            st.features, values, value_min.columns, KL_FAR_SHIFT * self.lam)
+        value_min.top = max(value_min.top, hi)
+        if not scanned:
+            value_min.skipped = True
 
     def _accumulate(self, st, values, sample_weights, value_min) -> None:
+        # Per-column shifted sums, only where some column can lie more than KL_FAR_SHIFT lam
+        # above the step's minimum (the values spread that wide): over the far columns from the
+        # first read's minima, or, when a chunk skipped that scan, over every column with
+        # running minima (one pass, rescaled as the minima drop).
         if value_min.columns is None:
             return
-        # sums only over the "far" columns (none in the usual case: an O(d) check)
-        sw = sample_weights
-        _kernels.shifted_column_moment_into(
-            value_min.extra, st.features, values,
-            _NO_WEIGHTS if sw is None else sw, sw is not None,
-            value_min.columns, self.lam, value_min.all + KL_FAR_SHIFT * self.lam)
+        cutoff = value_min.all + KL_FAR_SHIFT * self.lam
+        if value_min.extra is None:
+            if value_min.top <= cutoff:  # narrow: no column can be far
+                value_min.columns = None
+                return
+            value_min.extra = np.zeros(self.feature_dim)
+            if value_min.skipped:
+                value_min.columns = np.full(self.feature_dim, np.inf)
+        sw = _NO_WEIGHTS if sample_weights is None else sample_weights
+        if value_min.skipped:
+            _kernels.column_shifted_sums_into(value_min.columns, value_min.extra, st.features,
+                                              values, sw, sw.size > 0, self.lam)
+        else:
+            _kernels.shifted_column_moment_into(value_min.extra, st.features, values, sw,
+                                                sw.size > 0, value_min.columns, self.lam, cutoff)
 
     def _moment_estimate(self, h, z, value_min, moment, lambda_inv) -> np.ndarray:
         if self.divergence == "tv":
             return z
-        if value_min.count == 0 or value_min.columns is None:
-            return self._kl_from_sum(z, value_min.all, value_min.count == 0)
+        if value_min.count == 0:
+            return self._kl_from_sum(z, value_min.all, True)
         # The global-shift sum z_i is exact for a factor whose row reaches a column within
         # KL_FAR_SHIFT lam of the minimum; the other factors are re-formed from the exactly
         # shifted column sums with their own shift (the smallest column minimum they load on).
+        # Narrow values (no column sums): column minima -inf, every factor takes the global
+        # shift.
+        columns, extra = value_min.columns, value_min.extra
+        if columns is None or extra is None:
+            if self._narrow is None or self._narrow[0].size != self.feature_dim:
+                self._narrow = (np.full(self.feature_dim, -np.inf), np.zeros(self.feature_dim))
+            columns, extra = self._narrow
         nu, worst, at = _kernels.kl_factor_estimate(
-            lambda_inv, moment, z, value_min.columns, value_min.extra, value_min.all, self.lam,
+            lambda_inv, moment, z, columns, extra, value_min.all, self.lam,
             KL_FAR_SHIFT, self.max_reward * self.horizon, self.truncate_below)
         self._check_cancellation(h, worst, at)
         return nu

@@ -99,6 +99,14 @@ def test_two_state_one_hot_small_lam_equals_exact_dp(lam):
     agent = _fit_quietly(R2PVI(TableEnv(model), divergence="kl", lam=lam, ridge=TINY_RIDGE,
                                beta=0.0), data)
     np.testing.assert_allclose(q_table(agent, model), want, rtol=0, atol=1e-9)
+    # streamed one trajectory per chunk: each chunk's values are narrow (one state), so the
+    # first read skips the per-chunk column scan and the sums run with running minima
+    chunks = [_table_dataset(model, [(0, 0)]), _table_dataset(model, [(1, 1)])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        streamed = R2PVI(TableEnv(model), divergence="kl", lam=lam, ridge=TINY_RIDGE,
+                         beta=0.0).fit_stream(chunks)
+    np.testing.assert_allclose(q_table(streamed, model), want, rtol=0, atol=1e-9)
 
 
 def test_two_state_issue_example_with_ridge_1e3():
@@ -219,9 +227,27 @@ def test_kl_row_kernels_match_reference(problem, truncate):
 
 
 @settings(max_examples=60, deadline=None)
+@given(st.integers(0, 8), st.integers(0, 8), st.integers(1, 5), st.booleans(),
+       st.sampled_from([1e-4, 1e-2, 1.0]), st.integers(0, 2**31 - 1))
+def test_column_shifted_sums_match_reference(n1, n2, d, weighted, lam, seed):
+    # two chunks: the streaming rescaling of the kernel against two plain passes per chunk
+    rng = np.random.default_rng(seed)
+    got_min, got_sum = np.full(d, np.inf), np.zeros(d)
+    want_min, want_sum = np.full(d, np.inf), np.zeros(d)
+    for n in (n1, n2):
+        feats = np.where(rng.random((n, d)) < 0.5, rng.random((n, d)), 0.0)
+        values = rng.choice([0.0, 0.01, 0.5, 1.5, 3.0], n) + rng.uniform(0.0, 1e-3, n)
+        weights = rng.uniform(0.1, 2.0, n) if weighted else np.zeros(0)
+        kern.column_shifted_sums_into(got_min, got_sum, feats, values, weights, weighted, lam)
+        ref.column_shifted_sums_into(want_min, want_sum, feats, values, weights, weighted, lam)
+    np.testing.assert_array_equal(got_min, want_min)
+    np.testing.assert_allclose(got_sum, want_sum, rtol=1e-12, atol=0)
+
+
+@settings(max_examples=60, deadline=None)
 @given(st.integers(0, 8), st.integers(1, 5), st.booleans(),
        st.sampled_from([1e-4, 1e-2, 1.0]), st.integers(0, 2**31 - 1))
-def test_column_kernels_match_reference(n, d, weighted, lam, seed):
+def test_column_minima_and_far_sums_match_reference(n, d, weighted, lam, seed):
     rng = np.random.default_rng(seed)
     feats = np.where(rng.random((n, d)) < 0.5, rng.random((n, d)), 0.0)
     values = rng.uniform(0.0, 3.0, n)
@@ -231,6 +257,11 @@ def test_column_kernels_match_reference(n, d, weighted, lam, seed):
     kern.column_value_minima(feats, values, got_min)
     ref.column_value_minima(feats, values, want_min)
     np.testing.assert_array_equal(got_min, want_min)
+    width = float(rng.choice([0.0, 1.0, 10.0]))
+    got_scan, want_scan = np.full(d, np.inf), np.full(d, np.inf)
+    assert (kern.value_range_column_minima(feats, values, got_scan, width)
+            == ref.value_range_column_minima(feats, values, want_scan, width))
+    np.testing.assert_array_equal(got_scan, want_scan)
     shifts = np.where(rng.random(d) < 0.7, got_min, np.inf)
     cutoff = float(rng.uniform(-1.0, 2.0))
     got = np.zeros(d)
@@ -281,12 +312,12 @@ def test_kl_rows_adversarial_far_apart_factors():
     feats = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.5]])
     values = np.array([0.0, 1.5, 2.0])
     for mod in (kern, ref):
-        mins = np.full(2, np.inf)
-        mod.column_value_minima(feats, values, mins)
+        mins, out = np.full(2, np.inf), np.zeros(2)
+        # the later, lower value rescales the column's earlier sum (2.0 -> relative to 1.5)
+        mod.column_shifted_sums_into(mins, out, feats[2:], values[2:], np.zeros(0), False, 1e-3)
+        mod.column_shifted_sums_into(mins, out, feats[:2], values[:2], np.zeros(0), False, 1e-3)
         np.testing.assert_array_equal(mins, [0.0, 1.5])
-        out = np.zeros(2)
-        mod.shifted_column_moment_into(out, feats, values, np.zeros(0), False, mins, 1e-3, 0.3)
-        assert out[0] == 0.0
+        assert out[0] == 1.0
         assert out[1] == pytest.approx(1.0 + 0.5 * np.exp(-500.0), rel=1e-15)
         # the factor sums: each one-hot factor keeps its own shift, the sums stay 1
         s, shifts, absum = mod.kl_factor_sums(np.eye(2), np.array([1.0, 0.0]),

@@ -483,6 +483,25 @@ def column_value_minima(features, values, out):
 
 
 @njit(cache=True)
+def value_range_column_minima(features, values, out, width):
+    """``(min values, max values)`` of a chunk and, when they are more than ``width`` apart,
+    :func:`column_value_minima` into ``out`` (returns whether it scanned): the first read of
+    R2PVI-KL per chunk in one call."""
+    lo = np.inf
+    hi = -np.inf
+    for k in range(values.shape[0]):
+        x = values[k]
+        if x < lo:
+            lo = x
+        if x > hi:
+            hi = x
+    scanned = hi - lo > width
+    if scanned:
+        column_value_minima(features, values, out)
+    return lo, hi, scanned
+
+
+@njit(cache=True)
 def shifted_column_moment_into(out, features, values, weights, use_weights, shifts, lam, cutoff):
     """In place, for the "far" columns ``j`` with ``cutoff < shifts[j] < inf``:
     ``out[j] += sum_k w_k phi_kj exp(-(values[k] - shifts[j]) / lam)`` over the nonzero
@@ -504,6 +523,30 @@ def shifted_column_moment_into(out, features, values, weights, use_weights, shif
             f = features[k, j]
             if f != 0.0 and cutoff < shifts[j] < np.inf:
                 out[j] += w * f * math.exp(-(x - shifts[j]) / lam)
+
+
+@njit(cache=True)
+def column_shifted_sums_into(mins, sums, features, values, weights, use_weights, lam):
+    """In place, one pass over the nonzero ``phi_kj`` (any layout): per feature column ``j`` the
+    smallest value ``mins[j]`` of the rows that load on it and
+    ``sums[j] = sum_k w_k phi_kj exp(-(values[k] - mins[j]) / lam)`` (``use_weights=False``:
+    unit weights), kept relative to the running minimum (rescaled when it drops, as in a
+    streaming log-sum-exp), so every exponent is <= 0 and the leading terms are ~1. Start
+    from ``mins = inf``, ``sums = 0``; chunks merge by calling it again."""
+    n, dim = features.shape
+    for k in range(n):
+        w = weights[k] if use_weights else 1.0
+        x = values[k]
+        for j in range(dim):
+            f = features[k, j]
+            if f == 0.0:
+                continue
+            if x < mins[j]:
+                if sums[j] != 0.0:
+                    sums[j] *= math.exp(-(mins[j] - x) / lam)
+                mins[j] = x
+            if w != 0.0:
+                sums[j] += w * f * math.exp(-(x - mins[j]) / lam)
 
 
 @njit(cache=True)

@@ -185,6 +185,15 @@ def column_value_minima(features, values, out) -> None:
     np.minimum(out, col, out=out)
 
 
+def value_range_column_minima(features, values, out, width):
+    lo = float(values.min()) if values.size else np.inf
+    hi = float(values.max()) if values.size else -np.inf
+    scanned = hi - lo > width
+    if scanned:
+        column_value_minima(features, values, out)
+    return lo, hi, scanned
+
+
 def shifted_column_moment_into(out, features, values, weights, use_weights, shifts, lam,
                                cutoff) -> None:
     w = weights if use_weights else np.ones(features.shape[0])
@@ -192,6 +201,19 @@ def shifted_column_moment_into(out, features, values, weights, use_weights, shif
     loads = features[:, active] != 0.0
     expo = np.exp(np.where(loads, -(values[:, None] - shifts[None, active]) / lam, -np.inf))
     out[active] += (features[:, active] * w[:, None] * expo).sum(axis=0)
+
+
+def column_shifted_sums_into(mins, sums, features, values, weights, use_weights, lam) -> None:
+    """Two passes: the column minima (merged with ``mins``), then the sums relative to them."""
+    w = weights if use_weights else np.ones(features.shape[0])
+    loads = features != 0.0
+    new_mins = np.minimum(mins, np.where(loads, values[:, None], np.inf).min(axis=0,
+                                                                             initial=np.inf))
+    with np.errstate(invalid="ignore", under="ignore"):
+        old = np.where(np.isfinite(mins), sums * np.exp(-(mins - new_mins) / lam), 0.0)
+    expo = np.exp(np.where(loads, -(values[:, None] - new_mins[None, :]) / lam, -np.inf))
+    sums[:] = old + (features * w[:, None] * expo).sum(axis=0)
+    mins[:] = new_mins
 
 
 def kl_factor_sums(lambda_inv, moment, z, columns, far_moment, v_min, lam, far_shift):
