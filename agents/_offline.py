@@ -454,8 +454,17 @@ class OfflineAgent(LinearAgent):
         """Whether :meth:`_moment_target` needs the smallest next-state value of the step."""
         return False
 
-    def _moment_estimate(self, h: int, z: np.ndarray, value_min: _ValueMin) -> np.ndarray:
+    def _moment_estimate(self, h: int, z: np.ndarray, value_min: _ValueMin,
+                         moment: np.ndarray, lambda_inv: np.ndarray) -> np.ndarray:
+        """``nu_h`` from ``z = Lambda^{-1} moment``, ``moment = Phi^T W f(V)`` (d,)."""
         return z
+
+    def _first_read(self, st: StepArrays, values: np.ndarray, value_min: _ValueMin) -> None:
+        """Per chunk of the first read (:meth:`_needs_value_min`): extra per-step statistics."""
+
+    def _accumulate(self, st: StepArrays, values: np.ndarray, sample_weights: np.ndarray | None,
+                    value_min: _ValueMin) -> None:
+        """Per chunk of a moment estimator's second read: extra per-step sums."""
 
     def _backward_pass(self, steps: list[StepArrays], sample_weights: list[np.ndarray] | None,
                        progress: bool) -> PassResult:
@@ -495,6 +504,7 @@ class OfflineAgent(LinearAgent):
                 for st in step_chunks(h):
                     v = self._next_state_values(st, h + 1, weights[h + 1], lambda_inv[h + 1],
                                                 value_min)
+                    self._first_read(st, v, value_min)
                     if keep_values:
                         cached.append(v)
             gram = self.ridge * eye  # a fresh array: the updates are in place
@@ -520,6 +530,8 @@ class OfflineAgent(LinearAgent):
                 count += int(st.in_regression.sum())
                 target = (self._moment_target(h, v, value_min) if moment_path and not last
                           else _NO_WEIGHTS)
+                if target.size:
+                    self._accumulate(st, v, sw, value_min)
                 if st.density < _SPARSE_GRAM_DENSITY:
                     # sparse rows: the Gram update and the moments in one pass over nonzeros
                     _kernels.sparse_gram_moment_into(
@@ -548,7 +560,8 @@ class OfflineAgent(LinearAgent):
             if last:
                 nu = np.zeros(d)
             elif moment_path:
-                nu = self._moment_estimate(h, solved[:, 1], value_min)
+                nu = self._moment_estimate(h, solved[:, 1], value_min, moment[:, 1],
+                                           lambda_inv[h])
             else:
                 u, g, inside = groups.result()
                 xi = (np.ascontiguousarray(_cho_solve(chol, g.T)) if u.size
@@ -645,6 +658,10 @@ class _ValueMin:
         self.all = np.inf
         self.regression = np.inf
         self.count = 0
+        self.top = -np.inf  # largest value (estimators that ask, in their first read)
+        self.skipped = False  # an estimator's per-chunk scan was skipped for some chunk
+        self.columns: np.ndarray | None = None  # per feature column (estimators that ask)
+        self.extra: np.ndarray | None = None  # an estimator's per-step sums
 
     def update(self, values: np.ndarray, in_regression: np.ndarray) -> None:
         if values.size:

@@ -6,7 +6,8 @@ per-factor estimates ``nu_h`` of the regularised inner value ``I_lam[V; mu_{h,i}
 (note 1.3 / 1.4):
 
 * TV: ``nu = Xi min(V, v_min + lam)`` (closed form, no optimisation);
-* KL: ``nu = -lam log clip(Xi exp(-V / lam), exp(-max_reward H / lam), 1)``;
+* KL: ``nu = -lam log clip(Xi exp(-V / lam), exp(-max_reward H / lam), 1)`` (arXiv 2411.18612,
+  the KL case of R2PVI), each factor's sum formed with its own shift (see below);
 * chi2: ``nu_i = max_alpha z1_i - (z2_i - z1_i^2) / (4 lam)`` with ``z_k = Xi min(V, alpha)^k``,
   solved exactly by the sorted piecewise-quadratic method (not Nelder-Mead, pitfall 8).
 
@@ -25,10 +26,12 @@ implementation uses the data's.)
 
 from __future__ import annotations
 
+import warnings
 from typing import ClassVar
 
 import numpy as np
 
+from robustrl._kernels import offline as _kernels
 from robustrl._kernels.offline import chi2_regularized_rows
 from robustrl._kernels.offline import kl_from_sum as _kl_from_sum_kernel
 from robustrl.agents._offline import (
@@ -41,6 +44,19 @@ from robustrl.agents._offline import (
 from robustrl.data import OfflineDataset
 from robustrl.ridge import ridge_solve
 from robustrl.validation import check_divergence, check_positive
+
+# A feature column whose smallest value lies more than this many lam above the step's smallest
+# value gets its own exactly shifted sum: below it, exp(-(V - min V) / lam) >= e^-600 = 3e-261
+# keeps the column's leading terms normal floats (above 2e-308 = e^-708) even after a factor
+# 1e-47 from the features, weights and Lambda^{-1}, and the global-shift sum is exact.
+KL_FAR_SHIFT = 600.0
+
+# Cancellation factor sum|terms| / |sum| of a factor's signed sum Xi exp(-V / lam) beyond which
+# float64 rounding (and the rounding of Lambda^{-1}) may change nu by more than about
+# lam * 1e-8 * cond(Lambda): R2PVI-KL warns (see the class docstring).
+KL_MAX_CANCELLATION = 1e8
+
+_NO_WEIGHTS = np.zeros(0)
 
 
 class R2PVI(OfflineAgent):
@@ -62,6 +78,20 @@ class R2PVI(OfflineAgent):
         variance_aware: run the variance-weighted variant (note 1.6).
         truncate_below: clip Q at 0 (the paper) or only above (the authors' code).
         max_reward: rewards lie in ``[0, max_reward]``.
+
+    Range of lam where R2PVI-KL is trustworthy in float64: the factor-``i`` estimate is
+    ``nu_i = m_i - lam log sum_k Xi_ik exp(-(V_k - m_i) / lam)``, ``m_i`` the smallest value its
+    regression row weights (per-factor shift: no factor underflows because another factor's
+    values are lower). With nonnegative regression weights (one-hot, tabular or
+    disjoint-support features, exact data) the sum has no cancellation and every lam > 0 is
+    exact up to rounding. With mixed-sign weights (overlapping features: ``Lambda^{-1}`` has
+    negative entries) the terms are O(1) while the sum can be ``exp(-gap / lam)``: the result
+    degrades from ``gap / lam`` of about 20 and is lost in rounding beyond about 30 (a limit
+    of the published estimator
+    arXiv 2411.18612, whose KL bound already grows like ``exp(H / lam)``). The fit measures the
+    cancellation factor ``sum|terms| / |sum|`` of every factor and warns (naming lam, the step
+    and the factor) when it exceeds 1e8, i.e. keep ``(max V - min V) / lam`` below about
+    ``ln 1e8 = 18`` with overlapping features.
     """
 
     _hyperparam_names: ClassVar[tuple[str, ...]] = (
@@ -91,6 +121,7 @@ class R2PVI(OfflineAgent):
         self.bonus = check_d_rectangular_bonus(bonus)
         self.v_min = check_v_min(v_min)
         self.variance_aware = check_bool(variance_aware, "variance_aware")
+        self._narrow: tuple[np.ndarray, np.ndarray] | None = None  # KL: read-only fillers
 
     @property
     def _bonus_name(self) -> str:
@@ -102,7 +133,7 @@ class R2PVI(OfflineAgent):
             v_min = data_v_min(values, in_regression) if self.v_min == "data" else self.v_min
             return xi @ np.minimum(values, v_min + lam)
         if self.divergence == "kl":
-            return self._kl_estimate(xi, values)
+            return self._kl_estimate(xi, values, h)
         return chi2_regularized_rows(np.ascontiguousarray(values), xi, lam)
 
     # The closed forms (TV, KL) need only one ridge estimate Xi f(V): the moment path.
@@ -118,16 +149,82 @@ class R2PVI(OfflineAgent):
             return np.minimum(values, v_min + self.lam)
         return np.exp(-(values - value_min.all) / self.lam)
 
-    def _moment_estimate(self, h, z, value_min) -> np.ndarray:
+    def _first_read(self, st, values, value_min) -> None:
+        # The step's largest value, and each chunk's per-column minima where the chunk's values
+        # spread over more than KL_FAR_SHIFT lam (else no column of it can be far; the chunk is
+        # marked skipped).
+        if self.divergence != "kl" or values.size == 0:
+            return
+        if value_min.columns is None:
+            value_min.columns = np.full(self.feature_dim, np.inf)
+        _, hi, scanned = _kernels.value_range_column_minima(
+            st.features, values, value_min.columns, KL_FAR_SHIFT * self.lam)
+        value_min.top = max(value_min.top, hi)
+        if not scanned:
+            value_min.skipped = True
+
+    def _accumulate(self, st, values, sample_weights, value_min) -> None:
+        # Per-column shifted sums, only where some column can lie more than KL_FAR_SHIFT lam
+        # above the step's minimum (the values spread that wide): over the far columns from the
+        # first read's minima, or, when a chunk skipped that scan, over every column with
+        # running minima (one pass, rescaled as the minima drop).
+        if value_min.columns is None:
+            return
+        cutoff = value_min.all + KL_FAR_SHIFT * self.lam
+        if value_min.extra is None:
+            if value_min.top <= cutoff:  # narrow: no column can be far
+                value_min.columns = None
+                return
+            value_min.extra = np.zeros(self.feature_dim)
+            if value_min.skipped:
+                value_min.columns = np.full(self.feature_dim, np.inf)
+        sw = _NO_WEIGHTS if sample_weights is None else sample_weights
+        if value_min.skipped:
+            _kernels.column_shifted_sums_into(value_min.columns, value_min.extra, st.features,
+                                              values, sw, sw.size > 0, self.lam)
+        else:
+            _kernels.shifted_column_moment_into(value_min.extra, st.features, values, sw,
+                                                sw.size > 0, value_min.columns, self.lam, cutoff)
+
+    def _moment_estimate(self, h, z, value_min, moment, lambda_inv) -> np.ndarray:
         if self.divergence == "tv":
             return z
-        return self._kl_from_sum(z, value_min.all, value_min.count == 0)
+        if value_min.count == 0:
+            return self._kl_from_sum(z, value_min.all, True)
+        # The global-shift sum z_i is exact for a factor whose row reaches a column within
+        # KL_FAR_SHIFT lam of the minimum; the other factors are re-formed from the exactly
+        # shifted column sums with their own shift (the smallest column minimum they load on).
+        # Narrow values (no column sums): column minima -inf, every factor takes the global
+        # shift.
+        columns, extra = value_min.columns, value_min.extra
+        if columns is None or extra is None:
+            if self._narrow is None or self._narrow[0].size != self.feature_dim:
+                self._narrow = (np.full(self.feature_dim, -np.inf), np.zeros(self.feature_dim))
+            columns, extra = self._narrow
+        nu, worst, at = _kernels.kl_factor_estimate(
+            lambda_inv, moment, z, columns, extra, value_min.all, self.lam,
+            KL_FAR_SHIFT, self.max_reward * self.horizon, self.truncate_below)
+        self._check_cancellation(h, worst, at)
+        return nu
 
-    def _kl_estimate(self, xi: np.ndarray, values: np.ndarray) -> np.ndarray:
+    def _check_cancellation(self, h: int, ratio: float, i: int) -> None:
+        """Warn when a factor's signed sum ``Xi exp(-V / lam)`` cancels beyond float64."""
+        if ratio > KL_MAX_CANCELLATION:
+            where = f"step {h}, factor {i}" if h >= 0 else f"factor {i}"
+            warnings.warn(
+                f"R2PVI-KL: lam={self.lam:g} is too small for these regression weights: at "
+                f"{where} the signed sum Xi exp(-V / lam) cancels by a factor {ratio:.3g} "
+                f"(> {KL_MAX_CANCELLATION:.0e}), beyond what float64 resolves, so nu there may "
+                f"be wrong; use a larger lam (with overlapping features keep "
+                f"(max V - min V) / lam below about 18)",
+                RuntimeWarning, stacklevel=2)
+
+    def _kl_estimate(self, xi: np.ndarray, values: np.ndarray, h: int = -1) -> np.ndarray:
         """``-lam log clip(Xi exp(-V/lam), exp(-cap/lam), 1)``, ``cap = max_reward H`` (note 1.4).
 
-        Computed as ``m - lam log(Xi exp(-(V - m)/lam))`` with ``m = min V`` so that nothing
-        underflows for small lam; a non-positive regression estimate takes the clip value cap.
+        Computed per factor as ``m_i - lam log(Xi_i exp(-(V - m_i)/lam))`` with ``m_i`` the
+        smallest value row ``i`` weights, so that nothing underflows for small lam; a
+        non-positive regression estimate takes the clip value cap.
         So a factor without data (estimate 0) is valued at the top of the range, unlike TV and
         chi2 (estimate 0); only the penalty ``beta Gamma`` makes it pessimistic. (The authors'
         simulated-MDP code never meets this: it hard-codes the fail state's value to 0.)
@@ -136,8 +233,12 @@ class R2PVI(OfflineAgent):
         """
         if values.size == 0:
             return self._kl_from_sum(np.zeros(xi.shape[0]), 0.0, True)
-        shift = float(values.min())
-        return self._kl_from_sum(xi @ np.exp(-(values - shift) / self.lam), shift, False)
+        s, shifts, absum = _kernels.kl_regularized_rows(np.ascontiguousarray(values), xi,
+                                                        self.lam)
+        nu = _kernels.kl_from_row_sums(s, shifts, self.lam, self.max_reward * self.horizon,
+                                       self.truncate_below)
+        self._check_cancellation(h, *_kernels.worst_cancellation(s, absum))
+        return nu
 
     def _kl_from_sum(self, s: np.ndarray, shift: float, empty: bool) -> np.ndarray:
         """``nu`` from ``s = Xi exp(-(V - shift) / lam)``, ``shift = min V`` (see above)."""

@@ -17,6 +17,13 @@ an absorbing zero-value state not listed). It must satisfy ``v_min <= values.min
 state listed in ``values`` is always reachable. It is validated for every divergence and ignored
 by KL and chi2.
 
+Accepted ranges: ``values`` finite with ``|values| <= 1e150`` (:data:`VALUE_BOUND`; squares and
+products of the chi2 and TV duals then stay finite), ``nominal`` rows probability vectors,
+``rho`` in ``[0, inf)`` (finite; a tiny or subnormal radius is handled by the small-radius
+expansion of the dual, exact for chi2 and exact to within ``rho * spread`` for KL), ``lam`` in
+``(0, inf)`` (finite), ``weights`` finite. Anything else raises ``ValueError`` naming the
+argument.
+
 The weighted kernels used by the offline estimators (signed regression weights) are re-exported
 here: :func:`tv_dual_weighted` and :func:`chi2_regularized_dual_weighted`.
 """
@@ -36,6 +43,7 @@ from robustrl.validation import (
 )
 
 __all__ = [
+    "VALUE_BOUND",
     "constrained_inner",
     "regularized_inner",
     "tv_dual_weighted",
@@ -43,9 +51,25 @@ __all__ = [
 ]
 
 
+# Largest accepted |value|: the chi2 duals square values and the TV dual sums products of them,
+# which overflow float64 beyond about 1e154.
+VALUE_BOUND = 1e150
+
+
+def _check_values(values, name: str = "values") -> np.ndarray:
+    """``values`` as a finite 1-D float array with entries in [-VALUE_BOUND, VALUE_BOUND]."""
+    v = check_array(values, name, ndim=1)
+    if np.any(np.abs(v) > VALUE_BOUND):
+        raise ValueError(
+            f"{name} must lie in [-{VALUE_BOUND:g}, {VALUE_BOUND:g}]; found "
+            f"{v[np.argmax(np.abs(v))]:g} (squares of larger values overflow float64)"
+        )
+    return v
+
+
 def _prepare(values, nominal, param, param_name: str, positive: bool, v_min):
     """Validate and convert; returns (values, nominal (m,S), param (m,), v_min, was_1d)."""
-    v = check_array(values, "values", ndim=1)
+    v = _check_values(values)
     p = check_array(nominal, "nominal", ndim=(1, 2), low=0.0)
     if p.shape[-1] != v.shape[0]:
         raise ValueError(
@@ -89,11 +113,14 @@ def constrained_inner(
     """inf over mu in Delta(S) with D(mu || nominal) <= rho of E_mu[values] (note 1.1).
 
     ``nominal`` is (S,) -> float, or (m, S) -> (m,) array, each row sharing ``values``; ``rho``
-    is a scalar or one radius per row, rho >= 0 (rho = 0 gives E_nominal[values]). Duals:
+    is a scalar or one radius per row, finite rho >= 0 (rho = 0 gives E_nominal[values]);
+    ``values`` finite with ``|values| <= 1e150``; else ValueError. Duals:
     TV sup_alpha E_p[min(V, alpha)] - rho (alpha - v_min) (exact, sort + cumsum; rho >= 1
     gives v_min); KL sup_beta -beta log E_p exp(-V/beta) - beta rho (golden section, 1e-8 in
     value or better); chi2 sup_eta eta - sqrt(1 + rho) sqrt(E_p (eta - V)_+^2) (exact by
-    segments).
+    segments). A radius below 1e-100 (subnormal ones included) takes the small-radius value
+    ``E_p V - sqrt(c rho Var_p V)`` (c = 1 for chi2, exact there; c = 2 for KL, exact up to
+    ``O(rho) * spread``, far below float64 resolution).
     """
     div = check_divergence(divergence)
     v, p, rho_arr, vm, was_1d = _prepare(values, nominal, rho, "rho", False, v_min)
@@ -111,9 +138,12 @@ def regularized_inner(
 ) -> float | np.ndarray:
     """inf over mu in Delta(S) of E_mu[values] + lam D(mu || nominal) (note 1.2, 1.3).
 
-    Shapes as in :func:`constrained_inner`; lam > 0 finite (large lam -> E_nominal[values]).
+    Shapes as in :func:`constrained_inner`; lam in (0, inf) finite (large lam ->
+    E_nominal[values]); ``values`` finite with ``|values| <= 1e150``; else ValueError.
     TV: E_p[min(V, v_min + lam)]; KL: -lam log E_p exp(-V/lam); chi2: sup over alpha of
-    E_p[V ^ alpha] - Var_p(V ^ alpha) / (4 lam), V ^ alpha = min(V, alpha), exact by segments.
+    E_p[V ^ alpha] - Var_p(V ^ alpha) / (4 lam), V ^ alpha = min(V, alpha), exact by segments
+    with the exact total 1 of ``nominal`` and clamped to [min V on supp(p), E_p V] (rounding
+    only; accurate to a few ulp of max|V| for every lam).
     """
     div = check_divergence(divergence)
     v, p, lam_arr, vm, was_1d = _prepare(values, nominal, lam, "lam", True, v_min)
@@ -130,8 +160,10 @@ def tv_dual_weighted(values, weights, rho: float, v_min: float) -> float:
     """max over alpha in {v_min} U {values_j} of sum_j w_j min(v_j, alpha) - rho (alpha - v_min).
 
     DRPVI's TV estimator (note 1.7) with regression weights ``weights`` (signed, any sum).
+    Accepted: ``values`` finite in [-1e150, 1e150], ``weights`` finite of the same length,
+    ``rho`` finite >= 0, ``v_min`` finite; else ValueError naming the argument.
     """
-    v = check_array(values, "values", ndim=1)
+    v = _check_values(values)
     w = check_array(weights, "weights", shape=(v.shape[0],))
     return float(
         _k.tv_dual_weighted(v, w, check_nonnegative(rho, "rho"), check_scalar(v_min, "v_min"))
@@ -142,7 +174,10 @@ def chi2_regularized_dual_weighted(values, weights, lam: float) -> float:
     """max over alpha in [min v, max v] of z1 - (z2 - z1^2) / (4 lam) (R2PVI chi2, note 1.4).
 
     z1 = sum w min(v, alpha), z2 = sum w min(v, alpha)^2 with signed regression weights w.
+    Accepted: ``values`` finite in [-1e150, 1e150], ``weights`` finite of the same length,
+    ``lam`` finite > 0; else ValueError naming the argument. The weights' float total is used
+    as it is (no clamp): for a probability vector use :func:`regularized_inner`.
     """
-    v = check_array(values, "values", ndim=1)
+    v = _check_values(values)
     w = check_array(weights, "weights", shape=(v.shape[0],))
     return float(_k.chi2_regularized_dual_weighted(v, w, check_positive(lam, "lam")))

@@ -19,6 +19,21 @@ from numba import njit
 # Golden-section step for the KL constrained dual.
 _INV_PHI = 0.6180339887498949
 
+# Below this radius the constrained duals take their small-radius value E_p v - sqrt(c rho Var)
+# (exact for chi2; for KL the next term is O(rho) * spread, 1e-100 of the spread): the searches
+# would need brackets of width spread / rho, which overflow for subnormal rho.
+TINY_RADIUS = 1e-100
+
+
+@njit(cache=True)
+def _support_variance(v, p, mean):
+    """sum_j p_j (v_j - mean)^2 over supp(p) (two-pass, no cancellation)."""
+    acc = 0.0
+    for j in range(v.shape[0]):
+        if p[j] > 0.0:
+            acc += p[j] * (v[j] - mean) ** 2
+    return acc
+
 
 # --------------------------------------------------------------------------------------------
 # TV
@@ -158,6 +173,8 @@ def kl_constrained(v, p, rho):
     m, mean, mass_at_min = _support_min_mean(v, p)
     if rho == 0.0:
         return mean
+    if rho < TINY_RADIUS:
+        return max(m, mean - math.sqrt(2.0 * rho * _support_variance(v, p, mean)))
     spread = mean - m
     if spread <= 0.0 or rho >= -math.log(mass_at_min):
         return m
@@ -228,12 +245,29 @@ def _chi2_reg_at(x, a, b, c, shift, total_w, lam):
 
 
 @njit(cache=True)
-def _chi2_regularized_sorted(v_sorted, w_sorted, lam):
+def _chi2_regularized_sorted(v_sorted, w_sorted, lam, probability):
+    """Segment maximisation behind :func:`chi2_regularized_dual_weighted`.
+
+    ``probability=True``: ``w_sorted`` is a probability vector, so its total is taken to be
+    exactly 1 and the weight of the "above" set comes from suffix sums. The float sum of a
+    probability vector is 1 +- a few ulp, and the shift-undoing terms ``(1 - total_w) shift``
+    divided by ``4 lam`` would turn that into an error of order ulp * min(v)^2 / lam (e.g. 28 at
+    values 100..109 and lam = 1e-14). ``probability=False``: signed regression weights, whose
+    float total is used as it is.
+    """
     n = v_sorted.shape[0]
     shift = v_sorted[0]
-    total_w = 0.0
-    for j in range(n):
-        total_w += w_sorted[j]
+    after = np.empty(n if probability else 0)  # weight strictly after position k
+    total_w = 1.0
+    if probability:
+        acc = 0.0
+        for k in range(n - 1, -1, -1):
+            after[k] = acc
+            acc += w_sorted[k]
+    else:
+        total_w = 0.0
+        for j in range(n):
+            total_w += w_sorted[j]
     a = 0.0  # sum_{i <= k} w_i u_i, u = v - shift
     c = 0.0  # sum_{i <= k} w_i u_i^2
     cum_w = 0.0
@@ -243,7 +277,7 @@ def _chi2_regularized_sorted(v_sorted, w_sorted, lam):
         a += w_sorted[k] * u
         c += w_sorted[k] * u * u
         cum_w += w_sorted[k]
-        b = total_w - cum_w  # weight of the "above" set {i > k}
+        b = after[k] if probability else total_w - cum_w  # weight of the "above" set {i > k}
         val = _chi2_reg_at(u, a, b, c, shift, total_w, lam)
         if val > best:
             best = val
@@ -272,11 +306,19 @@ def chi2_regularized_dual_weighted(v, w, lam):
     chi2-regularised inner value. Weights may be signed and need not sum to one.
     """
     order = np.argsort(v, kind="mergesort")
-    return _chi2_regularized_sorted(v[order], w[order], lam)
+    return _chi2_regularized_sorted(v[order], w[order], lam, False)
 
 
 @njit(cache=True)
 def chi2_regularized_batch(v, nominal, lam):
+    """Row-wise chi2-regularised inner value inf_mu E_mu[v] + lam D_chi2(mu||p) (note 1.3).
+
+    Rows are probability vectors: the segment search uses their exact total 1, and the result
+    is clamped to [min of v on supp(p), E_p v], the range the exact value lies in (mu = p is
+    feasible; E_mu v >= min v on the support). The clamp removes rounding only: without it the
+    search stays within a few ulp * max|v| of the range (tests/test_divergences.py checks it at
+    lam down to 1e-300).
+    """
     order = np.argsort(v, kind="mergesort")
     v_sorted = v[order]
     out = np.empty(nominal.shape[0])
@@ -284,7 +326,9 @@ def chi2_regularized_batch(v, nominal, lam):
     for i in range(nominal.shape[0]):
         for j in range(v.shape[0]):
             w[j] = nominal[i, order[j]]
-        out[i] = _chi2_regularized_sorted(v_sorted, w, lam[i])
+        raw = _chi2_regularized_sorted(v_sorted, w, lam[i], True)
+        low, mean, _ = _support_min_mean(v, nominal[i])
+        out[i] = min(max(raw, low), mean)
     return out
 
 
@@ -348,13 +392,26 @@ def _chi2_constrained_sorted(v_sorted, p_sorted, rho):
 
 
 @njit(cache=True)
+def _chi2_constrained_tiny(v, p, rho):
+    """chi2-ball value for rho < TINY_RADIUS (rho = 0 included): E_p v - sqrt(rho Var_p v).
+
+    Exact: by Cauchy-Schwarz E_mu v >= E_p v - sqrt(rho Var_p v) on the ball, with equality at
+    mu = p (1 - sqrt(rho) (v - E_p v) / sd), a distribution once sqrt(rho) (max v - E_p v) <= sd,
+    which always holds here since rho < 1e-100 and |v| <= 1e150.
+    """
+    mean = 0.0
+    for j in range(v.shape[0]):
+        mean += p[j] * v[j]
+    if rho == 0.0:
+        return mean
+    return mean - math.sqrt(rho * _support_variance(v, p, mean))
+
+
+@njit(cache=True)
 def chi2_constrained(v, p, rho):
     """inf{E_mu v : mu in Delta, mu << p, sum (mu - p)^2 / p <= rho}; rho = 0 gives E_p v."""
-    if rho == 0.0:
-        acc = 0.0
-        for j in range(v.shape[0]):
-            acc += p[j] * v[j]
-        return acc
+    if rho < TINY_RADIUS:
+        return _chi2_constrained_tiny(v, p, rho)
     order = np.argsort(v, kind="mergesort")
     return _chi2_constrained_sorted(v[order], p[order], rho)
 
@@ -366,11 +423,8 @@ def chi2_constrained_batch(v, nominal, rho):
     out = np.empty(nominal.shape[0])
     w = np.empty(v.shape[0])
     for i in range(nominal.shape[0]):
-        if rho[i] == 0.0:
-            acc = 0.0
-            for j in range(v.shape[0]):
-                acc += nominal[i, j] * v[j]
-            out[i] = acc
+        if rho[i] < TINY_RADIUS:
+            out[i] = _chi2_constrained_tiny(v, nominal[i], rho[i])
             continue
         for j in range(v.shape[0]):
             w[j] = nominal[i, order[j]]

@@ -77,7 +77,7 @@ def chi2_regularized_rows(v, xi, lam):
     for i in range(d):
         for j in range(n):
             w[j] = xi[i, order[j]]
-        out[i] = _chi2_regularized_sorted(v_sorted, w, lam)
+        out[i] = _chi2_regularized_sorted(v_sorted, w, lam, False)
     return out
 
 
@@ -463,3 +463,201 @@ def group_by_value(values, features, weights, in_regression):
             for i in range(dim):
                 sums[g, i] += w * features[k, i]
     return u, sums, inside
+
+
+# --------------------------------------------------------------------------------------------
+# R2PVI-KL with one shift per factor (arXiv 2411.18612, KL estimator of R2PVI): the sum
+# Xi exp(-V / lam) of factor i is formed as exp(-m_i / lam) sum Xi_i exp(-(V - m_i) / lam) with m_i
+# the smallest value factor i's regression row weights, so no factor underflows merely because
+# its values lie far above another factor's.
+@njit(cache=True)
+def column_value_minima(features, values, out):
+    """In place ``out[j] = min(out[j], min {values[k] : features[k, j] != 0})``: per feature
+    column the smallest next-state value of the rows that load on it (any layout)."""
+    n, dim = features.shape
+    for k in range(n):
+        x = values[k]
+        for j in range(dim):
+            if features[k, j] != 0.0 and x < out[j]:
+                out[j] = x
+
+
+@njit(cache=True)
+def value_range_column_minima(features, values, out, width):
+    """``(min values, max values)`` of a chunk and, when they are more than ``width`` apart,
+    :func:`column_value_minima` into ``out`` (returns whether it scanned): the first read of
+    R2PVI-KL per chunk in one call."""
+    lo = np.inf
+    hi = -np.inf
+    for k in range(values.shape[0]):
+        x = values[k]
+        if x < lo:
+            lo = x
+        if x > hi:
+            hi = x
+    scanned = hi - lo > width
+    if scanned:
+        column_value_minima(features, values, out)
+    return lo, hi, scanned
+
+
+@njit(cache=True)
+def shifted_column_moment_into(out, features, values, weights, use_weights, shifts, lam, cutoff):
+    """In place, for the "far" columns ``j`` with ``cutoff < shifts[j] < inf``:
+    ``out[j] += sum_k w_k phi_kj exp(-(values[k] - shifts[j]) / lam)`` over the nonzero
+    ``phi_kj`` (``use_weights=False``: unit weights). With ``shifts[j]`` the column's smallest
+    value every exponent is <= 0 and the column's leading terms are ~1."""
+    n, dim = features.shape
+    far = False
+    for j in range(dim):
+        if cutoff < shifts[j] < np.inf:
+            far = True
+    if not far:  # the usual case: one O(d) check instead of a pass over the rows
+        return
+    for k in range(n):
+        w = weights[k] if use_weights else 1.0
+        if w == 0.0:
+            continue
+        x = values[k]
+        for j in range(dim):
+            f = features[k, j]
+            if f != 0.0 and cutoff < shifts[j] < np.inf:
+                out[j] += w * f * math.exp(-(x - shifts[j]) / lam)
+
+
+@njit(cache=True)
+def column_shifted_sums_into(mins, sums, features, values, weights, use_weights, lam):
+    """In place, one pass over the nonzero ``phi_kj`` (any layout): per feature column ``j`` the
+    smallest value ``mins[j]`` of the rows that load on it and
+    ``sums[j] = sum_k w_k phi_kj exp(-(values[k] - mins[j]) / lam)`` (``use_weights=False``:
+    unit weights), kept relative to the running minimum (rescaled when it drops, as in a
+    streaming log-sum-exp), so every exponent is <= 0 and the leading terms are ~1. Start
+    from ``mins = inf``, ``sums = 0``; chunks merge by calling it again."""
+    n, dim = features.shape
+    for k in range(n):
+        w = weights[k] if use_weights else 1.0
+        x = values[k]
+        for j in range(dim):
+            f = features[k, j]
+            if f == 0.0:
+                continue
+            if x < mins[j]:
+                if sums[j] != 0.0:
+                    sums[j] *= math.exp(-(mins[j] - x) / lam)
+                mins[j] = x
+            if w != 0.0:
+                sums[j] += w * f * math.exp(-(x - mins[j]) / lam)
+
+
+@njit(cache=True)
+def kl_factor_sums(lambda_inv, moment, z, columns, far_moment, v_min, lam, far_shift):
+    """Per factor ``i`` of the moment path: ``(s_i, m_i, a_i)``, the sum of
+    ``Xi_i exp(-(V - m_i) / lam)``, its shift and the sum of its absolute terms.
+
+    ``m_i`` is the smallest column minimum ``columns[j]`` over the columns ``j`` that row ``i`` of
+    ``Lambda^{-1}`` loads on. Within ``far_shift * lam`` of ``v_min`` the global-shift sum
+    ``z_i = (Lambda^{-1} moment)_i`` is exact and kept (``m_i = v_min``, ``a_i = sum_j
+    |Lambda^{-1}_ij moment_j|``); beyond, every column the row loads on is "far" and
+    ``s_i = sum_j Lambda^{-1}_ij far_moment_j exp(-(columns[j] - m_i) / lam)`` from the exactly
+    shifted column sums of :func:`shifted_column_moment_into`."""
+    d = z.shape[0]
+    s = np.empty(d)
+    shifts = np.empty(d)
+    absum = np.zeros(d)
+    cutoff = v_min + far_shift * lam
+    for i in range(d):
+        m = np.inf
+        for j in range(d):
+            if lambda_inv[i, j] != 0.0 and columns[j] < m:
+                m = columns[j]
+        if cutoff < m < np.inf:
+            acc = 0.0
+            acc_abs = 0.0
+            for j in range(d):
+                if lambda_inv[i, j] != 0.0 and columns[j] < np.inf:
+                    t = lambda_inv[i, j] * far_moment[j] * math.exp(-(columns[j] - m) / lam)
+                    acc += t
+                    acc_abs += abs(t)
+            s[i] = acc
+            shifts[i] = m
+            absum[i] = acc_abs
+        else:
+            s[i] = z[i]
+            shifts[i] = v_min
+            acc_abs = 0.0
+            for j in range(d):
+                acc_abs += abs(lambda_inv[i, j] * moment[j])
+            absum[i] = acc_abs
+    return s, shifts, absum
+
+
+@njit(cache=True)
+def worst_cancellation(s, absum):
+    """``(max_i absum_i / |s_i|, argmax)`` over the rows with ``absum_i > 0`` (``inf`` where
+    ``s_i = 0``); ``(0, 0)`` when there is none."""
+    worst = 0.0
+    at = 0
+    for i in range(s.shape[0]):
+        if absum[i] > 0.0:
+            r = absum[i] / abs(s[i]) if s[i] != 0.0 else np.inf
+            if r > worst:
+                worst = r
+                at = i
+    return worst, at
+
+
+@njit(cache=True)
+def kl_regularized_rows(v, xi, lam):
+    """Per row ``i`` of ``xi (d, n)``: ``(s_i, m_i, a_i)`` with ``m_i`` the smallest ``v_j`` of a
+    nonzero ``xi_ij``, ``s_i = sum_j xi_ij exp(-(v_j - m_i) / lam)`` and ``a_i`` the same sum of
+    absolute terms (``a_i / |s_i|`` is the cancellation factor of the signed sum). A row without
+    a nonzero weight gets ``(0, 0, 0)``."""
+    d, n = xi.shape
+    s = np.zeros(d)
+    shifts = np.zeros(d)
+    absum = np.zeros(d)
+    for i in range(d):
+        m = np.inf
+        for j in range(n):
+            if xi[i, j] != 0.0 and v[j] < m:
+                m = v[j]
+        if m == np.inf:
+            continue
+        shifts[i] = m
+        acc = 0.0
+        acc_abs = 0.0
+        for j in range(n):
+            if xi[i, j] != 0.0:
+                t = xi[i, j] * math.exp(-(v[j] - m) / lam)
+                acc += t
+                acc_abs += abs(t)
+        s[i] = acc
+        absum[i] = acc_abs
+    return s, shifts, absum
+
+
+@njit(cache=True)
+def kl_from_row_sums(s, shifts, lam, cap, truncate_below):
+    """:func:`kl_from_sum` with one shift per row: ``min(shifts_i - lam log s_i, cap)`` where
+    ``s_i > 0`` and ``cap`` elsewhere, then ``max(., 0)`` when ``truncate_below``."""
+    d = s.shape[0]
+    out = np.empty(d)
+    for i in range(d):
+        x = cap
+        if s[i] > 0.0:
+            x = min(shifts[i] - lam * np.log(s[i]), cap)
+        if truncate_below:
+            x = max(x, 0.0)
+        out[i] = x
+    return out
+
+
+@njit(cache=True)
+def kl_factor_estimate(lambda_inv, moment, z, columns, far_moment, v_min, lam, far_shift, cap,
+                       truncate_below):
+    """R2PVI-KL's ``nu`` on the moment path in one call: :func:`kl_factor_sums`, then
+    :func:`kl_from_row_sums`; returns ``(nu, worst cancellation factor, its factor)``."""
+    s, shifts, absum = kl_factor_sums(lambda_inv, moment, z, columns, far_moment, v_min, lam,
+                                      far_shift)
+    worst, at = worst_cancellation(s, absum)
+    return kl_from_row_sums(s, shifts, lam, cap, truncate_below), worst, at

@@ -12,6 +12,15 @@ from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
 _XATOL = 1e-12
+TINY_RADIUS = 1e-100  # below it the constrained duals take their small-radius expansion
+
+
+def _small_radius(vs: np.ndarray, ps: np.ndarray, rho: float, c: float) -> float:
+    """E_p v - sqrt(c rho Var_p v): the chi2 ball's exact value (c = 1) and the KL ball's up to
+    O(rho) (c = 2) for rho below TINY_RADIUS, where a search bracket of width spread / rho
+    overflows."""
+    mean = float(ps @ vs)
+    return max(float(vs.min()), mean - float(np.sqrt(c * rho * (ps @ (vs - mean) ** 2))))
 
 
 def _bounded_max(fun, lo: float, hi: float) -> float:
@@ -57,16 +66,24 @@ def kl_constrained(v: np.ndarray, p: np.ndarray, rho: float) -> float:
     mean, low = float(ps @ vs), float(vs.min())
     if rho == 0.0:
         return mean
+    if rho < TINY_RADIUS:
+        return _small_radius(vs, ps, rho, 2.0)
     if mean - low <= 0.0:
         return low
 
+    u = vs - low
+
     def dual(log_beta: float) -> float:
         beta = np.exp(log_beta)
-        return float(-beta * logsumexp(-vs / beta, b=ps) - beta * rho)
+        log_mean = float(logsumexp(-u / beta, b=ps))
+        if log_mean > np.log(0.5):  # near 1: log1p of the expm1 sum keeps the digits
+            log_mean = float(np.log1p(np.sum(ps * np.expm1(-u / beta))))
+        return low - beta * log_mean - beta * rho
 
-    # The maximiser is below (E v - min v) / rho (Jensen); the beta -> 0 limit is min v.
+    # The maximiser is below (E v - min v) / rho (Jensen) and, for small rho, near
+    # sd / sqrt(2 rho); the beta -> 0 limit is min v.
     hi = np.log((mean - low) / rho)
-    return max(low, _bounded_max(dual, hi - 60.0, hi))
+    return max(low, _bounded_max(dual, hi - 60.0 - 0.5 * max(0.0, -np.log(rho)), hi))
 
 
 def chi2_regularized_dual_weighted(v: np.ndarray, w: np.ndarray, lam: float) -> float:
@@ -93,6 +110,8 @@ def chi2_constrained(v: np.ndarray, p: np.ndarray, rho: float) -> float:
     mean, low = float(ps @ vs), float(vs.min())
     if rho == 0.0:
         return mean
+    if rho < TINY_RADIUS:
+        return _small_radius(vs, ps, rho, 1.0)
     c = np.sqrt(1.0 + rho)
 
     def dual(eta: float) -> float:
@@ -111,10 +130,27 @@ def kl_constrained_batch(v, nominal, rho) -> np.ndarray:
     return np.array([kl_constrained(v, p, r) for p, r in zip(nominal, rho, strict=True)])
 
 
+def chi2_regularized(v: np.ndarray, p: np.ndarray, lam: float) -> float:
+    """max over alpha of E_p[W] - Var_p(W) / (4 lam), W = min(v, alpha), for a probability
+    vector p: the variance as sum p (W - E_p W)^2 (no z2 - z1^2 cancellation), the result
+    clamped to [min of v on supp(p), E_p v]."""
+
+    def objective(alpha: float) -> float:
+        clipped = np.minimum(v, alpha)
+        mean = float(p @ clipped)
+        return mean - float(p @ (clipped - mean) ** 2) / (4.0 * lam)
+
+    # Searched as an offset from the left knot, so that the tolerance is relative to the segment
+    # length: at tiny lam the maximiser sits 20 lam above a knot of size ~100.
+    knots = np.unique(v)
+    best = max(objective(a) for a in knots)
+    for lo, hi in zip(knots[:-1], knots[1:], strict=True):
+        best = max(best, _bounded_max(lambda x, lo=lo: objective(lo + x), 0.0, float(hi - lo)))
+    return float(min(max(best, float(v[p > 0].min())), float(p @ v)))
+
+
 def chi2_regularized_batch(v, nominal, lam) -> np.ndarray:
-    return np.array(
-        [chi2_regularized_dual_weighted(v, p, l) for p, l in zip(nominal, lam, strict=True)]
-    )
+    return np.array([chi2_regularized(v, p, l) for p, l in zip(nominal, lam, strict=True)])
 
 
 def chi2_constrained_batch(v, nominal, rho) -> np.ndarray:

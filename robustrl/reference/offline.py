@@ -177,3 +177,94 @@ def group_by_value(values, features, weights, in_regression):
     inside = np.zeros(u.size, dtype=bool)
     inside[inverse[in_regression]] = True
     return u, group_rows(inverse, features, weights, u.size), inside
+
+
+def column_value_minima(features, values, out) -> None:
+    loads = features != 0.0
+    col = np.where(loads, values[:, None], np.inf).min(axis=0, initial=np.inf)
+    np.minimum(out, col, out=out)
+
+
+def value_range_column_minima(features, values, out, width):
+    lo = float(values.min()) if values.size else np.inf
+    hi = float(values.max()) if values.size else -np.inf
+    scanned = hi - lo > width
+    if scanned:
+        column_value_minima(features, values, out)
+    return lo, hi, scanned
+
+
+def shifted_column_moment_into(out, features, values, weights, use_weights, shifts, lam,
+                               cutoff) -> None:
+    w = weights if use_weights else np.ones(features.shape[0])
+    active = (shifts > cutoff) & np.isfinite(shifts)
+    loads = features[:, active] != 0.0
+    expo = np.exp(np.where(loads, -(values[:, None] - shifts[None, active]) / lam, -np.inf))
+    out[active] += (features[:, active] * w[:, None] * expo).sum(axis=0)
+
+
+def column_shifted_sums_into(mins, sums, features, values, weights, use_weights, lam) -> None:
+    """Two passes: the column minima (merged with ``mins``), then the sums relative to them."""
+    w = weights if use_weights else np.ones(features.shape[0])
+    loads = features != 0.0
+    new_mins = np.minimum(mins, np.where(loads, values[:, None], np.inf).min(axis=0,
+                                                                             initial=np.inf))
+    with np.errstate(invalid="ignore", under="ignore"):
+        old = np.where(np.isfinite(mins), sums * np.exp(-(mins - new_mins) / lam), 0.0)
+    expo = np.exp(np.where(loads, -(values[:, None] - new_mins[None, :]) / lam, -np.inf))
+    sums[:] = old + (features * w[:, None] * expo).sum(axis=0)
+    mins[:] = new_mins
+
+
+def kl_factor_sums(lambda_inv, moment, z, columns, far_moment, v_min, lam, far_shift):
+    d = z.shape[0]
+    loads = (lambda_inv != 0.0) & np.isfinite(columns)[None, :]
+    row_min = np.where(loads, columns[None, :], np.inf).min(axis=1)
+    far = np.isfinite(row_min) & (row_min > v_min + far_shift * lam)
+    s, shifts = z.astype(float).copy(), np.full(d, float(v_min))
+    absum = np.abs(lambda_inv * moment[None, :]).sum(axis=1)
+    for i in np.flatnonzero(far):
+        cols = loads[i]
+        terms = lambda_inv[i, cols] * far_moment[cols] * np.exp(-(columns[cols] - row_min[i])
+                                                                / lam)
+        s[i], shifts[i], absum[i] = terms.sum(), row_min[i], np.abs(terms).sum()
+    return s, shifts, absum
+
+
+def worst_cancellation(s, absum) -> tuple[float, int]:
+    use = absum > 0.0
+    if not use.any():
+        return 0.0, 0
+    with np.errstate(divide="ignore"):
+        ratio = np.where(use, absum / np.abs(np.where(s != 0.0, s, 0.0)), 0.0)
+    i = int(np.argmax(ratio))
+    return float(ratio[i]), i
+
+
+def kl_regularized_rows(v, xi, lam) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    d = xi.shape[0]
+    s, shifts, absum = np.zeros(d), np.zeros(d), np.zeros(d)
+    for i in range(d):
+        nz = xi[i] != 0.0
+        if not nz.any():
+            continue
+        shifts[i] = v[nz].min()
+        terms = xi[i, nz] * np.exp(-(v[nz] - shifts[i]) / lam)
+        s[i], absum[i] = terms.sum(), np.abs(terms).sum()
+    return s, shifts, absum
+
+
+def kl_from_row_sums(s, shifts, lam, cap, truncate_below) -> np.ndarray:
+    nu = np.full(s.shape[0], cap)
+    pos = s > 0.0
+    nu[pos] = shifts[pos] - lam * np.log(s[pos])
+    nu = np.minimum(nu, cap)
+    return np.maximum(nu, 0.0) if truncate_below else nu
+
+
+def kl_factor_estimate(lambda_inv, moment, z, columns, far_moment, v_min, lam, far_shift, cap,
+                       truncate_below):
+    s, shifts, absum = kl_factor_sums(lambda_inv, moment, z, columns, far_moment, v_min, lam,
+                                      far_shift)
+    return (kl_from_row_sums(s, shifts, lam, cap, truncate_below),
+            *worst_cancellation(s, absum))
