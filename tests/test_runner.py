@@ -380,9 +380,15 @@ def test_report_and_plot_hooks_and_a_failing_plot_hook(tmp_path, tiny, capsys, m
     assert "tiny.plot failed" in captured.err and "planned plot failure" in captured.err
     assert (out / "summary.csv").exists() and not (out / "hook.txt").exists()
     monkeypatch.delenv("TINY_PLOT_FAIL")
-    assert cli_main(["plot", str(out)]) == 0
+    # the hooks of an experiment given by file come only from the command line ...
+    assert cli_main(["plot", str(out), "--experiment", str(tiny)]) == 0
     assert (out / "hook.txt").read_text() == "4"
     assert f"wrote {out / 'hook.txt'}" in capsys.readouterr().err
+    # ... or from the experiment registered under the manifest's name
+    (out / "hook.txt").unlink()
+    monkeypatch.setenv(runner.PATH_ENV, str(tiny.parent))
+    assert cli_main(["plot", str(out)]) == 0
+    assert (out / "hook.txt").read_text() == "4"
 
 
 def test_fail_fast_stops_at_the_first_failing_cell(tmp_path, tiny, capsys, monkeypatch):
