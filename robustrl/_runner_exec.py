@@ -63,12 +63,17 @@ def load_module(ref: ModuleRef) -> ModuleType:
 
 def to_jsonable(value: Any, where: str = "metrics") -> Any:
     """``value`` with NumPy scalars/arrays and tuples turned into JSON types; TypeError if not."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, (int, float)):
-        return value
     if isinstance(value, np.generic):
+        # before the int/float test: np.float64 subclasses float, and a record kept in memory
+        # must format like one read back from JSON (repr would give "np.float64(...)")
         return value.item()
+    if value is None or isinstance(value, (bool, str)):
+        return value if type(value) in (type(None), bool, str) else (
+            bool(value) if isinstance(value, bool) else str(value))
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, dict):
