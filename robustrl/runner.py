@@ -23,7 +23,11 @@ experiment and params, seed index), so a cell's numbers do not depend on the ord
 or the backend that runs it. Each finished cell is written atomically to
 ``DIR/cells/<key>.json`` by the driver; a rerun skips finished cells. ``DIR/manifest.json``
 records the experiment and the resolved config (grid and seed count); a run with another config
-into the same DIR stops before writing anything. When every cell is done the runner writes
+into the same DIR stops before writing anything, and so does a manifest whose config no longer
+matches its recorded hash. A stored cell record is checked against its cell (key, params,
+seed, seed index, metric types, checksum); a malformed one is reported with a
+:class:`CellRecordWarning` naming the file, and its cell runs again. ``plot`` never imports
+the module a manifest names (see :func:`plot_results`). When every cell is done the runner writes
 ``summary.csv`` (mean, std and Student-t 95% CI half-width over seeds per grid point),
 ``cells.csv``, ``figures/<metric>.png`` and whatever the experiment's ``plot`` hook draws.
 

@@ -441,3 +441,13 @@ def test_load_bound_checks_imports_the_theory_package():
     errors = runner.load_bound_checks()
     assert isinstance(errors, dict)
     assert "robustrl.theory" in sys.modules
+
+
+def test_numpy_scalar_metrics_are_stored_and_tabulated_as_plain_numbers():
+    from robustrl._runner_exec import to_jsonable
+
+    out = to_jsonable({"a": np.float64(0.1), "b": np.int64(3), "c": [np.float32(0.5)],
+                       "d": np.bool_(True)})
+    assert out == {"a": 0.1, "b": 3, "c": [0.5], "d": True}
+    assert [type(v) for v in (out["a"], out["b"], out["c"][0], out["d"])] == \
+        [float, int, float, bool]  # np.float64 subclasses float: repr gave "np.float64(0.1)"
