@@ -263,6 +263,23 @@ def _ignore_signals() -> None:
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
+    _forget_unhandled_interrupt()
+
+
+def _forget_unhandled_interrupt() -> None:
+    """Clear CPython's "unhandled KeyboardInterrupt" flag.
+
+    When the interrupt lands in code that an extension runs through ``PyRun_String`` (some
+    compiled modules do during import), CPython sets a flag that makes the interpreter kill
+    itself with SIGINT at exit, although we handled the interrupt: exit -2 instead of 130.
+    Every ``PyRun_*`` evaluation resets that flag first, so one empty evaluation clears it.
+    """
+    if sys.implementation.name != "cpython":
+        return
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.pythonapi.PyRun_SimpleString(b"")
 
 
 def _dispatch(argv: list[str]) -> int:
@@ -277,6 +294,13 @@ def _dispatch(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``) and return the exit status.
+
+    Called as the program (``argv`` None), it leaves SIGINT and SIGTERM ignored when it
+    returns: the work is done and its status decided, and a signal during the interpreter's
+    teardown would otherwise kill the process and replace that status (with -2/-15).
+    """
+    console = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     old_show = warnings.showwarning
     warnings.showwarning = _show_warning
@@ -294,10 +318,13 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         return _io_error(exc)
     finally:
+        if console:
+            _ignore_signals()
+        else:
+            for sig, handler in handlers.items():
+                if handler is not None:
+                    signal.signal(sig, handler)
         warnings.showwarning = old_show
-        for sig, handler in handlers.items():
-            if handler is not None:
-                signal.signal(sig, handler)
 
 
 if __name__ == "__main__":
