@@ -786,8 +786,17 @@ def _run_pool(ref: ModuleRef, cells: Sequence[Cell], workers: int) -> Outcomes:
             source, limit = (suspects, 1) if suspects else (queue, workers)
             while source and len(inflight) < limit:
                 cell = source.popleft()
-                inflight[pool.submit(execute, ref, cell.params, cell.seed, False)] = cell
+                try:
+                    fut = pool.submit(execute, ref, cell.params, cell.seed, False)
+                except BrokenProcessPool:  # a worker died since the last wait
+                    source.appendleft(cell)
+                    break
+                inflight[fut] = cell
                 procs.update(getattr(pool, "_processes", None) or {})
+            if not inflight:  # broken with nothing in flight: nobody to blame
+                pool.shutdown(wait=True)
+                pool = None
+                continue
             done, _ = wait(inflight, return_when=FIRST_COMPLETED)
             broken: list[Cell] = []
             if any(isinstance(f.exception(), BrokenProcessPool) for f in done):

@@ -603,7 +603,7 @@ def test_random_kills_lose_and_duplicate_nothing(tmp_path, faulty, reference):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(8))
 def test_many_random_kills_lose_and_duplicate_nothing(tmp_path, faulty, reference, seed):
-    counts = _random_kills(tmp_path, faulty, reference, seed=100 + seed, trials=12,
+    counts = _random_kills(tmp_path, faulty, reference, seed=100 + seed, trials=15,
                            workers=2 + seed % 2)
     print(f"random-kill counts (seed {100 + seed}): {counts}")
     assert counts["cells_lost"] == 0 and counts["cells_duplicated"] == 0, counts
