@@ -330,6 +330,29 @@ def test_a_dying_worker_fails_only_the_cell_it_was_running(tmp_path, faulty, ref
     _same_results(out, reference)
 
 
+def test_a_worker_killed_from_outside_costs_no_cell(tmp_path, faulty, reference):
+    """The OOM killer's case: the cell was fine, its process was killed once."""
+    out, log = tmp_path / "out", tmp_path / "log"
+    proc = subprocess.Popen([*ROBUSTRL, "run", str(faulty), "--out", str(out), "--workers", "2",
+                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=_env(FAULTY_LOG=log, FAULTY_SLEEP=1.0))
+    try:
+        deadline = time.monotonic() + 90
+        while len(_events(log, "start")) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.02)
+        victim = _events(log, "start")[0]
+        os.kill(victim["pid"], signal.SIGKILL)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert err == "" and len(_records(out)) == 8
+    starts = [_key_of(r) for r in _events(log, "start")]
+    assert starts.count(_key_of(victim)) == 2  # the killed cell ran again, alone
+    _same_results(out, reference)
+
+
 @needs_linux
 def test_workers_and_the_resource_tracker_exit_when_the_driver_is_killed(tmp_path, faulty):
     out, log = tmp_path / "out", tmp_path / "log"
