@@ -596,6 +596,7 @@ def _random_kills(tmp_path: Path, faulty: Path, reference: Path, seed: int, tria
         what, _code = _kill_trial(rng, out, faulty, log, run_id, workers)
         counts["runs"] += 1
         counts["kills_tried"] += not what.startswith("none")
+        counts[what] = counts.get(what, 0) + 1
         after = _records(out)
         counts["cells_lost"] += sum(1 for k, v in seen.items() if after.get(k) != v)
         rerun = {_key_of(r) for r in _events(log, "start") if r["run"] == str(run_id)}
@@ -624,7 +625,7 @@ def test_random_kills_lose_and_duplicate_nothing(tmp_path, faulty, reference):
 
 @needs_linux
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("seed", range(12))
 def test_many_random_kills_lose_and_duplicate_nothing(tmp_path, faulty, reference, seed):
     counts = _random_kills(tmp_path, faulty, reference, seed=100 + seed, trials=15,
                            workers=2 + seed % 2)
