@@ -296,14 +296,16 @@ def _dispatch(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``) and return the exit status.
 
-    Called as the program (``argv`` None), it leaves SIGINT and SIGTERM ignored when it
-    returns: the work is done and its status decided, and a signal during the interpreter's
-    teardown would otherwise kill the process and replace that status (with -2/-15).
+    Called as the program (``argv`` None), warnings are printed as ``robustrl: warning:``
+    lines, and SIGINT and SIGTERM are left ignored when it returns: the work is done and its
+    status decided, and a signal during the interpreter's teardown would otherwise kill the
+    process and replace that status (with -2/-15).
     """
     console = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     old_show = warnings.showwarning
-    warnings.showwarning = _show_warning
+    if console:  # a library caller (tests, notebooks) keeps its own warning handling
+        warnings.showwarning = _show_warning
     main_thread = threading.current_thread() is threading.main_thread()
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} \
         if main_thread else {}

@@ -515,8 +515,8 @@ def _manifest_problem(manifest: Mapping[str, Any]) -> str | None:
     if not _is_int(seeds) or seeds < 1:
         return f"config.seeds must be an integer >= 1; got {seeds!r}"
     order = manifest.get("param_order")
-    if order is not None and (not isinstance(order, list) or sorted(map(str, order)) !=
-                              sorted(grid) or len(order) != len(grid)):
+    if order is not None and (not isinstance(order, list) or not all(
+            isinstance(k, str) for k in order) or sorted(order) != sorted(grid)):
         return f"param_order {order!r} does not list the grid's parameters {sorted(grid)}"
     if manifest.get("experiment", exp) != exp:
         return f"names experiment {manifest.get('experiment')!r} but its config {exp!r}"

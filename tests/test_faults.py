@@ -547,7 +547,7 @@ def _holds(pid: int, path: Path) -> bool:
 def _kill_trial(rng: np.random.Generator, out: Path, faulty: Path, log: Path, run_id: int,
                 workers: int) -> tuple[str, int | None]:
     """Start a run, kill something at a random moment, return (what was killed, exit status)."""
-    env = _env(FAULTY_LOG=log, FAULTY_SLEEP=0.4, FAULTY_RUN=run_id)
+    env = _env(FAULTY_LOG=log, FAULTY_SLEEP=0.8, FAULTY_RUN=run_id)
     proc = subprocess.Popen([*ROBUSTRL, "run", str(faulty), "--out", str(out), "--workers",
                              str(workers), "--quiet"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=env)
@@ -569,7 +569,7 @@ def _kill_trial(rng: np.random.Generator, out: Path, faulty: Path, log: Path, ru
                 if workers_now:
                     os.kill(int(rng.choice(workers_now)), signal.SIGKILL)
                 else:
-                    what = "worker_kill(none yet)"
+                    what = "none(no worker yet)"
             elif what == "driver_kill":
                 os.kill(proc.pid, signal.SIGKILL)
             else:
@@ -601,10 +601,7 @@ def _random_kills(tmp_path: Path, faulty: Path, reference: Path, seed: int, tria
         counts["cells_lost"] += sum(1 for k, v in seen.items() if after.get(k) != v)
         rerun = {_key_of(r) for r in _events(log, "start") if r["run"] == str(run_id)}
         counts["cells_duplicated"] += len(rerun & set(before))
-        seen.update(after)
-        if len(after) == len(KEYS) and (out / "summary.csv").exists() and what.startswith(
-                "none"):
-            break
+        seen.update(after)  # finished runs are run again: later kills hit the summary phase
     res = _cli("run", faulty, "--out", out, "--workers", str(workers), "--quiet",
                FAULTY_LOG=log, FAULTY_RUN="final")
     assert res.returncode == 0, res.stderr
@@ -627,7 +624,7 @@ def test_random_kills_lose_and_duplicate_nothing(tmp_path, faulty, reference):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(12))
 def test_many_random_kills_lose_and_duplicate_nothing(tmp_path, faulty, reference, seed):
-    counts = _random_kills(tmp_path, faulty, reference, seed=100 + seed, trials=15,
+    counts = _random_kills(tmp_path, faulty, reference, seed=100 + seed, trials=10,
                            workers=2 + seed % 2)
     print(f"random-kill counts (seed {100 + seed}): {counts}")
     assert counts["cells_lost"] == 0 and counts["cells_duplicated"] == 0, counts
