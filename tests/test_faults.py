@@ -544,6 +544,15 @@ def _holds(pid: int, path: Path) -> bool:
     return False
 
 
+def _is_pool_worker(pid: int) -> bool:
+    """A multiprocessing spawn worker (not the resource tracker)."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    return "spawn_main" in cmd and "resource_tracker" not in cmd
+
+
 def _kill_trial(rng: np.random.Generator, out: Path, faulty: Path, log: Path, run_id: int,
                 workers: int) -> tuple[str, int | None]:
     """Start a run, kill something at a random moment, return (what was killed, exit status)."""
@@ -551,7 +560,8 @@ def _kill_trial(rng: np.random.Generator, out: Path, faulty: Path, log: Path, ru
     proc = subprocess.Popen([*ROBUSTRL, "run", str(faulty), "--out", str(out), "--workers",
                              str(workers), "--quiet"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=env)
-    what = str(rng.choice(["driver_kill", "driver_kill", "worker_kill", "sigint", "sigterm"]))
+    what = str(rng.choice(["driver_kill", "driver_kill", "worker_kill", "worker_kill", "sigint",
+                           "sigterm"]))
     delay = float(rng.uniform(0.0, 3.0))
     deadline = time.monotonic() + 60
     # from the moment the run holds DIR's lock: a signal during the interpreter's own start-up
@@ -563,9 +573,7 @@ def _kill_trial(rng: np.random.Generator, out: Path, faulty: Path, log: Path, ru
     try:
         if proc.poll() is None:
             if what == "worker_kill":
-                pids = sorted(_descendants(proc.pid))
-                workers_now = [p for p in pids if any(
-                    r["pid"] == p for r in _events(log, "start"))]
+                workers_now = [p for p in sorted(_descendants(proc.pid)) if _is_pool_worker(p)]
                 if workers_now:
                     os.kill(int(rng.choice(workers_now)), signal.SIGKILL)
                 else:
