@@ -335,7 +335,7 @@ def test_a_worker_killed_from_outside_costs_no_cell(tmp_path, faulty, reference)
     out, log = tmp_path / "out", tmp_path / "log"
     proc = subprocess.Popen([*ROBUSTRL, "run", str(faulty), "--out", str(out), "--workers", "2",
                              "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=_env(FAULTY_LOG=log, FAULTY_SLEEP=1.0))
+                            text=True, env=_env(FAULTY_LOG=log, FAULTY_SLEEP=0.6))
     try:
         deadline = time.monotonic() + 90
         while len(_events(log, "start")) < 2:
@@ -554,15 +554,15 @@ def _is_pool_worker(pid: int) -> bool:
 
 
 def _kill_trial(rng: np.random.Generator, out: Path, faulty: Path, log: Path, run_id: int,
-                workers: int) -> tuple[str, int | None]:
+                workers: int, sleep: float) -> tuple[str, int | None]:
     """Start a run, kill something at a random moment, return (what was killed, exit status)."""
-    env = _env(FAULTY_LOG=log, FAULTY_SLEEP=0.8, FAULTY_RUN=run_id)
+    env = _env(FAULTY_LOG=log, FAULTY_SLEEP=sleep, FAULTY_RUN=run_id)
     proc = subprocess.Popen([*ROBUSTRL, "run", str(faulty), "--out", str(out), "--workers",
                              str(workers), "--quiet"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=env)
     what = str(rng.choice(["driver_kill", "driver_kill", "worker_kill", "worker_kill", "sigint",
                            "sigterm"]))
-    delay = float(rng.uniform(0.0, 3.0))
+    delay = float(rng.uniform(0.0, 4.0 * sleep))
     deadline = time.monotonic() + 60
     # from the moment the run holds DIR's lock: a signal during the interpreter's own start-up
     # (importing robustrl) cannot be handled by the runner
@@ -594,14 +594,14 @@ def _kill_trial(rng: np.random.Generator, out: Path, faulty: Path, log: Path, ru
 
 
 def _random_kills(tmp_path: Path, faulty: Path, reference: Path, seed: int, trials: int,
-                  workers: int) -> dict[str, int]:
+                  workers: int, sleep: float = 0.8) -> dict[str, int]:
     rng = np.random.default_rng(seed)
     out, log = tmp_path / "out", tmp_path / "log"
     counts = {"kills_tried": 0, "cells_lost": 0, "cells_duplicated": 0, "runs": 0}
     seen: dict[str, bytes] = {}
     for run_id in range(trials):
         before = _records(out) if out.exists() else {}
-        what, _code = _kill_trial(rng, out, faulty, log, run_id, workers)
+        what, _code = _kill_trial(rng, out, faulty, log, run_id, workers, sleep)
         counts["runs"] += 1
         counts["kills_tried"] += not what.startswith("none")
         counts[what] = counts.get(what, 0) + 1
@@ -624,7 +624,9 @@ def _random_kills(tmp_path: Path, faulty: Path, reference: Path, seed: int, tria
 
 @needs_linux
 def test_random_kills_lose_and_duplicate_nothing(tmp_path, faulty, reference):
-    counts = _random_kills(tmp_path, faulty, reference, seed=1, trials=2, workers=2)
+    counts = _random_kills(tmp_path, faulty, reference, seed=1, trials=2, workers=2,
+                           sleep=0.3)
+    assert counts["kills_tried"] >= 1, counts
     assert counts["cells_lost"] == 0 and counts["cells_duplicated"] == 0, counts
 
 
