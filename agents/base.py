@@ -150,7 +150,8 @@ class LinearAgent:
             path = path.with_suffix(path.suffix + ".npz")
         header = {"class": type(self).__name__, "hyperparams": _jsonable(self.get_hyperparams())}
         arrays = {**arrays, "header_json": np.array(json.dumps(header))}
-        return atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays), binary=True)
+        return atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays), binary=True,
+                            clean_stale=True)
 
     @classmethod
     def _read_npz(cls, path: str | Path, required=()) -> tuple[dict[str, Any],

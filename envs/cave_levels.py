@@ -586,7 +586,7 @@ def save_level_set(path: str | os.PathLike, levels, metadata: dict[str, Any] | N
         np.savez_compressed(buf, levels=levels.astype(np.int8), metadata=np.array(meta))
         fh.write(buf.getvalue())
 
-    return atomic_write(path, write, binary=True)
+    return atomic_write(path, write, binary=True, clean_stale=True)
 
 
 def load_level_set(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:

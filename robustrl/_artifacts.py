@@ -183,7 +183,7 @@ def save_torch(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     blob = {**payload, "sha256": payload_digest(payload)}
     buf = io.BytesIO()
     torch.save(blob, buf)
-    return atomic_write(path, lambda fh: fh.write(buf.getvalue()), binary=True)
+    return atomic_write(path, lambda fh: fh.write(buf.getvalue()), binary=True, clean_stale=True)
 
 
 def load_torch(path: str | os.PathLike, *, what: str, fmt: str | None = None

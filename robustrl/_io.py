@@ -45,12 +45,16 @@ def _with_path(exc: OSError, path: Path) -> OSError:
     return OSError(exc.errno, exc.strerror, str(path))
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, binary: bool) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, binary: bool,
+                 clean_stale: bool = False) -> Path:
     """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it into place.
 
     The rename is atomic on POSIX, so readers see either the old file or the complete new one.
     The file gets the mode ``open()`` would give it (``0o666 & ~umask``), not mkstemp's 0600.
     An ``OSError`` without a file name (ENOSPC, EIO on write) is re-raised naming ``path``.
+    With ``clean_stale`` the temporaries of ``path`` left by killed earlier writers are removed
+    after the write (:func:`clean_stale_temporaries` restricted to this file name); the runner,
+    which writes thousands of files into one folder, cleans whole folders once per run instead.
     """
     path = Path(path)
     tmp: str | None = None
@@ -66,6 +70,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, binar
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        tmp = None
+        if clean_stale:
+            clean_stale_temporaries(path.parent, name=path.name)
     except OSError as exc:
         _discard(tmp)
         new = _with_path(exc, path)
@@ -88,8 +95,10 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write(path, lambda fh: json.dump(obj, fh, indent=2, sort_keys=True), binary=False)
 
 
-def clean_stale_temporaries(directory: str | os.PathLike, *, min_age_s: float = 1.0) -> list[Path]:
-    """Delete the ``.<name>.<random>.tmp`` files in ``directory`` left by killed writers.
+def clean_stale_temporaries(directory: str | os.PathLike, *, min_age_s: float = 1.0,
+                            name: str | None = None) -> list[Path]:
+    """Delete the ``.<name>.<random>.tmp`` files in ``directory`` left by killed writers
+    (only those of the file ``name`` when it is given).
 
     A temporary is removed only if no live process holds its lock (an atomic write in progress
     does) and it is at least ``min_age_s`` seconds old (covering the instant between creating
@@ -107,6 +116,9 @@ def clean_stale_temporaries(directory: str | os.PathLike, *, min_age_s: float = 
     now = time.time()
     for entry in entries:
         if not _TMP_RE.match(entry.name) or not entry.is_file(follow_symlinks=False):
+            continue
+        if name is not None and not (entry.name.startswith(f".{name}.")
+                                     and len(entry.name) == len(name) + 14):
             continue
         path = Path(entry.path)
         try:

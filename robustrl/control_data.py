@@ -176,7 +176,7 @@ def train_behaviour_policy(
                      "exploration_rate": float(getattr(model, "exploration_rate", 0.0))}
             save_sb3_policy(path, model, entry)
             atomic_write(path.with_suffix(".json"),
-                         lambda fh: json.dump(config, fh, indent=2), binary=False)
+                         lambda fh: json.dump(config, fh, indent=2), binary=False, clean_stale=True)
             return model
     return _load_behaviour(path, config, make_model)
 

@@ -196,7 +196,8 @@ class OfflineDataset:
             path = path.with_suffix(path.suffix + ".npz")
         arrays = {k: getattr(self, k) for k in _ARRAYS}
         arrays["metadata_json"] = np.array(json.dumps(self.metadata))
-        return atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays), binary=True)
+        return atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays), binary=True,
+                            clean_stale=True)
 
     @classmethod
     def load(cls, path: str | Path) -> OfflineDataset:

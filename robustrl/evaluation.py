@@ -271,7 +271,7 @@ class Comparison:
                                                  "episodes"])
         writer.writeheader()
         writer.writerows(self.rows())
-        atomic_write(path, lambda fh: fh.write(buf.getvalue()), binary=False)
+        atomic_write(path, lambda fh: fh.write(buf.getvalue()), binary=False, clean_stale=True)
 
     def to_json(self, path) -> None:
         from robustrl._io import atomic_write_json
@@ -296,7 +296,7 @@ class Comparison:
             from robustrl._io import atomic_write
 
             atomic_write(path, lambda fh: ax.figure.savefig(fh, format="png", dpi=120),
-                         binary=True)
+                         binary=True, clean_stale=True)
             if fig is not None:
                 plt.close(fig)
         return ax

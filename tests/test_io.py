@@ -113,3 +113,44 @@ def test_temporaries_of_killed_writers_are_cleaned_and_live_ones_kept(tmp_path):
         live.kill()
     assert live.returncode == 0 and (tmp_path / "b.json").read_text() == "half of it"
     assert not busy.exists() and not target.exists()
+
+
+KILLED_DATASET_SAVE = """
+import os, signal, sys
+import numpy as np
+import robustrl._io as io
+from robustrl.envs import SimulatedLinearMDPEnv
+from robustrl.data import OfflineDataset
+
+real = io.atomic_write
+def dying(path, write, **kw):
+    def write_then_die(fh):
+        write(fh)
+        fh.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(path, write_then_die, **kw)
+
+import robustrl.data
+ds = OfflineDataset.collect(SimulatedLinearMDPEnv(), 2, seed=0)
+if sys.argv[2] == "die":
+    robustrl.data.atomic_write = dying
+ds.save(sys.argv[1])
+"""
+
+
+def test_a_dataset_save_removes_the_temporaries_of_a_killed_earlier_save(tmp_path):
+    """``kill -9`` during ``OfflineDataset.save`` leaves ``.data.npz.*.tmp`` behind; the next
+    save of the same file removes it (other files' temporaries are left alone)."""
+    pytest.importorskip("fcntl")
+    target = tmp_path / "data.npz"
+    dead = subprocess.run([sys.executable, "-c", KILLED_DATASET_SAVE, str(target), "die"])
+    assert dead.returncode == -signal.SIGKILL
+    (stale,) = tmp_path.glob(".data.npz.*.tmp")
+    other = tmp_path / ".other.npz.abcdefgh.tmp"
+    other.write_text("not ours")
+    old = stale.stat().st_mtime - 5
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    ok = subprocess.run([sys.executable, "-c", KILLED_DATASET_SAVE, str(target), "keep"])
+    assert ok.returncode == 0 and target.exists()
+    assert not stale.exists() and other.exists()
