@@ -20,6 +20,7 @@ import numpy as np
 
 from robustrl._artifacts import loaded_array, read_npz, read_npz_json
 from robustrl._io import atomic_write
+from robustrl.protocols import feature_interface
 
 
 class NotFittedError(RuntimeError):
@@ -33,17 +34,12 @@ class LinearAgent:
     _hyperparam_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, env) -> None:
-        base = getattr(env, "unwrapped", env)
-        for attr in ("horizon", "feature_dim", "action_features"):
-            if not hasattr(base, attr):
-                raise ValueError(
-                    f"env must expose `{attr}` on env.unwrapped (robustrl linear-feature "
-                    f"environment interface); {type(base).__name__} does not"
-                )
+        iface = feature_interface(env, who=type(self).__name__)
         self.env = env
-        self.horizon = int(base.horizon)
-        self.feature_dim = int(base.feature_dim)
-        self.n_actions = int(env.action_space.n)
+        self._features = iface
+        self.horizon = iface.horizon
+        self.feature_dim = iface.feature_dim
+        self.n_actions = iface.n_actions
         self._fitted = False
 
     # ----------------------------------------------------------------- acting
@@ -56,7 +52,7 @@ class LinearAgent:
 
     def action_features(self, obs) -> np.ndarray:
         """Features of ``obs`` paired with every action, shape ``(A, d)``."""
-        return np.asarray(self.env.unwrapped.action_features(obs), dtype=np.float64)
+        return np.asarray(self._features.action_features(obs), dtype=np.float64)
 
     def q_values(self, obs) -> np.ndarray:
         """Q-values of every action at ``obs`` (its step is read from the observation)."""

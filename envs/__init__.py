@@ -44,6 +44,13 @@ from robustrl.envs.combination_lock import (
     combination_lock_coverability,
     combination_lock_value_class,
 )
+from robustrl.envs.features import (
+    FeatureMap,
+    OneHotFeatures,
+    RBFFeatures,
+    StepFeatureWrapper,
+    finite_mdp_from_toy_text,
+)
 from robustrl.envs.layered_mdp import (
     FiniteMDPEnv,
     LayeredTabularMDPEnv,
@@ -108,6 +115,11 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "FeatureMap",
+    "OneHotFeatures",
+    "RBFFeatures",
+    "StepFeatureWrapper",
+    "finite_mdp_from_toy_text",
     "ActionNoise",
     "DiscreteActions",
     "ObservationNoise",

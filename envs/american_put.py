@@ -28,7 +28,7 @@ import numpy as np
 from gymnasium import spaces
 
 from robustrl.envs.perturbations import perturbation_from_options
-from robustrl.validation import check_int, check_positive, check_scalar
+from robustrl.validation import check_int, check_positive, check_scalar, supported_render_mode
 
 HOLD = 0
 EXERCISE = 1
@@ -87,11 +87,8 @@ class AmericanPutEnv(gym.Env):
         render_mode: str | None = None,
     ) -> None:
         super().__init__()
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be None or one of {self.metadata['render_modes']}; "
-                f"got {render_mode!r}"
-            )
+        render_mode = supported_render_mode(render_mode, self.metadata["render_modes"],
+                                            type(self).__name__)
         self.perturbation = (
             self.nominal_perturbation
             if perturbation is None

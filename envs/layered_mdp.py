@@ -23,7 +23,7 @@ from gymnasium import spaces
 
 from robustrl.envs.perturbations import perturbation_from_options
 from robustrl.models import FiniteMDP, LinearMDP
-from robustrl.validation import check_int, check_scalar, check_seed
+from robustrl.validation import check_int, check_scalar, check_seed, supported_render_mode
 
 __all__ = ["FiniteMDPEnv", "LayeredTabularMDPEnv", "layered_tabular_mdp", "with_unreachable_states"]
 
@@ -73,11 +73,8 @@ class FiniteMDPEnv(gym.Env):
             raise ValueError(
                 f"model must be a {self.model_type.__name__}; got {type(model).__name__}"
             )
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be None or one of {self.metadata['render_modes']}; "
-                f"got {render_mode!r}"
-            )
+        render_mode = supported_render_mode(render_mode, self.metadata["render_modes"],
+                                            type(self).__name__)
         self.render_mode = render_mode
         self.horizon = model.horizon
         self.n_states = model.n_states

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from robustrl._artifacts import loaded_array, read_npz, read_npz_json
 from robustrl._io import atomic_write
 from robustrl._policy import as_action_fn
+from robustrl.protocols import feature_interface
 from robustrl.validation import check_array, check_int, check_seed
 
 _ARRAYS = (
@@ -231,30 +232,27 @@ class OfflineDataset:
         n_trajectories: int,
         behaviour_policy=None,
         *,
-        seed: int | None = 0,
+        seed: int | None = None,
         progress: bool = False,
     ) -> OfflineDataset:
         """Roll out ``n_trajectories`` episodes of ``behaviour_policy`` in ``env``.
 
         Args:
-            env: a robustrl environment (finite ``horizon``, ``features``/``action_features``
-                on the unwrapped env, Discrete actions).
+            env: an environment with the feature protocol of :mod:`robustrl.protocols` (on it or
+                on a wrapper, e.g. :class:`robustrl.envs.OneHotFeatures`).
             n_trajectories: K >= 1.
             behaviour_policy: ``None`` for uniformly random actions, or any policy form accepted
                 by :func:`robustrl.evaluation.evaluate` (callable, ``predict`` object, table).
             seed: seeds the environment (first reset) and the behaviour randomness; the same
-                seed gives the same dataset.
+                seed gives the same dataset; ``None`` (the default, as for the agents) draws
+                fresh randomness, so two calls give two different datasets.
             progress: show a tqdm bar.
         """
         check_int(n_trajectories, "n_trajectories", low=1)
         seed = check_seed(seed)
         base = env.unwrapped
-        for attr in ("horizon", "features", "action_features", "feature_dim"):
-            if not hasattr(base, attr):
-                raise ValueError(
-                    f"env must expose `{attr}` on env.unwrapped (robustrl environment interface)"
-                )
-        H, d, A = int(base.horizon), int(base.feature_dim), int(env.action_space.n)
+        iface = feature_interface(env, who="OfflineDataset.collect")
+        H, d, A = iface.horizon, iface.feature_dim, iface.n_actions
         K = int(n_trajectories)
         obs_dim = int(np.prod(env.observation_space.shape))
         rng = np.random.default_rng(seed)
@@ -273,8 +271,8 @@ class OfflineDataset:
                 out["actions"][k, h] = a
                 out["rewards"][k, h] = reward
                 out["next_observations"][k, h] = np.ravel(next_obs)
-                out["features"][k, h] = base.features(obs, a)
-                out["next_action_features"][k, h] = base.action_features(next_obs)
+                out["features"][k, h] = iface.features(obs, a)
+                out["next_action_features"][k, h] = iface.action_features(next_obs)
                 out["valid"][k, h] = True
                 done = terminated or truncated or h == H - 1
                 out["terminal"][k, h] = done

@@ -28,23 +28,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from robustrl.data import OfflineDataset
+from robustrl.protocols import feature_interface
 from robustrl.validation import check_array
 
 _ROBUSTRL_METADATA_KEY = "robustrl_metadata"
 
 
 def _feature_env(env):
-    base = getattr(env, "unwrapped", env)
-    for attr in ("horizon", "features", "action_features", "feature_dim"):
-        if not hasattr(base, attr):
-            raise ValueError(
-                f"env must expose `{attr}` on env.unwrapped (robustrl environment interface); "
-                f"got {type(base).__name__}"
-            )
-    n_actions = getattr(getattr(env, "action_space", None), "n", None)
-    if n_actions is None:
-        raise ValueError("env must have a Discrete action_space (with attribute n)")
-    return base, int(base.horizon), int(base.feature_dim), int(n_actions)
+    iface = feature_interface(env, who="robustrl.interop")
+    return iface, iface.horizon, iface.feature_dim, iface.n_actions
 
 
 def _obs_shape(env, obs_dim: int) -> tuple[int, ...]:

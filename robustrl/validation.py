@@ -144,3 +144,21 @@ def check_seed(seed, name: str = "seed") -> int | None:
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"{name} must be a nonnegative integer or None; got {seed!r}")
     return int(seed)
+
+
+def supported_render_mode(render_mode: str | None, modes: Sequence[str],
+                          env_name: str) -> str | None:
+    """``render_mode`` if the environment supports it, else ``None`` with a warning.
+
+    Gymnasium's own environments warn and go on when asked for a mode they lack, and
+    stable-baselines3 asks every environment for ``"rgb_array"``
+    (``PPO("MlpPolicy", env_id)``), so refusing would break the ecosystem's one-liners.
+    """
+    if render_mode is None or render_mode in modes:
+        return render_mode
+    import warnings
+
+    warnings.warn(
+        f"{env_name} does not support render_mode={render_mode!r} (supported: {list(modes)}); "
+        "rendering is disabled", UserWarning, stacklevel=3)
+    return None

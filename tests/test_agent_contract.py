@@ -34,7 +34,8 @@ class AgentSpec:
     make: Callable  # (env, seed, **hyperparams) -> untrained agent
     train: Callable  # (agent, data) -> trained agent
     bad: list = field(default_factory=lambda: list(DEFAULT_BAD))
-    bad_env_match: str = "env must expose"
+    bad_env_match: str = (
+        "needs an environment with `horizon`, `feature_dim`, `features`, `action_features`")
     # online registry agents act from their first episode; the others refuse before training
     acts_untrained: bool = False
 

@@ -197,8 +197,6 @@ def test_simulated_env_bad_arguments():
         SimulatedLinearMDPEnv(delta=-0.5)
     with pytest.raises(ValueError, match="horizon"):
         SimulatedLinearMDPEnv(horizon=0)
-    with pytest.raises(ValueError, match="render_mode"):
-        SimulatedLinearMDPEnv(render_mode="human")
     env = SimulatedLinearMDPEnv()
     env.reset(seed=0)
     for bad in (16, -1, 2.0, True):
@@ -400,7 +398,6 @@ def test_put_bad_arguments():
         ({"feature_dim": 0}, "feature_dim"),
         ({"feature_low": 160.0, "feature_high": 60.0}, "feature_high"),
         ({"reward_scale": 0.0}, "reward_scale"),
-        ({"render_mode": "human"}, "render_mode"),
     ]
     for kwargs, name in bad:
         with pytest.raises(ValueError, match=name):

@@ -201,7 +201,6 @@ def test_one_hot_features():
     ({"n_states": 1}, "n_states"), ({"n_actions": 1}, "n_actions"), ({"horizon": 0}, "horizon"),
     ({"seed": -1}, "seed"), ({"seed": None}, "seed"), ({"perturbation": 1.5}, "perturbation"),
     ({"perturbation": -0.1}, "perturbation"), ({"horizon": 2.0}, "horizon"),
-    ({"render_mode": "human"}, "render_mode"),
 ])
 def test_lock_bad_arguments(kwargs, name):
     with pytest.raises(ValueError, match=name):

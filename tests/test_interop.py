@@ -134,7 +134,7 @@ def test_bad_transitions_raise(change, match):
 
 def test_non_robustrl_env_raises():
     env, ds = _linear()
-    with pytest.raises(ValueError, match="env must expose"):
+    with pytest.raises(ValueError, match="`horizon`, `feature_dim`, `features`, `action_features`"):
         dataset_from_transitions(**dataset_to_transitions(ds), env=gym.make("CartPole-v1"))
 
 

@@ -153,7 +153,6 @@ def test_perturbed_envs_by_id():
     ({"feature_dim": 3}, "feature_dim"),
     ({"n_actions": 0}, "n_actions"),
     ({"horizon": 0}, "horizon"),
-    ({"render_mode": "human"}, "render_mode"),
 ])
 def test_bad_arguments_name_the_argument(kwargs, name):
     with pytest.raises(ValueError, match=name):

@@ -1,0 +1,212 @@
+"""Bring your own environment: the feature protocol, the feature wrappers, and exactness of the
+linear agents on a Gymnasium toy-text task (FrozenLake) against exact robust DP."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from robustrl.agents import PEVI, R2PVI
+from robustrl.data import OfflineDataset
+from robustrl.envs import FeatureMap, OneHotFeatures, RBFFeatures, finite_mdp_from_toy_text
+from robustrl.exact import robust_value_iteration
+from robustrl.models import LinearMDP
+from robustrl.protocols import LinearFeatureEnv, feature_interface
+
+H = 5
+TINY_RIDGE = 1e-12
+
+
+def frozen_lake() -> OneHotFeatures:
+    return OneHotFeatures(gym.make("FrozenLake-v1", is_slippery=True), horizon=H)
+
+
+def one_hot_linear(model) -> LinearMDP:
+    Hm, S, A = model.P.shape[:3]
+    return LinearMDP(np.eye(S * A).reshape(S, A, S * A), model.P.reshape(Hm, S * A, S),
+                     model.R.reshape(Hm, S * A), model.initial_distribution)
+
+
+def covering_dataset(env: OneHotFeatures) -> OfflineDataset:
+    """Every (s, a) at every step once per outcome of FrozenLake's transition table (slippery
+    moves have three outcomes of 1/3 each), terminal states as absorbing zero-reward rows: the
+    empirical next-state frequencies and mean rewards equal the model's exactly."""
+    table = env.unwrapped.P
+    model = finite_mdp_from_toy_text(env, H)
+    S, A = model.P.shape[1:3]
+    terminal = [s for s in range(S) if np.all(model.P[0, s, :, s] == 1.0) and
+                np.all(model.R[0, s] == 0.0) and any(
+                    done for s0 in range(S) for a0 in range(A)
+                    for _, nxt, _, done in table[s0][a0] if nxt == s)]
+    rows = []
+    for s in range(S):
+        for a in range(A):
+            if s in terminal:
+                rows.append((s, a, s, 0.0))
+            else:
+                rows.extend((s, a, nxt, r) for _, nxt, r, _ in table[s][a])
+    K, d = len(rows), S * A
+    out = {
+        "observations": np.zeros((K, H, 2)), "actions": np.zeros((K, H), dtype=np.int64),
+        "rewards": np.zeros((K, H)), "next_observations": np.zeros((K, H, 2)),
+        "features": np.zeros((K, H, d)), "next_action_features": np.zeros((K, H, A, d)),
+        "valid": np.ones((K, H), dtype=bool), "terminal": np.zeros((K, H), dtype=bool),
+    }
+    for h in range(H):
+        for k, (s, a, nxt, r) in enumerate(rows):
+            obs, nobs = np.array([s, h]), np.array([nxt, h + 1])
+            out["observations"][k, h], out["next_observations"][k, h] = obs, nobs
+            out["actions"][k, h], out["rewards"][k, h] = a, r
+            out["features"][k, h] = env.features(obs, a)
+            out["next_action_features"][k, h] = env.action_features(nobs)
+            out["terminal"][k, h] = h == H - 1
+    return OfflineDataset(**out)
+
+
+def q_table(agent, model) -> np.ndarray:
+    S = model.P.shape[1]
+    return np.stack([np.stack([agent.q_values(np.array([s, h])) for s in range(S)])
+                     for h in range(H)])
+
+
+@pytest.fixture(scope="module")
+def lake():
+    env = frozen_lake()
+    model = one_hot_linear(finite_mdp_from_toy_text(env, H))
+    return env, model, covering_dataset(env)
+
+
+def test_frozen_lake_model_is_the_environment():
+    """The model built from the table: holes and the goal absorb, the goal pays 1 on entry."""
+    env = frozen_lake()
+    model = finite_mdp_from_toy_text(env, H)
+    np.testing.assert_allclose(model.P.sum(axis=-1), 1.0)
+    assert model.P.shape == (H, 16, 4, 16)
+    # from state 14 (left of the goal) moving right reaches the goal (15) w.p. 1/3, reward 1/3
+    assert model.P[0, 14, 2, 15] == pytest.approx(1 / 3)
+    assert model.R[0, 14, 2] == pytest.approx(1 / 3)
+    assert model.P[0, 15, 0, 15] == 1.0 and model.R[0, 15].max() == 0.0  # goal absorbs
+    assert model.P[0, 5, 1, 5] == 1.0  # a hole absorbs
+
+
+@pytest.mark.parametrize("divergence,lam", [("tv", 0.1), ("kl", 0.3), ("chi2", 1.0)])
+def test_r2pvi_on_frozen_lake_equals_exact_robust_dp(lake, divergence, lam):
+    env, model, data = lake
+    agent = R2PVI(env, divergence=divergence, lam=lam, ridge=TINY_RIDGE, beta=0.0).fit(data)
+    want = robust_value_iteration(model, divergence=divergence, lam=lam).Q
+    np.testing.assert_allclose(q_table(agent, model), want, rtol=0, atol=1e-9)
+    # robustness is real here: the robust values lie below the nominal ones somewhere
+    assert (robust_value_iteration(model).Q - want).max() > 1e-3
+
+
+def test_pevi_on_frozen_lake_equals_exact_dp(lake):
+    env, model, data = lake
+    agent = PEVI(env, ridge=TINY_RIDGE, beta=0.0).fit(data)
+    np.testing.assert_allclose(q_table(agent, model), robust_value_iteration(model).Q,
+                               rtol=0, atol=1e-9)
+    assert agent.predict(env.reset(seed=0)[0])[0] in range(4)
+
+
+def test_a_gymnasium_wrapper_supplying_the_protocol_is_accepted(lake):
+    """Members are found through wrappers: the protocol on OneHotFeatures, two wrappers out."""
+    _, model, data = lake
+    env = gym.wrappers.RecordEpisodeStatistics(frozen_lake())
+    env = gym.wrappers.ClipReward(env, 0.0, 1.0)
+    assert isinstance(env.unwrapped, gym.Env) and not hasattr(env.unwrapped, "horizon")
+    iface = feature_interface(env)
+    assert (iface.horizon, iface.feature_dim, iface.n_actions) == (H, 64, 4)
+    agent = PEVI(env, ridge=TINY_RIDGE, beta=0.0).fit(data)
+    np.testing.assert_allclose(q_table(agent, model), robust_value_iteration(model).Q,
+                               rtol=0, atol=1e-9)
+    ds = OfflineDataset.collect(env, 3, seed=0)
+    assert ds.features.shape[-1] == 64 and ds.observations[0, 0, 1] == 0
+
+
+def test_one_error_lists_every_missing_member():
+    with pytest.raises(ValueError) as err:
+        PEVI(gym.make("CartPole-v1"))
+    msg = str(err.value)
+    for member in ("`horizon`", "`feature_dim`", "`features`", "`action_features`"):
+        assert member in msg
+    assert "last entry is the 0-indexed step" in msg and "OneHotFeatures" in msg
+    with pytest.raises(ValueError, match="Discrete `action_space`"):
+        feature_interface(gym.make("Pendulum-v1"))
+
+
+def test_protocol_is_runtime_checkable_on_robustrl_envs():
+    from robustrl.envs import SimulatedLinearMDPEnv
+
+    assert isinstance(SimulatedLinearMDPEnv(), LinearFeatureEnv)
+    assert isinstance(frozen_lake(), LinearFeatureEnv)
+
+
+def test_wrappers_append_the_step_and_truncate_at_the_horizon():
+    env = frozen_lake()
+    obs, _ = env.reset(seed=3)
+    assert obs.tolist() == [0, 0] and env.observation_space.contains(obs)
+    steps, done = 0, False
+    while not done:
+        obs, _, terminated, truncated, _ = env.step(0)  # "left" from the corner: never a hole
+        steps += 1
+        assert obs[1] == steps
+        done = terminated or truncated
+    assert steps == H and truncated and not terminated
+
+
+def test_rbf_features_are_a_soft_aggregation_of_the_state():
+    lim = np.array([2.4, 3.0, 0.21, 3.5])
+    env = RBFFeatures(gym.make("CartPole-v1"), horizon=10, n_centers=8, low=-lim, high=lim)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (5,) and obs[-1] == 0
+    phi = env.action_features(obs)
+    assert phi.shape == (2, 16)
+    np.testing.assert_allclose(phi.sum(axis=1), 1.0)
+    assert phi.min() >= 0 and np.all(phi[0, 8:] == 0) and np.all(phi[1, :8] == 0)
+    # a state far outside the box still gets a valid distribution (no underflow to 0/0)
+    far = np.array([1e3, -1e3, 50.0, 0.0, 0.0], dtype=np.float32)
+    np.testing.assert_allclose(env.action_features(far).sum(axis=1), 1.0)
+    with pytest.raises(ValueError, match="low must be finite"):
+        RBFFeatures(gym.make("CartPole-v1"), horizon=10)
+    with pytest.raises(ValueError, match="Box"):
+        RBFFeatures(gym.make("FrozenLake-v1"), horizon=10)
+    with pytest.raises(ValueError, match="Discrete observation"):
+        OneHotFeatures(gym.make("CartPole-v1"), horizon=10)
+
+
+def test_feature_map_checks_the_user_function():
+    good = FeatureMap(gym.make("FrozenLake-v1"), 4, lambda s, a: np.eye(4)[a] * (s + 1), 4)
+    np.testing.assert_array_equal(good.features(np.array([2, 0]), 1), [0, 3, 0, 0])
+    bad = FeatureMap(gym.make("FrozenLake-v1"), 4, lambda s, a: np.ones(3), 4)
+    with pytest.raises(ValueError, match=r"shape \(4,\)"):
+        bad.action_features(np.array([0, 0]))
+    with pytest.raises(ValueError, match="phi must be callable"):
+        FeatureMap(gym.make("FrozenLake-v1"), 4, None, 4)
+
+
+def test_sb3_one_liners_work_on_robustrl_envs():
+    """SB3 asks for render_mode='rgb_array'; robustrl's envs warn and go on, as gymnasium's do."""
+    pytest.importorskip("stable_baselines3")
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    with pytest.warns(UserWarning, match="render_mode='rgb_array'"):
+        model = PPO("MlpPolicy", "robustrl/SimulatedLinearMDP-v0", n_steps=16, batch_size=16)
+    assert model.env.num_envs == 1
+    vec = make_vec_env("robustrl/AmericanPut-v0", n_envs=2)
+    assert vec.reset().shape[0] == 2
+    with pytest.warns(UserWarning, match="render_mode='human'"):
+        env = gym.make("robustrl/CombinationLock-v0", render_mode="human")
+    assert env.unwrapped.render_mode is None
+
+
+def test_collect_seeds_like_the_agents():
+    """``seed=None`` (the default, as for the agents) gives fresh data; a seed repeats it."""
+    from robustrl.envs import SimulatedLinearMDPEnv
+
+    env = SimulatedLinearMDPEnv()
+    a, b = OfflineDataset.collect(env, 10), OfflineDataset.collect(env, 10)
+    assert not np.array_equal(a.actions, b.actions)
+    c, d = OfflineDataset.collect(env, 10, seed=4), OfflineDataset.collect(env, 10, seed=4)
+    np.testing.assert_array_equal(c.actions, d.actions)
+    np.testing.assert_array_equal(c.next_observations, d.next_observations)
