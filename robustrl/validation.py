@@ -43,7 +43,14 @@ def check_scalar(
     low_inclusive: bool = True,
     high_inclusive: bool = True,
 ) -> float:
-    """Return ``value`` as a finite float inside the given range, else raise ValueError."""
+    """Return ``value`` as a finite float inside the given range, else raise ValueError.
+
+    Strings and booleans are refused (``lam="0.1"`` and ``lam=True`` are almost always
+    mistakes, and ``float()`` would silently accept both).
+    """
+    if isinstance(value, (str, bytes, bool, np.bool_)):
+        raise ValueError(f"{name} must be a real number, not {type(value).__name__}; "
+                         f"got {value!r}")
     try:
         x = float(value)
     except (TypeError, ValueError):
@@ -67,6 +74,36 @@ def check_nonnegative(value: float, name: str) -> float:
     return check_scalar(value, name, low=0.0)
 
 
+def _check_lossless(value, name: str, target: np.dtype) -> None:
+    """Refuse conversions that would change the data silently: strings parsed as numbers,
+    booleans used as numbers, fractional values truncated to integers, and numbers other than
+    0/1 turned into booleans."""
+    src = value if isinstance(value, np.ndarray) else None
+    if src is None:
+        try:
+            src = np.asarray(value)
+        except (TypeError, ValueError):
+            return  # ragged or exotic input: the conversion below reports it
+    kind = src.dtype.kind
+    if kind in "USO" and target.kind in "biuf":
+        flat = src.ravel()
+        if kind in "US" or any(isinstance(v, (str, bytes, bool, np.bool_)) for v in flat):
+            raise ValueError(f"{name} must be numeric; got {src.dtype.name} entries "
+                             f"(e.g. {flat[0]!r})")
+        return
+    if target.kind == "b":
+        if kind != "b" and src.size and not np.all((src == 0) | (src == 1)):
+            bad = src[(src != 0) & (src != 1)].ravel()[0]
+            raise ValueError(f"{name} must be boolean (True/False or 0/1); found {bad!r}")
+    elif target.kind in "iuf" and kind == "b" and src.size:
+        raise ValueError(f"{name} must be numeric, not boolean")
+    elif target.kind in "iu" and kind == "f" and src.size:
+        finite = src[np.isfinite(src)]
+        if finite.size and np.any(finite != np.round(finite)):
+            bad = finite[finite != np.round(finite)].ravel()[0]
+            raise ValueError(f"{name} must hold whole numbers; found {bad!r}")
+
+
 def check_array(
     value,
     name: str,
@@ -85,6 +122,7 @@ def check_array(
     for a wrong number of dimensions, a wrong shape, NaN/inf entries (when ``finite``),
     an empty array (when ``nonempty``) or entries outside ``[low, high]``.
     """
+    _check_lossless(value, name, np.dtype(dtype))
     try:
         arr = np.ascontiguousarray(value, dtype=dtype)
     except (TypeError, ValueError) as exc:

@@ -210,3 +210,43 @@ def test_collect_seeds_like_the_agents():
     c, d = OfflineDataset.collect(env, 10, seed=4), OfflineDataset.collect(env, 10, seed=4)
     np.testing.assert_array_equal(c.actions, d.actions)
     np.testing.assert_array_equal(c.next_observations, d.next_observations)
+
+
+def _collected():
+    from robustrl.envs import SimulatedLinearMDPEnv
+
+    ds = OfflineDataset.collect(SimulatedLinearMDPEnv(), 3, seed=0)
+    return {k: getattr(ds, k).copy() for k in ("observations", "actions", "rewards",
+            "next_observations", "features", "next_action_features", "valid", "terminal")}
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda a: a.__setitem__("actions", a["actions"] + 0.9), "actions must hold whole numbers"),
+    (lambda a: a.__setitem__("valid", a["valid"].astype(int) * 2), "valid must be boolean"),
+    (lambda a: a.__setitem__("terminal", a["terminal"].astype(float) * 0.5),
+     "terminal must be boolean"),
+    (lambda a: a.__setitem__("rewards", a["rewards"].astype(str)), "rewards must be numeric"),
+    (lambda a: a.__setitem__("rewards", a["rewards"] > 0), "rewards must be numeric, not bool"),
+])
+def test_dataset_refuses_silent_coercions(change, match):
+    """Fractional actions were truncated (0.9 -> 0), any nonzero flag became True and strings
+    were parsed; each now raises naming the array."""
+    arrays = _collected()
+    OfflineDataset(**arrays)  # the unchanged arrays are fine
+    change(arrays)
+    with pytest.raises(ValueError, match=match):
+        OfflineDataset(**arrays)
+
+
+def test_integral_floats_and_zero_one_flags_are_still_accepted():
+    arrays = _collected()
+    arrays["actions"] = arrays["actions"].astype(float)
+    arrays["valid"] = arrays["valid"].astype(np.int8)
+    ds = OfflineDataset(**arrays)
+    assert ds.actions.dtype == np.int64 and ds.valid.dtype == bool
+
+
+@pytest.mark.parametrize("bad", ["0.1", True, np.bool_(False), b"1"])
+def test_hyperparameters_refuse_strings_and_booleans(bad):
+    with pytest.raises(ValueError, match="lam must be a real number"):
+        R2PVI(frozen_lake(), lam=bad)

@@ -177,7 +177,7 @@ def test_bad_arguments():
         (name,) = bad
         with pytest.raises(ValueError, match=name):
             GLOWLin(env, **bad)
-    with pytest.raises(ValueError, match="env must expose"):
+    with pytest.raises(ValueError, match="needs an environment with"):
         GLOWLin(gym.make("CartPole-v1"))
     with pytest.raises(ValueError, match="total_rounds"):
         GLOWLin(env).learn(0)
