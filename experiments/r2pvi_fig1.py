@@ -206,7 +206,7 @@ def run_one(params: dict, seed: int) -> dict:
 def group_curves(results: list[dict], key: str, by: str = "method") -> dict:
     """``{params[by]: (mean curve, 95% CI half-width, n_seeds)}`` of the list metric ``key``
     over seeds (Student t), for records that share every other parameter."""
-    from scipy import stats
+    from robustrl.stats import student_t_halfwidth
 
     groups: dict = defaultdict(list)
     for rec in results:
@@ -214,11 +214,7 @@ def group_curves(results: list[dict], key: str, by: str = "method") -> dict:
     out = {}
     for name, curves in groups.items():
         arr = np.stack(curves)
-        n = arr.shape[0]
-        mean = arr.mean(axis=0)
-        half = (stats.t.ppf(0.975, n - 1) * arr.std(axis=0, ddof=1) / np.sqrt(n)
-                if n > 1 else np.zeros_like(mean))
-        out[name] = (mean, half, n)
+        out[name] = (arr.mean(axis=0), student_t_halfwidth(arr, single=0.0), arr.shape[0])
     return out
 
 
