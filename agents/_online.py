@@ -35,12 +35,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from robustrl._kernels import offline as _offline_kernels
 from robustrl._kernels import ridge as _ridge_kernels
 from robustrl._kernels import value_iteration as _vi_kernels
 from robustrl._kernels.ridge import spd_inverse
 from robustrl.agents.base import LinearAgent
 from robustrl.bonus import BONUS_CODES, check_bonus_name
+from robustrl.divergences import _kl_dual_rows, _tv_dual_rows
 from robustrl.models import LinearMDP
 from robustrl.ridge import blas_threads
 from robustrl.validation import (
@@ -57,105 +57,16 @@ from robustrl.validation import (
 __all__ = [
     "OnlineLinearAgent",
     "RegretCurve",
-    "kl_dual_rows",
     "robust_value_regression",
     "run_regret_curve",
-    "tv_dual_rows",
 ]
 
 # Recompute Lambda^{-1} from the exact Gram matrix every this many rank-one updates.
 _REFRESH_EVERY = 256
-# Golden-section iterations of the KL dual (the log-alpha interval shrinks by 0.618^70 ~ 2e-15).
-_KL_ITERATIONS = 70
-_GOLDEN = 0.6180339887498949
 
 
 # --------------------------------------------------------------------------------------------
 # the robust regression of next-step values (note sections 1.7 and 4)
-
-
-def tv_dual_rows(values, weights, rho, v_min: float) -> np.ndarray:
-    """Row-wise DRPVI / DR-LSVI-UCB TV estimator (note 1.7, section 4).
-
-    ``nu_i = max over alpha in {v_min} U {v_j} of sum_j W_ij min(v_j, alpha) - rho_i (alpha -
-    v_min)`` for ``values (n,)``, signed regression weights ``weights (d, n)`` and radii
-    ``rho (d,)`` (or a scalar); exact, one sort shared by all rows (the offline agents' Numba
-    kernel :func:`robustrl._kernels.offline.tv_dual_rows`). A row with ``rho_i = 0`` gets the
-    plain regression ``W_i . v``; otherwise row ``i`` equals
-    :func:`robustrl.divergences.tv_dual_weighted` ``(values, weights[i], rho_i, v_min)``.
-    """
-    v = np.ascontiguousarray(values, dtype=np.float64)
-    W = np.ascontiguousarray(weights, dtype=np.float64)
-    rho_arr = np.ascontiguousarray(np.broadcast_to(np.asarray(rho, dtype=np.float64),
-                                                   (W.shape[0],)))
-    return _offline_kernels.tv_dual_rows(v, W, rho_arr, float(v_min))
-
-
-def _kl_objective(log_alpha, v, W, rho, shift, span):
-    """``-alpha log clip(sum_j W_ij exp(-v_j / alpha)) - alpha rho_i`` per row, stably.
-
-    ``shift``/``span`` (per row) are the smallest observed value with nonzero weight and the
-    range of those values; the estimate of ``E exp(-(v - shift)/alpha)`` is clipped to what a
-    distribution over them can give, ``[exp(-span/alpha), 1]``, so the value stays in
-    ``[shift, shift + span]`` before the ``rho`` term (the R2PVI-code clip, note 1.4).
-    """
-    alpha = np.exp(log_alpha)
-    with np.errstate(over="ignore"):
-        z = np.einsum("in,in->i", W, np.exp(-np.maximum(v[None, :] - shift[:, None], 0.0)
-                                           / alpha[:, None]))
-    with np.errstate(divide="ignore"):
-        log_z = np.where(z > 0.0, np.log(np.where(z > 0.0, z, 1.0)), -np.inf)
-    log_z = np.clip(log_z, -span / alpha, 0.0)
-    return shift - alpha * log_z - alpha * rho
-
-
-def kl_dual_rows(values, weights, rho) -> np.ndarray:
-    """Row-wise DRVI-L KL estimator (note 1.7): ``max_{alpha > 0} -alpha log([W exp(-v/alpha)]_i)
-    - alpha rho_i``.
-
-    Golden-section search over ``log alpha`` in ``[log(1e-12 span), log(span (1 + 1/rho))]``
-    per row, ``span`` the range of the values with nonzero weight (beyond the upper end the
-    objective is below its ``alpha -> 0`` limit), vectorised over rows: ``_KL_ITERATIONS``
-    evaluations of ``O(d n)`` each. The lower end stands for the limit ``alpha -> 0`` (the
-    smallest value in the support). Exact (to ~1e-10) when every row of ``weights`` is a
-    probability vector, where it equals :func:`robustrl.divergences.constrained_inner` with
-    ``divergence="kl"``; with signed regression weights the clipped objective need not be
-    unimodal and the search returns a local maximum. Rows with ``rho_i = 0`` return the plain
-    regression ``W_i . v``.
-    """
-    v = np.asarray(values, dtype=np.float64)
-    W = np.asarray(weights, dtype=np.float64)
-    d, n = W.shape
-    rho_arr = np.ascontiguousarray(np.broadcast_to(np.asarray(rho, dtype=np.float64), (d,)))
-    out = W @ v
-    robust = (rho_arr > 0.0) & np.any(W != 0.0, axis=1)
-    if n == 0 or not np.any(robust):
-        return out
-    Wr, rr = W[robust], rho_arr[robust]
-    support = Wr != 0.0
-    shift = np.where(support, v[None, :], np.inf).min(axis=1)
-    span = np.where(support, v[None, :], -np.inf).max(axis=1) - shift
-    flat = span <= 0.0  # one value in the support: every distribution gives it
-    span = np.where(flat, 1.0, span)
-    lo = np.log(1e-12 * span)
-    hi = np.log(span * (1.0 + 1.0 / rr))
-    a = hi - _GOLDEN * (hi - lo)
-    b = lo + _GOLDEN * (hi - lo)
-    fa = _kl_objective(a, v, Wr, rr, shift, span)
-    fb = _kl_objective(b, v, Wr, rr, shift, span)
-    for _ in range(_KL_ITERATIONS):
-        left = fa >= fb  # the maximum lies in [lo, b]; otherwise in [a, hi]
-        hi = np.where(left, b, hi)
-        lo = np.where(left, lo, a)
-        a_next = np.where(left, hi - _GOLDEN * (hi - lo), b)
-        b_next = np.where(left, a, lo + _GOLDEN * (hi - lo))
-        f_new = _kl_objective(np.where(left, a_next, b_next), v, Wr, rr, shift, span)
-        fa, fb = np.where(left, f_new, fb), np.where(left, fa, f_new)
-        a, b = a_next, b_next
-    # The bracket's lower end stands for alpha -> 0: when the maximum is there, the search
-    # converges to it (within ~1e-15 in log alpha), so no separate edge candidate is needed.
-    out[robust] = np.where(flat, shift, np.maximum(fa, fb))
-    return out
 
 
 def robust_value_regression(values, xi, divergence: str | None, rho: float,
@@ -163,18 +74,22 @@ def robust_value_regression(values, xi, divergence: str | None, rho: float,
     """``nu = `` regression of the next-step ``values (n,)`` with weights ``xi (d, n)``.
 
     ``divergence=None`` or ``rho = 0``: the ordinary regression ``xi @ values`` (a factor of
-    radius 0 is not uncertain, as in :mod:`robustrl.exact`). ``"tv"``: :func:`tv_dual_rows`
-    with ``v_min`` (a number, or ``"data"`` for the smallest observed value, the R2PVI-code
-    choice, note section 5.4). ``"kl"``: :func:`kl_dual_rows`.
+    radius 0 is not uncertain, as in :mod:`robustrl.exact`). ``"tv"``:
+    :func:`robustrl.divergences.tv_dual_rows` with ``v_min`` (a number, or ``"data"`` for the
+    smallest observed value, the R2PVI-code choice, note section 5.4). ``"kl"``:
+    :func:`robustrl.divergences.kl_dual_rows` with ``clip="support"`` (see
+    docs/algorithms/lsvi_ucb.md for why not DRVI-L's ``"floor"``).
     """
-    v = np.asarray(values, dtype=np.float64)
+    v = np.ascontiguousarray(values, dtype=np.float64)
     if divergence is None or rho == 0.0 or v.shape[0] == 0:
         return xi @ v
+    w = np.ascontiguousarray(xi, dtype=np.float64)
+    radii = np.full(w.shape[0], float(rho))
     if divergence == "tv":
         floor = float(v.min()) if v_min == "data" else float(v_min)
-        return tv_dual_rows(v, xi, rho, floor)
+        return _tv_dual_rows(v, w, radii, floor)
     if divergence == "kl":
-        return kl_dual_rows(v, xi, rho)
+        return _kl_dual_rows(v, w, radii, "support")
     raise ValueError(f"divergence must be None, 'tv' or 'kl'; got {divergence!r}")
 
 

@@ -15,15 +15,15 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from robustrl.agents._online import (
-    kl_dual_rows,
-    robust_value_regression,
-    run_regret_curve,
-    tv_dual_rows,
-)
+from robustrl.agents._online import robust_value_regression, run_regret_curve
 from robustrl.agents.drrpo import DRRPO
 from robustrl.agents.lsvi_ucb import DRLSVIUCB, LSVIUCB
-from robustrl.divergences import constrained_inner, tv_dual_weighted
+from robustrl.divergences import (
+    constrained_inner,
+    kl_dual_rows,
+    tv_dual_rows,
+    tv_dual_weighted,
+)
 from robustrl.envs import SimulatedLinearMDPEnv
 from robustrl.exact import (
     evaluate_policy,
@@ -96,9 +96,38 @@ def test_kl_dual_rows_with_probability_weights_is_the_kl_ball_infimum(seed):
     values = rng.uniform(0.0, 3.0, n)
     probs = rng.dirichlet(np.ones(n), size=d)
     rho = rng.uniform(0.01, 2.0, d)
-    got = kl_dual_rows(values, probs, rho)
     want = constrained_inner(values, probs, rho, "kl")
-    np.testing.assert_allclose(got, want, rtol=0.0, atol=1e-8)
+    for clip in ("support", "floor"):  # both clip rules are exact on probability rows
+        np.testing.assert_allclose(kl_dual_rows(values, probs, rho, clip=clip), want,
+                                   rtol=0.0, atol=1e-8)
+
+
+def test_kl_clip_rules_differ_on_signed_regression_weights():
+    """DRVI-L (clip="floor") and DR-LSVI-UCB-KL (clip="support") run the same KL dual and
+    differ only in how a regression estimate of E exp(-v/alpha) that no distribution gives is
+    clipped; with signed ridge weights (what the agents pass) that happens in most draws, and
+    the two estimates then differ by far more than the search tolerance."""
+    rng = np.random.default_rng(0)
+    gaps = []
+    for _ in range(40):
+        values = rng.uniform(0.0, 3.0, 30)
+        weights = rng.standard_normal((4, 30)) / 10.0
+        rho = rng.uniform(0.05, 1.0, 4)
+        floor = kl_dual_rows(values, weights, rho, clip="floor")
+        support = kl_dual_rows(values, weights, rho, clip="support")
+        gaps.append(np.abs(floor - support).max())
+        # the support rule stays within [min v, max v] before the rho term; the floor rule
+        # can go up to alpha log(1 / z_floor) above min v
+        assert np.all(support <= values.max() + 1e-9)
+    gaps = np.array(gaps)
+    assert np.mean(gaps > 1e-3) > 0.8
+    assert np.median(gaps) > 1.0
+    with pytest.raises(ValueError, match="clip"):
+        kl_dual_rows(values, weights, rho, clip="none")
+    with pytest.raises(ValueError, match="weights"):
+        kl_dual_rows(values, weights[:, :3], rho, clip="floor")
+    with pytest.raises(ValueError, match="rho"):
+        kl_dual_rows(values, weights, -1.0, clip="support")
 
 
 def test_robust_regression_with_zero_radius_is_the_ordinary_regression():
