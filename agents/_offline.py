@@ -280,8 +280,8 @@ class OfflineAgent(LinearAgent):
         # only reached when normal lookup fails: the deprecated names of learned attributes
         new = _DEPRECATED_NAMES.get(name)
         if new is None or new not in self.__dict__:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        warnings.warn(f"{type(self).__name__}.{name} is deprecated; use {new}",
+            raise AttributeError(f"{self.__class__.__name__!r} object has no attribute {name!r}")
+        warnings.warn(f"{self.__class__.__name__}.{name} is deprecated; use {new}",
                       DeprecationWarning, stacklevel=2)
         return self.__dict__[new]
 
@@ -450,7 +450,7 @@ class OfflineAgent(LinearAgent):
         n_samples = np.zeros(H, dtype=np.int64)
         steps = range(H - 1, -1, -1)
         if progress:  # a disabled bar still costs more than a small step
-            steps = tqdm(steps, desc=type(self).__name__, unit="step")
+            steps = tqdm(steps, desc=self.__class__.__name__, unit="step")
         for h in steps:
             last = h == H - 1
             sw = None if sample_weights is None else sample_weights[h]

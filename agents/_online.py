@@ -35,14 +35,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from robustrl._kernels import ridge as _ridge_kernels
 from robustrl._kernels import value_iteration as _vi_kernels
 from robustrl._kernels.ridge import spd_inverse
 from robustrl.agents.base import LinearAgent
 from robustrl.bonus import BONUS_CODES, check_bonus_name
 from robustrl.divergences import _kl_dual_rows, _tv_dual_rows
 from robustrl.models import LinearMDP
-from robustrl.ridge import blas_threads
+from robustrl.ridge import blas_threads, rank_one_update
 from robustrl.validation import (
     check_array,
     check_distribution,
@@ -295,13 +294,12 @@ class OnlineLinearAgent(LinearAgent):
     def _add_episode(self, episode: list[tuple[int, np.ndarray, float, np.ndarray, bool]]) -> None:
         for h, phi, r, next_phi, valid in episode:
             self._buffers.add(h, phi, r, next_phi, valid)
-            self.gram_[h] += np.outer(phi, phi)
-            self.reward_moment_[h] += r * phi
+            # the Gram / Sherman-Morrison state of robustrl.ridge.OnlineRidge, per step
+            rank_one_update(self.gram_[h], self.lambda_inv_[h], self.reward_moment_[h][:, None],
+                            phi, (r,))
             self.n_updates_[h] += 1
             if self.n_updates_[h] % _REFRESH_EVERY == 0:
                 self.lambda_inv_[h] = spd_inverse(self.gram_[h])
-            else:
-                _ridge_kernels.sherman_morrison_update(self.lambda_inv_[h], phi, 1.0)
 
     def _next_values(self, h: int) -> np.ndarray:
         """``V_{h+1}(s'_tau)`` at the step-``h`` next states (0 where no step follows)."""
@@ -420,7 +418,7 @@ class OnlineLinearAgent(LinearAgent):
         if progress:
             from tqdm.auto import tqdm
 
-            iterator = tqdm(iterator, desc=type(self).__name__, unit="episode")
+            iterator = tqdm(iterator, desc=self.__class__.__name__, unit="episode")
         returns, values = [], []
         try:
             for episode in iterator:  # noqa: B007 (read by callbacks through locals())

@@ -517,3 +517,20 @@ def test_kl_uncertainty_option_learns_and_tracks_kl_robust_regret():
     want = policy_regularized_value_iteration(model, tau=0.2, divergence="kl", rho=0.5).value
     assert agent.optimal_value_ == pytest.approx(want, abs=1e-12)
     assert np.all(np.isfinite(agent.weights_)) and np.all(agent.regret_ >= -1e-9)
+
+
+def test_online_agents_keep_the_online_ridge_state():
+    """The per-step Gram / Sherman-Morrison / moment state of the online agents is exactly
+    robustrl.ridge.OnlineRidge fed the same transitions in the same order."""
+    from robustrl.ridge import OnlineRidge
+
+    agent = LSVIUCB(_env(), ridge=0.3, seed=1).learn(20)
+    for h in range(agent.horizon):
+        data = agent.transitions(h)
+        ridge = OnlineRidge(agent.feature_dim, 0.3)
+        for x, y in zip(data["features"], data["rewards"], strict=True):
+            ridge.update(x, y)
+        np.testing.assert_array_equal(agent.gram_[h], ridge.gram)
+        np.testing.assert_array_equal(agent.lambda_inv_[h], ridge.lambda_inv)
+        np.testing.assert_array_equal(agent.lambda_inv_[h] @ agent.reward_moment_[h],
+                                      ridge.solve())
