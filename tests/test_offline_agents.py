@@ -25,7 +25,7 @@ from robustrl.envs import AmericanPutEnv, SimulatedLinearMDPEnv
 from robustrl.exact import robust_value_iteration
 from robustrl.models import LinearMDP
 from robustrl.reference import offline as ref
-from robustrl.value_iteration import lsvi_backward_pass
+from robustrl.reference.value_iteration import lsvi_backward_pass
 
 HYP = settings(max_examples=60, deadline=None)
 DIVS = ("tv", "kl", "chi2")
@@ -407,10 +407,10 @@ def test_pevi_matches_the_foundation_lsvi_pass(sim_data):
     data = datasets[0].subset(500)
     agent = PEVI(env, ridge=0.1, beta=1.0).fit(data)
     feats, rewards, next_feats, next_valid = data.by_step()
-    lsvi = lsvi_backward_pass(feats, rewards, next_feats, ridge=0.1, beta=1.0,
-                              bonus="elliptical", sign=-1, next_valid=next_valid)
-    np.testing.assert_allclose(agent.weights_, lsvi.weights, rtol=0, atol=1e-10)
-    np.testing.assert_allclose(agent.lambda_inv_, lsvi.lambda_inv, rtol=0, atol=1e-10)
+    weights, lambda_inv, _ = lsvi_backward_pass(feats, rewards, next_feats, next_valid, 0.1,
+                                                1.0, "elliptical", -1)
+    np.testing.assert_allclose(agent.weights_, weights, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(agent.lambda_inv_, lambda_inv, rtol=0, atol=1e-10)
 
 
 def test_pessimism_lowers_q_and_each_penalty_form_is_used(sim_data):

@@ -32,8 +32,9 @@ from robustrl.exact import (
     robust_evaluate_policy,
     robust_value_iteration,
 )
+from robustrl.reference.value_iteration import lsvi_backward_pass
 from robustrl.ridge import gram_inverse
-from robustrl.value_iteration import greedy_q_values, lsvi_backward_pass
+from robustrl.value_iteration import greedy_q_values
 
 H, S, A, D = 3, 5, 16, 4
 
@@ -148,20 +149,20 @@ def test_drrpo_rho0_tau0_evaluation_equals_lsvi_ucb_on_the_same_data():
     agent = DRRPO(_env(), rho=0.0, tau=1e-12, eta=math.inf, ridge=0.5, beta=0.7, seed=3)
     agent.learn(40)
     data = _dataset(agent)
-    ref = lsvi_backward_pass(data["features"], data["rewards"], data["next_features"],
-                             ridge=0.5, beta=0.7, bonus="d_rectangular_l1", sign=+1,
-                             next_valid=data["next_valid"])
-    np.testing.assert_allclose(agent.weights_, ref.weights, rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(agent.lambda_inv_, ref.lambda_inv, rtol=1e-10, atol=1e-12)
+    weights, lambda_inv, _ = lsvi_backward_pass(
+        data["features"], data["rewards"], data["next_features"], data["next_valid"], 0.5,
+        0.7, "d_rectangular_l1", +1)
+    np.testing.assert_allclose(agent.weights_, weights, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(agent.lambda_inv_, lambda_inv, rtol=1e-10, atol=1e-12)
 
 
 def test_lsvi_ucb_agent_equals_foundation_pass_on_its_data():
     agent = LSVIUCB(_env(), ridge=0.3, beta=1.2, seed=1).learn(30)
     data = _dataset(agent)
-    ref = lsvi_backward_pass(data["features"], data["rewards"], data["next_features"],
-                             ridge=0.3, beta=1.2, bonus="elliptical", sign=+1,
-                             next_valid=data["next_valid"])
-    np.testing.assert_allclose(agent.weights_, ref.weights, rtol=1e-9, atol=1e-9)
+    weights, _, _ = lsvi_backward_pass(
+        data["features"], data["rewards"], data["next_features"], data["next_valid"], 0.3,
+        1.2, "elliptical", +1)
+    np.testing.assert_allclose(agent.weights_, weights, rtol=1e-9, atol=1e-9)
 
 
 def _reference_pass(data, ridge, beta, rho, value_of=None):
