@@ -36,7 +36,7 @@ from robustrl.agents.base import LinearAgent
 from robustrl.agents.estimators import MomentEstimator, RowEstimator, StepStats
 from robustrl.bonus import BONUS_CODES, check_bonus_name
 from robustrl.bonus import bonus as _bonus
-from robustrl.data import OfflineDataset
+from robustrl.data import OfflineDataset, StepData
 from robustrl.ridge import blas_threads
 from robustrl.validation import check_array, check_int, check_nonnegative, check_positive
 
@@ -70,19 +70,6 @@ def check_d_rectangular_bonus(value, name: str = "bonus") -> str:
 
 # --------------------------------------------------------------------------------------------
 # the backward pass
-
-
-@dataclass
-class StepArrays:
-    """One step's data as the backward pass uses it."""
-
-    features: np.ndarray  # (n, d)
-    rewards: np.ndarray  # (n,)
-    next_features: np.ndarray  # (n, A, d)
-    next_nonterminal: np.ndarray  # (n,) bool
-    known: np.ndarray | None  # (n, A): exact action values, NaN where learned; None if none
-    in_regression: np.ndarray  # (n,) bool: the row has nonzero features
-    density: float = 1.0  # fraction of nonzero feature entries (sparse Gram below 1/4)
 
 
 @dataclass
@@ -230,7 +217,7 @@ class OfflineAgent(LinearAgent):
         known_all = self._known_all(dataset)
         K = dataset.valid.shape[0]
         buffer = np.empty((K, self.feature_dim))
-        current: list = [None, None]  # (h, StepArrays): the pass reads a step up to twice
+        current: list = [None, None]  # (h, StepData): the pass reads a step up to twice
         fast = _FitContext(bool(dataset.valid.all()), ~dataset.terminal)
 
         def step_chunks(h: int):
@@ -304,7 +291,7 @@ class OfflineAgent(LinearAgent):
                 f"{want}; got {got}"
             )
 
-    def _step_arrays(self, dataset) -> list[StepArrays]:
+    def _step_arrays(self, dataset) -> list[StepData]:
         self._check_dataset(dataset)
         known_all = self._known_all(dataset)
         return [self._dataset_step(dataset, h, checked=True, known_all=known_all)
@@ -334,7 +321,7 @@ class OfflineAgent(LinearAgent):
     def _dataset_step(self, dataset, h: int, checked: bool = False,
                       known_all: np.ndarray | None = None,
                       buffer: np.ndarray | None = None,
-                      fast: _FitContext | None = None) -> StepArrays:
+                      fast: _FitContext | None = None) -> StepData:
         """Step ``h`` of ``dataset``. Only what the pass reads is gathered (not observations or
         actions), and the next-state features stay a strided view of the dataset when every
         trajectory reaches step ``h``: they are the largest array and are read once.
@@ -359,34 +346,34 @@ class OfflineAgent(LinearAgent):
             else:
                 known = self._checked_known(
                     self._known_fn(dataset.next_observations[rows, h]), features.shape[0])
-        return StepArrays(
+        return StepData(
             features=features,
             rewards=np.ascontiguousarray(dataset.rewards[rows, h]),
-            next_features=dataset.next_action_features[rows, h],
+            next_action_features=dataset.next_action_features[rows, h],
             next_nonterminal=~dataset.terminal[rows, h],
             known=known,
             in_regression=in_regression,
             density=nnz / max(features.size, 1),
         )
 
-    def _full_step(self, dataset, h: int, known_all, buffer, fast: _FitContext) -> StepArrays:
+    def _full_step(self, dataset, h: int, known_all, buffer, fast: _FitContext) -> StepData:
         """:meth:`_dataset_step` when every trajectory reaches every step: views of the
         dataset for everything but the features (the kernels read any layout), so that the
         per-step cost at small N is a handful of calls."""
         features = buffer
         in_regression = np.empty(buffer.shape[0], dtype=bool)
         nnz = _kernels.gather_features(dataset.features[:, h], features, in_regression)
-        return StepArrays(
+        return StepData(
             features=features,
             rewards=dataset.rewards[:, h],
-            next_features=dataset.next_action_features[:, h],
+            next_action_features=dataset.next_action_features[:, h],
             next_nonterminal=fast.nonterminal[:, h],
             known=None if known_all is None else known_all[:, h],
             in_regression=in_regression,
             density=nnz / max(features.size, 1),
         )
 
-    def _next_state_values(self, st: StepArrays, h_next: int, weights: np.ndarray,
+    def _next_state_values(self, st: StepData, h_next: int, weights: np.ndarray,
                            lambda_inv: np.ndarray,
                            value_min: StepStats | None = None) -> np.ndarray:
         """``V_{h+1}(s'_k) = max_a Q_{h+1}(s'_k, a)``, known action values included (one fused
@@ -407,22 +394,22 @@ class OfflineAgent(LinearAgent):
         if code == BONUS_CODES["elliptical"] and self.beta > 0.0 and \
                 self.feature_dim >= _BLAS_BONUS_MIN_DIM and \
                 st.density >= _SPARSE_GRAM_DENSITY:
-            bonus = _elliptical_by_blas(st.next_features, lambda_inv)
+            bonus = _elliptical_by_blas(st.next_action_features, lambda_inv)
         if value_min is None:
             return _kernels.next_state_values(
-                st.next_features, weights, lambda_inv, -self.beta, code, self._upper(h_next),
+                st.next_action_features, weights, lambda_inv, -self.beta, code, self._upper(h_next),
                 self.truncate_below, known, has_known, st.next_nonterminal, bonus,
                 bonus.size > 0,
             )
         values, lo, lo_regression = _kernels.next_state_values_minima(
-            st.next_features, weights, lambda_inv, -self.beta, code, self._upper(h_next),
+            st.next_action_features, weights, lambda_inv, -self.beta, code, self._upper(h_next),
             self.truncate_below, known, has_known, st.next_nonterminal, bonus, bonus.size > 0,
             st.in_regression,
         )
         value_min.merge(lo, lo_regression, n)
         return values
 
-    def _backward_pass(self, steps: list[StepArrays], sample_weights: list[np.ndarray] | None,
+    def _backward_pass(self, steps: list[StepData], sample_weights: list[np.ndarray] | None,
                        progress: bool) -> PassResult:
         """The pass on in-memory steps (one chunk per step). BLAS and LAPACK run
         single-threaded unless a step's Gram update reaches
@@ -436,7 +423,7 @@ class OfflineAgent(LinearAgent):
 
     def _chunked_pass(self, step_chunks, sample_weights, progress: bool,
                       keep_values: bool) -> PassResult:
-        """Backward pass over ``step_chunks(h)``, an iterable of :class:`StepArrays` whose rows
+        """Backward pass over ``step_chunks(h)``, an iterable of :class:`StepData` whose rows
         together are the step-``h`` data. Per step, top to bottom: the values ``V_{h+1}`` at
         the next states (the clipped Q of step ``h + 1``), the estimator's target, the sums
         ``Lambda_h`` and ``Phi^T W [r, target]`` (or per distinct value ``v`` the weighted
@@ -552,7 +539,7 @@ _SMALL_MOMENT = 1 << 14
 _SPARSE_GRAM_DENSITY = 0.25
 
 
-def _accumulate(gram: np.ndarray, moment: np.ndarray, st: StepArrays, target: np.ndarray,
+def _accumulate(gram: np.ndarray, moment: np.ndarray, st: StepData, target: np.ndarray,
                 sw: np.ndarray | None) -> None:
     """In place ``gram += Phi^T W Phi`` (exactly symmetric) and ``moment += Phi^T W [r, target]``
     for one chunk (the caller sets the BLAS threads): sparse rows in one Numba pass over the

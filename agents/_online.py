@@ -39,6 +39,7 @@ from robustrl._kernels import value_iteration as _vi_kernels
 from robustrl._kernels.ridge import spd_inverse
 from robustrl.agents.base import LinearAgent
 from robustrl.bonus import BONUS_CODES, check_bonus_name
+from robustrl.data import StepData
 from robustrl.divergences import _kl_dual_rows, _tv_dual_rows
 from robustrl.models import LinearMDP
 from robustrl.ridge import blas_threads, rank_one_update
@@ -96,6 +97,10 @@ def robust_value_regression(values, xi, divergence: str | None, rho: float,
 # transition storage
 
 
+_FLAT_FIELDS = (("features", "features"), ("rewards", "rewards"),
+                ("next_features", "next_action_features"), ("next_valid", "next_nonterminal"))
+
+
 class _StepBuffers:
     """Per-step transitions ``(phi, r, phi(s', .), valid)``, stored with capacity doubling."""
 
@@ -127,29 +132,18 @@ class _StepBuffers:
         self._valid[h, k] = valid
         self.count[h] += 1
 
-    def features(self, h: int) -> np.ndarray:
-        return self._phi[h, : self.count[h]]
-
-    def rewards(self, h: int) -> np.ndarray:
-        return self._r[h, : self.count[h]]
-
-    def next_features(self, h: int) -> np.ndarray:
-        return self._next[h, : self.count[h]]
-
-    def next_valid(self, h: int) -> np.ndarray:
-        return self._valid[h, : self.count[h]]
+    def step(self, h: int) -> StepData:
+        """Views of the step-``h`` transitions."""
+        n = self.count[h]
+        return StepData(features=self._phi[h, :n], rewards=self._r[h, :n],
+                        next_action_features=self._next[h, :n],
+                        next_nonterminal=self._valid[h, :n])
 
     def to_flat(self) -> dict[str, np.ndarray]:
         steps = np.concatenate([np.full(c, h, dtype=np.int64) for h, c in enumerate(self.count)])
-        return {
-            "steps": steps,
-            "features": np.concatenate([self.features(h) for h in range(self.horizon)]),
-            "rewards": np.concatenate([self.rewards(h) for h in range(self.horizon)]),
-            "next_features": np.concatenate(
-                [self.next_features(h) for h in range(self.horizon)]
-            ),
-            "next_valid": np.concatenate([self.next_valid(h) for h in range(self.horizon)]),
-        }
+        per_step = [self.step(h) for h in range(self.horizon)]
+        return {"steps": steps, **{key: np.concatenate([getattr(st, field) for st in per_step])
+                                   for key, field in _FLAT_FIELDS}}
 
     @classmethod
     def from_flat(cls, horizon, dim, n_actions, steps, features, rewards, next_features,
@@ -248,14 +242,8 @@ class OnlineLinearAgent(LinearAgent):
     def transitions(self, step: int) -> dict[str, np.ndarray]:
         """Copies of the step-``step`` data: ``features (n, d)``, ``rewards (n,)``,
         ``next_features (n, A, d)``, ``next_valid (n,)``."""
-        h = check_int(step, "step", low=0, high=self.horizon - 1)
-        b = self._buffers
-        return {
-            "features": b.features(h).copy(),
-            "rewards": b.rewards(h).copy(),
-            "next_features": b.next_features(h).copy(),
-            "next_valid": b.next_valid(h).copy(),
-        }
+        st = self._buffers.step(check_int(step, "step", low=0, high=self.horizon - 1))
+        return {key: getattr(st, field).copy() for key, field in _FLAT_FIELDS}
 
     # ------------------------------------------------------------- Q-values
     def _q_rows(self, features: np.ndarray, h: int) -> np.ndarray:
@@ -303,9 +291,9 @@ class OnlineLinearAgent(LinearAgent):
 
     def _next_values(self, h: int) -> np.ndarray:
         """``V_{h+1}(s'_tau)`` at the step-``h`` next states (0 where no step follows)."""
-        b = self._buffers
-        q = self._q_rows(b.next_features(h), h + 1)
-        return np.where(b.next_valid(h), q.max(axis=1), 0.0)
+        st = self._buffers.step(h)
+        q = self._q_rows(st.next_action_features, h + 1)
+        return np.where(st.next_nonterminal, q.max(axis=1), 0.0)
 
     def _after_step(self, h: int) -> None:
         """Hook called once ``w_h`` is final in the backward pass (DR-RPO's policy step)."""
@@ -320,7 +308,7 @@ class OnlineLinearAgent(LinearAgent):
             n = int(b.count[h])
             w = self.lambda_inv_[h] @ self.reward_moment_[h]
             if n and h < self.horizon - 1:
-                xi = self.lambda_inv_[h] @ b.features(h).T  # (d, n) regression weights
+                xi = self.lambda_inv_[h] @ b.step(h).features.T  # (d, n) regression weights
                 values = self._next_values(h)
                 w = w + robust_value_regression(values, xi, self.divergence, self.rho,
                                                 self.v_min)

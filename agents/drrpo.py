@@ -204,8 +204,8 @@ class DRRPO(OnlineLinearAgent):
 
     # ------------------------------------------------------ the evaluation
     def _next_values(self, h: int) -> np.ndarray:
-        b = self._buffers
-        feats = b.next_features(h)
+        st = self._buffers.step(h)
+        feats = st.next_action_features
         q = self._q_rows(feats, h + 1)
         logp = self._log_probs_rows(feats, h + 1)
         p = np.exp(logp)
@@ -215,7 +215,7 @@ class DRRPO(OnlineLinearAgent):
         values = (p * q).sum(axis=1) - self.tau * kl_terms.sum(axis=1)
         if self.clip_value:
             values = np.maximum(values, 0.0)
-        return np.where(b.next_valid(h), values, 0.0)
+        return np.where(st.next_nonterminal, values, 0.0)
 
     def _after_step(self, h: int) -> None:
         if self.evaluation == "updated":
