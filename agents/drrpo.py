@@ -54,6 +54,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from robustrl._kernels.policy import log_softmax_rows as _log_softmax_rows
 from robustrl.agents._online import (
     OnlineLinearAgent,
     _check_eta,
@@ -153,10 +154,7 @@ class DRRPO(OnlineLinearAgent):
         logits = np.broadcast_to(self._log_ref, features.shape[:2]).copy()
         if self._coefs[h].shape[0]:
             logits += self._policy_terms(features, h) @ self._coefs[h]
-        # Shift first, then subtract log-sum-exp: with tiny tau the logits are ~Q/tau and
-        # adding log(total) to the shift itself would round away the small differences.
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return _log_softmax_rows(logits, 1.0)  # robustrl.policies.log_softmax, unchecked
 
     def _probs_rows(self, features: np.ndarray, h: int) -> np.ndarray:
         return np.exp(self._log_probs_rows(features, h))
