@@ -1,5 +1,6 @@
 """Offline estimators as values: what the backward pass of the offline agents turns the
-next-state values ``V`` of a step into, ``nu_h (d,)`` (note sections 1.4 and 1.7).
+next-state values ``V`` of a step into, ``nu_h (d,)`` (R2PVI, arXiv 2411.18612, and the
+baselines DRPVI and DRVI-L it compares with).
 
 Two kinds, both passed to the pass as objects (``estimator=`` of every offline agent; each agent
 builds its own in ``__init__`` otherwise):
@@ -45,7 +46,7 @@ _NO_WEIGHTS = np.zeros(0)
 
 def data_v_min(values: np.ndarray, in_regression: np.ndarray) -> float:
     """Smallest next-state value among the rows that enter the regression (0 if none): the
-    R2PVI authors' TV ``V_min`` (arXiv 2411.18612, Section 4)."""
+    R2PVI authors' TV ``V_min`` (arXiv 2411.18612)."""
     sel = values[in_regression]
     return float(sel.min()) if sel.size else 0.0
 
@@ -143,7 +144,7 @@ class Regression(MomentEstimator):
 
 
 class TVRegularized(MomentEstimator):
-    """R2PVI-TV (arXiv 2411.18612, Section 4): ``nu = Xi min(V, v_min + lam)``, ``v_min`` a
+    """R2PVI-TV (arXiv 2411.18612): ``nu = Xi min(V, v_min + lam)``, ``v_min`` a
     number or ``"data"`` (the smallest next-state value among the step's regression rows)."""
 
     def __init__(self, lam: float, v_min: str | float = "data") -> None:
@@ -157,7 +158,7 @@ class TVRegularized(MomentEstimator):
 
 
 class KLRegularized(MomentEstimator):
-    """R2PVI-KL (arXiv 2411.18612, Section 4): ``nu = -lam log clip(Xi exp(-V / lam),
+    """R2PVI-KL (arXiv 2411.18612): ``nu = -lam log clip(Xi exp(-V / lam),
     exp(-cap / lam), 1)``, each factor's sum formed with its own shift (see
     :class:`robustrl.agents.R2PVI` for the range of lam where this is trustworthy); the upper
     clip at 1 only with ``truncate_below``."""
@@ -247,7 +248,7 @@ class KLRegularized(MomentEstimator):
 
 
 class Chi2Regularized(RowEstimator):
-    """R2PVI-chi2 (arXiv 2411.18612, Section 4): ``nu_i = max_alpha z1_i - (z2_i - z1_i^2) /
+    """R2PVI-chi2 (arXiv 2411.18612): ``nu_i = max_alpha z1_i - (z2_i - z1_i^2) /
     (4 lam)``, ``z_k = Xi min(V, alpha)^k``, exact by the sorted piecewise-quadratic method."""
 
     def __init__(self, lam: float) -> None:
@@ -258,8 +259,8 @@ class Chi2Regularized(RowEstimator):
 
 
 class TVDual(RowEstimator):
-    """DRPVI (note 1.7): ``nu_i = max_alpha [Xi min(V, alpha)]_i - rho_i (alpha - v_min)``, exact
-    (:func:`robustrl.divergences.tv_dual_rows`); ``rho`` a scalar or ``(H, d)``."""
+    """DRPVI (Liu & Xu 2024): ``nu_i = max_alpha [Xi min(V, alpha)]_i - rho_i (alpha - v_min)``,
+    exact (:func:`robustrl.divergences.tv_dual_rows`); ``rho`` a scalar or ``(H, d)``."""
 
     def __init__(self, rho, v_min: str | float = 0.0) -> None:
         self.rho = check_radius(rho)
@@ -271,7 +272,7 @@ class TVDual(RowEstimator):
 
 
 class KLDual(RowEstimator):
-    """DRVI-L (note 1.7): ``nu_i = sup_alpha -alpha log [Xi exp(-V / alpha)]_i - alpha rho_i``
+    """DRVI-L (Ma et al. 2022): ``nu_i = sup_alpha -alpha log [Xi exp(-V / alpha)]_i - alpha rho_i``
     (:func:`robustrl.divergences.kl_dual_rows` with ``clip="floor"``, the DRVI-L authors' rule:
     the estimate is floored at ``z_floor``; ``centered``: regress ``exp(-V/alpha) - 1``)."""
 

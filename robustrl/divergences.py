@@ -64,7 +64,7 @@ __all__ = [
 #: section over a 40-wide ``log alpha`` bracket; optionally centred); ``"support"`` clips ``z``
 #: to ``[exp(-span / alpha), 1]``, what a distribution on the row's observed values can give,
 #: so the estimate stays in ``[m, m + span]`` before the ``rho`` term (the R2PVI-KL clip of
-#: arXiv 2411.18612, Section 4, applied to the constrained dual; 70 golden-section steps).
+#: arXiv 2411.18612, applied to the constrained dual; 70 golden-section steps).
 KL_CLIP_RULES: tuple[str, ...] = ("floor", "support")
 # Golden-section iterations of the "support" rule (log alpha interval shrinks by 0.618^70).
 _KL_SUPPORT_ITERATIONS = 70
@@ -217,7 +217,7 @@ def _weighted_rows(values, weights, rho):
 
 
 def tv_dual_rows(values, weights, rho, v_min: float) -> np.ndarray:
-    """Row-wise TV dual of DRPVI and DR-LSVI-UCB (note 1.7): ``nu_i = max over alpha in
+    """Row-wise TV dual of DRPVI and DR-LSVI-UCB (Liu & Xu 2024): ``nu_i = max over alpha in
     {v_min} U {v_j} of sum_j W_ij min(v_j, alpha) - rho_i (alpha - v_min)`` for ``values (n,)``,
     signed regression weights ``weights (d, n)`` and radii ``rho`` (scalar or ``(d,)``, >= 0);
     exact, one sort shared by the rows. A row with ``rho_i = 0`` is the plain regression
@@ -234,8 +234,8 @@ def _tv_dual_rows(v: np.ndarray, w: np.ndarray, rho: np.ndarray, v_min: float) -
 def kl_dual_rows(values, weights, rho, *, clip: str, z_floor: float = 1e-6,
                  centered: bool = False) -> np.ndarray:
     """Row-wise KL dual ``nu_i = sup_{alpha > 0} -alpha log [W exp(-v / alpha)]_i - alpha rho_i``
-    (note 1.7) for ``values (n,)``, regression weights ``weights (d, n)`` and radii ``rho``
-    (scalar or ``(d,)``, >= 0).
+    (DRVI-L, Ma et al. 2022) for ``values (n,)``, regression weights ``weights (d, n)`` and
+    radii ``rho`` (scalar or ``(d,)``, >= 0).
 
     With signed regression weights the estimate ``z_i`` of ``E exp(-v / alpha)`` can be
     non-positive, and ``clip`` (one of :data:`KL_CLIP_RULES`, no default: the two rules give
