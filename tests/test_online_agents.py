@@ -535,3 +535,19 @@ def test_online_agents_keep_the_online_ridge_state():
         np.testing.assert_array_equal(agent.lambda_inv_[h], ridge.lambda_inv)
         np.testing.assert_array_equal(agent.lambda_inv_[h] @ agent.reward_moment_[h],
                                       ridge.solve())
+
+
+def test_drvi_l_and_dr_lsvi_ucb_kl_run_the_named_clip_rules():
+    """Both agents run robustrl.divergences.kl_dual_rows: DRVI-L with clip="floor" (through its
+    KLDual estimator), DR-LSVI-UCB-KL with clip="support" (through robust_value_regression)."""
+    from robustrl.agents import DRVI_L
+    from robustrl.agents.estimators import KLDual
+
+    rng = np.random.default_rng(3)
+    values, xi = rng.uniform(0.0, 3.0, 25), rng.standard_normal((4, 25)) / 10.0
+    agent = DRVI_L(_env(), rho=0.3)
+    assert isinstance(agent._estimator, KLDual)
+    np.testing.assert_array_equal(agent._estimator.estimate(0, xi, values, np.ones(25, bool)),
+                                  kl_dual_rows(values, xi, 0.3, clip="floor"))
+    np.testing.assert_array_equal(robust_value_regression(values, xi, "kl", 0.3),
+                                  kl_dual_rows(values, xi, 0.3, clip="support"))
