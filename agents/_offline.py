@@ -10,17 +10,19 @@ Every agent of this family runs the same backward pass over a fixed dataset: for
   terminal transition), where actions whose value the environment knows exactly
   (``env.unwrapped.known_action_values``, e.g. the put option's exercise payoff) take that
   value instead of the learned one;
-* ``w_h = reward weights + nu_h`` with the agent's estimator ``nu_h = estimate(Xi, V)`` (0 at
-  the last step), the reward weights being the known ``theta_h`` or the ridge estimate
-  ``Xi r``;
+* ``w_h = reward weights + nu_h`` with the agent's estimator (a value from
+  :mod:`robustrl.agents.estimators`, 0 at the last step), the reward weights being the known
+  ``theta_h`` or the ridge estimate ``Xi r``;
 * ``Q_h(s, a) = clip(phi^T w_h - beta Gamma_h(s, a), 0, max_reward (H - h))`` with the agent's
   penalty ``Gamma`` from :mod:`robustrl.bonus`.
 
-Subclasses define the estimator (:meth:`OfflineAgent._estimate`) and the penalty name.
+Each agent declares its estimator and penalty in ``__init__`` (``self._estimator``,
+``self._penalty``); ``estimator=`` replaces the estimator.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -30,13 +32,17 @@ from tqdm.auto import tqdm
 
 from robustrl import ridge as ridge_module
 from robustrl._kernels import offline as _kernels
-from robustrl._kernels import ridge as _ridge_kernels
 from robustrl.agents.base import LinearAgent
+from robustrl.agents.estimators import MomentEstimator, RowEstimator, StepStats
 from robustrl.bonus import BONUS_CODES, check_bonus_name
 from robustrl.bonus import bonus as _bonus
-from robustrl.data import OfflineDataset
+from robustrl.data import OfflineDataset, StepData
 from robustrl.ridge import blas_threads
 from robustrl.validation import check_array, check_int, check_nonnegative, check_positive
+
+#: learned attributes under their pre-1.0 names (read-only, deprecated)
+_DEPRECATED_NAMES = {"weights": "weights_", "lambda_inv": "lambda_inv_",
+                     "n_samples": "n_samples_"}
 
 REWARD_MODES: tuple[str, ...] = ("auto", "known", "estimated")
 D_RECTANGULAR_BONUSES: tuple[str, ...] = ("paper_l1", "code_l2")
@@ -53,38 +59,6 @@ def check_bool(value, name: str) -> bool:
     return bool(value)
 
 
-def check_v_min(value, name: str = "v_min") -> str | float:
-    """``"data"`` (the smallest next-state value in the step's data) or a finite float."""
-    if isinstance(value, str):
-        if value != "data":
-            raise ValueError(f"{name} must be 'data' or a finite number; got {value!r}")
-        return value
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be 'data' or a finite number; got {value!r}")
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be 'data' or a finite number; got {value!r}") from None
-    if not np.isfinite(x):
-        raise ValueError(f"{name} must be 'data' or a finite number; got {value!r}")
-    return x
-
-
-def check_radius(value, name: str, horizon: int, dim: int) -> float | np.ndarray:
-    """A radius ``>= 0``: a scalar (every step and factor) or an ``(H, d)`` array."""
-    if np.ndim(value) == 0:
-        return check_nonnegative(value, name)
-    arr = check_array(value, name, shape=(horizon, dim), low=0.0)
-    return arr
-
-
-def radius_row(radius: float | np.ndarray, h: int, dim: int) -> np.ndarray:
-    """The ``(d,)`` radii of step ``h``."""
-    if isinstance(radius, np.ndarray):
-        return np.ascontiguousarray(radius[h])
-    return np.full(dim, float(radius))
-
-
 def check_d_rectangular_bonus(value, name: str = "bonus") -> str:
     if value not in D_RECTANGULAR_BONUSES:
         raise ValueError(
@@ -96,19 +70,6 @@ def check_d_rectangular_bonus(value, name: str = "bonus") -> str:
 
 # --------------------------------------------------------------------------------------------
 # the backward pass
-
-
-@dataclass
-class StepArrays:
-    """One step's data as the backward pass uses it."""
-
-    features: np.ndarray  # (n, d)
-    rewards: np.ndarray  # (n,)
-    next_features: np.ndarray  # (n, A, d)
-    next_nonterminal: np.ndarray  # (n,) bool
-    known: np.ndarray | None  # (n, A): exact action values, NaN where learned; None if none
-    in_regression: np.ndarray  # (n,) bool: the row has nonzero features
-    density: float = 1.0  # fraction of nonzero feature entries (sparse Gram below 1/4)
 
 
 @dataclass
@@ -144,9 +105,16 @@ class OfflineAgent(LinearAgent):
         truncate_below: clip Q at 0 from below (the paper) or only from above (the code).
         max_reward: rewards lie in ``[0, max_reward]``, so Q at step h is truncated above at
             ``max_reward (H - h)`` (1 = the papers' ``H - h + 1`` one-indexed).
+        estimator: ``None`` (the agent's own) or a :class:`~robustrl.agents.estimators.
+            MomentEstimator` / :class:`~robustrl.agents.estimators.RowEstimator` that the
+            backward pass runs instead (e.g. a reproduction of another solver); it is not
+            saved by :meth:`save` (a loaded agent predicts from the saved weights).
+
+    Learned attributes: ``weights_ (H, d)``, ``lambda_inv_ (H, d, d)``, ``n_samples_ (H,)``
+    (rows in each step's regression); the names without the underscore are deprecated.
     """
 
-    _param_names: ClassVar[tuple[str, ...]] = ("weights", "lambda_inv", "n_samples")
+    _param_names: ClassVar[tuple[str, ...]] = ("weights_", "lambda_inv_", "n_samples_")
     _default_reward: ClassVar[str] = "auto"
 
     def __init__(
@@ -159,8 +127,13 @@ class OfflineAgent(LinearAgent):
         theta,
         truncate_below: bool,
         max_reward: float,
+        estimator: MomentEstimator | RowEstimator | None = None,
     ) -> None:
         super().__init__(env)
+        if estimator is not None and not isinstance(estimator, (MomentEstimator, RowEstimator)):
+            raise ValueError("estimator must be None or a robustrl.agents.estimators."
+                             f"MomentEstimator or RowEstimator; got {type(estimator).__name__}")
+        self.estimator = estimator
         self.ridge = check_positive(ridge, "ridge")
         self.beta = check_nonnegative(beta, "beta")
         self.truncate_below = check_bool(truncate_below, "truncate_below")
@@ -188,17 +161,6 @@ class OfflineAgent(LinearAgent):
         self.theta = theta
         self._known_fn = getattr(env.unwrapped, "known_action_values", None)
 
-    # ------------------------------------------------------------- subclass API
-    @property
-    def _bonus_name(self) -> str:
-        """Canonical :mod:`robustrl.bonus` name of the penalty."""
-        raise NotImplementedError
-
-    def _estimate(self, h: int, xi: np.ndarray, values: np.ndarray,
-                  in_regression: np.ndarray) -> np.ndarray:
-        """``nu_h (d,)`` from ``Xi (d, n)`` and next-state values ``V (n,)`` (steps h < H-1)."""
-        raise NotImplementedError
-
     # ----------------------------------------------------------------- Q-values
     def _upper(self, step: int) -> float:
         return self.max_reward * (self.horizon - step)
@@ -207,7 +169,7 @@ class OfflineAgent(LinearAgent):
                    lambda_inv: np.ndarray) -> np.ndarray:
         q = features @ weights
         if self.beta > 0.0:
-            q = q - self.beta * _bonus(features, lambda_inv, self._bonus_name)
+            q = q - self.beta * _bonus(features, lambda_inv, self._penalty)
         q = np.minimum(q, self._upper(step))
         if self.truncate_below:
             q = np.maximum(q, 0.0)
@@ -227,7 +189,7 @@ class OfflineAgent(LinearAgent):
                 f"(actions, feature_dim); got {phi.shape}"
             )
         step = check_int(step, "step", low=0, high=self.horizon - 1)
-        q = self._clipped_q(phi, step, self.weights[step], self.lambda_inv[step])
+        q = self._clipped_q(phi, step, self.weights_[step], self.lambda_inv_[step])
         if known_values is not None:
             known = check_array(known_values, "known_values", shape=q.shape, finite=False)
             q = np.where(np.isnan(known), q, known)
@@ -255,7 +217,7 @@ class OfflineAgent(LinearAgent):
         known_all = self._known_all(dataset)
         K = dataset.valid.shape[0]
         buffer = np.empty((K, self.feature_dim))
-        current: list = [None, None]  # (h, StepArrays): the pass reads a step up to twice
+        current: list = [None, None]  # (h, StepData): the pass reads a step up to twice
         fast = _FitContext(bool(dataset.valid.all()), ~dataset.terminal)
 
         def step_chunks(h: int):
@@ -296,16 +258,25 @@ class OfflineAgent(LinearAgent):
         return self
 
     def _store(self, result: PassResult) -> None:
-        self.weights = result.weights
-        self.lambda_inv = result.lambda_inv
-        self.n_samples = result.n_samples
+        self.weights_ = result.weights
+        self.lambda_inv_ = result.lambda_inv
+        self.n_samples_ = result.n_samples
         self._fitted = True
+
+    def __getattr__(self, name: str):
+        # only reached when normal lookup fails: the deprecated names of learned attributes
+        new = _DEPRECATED_NAMES.get(name)
+        if new is None or new not in self.__dict__:
+            raise AttributeError(f"{self.__class__.__name__!r} object has no attribute {name!r}")
+        warnings.warn(f"{self.__class__.__name__}.{name} is deprecated; use {new}",
+                      DeprecationWarning, stacklevel=2)
+        return self.__dict__[new]
 
     def _param_specs(self) -> dict[str, dict]:
         H, d = self.horizon, self.feature_dim
-        return {"weights": {"kind": "f", "shape": (H, d)},
-                "lambda_inv": {"kind": "f", "shape": (H, d, d)},
-                "n_samples": {"kind": "i", "shape": (H,), "low": 0}}
+        return {"weights_": {"kind": "f", "shape": (H, d)},
+                "lambda_inv_": {"kind": "f", "shape": (H, d, d)},
+                "n_samples_": {"kind": "i", "shape": (H,), "low": 0}}
 
     def _check_dataset(self, dataset) -> None:
         if not isinstance(dataset, OfflineDataset):
@@ -320,7 +291,7 @@ class OfflineAgent(LinearAgent):
                 f"{want}; got {got}"
             )
 
-    def _step_arrays(self, dataset) -> list[StepArrays]:
+    def _step_arrays(self, dataset) -> list[StepData]:
         self._check_dataset(dataset)
         known_all = self._known_all(dataset)
         return [self._dataset_step(dataset, h, checked=True, known_all=known_all)
@@ -350,7 +321,7 @@ class OfflineAgent(LinearAgent):
     def _dataset_step(self, dataset, h: int, checked: bool = False,
                       known_all: np.ndarray | None = None,
                       buffer: np.ndarray | None = None,
-                      fast: _FitContext | None = None) -> StepArrays:
+                      fast: _FitContext | None = None) -> StepData:
         """Step ``h`` of ``dataset``. Only what the pass reads is gathered (not observations or
         actions), and the next-state features stay a strided view of the dataset when every
         trajectory reaches step ``h``: they are the largest array and are read once.
@@ -375,36 +346,36 @@ class OfflineAgent(LinearAgent):
             else:
                 known = self._checked_known(
                     self._known_fn(dataset.next_observations[rows, h]), features.shape[0])
-        return StepArrays(
+        return StepData(
             features=features,
             rewards=np.ascontiguousarray(dataset.rewards[rows, h]),
-            next_features=dataset.next_action_features[rows, h],
+            next_action_features=dataset.next_action_features[rows, h],
             next_nonterminal=~dataset.terminal[rows, h],
             known=known,
             in_regression=in_regression,
             density=nnz / max(features.size, 1),
         )
 
-    def _full_step(self, dataset, h: int, known_all, buffer, fast: _FitContext) -> StepArrays:
+    def _full_step(self, dataset, h: int, known_all, buffer, fast: _FitContext) -> StepData:
         """:meth:`_dataset_step` when every trajectory reaches every step: views of the
         dataset for everything but the features (the kernels read any layout), so that the
         per-step cost at small N is a handful of calls."""
         features = buffer
         in_regression = np.empty(buffer.shape[0], dtype=bool)
         nnz = _kernels.gather_features(dataset.features[:, h], features, in_regression)
-        return StepArrays(
+        return StepData(
             features=features,
             rewards=dataset.rewards[:, h],
-            next_features=dataset.next_action_features[:, h],
+            next_action_features=dataset.next_action_features[:, h],
             next_nonterminal=fast.nonterminal[:, h],
             known=None if known_all is None else known_all[:, h],
             in_regression=in_regression,
             density=nnz / max(features.size, 1),
         )
 
-    def _next_state_values(self, st: StepArrays, h_next: int, weights: np.ndarray,
+    def _next_state_values(self, st: StepData, h_next: int, weights: np.ndarray,
                            lambda_inv: np.ndarray,
-                           value_min: _ValueMin | None = None) -> np.ndarray:
+                           value_min: StepStats | None = None) -> np.ndarray:
         """``V_{h+1}(s'_k) = max_a Q_{h+1}(s'_k, a)``, known action values included (one fused
         Numba pass over the next-state features, :func:`robustrl._kernels.offline.
         next_state_values`); ``value_min`` (optional) is updated with their minima in the same
@@ -414,7 +385,7 @@ class OfflineAgent(LinearAgent):
             return np.zeros(0)
         has_known = st.known is not None
         known = st.known if has_known else _NO_KNOWN
-        name = self._bonus_name
+        name = self._penalty
         code = (_BONUS_CODE_OF[name] if name in _BONUS_CODE_OF
                 else BONUS_CODES[check_bonus_name(name)])
         bonus = _NO_KNOWN
@@ -423,50 +394,22 @@ class OfflineAgent(LinearAgent):
         if code == BONUS_CODES["elliptical"] and self.beta > 0.0 and \
                 self.feature_dim >= _BLAS_BONUS_MIN_DIM and \
                 st.density >= _SPARSE_GRAM_DENSITY:
-            bonus = _elliptical_by_blas(st.next_features, lambda_inv)
+            bonus = _elliptical_by_blas(st.next_action_features, lambda_inv)
         if value_min is None:
             return _kernels.next_state_values(
-                st.next_features, weights, lambda_inv, -self.beta, code, self._upper(h_next),
+                st.next_action_features, weights, lambda_inv, -self.beta, code, self._upper(h_next),
                 self.truncate_below, known, has_known, st.next_nonterminal, bonus,
                 bonus.size > 0,
             )
         values, lo, lo_regression = _kernels.next_state_values_minima(
-            st.next_features, weights, lambda_inv, -self.beta, code, self._upper(h_next),
+            st.next_action_features, weights, lambda_inv, -self.beta, code, self._upper(h_next),
             self.truncate_below, known, has_known, st.next_nonterminal, bonus, bonus.size > 0,
             st.in_regression,
         )
         value_min.merge(lo, lo_regression, n)
         return values
 
-    # ------------------------------------------------------- estimator plumbing
-    def _uses_moments(self) -> bool:
-        """True for moment estimators (PEVI, R2PVI-TV/KL): ``nu_h`` is a function of the ridge
-        estimate ``Xi f(V)`` of one target (:meth:`_moment_target`, :meth:`_moment_estimate`),
-        so only ``Phi^T W f(V)`` is accumulated. False (the default) selects the general
-        path: :meth:`_estimate` on the regression matrix of the distinct next-state values."""
-        return False
-
-    def _moment_target(self, h: int, values: np.ndarray, value_min: _ValueMin) -> np.ndarray:
-        """The regression target ``f(V) (n,)`` of a moment estimator."""
-        raise NotImplementedError
-
-    def _needs_value_min(self) -> bool:
-        """Whether :meth:`_moment_target` needs the smallest next-state value of the step."""
-        return False
-
-    def _moment_estimate(self, h: int, z: np.ndarray, value_min: _ValueMin,
-                         moment: np.ndarray, lambda_inv: np.ndarray) -> np.ndarray:
-        """``nu_h`` from ``z = Lambda^{-1} moment``, ``moment = Phi^T W f(V)`` (d,)."""
-        return z
-
-    def _first_read(self, st: StepArrays, values: np.ndarray, value_min: _ValueMin) -> None:
-        """Per chunk of the first read (:meth:`_needs_value_min`): extra per-step statistics."""
-
-    def _accumulate(self, st: StepArrays, values: np.ndarray, sample_weights: np.ndarray | None,
-                    value_min: _ValueMin) -> None:
-        """Per chunk of a moment estimator's second read: extra per-step sums."""
-
-    def _backward_pass(self, steps: list[StepArrays], sample_weights: list[np.ndarray] | None,
+    def _backward_pass(self, steps: list[StepData], sample_weights: list[np.ndarray] | None,
                        progress: bool) -> PassResult:
         """The pass on in-memory steps (one chunk per step). BLAS and LAPACK run
         single-threaded unless a step's Gram update reaches
@@ -480,99 +423,78 @@ class OfflineAgent(LinearAgent):
 
     def _chunked_pass(self, step_chunks, sample_weights, progress: bool,
                       keep_values: bool) -> PassResult:
-        """Backward pass over ``step_chunks(h)``, an iterable of :class:`StepArrays` whose rows
-        together are the step-``h`` data. Per step: ``Lambda_h`` (BLAS ``syrk``, one Cholesky
-        factor), ``Phi^T W [r, f(V)]`` for all targets at once (one triangular solve for all
-        of them), or per distinct value ``v`` the weighted feature sum ``G_v`` for the general
-        estimators (then ``Xi = Lambda^{-1} G^T`` is ``(d, m)`` for ``m`` distinct values)."""
+        """Backward pass over ``step_chunks(h)``, an iterable of :class:`StepData` whose rows
+        together are the step-``h`` data. Per step, top to bottom: the values ``V_{h+1}`` at
+        the next states (the clipped Q of step ``h + 1``), the estimator's target, the sums
+        ``Lambda_h`` and ``Phi^T W [r, target]`` (or per distinct value ``v`` the weighted
+        feature sum ``G_v`` for a row estimator), one Cholesky solve, the estimate ``nu_h``."""
         H, d = self.horizon, self.feature_dim
+        est = self._estimator
+        moments = isinstance(est, MomentEstimator)
         weights = np.zeros((H, d))
         lambda_inv = np.zeros((H, d, d))
         next_values: list[np.ndarray] = [np.zeros(0)] * H
         n_samples = np.zeros(H, dtype=np.int64)
-        eye = np.eye(d)
         steps = range(H - 1, -1, -1)
         if progress:  # a disabled bar still costs more than a small step
-            steps = tqdm(steps, desc=type(self).__name__, unit="step")
+            steps = tqdm(steps, desc=self.__class__.__name__, unit="step")
         for h in steps:
             last = h == H - 1
-            moment_path = last or self._uses_moments()
-            value_min = _ValueMin()
+            sw = None if sample_weights is None else sample_weights[h]
+            stats = StepStats()
             cached: list[np.ndarray] = []
-            if not last and moment_path and self._needs_value_min():
-                # First read: the smallest next-state values, before any target is formed.
+            if not last and moments and est.needs_value_min:
+                # a first read: the step's smallest values, before any target is formed
                 for st in step_chunks(h):
                     v = self._next_state_values(st, h + 1, weights[h + 1], lambda_inv[h + 1],
-                                                value_min)
-                    self._first_read(st, v, value_min)
+                                                stats)
+                    est.first_read(st.features, v, stats)
                     if keep_values:
                         cached.append(v)
-            gram = self.ridge * eye  # a fresh array: the updates are in place
+            gram = self.ridge * np.eye(d)  # a fresh array: the updates are in place
             moment = np.zeros((d, 2))
-            groups = None if moment_path else _Groups(d)
+            groups = None if moments or last else _Groups(d)
             all_values = []
-            count = 0
             for c, st in enumerate(step_chunks(h)):
                 n = st.features.shape[0]
-                phi = st.features
-                sw = None if sample_weights is None else sample_weights[h]
                 if n == 0:
                     continue
-                if last:
+                if last:  # values
                     v = np.zeros(n)
                 elif cached:
                     v = cached[c]
                 else:
                     v = self._next_state_values(st, h + 1, weights[h + 1], lambda_inv[h + 1],
-                                                value_min if moment_path else None)
+                                                stats if moments else None)
                 if keep_values:
                     all_values.append(v)
-                count += int(st.in_regression.sum())
-                target = (self._moment_target(h, v, value_min) if moment_path and not last
-                          else _NO_WEIGHTS)
+                n_samples[h] += int(st.in_regression.sum())
+                target = est.target(v, stats) if moments and not last else _NO_WEIGHTS
                 if target.size:
-                    self._accumulate(st, v, sw, value_min)
-                if st.density < _SPARSE_GRAM_DENSITY:
-                    # sparse rows: the Gram update and the moments in one pass over nonzeros
-                    _kernels.sparse_gram_moment_into(
-                        gram, moment, phi, st.rewards, target, target.size > 0,
-                        _NO_WEIGHTS if sw is None else sw, sw is not None)
-                    if not moment_path:
-                        groups.add(v, phi, np.ones(n) if sw is None else sw, st.in_regression)
-                    continue
-                _gram_into(gram, phi, sw, st.density)
-                if n * d <= _SMALL_MOMENT:
-                    # one Numba pass (skipping zeros) instead of forming [r, f(V)] for BLAS
-                    _kernels.moment_into(moment, phi, st.rewards, target, target.size > 0,
-                                         _NO_WEIGHTS if sw is None else sw, sw is not None)
-                else:
-                    wphi = phi if sw is None else phi * sw[:, None]
-                    moment[:, 0] += wphi.T @ st.rewards
-                    if target.size:
-                        moment[:, 1] += wphi.T @ target
-                if not moment_path:
-                    groups.add(v, phi, np.ones(n) if sw is None else sw, st.in_regression)
-            chol = _cholesky(gram)
-            solved = _cho_solve(chol, moment)  # (d, 2): reward weights, nu's regression
+                    est.accumulate(st.features, v, sw, stats)
+                _accumulate(gram, moment, st, target, sw)
+                if groups is not None:
+                    groups.add(v, st.features, np.ones(n) if sw is None else sw,
+                               st.in_regression)
+            chol = _cholesky(gram)  # solve
+            solved = _cho_solve(chol, moment)  # (d, 2): reward weights, the target's regression
             # Lambda^{-1} from the factor (potri fills the lower triangle), exactly symmetric
             # for the bonus checks
             _kernels.symmetric_from_lower(_cho_inverse(chol), lambda_inv[h])
-            if last:
+            if last:  # estimate
                 nu = np.zeros(d)
-            elif moment_path:
-                nu = self._moment_estimate(h, solved[:, 1], value_min, moment[:, 1],
-                                           lambda_inv[h])
+            elif moments:
+                nu = est.finish(h, solved[:, 1], stats, moment[:, 1], lambda_inv[h])
             else:
                 u, g, inside = groups.result()
                 xi = (np.ascontiguousarray(_cho_solve(chol, g.T)) if u.size
                       else np.zeros((d, 0)))
-                nu = self._estimate(h, xi, u, inside)
+                nu = est.estimate(h, xi, u, inside)
             reward_w = self.theta[h] if self.reward == "known" else solved[:, 0]
             weights[h] = reward_w + nu
             if keep_values:
                 next_values[h] = (all_values[0] if len(all_values) == 1 else
                                   np.concatenate(all_values) if all_values else np.zeros(0))
-            n_samples[h] = count
         return PassResult(weights, lambda_inv, next_values, n_samples)
 
 
@@ -617,16 +539,27 @@ _SMALL_MOMENT = 1 << 14
 _SPARSE_GRAM_DENSITY = 0.25
 
 
-def _gram_into(gram: np.ndarray, phi: np.ndarray, sample_weights: np.ndarray | None,
-               density: float) -> None:
-    """In place ``gram += Phi^T W Phi``: exactly symmetric either way (the caller sets the BLAS
-    threads). Dense rows: ``X^T X`` of one buffer, a BLAS ``syrk``, ``X = sqrt(W) Phi``."""
-    if density < _SPARSE_GRAM_DENSITY:
-        w = _NO_WEIGHTS if sample_weights is None else sample_weights
-        _ridge_kernels.sparse_gram_into(gram, phi, w, sample_weights is not None)
+def _accumulate(gram: np.ndarray, moment: np.ndarray, st: StepData, target: np.ndarray,
+                sw: np.ndarray | None) -> None:
+    """In place ``gram += Phi^T W Phi`` (exactly symmetric) and ``moment += Phi^T W [r, target]``
+    for one chunk (the caller sets the BLAS threads): sparse rows in one Numba pass over the
+    nonzeros; dense rows by BLAS ``syrk`` (``X^T X``, ``X = sqrt(W) Phi``), then the moments by
+    one Numba pass on small chunks (BLAS's call overhead dominates) and by BLAS on large ones."""
+    phi = st.features
+    w = _NO_WEIGHTS if sw is None else sw
+    if st.density < _SPARSE_GRAM_DENSITY:
+        _kernels.sparse_gram_moment_into(gram, moment, phi, st.rewards, target, target.size > 0,
+                                         w, sw is not None)
         return
-    x = phi if sample_weights is None else phi * np.sqrt(sample_weights)[:, None]
+    x = phi if sw is None else phi * np.sqrt(sw)[:, None]
     gram += x.T @ x
+    if phi.shape[0] * phi.shape[1] <= _SMALL_MOMENT:
+        _kernels.moment_into(moment, phi, st.rewards, target, target.size > 0, w, sw is not None)
+    else:
+        wphi = phi if sw is None else phi * sw[:, None]
+        moment[:, 0] += wphi.T @ st.rewards
+        if target.size:
+            moment[:, 1] += wphi.T @ target
 
 
 _NO_WEIGHTS = np.zeros(0)
@@ -649,35 +582,6 @@ def _elliptical_by_blas(next_features: np.ndarray, lambda_inv: np.ndarray) -> np
         out[start:start + _BLAS_BONUS_ROWS] = np.sqrt(np.maximum(quad, 0.0)).reshape(
             -1, n_actions)
     return out
-
-
-class _ValueMin:
-    """Running minima of the next-state values: over all rows and over regression rows."""
-
-    def __init__(self) -> None:
-        self.all = np.inf
-        self.regression = np.inf
-        self.count = 0
-        self.top = -np.inf  # largest value (estimators that ask, in their first read)
-        self.skipped = False  # an estimator's per-chunk scan was skipped for some chunk
-        self.columns: np.ndarray | None = None  # per feature column (estimators that ask)
-        self.extra: np.ndarray | None = None  # an estimator's per-step sums
-
-    def update(self, values: np.ndarray, in_regression: np.ndarray) -> None:
-        if values.size:
-            lo, lo_regression = _kernels.value_minima(values, in_regression)
-            self.merge(lo, lo_regression, values.size)
-
-    def merge(self, lo: float, lo_regression: float, count: int) -> None:
-        """Fold in the minima (all rows, regression rows) of ``count > 0`` more values."""
-        self.all = min(self.all, lo)
-        self.count += count
-        self.regression = min(self.regression, lo_regression)
-
-    @property
-    def data_v_min(self) -> float:
-        """:func:`data_v_min` of the whole step (0 when no row enters the regression)."""
-        return self.regression if np.isfinite(self.regression) else 0.0
 
 
 class _Groups:
@@ -716,10 +620,3 @@ def _chunk_source(chunks):
         raise ValueError("chunks must be re-iterable (a list, or a callable returning a fresh "
                          "iterator): the backward pass reads the data once per step")
     return lambda: iter(chunks)
-
-
-def data_v_min(values: np.ndarray, in_regression: np.ndarray) -> float:
-    """Smallest next-state value among the rows that enter the regression (0 if none): the
-    authors' TV ``V_min`` (note 1.4, pitfall 4)."""
-    sel = values[in_regression]
-    return float(sel.min()) if sel.size else 0.0

@@ -35,14 +35,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from robustrl._kernels import offline as _offline_kernels
-from robustrl._kernels import ridge as _ridge_kernels
 from robustrl._kernels import value_iteration as _vi_kernels
 from robustrl._kernels.ridge import spd_inverse
 from robustrl.agents.base import LinearAgent
 from robustrl.bonus import BONUS_CODES, check_bonus_name
+from robustrl.data import StepData
+from robustrl.divergences import _kl_dual_rows, _tv_dual_rows
 from robustrl.models import LinearMDP
-from robustrl.ridge import blas_threads
+from robustrl.ridge import blas_threads, rank_one_update
 from robustrl.validation import (
     check_array,
     check_distribution,
@@ -57,105 +57,16 @@ from robustrl.validation import (
 __all__ = [
     "OnlineLinearAgent",
     "RegretCurve",
-    "kl_dual_rows",
     "robust_value_regression",
     "run_regret_curve",
-    "tv_dual_rows",
 ]
 
 # Recompute Lambda^{-1} from the exact Gram matrix every this many rank-one updates.
 _REFRESH_EVERY = 256
-# Golden-section iterations of the KL dual (the log-alpha interval shrinks by 0.618^70 ~ 2e-15).
-_KL_ITERATIONS = 70
-_GOLDEN = 0.6180339887498949
 
 
 # --------------------------------------------------------------------------------------------
 # the robust regression of next-step values (note sections 1.7 and 4)
-
-
-def tv_dual_rows(values, weights, rho, v_min: float) -> np.ndarray:
-    """Row-wise DRPVI / DR-LSVI-UCB TV estimator (note 1.7, section 4).
-
-    ``nu_i = max over alpha in {v_min} U {v_j} of sum_j W_ij min(v_j, alpha) - rho_i (alpha -
-    v_min)`` for ``values (n,)``, signed regression weights ``weights (d, n)`` and radii
-    ``rho (d,)`` (or a scalar); exact, one sort shared by all rows (the offline agents' Numba
-    kernel :func:`robustrl._kernels.offline.tv_dual_rows`). A row with ``rho_i = 0`` gets the
-    plain regression ``W_i . v``; otherwise row ``i`` equals
-    :func:`robustrl.divergences.tv_dual_weighted` ``(values, weights[i], rho_i, v_min)``.
-    """
-    v = np.ascontiguousarray(values, dtype=np.float64)
-    W = np.ascontiguousarray(weights, dtype=np.float64)
-    rho_arr = np.ascontiguousarray(np.broadcast_to(np.asarray(rho, dtype=np.float64),
-                                                   (W.shape[0],)))
-    return _offline_kernels.tv_dual_rows(v, W, rho_arr, float(v_min))
-
-
-def _kl_objective(log_alpha, v, W, rho, shift, span):
-    """``-alpha log clip(sum_j W_ij exp(-v_j / alpha)) - alpha rho_i`` per row, stably.
-
-    ``shift``/``span`` (per row) are the smallest observed value with nonzero weight and the
-    range of those values; the estimate of ``E exp(-(v - shift)/alpha)`` is clipped to what a
-    distribution over them can give, ``[exp(-span/alpha), 1]``, so the value stays in
-    ``[shift, shift + span]`` before the ``rho`` term (the R2PVI-code clip, note 1.4).
-    """
-    alpha = np.exp(log_alpha)
-    with np.errstate(over="ignore"):
-        z = np.einsum("in,in->i", W, np.exp(-np.maximum(v[None, :] - shift[:, None], 0.0)
-                                           / alpha[:, None]))
-    with np.errstate(divide="ignore"):
-        log_z = np.where(z > 0.0, np.log(np.where(z > 0.0, z, 1.0)), -np.inf)
-    log_z = np.clip(log_z, -span / alpha, 0.0)
-    return shift - alpha * log_z - alpha * rho
-
-
-def kl_dual_rows(values, weights, rho) -> np.ndarray:
-    """Row-wise DRVI-L KL estimator (note 1.7): ``max_{alpha > 0} -alpha log([W exp(-v/alpha)]_i)
-    - alpha rho_i``.
-
-    Golden-section search over ``log alpha`` in ``[log(1e-12 span), log(span (1 + 1/rho))]``
-    per row, ``span`` the range of the values with nonzero weight (beyond the upper end the
-    objective is below its ``alpha -> 0`` limit), vectorised over rows: ``_KL_ITERATIONS``
-    evaluations of ``O(d n)`` each. The lower end stands for the limit ``alpha -> 0`` (the
-    smallest value in the support). Exact (to ~1e-10) when every row of ``weights`` is a
-    probability vector, where it equals :func:`robustrl.divergences.constrained_inner` with
-    ``divergence="kl"``; with signed regression weights the clipped objective need not be
-    unimodal and the search returns a local maximum. Rows with ``rho_i = 0`` return the plain
-    regression ``W_i . v``.
-    """
-    v = np.asarray(values, dtype=np.float64)
-    W = np.asarray(weights, dtype=np.float64)
-    d, n = W.shape
-    rho_arr = np.ascontiguousarray(np.broadcast_to(np.asarray(rho, dtype=np.float64), (d,)))
-    out = W @ v
-    robust = (rho_arr > 0.0) & np.any(W != 0.0, axis=1)
-    if n == 0 or not np.any(robust):
-        return out
-    Wr, rr = W[robust], rho_arr[robust]
-    support = Wr != 0.0
-    shift = np.where(support, v[None, :], np.inf).min(axis=1)
-    span = np.where(support, v[None, :], -np.inf).max(axis=1) - shift
-    flat = span <= 0.0  # one value in the support: every distribution gives it
-    span = np.where(flat, 1.0, span)
-    lo = np.log(1e-12 * span)
-    hi = np.log(span * (1.0 + 1.0 / rr))
-    a = hi - _GOLDEN * (hi - lo)
-    b = lo + _GOLDEN * (hi - lo)
-    fa = _kl_objective(a, v, Wr, rr, shift, span)
-    fb = _kl_objective(b, v, Wr, rr, shift, span)
-    for _ in range(_KL_ITERATIONS):
-        left = fa >= fb  # the maximum lies in [lo, b]; otherwise in [a, hi]
-        hi = np.where(left, b, hi)
-        lo = np.where(left, lo, a)
-        a_next = np.where(left, hi - _GOLDEN * (hi - lo), b)
-        b_next = np.where(left, a, lo + _GOLDEN * (hi - lo))
-        f_new = _kl_objective(np.where(left, a_next, b_next), v, Wr, rr, shift, span)
-        fa, fb = np.where(left, f_new, fb), np.where(left, fa, f_new)
-        a, b = a_next, b_next
-    # The bracket's lower end stands for alpha -> 0: when the maximum is there, the search
-    # converges to it (within ~1e-15 in log alpha), so no separate edge candidate is needed.
-    out[robust] = np.where(flat, shift, np.maximum(fa, fb))
-    return out
 
 
 def robust_value_regression(values, xi, divergence: str | None, rho: float,
@@ -163,23 +74,31 @@ def robust_value_regression(values, xi, divergence: str | None, rho: float,
     """``nu = `` regression of the next-step ``values (n,)`` with weights ``xi (d, n)``.
 
     ``divergence=None`` or ``rho = 0``: the ordinary regression ``xi @ values`` (a factor of
-    radius 0 is not uncertain, as in :mod:`robustrl.exact`). ``"tv"``: :func:`tv_dual_rows`
-    with ``v_min`` (a number, or ``"data"`` for the smallest observed value, the R2PVI-code
-    choice, note section 5.4). ``"kl"``: :func:`kl_dual_rows`.
+    radius 0 is not uncertain, as in :mod:`robustrl.exact`). ``"tv"``:
+    :func:`robustrl.divergences.tv_dual_rows` with ``v_min`` (a number, or ``"data"`` for the
+    smallest observed value, the R2PVI-code choice, note section 5.4). ``"kl"``:
+    :func:`robustrl.divergences.kl_dual_rows` with ``clip="support"`` (see
+    docs/algorithms/lsvi_ucb.md for why not DRVI-L's ``"floor"``).
     """
-    v = np.asarray(values, dtype=np.float64)
+    v = np.ascontiguousarray(values, dtype=np.float64)
     if divergence is None or rho == 0.0 or v.shape[0] == 0:
         return xi @ v
+    w = np.ascontiguousarray(xi, dtype=np.float64)
+    radii = np.full(w.shape[0], float(rho))
     if divergence == "tv":
         floor = float(v.min()) if v_min == "data" else float(v_min)
-        return tv_dual_rows(v, xi, rho, floor)
+        return _tv_dual_rows(v, w, radii, floor)
     if divergence == "kl":
-        return kl_dual_rows(v, xi, rho)
+        return _kl_dual_rows(v, w, radii, "support")
     raise ValueError(f"divergence must be None, 'tv' or 'kl'; got {divergence!r}")
 
 
 # --------------------------------------------------------------------------------------------
 # transition storage
+
+
+_FLAT_FIELDS = (("features", "features"), ("rewards", "rewards"),
+                ("next_features", "next_action_features"), ("next_valid", "next_nonterminal"))
 
 
 class _StepBuffers:
@@ -213,29 +132,18 @@ class _StepBuffers:
         self._valid[h, k] = valid
         self.count[h] += 1
 
-    def features(self, h: int) -> np.ndarray:
-        return self._phi[h, : self.count[h]]
-
-    def rewards(self, h: int) -> np.ndarray:
-        return self._r[h, : self.count[h]]
-
-    def next_features(self, h: int) -> np.ndarray:
-        return self._next[h, : self.count[h]]
-
-    def next_valid(self, h: int) -> np.ndarray:
-        return self._valid[h, : self.count[h]]
+    def step(self, h: int) -> StepData:
+        """Views of the step-``h`` transitions."""
+        n = self.count[h]
+        return StepData(features=self._phi[h, :n], rewards=self._r[h, :n],
+                        next_action_features=self._next[h, :n],
+                        next_nonterminal=self._valid[h, :n])
 
     def to_flat(self) -> dict[str, np.ndarray]:
         steps = np.concatenate([np.full(c, h, dtype=np.int64) for h, c in enumerate(self.count)])
-        return {
-            "steps": steps,
-            "features": np.concatenate([self.features(h) for h in range(self.horizon)]),
-            "rewards": np.concatenate([self.rewards(h) for h in range(self.horizon)]),
-            "next_features": np.concatenate(
-                [self.next_features(h) for h in range(self.horizon)]
-            ),
-            "next_valid": np.concatenate([self.next_valid(h) for h in range(self.horizon)]),
-        }
+        per_step = [self.step(h) for h in range(self.horizon)]
+        return {"steps": steps, **{key: np.concatenate([getattr(st, field) for st in per_step])
+                                   for key, field in _FLAT_FIELDS}}
 
     @classmethod
     def from_flat(cls, horizon, dim, n_actions, steps, features, rewards, next_features,
@@ -334,14 +242,8 @@ class OnlineLinearAgent(LinearAgent):
     def transitions(self, step: int) -> dict[str, np.ndarray]:
         """Copies of the step-``step`` data: ``features (n, d)``, ``rewards (n,)``,
         ``next_features (n, A, d)``, ``next_valid (n,)``."""
-        h = check_int(step, "step", low=0, high=self.horizon - 1)
-        b = self._buffers
-        return {
-            "features": b.features(h).copy(),
-            "rewards": b.rewards(h).copy(),
-            "next_features": b.next_features(h).copy(),
-            "next_valid": b.next_valid(h).copy(),
-        }
+        st = self._buffers.step(check_int(step, "step", low=0, high=self.horizon - 1))
+        return {key: getattr(st, field).copy() for key, field in _FLAT_FIELDS}
 
     # ------------------------------------------------------------- Q-values
     def _q_rows(self, features: np.ndarray, h: int) -> np.ndarray:
@@ -380,19 +282,18 @@ class OnlineLinearAgent(LinearAgent):
     def _add_episode(self, episode: list[tuple[int, np.ndarray, float, np.ndarray, bool]]) -> None:
         for h, phi, r, next_phi, valid in episode:
             self._buffers.add(h, phi, r, next_phi, valid)
-            self.gram_[h] += np.outer(phi, phi)
-            self.reward_moment_[h] += r * phi
+            # the Gram / Sherman-Morrison state of robustrl.ridge.OnlineRidge, per step
+            rank_one_update(self.gram_[h], self.lambda_inv_[h], self.reward_moment_[h][:, None],
+                            phi, (r,))
             self.n_updates_[h] += 1
             if self.n_updates_[h] % _REFRESH_EVERY == 0:
                 self.lambda_inv_[h] = spd_inverse(self.gram_[h])
-            else:
-                _ridge_kernels.sherman_morrison_update(self.lambda_inv_[h], phi, 1.0)
 
     def _next_values(self, h: int) -> np.ndarray:
         """``V_{h+1}(s'_tau)`` at the step-``h`` next states (0 where no step follows)."""
-        b = self._buffers
-        q = self._q_rows(b.next_features(h), h + 1)
-        return np.where(b.next_valid(h), q.max(axis=1), 0.0)
+        st = self._buffers.step(h)
+        q = self._q_rows(st.next_action_features, h + 1)
+        return np.where(st.next_nonterminal, q.max(axis=1), 0.0)
 
     def _after_step(self, h: int) -> None:
         """Hook called once ``w_h`` is final in the backward pass (DR-RPO's policy step)."""
@@ -407,7 +308,7 @@ class OnlineLinearAgent(LinearAgent):
             n = int(b.count[h])
             w = self.lambda_inv_[h] @ self.reward_moment_[h]
             if n and h < self.horizon - 1:
-                xi = self.lambda_inv_[h] @ b.features(h).T  # (d, n) regression weights
+                xi = self.lambda_inv_[h] @ b.step(h).features.T  # (d, n) regression weights
                 values = self._next_values(h)
                 w = w + robust_value_regression(values, xi, self.divergence, self.rho,
                                                 self.v_min)
@@ -505,7 +406,7 @@ class OnlineLinearAgent(LinearAgent):
         if progress:
             from tqdm.auto import tqdm
 
-            iterator = tqdm(iterator, desc=type(self).__name__, unit="episode")
+            iterator = tqdm(iterator, desc=self.__class__.__name__, unit="episode")
         returns, values = [], []
         try:
             for episode in iterator:  # noqa: B007 (read by callbacks through locals())

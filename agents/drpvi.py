@@ -12,16 +12,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import numpy as np
-
-from robustrl._kernels.offline import tv_dual_rows
-from robustrl.agents._offline import (
-    OfflineAgent,
-    check_d_rectangular_bonus,
+from robustrl.agents._offline import OfflineAgent, check_d_rectangular_bonus
+from robustrl.agents.estimators import (
+    MomentEstimator,
+    RowEstimator,
+    TVDual,
     check_radius,
     check_v_min,
-    data_v_min,
-    radius_row,
 )
 
 
@@ -37,6 +34,8 @@ class DRPVI(OfflineAgent):
         ridge, beta, reward, theta, truncate_below, max_reward: see
             :class:`robustrl.agents._offline.OfflineAgent`.
         bonus: ``"paper_l1"`` or ``"code_l2"`` (the code's form for every method).
+        estimator: ``None`` (:class:`~robustrl.agents.estimators.TVDual`, exact) or another
+            estimator (see :class:`robustrl.agents._offline.OfflineAgent`).
     """
 
     _hyperparam_names: ClassVar[tuple[str, ...]] = (
@@ -56,18 +55,13 @@ class DRPVI(OfflineAgent):
         v_min: str | float = 0.0,
         truncate_below: bool = True,
         max_reward: float = 1.0,
+        estimator: MomentEstimator | RowEstimator | None = None,
     ) -> None:
         super().__init__(env, ridge=ridge, beta=beta, reward=reward, theta=theta,
-                         truncate_below=truncate_below, max_reward=max_reward)
-        self.rho = check_radius(rho, "rho", self.horizon, self.feature_dim)
+                         truncate_below=truncate_below, max_reward=max_reward,
+                         estimator=estimator)
+        self.rho = check_radius(rho, "rho", (self.horizon, self.feature_dim))
         self.bonus = check_d_rectangular_bonus(bonus)
         self.v_min = check_v_min(v_min)
+        self._penalty, self._estimator = self.bonus, estimator or TVDual(self.rho, self.v_min)
 
-    @property
-    def _bonus_name(self) -> str:
-        return self.bonus
-
-    def _estimate(self, h, xi, values, in_regression) -> np.ndarray:
-        v_min = data_v_min(values, in_regression) if self.v_min == "data" else self.v_min
-        return tv_dual_rows(np.ascontiguousarray(values), xi,
-                            radius_row(self.rho, h, self.feature_dim), float(v_min))

@@ -54,6 +54,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from robustrl._kernels.policy import log_softmax_rows as _log_softmax_rows
 from robustrl.agents._online import (
     OnlineLinearAgent,
     _check_eta,
@@ -153,10 +154,7 @@ class DRRPO(OnlineLinearAgent):
         logits = np.broadcast_to(self._log_ref, features.shape[:2]).copy()
         if self._coefs[h].shape[0]:
             logits += self._policy_terms(features, h) @ self._coefs[h]
-        # Shift first, then subtract log-sum-exp: with tiny tau the logits are ~Q/tau and
-        # adding log(total) to the shift itself would round away the small differences.
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return _log_softmax_rows(logits, 1.0)  # robustrl.policies.log_softmax, unchecked
 
     def _probs_rows(self, features: np.ndarray, h: int) -> np.ndarray:
         return np.exp(self._log_probs_rows(features, h))
@@ -204,8 +202,8 @@ class DRRPO(OnlineLinearAgent):
 
     # ------------------------------------------------------ the evaluation
     def _next_values(self, h: int) -> np.ndarray:
-        b = self._buffers
-        feats = b.next_features(h)
+        st = self._buffers.step(h)
+        feats = st.next_action_features
         q = self._q_rows(feats, h + 1)
         logp = self._log_probs_rows(feats, h + 1)
         p = np.exp(logp)
@@ -215,7 +213,7 @@ class DRRPO(OnlineLinearAgent):
         values = (p * q).sum(axis=1) - self.tau * kl_terms.sum(axis=1)
         if self.clip_value:
             values = np.maximum(values, 0.0)
-        return np.where(b.next_valid(h), values, 0.0)
+        return np.where(st.next_nonterminal, values, 0.0)
 
     def _after_step(self, h: int) -> None:
         if self.evaluation == "updated":

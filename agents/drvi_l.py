@@ -3,8 +3,9 @@
 The KL baseline of the R2PVI paper (note 1.7): each factor's inner problem
 ``inf { E_mu V : D_KL(mu || mu_{h,i}) <= rho_{h,i} }`` is estimated through its dual
 ``nu_i = sup_{alpha > 0} -alpha log [Xi exp(-V / alpha)]_i - alpha rho_i``, a one-dimensional
-search per coordinate (golden section in log alpha, :func:`robustrl._kernels.offline.
-kl_constrained_rows`). A factor with ``rho = 0`` gets the plain regression ``[Xi V]_i``.
+search per coordinate (golden section in log alpha, :func:`robustrl.divergences.kl_dual_rows`
+with ``clip="floor"``, the KL dual DR-LSVI-UCB runs with ``clip="support"``). A factor with
+``rho = 0`` gets the plain regression ``[Xi V]_i``.
 
 Deviation knobs (a regression estimate of ``E exp(-V/alpha)`` can be non-positive):
 
@@ -22,16 +23,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import numpy as np
-
-from robustrl._kernels.offline import kl_constrained_rows
-from robustrl.agents._offline import (
-    OfflineAgent,
-    check_bool,
-    check_d_rectangular_bonus,
-    check_radius,
-    radius_row,
-)
+from robustrl.agents._offline import OfflineAgent, check_bool, check_d_rectangular_bonus
+from robustrl.agents.estimators import KLDual, MomentEstimator, RowEstimator, check_radius
 from robustrl.validation import check_scalar
 
 
@@ -46,6 +39,8 @@ class DRVI_L(OfflineAgent):  # noqa: N801 (the paper's name)
         ridge, beta, reward, theta, truncate_below, max_reward: see
             :class:`robustrl.agents._offline.OfflineAgent`.
         bonus: ``"paper_l1"`` or ``"code_l2"``.
+        estimator: ``None`` (:class:`~robustrl.agents.estimators.KLDual`) or another
+            estimator (see :class:`robustrl.agents._offline.OfflineAgent`).
     """
 
     _hyperparam_names: ClassVar[tuple[str, ...]] = (
@@ -66,20 +61,16 @@ class DRVI_L(OfflineAgent):  # noqa: N801 (the paper's name)
         theta=None,
         truncate_below: bool = True,
         max_reward: float = 1.0,
+        estimator: MomentEstimator | RowEstimator | None = None,
     ) -> None:
         super().__init__(env, ridge=ridge, beta=beta, reward=reward, theta=theta,
-                         truncate_below=truncate_below, max_reward=max_reward)
-        self.rho = check_radius(rho, "rho", self.horizon, self.feature_dim)
+                         truncate_below=truncate_below, max_reward=max_reward,
+                         estimator=estimator)
+        self.rho = check_radius(rho, "rho", (self.horizon, self.feature_dim))
         self.z_floor = check_scalar(z_floor, "z_floor", low=0.0, high=1.0,
                                     low_inclusive=False, high_inclusive=False)
         self.centered = check_bool(centered, "centered")
         self.bonus = check_d_rectangular_bonus(bonus)
+        self._penalty = self.bonus
+        self._estimator = estimator or KLDual(self.rho, self.z_floor, self.centered)
 
-    @property
-    def _bonus_name(self) -> str:
-        return self.bonus
-
-    def _estimate(self, h, xi, values, in_regression) -> np.ndarray:
-        return kl_constrained_rows(np.ascontiguousarray(values), xi,
-                                   radius_row(self.rho, h, self.feature_dim),
-                                   self.z_floor, self.centered)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import numpy as np
-
 from robustrl.agents._offline import OfflineAgent
+from robustrl.agents.estimators import MomentEstimator, Regression, RowEstimator
 
 
 class PEVI(OfflineAgent):
@@ -20,8 +19,9 @@ class PEVI(OfflineAgent):
     Args:
         env: a robustrl linear-feature environment (``horizon``, ``feature_dim``,
             ``action_features`` on ``env.unwrapped``).
-        ridge, beta, reward, theta, truncate_below, max_reward: see
-            :class:`robustrl.agents._offline.OfflineAgent`.
+        ridge, beta, reward, theta, truncate_below, max_reward, estimator: see
+            :class:`robustrl.agents._offline.OfflineAgent` (default estimator
+            :class:`~robustrl.agents.estimators.Regression`, ``nu = Xi V``).
     """
 
     _hyperparam_names: ClassVar[tuple[str, ...]] = (
@@ -37,20 +37,10 @@ class PEVI(OfflineAgent):
         theta=None,
         truncate_below: bool = True,
         max_reward: float = 1.0,
+        estimator: MomentEstimator | RowEstimator | None = None,
     ) -> None:
         super().__init__(env, ridge=ridge, beta=beta, reward=reward, theta=theta,
-                         truncate_below=truncate_below, max_reward=max_reward)
+                         truncate_below=truncate_below, max_reward=max_reward,
+                         estimator=estimator)
+        self._penalty, self._estimator = "elliptical", estimator or Regression()
 
-    @property
-    def _bonus_name(self) -> str:
-        return "elliptical"
-
-    def _estimate(self, h, xi, values, in_regression) -> np.ndarray:
-        return xi @ values
-
-    def _uses_moments(self) -> bool:
-        # Only when _estimate is this class's own (a subclass may redefine the estimator).
-        return type(self)._estimate is PEVI._estimate
-
-    def _moment_target(self, h, values, value_min) -> np.ndarray:
-        return values

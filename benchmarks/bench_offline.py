@@ -63,7 +63,7 @@ def run(sizes: dict[str, list[int]], repeats: int = 5, budget: float = 20.0,
                     ref_seconds, (w, _) = once(
                         lambda agent=agent, data=data: fit_offline(agent, data))
                     status, n_ref = "measured", n
-                    diff = float(np.max(np.abs(w - agent.weights)))
+                    diff = float(np.max(np.abs(w - agent.weights_)))
                     per_traj[method] = ref_seconds / n
                 else:
                     n_ref = max(1, int(budget / per_traj[method]))

@@ -1,8 +1,8 @@
 """NumPy reference vs Numba kernel timings for the linear-MDP primitives.
 
-Times, in one run, (a) the batched bonuses (elliptical and both d-rectangular forms) over
-K x |A| feature vectors and (b) one full least-squares value-iteration backward pass
-(``lsvi_backward_pass``, the PEVI / LSVI-UCB core), checks that the two implementations agree,
+Times, in one run, the batched bonuses (elliptical and both d-rectangular forms) over
+K x |A| feature vectors (the backward passes are timed by the agents' benchmarks, offline and
+online), checks that the two implementations agree,
 and prints name, NumPy seconds, Numba seconds and the speed-up. Each timing is the best of
 ``--repeats`` calls after a warm-up call, so JIT compilation is excluded. The NumPy side is
 the vectorised reference of :mod:`robustrl.reference` (BLAS matmuls, einsum), which may use
@@ -24,12 +24,9 @@ from collections.abc import Callable
 import numba
 import numpy as np
 
-from robustrl import value_iteration
 from robustrl._kernels import bonus as bonus_kernels
-from robustrl._kernels import value_iteration as vi_kernels
 from robustrl.bonus import BONUS_CODES
 from robustrl.reference import bonus as bonus_reference
-from robustrl.reference import value_iteration as vi_reference
 from robustrl.ridge import gram_inverse
 
 
@@ -84,39 +81,6 @@ def run(args: argparse.Namespace) -> list[tuple[str, float, float, float]]:
             max_relative_difference(got, expected),
         ))
 
-    pass_args = (data["features"], data["rewards"], data["next_features"])
-    for bonus, sign in (("elliptical", -1), ("d_rectangular_l1", +1)):
-        code = BONUS_CODES[bonus]
-
-        def reference_pass(bonus=bonus, sign=sign):
-            return vi_reference.lsvi_backward_pass(
-                *pass_args, data["next_valid"], args.ridge, args.beta, bonus, sign
-            )
-
-        def kernel_pass(code=code, sign=sign):
-            return vi_kernels.lsvi_backward_pass(
-                *pass_args, data["next_valid"], args.ridge, sign * args.beta, code
-            )
-
-        expected = reference_pass()
-        got = kernel_pass()
-        difference = max(max_relative_difference(g, e) for g, e in zip(got, expected, strict=True))
-        numpy_seconds = best_time(reference_pass, args.repeats)
-        label = f"lsvi_backward_pass {bonus} sign={sign:+d}"
-        rows.append((label, numpy_seconds, best_time(kernel_pass, args.repeats), difference))
-        if bonus == "elliptical":
-            # What a caller pays: argument validation and conversion on top of the kernel.
-            def public_pass(bonus=bonus, sign=sign):
-                return value_iteration.lsvi_backward_pass(
-                    *pass_args, args.ridge, args.beta, bonus, sign, data["next_valid"]
-                )
-
-            rows.append((
-                f"{label} (public API, with validation)",
-                numpy_seconds,
-                best_time(public_pass, args.repeats),
-                max_relative_difference(public_pass().weights, expected[0]),
-            ))
     return rows
 
 

@@ -287,7 +287,7 @@ LABEL = {"dred": "DRED (VAE)", "dr": "DR", "uniform": "Uniform", "plr": "PLR",
 def _table(results: list[dict]) -> dict:
     """``{(method, scale, learning_rate): {metric: (mean, ci95 half-width, n)}}`` over
     seeds."""
-    from scipy import stats
+    from robustrl.stats import student_t_halfwidth
 
     groups: dict = {}
     for rec in results:
@@ -302,10 +302,7 @@ def _table(results: list[dict]) -> dict:
             vals = np.array([r[name] for r in recs if name in r], dtype=float)
             if vals.size == 0:
                 continue
-            n = vals.size
-            half = (float(stats.t.ppf(0.975, n - 1) * vals.std(ddof=1) / np.sqrt(n))
-                    if n > 1 else 0.0)
-            row[name] = (float(vals.mean()), half, n)
+            row[name] = (float(vals.mean()), student_t_halfwidth(vals, single=0.0), vals.size)
         row["device"] = recs[0].get("device", "?")
         out[key] = row
     return out

@@ -155,11 +155,9 @@ def slope_fits(records: list[dict], start: int = FIT_START, late: bool = False):
 
 
 def _mean_ci(x: np.ndarray) -> tuple[float, float]:
-    from scipy import stats
+    from robustrl.stats import confidence_interval
 
-    n = len(x)
-    half = float(stats.t.ppf(0.975, n - 1) * x.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan
-    return float(x.mean()), half
+    return confidence_interval(x)
 
 
 def _fmt_fit(fit) -> str:
@@ -187,7 +185,8 @@ def report(results: list[dict]) -> str:
 def plot(results: list[dict], out_dir: Path) -> list[Path]:
     """``drrpo_regret.png``: mean cumulative regret with 95% bands (linear and log-log)."""
     from matplotlib.figure import Figure
-    from scipy import stats
+
+    from robustrl.stats import student_t_halfwidth
 
     groups = _groups(results)
     envs = [e for e in ENVS if any(g[0]["params"]["env"] == e for g in groups.values())]
@@ -202,8 +201,7 @@ def plot(results: list[dict], out_dir: Path) -> list[Path]:
             R = np.array([r["metrics"]["cumulative_regret"] for r in recs])
             m = R.mean(axis=0)
             n = R.shape[0]
-            half = (stats.t.ppf(0.975, n - 1) * R.std(axis=0, ddof=1) / np.sqrt(n)
-                    if n > 1 else np.zeros_like(m))
+            half = student_t_halfwidth(R, single=0.0)
             for row in range(2):
                 ax = axes[row, col]
                 (line,) = ax.plot(ks, m, label=f"{p['agent']} (n={n})")

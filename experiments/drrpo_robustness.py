@@ -98,7 +98,7 @@ def run_one(params: dict, seed: int) -> dict:
 
 def _table(results: list[dict]) -> dict[tuple[str, str], dict]:
     """Per (env, agent): the grid, mean and 95% half-width of the return at every q, the loss."""
-    from scipy import stats
+    from robustrl.stats import student_t_halfwidth
 
     groups: dict[tuple[str, str], list[dict]] = {}
     for rec in results:
@@ -106,14 +106,11 @@ def _table(results: list[dict]) -> dict[tuple[str, str], dict]:
     out = {}
     for key, recs in groups.items():
         R = np.array([r["metrics"]["return_vs_q"] for r in recs])
-        n = R.shape[0]
-        t = stats.t.ppf(0.975, n - 1) / np.sqrt(n) if n > 1 else np.nan
         loss = np.array([r["metrics"]["loss"] for r in recs])
         out[key] = {
-            "grid": recs[0]["metrics"]["perturbations"], "n": n,
-            "mean": R.mean(axis=0), "half": t * R.std(axis=0, ddof=1) if n > 1 else 0 * R[0],
-            "loss": float(loss.mean()), "loss_half": float(t * loss.std(ddof=1)) if n > 1
-            else 0.0,
+            "grid": recs[0]["metrics"]["perturbations"], "n": R.shape[0],
+            "mean": R.mean(axis=0), "half": student_t_halfwidth(R, single=0.0),
+            "loss": float(loss.mean()), "loss_half": student_t_halfwidth(loss, single=0.0),
         }
     return out
 

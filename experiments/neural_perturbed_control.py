@@ -241,7 +241,7 @@ def curves(results: list[dict]) -> dict[tuple, dict]:
     """``{(agent, setting): {"values", "mean", "half", "n", "per_seed"}}``: the mean return
     curve over data seeds with a Student-t 95% CI half-width (``setting``: see
     :func:`_setting`)."""
-    from scipy import stats
+    from robustrl.stats import student_t_halfwidth
 
     groups: dict = defaultdict(dict)
     values = {}
@@ -253,10 +253,8 @@ def curves(results: list[dict]) -> dict[tuple, dict]:
     out = {}
     for key, by_seed in groups.items():
         arr = np.stack([by_seed[s] for s in sorted(by_seed)])
-        n = arr.shape[0]
-        half = (stats.t.ppf(0.975, n - 1) * arr.std(axis=0, ddof=1) / np.sqrt(n)
-                if n > 1 else np.full(arr.shape[1], np.nan))
-        out[key] = {"values": values[key], "mean": arr.mean(axis=0), "half": half, "n": n,
+        out[key] = {"values": values[key], "mean": arr.mean(axis=0),
+                    "half": student_t_halfwidth(arr), "n": arr.shape[0],
                     "per_seed": by_seed}
     return out
 

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from robustrl._io import atomic_write
+from robustrl.agents.estimators import RowEstimator
 
 NAME = "r2pvi_fig1"
 DESCRIPTION = ("R2PVI paper Fig. 1: return vs perturbation q on the simulated linear MDP "
@@ -143,29 +144,29 @@ def make_agent(spec: str, env, beta: float, ridge: float, v_min="data"):
         return DRPVI(env, rho=goal_factor_radius(value, env.horizon, env.feature_dim),
                      beta=beta, ridge=ridge)
     if kind == "chi2-code":
-        return _chi2_as_code()(env, divergence="chi2", lam=value, beta=beta, ridge=ridge)
+        return R2PVI(env, divergence="chi2", lam=value, beta=beta, ridge=ridge,
+                     estimator=Chi2AsCode(value))
     return R2PVI(env, divergence=kind, lam=value, beta=beta, ridge=ridge,
                  v_min=parse_v_min(v_min) if kind == "tv" else "data")
 
 
-def _chi2_as_code():
-    from robustrl.agents import R2PVI
+class Chi2AsCode(RowEstimator):
+    """R2PVI-chi2 with the dual minimised over alpha, as the authors' simulated-MDP code
+    (arXiv 2411.18612 code release, chi2 case); a reproduction of their numbers, not the paper's
+    estimator: ``min over alpha in {min V, max V} of z1 - (z2 - z1^2) / (4 lam)``."""
 
-    class R2PVIChi2AsCode(R2PVI):
-        """R2PVI-chi2 with the dual minimised over alpha, as the authors' simulated-MDP code
-        (note pitfall 1); a reproduction of their numbers, not the paper's estimator."""
+    def __init__(self, lam: float) -> None:
+        self.lam = lam
 
-        def _estimate(self, h, xi, values, in_regression):
-            if values.size == 0:
-                return np.zeros(xi.shape[0])
-            ends = []
-            for alpha in (values.min(), values.max()):
-                w = np.minimum(values, alpha)
-                z1, z2 = xi @ w, xi @ (w * w)
-                ends.append(z1 - (z2 - z1 * z1) / (4.0 * self.lam))
-            return np.minimum(ends[0], ends[1])
-
-    return R2PVIChi2AsCode
+    def estimate(self, h, xi, values, in_regression):
+        if values.size == 0:
+            return np.zeros(xi.shape[0])
+        ends = []
+        for alpha in (values.min(), values.max()):
+            w = np.minimum(values, alpha)
+            z1, z2 = xi @ w, xi @ (w * w)
+            ends.append(z1 - (z2 - z1 * z1) / (4.0 * self.lam))
+        return np.minimum(ends[0], ends[1])
 
 
 def run_one(params: dict, seed: int) -> dict:
@@ -206,7 +207,7 @@ def run_one(params: dict, seed: int) -> dict:
 def group_curves(results: list[dict], key: str, by: str = "method") -> dict:
     """``{params[by]: (mean curve, 95% CI half-width, n_seeds)}`` of the list metric ``key``
     over seeds (Student t), for records that share every other parameter."""
-    from scipy import stats
+    from robustrl.stats import student_t_halfwidth
 
     groups: dict = defaultdict(list)
     for rec in results:
@@ -214,11 +215,7 @@ def group_curves(results: list[dict], key: str, by: str = "method") -> dict:
     out = {}
     for name, curves in groups.items():
         arr = np.stack(curves)
-        n = arr.shape[0]
-        mean = arr.mean(axis=0)
-        half = (stats.t.ppf(0.975, n - 1) * arr.std(axis=0, ddof=1) / np.sqrt(n)
-                if n > 1 else np.zeros_like(mean))
-        out[name] = (mean, half, n)
+        out[name] = (arr.mean(axis=0), student_t_halfwidth(arr, single=0.0), arr.shape[0])
     return out
 
 

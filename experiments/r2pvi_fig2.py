@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from robustrl._io import atomic_write
+from robustrl.agents.estimators import RowEstimator, data_v_min, radius_row
 
 NAME = "r2pvi_fig2"
 DESCRIPTION = ("R2PVI paper Fig. 2: fit time vs d and vs N on the American put "
@@ -104,44 +105,45 @@ def _nelder_mead_max(objective, start: float) -> float:
     return float(-res.fun)
 
 
-def _nm_agents():
-    from robustrl.agents import DRPVI, DRVI_L
-    from robustrl.agents._offline import data_v_min, radius_row
+class NelderMeadTV(RowEstimator):
+    """DRPVI's per-factor TV dual solved by Nelder-Mead from ``start`` (timing reproduction of
+    the authors' solver)."""
 
-    class DRPVINelderMead(DRPVI):
-        """DRPVI whose per-factor TV dual is solved by Nelder-Mead (timing reproduction)."""
+    def __init__(self, rho, v_min, start: float) -> None:
+        self.rho, self.v_min, self.start = rho, v_min, start
 
-        def _estimate(self, h, xi, values, in_regression):
-            v_min = (data_v_min(values, in_regression) if self.v_min == "data"
-                     else float(self.v_min))
-            rho = radius_row(self.rho, h, self.feature_dim)
-            out = np.empty(xi.shape[0])
-            for i, row in enumerate(xi):
-                out[i] = _nelder_mead_max(
-                    lambda a, row=row, r=rho[i]: float(row @ np.minimum(values, a))
-                    - r * (a - v_min), self.horizon / 2.0)
-            return out
+    def estimate(self, h, xi, values, in_regression):
+        v_min = data_v_min(values, in_regression) if self.v_min == "data" else float(self.v_min)
+        rho = radius_row(self.rho, h, xi.shape[0])
+        out = np.empty(xi.shape[0])
+        for i, row in enumerate(xi):
+            out[i] = _nelder_mead_max(
+                lambda a, row=row, r=rho[i]: float(row @ np.minimum(values, a))
+                - r * (a - v_min), self.start)
+        return out
 
-    class DRVILNelderMead(DRVI_L):
-        """DRVI-L whose per-factor KL dual is solved by Nelder-Mead (timing reproduction)."""
 
-        def _estimate(self, h, xi, values, in_regression):
-            rho = radius_row(self.rho, h, self.feature_dim)
-            out = np.empty(xi.shape[0])
-            shift = float(values.min()) if values.size else 0.0
+class NelderMeadKL(RowEstimator):
+    """DRVI-L's per-factor KL dual solved by Nelder-Mead from ``start`` (timing reproduction
+    of the authors' solver)."""
 
-            def dual(a, row, r):
-                if a <= 0.0:
-                    return -1e10
-                z = max(float(row @ np.exp(-(values - shift) / a)), self.z_floor)
-                return shift - a * np.log(z) - a * r
+    def __init__(self, rho, z_floor: float, start: float) -> None:
+        self.rho, self.z_floor, self.start = rho, z_floor, start
 
-            for i, row in enumerate(xi):
-                out[i] = _nelder_mead_max(lambda a, row=row, r=rho[i]: dual(a, row, r),
-                                          self.horizon / 2.0)
-            return out
+    def estimate(self, h, xi, values, in_regression):
+        rho = radius_row(self.rho, h, xi.shape[0])
+        out = np.empty(xi.shape[0])
+        shift = float(values.min()) if values.size else 0.0
 
-    return DRPVINelderMead, DRVILNelderMead
+        def dual(a, row, r):
+            if a <= 0.0:
+                return -1e10
+            z = max(float(row @ np.exp(-(values - shift) / a)), self.z_floor)
+            return shift - a * np.log(z) - a * r
+
+        for i, row in enumerate(xi):
+            out[i] = _nelder_mead_max(lambda a, row=row, r=rho[i]: dual(a, row, r), self.start)
+        return out
 
 
 def make_agent(method: str, env, lam: float, beta: float, ridge: float):
@@ -155,8 +157,12 @@ def make_agent(method: str, env, lam: float, beta: float, ridge: float):
         return DRPVI(env, rho=lam, beta=beta, ridge=ridge)
     if method == "drvi-l":
         return DRVI_L(env, rho=lam, beta=beta, ridge=ridge)
-    nm_tv, nm_kl = _nm_agents()
-    return (nm_tv if method == "drpvi-nm" else nm_kl)(env, rho=lam, beta=beta, ridge=ridge)
+    start = env.unwrapped.horizon / 2.0  # the authors' starting point H/2
+    if method == "drpvi-nm":
+        return DRPVI(env, rho=lam, beta=beta, ridge=ridge,
+                     estimator=NelderMeadTV(lam, 0.0, start))
+    return DRVI_L(env, rho=lam, beta=beta, ridge=ridge,
+                  estimator=NelderMeadKL(lam, 1e-6, start))
 
 
 def run_one(params: dict, seed: int) -> dict:

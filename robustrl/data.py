@@ -40,15 +40,20 @@ _LOADED = {"observations": ("f", 3), "actions": ("i", 2), "rewards": ("f", 2),
 
 @dataclass
 class StepData:
-    """The transitions taken at one step ``h`` (valid samples only)."""
+    """The transitions taken at one step ``h`` (valid samples only): the one per-step container
+    of :meth:`OfflineDataset.step` and of the agents' backward passes (which leave the fields
+    they do not read None)."""
 
     features: np.ndarray  # (n, d)
-    actions: np.ndarray  # (n,)
     rewards: np.ndarray  # (n,)
     next_action_features: np.ndarray  # (n, A, d)
     next_nonterminal: np.ndarray  # (n,) bool: the episode continues after this transition
-    observations: np.ndarray  # (n, obs_dim)
-    next_observations: np.ndarray  # (n, obs_dim)
+    actions: np.ndarray | None = None  # (n,)
+    observations: np.ndarray | None = None  # (n, obs_dim)
+    next_observations: np.ndarray | None = None  # (n, obs_dim)
+    known: np.ndarray | None = None  # (n, A): exactly known action values, NaN where learned
+    in_regression: np.ndarray | None = None  # (n,) bool: the row has nonzero features
+    density: float = 1.0  # fraction of nonzero feature entries
 
 
 @dataclass

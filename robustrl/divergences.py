@@ -25,7 +25,11 @@ expansion of the dual, exact for chi2 and exact to within ``rho * spread`` for K
 argument.
 
 The weighted kernels used by the offline estimators (signed regression weights) are re-exported
-here: :func:`tv_dual_weighted` and :func:`chi2_regularized_dual_weighted`.
+here: :func:`tv_dual_weighted` and :func:`chi2_regularized_dual_weighted`; the row-wise duals
+that the agents run on a regression matrix are :func:`tv_dual_rows` and :func:`kl_dual_rows` (one
+KL dual for DRVI-L and DR-LSVI-UCB, the clip rule of a non-positive regression estimate an
+explicit argument, :data:`KL_CLIP_RULES`). The agents call the unchecked cores
+``_tv_dual_rows`` / ``_kl_dual_rows`` with inputs they have validated once.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from robustrl._kernels import divergence as _k
+from robustrl._kernels import offline as _offline_kernels
 from robustrl.validation import (
     check_array,
     check_distribution,
@@ -48,7 +53,21 @@ __all__ = [
     "regularized_inner",
     "tv_dual_weighted",
     "chi2_regularized_dual_weighted",
+    "KL_CLIP_RULES",
+    "kl_dual_rows",
+    "tv_dual_rows",
 ]
+
+#: How :func:`kl_dual_rows` treats a regression estimate ``z`` of ``E exp(-(v - m) / alpha)``
+#: that a distribution could not give (``m`` the smallest value the row weights):
+#: ``"floor"`` clips ``z`` below at ``z_floor`` (DRVI-L as its authors' code does, golden
+#: section over a 40-wide ``log alpha`` bracket; optionally centred); ``"support"`` clips ``z``
+#: to ``[exp(-span / alpha), 1]``, what a distribution on the row's observed values can give,
+#: so the estimate stays in ``[m, m + span]`` before the ``rho`` term (the R2PVI-KL clip of
+#: arXiv 2411.18612, applied to the constrained dual; 70 golden-section steps).
+KL_CLIP_RULES: tuple[str, ...] = ("floor", "support")
+# Golden-section iterations of the "support" rule (log alpha interval shrinks by 0.618^70).
+_KL_SUPPORT_ITERATIONS = 70
 
 
 # Largest accepted |value|: the chi2 duals square values and the TV dual sums products of them,
@@ -181,3 +200,109 @@ def chi2_regularized_dual_weighted(values, weights, lam: float) -> float:
     v = _check_values(values)
     w = check_array(weights, "weights", shape=(v.shape[0],))
     return float(_k.chi2_regularized_dual_weighted(v, w, check_positive(lam, "lam")))
+
+
+def _weighted_rows(values, weights, rho):
+    """Validated ``(values (n,), weights (d, n), rho (d,))`` of the row-wise duals."""
+    v = _check_values(values)
+    w = check_array(weights, "weights", ndim=2)
+    if w.shape[1] != v.shape[0]:
+        raise ValueError(f"weights must have shape (d, {v.shape[0]}) (one column per value); "
+                         f"got {w.shape}")
+    if np.ndim(rho) == 0:
+        r = np.full(w.shape[0], check_nonnegative(rho, "rho"))
+    else:
+        r = check_array(rho, "rho", shape=(w.shape[0],), low=0.0)
+    return np.ascontiguousarray(v), np.ascontiguousarray(w), np.ascontiguousarray(r)
+
+
+def tv_dual_rows(values, weights, rho, v_min: float) -> np.ndarray:
+    """Row-wise TV dual of DRPVI and DR-LSVI-UCB (Liu & Xu 2024): ``nu_i = max over alpha in
+    {v_min} U {v_j} of sum_j W_ij min(v_j, alpha) - rho_i (alpha - v_min)`` for ``values (n,)``,
+    signed regression weights ``weights (d, n)`` and radii ``rho`` (scalar or ``(d,)``, >= 0);
+    exact, one sort shared by the rows. A row with ``rho_i = 0`` is the plain regression
+    ``W_i . v``; otherwise row ``i`` equals :func:`tv_dual_weighted`."""
+    v, w, r = _weighted_rows(values, weights, rho)
+    return _tv_dual_rows(v, w, r, check_scalar(v_min, "v_min"))
+
+
+def _tv_dual_rows(v: np.ndarray, w: np.ndarray, rho: np.ndarray, v_min: float) -> np.ndarray:
+    """:func:`tv_dual_rows` on trusted C-contiguous float64 inputs."""
+    return _offline_kernels.tv_dual_rows(v, w, rho, float(v_min))
+
+
+def kl_dual_rows(values, weights, rho, *, clip: str, z_floor: float = 1e-6,
+                 centered: bool = False) -> np.ndarray:
+    """Row-wise KL dual ``nu_i = sup_{alpha > 0} -alpha log [W exp(-v / alpha)]_i - alpha rho_i``
+    (DRVI-L, Ma et al. 2022) for ``values (n,)``, regression weights ``weights (d, n)`` and
+    radii ``rho`` (scalar or ``(d,)``, >= 0).
+
+    With signed regression weights the estimate ``z_i`` of ``E exp(-v / alpha)`` can be
+    non-positive, and ``clip`` (one of :data:`KL_CLIP_RULES`, no default: the two rules give
+    different estimates there) says what then happens: ``"floor"`` (DRVI-L) takes
+    ``max(z, z_floor)``, ``z_floor`` in (0, 1), relative to ``exp(-m / alpha)`` for the row's
+    smallest weighted value ``m`` (``centered=True``: regress ``exp(-v/alpha) - 1`` and add 1,
+    the DRVI-L authors' code); ``"support"`` (DR-LSVI-UCB) clips ``z`` to what a distribution
+    on the row's weighted values can give. On probability rows both equal
+    :func:`constrained_inner` with ``divergence="kl"``; on signed rows they differ wherever
+    the clip binds. A row with ``rho_i = 0`` is the plain regression ``W_i . v``.
+    """
+    if clip not in KL_CLIP_RULES:
+        raise ValueError(f"clip must be one of {KL_CLIP_RULES}; got {clip!r}")
+    v, w, r = _weighted_rows(values, weights, rho)
+    z_floor = check_scalar(z_floor, "z_floor", low=0.0, high=1.0, low_inclusive=False,
+                           high_inclusive=False)
+    if not isinstance(centered, (bool, np.bool_)):
+        raise ValueError(f"centered must be True or False; got {centered!r}")
+    if centered and clip != "floor":
+        raise ValueError("centered=True applies to clip='floor' only (the DRVI-L code)")
+    return _kl_dual_rows(v, w, r, clip, z_floor, bool(centered))
+
+
+def _kl_dual_rows(v: np.ndarray, w: np.ndarray, rho: np.ndarray, clip: str,
+                  z_floor: float = 1e-6, centered: bool = False) -> np.ndarray:
+    """:func:`kl_dual_rows` on trusted C-contiguous float64 inputs."""
+    if clip == "floor":
+        return _offline_kernels.kl_constrained_rows(v, w, rho, z_floor, centered)
+    d, n = w.shape
+    out = w @ v
+    robust = (rho > 0.0) & np.any(w != 0.0, axis=1)
+    if n == 0 or not np.any(robust):
+        return out
+    wr, rr = w[robust], rho[robust]
+    support = wr != 0.0
+    shift = np.where(support, v[None, :], np.inf).min(axis=1)
+    span = np.where(support, v[None, :], -np.inf).max(axis=1) - shift
+    flat = span <= 0.0  # one value in the support: every distribution gives it
+    span = np.where(flat, 1.0, span)
+    # golden section over log alpha in [log(1e-12 span), log(span (1 + 1/rho))]: beyond the
+    # upper end the objective is below its alpha -> 0 limit; the lower end stands for that limit
+    lo, hi = np.log(1e-12 * span), np.log(span * (1.0 + 1.0 / rr))
+    golden = 0.6180339887498949
+    a, b = hi - golden * (hi - lo), lo + golden * (hi - lo)
+    fa = _kl_support_objective(a, v, wr, rr, shift, span)
+    fb = _kl_support_objective(b, v, wr, rr, shift, span)
+    for _ in range(_KL_SUPPORT_ITERATIONS):
+        left = fa >= fb  # the maximum lies in [lo, b]; otherwise in [a, hi]
+        hi = np.where(left, b, hi)
+        lo = np.where(left, lo, a)
+        a_next = np.where(left, hi - golden * (hi - lo), b)
+        b_next = np.where(left, a, lo + golden * (hi - lo))
+        f_new = _kl_support_objective(np.where(left, a_next, b_next), v, wr, rr, shift, span)
+        fa, fb = np.where(left, f_new, fb), np.where(left, fa, f_new)
+        a, b = a_next, b_next
+    out[robust] = np.where(flat, shift, np.maximum(fa, fb))
+    return out
+
+
+def _kl_support_objective(log_alpha, v, w, rho, shift, span):
+    """``shift - alpha log clip(sum_j W_ij exp(-(v_j - shift) / alpha), e^{-span/alpha}, 1)
+    - alpha rho_i`` per row (the ``"support"`` rule of :func:`kl_dual_rows`)."""
+    alpha = np.exp(log_alpha)
+    with np.errstate(over="ignore"):
+        z = np.einsum("in,in->i", w, np.exp(-np.maximum(v[None, :] - shift[:, None], 0.0)
+                                           / alpha[:, None]))
+    with np.errstate(divide="ignore"):
+        log_z = np.where(z > 0.0, np.log(np.where(z > 0.0, z, 1.0)), -np.inf)
+    log_z = np.clip(log_z, -span / alpha, 0.0)
+    return shift - alpha * log_z - alpha * rho

@@ -1,8 +1,10 @@
 """Softmax policies and the KL-regularised (mirror-descent) policy update (note section 2.2).
 
-The update ``pi_new ∝ pi_ref^alpha exp(eta q)`` covers the policy-optimisation step of DR-RPO
+The update ``pi_new ∝ pi_ref^alpha exp(eta q)`` is the policy-optimisation step of DR-RPO
 (``pi_ref`` the current policy, ``alpha = 1/(1 + eta tau)`` after folding the reference-policy
-term into ``q``), plain mirror descent (``alpha = 1``) and the soft-greedy policy
+term into ``q``; :class:`robustrl.agents.DRRPO` applies it to the coefficients of its
+feature-based policy and normalises with this module's log-softmax kernel), plain mirror
+descent (``alpha = 1``) and the soft-greedy policy
 ``pi ∝ pi_ref exp(Q / tau)`` (``alpha = 1``, ``eta = 1 / tau``). Everything runs in log space,
 so large ``eta * q`` cannot overflow; actions with ``pi_ref = 0`` keep probability 0.
 """

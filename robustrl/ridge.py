@@ -257,10 +257,7 @@ class OnlineRidge:
         vec = check_array(x, "x", shape=(self._dim,))
         w = check_nonnegative(weight, "weight")
         target = None if y is None else self._check_targets(y, n_rows=None)
-        _kernels.add_rank_one(self._gram, vec, w)
-        _kernels.sherman_morrison_update(self._lambda_inv, vec, w)
-        if target is not None:
-            self._moment += w * np.outer(vec, target)
+        rank_one_update(self._gram, self._lambda_inv, self._moment, vec, target, w)
         self._n_updates += 1
 
     def update_batch(self, X, Y=None, weights=None) -> None:
@@ -288,12 +285,23 @@ class OnlineRidge:
         """Targets as a 2-D ``(rows, m)`` array; ``m = 1`` for scalar targets."""
         m = self._n_targets
         if n_rows is None:
-            want = () if m is None else (m,)
-            arr = check_array(y, "y", shape=want, nonempty=False)
-            return arr.reshape(1, -1)[0]
+            if m is None and np.ndim(y) != 0:  # check_array makes a scalar 1-D: check first
+                raise ValueError(f"y must be a scalar (n_targets=None); got shape {np.shape(y)}")
+            return check_array(y, "y", shape=(1,) if m is None else (m,), nonempty=False)
         want = (n_rows,) if m is None else (n_rows, m)
         arr = check_array(y, "Y", shape=want)
         return arr.reshape(n_rows, -1)
+
+
+def rank_one_update(gram: np.ndarray, lambda_inv: np.ndarray, moment: np.ndarray,
+                    x: np.ndarray, y, weight: float = 1.0) -> None:
+    """Unchecked core of :meth:`OnlineRidge.update`, also the online agents' per-step update:
+    in place ``gram += w x x^T``, ``lambda_inv`` by Sherman-Morrison, ``moment (d, m) += w x
+    y^T`` (skipped when ``y`` is None)."""
+    _kernels.add_rank_one(gram, x, weight)
+    _kernels.sherman_morrison_update(lambda_inv, x, weight)
+    if y is not None:
+        moment += weight * np.outer(x, y)
 
 
 def _read_only(arr: np.ndarray) -> np.ndarray:

@@ -4,25 +4,23 @@ Conventions (note sections 1.5-1.7): steps are 0-indexed, so the Q-value at step
 horizon-``H`` problem is truncated to ``[0, H - h]`` (the papers' ``[0, H - h + 1]``);
 ``sign=-1`` subtracts ``beta * Gamma`` (pessimism: PEVI, R2PVI), ``sign=+1`` adds it
 (optimism: LSVI-UCB, DR-LSVI-UCB). Bonus names are those of :mod:`robustrl.bonus`.
+
+The least-squares backward pass itself is the agents' (:class:`robustrl.agents.PEVI` offline,
+:class:`robustrl.agents.LSVIUCB` online); its plain NumPy form
+:func:`robustrl.reference.value_iteration.lsvi_backward_pass` is the test oracle both are
+checked against.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
 from robustrl._kernels import value_iteration as _kernels
 from robustrl.bonus import BONUS_CODES, check_bonus_name
 from robustrl.ridge import check_lambda_inv
-from robustrl.validation import check_array, check_int, check_nonnegative, check_positive
+from robustrl.validation import check_array, check_int, check_nonnegative
 
-__all__ = [
-    "LSVIResult",
-    "backward_value_iteration",
-    "greedy_q_values",
-    "lsvi_backward_pass",
-]
+__all__ = ["backward_value_iteration", "greedy_q_values"]
 
 
 def _check_sign(sign) -> int:
@@ -116,87 +114,3 @@ def backward_value_iteration(
     return _kernels.backward_value_iteration(
         w, phi, inv, sign * beta, code, mu, factors is not None
     )
-
-
-@dataclass(frozen=True)
-class LSVIResult:
-    """Output of :func:`lsvi_backward_pass`.
-
-    Attributes:
-        weights: ``w_h``, shape ``(H, d)``.
-        lambda_inv: ``Lambda_h^{-1}``, shape ``(H, d, d)``.
-        next_values: ``V_{h+1}(s'_k)`` used in the step-``h`` targets, shape ``(H, K)``
-            (0 at step ``H - 1`` and where ``next_valid`` is False).
-        beta, bonus, sign, ridge: the settings the pass ran with.
-    """
-
-    weights: np.ndarray
-    lambda_inv: np.ndarray
-    next_values: np.ndarray
-    beta: float
-    bonus: str
-    sign: int
-    ridge: float
-
-    @property
-    def horizon(self) -> int:
-        return self.weights.shape[0]
-
-    def q_values(self, step: int, features) -> np.ndarray:
-        """The learnt clipped ``Q_step`` at ``features (N, A, d)``; shape ``(N, A)``."""
-        step = check_int(step, "step", low=0, high=self.horizon - 1)
-        return greedy_q_values(
-            features, self.weights[step], self.lambda_inv[step], self.beta, step,
-            self.horizon, self.bonus, self.sign,
-        )
-
-    def greedy_actions(self, step: int, features) -> np.ndarray:
-        """``argmax_a Q_step(s, a)`` for ``features (N, A, d)`` (first maximiser on ties)."""
-        return np.argmax(self.q_values(step, features), axis=1)
-
-    def tabulate(self, features) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``Q (H, N, A)``, ``V (H + 1, N)``, ``policy (H, N)`` on a finite state set."""
-        return backward_value_iteration(
-            self.weights, features, self.lambda_inv, self.beta, self.bonus, self.sign
-        )
-
-
-def lsvi_backward_pass(
-    features,
-    rewards,
-    next_features,
-    ridge: float = 1.0,
-    beta: float = 0.0,
-    bonus: str = "elliptical",
-    sign: int = -1,
-    next_valid=None,
-) -> LSVIResult:
-    """Least-squares value iteration backward pass: PEVI (``sign=-1``), LSVI-UCB (``+1``).
-
-    For ``h = H-1 .. 0`` (note sections 1.6-1.7, PEVI of Jin et al. 2021):
-    ``Lambda_h = ridge I + sum_k phi_hk phi_hk^T``,
-    ``y_k = r_hk + V_{h+1}(s'_k)`` with ``V_{h+1}(s') = max_a clip(phi(s', a)^T w_{h+1}
-    + sign * beta * Gamma_{h+1}(s', a), 0, H - h - 1)`` (0 where ``next_valid`` is False, and
-    ``V_H = 0``), and ``w_h = Lambda_h^{-1} sum_k phi_hk y_k`` (Cholesky solve).
-
-    Args:
-        features: ``phi(s_h^k, a_h^k)``, shape ``(H, K, d)`` (rows of zeros for missing
-            samples add nothing).
-        rewards: ``(H, K)``.
-        next_features: ``phi(s_{h+1}^k, a)`` for every action, shape ``(H, K, A, d)``.
-        next_valid: ``(H, K)`` bool, True where a value follows the transition; default all.
-    """
-    phi = check_array(features, "features", ndim=3)
-    horizon, n_samples, dim = phi.shape
-    r = check_array(rewards, "rewards", shape=(horizon, n_samples))
-    next_phi = check_array(next_features, "next_features", shape=(horizon, n_samples, None, dim))
-    if next_valid is None:
-        valid = np.ones((horizon, n_samples), dtype=bool)
-    else:
-        valid = check_array(next_valid, "next_valid", shape=(horizon, n_samples), dtype=bool)
-    ridge = check_positive(ridge, "ridge")
-    name, beta, sign, _, code = _bonus_setup(bonus, beta, sign, np.eye(dim), dim, ())
-    weights, lambda_inv, next_values = _kernels.lsvi_backward_pass(
-        phi, r, next_phi, valid, ridge, sign * beta, code
-    )
-    return LSVIResult(weights, lambda_inv, next_values, beta, name, sign, ridge)

@@ -32,13 +32,13 @@ def test_loop_reference_is_the_package_estimator(datasets, env_name, method):
     env, data, settings = datasets[env_name]
     agent = bench_offline.make_agent(method, env, settings).fit(data)
     weights, lambda_inv = fit_offline(agent, data)
-    scale = max(1.0, float(np.abs(agent.weights).max()))
-    np.testing.assert_allclose(weights, agent.weights, rtol=0, atol=1e-9 * scale)
-    np.testing.assert_allclose(lambda_inv, agent.lambda_inv, rtol=0, atol=1e-10)
+    scale = max(1.0, float(np.abs(agent.weights_).max()))
+    np.testing.assert_allclose(weights, agent.weights_, rtol=0, atol=1e-9 * scale)
+    np.testing.assert_allclose(lambda_inv, agent.lambda_inv_, rtol=0, atol=1e-10)
     # the comparison can fail: a different lambda gives different weights
     other = dict(settings, lam=settings["lam"] * 3)
     moved = bench_offline.make_agent(method, env, other).fit(data)
-    assert np.abs(moved.weights - agent.weights).max() > 1e-6
+    assert np.abs(moved.weights_ - agent.weights_).max() > 1e-6
 
 
 def test_loop_reference_rejects_other_agents(datasets):

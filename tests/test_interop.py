@@ -294,8 +294,8 @@ def test_agent_fitted_on_minari_import_matches_original(minari_home):
     back = from_minari(to_minari(ds, env, "put-agent-v0"), env, progress=False)
     a = R2PVI(env, divergence="tv", lam=0.1).fit(ds)
     b = R2PVI(env, divergence="tv", lam=0.1).fit(back)
-    np.testing.assert_array_equal(a.weights, b.weights)
-    np.testing.assert_array_equal(a.lambda_inv, b.lambda_inv)
+    np.testing.assert_array_equal(a.weights_, b.weights_)
+    np.testing.assert_array_equal(a.lambda_inv_, b.lambda_inv_)
     for o in ds.observations[ds.valid][:20]:
         assert a.predict(o)[0] == b.predict(o)[0]
 

@@ -371,10 +371,10 @@ def test_offline_agent_load_checks_arrays(dataset_file, tmp_path):
     env = _env()
     path = PEVI(env, beta=0.1).fit(OfflineDataset.load(dataset_file)).save(tmp_path / "pevi")
     with np.load(path) as f:
-        lam, n = f["param_lambda_inv"], f["param_n_samples"]
-    for key, bad, named in [("param_lambda_inv", lam[:, :-1, :-1], "lambda_inv"),
-                            ("param_weights", np.zeros((1, 1)), "weights"),
-                            ("param_n_samples", n - 10**6, "n_samples")]:
+        lam, n = f["param_lambda_inv_"], f["param_n_samples_"]
+    for key, bad, named in [("param_lambda_inv_", lam[:, :-1, :-1], "lambda_inv_"),
+                            ("param_weights_", np.zeros((1, 1)), "weights_"),
+                            ("param_n_samples_", n - 10**6, "n_samples_")]:
         damaged = _rewrite_npz(path, tmp_path / "bad.npz", **{key: bad})
         with pytest.raises(ValueError, match=rf"bad\.npz.*{named}"):
             PEVI.load(damaged, env)

@@ -25,7 +25,7 @@ from robustrl.envs import AmericanPutEnv, SimulatedLinearMDPEnv
 from robustrl.exact import robust_value_iteration
 from robustrl.models import LinearMDP
 from robustrl.reference import offline as ref
-from robustrl.value_iteration import lsvi_backward_pass
+from robustrl.reference.value_iteration import lsvi_backward_pass
 
 HYP = settings(max_examples=60, deadline=None)
 DIVS = ("tv", "kl", "chi2")
@@ -253,7 +253,7 @@ def test_variance_aware_r2pvi_is_exact_on_exact_data(divergence):
     plain = R2PVI(env, divergence=divergence, lam=2.0, ridge=1.0, beta=0.0).fit(data)
     weighted = R2PVI(env, divergence=divergence, lam=2.0, ridge=1.0, beta=0.0,
                      variance_aware=True).fit(data)
-    assert not np.allclose(plain.lambda_inv, weighted.lambda_inv)  # the weights are used
+    assert not np.allclose(plain.lambda_inv_, weighted.lambda_inv_)  # the weights are used
 
 
 def test_known_and_estimated_reward_agree_on_exact_data(exact_setup):
@@ -264,7 +264,7 @@ def test_known_and_estimated_reward_agree_on_exact_data(exact_setup):
         lambda r: DRPVI(env, rho=0.2, ridge=TINY_RIDGE, beta=0.0, reward=r),
     ):
         known, estimated = make("known").fit(data), make("estimated").fit(data)
-        np.testing.assert_allclose(known.weights, estimated.weights, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(known.weights_, estimated.weights_, rtol=0, atol=1e-10)
 
 
 def _radii(model, seed=1):
@@ -293,7 +293,7 @@ def test_scalar_radius_equals_the_constant_radius_array(exact_setup):
     full = np.full((model.horizon, model.feature_dim), 0.3)
     a = DRPVI(env, rho=0.3, beta=0.0).fit(data)
     b = DRPVI(env, rho=full, beta=0.0).fit(data)
-    np.testing.assert_array_equal(a.weights, b.weights)
+    np.testing.assert_array_equal(a.weights_, b.weights_)
 
 
 # ------------------------------------------------------------------------------------------
@@ -407,10 +407,10 @@ def test_pevi_matches_the_foundation_lsvi_pass(sim_data):
     data = datasets[0].subset(500)
     agent = PEVI(env, ridge=0.1, beta=1.0).fit(data)
     feats, rewards, next_feats, next_valid = data.by_step()
-    lsvi = lsvi_backward_pass(feats, rewards, next_feats, ridge=0.1, beta=1.0,
-                              bonus="elliptical", sign=-1, next_valid=next_valid)
-    np.testing.assert_allclose(agent.weights, lsvi.weights, rtol=0, atol=1e-10)
-    np.testing.assert_allclose(agent.lambda_inv, lsvi.lambda_inv, rtol=0, atol=1e-10)
+    weights, lambda_inv, _ = lsvi_backward_pass(feats, rewards, next_feats, next_valid, 0.1,
+                                                1.0, "elliptical", -1)
+    np.testing.assert_allclose(agent.weights_, weights, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(agent.lambda_inv_, lambda_inv, rtol=0, atol=1e-10)
 
 
 def test_pessimism_lowers_q_and_each_penalty_form_is_used(sim_data):
@@ -473,8 +473,8 @@ def test_same_seed_same_results():
         data = OfflineDataset.collect(env, 200, seed=7)
         runs.append([a.fit(data) for a in _all_agents(env)])
     for a, b in zip(*runs, strict=True):
-        np.testing.assert_array_equal(a.weights, b.weights)
-        np.testing.assert_array_equal(a.lambda_inv, b.lambda_inv)
+        np.testing.assert_array_equal(a.weights_, b.weights_)
+        np.testing.assert_array_equal(a.lambda_inv_, b.lambda_inv_)
 
 
 BAD = [

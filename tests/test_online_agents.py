@@ -15,15 +15,15 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from robustrl.agents._online import (
-    kl_dual_rows,
-    robust_value_regression,
-    run_regret_curve,
-    tv_dual_rows,
-)
+from robustrl.agents._online import robust_value_regression, run_regret_curve
 from robustrl.agents.drrpo import DRRPO
 from robustrl.agents.lsvi_ucb import DRLSVIUCB, LSVIUCB
-from robustrl.divergences import constrained_inner, tv_dual_weighted
+from robustrl.divergences import (
+    constrained_inner,
+    kl_dual_rows,
+    tv_dual_rows,
+    tv_dual_weighted,
+)
 from robustrl.envs import SimulatedLinearMDPEnv
 from robustrl.exact import (
     evaluate_policy,
@@ -32,8 +32,9 @@ from robustrl.exact import (
     robust_evaluate_policy,
     robust_value_iteration,
 )
+from robustrl.reference.value_iteration import lsvi_backward_pass
 from robustrl.ridge import gram_inverse
-from robustrl.value_iteration import greedy_q_values, lsvi_backward_pass
+from robustrl.value_iteration import greedy_q_values
 
 H, S, A, D = 3, 5, 16, 4
 
@@ -96,9 +97,38 @@ def test_kl_dual_rows_with_probability_weights_is_the_kl_ball_infimum(seed):
     values = rng.uniform(0.0, 3.0, n)
     probs = rng.dirichlet(np.ones(n), size=d)
     rho = rng.uniform(0.01, 2.0, d)
-    got = kl_dual_rows(values, probs, rho)
     want = constrained_inner(values, probs, rho, "kl")
-    np.testing.assert_allclose(got, want, rtol=0.0, atol=1e-8)
+    for clip in ("support", "floor"):  # both clip rules are exact on probability rows
+        np.testing.assert_allclose(kl_dual_rows(values, probs, rho, clip=clip), want,
+                                   rtol=0.0, atol=1e-8)
+
+
+def test_kl_clip_rules_differ_on_signed_regression_weights():
+    """DRVI-L (clip="floor") and DR-LSVI-UCB-KL (clip="support") run the same KL dual and
+    differ only in how a regression estimate of E exp(-v/alpha) that no distribution gives is
+    clipped; with signed ridge weights (what the agents pass) that happens in most draws, and
+    the two estimates then differ by far more than the search tolerance."""
+    rng = np.random.default_rng(0)
+    gaps = []
+    for _ in range(40):
+        values = rng.uniform(0.0, 3.0, 30)
+        weights = rng.standard_normal((4, 30)) / 10.0
+        rho = rng.uniform(0.05, 1.0, 4)
+        floor = kl_dual_rows(values, weights, rho, clip="floor")
+        support = kl_dual_rows(values, weights, rho, clip="support")
+        gaps.append(np.abs(floor - support).max())
+        # the support rule stays within [min v, max v] before the rho term; the floor rule
+        # can go up to alpha log(1 / z_floor) above min v
+        assert np.all(support <= values.max() + 1e-9)
+    gaps = np.array(gaps)
+    assert np.mean(gaps > 1e-3) > 0.8
+    assert np.median(gaps) > 1.0
+    with pytest.raises(ValueError, match="clip"):
+        kl_dual_rows(values, weights, rho, clip="none")
+    with pytest.raises(ValueError, match="weights"):
+        kl_dual_rows(values, weights[:, :3], rho, clip="floor")
+    with pytest.raises(ValueError, match="rho"):
+        kl_dual_rows(values, weights, -1.0, clip="support")
 
 
 def test_robust_regression_with_zero_radius_is_the_ordinary_regression():
@@ -119,20 +149,20 @@ def test_drrpo_rho0_tau0_evaluation_equals_lsvi_ucb_on_the_same_data():
     agent = DRRPO(_env(), rho=0.0, tau=1e-12, eta=math.inf, ridge=0.5, beta=0.7, seed=3)
     agent.learn(40)
     data = _dataset(agent)
-    ref = lsvi_backward_pass(data["features"], data["rewards"], data["next_features"],
-                             ridge=0.5, beta=0.7, bonus="d_rectangular_l1", sign=+1,
-                             next_valid=data["next_valid"])
-    np.testing.assert_allclose(agent.weights_, ref.weights, rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(agent.lambda_inv_, ref.lambda_inv, rtol=1e-10, atol=1e-12)
+    weights, lambda_inv, _ = lsvi_backward_pass(
+        data["features"], data["rewards"], data["next_features"], data["next_valid"], 0.5,
+        0.7, "d_rectangular_l1", +1)
+    np.testing.assert_allclose(agent.weights_, weights, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(agent.lambda_inv_, lambda_inv, rtol=1e-10, atol=1e-12)
 
 
 def test_lsvi_ucb_agent_equals_foundation_pass_on_its_data():
     agent = LSVIUCB(_env(), ridge=0.3, beta=1.2, seed=1).learn(30)
     data = _dataset(agent)
-    ref = lsvi_backward_pass(data["features"], data["rewards"], data["next_features"],
-                             ridge=0.3, beta=1.2, bonus="elliptical", sign=+1,
-                             next_valid=data["next_valid"])
-    np.testing.assert_allclose(agent.weights_, ref.weights, rtol=1e-9, atol=1e-9)
+    weights, _, _ = lsvi_backward_pass(
+        data["features"], data["rewards"], data["next_features"], data["next_valid"], 0.3,
+        1.2, "elliptical", +1)
+    np.testing.assert_allclose(agent.weights_, weights, rtol=1e-9, atol=1e-9)
 
 
 def _reference_pass(data, ridge, beta, rho, value_of=None):
@@ -488,3 +518,36 @@ def test_kl_uncertainty_option_learns_and_tracks_kl_robust_regret():
     want = policy_regularized_value_iteration(model, tau=0.2, divergence="kl", rho=0.5).value
     assert agent.optimal_value_ == pytest.approx(want, abs=1e-12)
     assert np.all(np.isfinite(agent.weights_)) and np.all(agent.regret_ >= -1e-9)
+
+
+def test_online_agents_keep_the_online_ridge_state():
+    """The per-step Gram / Sherman-Morrison / moment state of the online agents is exactly
+    robustrl.ridge.OnlineRidge fed the same transitions in the same order."""
+    from robustrl.ridge import OnlineRidge
+
+    agent = LSVIUCB(_env(), ridge=0.3, seed=1).learn(20)
+    for h in range(agent.horizon):
+        data = agent.transitions(h)
+        ridge = OnlineRidge(agent.feature_dim, 0.3)
+        for x, y in zip(data["features"], data["rewards"], strict=True):
+            ridge.update(x, y)
+        np.testing.assert_array_equal(agent.gram_[h], ridge.gram)
+        np.testing.assert_array_equal(agent.lambda_inv_[h], ridge.lambda_inv)
+        np.testing.assert_array_equal(agent.lambda_inv_[h] @ agent.reward_moment_[h],
+                                      ridge.solve())
+
+
+def test_drvi_l_and_dr_lsvi_ucb_kl_run_the_named_clip_rules():
+    """Both agents run robustrl.divergences.kl_dual_rows: DRVI-L with clip="floor" (through its
+    KLDual estimator), DR-LSVI-UCB-KL with clip="support" (through robust_value_regression)."""
+    from robustrl.agents import DRVI_L
+    from robustrl.agents.estimators import KLDual
+
+    rng = np.random.default_rng(3)
+    values, xi = rng.uniform(0.0, 3.0, 25), rng.standard_normal((4, 25)) / 10.0
+    agent = DRVI_L(_env(), rho=0.3)
+    assert isinstance(agent._estimator, KLDual)
+    np.testing.assert_array_equal(agent._estimator.estimate(0, xi, values, np.ones(25, bool)),
+                                  kl_dual_rows(values, xi, 0.3, clip="floor"))
+    np.testing.assert_array_equal(robust_value_regression(values, xi, "kl", 0.3),
+                                  kl_dual_rows(values, xi, 0.3, clip="support"))

@@ -80,9 +80,9 @@ def test_nelder_mead_reproductions_solve_the_same_concave_duals(method, exact):
     for rho in (0.05, 0.3):
         nm = make_agent(method, env, rho, 0.1, 1.0)
         ex = make_agent(exact, env, rho, 0.1, 1.0)
-        assert type(nm) is not type(ex)
-        got = nm._estimate(0, xi, values, inside)
-        want = ex._estimate(0, xi, values, inside)
+        assert type(nm._estimator) is not type(ex._estimator)
+        got = nm._estimator.estimate(0, xi, values, inside)
+        want = ex._estimator.estimate(0, xi, values, inside)
         np.testing.assert_allclose(got, want, atol=1e-3)
         assert np.all(want < xi @ values)  # the radius bites: not the plain regression
 
@@ -156,8 +156,8 @@ def test_chi2_as_code_minimises_the_dual_the_agent_maximises():
     xi /= xi.sum(axis=1, keepdims=True)
     values = rng.uniform(0.0, 2.0, 30)
     inside = np.ones(30, dtype=bool)
-    code = make_agent("chi2-code:0.1", env, 1.0, 0.1)._estimate(0, xi, values, inside)
-    exact = make_agent("chi2:0.1", env, 1.0, 0.1)._estimate(0, xi, values, inside)
+    code = make_agent("chi2-code:0.1", env, 1.0, 0.1)._estimator.estimate(0, xi, values, inside)
+    exact = make_agent("chi2:0.1", env, 1.0, 0.1)._estimator.estimate(0, xi, values, inside)
     assert np.all(code < exact - 1e-3)
     # rows of exact weights: the alpha = min V endpoint is worth min V, so the minimum is below
     assert np.all(code <= values.min() + 1e-12)

@@ -59,15 +59,15 @@ def test_streamed_fit_equals_in_memory_fit(make, problem, request):
     full = make(env).fit(data)
     chunks = _chunks(data, [7, 30, 1, data.n_trajectories - 38])
     streamed = make(env).fit_stream(chunks)
-    scale = max(1.0, float(np.abs(full.weights).max()))
-    np.testing.assert_allclose(streamed.weights, full.weights, rtol=0, atol=1e-10 * scale)
-    np.testing.assert_allclose(streamed.lambda_inv, full.lambda_inv, rtol=0, atol=1e-12)
-    np.testing.assert_array_equal(streamed.n_samples, full.n_samples)
+    scale = max(1.0, float(np.abs(full.weights_).max()))
+    np.testing.assert_allclose(streamed.weights_, full.weights_, rtol=0, atol=1e-10 * scale)
+    np.testing.assert_allclose(streamed.lambda_inv_, full.lambda_inv_, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(streamed.n_samples_, full.n_samples_)
     # a callable giving fresh iterators works too, and a smaller dataset gives other weights
     again = make(env).fit_stream(lambda: iter(chunks))
-    np.testing.assert_allclose(again.weights, streamed.weights, rtol=0, atol=0)
+    np.testing.assert_allclose(again.weights_, streamed.weights_, rtol=0, atol=0)
     fewer = make(env).fit_stream(chunks[:2])
-    assert np.abs(fewer.weights - full.weights).max() > 1e-8
+    assert np.abs(fewer.weights_ - full.weights_).max() > 1e-8
 
 
 def test_fit_stream_rejects_one_shot_iterators_and_variance_aware(sim):
@@ -171,8 +171,8 @@ def test_sparse_and_dense_gram_paths_give_the_same_fit(put, monkeypatch):
     sparse = R2PVI(env, divergence="kl", lam=0.3).fit(data)
     monkeypatch.setattr(offline, "_SPARSE_GRAM_DENSITY", 0.0)
     dense = R2PVI(env, divergence="kl", lam=0.3).fit(data)
-    np.testing.assert_allclose(sparse.lambda_inv, dense.lambda_inv, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(sparse.weights, dense.weights, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(sparse.lambda_inv_, dense.lambda_inv_, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(sparse.weights_, dense.weights_, rtol=0, atol=1e-9)
 
 
 def test_dataset_chunks_on_disk_stream_to_the_in_memory_fit(sim, tmp_path):
@@ -183,7 +183,7 @@ def test_dataset_chunks_on_disk_stream_to_the_in_memory_fit(sim, tmp_path):
     assert len(chunks) == 4 and [c.n_trajectories for c in chunks] == [25, 25, 25, 15]
     full = R2PVI(env, divergence="chi2", lam=0.3).fit(data)
     streamed = R2PVI(env, divergence="chi2", lam=0.3).fit_stream(chunks)
-    np.testing.assert_allclose(streamed.weights, full.weights, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(streamed.weights_, full.weights_, rtol=0, atol=1e-10)
     with pytest.raises(ValueError, match="do not exist"):
         DatasetChunks([tmp_path / "nope.npz"])
     with pytest.raises(ValueError, match="at least one"):
@@ -261,9 +261,9 @@ def test_fit_equals_the_pass_over_all_steps_gathered_up_front(put, sim, make):
         fitted = agent.fit(data)
         steps = agent._step_arrays(data)
         result = agent._backward_pass(steps, None, False)
-        np.testing.assert_allclose(fitted.weights, result.weights, rtol=0, atol=1e-12)
-        np.testing.assert_allclose(fitted.lambda_inv, result.lambda_inv, rtol=0, atol=1e-12)
-        np.testing.assert_array_equal(fitted.n_samples, result.n_samples)
+        np.testing.assert_allclose(fitted.weights_, result.weights, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(fitted.lambda_inv_, result.lambda_inv, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(fitted.n_samples_, result.n_samples)
 
 
 @settings(max_examples=40, deadline=None)

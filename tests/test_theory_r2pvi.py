@@ -115,7 +115,7 @@ def test_coverage_on_exact_data_is_h_over_sqrt_atoms():
     rng = np.random.default_rng(0)
     for _ in range(3):
         policy = rng.integers(0, model.n_actions, size=(model.horizon, model.n_states))
-        cov = th.coverage(agent.lambda_inv, model, policy)
+        cov = th.coverage(agent.lambda_inv_, model, policy)
         assert cov == pytest.approx(model.horizon / np.sqrt(4.5), rel=1e-12)
 
 
@@ -127,7 +127,7 @@ def test_coverage_shrinks_as_nested_data_grow():
     covs = []
     for K in (50, 200, 1_000, 4_000):
         agent = R2PVI(env, lam=0.3).fit(data.subset(K))
-        covs.append(th.coverage(agent.lambda_inv, model, star.policy))
+        covs.append(th.coverage(agent.lambda_inv_, model, star.policy))
     assert np.all(np.diff(covs) < 0), covs
 
 

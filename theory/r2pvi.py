@@ -131,7 +131,7 @@ def _check_model(model) -> LinearMDP:
 
 
 def _check_agent(agent, model: LinearMDP):
-    if not hasattr(agent, "q_values_from_features") or not hasattr(agent, "lambda_inv"):
+    if not hasattr(agent, "q_values_from_features") or not hasattr(agent, "lambda_inv_"):
         raise ValueError(
             "agent must be a fitted offline robustrl agent (q_values_from_features, lambda_inv); "
             f"got {type(agent).__name__}"
@@ -284,7 +284,7 @@ def instance_dependent_bound(
     agent = _check_agent(agent, model)
     lam = check_positive(lam, "lam")
     if n_trajectories is None:
-        n_trajectories = int(agent.n_samples[0])
+        n_trajectories = int(agent.n_samples_[0])
     K = check_int(n_trajectories, "n_trajectories", low=1)
     xi = float(log_factor(model.feature_dim, model.horizon, K, delta))
     if beta is None:
@@ -295,7 +295,7 @@ def instance_dependent_bound(
     star = robust_value_iteration(model, divergence=divergence, lam=lam)
     if kernels is None:
         kernels = [model.mu, worst_case_factors(model, star.V, divergence, lam)]
-    covs = np.array([coverage(agent.lambda_inv, model, star.policy, k) for k in kernels])
+    covs = np.array([coverage(agent.lambda_inv_, model, star.policy, k) for k in kernels])
     return BoundResult(bound=float(2.0 * beta * covs.max()), beta=beta, coverages=covs,
                        log_factor=xi)
 

@@ -607,36 +607,6 @@ def worst_cancellation(s, absum):
 
 
 @njit(cache=True)
-def kl_regularized_rows(v, xi, lam):
-    """Per row ``i`` of ``xi (d, n)``: ``(s_i, m_i, a_i)`` with ``m_i`` the smallest ``v_j`` of a
-    nonzero ``xi_ij``, ``s_i = sum_j xi_ij exp(-(v_j - m_i) / lam)`` and ``a_i`` the same sum of
-    absolute terms (``a_i / |s_i|`` is the cancellation factor of the signed sum). A row without
-    a nonzero weight gets ``(0, 0, 0)``."""
-    d, n = xi.shape
-    s = np.zeros(d)
-    shifts = np.zeros(d)
-    absum = np.zeros(d)
-    for i in range(d):
-        m = np.inf
-        for j in range(n):
-            if xi[i, j] != 0.0 and v[j] < m:
-                m = v[j]
-        if m == np.inf:
-            continue
-        shifts[i] = m
-        acc = 0.0
-        acc_abs = 0.0
-        for j in range(n):
-            if xi[i, j] != 0.0:
-                t = xi[i, j] * math.exp(-(v[j] - m) / lam)
-                acc += t
-                acc_abs += abs(t)
-        s[i] = acc
-        absum[i] = acc_abs
-    return s, shifts, absum
-
-
-@njit(cache=True)
 def kl_from_row_sums(s, shifts, lam, cap, truncate_below):
     """:func:`kl_from_sum` with one shift per row: ``min(shifts_i - lam log s_i, cap)`` where
     ``s_i > 0`` and ``cap`` elsewhere, then ``max(., 0)`` when ``truncate_below``."""

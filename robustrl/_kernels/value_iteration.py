@@ -13,11 +13,6 @@ from numba import njit
 from robustrl._kernels.bonus import BONUS_NONE, bonus_rows_into
 from robustrl._kernels.ridge import (
     VECTORISE,
-    cholesky_solve,
-    gram_matrix,
-    inverse_from_lower_inverse,
-    lower_triangular_inverse,
-    weighted_cross_moment,
 )
 
 
@@ -80,42 +75,3 @@ def backward_value_iteration(weights, features, lambda_inv, signed_beta, code, f
             policy[h, n] = best
             v[h, n] = q[h, n, best]
     return q, v, policy
-
-
-@njit(cache=True)
-def lsvi_backward_pass(features, rewards, next_features, next_valid, ridge, signed_beta, code):
-    """Least-squares value iteration (PEVI / LSVI-UCB), note sections 1.6-1.7.
-
-    For ``h = H-1 .. 0``: ``Lambda_h = ridge I + sum_k phi_hk phi_hk^T``, targets
-    ``y_k = r_hk + V_{h+1}(s'_k)`` with ``V_{h+1}(s') = max_a Q_{h+1}(s', a)`` from
-    ``next_features[h, k]`` (0 where ``next_valid`` is False, and ``V_H = 0``), and
-    ``w_h = Lambda_h^{-1} sum_k phi_hk y_k`` by a Cholesky solve.
-    Returns ``weights (H, d)``, ``lambda_inv (H, d, d)`` and ``next_values (H, K)``.
-    """
-    horizon, n_samples, dim = features.shape
-    n_actions = next_features.shape[2]
-    weights = np.zeros((horizon, dim))
-    lambda_inv = np.empty((horizon, dim, dim))
-    next_values = np.zeros((horizon, n_samples))
-    unit_weights = np.ones(n_samples)
-    targets = np.empty((n_samples, 1))
-    q_next = np.empty(n_samples * n_actions)  # reused every step
-    for h in range(horizon - 1, -1, -1):
-        lower = np.linalg.cholesky(gram_matrix(features[h], ridge, unit_weights))
-        lambda_inv[h] = inverse_from_lower_inverse(lower_triangular_inverse(lower))
-        if h < horizon - 1:
-            clipped_q_rows_into(
-                next_features[h].reshape((n_samples * n_actions, dim)), weights[h + 1],
-                lambda_inv[h + 1], signed_beta, code, float(horizon - h - 1), q_next,
-            )
-            for k in range(n_samples):
-                if next_valid[h, k]:
-                    best = q_next[k * n_actions]
-                    for a in range(1, n_actions):
-                        best = max(best, q_next[k * n_actions + a])
-                    next_values[h, k] = best
-        for k in range(n_samples):
-            targets[k, 0] = rewards[h, k] + next_values[h, k]
-        moment = weighted_cross_moment(features[h], targets, unit_weights)
-        weights[h] = cholesky_solve(lower, moment)[:, 0]
-    return weights, lambda_inv, next_values

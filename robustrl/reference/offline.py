@@ -242,6 +242,8 @@ def worst_cancellation(s, absum) -> tuple[float, int]:
 
 
 def kl_regularized_rows(v, xi, lam) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """R2PVI-KL per row with its own shift (the general path): the test oracle of the moment
+    path of :class:`robustrl.agents.estimators.KLRegularized`; ``(s, shifts, absum)``."""
     d = xi.shape[0]
     s, shifts, absum = np.zeros(d), np.zeros(d), np.zeros(d)
     for i in range(d):

@@ -1,4 +1,5 @@
-"""NumPy twins of :mod:`robustrl._kernels.value_iteration` (vectorised per step).
+"""NumPy twins of :mod:`robustrl._kernels.value_iteration` (vectorised per step), and the
+least-squares value-iteration pass that the PEVI and LSVI-UCB agents are tested against.
 
 Arguments are already validated: ``bonus`` is a canonical name of :mod:`robustrl.bonus`,
 ``sign`` is -1 or +1 and ``lambda_inv`` is an array (ignored when the bonus is off).
@@ -34,7 +35,13 @@ def backward_value_iteration(weights, features, lambda_inv, beta, bonus, sign, f
 
 
 def lsvi_backward_pass(features, rewards, next_features, next_valid, ridge, beta, bonus, sign):
-    """``weights (H, d)``, ``lambda_inv (H, d, d)``, ``next_values (H, K)``; see the kernel."""
+    """Least-squares value iteration, PEVI (``sign=-1``, Jin, Yang & Wang 2021) or LSVI-UCB
+    (``+1``): for ``h = H-1 .. 0``, ``Lambda_h = ridge I + sum_k phi_hk phi_hk^T``,
+    ``w_h = Lambda_h^{-1} sum_k phi_hk (r_hk + V_{h+1}(s'_k))`` with ``V_{h+1}(s') = max_a
+    clip(phi(s', a)^T w_{h+1} + sign beta Gamma_{h+1}(s', a), 0, H - h - 1)`` (0 where
+    ``next_valid`` is False). Inputs ``features (H, K, d)``, ``rewards (H, K)``,
+    ``next_features (H, K, A, d)``, ``next_valid (H, K)``; returns ``weights (H, d)``,
+    ``lambda_inv (H, d, d)``, ``next_values (H, K)``."""
     horizon, n_samples, dim = features.shape
     weights = np.zeros((horizon, dim))
     lambda_inv = np.empty((horizon, dim, dim))
