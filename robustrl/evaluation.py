@@ -115,27 +115,52 @@ def evaluate(
     make = _env_factory(env_factory)
     grid = _grid(perturbations)
     root = np.random.SeedSequence(seed)
-    level_seeds = root.spawn(len(grid))
+    # spawn(n + 1)'s first n children are spawn(n)'s: the extra one (the declared nominal level,
+    # evaluated when the grid lacks it) changes no grid level's numbers
+    level_seeds = root.spawn(len(grid) + 1)
     returns = np.zeros((len(grid), int(episodes)))
     bar = tqdm(total=len(grid) * episodes, disable=not progress, desc="evaluating", unit="ep")
+    nominal = None
     for j, p in enumerate(grid):
         env = make(p)
-        env_seed, policy_seed = level_seeds[j].generate_state(2)
-        rng = np.random.default_rng(int(policy_seed))
-        act = as_action_fn(policy, rng)
-        for e in range(episodes):
-            obs, _ = env.reset(seed=int(env_seed) if e == 0 else None)
-            total, done = 0.0, False
-            while not done:
-                obs, reward, terminated, truncated, _ = env.step(act(obs))
-                total += float(reward)
-                done = terminated or truncated
-            returns[j, e] = total
-            bar.update()
-        env.close()
+        if j == 0:
+            nominal = getattr(getattr(env, "unwrapped", env), "nominal_perturbation", None)
+        returns[j] = _run_level(policy, env, level_seeds[j], int(episodes), bar)
     bar.close()
-    return EvaluationResult(np.asarray(grid.tolist()), returns, exact=False,
-                            info={"seed": seed, "episodes": int(episodes)})
+    info: dict[str, Any] = {"seed": seed, "episodes": int(episodes)}
+    if nominal is not None:
+        info["nominal_perturbation"] = _plain(nominal)
+        if not any(_same_level(p, nominal) for p in grid):
+            nominal_returns = _run_level(policy, make(nominal), level_seeds[-1], int(episodes),
+                                         None)
+            info["nominal_mean"] = float(nominal_returns.mean())
+    return EvaluationResult(np.asarray(grid.tolist()), returns, exact=False, info=info)
+
+
+def _run_level(policy, env, level_seed: np.random.SeedSequence, episodes: int, bar) -> np.ndarray:
+    """``episodes`` returns of ``policy`` in ``env``, seeded from one level's seed sequence."""
+    env_seed, policy_seed = level_seed.generate_state(2)
+    act = as_action_fn(policy, np.random.default_rng(int(policy_seed)))
+    out = np.zeros(episodes)
+    for e in range(episodes):
+        obs, _ = env.reset(seed=int(env_seed) if e == 0 else None)
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(act(obs))
+            total += float(reward)
+            done = terminated or truncated
+        out[e] = total
+        if bar is not None:
+            bar.update()
+    env.close()
+    return out
+
+
+def _same_level(a, b) -> bool:
+    try:
+        return bool(np.isclose(float(a), float(b), rtol=0.0, atol=1e-12))
+    except (TypeError, ValueError):
+        return a == b
 
 
 def evaluate_exact(policy, env_factory, perturbations: Sequence) -> EvaluationResult:
@@ -145,27 +170,38 @@ def evaluate_exact(policy, env_factory, perturbations: Sequence) -> EvaluationRe
     LinearMDP with ``(state, step)`` observations; ``policy`` may then be a table or any
     deterministic policy form) or an ``expected_return(policy_fn)`` method.
     """
-    from robustrl.exact import evaluate_policy
-
     make = _env_factory(env_factory)
     grid = _grid(perturbations)
     values = np.zeros((len(grid), 1))
+    nominal = None
     for j, p in enumerate(grid):
         base = make(p).unwrapped
-        if hasattr(base, "model"):
-            model = base.model
-            values[j, 0] = evaluate_policy(model, _policy_table(policy, model)).value
-        elif hasattr(base, "expected_return"):
-            act = as_action_fn(policy)
-            values[j, 0] = base.expected_return(
-                lambda price, step, _act=act: _act(np.array([price, step], dtype=np.float32))
-            )
-        else:
-            raise ValueError(
-                f"env_factory built {type(base).__name__}, which exposes neither `model` nor "
-                "`expected_return`; use evaluate() for Monte-Carlo evaluation instead"
-            )
-    return EvaluationResult(np.asarray(grid.tolist()), values, exact=True)
+        if j == 0:
+            nominal = getattr(base, "nominal_perturbation", None)
+        values[j, 0] = _exact_return(policy, base)
+    info: dict[str, Any] = {}
+    if nominal is not None:
+        info["nominal_perturbation"] = _plain(nominal)
+        if not any(_same_level(p, nominal) for p in grid):
+            info["nominal_mean"] = _exact_return(policy, make(nominal).unwrapped)
+    return EvaluationResult(np.asarray(grid.tolist()), values, exact=True, info=info)
+
+
+def _exact_return(policy, base) -> float:
+    from robustrl.exact import evaluate_policy
+
+    if hasattr(base, "model"):
+        model = base.model
+        return float(evaluate_policy(model, _policy_table(policy, model)).value)
+    if hasattr(base, "expected_return"):
+        act = as_action_fn(policy)
+        return float(base.expected_return(
+            lambda price, step, _act=act: _act(np.array([price, step], dtype=np.float32))
+        ))
+    raise ValueError(
+        f"env_factory built {type(base).__name__}, which exposes neither `model` nor "
+        "`expected_return`; use evaluate() for Monte-Carlo evaluation instead"
+    )
 
 
 def _policy_table(policy, model) -> np.ndarray:
@@ -190,10 +226,14 @@ def robustness_metrics(
     cvar_level: float = 0.1,
     random_result: EvaluationResult | None = None,
     reference_result: EvaluationResult | None = None,
+    nominal: Any = None,
 ) -> dict[str, float]:
     """Standard robustness scores of one policy's returns across a perturbation grid.
 
-    * ``nominal``: mean return at the first grid point;
+    * ``nominal``: mean return at the nominal (training) dynamics: the grid point ``nominal``
+      when given; else the environment's declared ``nominal_perturbation`` (recorded by
+      :func:`evaluate`, which also evaluates it when the grid lacks it); else, for an
+      environment that declares none, the first grid point;
     * ``worst_case``: the lowest mean return over the grid;
     * ``cvar``: mean of the worst ``cvar_level`` fraction of all episode returns, pooled over the
       grid with equal weight per grid point (for exact results: of the grid-point values);
@@ -209,7 +249,7 @@ def robustness_metrics(
     pooled = np.sort(result.returns.ravel())
     n_tail = max(1, int(np.ceil(level * pooled.size)))
     metrics = {
-        "nominal": float(mean[0]),
+        "nominal": _nominal_mean(result, nominal),
         "worst_case": float(mean.min()),
         "cvar": float(pooled[:n_tail].mean()),
         "auc": _normalized_auc(result),
@@ -230,6 +270,23 @@ def robustness_metrics(
             )
         metrics["normalized"] = (metrics["auc"] - low) / (high - low)
     return metrics
+
+
+def _nominal_mean(result: EvaluationResult, nominal: Any) -> float:
+    grid = list(np.asarray(result.perturbations, dtype=object))
+    if nominal is not None:
+        for j, p in enumerate(grid):
+            if _same_level(p, nominal):
+                return float(result.mean[j])
+        raise ValueError(f"nominal {nominal!r} is not a point of the perturbation grid {grid}")
+    declared = result.info.get("nominal_perturbation")
+    if declared is not None:
+        for j, p in enumerate(grid):
+            if _same_level(p, declared):
+                return float(result.mean[j])
+        if "nominal_mean" in result.info:
+            return float(result.info["nominal_mean"])
+    return float(result.mean[0])
 
 
 def _normalized_auc(result: EvaluationResult) -> float:
@@ -316,6 +373,7 @@ def compare(
     cvar_level: float = 0.1,
     random_policy: str | None = None,
     reference_policy: str | None = None,
+    nominal: Any = None,
     progress: bool = False,
 ) -> Comparison:
     """Evaluate every policy on the same grid with paired seeds and score its robustness.
@@ -323,7 +381,8 @@ def compare(
     Every policy sees, at each grid point, an environment reset with the same seed (so the same
     initial states and the same random stream), whatever the order of ``policies``: swapping
     the order changes no number. ``random_policy`` / ``reference_policy`` name entries of
-    ``policies`` used for the normalised score.
+    ``policies`` used for the normalised score; ``nominal`` overrides the environment's
+    declared nominal level (see :func:`robustness_metrics`).
     """
     if not policies:
         raise ValueError("policies must name at least one policy")
@@ -340,6 +399,6 @@ def compare(
                  "reference_result": results[reference_policy]}
     elif (random_policy is None) != (reference_policy is None):
         raise ValueError("random_policy and reference_policy must be given together")
-    metrics = {name: robustness_metrics(res, cvar_level=cvar_level, **extra)
+    metrics = {name: robustness_metrics(res, cvar_level=cvar_level, nominal=nominal, **extra)
                for name, res in results.items()}
     return Comparison(results, metrics)

@@ -250,3 +250,28 @@ def test_integral_floats_and_zero_one_flags_are_still_accepted():
 def test_hyperparameters_refuse_strings_and_booleans(bad):
     with pytest.raises(ValueError, match="lam must be a real number"):
         R2PVI(frozen_lake(), lam=bad)
+
+
+def test_nominal_metric_is_the_environments_declared_nominal():
+    """The put option's nominal up-probability is 0.5; a grid without it used to report the
+    first grid point as 'nominal'."""
+    from robustrl.evaluation import compare, evaluate, robustness_metrics
+
+    def hold(obs):  # exercise once the price falls below 95 (the strike is 100)
+        return int(obs[0] < 95.0)
+
+    put = "robustrl/AmericanPut-v0"
+    off = evaluate(hold, put, [0.3, 0.4], episodes=30, seed=2)
+    assert off.info["nominal_perturbation"] == 0.5
+    m = robustness_metrics(off)
+    assert m["nominal"] == off.info["nominal_mean"] != off.mean[0]
+    on = evaluate(hold, put, [0.3, 0.5, 0.4], episodes=30, seed=2)
+    assert "nominal_mean" not in on.info
+    assert robustness_metrics(on)["nominal"] == on.mean[1]
+    # the extra nominal level draws its own seeds: the grid levels' numbers are unchanged
+    np.testing.assert_array_equal(off.returns[0], on.returns[0])
+    assert robustness_metrics(on, nominal=0.4)["nominal"] == on.mean[2]
+    with pytest.raises(ValueError, match="nominal 0.7 is not a point"):
+        robustness_metrics(on, nominal=0.7)
+    table = compare({"hold": hold}, put, [0.3, 0.4], episodes=30, seed=2)
+    assert table.metrics["hold"]["nominal"] == m["nominal"]
