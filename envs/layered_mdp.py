@@ -182,6 +182,35 @@ class FiniteMDPEnv(gym.Env):
         terminated = self._step == self.horizon
         return self._obs(), reward, terminated, False, {"step": self._step}
 
+    def rollout_returns(self, actions: np.ndarray, episodes: int, seed: int | None) -> np.ndarray:
+        """Returns of ``episodes`` episodes of the deterministic policy ``actions[h, s]``, all
+        stepped together.
+
+        Bit-identical to ``reset(seed=seed)`` followed by ``episodes`` sequential
+        reset/step loops: every episode of this environment draws exactly ``1 + H`` uniforms
+        (the initial state, then one per step) from ``np_random``, so drawing them as one
+        ``(episodes, 1 + H)`` block gives the same numbers, and each inverse-CDF draw counts
+        the cumulative entries ``<= u`` as ``searchsorted(side="right")`` does.
+        """
+        H, S = self.horizon, self.n_states
+        table = np.asarray(actions)
+        if table.shape != (H, S) or not np.issubdtype(table.dtype, np.integer):
+            raise ValueError(f"actions must be an integer (H, S) = ({H}, {S}) table; got "
+                             f"{table.dtype} {table.shape}")
+        if table.min() < 0 or table.max() >= self.n_actions:
+            raise ValueError(f"actions must lie in [0, {self.n_actions - 1}]")
+        gym.Env.reset(self, seed=seed)
+        u = self.np_random.random((int(episodes), H + 1))
+        state = np.searchsorted(self._cumulative_initial, u[:, 0], side="right")
+        total = np.zeros(int(episodes))
+        for h in range(H):
+            a = table[h, state]
+            total += self._rewards[h, state, a]
+            state = np.count_nonzero(self._cumulative_kernel[h, state, a] <= u[:, h + 1, None],
+                                     axis=1)
+        self._state, self._step = int(state[-1]), H
+        return total
+
     def render(self) -> str | None:
         if self.render_mode != "ansi":
             return None

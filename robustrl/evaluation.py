@@ -137,9 +137,50 @@ def evaluate(
     return EvaluationResult(np.asarray(grid.tolist()), returns, exact=False, info=info)
 
 
+# Wrappers that change neither observations, actions, rewards nor the episode's random stream,
+# so the batched rollout of the unwrapped model environment equals the wrapped loop.
+_PASSIVE_WRAPPERS = ("OrderEnforcing", "PassiveEnvChecker", "TimeLimit")
+
+
+def _batched_table(policy, env) -> np.ndarray | None:
+    """The ``(H, S)`` action table for a batched rollout of ``env``, or ``None`` when the
+    episode-by-episode loop must run: the unwrapped environment has no ``rollout_returns``, a
+    wrapper may change the episodes, or the policy may be stochastic (a plain callable or an
+    ``(H, S, A)`` table; ``predict`` objects are queried with ``deterministic=True``)."""
+    base = getattr(env, "unwrapped", env)
+    if not hasattr(base, "rollout_returns"):
+        return None
+    layer = env
+    while layer is not base:
+        name = type(layer).__name__
+        limit = getattr(layer, "_max_episode_steps", None)
+        if name not in _PASSIVE_WRAPPERS or (limit is not None and limit < base.horizon):
+            return None
+        layer = layer.env
+    deterministic_table = isinstance(policy, np.ndarray) and policy.ndim == 2
+    if not (deterministic_table or callable(getattr(policy, "predict", None))):
+        return None
+    act = as_action_fn(policy)
+    H, S = base.horizon, base.n_states
+    return np.array([[act(np.array([s, h], dtype=np.int64)) for s in range(S)]
+                     for h in range(H)], dtype=np.int64)
+
+
 def _run_level(policy, env, level_seed: np.random.SeedSequence, episodes: int, bar) -> np.ndarray:
-    """``episodes`` returns of ``policy`` in ``env``, seeded from one level's seed sequence."""
+    """``episodes`` returns of ``policy`` in ``env``, seeded from one level's seed sequence.
+
+    Deterministic policies on a known-model environment are rolled out for all episodes at once
+    (:meth:`~robustrl.envs.FiniteMDPEnv.rollout_returns`), with the same random stream and so
+    the same numbers as the loop below.
+    """
     env_seed, policy_seed = level_seed.generate_state(2)
+    table = _batched_table(policy, env)
+    if table is not None:
+        out = env.unwrapped.rollout_returns(table, episodes, int(env_seed))
+        env.close()
+        if bar is not None:
+            bar.update(episodes)
+        return out
     act = as_action_fn(policy, np.random.default_rng(int(policy_seed)))
     out = np.zeros(episodes)
     for e in range(episodes):
