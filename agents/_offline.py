@@ -97,14 +97,17 @@ class OfflineAgent(LinearAgent):
     Common hyperparameters:
         ridge: ridge parameter gamma > 0 of every Gram matrix (the authors' ``gamma``).
         beta: pessimism coefficient >= 0.
-        reward: ``"known"`` uses ``theta`` (the authors' simulated-MDP setting), ``"estimated"``
-            regresses the observed rewards on the features, ``"auto"`` picks ``"known"`` when
-            ``theta`` is available (given, or ``env.unwrapped.model.theta``) and
-            ``"estimated"`` otherwise.
+        reward: ``"estimated"`` (the default of every offline agent) regresses the observed
+            rewards on the features; ``"known"`` uses the reward weights ``theta`` instead (the
+            R2PVI authors' simulated-MDP setting: opt in by name); ``"auto"`` picks
+            ``"known"`` when ``theta`` is available (given, or ``env.unwrapped.model.theta``).
         theta: known reward weights ``(H, d)``; default ``env.unwrapped.model.theta`` if any.
         truncate_below: clip Q at 0 from below (the paper) or only from above (the code).
         max_reward: rewards lie in ``[0, max_reward]``, so Q at step h is truncated above at
-            ``max_reward (H - h)`` (1 = the papers' ``H - h + 1`` one-indexed).
+            ``max_reward (H - h)`` (1 = the papers' ``H - h + 1`` one-indexed). ``None`` (the
+            default) means 1 and ``fit`` raises ``ValueError`` naming the observed range when
+            the data's rewards leave ``[0, 1]``; an explicit value is a deliberate bound, and
+            ``fit`` warns (rather than raises) when the data exceed it.
         estimator: ``None`` (the agent's own) or a :class:`~robustrl.agents.estimators.
             MomentEstimator` / :class:`~robustrl.agents.estimators.RowEstimator` that the
             backward pass runs instead (e.g. a reproduction of another solver); it is not
@@ -115,7 +118,7 @@ class OfflineAgent(LinearAgent):
     """
 
     _param_names: ClassVar[tuple[str, ...]] = ("weights_", "lambda_inv_", "n_samples_")
-    _default_reward: ClassVar[str] = "auto"
+    _default_reward: ClassVar[str] = "estimated"
 
     def __init__(
         self,
@@ -126,7 +129,7 @@ class OfflineAgent(LinearAgent):
         reward: str,
         theta,
         truncate_below: bool,
-        max_reward: float,
+        max_reward: float | None,
         estimator: MomentEstimator | RowEstimator | None = None,
     ) -> None:
         super().__init__(env)
@@ -137,7 +140,11 @@ class OfflineAgent(LinearAgent):
         self.ridge = check_positive(ridge, "ridge")
         self.beta = check_nonnegative(beta, "beta")
         self.truncate_below = check_bool(truncate_below, "truncate_below")
-        self.max_reward = check_positive(max_reward, "max_reward")
+        # None: rewards must lie in [0, 1] (fit raises otherwise); a value given explicitly is
+        # a deliberate truncation bound (the R2PVI authors' put setting), fit warns when the
+        # data exceed it
+        self._max_reward_given = max_reward is not None
+        self.max_reward = 1.0 if max_reward is None else check_positive(max_reward, "max_reward")
         if reward not in REWARD_MODES:
             raise ValueError(
                 f"reward must be one of {', '.join(repr(m) for m in REWARD_MODES)}; got {reward!r}"
@@ -290,6 +297,45 @@ class OfflineAgent(LinearAgent):
                 f"dataset must match the environment's (horizon, feature_dim, n_actions) = "
                 f"{want}; got {got}"
             )
+        valid = dataset.valid
+        space = getattr(self.env, "observation_space", None)
+        shape = getattr(space, "shape", None)
+        if shape and int(np.prod(shape)) != dataset.observations.shape[-1]:
+            raise ValueError(
+                f"dataset observations have {dataset.observations.shape[-1]} entries but the "
+                f"environment's observation space {space} has {int(np.prod(shape))} (the state "
+                "and, last, the step index): the data come from another environment")
+        steps = dataset.observations[..., -1]
+        expected = np.broadcast_to(np.arange(self.horizon), steps.shape)
+        if np.any(steps[valid] != expected[valid]):
+            k, h = np.argwhere(valid & (steps != expected))[0]
+            raise ValueError(
+                "dataset observations must end with the 0-indexed step (the step-index rule of "
+                f"robustrl.protocols); trajectory {k} step {h} carries {steps[k, h]!r}. Data "
+                "recorded without the step (e.g. a Minari dataset of FrozenLake) must be "
+                "collected through a feature wrapper (robustrl.envs.OneHotFeatures)")
+        self._check_rewards(dataset.rewards[valid])
+
+    def _check_rewards(self, rewards: np.ndarray) -> None:
+        """Q is truncated to ``[0, max_reward (H - h)]`` (``[-inf, ...]`` without
+        ``truncate_below``), which is right only for rewards inside ``[0, max_reward]``;
+        outside it every Q-value would be clipped silently (CliffWalking's -1/-100 gave Q = 0
+        everywhere)."""
+        if rewards.size == 0:
+            return
+        low, high = float(rewards.min()), float(rewards.max())
+        if high > self.max_reward or (self.truncate_below and low < 0.0):
+            floor = "0" if self.truncate_below else "-inf"
+            msg = (f"dataset rewards lie in [{low:g}, {high:g}], outside the range "
+                   f"[{floor}, max_reward={self.max_reward:g}] that the Q-values are truncated to")
+            if self._max_reward_given:
+                warnings.warn(f"{type(self).__name__}: {msg}; Q is truncated at max_reward "
+                              "(H - h) as requested", RuntimeWarning, stacklevel=4)
+                return
+            raise ValueError(
+                f"{msg}; rescale them into [0, max_reward] (e.g. "
+                "gymnasium.wrappers.TransformReward) or pass max_reward (and "
+                "truncate_below=False for negative rewards)")
 
     def _step_arrays(self, dataset) -> list[StepData]:
         self._check_dataset(dataset)

@@ -50,11 +50,11 @@ class DRPVI(OfflineAgent):
         ridge: float = 0.1,
         beta: float = 1.0,
         bonus: str = "paper_l1",
-        reward: str = "auto",
+        reward: str = "estimated",
         theta=None,
         v_min: str | float = 0.0,
         truncate_below: bool = True,
-        max_reward: float = 1.0,
+        max_reward: float | None = None,
         estimator: MomentEstimator | RowEstimator | None = None,
     ) -> None:
         super().__init__(env, ridge=ridge, beta=beta, reward=reward, theta=theta,

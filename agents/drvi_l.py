@@ -57,10 +57,10 @@ class DRVI_L(OfflineAgent):  # noqa: N801 (the paper's name)
         ridge: float = 0.1,
         beta: float = 1.0,
         bonus: str = "paper_l1",
-        reward: str = "auto",
+        reward: str = "estimated",
         theta=None,
         truncate_below: bool = True,
-        max_reward: float = 1.0,
+        max_reward: float | None = None,
         estimator: MomentEstimator | RowEstimator | None = None,
     ) -> None:
         super().__init__(env, ridge=ridge, beta=beta, reward=reward, theta=theta,

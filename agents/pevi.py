@@ -36,7 +36,7 @@ class PEVI(OfflineAgent):
         reward: str = "estimated",
         theta=None,
         truncate_below: bool = True,
-        max_reward: float = 1.0,
+        max_reward: float | None = None,
         estimator: MomentEstimator | RowEstimator | None = None,
     ) -> None:
         super().__init__(env, ridge=ridge, beta=beta, reward=reward, theta=theta,

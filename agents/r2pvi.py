@@ -54,7 +54,7 @@ class R2PVI(OfflineAgent):
         ridge: ridge parameter gamma > 0 (the authors' ``gamma``).
         beta: pessimism coefficient >= 0.
         bonus: ``"paper_l1"`` (default) or ``"code_l2"``.
-        reward: ``"auto"``, ``"known"`` or ``"estimated"`` (see
+        reward: ``"estimated"`` (default), ``"known"`` or ``"auto"`` (see
             :class:`robustrl.agents._offline.OfflineAgent`).
         theta: known reward weights ``(H, d)``; default ``env.unwrapped.model.theta``.
         v_min: TV only: ``"data"`` (the authors: the smallest next-state value in the step's
@@ -96,12 +96,12 @@ class R2PVI(OfflineAgent):
         ridge: float = 0.1,
         beta: float = 1.0,
         bonus: str = "paper_l1",
-        reward: str = "auto",
+        reward: str = "estimated",
         theta=None,
         v_min: str | float = "data",
         variance_aware: bool = False,
         truncate_below: bool = True,
-        max_reward: float = 1.0,
+        max_reward: float | None = None,
         estimator: MomentEstimator | RowEstimator | None = None,
     ) -> None:
         super().__init__(env, ridge=ridge, beta=beta, reward=reward, theta=theta,

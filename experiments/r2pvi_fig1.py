@@ -140,14 +140,16 @@ def make_agent(spec: str, env, beta: float, ridge: float, v_min="data"):
     kind, value = parse_method(spec)
     if kind == "pevi":
         return PEVI(env, beta=beta, ridge=ridge)
+    # the authors' robust learners use the simulated MDP's known reward weights
+    known = {"reward": "known"}
     if kind == "drpvi":
         return DRPVI(env, rho=goal_factor_radius(value, env.horizon, env.feature_dim),
-                     beta=beta, ridge=ridge)
+                     beta=beta, ridge=ridge, **known)
     if kind == "chi2-code":
         return R2PVI(env, divergence="chi2", lam=value, beta=beta, ridge=ridge,
-                     estimator=Chi2AsCode(value))
+                     estimator=Chi2AsCode(value), **known)
     return R2PVI(env, divergence=kind, lam=value, beta=beta, ridge=ridge,
-                 v_min=parse_v_min(v_min) if kind == "tv" else "data")
+                 v_min=parse_v_min(v_min) if kind == "tv" else "data", **known)
 
 
 class Chi2AsCode(RowEstimator):

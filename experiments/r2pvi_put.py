@@ -93,11 +93,14 @@ def make_agent(spec: str, env, beta: float, ridge: float):
     from robustrl.agents import DRPVI, PEVI, R2PVI
 
     kind, value = parse_method(spec)
+    # The authors truncate Q at H - h although unscaled payoffs reach about 40: an explicit
+    # max_reward = 1 keeps that setting (fit warns that the data exceed it).
+    common = {"beta": beta, "ridge": ridge, "max_reward": 1.0}
     if kind == "pevi":
-        return PEVI(env, beta=beta, ridge=ridge)
+        return PEVI(env, **common)
     if kind == "drpvi":
-        return DRPVI(env, rho=value, beta=beta, ridge=ridge)
-    return R2PVI(env, divergence=kind, lam=value, beta=beta, ridge=ridge)
+        return DRPVI(env, rho=value, **common)
+    return R2PVI(env, divergence=kind, lam=value, **common)
 
 
 def run_one(params: dict, seed: int) -> dict:

@@ -179,7 +179,7 @@ def _class_args(spec: AgentSpec) -> tuple:
 
 @pytest.mark.parametrize(("name", "cls"), list(OFFLINE_AGENTS.items()), ids=list(OFFLINE_AGENTS))
 def test_offline_agents_fit_on_the_put_option(name, cls):
-    env = AmericanPutEnv(horizon=8, feature_dim=10)
+    env = AmericanPutEnv(horizon=8, feature_dim=10, reward_scale=0.01)
     data = OfflineDataset.collect(env, 40, seed=0)
     agent = cls(env).fit(data)
     obs = _observations(env, 6)

@@ -275,3 +275,36 @@ def test_nominal_metric_is_the_environments_declared_nominal():
         robustness_metrics(on, nominal=0.7)
     table = compare({"hold": hold}, put, [0.3, 0.4], episodes=30, seed=2)
     assert table.metrics["hold"]["nominal"] == m["nominal"]
+
+
+def test_rewards_outside_the_truncation_range_raise_naming_the_range():
+    """CliffWalking's -1/-100 rewards used to give Q = 0 everywhere, silently."""
+    env = OneHotFeatures(gym.make("CliffWalking-v1"), horizon=4)
+    data = OfflineDataset.collect(env, 5, seed=0)
+    with pytest.raises(ValueError, match=r"rewards lie in \[-100, -1\]|rewards lie in \[-1, -1\]"):
+        PEVI(env).fit(data)
+    tenfold = OfflineDataset(**{**_collected(), "rewards": _collected()["rewards"] * 10})
+    from robustrl.envs import SimulatedLinearMDPEnv
+
+    with pytest.raises(ValueError, match="max_reward=1"):
+        R2PVI(SimulatedLinearMDPEnv()).fit(tenfold)
+    with pytest.warns(RuntimeWarning, match="truncated at max_reward"):
+        R2PVI(SimulatedLinearMDPEnv(), max_reward=1.0).fit(tenfold)
+    R2PVI(SimulatedLinearMDPEnv(), max_reward=10.0).fit(tenfold)  # declared: fine
+
+
+def test_rewards_are_estimated_by_default_so_the_data_matter():
+    """reward='auto' used the simulated MDP's known weights: zeroing the data's rewards left
+    R2PVI's Q unchanged."""
+    from robustrl.envs import SimulatedLinearMDPEnv
+
+    env = SimulatedLinearMDPEnv()
+    data = OfflineDataset.collect(env, 200, seed=0)
+    arrays = {k: getattr(data, k) for k in ("observations", "actions", "rewards",
+              "next_observations", "features", "next_action_features", "valid", "terminal")}
+    real = R2PVI(env, beta=0.1).fit(data)
+    zero = R2PVI(env, beta=0.1).fit(
+        OfflineDataset(**{**arrays, "rewards": np.zeros_like(arrays["rewards"])}))
+    obs = np.array([0, 0])
+    assert not np.allclose(real.q_values(obs), zero.q_values(obs))
+    assert real.reward == "estimated"

@@ -36,7 +36,7 @@ def _linear():
 
 
 def _put():
-    env = AmericanPutEnv(horizon=8, feature_dim=10)
+    env = AmericanPutEnv(horizon=8, feature_dim=10, reward_scale=0.01)
     ds = OfflineDataset.collect(env, 15, _put_policy, seed=5)
     return env, ds
 

@@ -243,16 +243,17 @@ def test_variance_aware_r2pvi_is_exact_on_exact_data(divergence):
     model = one_hot_model(horizon=6)
     env, data = TableEnv(model), exact_dataset(model)
     agent = R2PVI(env, divergence=divergence, lam=2.0, ridge=TINY_RIDGE, beta=0.0,
-                  variance_aware=True)
+                  variance_aware=True, reward="known")
     steps = agent._step_arrays(data)
     weights = agent._variance_weights(steps, agent._backward_pass(steps, None, False))
     assert min(w.min() for w in weights) < 0.6
     agent.fit(data)
     want = robust_value_iteration(model, divergence=divergence, lam=2.0).Q
     np.testing.assert_allclose(q_table(agent, model), want, rtol=0, atol=1e-10)
-    plain = R2PVI(env, divergence=divergence, lam=2.0, ridge=1.0, beta=0.0).fit(data)
+    plain = R2PVI(env, divergence=divergence, lam=2.0, ridge=1.0, beta=0.0,
+                  reward="known").fit(data)
     weighted = R2PVI(env, divergence=divergence, lam=2.0, ridge=1.0, beta=0.0,
-                     variance_aware=True).fit(data)
+                     variance_aware=True, reward="known").fit(data)
     assert not np.allclose(plain.lambda_inv_, weighted.lambda_inv_)  # the weights are used
 
 
@@ -515,7 +516,9 @@ def test_known_reward_needs_theta_when_the_env_has_no_model():
     with pytest.raises(ValueError, match="theta"):
         R2PVI(AmericanPutEnv(), reward="known")
     assert R2PVI(AmericanPutEnv()).reward == "estimated"
-    assert R2PVI(SimulatedLinearMDPEnv()).reward == "known"
+    # estimated by default; the simulated MDP's known weights are opt-in by name
+    assert R2PVI(SimulatedLinearMDPEnv()).reward == "estimated"
+    assert R2PVI(SimulatedLinearMDPEnv(), reward="auto").reward == "known"
 
 
 def test_acting_before_fit_and_mismatched_data_are_errors():

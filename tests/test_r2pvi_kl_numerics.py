@@ -116,7 +116,7 @@ def test_two_state_issue_example_with_ridge_1e3():
     model = two_state_model()
     data = _table_dataset(model, [(0, 0), (1, 1)])
     agent = _fit_quietly(R2PVI(TableEnv(model), divergence="kl", lam=1e-3, ridge=1e-3,
-                               beta=0.0), data)
+                               beta=0.0, reward="known"), data)
     q0 = agent.q_values_from_features(model.phi, 0)[1, 0]
     assert q0 == pytest.approx(1.5 + 2e-6, abs=1e-8)
 

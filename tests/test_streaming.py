@@ -36,7 +36,7 @@ def sim():
 
 @pytest.fixture(scope="module")
 def put():
-    env = AmericanPutEnv(horizon=8, feature_dim=10)
+    env = AmericanPutEnv(horizon=8, feature_dim=10, reward_scale=0.01)
     env.reset(seed=2)
     return env, OfflineDataset.collect(env, 60, seed=2)  # uniform: early exercises, ragged
 

@@ -373,7 +373,8 @@ def suboptimality_curve(divergence: str = "chi2", lam: float = 0.1, n_trajectori
         K = int(Ks[j])
         data_seed = int(np.random.SeedSequence([seed, s, K]).generate_state(1)[0])
         data = OfflineDataset.collect(env, K, seed=data_seed)
-        agent = R2PVI(env, divergence=div, lam=lam, beta=beta, ridge=ridge).fit(data)
+        agent = R2PVI(env, divergence=div, lam=lam, beta=beta, ridge=ridge,
+                      reward="known").fit(data)
         sub[s, j] = suboptimality(agent, model, div, lam)
         res = instance_dependent_bound(agent, model, div, lam, beta=bound_beta, delta=delta,
                                        n_trajectories=K)
