@@ -1,0 +1,581 @@
+"""Hand-computed values for the numbers users read first.
+
+Every expected value below is worked out by hand (the arithmetic is in the comments) on inputs
+chosen so that the plausible bug named in each docstring changes the answer: non-monotone
+return curves, sizes where ``level * N`` is not whole, temperatures other than 1, exponents of
+H other than 1, three seeds for Student-t intervals. Each docstring records the bug that was
+injected by hand into the library code and made the test fail (then reverted).
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from robustrl._runner_report import mean_ci, summarize
+from robustrl.agents import DRPVI, DRVI_L, PEVI, R2PVI
+from robustrl.agents.dred.level_buffer import LevelBuffer, rank_weights, staleness_weights
+from robustrl.data import OfflineDataset
+from robustrl.evaluation import EvaluationResult, compare, evaluate, robustness_metrics
+from robustrl.models import FiniteMDP, LinearMDP
+from robustrl.theory import coverability, drrpo, glow, r2pvi
+
+# Student-t quantiles t_{0.975, df} from the standard table (scipy.stats.t.ppf(0.975, df)).
+T975 = {1: 12.706204736174707, 2: 4.302652729911275, 3: 3.182446305284263,
+        4: 2.7764451051977987, 9: 2.2621571627409915}
+
+
+# ------------------------------------------------------------------------------------------
+# robustness metrics (robustrl/evaluation.py)
+# ------------------------------------------------------------------------------------------
+def _result(grid, returns):
+    return EvaluationResult(np.asarray(grid, dtype=float), np.asarray(returns, dtype=float))
+
+
+# A non-monotone curve: the worst grid point is in the middle, the last point is not the worst.
+# grid 0, 0.25, 0.5, 1 (uneven), 3 episodes per level (N = 12 pooled returns)
+NON_MONOTONE = _result([0.0, 0.25, 0.5, 1.0],
+                       [[5.0, 7.0, 6.0],    # mean 6
+                        [1.0, 3.0, 2.0],    # mean 2  <- worst
+                        [4.0, 4.0, 7.0],    # mean 5
+                        [3.0, 5.0, 4.0]])   # mean 4  (last point)
+
+
+def test_worst_case_and_nominal_on_a_non_monotone_curve():
+    """worst_case = min over the grid (2.0 at p = 0.25), not the last point (4.0) nor the
+    first; nominal = the first grid point's mean (6.0). Fails with ``mean[-1]`` for the worst
+    case (gives 4.0) and with ``mean.min()`` for nominal."""
+    m = robustness_metrics(NON_MONOTONE)
+    assert m["worst_case"] == 2.0
+    assert m["nominal"] == 6.0
+
+
+@pytest.mark.parametrize(("level", "want"), [
+    # pooled sorted: 1 2 3 3 4 4 4 5 5 6 7 7 (N = 12)
+    (0.1, 1.5),                       # 1.2 episodes -> ceil 2: (1+2)/2
+    (0.2, 2.0),                       # 2.4 -> 3 episodes: (1+2+3)/3 = 2
+    (0.3, 9.0 / 4.0),                 # 3.6 -> 4: (1+2+3+3)/4 = 9/4
+    (0.5, 17.0 / 6.0),                # 6 (whole) -> (1+2+3+3+4+4)/6 = 17/6
+    (0.05, 1.0),                      # 0.6 -> 1 episode: 1
+    (1.0, 51.0 / 12.0),               # everything: 51/12
+])
+def test_cvar_tail_size_is_the_ceiling_of_level_times_n(level, want):
+    """CVaR = mean of the worst ceil(level * N) pooled returns (N = 12, level * N not whole at
+    0.1, 0.2, 0.3, 0.05). Fails with ``floor`` or ``round`` instead of ``ceil`` (a tail one
+    episode short at 0.1, 0.2, 0.3) and with an unsorted or descending pool."""
+    assert robustness_metrics(NON_MONOTONE, cvar_level=level)["cvar"] == pytest.approx(
+        want, rel=1e-12)
+
+
+def test_cvar_of_exact_results_is_over_grid_point_values():
+    """Exact results: CVaR pools the P grid-point values (P = 5, level 0.3: ceil(1.5) = 2
+    values). Fails with a tail of 1 (floor) or 3."""
+    res = EvaluationResult(np.arange(5.0), np.array([[3.0], [0.5], [2.0], [-1.0], [4.0]]),
+                           exact=True)
+    assert robustness_metrics(res, cvar_level=0.3)["cvar"] == pytest.approx((-1.0 + 0.5) / 2)
+
+
+def test_normalised_auc_on_an_uneven_grid():
+    """Trapezoid over the uneven grid 0, .25, .5, 1 of means 6, 2, 5, 4, divided by the width 1:
+    .25 (6+2)/2 + .25 (2+5)/2 + .5 (5+4)/2 = 1 + .875 + 2.25 = 4.125. Fails with the plain
+    mean of the means (4.25), with unit spacing ((4 + 3.5 + 4.5) / 3 = 4.0), or without
+    sorting the grid (the shuffled copy)."""
+    assert robustness_metrics(NON_MONOTONE)["auc"] == pytest.approx(4.125, rel=1e-12)
+    shuffled = _result([0.5, 0.0, 1.0, 0.25], NON_MONOTONE.returns[[2, 0, 3, 1]])
+    assert robustness_metrics(shuffled)["auc"] == pytest.approx(4.125, rel=1e-12)
+    # one grid point or a non-numeric grid: the plain mean of the means
+    single = _result([0.3], [[1.0, 2.0]])
+    assert robustness_metrics(single)["auc"] == 1.5
+    named = EvaluationResult(np.array(["a", "b"], dtype=object), np.array([[1.0], [4.0]]))
+    assert robustness_metrics(named)["auc"] == 2.5
+
+
+def test_normalised_score_by_hand():
+    """(auc - auc_random) / (auc_reference - auc_random) = (4.125 - 1) / (6 - 1) = 0.625, with
+    the random and reference curves themselves non-monotone (auc_random: means 0, 2, 0, 2 ->
+    .25 + .25 + .5 = 1; auc_reference: 8, 4, 8, 4 -> 1.5 + 1.5 + 3 = 6). Fails when the two
+    are swapped (0.375) or the denominator is auc_reference alone (0.52)."""
+    rand = _result(NON_MONOTONE.perturbations, [[0.0], [2.0], [0.0], [2.0]])
+    ref = _result(NON_MONOTONE.perturbations, [[8.0], [4.0], [8.0], [4.0]])
+    m = robustness_metrics(NON_MONOTONE, random_result=rand, reference_result=ref)
+    assert m["normalized"] == pytest.approx(0.625, rel=1e-12)
+    same = _result(NON_MONOTONE.perturbations, [[1.0], [1.0], [1.0], [1.0]])
+    with pytest.raises(ValueError, match="same AUC"):
+        robustness_metrics(NON_MONOTONE, random_result=same, reference_result=same)
+
+
+def test_mean_std_stderr_of_a_result():
+    """Sample std (ddof = 1) and stderr = std / sqrt(episodes), by hand: returns 1, 3 -> mean
+    2, std sqrt(2), stderr 1. Fails with ddof = 0 (std 1) or stderr over P instead of N."""
+    res = _result([0.0, 1.0], [[1.0, 3.0], [2.0, 2.0]])
+    np.testing.assert_allclose(res.mean, [2.0, 2.0])
+    np.testing.assert_allclose(res.std, [math.sqrt(2.0), 0.0])
+    np.testing.assert_allclose(res.stderr, [1.0, 0.0])
+    d = res.to_dict()
+    assert d["episodes"] == 2 and d["mean"] == [2.0, 2.0] and d["stderr"] == [1.0, 0.0]
+    one = _result([0.0, 1.0], [[1.0], [2.0]])
+    np.testing.assert_array_equal(one.std, [0.0, 0.0])
+
+
+class _CoinEnv(gym.Env):
+    """Two steps; each reward is a uniform draw from the env's own random stream (the
+    perturbation is ignored), so the returns show which stream each level used."""
+
+    observation_space = spaces.Box(-1.0, 1.0, shape=(1,))
+    action_space = spaces.Discrete(2)
+
+    def __init__(self, perturbation=0.0):
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(1, dtype=np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.zeros(1, dtype=np.float32), float(self.np_random.random()), self.t >= 2, \
+            False, {}
+
+
+def _coin_returns(env_seed: int, episodes: int) -> np.ndarray:
+    env = _CoinEnv()
+    out = []
+    for e in range(episodes):
+        env.reset(seed=env_seed if e == 0 else None)
+        out.append(sum(env.step(0)[1] for _ in range(2)))
+    return np.array(out)
+
+
+def test_evaluate_uses_one_random_stream_per_level():
+    """Level j's environment is reset once with ``SeedSequence(seed).spawn(P)[j]``'s first word
+    (the documented derivation), episodes continue that stream, and equal levels still get
+    different streams. Fails when every level reuses one seed (rows 0 and 1 equal) and when
+    every episode is reset with the same seed (equal columns)."""
+    grid = [0.0, 0.0, 0.5]
+    res = evaluate(lambda obs: 0, _CoinEnv, grid, episodes=4, seed=11)
+    seeds = np.random.SeedSequence(11).spawn(3)
+    for j in range(3):
+        np.testing.assert_array_equal(res.returns[j],
+                                      _coin_returns(int(seeds[j].generate_state(2)[0]), 4))
+    assert not np.array_equal(res.returns[0], res.returns[1])
+    assert len(np.unique(res.returns[0])) == 4
+    again = evaluate(lambda obs: 0, _CoinEnv, grid, episodes=4, seed=11)
+    np.testing.assert_array_equal(again.returns, res.returns)
+    other = evaluate(lambda obs: 0, _CoinEnv, grid, episodes=4, seed=12)
+    assert not np.array_equal(other.returns, res.returns)
+
+
+def test_compare_pairs_policies_per_level_and_levels_differ():
+    """compare: every policy sees the same stream at a level (identical returns for policies
+    that ignore the observation), levels get different streams, and the metrics are those of
+    :func:`robustness_metrics` on each result. Fails with one shared stream for all levels."""
+    comp = compare({"a": lambda obs: 0, "b": lambda obs: 1}, _CoinEnv, [0.0, 0.0],
+                   episodes=3, seed=5, cvar_level=0.5)
+    np.testing.assert_array_equal(comp.results["a"].returns, comp.results["b"].returns)
+    assert not np.array_equal(comp.results["a"].returns[0], comp.results["a"].returns[1])
+    assert comp.metrics["a"] == robustness_metrics(comp.results["a"], cvar_level=0.5)
+    rows = comp.rows()
+    assert len(rows) == 4 and rows[0]["episodes"] == 3 and rows[0]["policy"] == "a"
+    assert rows[1]["mean"] == pytest.approx(comp.results["a"].mean[1])
+
+
+# ------------------------------------------------------------------------------------------
+# confidence intervals of the runner's summaries (robustrl/_runner_report.py)
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("values", "mean", "var", "df"), [
+    ([4.0, 8.0], 6.0, 8.0, 1),                  # ((-2)^2 + 2^2) / 1 = 8
+    ([1.0, 2.0, 6.0], 3.0, 7.0, 2),             # (4 + 1 + 9) / 2 = 7
+    ([2.0, 2.0, 3.0, 5.0], 3.0, 2.0, 3),        # (1 + 1 + 0 + 4) / 3 = 2
+    ([0.0, 1.0, 2.0, 3.0, 4.0], 2.0, 2.5, 4),   # (4 + 1 + 0 + 1 + 4) / 4 = 2.5
+    (list(range(10)), 4.5, 82.5 / 9.0, 9),      # sum (i - 4.5)^2 = 82.5
+])
+def test_mean_ci_is_student_t_with_n_minus_one_degrees_of_freedom(values, mean, var, df):
+    """half-width = t_{0.975, n-1} s / sqrt(n), t from the table. Fails with df = n (26% too
+    narrow at 3 seeds: 3.18 vs 4.30), with the normal 1.96, or with ddof = 0."""
+    n = len(values)
+    got = mean_ci(values)
+    assert got[0] == pytest.approx(mean, rel=1e-12)
+    assert got[1] == pytest.approx(math.sqrt(var), rel=1e-12)
+    assert got[2] == pytest.approx(T975[df] * math.sqrt(var) / math.sqrt(n), rel=1e-9)
+
+
+def test_mean_ci_edge_sizes_and_summary_rows():
+    """One value: mean, NaN, NaN; none: NaN x 3. summarize() reports n_seeds and the same
+    mean/std/ci95 per params group (3 seeds of x = 1: 1, 2, 6)."""
+    assert mean_ci([5.0])[0] == 5.0 and all(math.isnan(v) for v in mean_ci([5.0])[1:])
+    assert all(math.isnan(v) for v in mean_ci([]))
+    recs = [{"params": {"x": 1}, "seed_index": i, "seed": i, "metrics": {"y": y, "flag": True},
+             "wall_time_s": 0.0} for i, y in enumerate([1.0, 2.0, 6.0])]
+    recs.append({"params": {"x": 2}, "seed_index": 0, "seed": 0,
+                 "metrics": {"y": 4.0, "flag": False}, "wall_time_s": 0.0})
+    header, rows = summarize(recs, ["x"])
+    assert header == ["x", "n_seeds", "flag_mean", "flag_std", "flag_ci95", "y_mean", "y_std",
+                      "y_ci95"]
+    assert rows[0][:2] == [1, 3] and rows[0][2] == 1.0
+    assert rows[0][5:] == pytest.approx([3.0, math.sqrt(7.0), T975[2] * math.sqrt(7.0 / 3.0)],
+                                        rel=1e-9)
+    assert rows[1][:2] == [2, 1] and rows[1][5] == 4.0 and math.isnan(rows[1][7])
+
+
+# ------------------------------------------------------------------------------------------
+# theory: bounds and rates against values worked out by hand
+# ------------------------------------------------------------------------------------------
+# d = 2, H = 3, K = 10, delta = 0.05: xi = log(2 * 2 * 3 * 10 / 0.05) = log 2400
+XI = math.log(2400.0)  # 7.783224016336037
+
+
+def test_r2pvi_log_factor_and_beta_by_hand():
+    """TV 16 H d sqrt(xi) = 96 sqrt(xi); KL (lam = .5) 16 d lam e^{H/lam} sqrt(H/lam + xi) =
+    16 e^6 sqrt(6 + xi); chi2 8 d H^2 (1 + 1/lam) sqrt(xi) = 432 sqrt(xi). Fails with H^1 in
+    chi2 or H^2 in TV, or e^{lam/H} in KL."""
+    assert r2pvi.log_factor(2, 3, 10, 0.05) == pytest.approx(7.783224016336037, rel=1e-12)
+    np.testing.assert_allclose(r2pvi.log_factor(2, 3, np.array([10, 20])),
+                               [XI, math.log(4800.0)], rtol=1e-12)
+    assert r2pvi.theoretical_beta("tv", 2, 3, 10, 0.5) == pytest.approx(
+        96.0 * math.sqrt(XI), rel=1e-12)  # 267.83...
+    assert r2pvi.theoretical_beta("kl", 2, 3, 10, 0.5) == pytest.approx(
+        16.0 * math.exp(6.0) * math.sqrt(6.0 + XI), rel=1e-12)
+    assert r2pvi.theoretical_beta("chi2", 2, 3, 10, 0.5) == pytest.approx(
+        432.0 * math.sqrt(XI), rel=1e-12)
+
+
+def test_r2pvi_instance_independent_rates_by_hand():
+    """TV d^2 H^2 = 36, KL sqrt(lam) e^{H/lam} d^2 H^{3/2} = sqrt(.5) e^6 4 3^{1.5},
+    chi2 d^2 H^3 (1 + 1/lam) = 4 27 3 = 324, each times sqrt(xi / K). Fails with a wrong
+    exponent of H in any of them (e.g. H^3 for TV: 108 instead of 36)."""
+    root = math.sqrt(XI / 10.0)  # 0.88223...
+    assert r2pvi.instance_independent_rate("tv", 2, 3, 10, 0.5) == pytest.approx(
+        36.0 * root, rel=1e-12)
+    assert r2pvi.instance_independent_rate("kl", 2, 3, 10, 0.5) == pytest.approx(
+        math.sqrt(0.5) * math.exp(6.0) * 4.0 * 3.0**1.5 * root, rel=1e-12)
+    assert r2pvi.instance_independent_rate("chi2", 2, 3, 10, 0.5) == pytest.approx(
+        324.0 * root, rel=1e-12)
+    got = r2pvi.instance_independent_rate("tv", 2, 3, np.array([10, 40]), 0.5)
+    np.testing.assert_allclose(got, [36.0 * root, 36.0 * math.sqrt(math.log(9600.0) / 40.0)],
+                               rtol=1e-12)
+
+
+def test_r2pvi_regularized_objective_by_hand():
+    """E_mu V + lam D(mu || P) with V = (0, 1), P = (.5, .5): TV mu = (1, 0): 0 + .3 * .5 * 1 =
+    .15; KL mu = (.75, .25): .25 + .3 (.75 log 1.5 + .25 log .5); chi2 mu = (.75, .25):
+    .25 + .3 (.0625/.5 + .0625/.5) = .25 + .3 * .25 = .325."""
+    v, p = [0.0, 1.0], [0.5, 0.5]
+    assert r2pvi.regularized_objective(v, p, [1.0, 0.0], "tv", 0.3) == pytest.approx(0.15)
+    assert r2pvi.regularized_objective(v, p, [0.75, 0.25], "kl", 0.3) == pytest.approx(
+        0.25 + 0.3 * (0.75 * math.log(1.5) + 0.25 * math.log(0.5)), rel=1e-12)
+    assert r2pvi.regularized_objective(v, p, [0.75, 0.25], "chi2", 0.3) == pytest.approx(
+        0.325, rel=1e-12)
+    # a zero of mu contributes 0 to KL (0 log 0 = 0)
+    assert r2pvi.regularized_objective(v, p, [1.0, 0.0], "kl", 0.3) == pytest.approx(
+        0.3 * math.log(2.0), rel=1e-12)
+
+
+def test_glow_bounds_by_hand():
+    """Theorem 3.1 regret c H R sqrt(C T log(e T) L) with c = 1.5, H = 3, R = 2, C = 2, T = 10,
+    L = 4: 9 sqrt(80 (1 + log 10)); sample complexities (eps = .5 on range 2, so .25):
+    mixture 1.5 * 9 * 2 * 4 / .0625 = 1728, pure 1.5 * 81 * 4 * 4 / .25^4 = 497664, HyGLOW
+    (C* = 3) 1.5 * 9 * 5 * 4 / .0625 = 4320; H2O risk (T = 8, a = 2, b = 4)
+    1.5 * 3 * 2 * sqrt(5 * 8 / 8) = 9 sqrt 5. Fails with H^2 for H in the regret, a squared
+    C_cov in the mixture case, or eps not rescaled by the value range."""
+    kw = dict(constant=1.5, value_range=2.0)
+    assert glow.glow_regret_bound(10, 3, 2.0, 4.0, **kw) == pytest.approx(
+        9.0 * math.sqrt(80.0 * (1.0 + math.log(10.0))), rel=1e-12)
+    np.testing.assert_allclose(glow.glow_regret_bound(np.array([1, 10]), 3, 2.0, 4.0, **kw),
+                               [9.0 * math.sqrt(8.0), 9.0 * math.sqrt(80.0 * (1.0 + math.log(
+                                   10.0)))], rtol=1e-12)
+    assert glow.glow_sample_complexity(0.5, 3, 2.0, 4.0, **kw) == pytest.approx(1728.0)
+    assert glow.glow_sample_complexity(0.5, 3, 2.0, 4.0, realizability="pure",
+                                       **kw) == pytest.approx(497664.0)
+    assert glow.hyglow_sample_complexity(0.5, 3, 2.0, 3.0, 4.0, **kw) == pytest.approx(4320.0)
+    assert glow.h2o_risk_bound(8, 3, 2.0, 3.0, 2.0, 4.0, **kw) == pytest.approx(
+        9.0 * math.sqrt(5.0), rel=1e-12)
+    np.testing.assert_allclose(glow.h2o_risk_bound(np.array([2, 8]), 3, 2.0, 3.0, 2.0, 4.0,
+                                                   **kw), [18.0 * math.sqrt(5.0),
+                                                           9.0 * math.sqrt(5.0)], rtol=1e-12)
+
+
+def test_glow_paper_schedule_by_hand():
+    """Algorithm 1: gamma_t = gamma t, beta_t = 36 gamma_t log(6 |F| |W| T H / delta) /
+    (K (t - 1)), alpha_t = 8 / gamma_t. t = 3, T = 10, H = 2, K = 4, |F| = 5, |W| = 2,
+    delta = .1, gamma = .5: gamma_t = 1.5, beta_t = 54 log(12000) / 8, alpha_t = 16/3.
+    Default gamma (C_cov = 4): sqrt(4 / (10 log 100))."""
+    alpha, beta, gamma_t = glow.paper_schedule(3, 10, 2, 4, 5, 2.0, 0.1, gamma=0.5)
+    assert gamma_t == pytest.approx(1.5)
+    assert alpha == pytest.approx(16.0 / 3.0)
+    assert beta == pytest.approx(54.0 * math.log(12000.0) / 8.0, rel=1e-12)
+    g = math.sqrt(4.0 / (10.0 * math.log(100.0)))
+    _, _, gamma_t = glow.paper_schedule(3, 10, 2, 4, 5, 2.0, 0.1, C_cov=4.0)
+    assert gamma_t == pytest.approx(3.0 * g, rel=1e-12)
+
+
+def test_drrpo_regret_bound_by_hand():
+    """iota = log(2 d H K / delta) = log(2 * 2 * 3 * 16 / .05) = log 3840; DR-LSVI-UCB form
+    C d^2 H^2 sqrt(K) iota = 2 * 36 * 4 iota; WE-DRIVE-U form C d H min(1/rho, H) sqrt(K) iota
+    with rho = .5 (min 2): 2 * 12 * 4 iota, rho = .1 (min 3 = H) and rho = 0 (H): 2 * 18 * 4
+    iota. Fails with d H^2 or with max(1/rho, H)."""
+    iota = math.log(3840.0)
+    assert drrpo.regret_bound(2, 3, 16, constant=2.0) == pytest.approx(288.0 * iota, rel=1e-12)
+    for rho, scale in ((0.5, 12.0), (0.1, 18.0), (0.0, 18.0)):
+        assert drrpo.regret_bound(2, 3, 16, rho=rho, form="we_drive_u",
+                                  constant=2.0) == pytest.approx(8.0 * scale * iota, rel=1e-12)
+    np.testing.assert_allclose(drrpo.regret_bound(2, 3, np.array([16, 1])),
+                               [144.0 * iota, 36.0 * math.log(240.0)], rtol=1e-12)
+    np.testing.assert_array_equal(drrpo.log_spaced_episodes(1000, 4), [1, 10, 100, 1000])
+    np.testing.assert_array_equal(drrpo.log_spaced_episodes(10, 3), [1, 3, 10])
+
+
+def test_drrpo_slope_interval_is_student_t_over_three_seeds():
+    """Exact power laws R = c K^b with b = .4, .5, .9 (three seeds): slopes exactly b, mean .6,
+    sample std sqrt(.07), half-width t_{0.975,2} sqrt(.07) / sqrt 3 = 0.657...; pooled slope
+    of the seed-averaged curve; below_one iff .6 + half < 1. Fails with df = n or 1.96."""
+    K = np.array([1, 4, 16, 64])
+    b = np.array([0.4, 0.5, 0.9])
+    R = np.array([[2.0], [1.0], [0.5]]) * K[None, :] ** b[:, None]
+    fit = drrpo.fit_loglog_slope(K, R)
+    np.testing.assert_allclose(fit.per_seed, b, rtol=1e-12)
+    half = T975[2] * math.sqrt(0.07) / math.sqrt(3.0)
+    assert fit.slope == pytest.approx(0.6, rel=1e-12)
+    assert fit.low == pytest.approx(0.6 - half, rel=1e-9)
+    assert fit.high == pytest.approx(0.6 + half, rel=1e-9)
+    assert fit.intercept == pytest.approx(math.log(2.0) / 3.0 + 0.0 + math.log(0.5) / 3.0,
+                                          abs=1e-12)
+    assert not fit.below_one  # 0.6 + 0.657 > 1
+    pooled = np.polyfit(np.log(K), np.log(R.mean(axis=0)), 1)[0]
+    assert fit.pooled_slope == pytest.approx(pooled, rel=1e-10)
+    one = drrpo.fit_loglog_slope(K, 3.0 * K**0.5)
+    assert one.slope == pytest.approx(0.5) and math.isnan(one.low) and not one.below_one
+    # check_regret: the largest ratio R / bound, by hand at K = 1 (bound 36 log 240 there)
+    check = drrpo.check_regret(K, R, d=2, H=3)
+    assert check.max_ratio == pytest.approx(
+        max((R / drrpo.regret_bound(2, 3, K)).ravel()), rel=1e-12)
+    assert check.within_bound and not check.passed
+
+
+def test_r2pvi_mean_loglog_fit_on_an_exact_power_law():
+    """Every seed on K^{-1/2} (times 3): slope exactly -1/2, intercept log 3, and every
+    bootstrap resample gives the same slope, so the interval collapses onto it. A zero mean
+    at one size is left out of the fit (``used``)."""
+    K = np.array([10, 100, 1000, 5000])
+    V = np.tile(3.0 * K**-0.5, (4, 1))
+    V[:, -1] = 0.0
+    fit = r2pvi.fit_mean_loglog(K, V, n_boot=50)
+    assert fit.slope == pytest.approx(-0.5, rel=1e-10)
+    assert fit.intercept == pytest.approx(math.log(3.0), rel=1e-10)
+    assert fit.low == pytest.approx(-0.5, rel=1e-10) and fit.high == pytest.approx(-0.5,
+                                                                                rel=1e-10)
+    np.testing.assert_array_equal(fit.used, [True, True, True, False])
+
+
+def test_coverability_coefficient_by_hand():
+    """S = 2, A = 2, H = 2, start in state 0. Step 0: reach (1, 0), sum over (s, a) = 2.
+    Step 1: state 0 reachable w.p. 1 (action 0 stays), state 1 at most .5 (action 1 moves
+    there w.p. .5): (1 + .5) * 2 actions = 3. C_cov = 3. Fails with the max over policies
+    taken after summing, or the per-step maximum replaced by the last step's value."""
+    P = np.zeros((2, 2, 2, 2))
+    P[:, 0, 0] = [1.0, 0.0]
+    P[:, 0, 1] = [0.5, 0.5]
+    P[:, 1, :] = [0.0, 1.0]
+    P[1] = P[1, :, :, ::-1]  # the last step's kernel is irrelevant to occupancy up to h = 1
+    model = FiniteMDP(P=P, R=np.zeros((2, 2, 2)), initial_distribution=np.array([1.0, 0.0]))
+    np.testing.assert_allclose(coverability.coverability_coefficient(model, per_step=True),
+                               [2.0, 3.0], rtol=1e-12)
+    assert coverability.coverability_coefficient(model) == pytest.approx(3.0)
+    assert coverability.coverability_coefficient_lp(model) == pytest.approx(3.0, abs=1e-8)
+    np.testing.assert_allclose(coverability.max_occupancy(model)[1], [[1.0, 1.0], [0.5, 0.5]])
+
+
+# ------------------------------------------------------------------------------------------
+# level replay probabilities (agents/dred/level_buffer.py)
+# ------------------------------------------------------------------------------------------
+def _buffer(**kw) -> LevelBuffer:
+    buf = LevelBuffer(3, seed=0, **kw)
+    buf.occupied[:] = True
+    buf.visited[:] = True
+    buf.scores[:] = [0.2, 0.9, 0.5]      # ranks 3, 1, 2
+    buf.staleness[:] = [1.0, 4.0, 0.0]
+    return buf
+
+
+@pytest.mark.parametrize(("temperature", "stale_temperature", "rank_w", "stale_w"), [
+    # rank^(-1/.5) = rank^-2: 1/9, 1, 1/4; staleness^(1/.5) = c^2: 1, 16, 0
+    (0.5, 0.5, [Fraction(1, 9), Fraction(1), Fraction(1, 4)], [1, 16, 0]),
+    # rank^(-1/2): 1/sqrt 3, 1, 1/sqrt 2; staleness^(1/2): 1, 2, 0
+    (2.0, 2.0, [3**-0.5, 1.0, 2**-0.5], [1, 2, 0]),
+])
+def test_replay_probabilities_at_temperatures_other_than_one(temperature, stale_temperature,
+                                                             rank_w, stale_w):
+    """P = (1 - rho_s) P_S + rho_s P_C with rho_s = .4. At T = .5 (exact fractions):
+    P_S = (4, 36, 9) / 49, P_C = (1, 16, 0) / 17. Fails when the staleness or rank exponent
+    uses T instead of 1/T (at T = 1 both agree), or the mixture weights are swapped."""
+    buf = _buffer(temperature=temperature, staleness_coef=0.4,
+                  staleness_temperature=stale_temperature)
+    ps = np.array([float(x) for x in rank_w])
+    ps /= ps.sum()
+    pc = np.array(stale_w, dtype=float) / sum(stale_w)
+    want = 0.6 * ps + 0.4 * pc
+    np.testing.assert_allclose(buf.sample_weights(), want, rtol=1e-12)
+    if temperature == 0.5:
+        np.testing.assert_allclose(ps, [4 / 49, 36 / 49, 9 / 49], rtol=1e-12)
+        np.testing.assert_allclose(buf.sample_weights(),
+                                   [0.6 * 4 / 49 + 0.4 / 17, 0.6 * 36 / 49 + 0.4 * 16 / 17,
+                                    0.6 * 9 / 49], rtol=1e-12)
+    np.testing.assert_allclose(rank_weights([0.2, 0.9, 0.5], temperature),
+                               [float(x) for x in rank_w], rtol=1e-12)
+    np.testing.assert_allclose(staleness_weights([1.0, 4.0, 0.0], stale_temperature), stale_w,
+                               rtol=1e-12)
+
+
+def test_rank_ties_and_secondary_mixture_by_hand():
+    """Ties: the lower slot ranks first (scores 1, 1, 0 -> ranks 1, 2, 3). With a secondary
+    score (T2 = .5, kappa = .25) and no staleness: P = .75 P_S + .25 P_S2."""
+    np.testing.assert_allclose(rank_weights([1.0, 1.0, 0.0], 1.0), [1.0, 0.5, 1.0 / 3.0])
+    buf = _buffer(temperature=0.5, staleness_coef=0.0, secondary_strategy="grounded_value_l1",
+                  secondary_temperature=0.5, secondary_coef_start=0.25,
+                  secondary_coef_end=0.25)
+    buf.secondary_scores[:] = [0.7, 0.1, 0.3]   # ranks 1, 3, 2 -> 1, 1/9, 1/4 (sum 49/36)
+    want = 0.75 * np.array([4, 36, 9]) / 49 + 0.25 * np.array([36, 4, 9]) / 49
+    np.testing.assert_allclose(buf.sample_weights(), want, rtol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------
+# offline agents: R2PVI-TV's data floor and the pessimism sign on every estimator path
+# ------------------------------------------------------------------------------------------
+class _TableEnv(gym.Env):
+    def __init__(self, model: LinearMDP) -> None:
+        self.model = model
+        self.horizon = model.horizon
+        self.feature_dim = model.feature_dim
+        self.observation_space = spaces.MultiDiscrete([model.n_states, model.horizon + 1])
+        self.action_space = spaces.Discrete(model.n_actions)
+
+    def features(self, obs, action):
+        return self.model.phi[int(obs[0]), int(action)].copy()
+
+    def action_features(self, obs):
+        return self.model.phi[int(obs[0])].copy()
+
+
+def _one_hot_model(horizon: int) -> LinearMDP:
+    """S = 3, A = 2, one-hot phi(s, a) = e_{2s+a}; reward(s, a) = (2s + a + 1) / 8 at every
+    step (state values at the last step: V(s) = (2s + 2) / 8 = .25, .5, .75); factors uniform
+    over states 1, 2 except factor 0 (state 0, action 0), which stays in state 0."""
+    S, A = 3, 2
+    d = S * A
+    phi = np.zeros((S, A, d))
+    for s in range(S):
+        for a in range(A):
+            phi[s, a, s * A + a] = 1.0
+    mu = np.zeros((horizon, d, S))
+    mu[:, :, 1:] = 0.5
+    mu[:, 0, :] = [1.0, 0.0, 0.0]
+    theta = np.tile((np.arange(d) + 1.0) / 8.0, (horizon, 1))
+    return LinearMDP(phi, mu, theta, np.array([0.0, 0.5, 0.5]))
+
+
+def _dataset(model: LinearMDP, transitions, zero_rows: int = 0) -> OfflineDataset:
+    """One row per ``(s, a, s')`` of ``transitions`` at every step, plus ``zero_rows`` rows
+    whose features are all zero at step 0 and whose next state is 0 (they enter no regression,
+    but their next-state value 0 is below every regression row's)."""
+    H, A, d = model.horizon, model.n_actions, model.feature_dim
+    rows = list(transitions) + [None] * zero_rows
+    K = len(rows)
+    out = {
+        "observations": np.zeros((K, H, 2)), "actions": np.zeros((K, H), dtype=np.int64),
+        "rewards": np.zeros((K, H)), "next_observations": np.zeros((K, H, 2)),
+        "features": np.zeros((K, H, d)), "next_action_features": np.zeros((K, H, A, d)),
+        "valid": np.ones((K, H), dtype=bool), "terminal": np.zeros((K, H), dtype=bool),
+    }
+    for h in range(H):
+        for k, row in enumerate(rows):
+            s, a, nxt = row if row is not None else (0, 1, 0)
+            out["observations"][k, h] = (s, h)
+            out["actions"][k, h] = a
+            out["next_observations"][k, h] = (nxt, h + 1)
+            out["next_action_features"][k, h] = model.phi[nxt]
+            out["terminal"][k, h] = h == H - 1
+            if row is not None or h > 0:
+                out["rewards"][k, h] = model.phi[s, a] @ model.theta[h]
+                out["features"][k, h] = model.phi[s, a]
+    return OfflineDataset(**out)
+
+
+def _q_table(agent, model) -> np.ndarray:
+    return np.stack([agent.q_values_from_features(model.phi, h) for h in range(model.horizon)])
+
+
+FLOOR_AGENTS = {
+    # R2PVI-TV's closed form (the moment path), its variance-aware variant (the per-row
+    # estimate path) and DRPVI's TV dual, all with the authors' data floor
+    "r2pvi-tv": lambda env, v_min: R2PVI(env, divergence="tv", lam=0.1, ridge=1e-9, beta=0.0,
+                                         reward="known", v_min=v_min),
+    "r2pvi-tv-variance-aware": lambda env, v_min: R2PVI(
+        env, divergence="tv", lam=0.1, ridge=1e-9, beta=0.0, reward="known", v_min=v_min,
+        variance_aware=True),
+    "drpvi": lambda env, v_min: DRPVI(env, rho=0.2, ridge=1e-9, beta=0.0, reward="known",
+                                      v_min=v_min),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FLOOR_AGENTS))
+def test_tv_data_floor_is_over_regression_rows_only(name):
+    """H = 2. At step 0 the regression rows move to states 1 and 2 (last-step values .5 and
+    .75, so the floor over them is .5) and 3 zero-feature rows move to state 0 (value .25).
+    ``v_min="data"`` must equal ``v_min=.5`` exactly and differ from ``v_min=.25`` (the floor
+    over all rows). Fails when the floor is taken over all rows (``data_v_min`` without the
+    ``in_regression`` mask, or the running minimum of all rows on the moment path)."""
+    model = _one_hot_model(horizon=2)
+    env = _TableEnv(model)
+    transitions = [(s, a, nxt) for s in range(3) for a in range(2) for nxt in (1, 2)]
+    data = _dataset(model, transitions, zero_rows=3)
+    make = FLOOR_AGENTS[name]
+    agent = make(env, "data").fit(data)
+    floor_regression = make(env, 0.5).fit(data)
+    floor_all = make(env, 0.25).fit(data)
+    np.testing.assert_allclose(agent.weights, floor_regression.weights, rtol=0, atol=1e-12)
+    assert np.abs(agent.weights - floor_all.weights).max() > 0.02
+    if name == "r2pvi-tv":
+        # step 0 by hand: nu = mean over next states {1, 2} of min(V, .5 + .1) = (.5 + .6) / 2
+        q0 = _q_table(agent, model)[0]
+        np.testing.assert_allclose(q0, model.phi @ model.theta[0] + 0.55, rtol=0, atol=1e-6)
+
+
+ESTIMATORS = {
+    "pevi": lambda env, beta: PEVI(env, beta=beta, truncate_below=False),
+    "r2pvi-tv": lambda env, beta: R2PVI(env, divergence="tv", lam=0.2, beta=beta,
+                                        v_min=0.0, truncate_below=False),
+    "r2pvi-tv-data": lambda env, beta: R2PVI(env, divergence="tv", lam=0.2, beta=beta,
+                                             truncate_below=False),
+    "r2pvi-kl": lambda env, beta: R2PVI(env, divergence="kl", lam=0.5, beta=beta,
+                                        truncate_below=False),
+    "r2pvi-chi2": lambda env, beta: R2PVI(env, divergence="chi2", lam=0.5, beta=beta,
+                                          truncate_below=False),
+    "r2pvi-chi2-l2": lambda env, beta: R2PVI(env, divergence="chi2", lam=0.5, beta=beta,
+                                             bonus="code_l2", truncate_below=False),
+    "drpvi": lambda env, beta: DRPVI(env, rho=0.2, beta=beta, truncate_below=False),
+    "drvi_l": lambda env, beta: DRVI_L(env, rho=0.2, beta=beta, truncate_below=False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_a_larger_bonus_lowers_q_on_every_estimator_path(name):
+    """One-hot features make every estimate monotone in the next-state values, so a larger
+    beta must lower Q at every (h, s, a): strictly at the last step (where Q is the reward
+    estimate minus beta times the bonus) and weakly before. Fails when the sign of the
+    penalty is flipped in the greedy Q (``q + beta * bonus``) or in the backward pass's
+    next-state values (``+beta``)."""
+    model = _one_hot_model(horizon=3)
+    env = _TableEnv(model)
+    transitions = [(s, a, nxt) for s in range(3) for a in range(2) for nxt in (1, 2)]
+    transitions += [(0, 0, 0)] * 2 + [(1, 1, 1)]  # uneven counts: uneven bonuses
+    data = _dataset(model, transitions)
+    q = [_q_table(ESTIMATORS[name](env, beta).fit(data), model) for beta in (0.0, 0.5, 1.0)]
+    assert np.all(q[1] <= q[0] + 1e-12) and np.all(q[2] <= q[1] + 1e-12)
+    assert np.all(q[1][-1] < q[0][-1] - 1e-3) and np.all(q[2][-1] < q[1][-1] - 1e-3)
+    # the earlier steps see the lower next-state values too
+    assert np.all(q[2][0] < q[0][0] - 1e-3)
