@@ -21,7 +21,13 @@ from robustrl._runner_report import mean_ci, summarize
 from robustrl.agents import DRPVI, DRVI_L, PEVI, R2PVI
 from robustrl.agents.dred.level_buffer import LevelBuffer, rank_weights, staleness_weights
 from robustrl.data import OfflineDataset
-from robustrl.evaluation import EvaluationResult, compare, evaluate, robustness_metrics
+from robustrl.evaluation import (
+    EvaluationResult,
+    compare,
+    evaluate,
+    evaluate_exact,
+    robustness_metrics,
+)
 from robustrl.models import FiniteMDP, LinearMDP
 from robustrl.theory import coverability, drrpo, glow, r2pvi
 
@@ -118,6 +124,7 @@ def test_mean_std_stderr_of_a_result():
     np.testing.assert_allclose(res.stderr, [1.0, 0.0])
     d = res.to_dict()
     assert d["episodes"] == 2 and d["mean"] == [2.0, 2.0] and d["stderr"] == [1.0, 0.0]
+    assert d["exact"] is False and d["perturbations"] == [0.0, 1.0]
     one = _result([0.0, 1.0], [[1.0], [2.0]])
     np.testing.assert_array_equal(one.std, [0.0, 0.0])
 
@@ -182,7 +189,70 @@ def test_compare_pairs_policies_per_level_and_levels_differ():
     assert comp.metrics["a"] == robustness_metrics(comp.results["a"], cvar_level=0.5)
     rows = comp.rows()
     assert len(rows) == 4 and rows[0]["episodes"] == 3 and rows[0]["policy"] == "a"
+    assert [r["perturbation"] for r in rows] == [0.0, 0.0, 0.0, 0.0]
+    assert type(rows[0]["perturbation"]) is float and rows[2]["policy"] == "b"
+    assert rows[1]["stderr"] == pytest.approx(comp.results["a"].stderr[1])
     assert rows[1]["mean"] == pytest.approx(comp.results["a"].mean[1])
+
+
+def test_evaluate_defaults_and_environment_forms(capsys):
+    """Defaults: 100 episodes, seed 0, no progress output. A registered id, a class and a
+    callable give the same numbers at each level. Fails with another default episode count or
+    seed, with the progress bar on by default, or when an id or class is treated as a
+    callable (or the reverse)."""
+    res = evaluate(lambda obs: 0, _CoinEnv, [0.0])
+    assert res.returns.shape == (1, 100) and res.info == {"seed": 0, "episodes": 100}
+    np.testing.assert_array_equal(res.returns,
+                                  evaluate(lambda obs: 0, _CoinEnv, [0.0], 100, 0).returns)
+    assert capsys.readouterr().err == ""
+    from robustrl.envs import SIMULATED_LINEAR_MDP_ID, SimulatedLinearMDPEnv
+
+    grid = [0.0, 0.6]
+    by_id = evaluate(lambda obs: 1, SIMULATED_LINEAR_MDP_ID, grid, episodes=3, seed=2)
+    by_class = evaluate(lambda obs: 1, SimulatedLinearMDPEnv, grid, episodes=3, seed=2)
+    by_call = evaluate(lambda obs: 1, lambda q: SimulatedLinearMDPEnv(perturbation=q), grid,
+                       episodes=3, seed=2)
+    np.testing.assert_array_equal(by_id.returns, by_class.returns)
+    np.testing.assert_array_equal(by_call.returns, by_class.returns)
+    with pytest.raises(ValueError, match="env_factory"):
+        evaluate(lambda obs: 0, 3, grid, episodes=1)
+
+
+class _TinyFiniteEnv(gym.Env):
+    """Exposes a FiniteMDP as ``model`` (all evaluate_exact needs). H = 2, S = 2, A = 2, start
+    in state 0. Step 0 in state 0: action 0 pays 1 and moves to state 1, action 1 pays 0 and
+    stays. Step 1: state 0 pays (2, 0), state 1 pays (0, 5)."""
+
+    observation_space = spaces.MultiDiscrete([2, 3])
+    action_space = spaces.Discrete(2)
+
+    def __init__(self, perturbation=0.0):
+        P = np.zeros((2, 2, 2, 2))
+        P[:, :, :, 0] = 1.0
+        P[0, 0, 0] = [0.0, 1.0]
+        R = np.zeros((2, 2, 2))
+        R[0, 0] = [1.0, 0.0]
+        R[1, 0] = [2.0, 0.0]
+        R[1, 1] = [0.0, 5.0]
+        self.model = FiniteMDP(P=P, R=R, initial_distribution=np.array([1.0, 0.0]))
+
+
+def test_evaluate_exact_with_policy_tables_by_hand():
+    """(H, S) table (0, 0 / 0, 1): 1 + 5 = 6; (0, 0 / 0, 0): 1 + 0 = 1. (H, S, A) table:
+    step 1 plays (1, 0) in state 0 (value 2) and (.2, .8) in state 1 (value 4); step 0 plays
+    (.5, .5): .5 (1 + 4) + .5 (0 + 2) = 3.5. A callable gives its table's value. Fails when a
+    table is not passed through as it is."""
+    grid = [0.0, 1.0]
+    res = evaluate_exact(np.array([[0, 0], [0, 1]]), _TinyFiniteEnv, grid)
+    assert res.exact and res.returns.shape == (2, 1)
+    np.testing.assert_allclose(res.returns[:, 0], [6.0, 6.0])
+    np.testing.assert_allclose(
+        evaluate_exact(np.array([[0, 0], [0, 0]]), _TinyFiniteEnv, grid).returns[:, 0], [1, 1])
+    probs = np.array([[[0.5, 0.5], [1.0, 0.0]], [[1.0, 0.0], [0.2, 0.8]]])
+    np.testing.assert_allclose(evaluate_exact(probs, _TinyFiniteEnv, [0.0]).returns, [[3.5]])
+    by_fn = evaluate_exact(lambda obs: int(obs[0] == 1 and obs[1] == 1), _TinyFiniteEnv, [0.0])
+    np.testing.assert_allclose(by_fn.returns, [[6.0]])
+    np.testing.assert_array_equal(by_fn.stderr, [0.0])
 
 
 # ------------------------------------------------------------------------------------------

@@ -51,6 +51,17 @@ MODULE_TESTS: dict[str, list[str]] = {
     "theory/coverability.py": [_T + "test_coverability.py"],
 }
 
+_CLI = ["verify_main", "_verify_parser", "verify_bounds_main", "_register", "_parse_ks"]
+# Functions left unmutated by default (figures, argument parsers, experiment drivers; the
+# scores in docs/dev/mutation.md say so): pass --skip-func to override.
+DEFAULT_SKIP: dict[str, list[str]] = {
+    "robustrl/evaluation.py": ["plot"],
+    "robustrl/_runner_report.py": ["generic_figures", "_pick_x", "_label"],
+    "theory/glow.py": _CLI + ["run_glow_regret"],
+    "theory/drrpo.py": _CLI,
+    "theory/r2pvi.py": _CLI + ["suboptimality_curve"],
+}
+
 # Heavy imports done once in the parent so each forked mutant run starts fast. Only
 # third-party modules: a robustrl module imported here could not be mutated in the children.
 PRELOAD = ("numpy", "scipy.stats", "scipy.optimize", "scipy.sparse", "numba", "gymnasium",
@@ -305,11 +316,14 @@ def run_one(name: str, filename: str, tree, tests: list[str], timeout: float) ->
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("module", help="file to mutate, e.g. robustrl/evaluation.py")
+    parser.add_argument("module", nargs="?",
+                        help="file to mutate, e.g. robustrl/evaluation.py")
+    parser.add_argument("--all", action="store_true",
+                        help="every module of MODULE_TESTS in turn (make mutate)")
     parser.add_argument("--tests", nargs="+", help="test files (default: MODULE_TESTS + new)")
     parser.add_argument("--exclude-tests", nargs="*", default=[],
                         help="test files to leave out (a 'before' score)")
-    parser.add_argument("--skip-func", nargs="*", default=[],
+    parser.add_argument("--skip-func", nargs="*", default=None,
                         help="functions not mutated (say so in the report)")
     parser.add_argument("--only", type=int, nargs="*", help="run only these mutant indices")
     parser.add_argument("--survivors-of", metavar="JSON",
@@ -326,16 +340,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     os.chdir(ROOT)
+    if args.all:
+        rest = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--all"]
+        return max(main([path, *rest]) for path in MODULE_TESTS)
+    if args.module is None:
+        parser.error("give a module or --all")
     path = args.module
     source = Path(path).read_text()
     filename = str((ROOT / path).resolve())
-    skip_funcs = set(args.skip_func)
+    skip_funcs = set(DEFAULT_SKIP.get(path, []) if args.skip_func is None else args.skip_func)
     mutants = list_mutants(source, skip_funcs)
     if args.list:
         for m in mutants:
             print(f"{m.index:4d} L{m.line:<4d} {m.kind:32s} {m.after}")
         return 0
-    tests = args.tests or (MODULE_TESTS.get(path, []) + [t for t in _NEW if Path(t).exists()])
+    # the new hand-computed files first: they are fast, so most kills cost a second or two
+    tests = args.tests or ([t for t in _NEW if Path(t).exists()] + MODULE_TESTS.get(path, []))
     tests = [t for t in tests if t not in set(args.exclude_tests)]
     if not tests:
         parser.error(f"no tests known for {path}; pass --tests")
