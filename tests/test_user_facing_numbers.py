@@ -97,6 +97,8 @@ def test_normalised_auc_on_an_uneven_grid():
     # one grid point or a non-numeric grid: the plain mean of the means
     single = _result([0.3], [[1.0, 2.0]])
     assert robustness_metrics(single)["auc"] == 1.5
+    flat = _result([0.3, 0.3], [[1.0], [4.0]])  # zero width: the plain mean, not 0/0
+    assert robustness_metrics(flat)["auc"] == 2.5
     named = EvaluationResult(np.array(["a", "b"], dtype=object), np.array([[1.0], [4.0]]))
     assert robustness_metrics(named)["auc"] == 2.5
 
