@@ -46,7 +46,8 @@ MODULE_TESTS: dict[str, list[str]] = {
     "robustrl/_runner_report.py": [_T + "test_runner.py"],
     "agents/dred/level_buffer.py": [_T + "test_level_buffer.py"],
     "theory/r2pvi.py": [_T + "test_theory_r2pvi.py"],
-    "theory/glow.py": [_T + "test_theory_glow.py", _T + "test_glow.py"],
+    "theory/glow.py": [_T + "test_theory_glow.py",
+                       _T + "test_glow.py::test_paper_constants_follow_algorithm_1"],
     "theory/drrpo.py": [_T + "test_theory_drrpo.py"],
     "theory/coverability.py": [_T + "test_coverability.py"],
 }
@@ -314,6 +315,26 @@ def run_one(name: str, filename: str, tree, tests: list[str], timeout: float) ->
     return f"error(rc={rc})", seconds
 
 
+def markdown_report(folder: Path) -> str:
+    """Markdown table of the ``*_before.json`` / ``*_after.json`` reports in ``folder`` and the
+    list of the survivors of each 'after' report."""
+    rows, survivors = [], []
+    for after_path in sorted(folder.glob("*_after.json")):
+        after = json.loads(after_path.read_text())
+        before_path = after_path.with_name(after_path.name.replace("_after", "_before"))
+        before = json.loads(before_path.read_text()) if before_path.exists() else None
+        b = (f"{before['killed']}/{before['total']} ({100 * before['score']:.1f}%)"
+             if before else "not measured")
+        rows.append(f"| `{after['module']}` | {after['total']} | {b} | {after['killed']}/"
+                    f"{after['total']} ({100 * after['score']:.1f}%) |")
+        for m in after["mutants"]:
+            if m["status"] not in ("killed", "timeout", "identical"):
+                survivors.append(f"* `{after['module']}` #{m['index']} line {m['line']}, "
+                                 f"{m['kind']}: `{m['before']}` -> `{m['after']}`")
+    head = ["| module | mutants | killed before | killed after |", "| --- | --- | --- | --- |"]
+    return "\n".join(head + rows + ["", "Survivors after:", ""] + survivors)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("module", nargs="?",
@@ -335,11 +356,16 @@ def main(argv: list[str] | None = None) -> int:
                              "must occur exactly once) replaced by NEW: does a test catch a "
                              "hand-injected bug?")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--report", action="store_true",
+                        help="print the Markdown summary of the reports in --out and exit")
     parser.add_argument("--out", default="results/mutation", help="folder for the JSON report")
     parser.add_argument("--tag", default="", help="suffix of the JSON report's name")
     args = parser.parse_args(argv)
 
     os.chdir(ROOT)
+    if args.report:
+        print(markdown_report(Path(args.out)))
+        return 0
     if args.all:
         rest = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--all"]
         return max(main([path, *rest]) for path in MODULE_TESTS)
