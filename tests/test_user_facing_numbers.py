@@ -220,6 +220,28 @@ def test_evaluate_defaults_and_environment_forms(capsys):
         evaluate(lambda obs: 0, 3, grid, episodes=1)
 
 
+def test_compare_defaults_and_argument_checks(capsys):
+    """compare's defaults match evaluate's (100 episodes, seed 0, no progress output) and
+    robustness_metrics' (cvar_level .1); a random policy without a reference (or the reverse)
+    is an error; results are frozen. Fails with another default or a missing check."""
+    comp = compare({"a": lambda obs: 0}, _CoinEnv, [0.0, 0.5])
+    res = comp.results["a"]
+    np.testing.assert_array_equal(res.returns,
+                                  evaluate(lambda obs: 0, _CoinEnv, [0.0, 0.5], 100, 0).returns)
+    assert comp.metrics["a"] == robustness_metrics(res, cvar_level=0.1)
+    assert comp.metrics["a"]["cvar"] == pytest.approx(np.sort(res.returns.ravel())[:20].mean())
+    assert capsys.readouterr().err == ""
+    for kw in ({"random_policy": "a"}, {"reference_policy": "a"}):
+        with pytest.raises(ValueError, match="together"):
+            compare({"a": lambda obs: 0}, _CoinEnv, [0.0], episodes=1, **kw)
+    assert "normalized" not in comp.metrics["a"]
+    with pytest.raises(ValueError, match="same AUC"):  # both ignore obs: equal curves
+        compare({"a": lambda obs: 0, "b": lambda obs: 1}, _CoinEnv, [0.0, 1.0], episodes=2,
+                random_policy="a", reference_policy="b")
+    with pytest.raises(AttributeError):
+        res.returns = None  # frozen dataclass
+
+
 class _TinyFiniteEnv(gym.Env):
     """Exposes a FiniteMDP as ``model`` (all evaluate_exact needs). H = 2, S = 2, A = 2, start
     in state 0. Step 0 in state 0: action 0 pays 1 and moves to state 1, action 1 pays 0 and
