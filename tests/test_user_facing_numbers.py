@@ -673,3 +673,113 @@ def test_a_larger_bonus_lowers_q_on_every_estimator_path(name):
     assert np.all(q[1][-1] < q[0][-1] - 1e-3) and np.all(q[2][-1] < q[1][-1] - 1e-3)
     # the earlier steps see the lower next-state values too
     assert np.all(q[2][0] < q[0][0] - 1e-3)
+
+
+# ------------------------------------------------------------------------------------------
+# theory: the smallest valid inputs give the hand values; one step outside is a ValueError
+# ------------------------------------------------------------------------------------------
+def test_theory_functions_at_their_smallest_valid_inputs():
+    """H = 1, C = 1, T = 1, K = 1, d = 1: regret sqrt(1 * 1 * log(e) * 1) = 1; mixture
+    sample complexity 1; HyGLOW (1 + 1) = 2; H2O sqrt(2); schedule t = T = 2, H = K = |F| =
+    |W| = 1, delta = .5, gamma = 1: gamma_t = 2, alpha = 4, beta = 72 log(24) / 1; DR-RPO
+    log(2 / .05) = log 40 (an integral float K = 2. is K = 2); R2PVI's xi = log 40. Fails
+    when a lower limit moves up by one (H >= 2, C_cov >= 2, ...)."""
+    assert glow.glow_regret_bound(1, 1, 1.0, 1.0) == pytest.approx(1.0)
+    assert glow.glow_sample_complexity(1.0, 1, 1.0, 1.0) == pytest.approx(1.0)
+    assert glow.glow_sample_complexity(1.0, 1, 1.0, 1.0, realizability="pure") == 1.0
+    assert glow.hyglow_sample_complexity(1.0, 1, 1.0, 1.0, 1.0) == pytest.approx(2.0)
+    assert glow.h2o_risk_bound(1, 1, 1.0, 1.0, 1.0, 1.0) == pytest.approx(math.sqrt(2.0))
+    alpha, beta, gamma_t = glow.paper_schedule(2, 2, 1, 1, 1, 1.0, 0.5, gamma=1.0)
+    assert (alpha, gamma_t) == (4.0, 2.0)
+    assert beta == pytest.approx(72.0 * math.log(24.0), rel=1e-12)
+    assert drrpo.regret_bound(1, 1, 1) == pytest.approx(math.log(40.0), rel=1e-12)
+    assert drrpo.regret_bound(1, 1, 2.0) == drrpo.regret_bound(1, 1, 2)
+    assert drrpo.regret_bound(1, 1, 1, rho=0.0, form="we_drive_u", tau=0.5) == pytest.approx(
+        math.log(40.0), rel=1e-12)
+    np.testing.assert_array_equal(drrpo.log_spaced_episodes(1, 2), [1])
+    np.testing.assert_array_equal(drrpo.log_spaced_episodes(9, 2, start=9), [9])
+    assert r2pvi.log_factor(1, 1, 1) == pytest.approx(math.log(40.0), rel=1e-12)
+    assert r2pvi.instance_independent_rate("tv", 1, 1, 1, 1.0) == pytest.approx(
+        math.sqrt(math.log(40.0)), rel=1e-12)
+
+
+BAD_THEORY = [
+    (lambda: glow.glow_regret_bound(0, 1, 1.0, 1.0), "T"),
+    (lambda: glow.glow_regret_bound(np.array([1, 0]), 1, 1.0, 1.0), "T"),
+    (lambda: glow.glow_regret_bound(np.array([], dtype=int), 1, 1.0, 1.0), "T"),
+    (lambda: glow.glow_regret_bound(1.5, 1, 1.0, 1.0), "T"),
+    (lambda: glow.glow_regret_bound(1, 0, 1.0, 1.0), "H"),
+    (lambda: glow.glow_regret_bound(1, 1, 0.99, 1.0), "C_cov"),
+    (lambda: glow.glow_regret_bound(1, 1, 1.0, 0.0), "log_term"),
+    (lambda: glow.glow_regret_bound(1, 1, 1.0, 1.0, value_range=0.0), "value_range"),
+    (lambda: glow.glow_regret_bound(1, 1, 1.0, 1.0, constant=0.0), "constant"),
+    (lambda: glow.glow_sample_complexity(0.0, 1, 1.0, 1.0), "epsilon"),
+    (lambda: glow.glow_sample_complexity(1.0, 1, 1.0, 1.0, constant=0.0), "constant"),
+    (lambda: glow.glow_sample_complexity(1.0, 1, 1.0, 1.0, realizability="x"), "realizability"),
+    (lambda: glow.hyglow_sample_complexity(1.0, 1, 1.0, 0.99, 1.0), "C_star"),
+    (lambda: glow.hyglow_sample_complexity(0.0, 1, 1.0, 1.0, 1.0), "epsilon"),
+    (lambda: glow.hyglow_sample_complexity(1.0, 1, 1.0, 1.0, 1.0, constant=0.0), "constant"),
+    (lambda: glow.h2o_risk_bound(np.array([2, 0]), 1, 1.0, 1.0, 1.0, 1.0), "T"),
+    (lambda: glow.h2o_risk_bound(np.array([], dtype=int), 1, 1.0, 1.0, 1.0, 1.0), "T"),
+    (lambda: glow.h2o_risk_bound(2.5, 1, 1.0, 1.0, 1.0, 1.0), "T"),
+    (lambda: glow.h2o_risk_bound(1, 1, 1.0, 0.99, 1.0, 1.0), "C_star"),
+    (lambda: glow.h2o_risk_bound(1, 1, 1.0, 1.0, 0.0, 1.0), "a"),
+    (lambda: glow.h2o_risk_bound(1, 1, 1.0, 1.0, 1.0, 0.0), "b"),
+    (lambda: glow.h2o_risk_bound(1, 1, 1.0, 1.0, 1.0, 1.0, constant=0.0), "constant"),
+    (lambda: glow.paper_schedule(1, 2, 1, 1, 1, 1.0, 0.5, gamma=1.0), "t"),
+    (lambda: glow.paper_schedule(3, 2, 1, 1, 1, 1.0, 0.5, gamma=1.0), "t"),
+    (lambda: glow.paper_schedule(2, 1, 1, 1, 1, 1.0, 0.5, gamma=1.0), "T"),
+    (lambda: glow.paper_schedule(2, 2, 0, 1, 1, 1.0, 0.5, gamma=1.0), "H"),
+    (lambda: glow.paper_schedule(2, 2, 1, 0, 1, 1.0, 0.5, gamma=1.0), "K"),
+    (lambda: glow.paper_schedule(2, 2, 1, 1, 0, 1.0, 0.5, gamma=1.0), "n_F"),
+    (lambda: glow.paper_schedule(2, 2, 1, 1, 1, 0.99, 0.5, gamma=1.0), "n_W"),
+    (lambda: glow.paper_schedule(2, 2, 1, 1, 1, 1.0, 1.0, gamma=1.0), "delta"),
+    (lambda: glow.paper_schedule(2, 2, 1, 1, 1, 1.0, 0.0, gamma=1.0), "delta"),
+    (lambda: glow.paper_schedule(2, 2, 1, 1, 1, 1.0, 0.5), "C_cov"),
+    (lambda: glow.paper_schedule(2, 2, 1, 1, 1, 1.0, 0.5, C_cov=0.99), "C_cov"),
+    (lambda: glow.paper_schedule(2, 2, 1, 1, 1, 1.0, 0.5, gamma=0.0), "gamma"),
+    (lambda: drrpo.regret_bound(0, 1, 1), "d"),
+    (lambda: drrpo.regret_bound(1, 0, 1), "H"),
+    (lambda: drrpo.regret_bound(1, 1, 0), "K"),
+    (lambda: drrpo.regret_bound(1, 1, np.array([1, 0])), "K"),
+    (lambda: drrpo.regret_bound(1, 1, np.array([], dtype=int)), "K"),
+    (lambda: drrpo.regret_bound(1, 1, 1.5), "K"),
+    (lambda: drrpo.regret_bound(1, 1, np.array([2.0, np.inf])), "K"),
+    (lambda: drrpo.regret_bound(1, 1, 1, delta=1.0), "delta"),
+    (lambda: drrpo.regret_bound(1, 1, 1, delta=0.0), "delta"),
+    (lambda: drrpo.regret_bound(1, 1, 1, constant=0.0), "constant"),
+    (lambda: drrpo.regret_bound(1, 1, 1, tau=0.0), "tau"),
+    (lambda: drrpo.regret_bound(1, 1, 1, rho=-0.1, form="we_drive_u"), "rho"),
+    (lambda: drrpo.regret_bound(1, 1, 1, form="we_drive_u"), "rho"),
+    (lambda: drrpo.regret_bound(1, 1, 1, form="other"), "form"),
+    (lambda: drrpo.log_spaced_episodes(0), "n_episodes"),
+    (lambda: drrpo.log_spaced_episodes(5, 1), "n_points"),
+    (lambda: drrpo.log_spaced_episodes(5, 2, start=6), "start"),
+    (lambda: drrpo.log_spaced_episodes(5, 2, start=0), "start"),
+    (lambda: drrpo.fit_loglog_slope([1, 1], [1.0, 2.0]), "episodes"),
+    (lambda: drrpo.fit_loglog_slope([2], [1.0]), "episodes"),
+    (lambda: drrpo.fit_loglog_slope([[1, 2]], [1.0, 2.0]), "episodes"),
+    (lambda: drrpo.fit_loglog_slope([1, 2], [1.0, 2.0, 3.0]), "columns"),
+    (lambda: drrpo.fit_loglog_slope([1, 2], [1.0, 0.0]), "cumulative_regret"),
+    (lambda: drrpo.fit_loglog_slope([1, 2], [1.0, 2.0], confidence=1.0), "confidence"),
+    (lambda: drrpo.fit_loglog_slope([1, 2], [1.0, 2.0], confidence=0.0), "confidence"),
+    (lambda: r2pvi.log_factor(0, 1, 1), "dim"),
+    (lambda: r2pvi.log_factor(1, 0, 1), "horizon"),
+    (lambda: r2pvi.log_factor(1, 1, 0), "n_trajectories"),
+    (lambda: r2pvi.log_factor(1, 1, np.array([1, 0])), "n_trajectories"),
+    (lambda: r2pvi.log_factor(1, 1, np.array([], dtype=int)), "n_trajectories"),
+    (lambda: r2pvi.log_factor(1, 1, np.array([1.0, 2.0])), "n_trajectories"),
+    (lambda: r2pvi.log_factor(1, 1, 1, delta=1.0), "delta"),
+    (lambda: r2pvi.log_factor(1, 1, 1, delta=0.0), "delta"),
+    (lambda: r2pvi.theoretical_beta("tv", 1, 1, 1, 0.0), "lam"),
+    (lambda: r2pvi.theoretical_beta("hellinger", 1, 1, 1, 1.0), "divergence"),
+    (lambda: r2pvi.instance_independent_rate("tv", 1, 1, 1, 0.0), "lam"),
+    (lambda: r2pvi.fit_mean_loglog([1, 2], [[1.0, -1.0]]), "values"),
+    (lambda: r2pvi.fit_mean_loglog([1, 2], [[1.0, 1.0]], confidence=1.0), "confidence"),
+]
+
+
+@pytest.mark.parametrize(("call", "name"), BAD_THEORY)
+def test_theory_rejects_inputs_one_step_outside_their_range(call, name):
+    with pytest.raises(ValueError, match=rf"\b{name}\b"):
+        call()
