@@ -783,3 +783,43 @@ BAD_THEORY = [
 def test_theory_rejects_inputs_one_step_outside_their_range(call, name):
     with pytest.raises(ValueError, match=rf"\b{name}\b"):
         call()
+
+
+def test_runner_csv_files_by_hand(tmp_path):
+    """cells.csv: declared keys first, then other params sorted, seed index, seed, the scalar
+    metrics sorted (a metric that is a list in some record is not scalar), wall time; NaN and a
+    missing metric are empty cells, bools 1/0, floats in repr. summary.csv: n_seeds and
+    mean/std/ci95 per params group, groups in order of first appearance."""
+    from robustrl._runner_report import (
+        group_by_params,
+        param_keys,
+        scalar_metrics,
+        write_cells_csv,
+        write_summary_csv,
+    )
+
+    recs = [
+        {"params": {"x": 2, "mode": "a"}, "seed_index": 0, "seed": 10,
+         "metrics": {"y": 0.1, "ok": True, "curve": [1, 2]}, "wall_time_s": 1.5},
+        {"params": {"x": 2, "mode": "a"}, "seed_index": 1, "seed": 11,
+         "metrics": {"y": 0.3, "ok": False, "curve": 3.0}, "wall_time_s": 2.0},
+        {"params": {"x": 1, "mode": "b"}, "seed_index": 0, "seed": 12,
+         "metrics": {"y": math.nan}, "wall_time_s": 0.5},
+    ]
+    assert scalar_metrics(recs) == ["ok", "y"]
+    assert param_keys(recs, ["x"]) == ["x", "mode"] and param_keys(recs) == ["mode", "x"]
+    groups = group_by_params(recs)
+    assert [len(g) for _, g in groups] == [2, 1] and groups[0][0] == {"x": 2, "mode": "a"}
+    cells = write_cells_csv(tmp_path / "cells.csv", recs, ["x"]).read_text().splitlines()
+    assert cells == ["x,mode,seed_index,seed,ok,y,wall_time_s",
+                     "2,a,0,10,1,0.1,1.5", "2,a,1,11,0,0.3,2.0", "1,b,0,12,,,0.5"]
+    summary = write_summary_csv(tmp_path / "summary.csv", recs, ["x"]).read_text().splitlines()
+    half = T975[1] * math.sqrt(0.02) / math.sqrt(2.0)  # y: 0.1, 0.3 -> mean .2, std sqrt(.02)
+    head, first, second = summary
+    assert head == "x,mode,n_seeds,ok_mean,ok_std,ok_ci95,y_mean,y_std,y_ci95"
+    f = first.split(",")
+    assert f[:4] == ["2", "a", "2", "0.5"]
+    assert float(f[6]) == pytest.approx(0.2) and float(f[7]) == pytest.approx(math.sqrt(0.02))
+    assert float(f[8]) == pytest.approx(half, rel=1e-9)
+    assert float(f[5]) == pytest.approx(T975[1] * math.sqrt(0.5) / math.sqrt(2.0), rel=1e-9)
+    assert second.split(",")[:3] == ["1", "b", "1"] and second.endswith(",,,,,")
