@@ -32,6 +32,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # setup.cfg's package_dir: top-level folders installed under robustrl.
@@ -347,6 +349,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-func", nargs="*", default=None,
                         help="functions not mutated (say so in the report)")
     parser.add_argument("--only", type=int, nargs="*", help="run only these mutant indices")
+    parser.add_argument("--sample", type=int, metavar="N",
+                        help="run a uniform random sample of N mutants (seeded by --seed): an "
+                             "estimate of the score when the full run is too slow")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --sample")
     parser.add_argument("--survivors-of", metavar="JSON",
                         help="rerun only the survivors of an earlier report (an 'after' score "
                              "with more tests: a killed mutant stays killed); others keep their "
@@ -412,11 +418,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{path} ({name}): {len(mutants)} mutants, tests {' '.join(tests)}; "
           f"clean run {base:.1f}s, timeout {timeout:.0f}s", flush=True)
     chosen = [m for m in mutants if args.only is None or m.index in set(args.only)]
+    if args.sample is not None and args.sample < len(chosen):
+        pick = np.random.default_rng(args.seed).choice(len(chosen), args.sample, replace=False)
+        chosen = [chosen[i] for i in sorted(pick)]
     earlier: dict[int, dict] = {}
     if args.survivors_of:
         old = json.loads(Path(args.survivors_of).read_text())
         earlier = {m["index"]: m for m in old["mutants"]}
-        if len(earlier) != len(chosen) or any(
+        chosen = [m for m in chosen if m.index in earlier]
+        if len(chosen) != len(earlier) or any(
                 earlier[m.index]["kind"] != m.kind or earlier[m.index]["line"] != m.line
                 for m in chosen):
             raise SystemExit(f"{args.survivors_of} lists other mutants (the module changed)")
@@ -448,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report = {"module": path, "tests": tests, "skip_funcs": sorted(skip_funcs),
+              "sampled": args.sample, "of": len(mutants),
               "killed": killed, "total": len(counted), "score": score,
               "mutants": [asdict(m) for m in chosen]}
     stem = path.replace("/", "_").removesuffix(".py") + (f"_{args.tag}" if args.tag else "")
