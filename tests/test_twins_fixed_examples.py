@@ -286,8 +286,8 @@ def test_ridge_twins_by_hand():
 def test_value_iteration_twins_by_hand():
     """One state, actions e1 and e2, H = 2, weights (1, .2) at step 0 and (1.5, .2) at step 1,
     no factors: Q_1 = (1.5, .2) capped at H - 1 = 1 (fails with the cap H); with a factor
-    moving all mass to the same state, step 0 adds
-    V_1 = 1: (2, 1.2) capped at 2. A positive sign adds the bonus (optimism)."""
+    moving all mass to the same state, step 0 adds V_1 = 1: (2, 1.2) capped at 2. A positive
+    sign adds the bonus (optimism)."""
     feats = np.array([[[1.0, 0.0], [0.0, 1.0]]])
     weights = np.array([[1.0, 0.2], [1.5, 0.2]])
     L = np.stack([np.eye(2)] * 2)
