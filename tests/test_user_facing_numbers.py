@@ -823,3 +823,42 @@ def test_runner_csv_files_by_hand(tmp_path):
     assert float(f[8]) == pytest.approx(half, rel=1e-9)
     assert float(f[5]) == pytest.approx(T975[1] * math.sqrt(0.5) / math.sqrt(2.0), rel=1e-9)
     assert second.split(",")[:3] == ["1", "b", "1"] and second.endswith(",,,,,")
+
+
+def test_level_buffer_scores_and_bookkeeping_by_hand():
+    """fragment_score: grounded_value_l1 is 0 unless G(l) > 0 (default G = 0); merge_scores is
+    the step-weighted mean ((1 * 1 + 4 * 3) / 4 = 3.25) and rejects mismatched, empty or
+    non-positive steps; staleness_weights defaults to temperature 1; add_dataset_levels returns
+    the slots it filled and ``size`` counts them."""
+    from robustrl.agents.dred.level_buffer import fragment_score, merge_scores
+
+    assert fragment_score("grounded_value_l1", [1.0, 2.0], [0.0, 0.0]) == 0.0
+    assert fragment_score("grounded_value_l1", [1.0, -2.0], [0.0, 0.0], 0.5) == 1.5
+    assert merge_scores([1.0, 4.0], [1, 3]) == pytest.approx(3.25)
+    for scores, steps in (([1.0], [1, 2]), ([], []), ([1.0, 2.0], [1, 0])):
+        with pytest.raises(ValueError, match="steps"):
+            merge_scores(scores, steps)
+    np.testing.assert_array_equal(staleness_weights([1.0, 4.0]), [1.0, 4.0])
+    buf = LevelBuffer(4, seed=0)
+    np.testing.assert_array_equal(buf.add_dataset_levels(["a", "b"]), [0, 1])
+    assert buf.size == 2 and buf.n_generated == 0
+    np.testing.assert_array_equal(buf.add_dataset_levels(["c"]), [2])
+    assert buf.size == 3
+
+
+def test_glow_regret_check_numbers_and_scalar_outputs():
+    """GlowRegretCheck: mean regret over seeds ((1 + 3) / 2, (3 + 5) / 2) = (2, 4) against the
+    bound (2.5, 3.9): passes at T = 10, fails at T = 20, so not passed; the record is frozen.
+    A scalar T gives a Python float."""
+    check = glow.GlowRegretCheck(np.array([10, 20]), np.array([[1.0, 3.0], [3.0, 5.0]]),
+                                 np.array([2.5, 3.9]), np.array([10.0, 20.0]), 1.0,
+                                 np.array([1.0, 1.0]))
+    np.testing.assert_allclose(check.mean_regret, [2.0, 4.0])
+    assert not check.passed
+    assert glow.GlowRegretCheck(check.rounds, check.regret, np.array([2.0, 4.0]),
+                                check.trivial, 1.0, check.log_terms).passed
+    with pytest.raises(AttributeError):
+        check.C_cov = 2.0
+    assert type(glow.glow_regret_bound(10, 3, 2.0, 4.0)) is float
+    assert type(glow.h2o_risk_bound(10, 3, 2.0, 2.0, 1.0, 1.0)) is float
+    assert type(drrpo.regret_bound(1, 1, 4)) is float
