@@ -862,3 +862,23 @@ def test_glow_regret_check_numbers_and_scalar_outputs():
     assert type(glow.glow_regret_bound(10, 3, 2.0, 4.0)) is float
     assert type(glow.h2o_risk_bound(10, 3, 2.0, 2.0, 1.0, 1.0)) is float
     assert type(drrpo.regret_bound(1, 1, 4)) is float
+
+
+def test_level_buffer_defaults_and_fallbacks_by_hand():
+    """Defaults (the authors'): temperature .1, staleness coefficient .3 at temperature 1, no
+    secondary score. Scores (.2, .9, .5) -> ranks (3, 1, 2) -> rank^-10; staleness (1, 4, 0):
+    P = .7 (3^-10, 1, 2^-10) / Z + .3 (1, 4, 0) / 5. All-zero staleness falls back to uniform
+    over the support: P_C = 1/3 each. dataset_mass is P summed over dataset slots."""
+    buf = _buffer()
+    assert (buf.temperature, buf.staleness_coef, buf.staleness_temperature) == (0.1, 0.3, 1.0)
+    assert (buf.secondary_temperature, buf.secondary_coef_start, buf.secondary_coef_end,
+            buf.secondary_fraction_start, buf.secondary_fraction_end) == (1.0, 0.0, 0.0, 0.0,
+                                                                          1.0)
+    assert (buf.replay_prob, buf.fill_threshold, buf.dataset_levels_fixed) == (1.0, 1.0, True)
+    ps = np.array([3.0**-10, 1.0, 2.0**-10])
+    want = 0.7 * ps / ps.sum() + 0.3 * np.array([1.0, 4.0, 0.0]) / 5.0
+    np.testing.assert_allclose(buf.sample_weights(), want, rtol=1e-12)
+    buf.staleness[:] = 0.0
+    np.testing.assert_allclose(buf.sample_weights(), 0.7 * ps / ps.sum() + 0.1, rtol=1e-12)
+    buf.is_dataset[0] = True
+    assert buf.dataset_mass == pytest.approx(0.7 * ps[0] / ps.sum() + 0.1, rel=1e-12)
