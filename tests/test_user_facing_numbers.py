@@ -882,3 +882,20 @@ def test_level_buffer_defaults_and_fallbacks_by_hand():
     np.testing.assert_allclose(buf.sample_weights(), 0.7 * ps / ps.sum() + 0.1, rtol=1e-12)
     buf.is_dataset[0] = True
     assert buf.dataset_mass == pytest.approx(0.7 * ps[0] / ps.sum() + 0.1, rel=1e-12)
+
+
+def test_level_buffer_timestamps_and_kappa_ramp_by_hand():
+    """observe_new counts sampling events (1, 2, 3); a level admitted with timestamp 1 after 3
+    events has staleness 3 - 1 = 2. kappa ramps linearly: start .2, end .6 over fractions
+    .25 to .75, so progress .5 gives .4, and it is clamped outside the ramp."""
+    buf = LevelBuffer(2, staleness_coef=0.5, seed=0)
+    assert [buf.observe_new() for _ in range(3)] == [1, 2, 3]
+    adm = buf.admit("lvl", 0.7, timestamp=1)
+    assert adm.slot == 0 and adm.evicted is None and buf.staleness[0] == 2.0
+    assert buf.admit("other", 0.1).slot == 1 and buf.staleness[1] == 0.0
+    ramp = LevelBuffer(2, secondary_strategy="gae", secondary_coef_start=0.2,
+                       secondary_coef_end=0.6, secondary_fraction_start=0.25,
+                       secondary_fraction_end=0.75)
+    assert ramp.set_progress(0.5) == pytest.approx(0.4)
+    assert ramp.set_progress(0.1) == pytest.approx(0.2)
+    assert ramp.set_progress(1.0) == pytest.approx(0.6)
