@@ -899,3 +899,20 @@ def test_level_buffer_timestamps_and_kappa_ramp_by_hand():
     assert ramp.set_progress(0.5) == pytest.approx(0.4)
     assert ramp.set_progress(0.1) == pytest.approx(0.2)
     assert ramp.set_progress(1.0) == pytest.approx(0.6)
+
+
+def test_drrpo_two_seed_interval_and_defaults():
+    """Two seeds (slopes .4 and .8): half-width t_{0.975,1} * std / sqrt 2 with std = .4 /
+    sqrt 2, i.e. 12.706 * .2 = 2.54; log_spaced_episodes defaults to 20 points from K = 1;
+    the fit record is frozen. Fails with ``n > 2`` for the interval or other defaults."""
+    K = np.array([1, 10, 100])
+    R = np.stack([K**0.4, 2.0 * K**0.8]).astype(float)
+    fit = drrpo.fit_loglog_slope(K, R)
+    assert fit.slope == pytest.approx(0.6)
+    assert fit.high - fit.slope == pytest.approx(T975[1] * 0.2, rel=1e-9)
+    assert fit.n_seeds == 2 and fit.confidence == 0.95
+    with pytest.raises(AttributeError):
+        fit.slope = 0.0
+    grid = drrpo.log_spaced_episodes(10**4)
+    assert grid.size == 20 and grid[0] == 1 and grid[-1] == 10**4
+    np.testing.assert_array_equal(grid, drrpo.log_spaced_episodes(10**4, 20, 1))
