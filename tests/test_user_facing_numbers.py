@@ -174,6 +174,7 @@ def test_evaluate_uses_one_random_stream_per_level():
                                       _coin_returns(int(seeds[j].generate_state(2)[0]), 4))
     assert not np.array_equal(res.returns[0], res.returns[1])
     assert len(np.unique(res.returns[0])) == 4
+    assert not res.exact and res.info == {"seed": 11, "episodes": 4}
     again = evaluate(lambda obs: 0, _CoinEnv, grid, episodes=4, seed=11)
     np.testing.assert_array_equal(again.returns, res.returns)
     other = evaluate(lambda obs: 0, _CoinEnv, grid, episodes=4, seed=12)
@@ -239,7 +240,12 @@ def test_compare_defaults_and_argument_checks(capsys):
         compare({"a": lambda obs: 0, "b": lambda obs: 1}, _CoinEnv, [0.0, 1.0], episodes=2,
                 random_policy="a", reference_policy="b")
     with pytest.raises(AttributeError):
-        res.returns = None  # frozen dataclass
+        res.returns = None  # frozen dataclasses
+    with pytest.raises(AttributeError):
+        comp.metrics = {}
+    for level in (0.0, 1.01):
+        with pytest.raises(ValueError, match="cvar_level"):
+            robustness_metrics(res, cvar_level=level)
 
 
 class _TinyFiniteEnv(gym.Env):
