@@ -899,6 +899,9 @@ def test_level_buffer_timestamps_and_kappa_ramp_by_hand():
     adm = buf.admit("lvl", 0.7, timestamp=1)
     assert adm.slot == 0 and adm.evicted is None and buf.staleness[0] == 2.0
     assert buf.admit("other", 0.1).slot == 1 and buf.staleness[1] == 0.0
+    assert (buf.n_proposed, buf.n_admitted) == (2, 2)
+    assert buf.admit("low", 0.05).slot is None  # below every occupant's score: rejected
+    assert (buf.n_proposed, buf.n_admitted) == (3, 2)
     ramp = LevelBuffer(2, secondary_strategy="gae", secondary_coef_start=0.2,
                        secondary_coef_end=0.6, secondary_fraction_start=0.25,
                        secondary_fraction_end=0.75)
@@ -922,3 +925,21 @@ def test_drrpo_two_seed_interval_and_defaults():
     grid = drrpo.log_spaced_episodes(10**4)
     assert grid.size == 20 and grid[0] == 1 and grid[-1] == 10**4
     np.testing.assert_array_equal(grid, drrpo.log_spaced_episodes(10**4, 20, 1))
+
+
+@pytest.mark.parametrize("fixed", [True, False])
+def test_level_buffer_eviction_slot_by_hand(fixed):
+    """A full buffer: slot 0 a dataset level with the lowest replay weight (score .1, rank 2),
+    slot 1 a generated level (score .9). The next slot is the lowest weight one, with dataset
+    levels counting as +inf when fixed: slot 1 when fixed, slot 0 otherwise. One-step and
+    empty fragments: a one-step gae is the advantage itself; no step is an error."""
+    from robustrl.agents.dred.level_buffer import fragment_score
+
+    buf = LevelBuffer(2, staleness_coef=0.0, dataset_levels_fixed=fixed, seed=0)
+    buf.add_dataset_levels(["data"])
+    buf.update_scores(0, 0.1)
+    assert buf.admit("gen", 0.9).slot == 1
+    assert buf.next_slot() == (1 if fixed else 0)
+    assert fragment_score("gae", [2.0], [0.5]) == 1.5
+    with pytest.raises(ValueError, match="returns"):
+        fragment_score("gae", [], [])
