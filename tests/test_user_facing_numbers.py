@@ -455,6 +455,8 @@ def test_drrpo_slope_interval_is_student_t_over_three_seeds():
     assert check.max_ratio == pytest.approx(
         max((R / drrpo.regret_bound(2, 3, K)).ravel()), rel=1e-12)
     assert check.within_bound and not check.passed
+    with pytest.raises(AttributeError):
+        check.max_ratio = 0.0
 
 
 def test_r2pvi_mean_loglog_fit_on_an_exact_power_law():
@@ -751,6 +753,7 @@ BAD_THEORY = [
     (lambda: drrpo.regret_bound(1, 1, np.array([], dtype=int)), "K"),
     (lambda: drrpo.regret_bound(1, 1, 1.5), "K"),
     (lambda: drrpo.regret_bound(1, 1, np.array([2.0, np.inf])), "K"),
+    (lambda: drrpo.regret_bound(1, 1, np.array([2.0, 2.5])), "K"),
     (lambda: drrpo.regret_bound(1, 1, 1, delta=1.0), "delta"),
     (lambda: drrpo.regret_bound(1, 1, 1, delta=0.0), "delta"),
     (lambda: drrpo.regret_bound(1, 1, 1, constant=0.0), "constant"),
@@ -763,6 +766,7 @@ BAD_THEORY = [
     (lambda: drrpo.log_spaced_episodes(5, 2, start=6), "start"),
     (lambda: drrpo.log_spaced_episodes(5, 2, start=0), "start"),
     (lambda: drrpo.fit_loglog_slope([1, 1], [1.0, 2.0]), "episodes"),
+    (lambda: drrpo.fit_loglog_slope([1, 2, 2], [1.0, 2.0, 3.0]), "episodes"),
     (lambda: drrpo.fit_loglog_slope([2], [1.0]), "episodes"),
     (lambda: drrpo.fit_loglog_slope([[1, 2]], [1.0, 2.0]), "episodes"),
     (lambda: drrpo.fit_loglog_slope([1, 2], [1.0, 2.0, 3.0]), "columns"),
