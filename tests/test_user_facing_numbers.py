@@ -947,3 +947,16 @@ def test_level_buffer_eviction_slot_by_hand(fixed):
     assert fragment_score("gae", [2.0], [0.5]) == 1.5
     with pytest.raises(ValueError, match="returns"):
         fragment_score("gae", [], [])
+
+
+def test_coverability_of_a_linear_mdp_by_hand():
+    """The one-hot linear MDP (start uniform on states 1, 2; from there every factor is
+    uniform on states 1, 2): each step has max occupancy .5 on states 1 and 2 for both
+    actions, so the per-step coefficient is (.5 + .5) * 2 = 2. A LinearMDP is converted to its
+    finite model; anything else is a ValueError naming ``model``."""
+    lin = _one_hot_model(horizon=2)
+    np.testing.assert_allclose(coverability.coverability_coefficient(lin, per_step=True),
+                               [2.0, 2.0], rtol=1e-12)
+    assert coverability.coverability_coefficient_lp(lin) == pytest.approx(2.0, abs=1e-8)
+    with pytest.raises(ValueError, match="model"):
+        coverability.coverability_coefficient(np.zeros((2, 2)))
