@@ -118,15 +118,19 @@ def test_normalised_score_by_hand():
 
 
 def test_mean_std_stderr_of_a_result():
-    """Sample std (ddof = 1) and stderr = std / sqrt(episodes), by hand: returns 1, 3 -> mean
-    2, std sqrt(2), stderr 1. Fails with ddof = 0 (std 1) or stderr over P instead of N."""
-    res = _result([0.0, 1.0], [[1.0, 3.0], [2.0, 2.0]])
-    np.testing.assert_allclose(res.mean, [2.0, 2.0])
-    np.testing.assert_allclose(res.std, [math.sqrt(2.0), 0.0])
-    np.testing.assert_allclose(res.stderr, [1.0, 0.0])
+    """Sample std (ddof = 1) and stderr = std / sqrt(episodes), by hand: returns 1, 3, 5 ->
+    mean 3, std 2, stderr 2 / sqrt 3 (2 levels, 3 episodes, so sqrt(P) would differ). Fails
+    with ddof = 0 (std sqrt(8/3)) or stderr over P instead of N; one episode gives std 0."""
+    res = _result([0.0, 1.0], [[1.0, 3.0, 5.0], [2.0, 2.0, 2.0]])
+    np.testing.assert_allclose(res.mean, [3.0, 2.0])
+    np.testing.assert_allclose(res.std, [2.0, 0.0])
+    np.testing.assert_allclose(res.stderr, [2.0 / math.sqrt(3.0), 0.0])
     d = res.to_dict()
-    assert d["episodes"] == 2 and d["mean"] == [2.0, 2.0] and d["stderr"] == [1.0, 0.0]
+    assert d["episodes"] == 3 and d["mean"] == [3.0, 2.0]
+    assert d["stderr"] == pytest.approx([2.0 / math.sqrt(3.0), 0.0])
     assert d["exact"] is False and d["perturbations"] == [0.0, 1.0]
+    two = _result([0.0, 1.0], [[1.0, 3.0], [2.0, 2.0]])
+    np.testing.assert_allclose(two.std, [math.sqrt(2.0), 0.0])
     one = _result([0.0, 1.0], [[1.0], [2.0]])
     np.testing.assert_array_equal(one.std, [0.0, 0.0])
 
@@ -960,3 +964,21 @@ def test_coverability_of_a_linear_mdp_by_hand():
     assert coverability.coverability_coefficient_lp(lin) == pytest.approx(2.0, abs=1e-8)
     with pytest.raises(ValueError, match="model"):
         coverability.coverability_coefficient(np.zeros((2, 2)))
+
+
+def test_level_buffer_partial_support_and_empty_replay():
+    """Capacity 4 with 3 visited levels (scores .2, .9, .5, T = .5, no staleness): the rank
+    term is normalised over the visited slots only, (4, 36, 9, 0) / 49; with staleness .4 on
+    an all-zero staleness the fallback is uniform over the visited slots (1/3 each, 0 for the
+    empty slot). Replaying from a buffer with no visited level is a ValueError."""
+    buf = LevelBuffer(4, temperature=0.5, staleness_coef=0.0, seed=0)
+    with pytest.raises(ValueError, match="no visited level"):
+        buf.sample_replay()
+    buf.occupied[:3] = True
+    buf.visited[:3] = True
+    buf.scores[:3] = [0.2, 0.9, 0.5]
+    np.testing.assert_allclose(buf.sample_weights(), np.array([4, 36, 9, 0]) / 49, rtol=1e-12)
+    buf.staleness_coef = 0.4
+    np.testing.assert_allclose(buf.sample_weights(),
+                               0.6 * np.array([4, 36, 9, 0]) / 49 + 0.4 * np.array(
+                                   [1, 1, 1, 0]) / 3, rtol=1e-12)
