@@ -894,8 +894,8 @@ def test_level_buffer_defaults_and_fallbacks_by_hand():
     np.testing.assert_allclose(buf.sample_weights(), want, rtol=1e-12)
     buf.staleness[:] = 0.0
     np.testing.assert_allclose(buf.sample_weights(), 0.7 * ps / ps.sum() + 0.1, rtol=1e-12)
-    buf.is_dataset[0] = True
-    assert buf.dataset_mass == pytest.approx(0.7 * ps[0] / ps.sum() + 0.1, rel=1e-12)
+    buf.is_dataset[:2] = True
+    assert buf.dataset_mass == pytest.approx(0.7 * ps[:2].sum() / ps.sum() + 0.2, rel=1e-12)
 
 
 def test_level_buffer_timestamps_and_kappa_ramp_by_hand():
@@ -982,3 +982,16 @@ def test_level_buffer_partial_support_and_empty_replay():
     np.testing.assert_allclose(buf.sample_weights(),
                                0.6 * np.array([4, 36, 9, 0]) / 49 + 0.4 * np.array(
                                    [1, 1, 1, 0]) / 3, rtol=1e-12)
+
+
+def test_level_buffer_grounded_values_and_empty_support_fallback():
+    """Grounded values start at -inf and keep the largest value seen (.5 then .2 -> .5). A
+    staleness term on the "dataset" support with no dataset level falls back to uniform over
+    the visited levels: P = .6 (4, 36, 9) / 49 + .4 (1, 1, 1) / 3."""
+    buf = _buffer(temperature=0.5, staleness_coef=0.4, staleness_support="dataset")
+    assert np.all(buf.grounded == -np.inf)
+    buf.update_scores(1, 0.9, grounded_value=0.5)
+    buf.update_scores(1, 0.9, grounded_value=0.2)
+    assert buf.grounded[1] == 0.5 and buf.grounded[0] == -np.inf
+    np.testing.assert_allclose(buf.sample_weights(),
+                               0.6 * np.array([4, 36, 9]) / 49 + 0.4 / 3, rtol=1e-12)
