@@ -993,5 +993,8 @@ def test_level_buffer_grounded_values_and_empty_support_fallback():
     buf.update_scores(1, 0.9, grounded_value=0.5)
     buf.update_scores(1, 0.9, grounded_value=0.2)
     assert buf.grounded[1] == 0.5 and buf.grounded[0] == -np.inf
+    one = LevelBuffer(1, seed=0)  # the smallest buffer: one slot, always replayed
+    one.admit("only", 0.3)
+    assert one.sample_replay() == 0 and one.sample_weights().tolist() == [1.0]
     np.testing.assert_allclose(buf.sample_weights(),
                                0.6 * np.array([4, 36, 9]) / 49 + 0.4 / 3, rtol=1e-12)
