@@ -703,6 +703,8 @@ def test_theory_functions_at_their_smallest_valid_inputs():
     assert glow.h2o_risk_bound(1, 1, 1.0, 1.0, 1.0, 1.0) == pytest.approx(math.sqrt(2.0))
     alpha, beta, gamma_t = glow.paper_schedule(2, 2, 1, 1, 1, 1.0, 0.5, gamma=1.0)
     assert (alpha, gamma_t) == (4.0, 2.0)
+    g1 = glow.paper_schedule(2, 2, 1, 1, 1, 1.0, 0.5, C_cov=1.0)[2]  # C_cov = 1 is allowed
+    assert g1 == pytest.approx(2.0 * math.sqrt(1.0 / (2.0 * math.log(2.0))), rel=1e-12)
     assert beta == pytest.approx(72.0 * math.log(24.0), rel=1e-12)
     assert drrpo.regret_bound(1, 1, 1) == pytest.approx(math.log(40.0), rel=1e-12)
     assert drrpo.regret_bound(1, 1, 2.0) == drrpo.regret_bound(1, 1, 2)
@@ -998,3 +1000,26 @@ def test_level_buffer_grounded_values_and_empty_support_fallback():
     assert one.sample_replay() == 0 and one.sample_weights().tolist() == [1.0]
     np.testing.assert_allclose(buf.sample_weights(),
                                0.6 * np.array([4, 36, 9]) / 49 + 0.4 / 3, rtol=1e-12)
+
+
+UNIT_INTERVAL = ("secondary_coef_start", "secondary_coef_end", "staleness_coef", "replay_prob",
+                 "fill_threshold")
+
+
+@pytest.mark.parametrize("name", UNIT_INTERVAL)
+def test_level_buffer_unit_interval_arguments_at_both_ends(name):
+    """Coefficients and probabilities accept 0 and 1 and reject -.01 and 1.01 with a
+    ValueError naming the argument; temperatures must be > 0."""
+    for ok in (0.0, 1.0):
+        assert getattr(LevelBuffer(2, **{name: ok}), name) == ok
+    for bad in (-0.01, 1.01):
+        with pytest.raises(ValueError, match=name):
+            LevelBuffer(2, **{name: bad})
+    assert LevelBuffer(2, secondary_fraction_start=0.0,
+                       secondary_fraction_end=1.0).secondary_fraction_end == 1.0
+    for frac in ("secondary_fraction_start", "secondary_fraction_end"):
+        with pytest.raises(ValueError, match=frac):
+            LevelBuffer(2, **{frac: 1.01 if frac.endswith("end") else -0.01})
+    for temp in ("temperature", "secondary_temperature", "staleness_temperature"):
+        with pytest.raises(ValueError, match=temp):
+            LevelBuffer(2, **{temp: 0.0})
