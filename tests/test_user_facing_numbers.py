@@ -97,6 +97,9 @@ def test_normalised_auc_on_an_uneven_grid():
     # one grid point or a non-numeric grid: the plain mean of the means
     single = _result([0.3], [[1.0, 2.0]])
     assert robustness_metrics(single)["auc"] == 1.5
+    # grid 1, 2, 4 (width 3, not starting at 0): (1 (4 + 0) / 2 + 2 (0 + 2) / 2) / 3 = 4/3
+    wide = _result([1.0, 2.0, 4.0], [[4.0], [0.0], [2.0]])
+    assert robustness_metrics(wide)["auc"] == pytest.approx(4.0 / 3.0, rel=1e-12)
     flat = _result([0.3, 0.3], [[1.0], [4.0]])  # zero width: the plain mean, not 0/0
     assert robustness_metrics(flat)["auc"] == 2.5
     named = EvaluationResult(np.array(["a", "b"], dtype=object), np.array([[1.0], [4.0]]))
@@ -459,6 +462,9 @@ def test_drrpo_slope_interval_is_student_t_over_three_seeds():
     assert check.max_ratio == pytest.approx(
         max((R / drrpo.regret_bound(2, 3, K)).ravel()), rel=1e-12)
     assert check.within_bound and not check.passed
+    over = R.copy()
+    over[0, 0] = 2.0 * 36.0 * math.log(240.0)  # twice the bound at K = 1, below it elsewhere
+    assert not drrpo.check_regret(K, over, d=2, H=3).within_bound
     with pytest.raises(AttributeError):
         check.max_ratio = 0.0
 
