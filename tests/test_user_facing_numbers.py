@@ -914,6 +914,7 @@ def test_level_buffer_timestamps_and_kappa_ramp_by_hand():
     assert [buf.observe_new() for _ in range(3)] == [1, 2, 3]
     adm = buf.admit("lvl", 0.7, timestamp=1)
     assert adm.slot == 0 and adm.evicted is None and buf.staleness[0] == 2.0
+    assert buf.grounded[0] == -np.inf  # no grounded value given: never solved
     assert buf.admit("other", 0.1).slot == 1 and buf.staleness[1] == 0.0
     assert (buf.n_proposed, buf.n_admitted) == (2, 2)
     assert buf.admit("low", 0.05).slot is None  # below every occupant's score: rejected
@@ -1001,6 +1002,12 @@ def test_level_buffer_grounded_values_and_empty_support_fallback():
     buf.update_scores(1, 0.9, grounded_value=0.5)
     buf.update_scores(1, 0.9, grounded_value=0.2)
     assert buf.grounded[1] == 0.5 and buf.grounded[0] == -np.inf
+    part = LevelBuffer(4, temperature=0.5, staleness_coef=0.4, staleness_support="dataset",
+                       seed=0)
+    part.occupied[:3] = part.visited[:3] = True
+    part.scores[:3] = [0.2, 0.9, 0.5]  # slot 3 empty: uniform over the 3 visited slots
+    np.testing.assert_allclose(part.sample_weights(), 0.6 * np.array([4, 36, 9, 0]) / 49
+                               + 0.4 * np.array([1, 1, 1, 0]) / 3, rtol=1e-12)
     one = LevelBuffer(1, seed=0)  # the smallest buffer: one slot, always replayed
     one.admit("only", 0.3)
     assert one.sample_replay() == 0 and one.sample_weights().tolist() == [1.0]
