@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo demo-exact test test-slow test-ray bench bench-quick bench-neural lint clean clean-numba
+.PHONY: install demo demo-exact test test-slow test-ray bench bench-quick bench-neural lint mutate clean clean-numba
 
 install: $(VENV)/.installed
 
@@ -42,6 +42,9 @@ bench-quick: install
 
 bench-neural: install  # neural training steps/s on the CPU and, where present, the GPU
 	$(BIN)/python benchmarks/bench_neural.py --device both
+
+mutate: install  # mutation score of evaluation, theory, runner summaries, level buffer (slow, outside CI; docs/dev/mutation.md)
+	nice -n 15 $(BIN)/python tools/mutate.py --all
 
 clean-numba:  # Numba's cache misses edits to a kernel called from another file
 	find robustrl -name "*.nbi" -o -name "*.nbc" | xargs rm -f
