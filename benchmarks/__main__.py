@@ -11,9 +11,12 @@ the loop-style NumPy/SciPy reference, American put and simulated linear MDP), ``
 (DR-RPO and LSVI-UCB episodes/s vs the loop reference and rlberry), ``scaling`` (fit time vs K
 and d, log-log slopes, GFLOP/s vs the measured matmul peak), ``memory`` (peak memory of the
 in-memory and the streaming fit), ``primitives`` (the Numba kernels vs their vectorised NumPy
-twins, ``benchmarks/bench_primitives.py``). Timings on a shared machine are noisy: every ratio is
-measured within one run, package timings are best-of-``--repeats``. ``--out FILE.json`` writes
-every number (and the machine description) atomically.
+twins, ``benchmarks/bench_primitives.py``), ``dred`` (Cave Escape env steps/s of today's
+DummyVecEnv pipeline vs the batched ``CaveEscapeVecEnv`` at 36, 1,024 and 8,192 environments,
+and end-to-end SB3 PPO steps/s with each, ``benchmarks/bench_dred.py``). Timings on a shared
+machine are noisy: every ratio is measured within one run, package timings are
+best-of-``--repeats``. ``--out FILE.json`` writes every number (and the machine description)
+atomically.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from benchmarks import bench_memory, bench_offline, bench_online, bench_scaling
 from benchmarks.common import machine_info
 from robustrl._io import atomic_write_json
 
-SECTIONS = ("offline", "online", "scaling", "memory", "primitives")
+SECTIONS = ("offline", "online", "scaling", "memory", "primitives", "dred")
 
 FULL = {
     "offline": {"sizes": {"put": [100, 1000, 10000], "sim": [100, 1000, 10000]}, "budget": 20.0},
@@ -37,6 +40,9 @@ FULL = {
                 "gram_shapes": [(500_000, 16), (5_000, 256), (100_000, 256)]},
     "memory": {"samples": [10**4, 10**5, 10**6], "dim": 64, "chunk": 20_000},
     "primitives": {"argv": []},
+    "dred": {"n_levels": 64, "size": 13, "dummy_envs": [36, 1024], "dummy_env_steps": 7200,
+             "batched_envs": [36, 1024, 8192], "batched_env_steps": 400_000,
+             "ppo": [(36, 256), (288, 32)], "ppo_updates": 2},
 }
 QUICK = {
     "offline": {"sizes": {"put": [10, 30], "sim": [20, 60]}, "budget": 0.5},
@@ -45,6 +51,9 @@ QUICK = {
                 "gram_shapes": [(2000, 16)]},
     "memory": {"samples": [400, 1600], "dim": 8, "chunk": 200},
     "primitives": {"argv": ["--samples", "200", "--horizon", "3", "--repeats", "2"]},
+    "dred": {"n_levels": 8, "size": 13, "dummy_envs": [4], "dummy_env_steps": 64,
+             "batched_envs": [4, 64], "batched_env_steps": 2048, "ppo": [(4, 16)],
+             "ppo_updates": 1},
 }
 
 
@@ -114,6 +123,16 @@ def summary(results: dict[str, Any]) -> list[str]:
                 lines.append(f"memory {mode} K={r['samples']} d={r['d']}: "
                              f"{r['max_rss_mb']:.0f} MB max RSS "
                              f"({r['tracemalloc_peak_mb']:.0f} MB traced)")
+    if "dred" in results:
+        rows = results["dred"]["rows"]
+        for r in (r for r in rows if r["env"] == "CaveEscapeVecEnv"):
+            target = " (target >= 100x)" if r["n_envs"] == 1024 else ""
+            lines.append(f"dred env n={r['n_envs']}: {r['steps_per_s']:,.0f} steps/s, "
+                         f"{r['ratio']:.0f}x DummyVecEnv (n={r['vs']}){target}")
+        for r in results["dred"]["ppo_rows"]:
+            if r["env"] == "CaveEscapeVecEnv":
+                lines.append(f"dred PPO {r['n_envs']}x{r['n_steps']}: {r['steps_per_s']:,.0f} "
+                             f"env steps/s, {r['ratio']:.2f}x today's pipeline")
     return lines
 
 
@@ -155,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
                                     cfg["gram_shapes"], repeats=min(repeats, 3))
         elif section == "memory":
             out = bench_memory.run(cfg["samples"], dim=cfg["dim"], chunk=cfg["chunk"])
+        elif section == "dred":
+            from benchmarks import bench_dred
+
+            out = bench_dred.run(cfg, repeats=min(repeats, 3))
         else:
             out = _primitives(cfg["argv"])
         results[section] = out

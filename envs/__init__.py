@@ -95,11 +95,15 @@ for _env_id, _entry_point in _REGISTRATIONS.items():
 
 
 def __getattr__(name: str):
-    # CaveEscapeEnv needs minigrid (extra [dred]); import it on first use only.
+    # CaveEscapeEnv(VecEnv) needs minigrid (extra [dred]); import it on first use only.
     if name == "CaveEscapeEnv":
         from robustrl.envs.cave_escape import CaveEscapeEnv
 
         return CaveEscapeEnv
+    if name == "CaveEscapeVecEnv":
+        from robustrl.envs.cave_escape_vec import CaveEscapeVecEnv
+
+        return CaveEscapeVecEnv
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -116,6 +120,7 @@ __all__ = [
     "physics_grid",
     "CAVE_ESCAPE_ID",
     "CaveEscapeEnv",
+    "CaveEscapeVecEnv",
     "EMPTY",
     "GOAL",
     "LAVA",
