@@ -58,7 +58,7 @@ def train_levels():
 def test_dred_smoke_scores_and_grounded_admission(train_levels):
     agent = LevelReplayPPO("dred", train_levels, generator=_MixedGenerator(0), seed=0,
                            buffer_capacity=40, **SMALL)
-    agent.learn(6)
+    agent.learn(total_updates=6)
     buf = agent.buffer
     assert agent.grad_updates == 6
     # 8 dataset levels visited first (2 no-gradient phases of 4 envs), then replay + generate
@@ -81,7 +81,7 @@ def test_dred_smoke_scores_and_grounded_admission(train_levels):
 
 def test_plr_scores_equal_mean_abs_gae_of_the_rollout(train_levels):
     agent = LevelReplayPPO("plr", train_levels, seed=1, **SMALL)
-    agent.learn(2)
+    agent.learn(total_updates=2)
     phase = agent.last_phase
     assert phase.kind == "replay" and phase.grad
     rb = agent.model.rollout_buffer  # still holds the last (replay) rollout
@@ -105,7 +105,7 @@ def test_robust_plr_no_gradient_on_new_levels(train_levels):
     assert agent.last_phase.kind == "new" and not agent.last_phase.grad
     assert agent.grad_updates == 0 and agent.buffer.size == 4
     assert all(np.array_equal(a, b) for a, b in zip(before, _params(agent), strict=True))
-    agent.learn(1)
+    agent.learn(total_updates=1)
     assert agent.grad_updates == 1 and agent.stats["phases"]["new"] >= 2
     assert any(not np.array_equal(a, b) for a, b in zip(before, _params(agent), strict=True))
     agent.close()
@@ -113,7 +113,7 @@ def test_robust_plr_no_gradient_on_new_levels(train_levels):
 
 def test_uniform_baseline_and_zero_shot_evaluation(train_levels, tmp_path):
     agent = LevelReplayPPO("uniform", train_levels, seed=3, **SMALL)
-    agent.learn(3)
+    agent.learn(total_updates=3)
     assert agent.grad_updates == 3 and agent.buffer is None
     assert agent.stats["env_steps"] == 3 * 4 * 64
     rng = np.random.default_rng(0)
