@@ -1,9 +1,9 @@
 """DRED on Cave Escape: zero-shot solved rate and return per held-out set, per method.
 
-Issue 8 (reference note Part B). Each cell trains one method with stable-baselines3 PPO
+arXiv:2402.03479 (Sec. 5, App. B). Each cell trains one method with stable-baselines3 PPO
 (:class:`robustrl.agents.dred.training.LevelReplayPPO`) for a fixed number of **student
-gradient updates** (the same for every method, note B.9.8), then evaluates it zero-shot with one
-episode per level (B.7) on:
+gradient updates** (the same for every method), then evaluates it zero-shot with one
+episode per level on:
 
 * ``train``: (a subset of) the training levels;
 * ``test``: held-out levels of the training layout families (in distribution);
@@ -11,9 +11,17 @@ episode per level (B.7) on:
 * ``high_lava``: unseen families, lava fraction 0.5, moss 0.05 (edge case);
 * ``large``: 43x43 interiors (the reference's 45x45 grids).
 
-Methods (``method``): ``dred`` (VAE-DRED), ``dr`` (domain randomisation), ``uniform`` (uniform
-over the training set), ``plr`` (PLR over the training set), ``robust_plr`` (PLR-perp over DR
-levels), ``accel`` (ACCEL from empty rooms).
+Methods (``method``, all 8 in the default grid): ``dred`` (VAE-DRED), ``el_dred`` (EL-DRED:
+ACCEL edits of easy replayed levels in place of the VAE), ``dr`` (domain randomisation),
+``uniform`` (uniform over the training set), ``plr`` (PLR over the training set), ``robust_plr``
+(PLR-perp over DR levels), ``accel`` (ACCEL from empty rooms), ``accel_d`` (ACCEL with the
+training set in its buffer).
+
+Training runs on the batched :class:`~robustrl.envs.cave_escape_vec.CaveEscapeVecEnv` and is
+checkpointed every ``checkpoint_every`` updates (per scale) under
+``<cache_dir>/checkpoints/<method>-<scale>-<hash of params and seed>``; a cell that is run again
+after an interruption resumes from there (``resumed_at_update`` in its metrics) and removes the
+folder when it finishes.
 
 Level sets come from :func:`robustrl.envs.cave_levels.generate_level_set` with ``data_seed``
 (shared by all cells: one dataset, as in the paper; seeds vary the agent). The VAE (for
@@ -34,9 +42,10 @@ atomically under a file lock so parallel cells train it once; the level sets are
   steps, 250 updates, buffer 1000, a 1024-d VAE trained 100 epochs, full action set; run with
   ``--seeds 3 --workers 15`` (one process per cell; env stepping is CPU-bound, the GPU runs
   PPO and the VAE).
-* ``full``: the authors' scale (B.5): 512 training levels, 36 envs x 256 steps (subprocess
-  envs), buffer 4000, 14400 updates (DRED's 265M env steps), 2048 test levels, 112 per edge-case
-  set, 108 large levels. Days on a GPU machine; not run here.
+* ``full``: the authors' configuration (App. B): 512 training levels, 36 envs x 256 steps on
+  the batched env, 7 actions, LSTM(256) policy (sb3-contrib ``RecurrentPPO``), buffer 4000,
+  14400 updates (DRED's 265M env steps), 2048 test levels, 112 per edge-case set, 108 large
+  levels. Days on a GPU machine; not run here.
 
 Metrics per cell: ``solved_<set>`` and ``return_<set>`` for each set, ``steps_per_second``
 (env steps incl. no-gradient phases / training wall time), ``env_steps``, ``grad_updates``,

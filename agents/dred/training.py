@@ -1,10 +1,12 @@
-"""DRED and its baselines on Cave Escape with stable-baselines3 PPO (reference note B.4-B.7).
+"""DRED and its baselines on Cave Escape with stable-baselines3 PPO (arXiv:2402.03479, Sec. 4
+and App. B).
 
-:class:`LevelReplayPPO` trains SB3's :class:`~stable_baselines3.PPO` (not a hand-written PPO) on
+:class:`LevelReplayPPO` trains SB3's :class:`~stable_baselines3.PPO` (not a hand-written PPO),
+or sb3-contrib's ``RecurrentPPO`` with the authors' LSTM(256) network (``policy="lstm"``), on
 a level curriculum chosen by name:
 
 ========== ============================================================================
-method     levels each cycle (note B.5/B.6)
+method     levels each cycle (arXiv:2402.03479 App. B)
 ========== ============================================================================
 uniform    uniform over the training set
 dr         domain randomisation: :func:`robustrl.envs.cave_levels.random_level`
@@ -24,14 +26,25 @@ dred       VAE-DRED: buffer seeded with the training set (never evicted); replay
            dataset; after each replay cycle a generation phase: ``generator.generate()``
            levels (VAE latent interpolation between training levels), rolled out with no
            gradient update, scored, admitted only if solved at least once (grounded > 0)
+el_dred    EL-DRED: DRED's buffer and replay; the generation phase is replaced by ACCEL's
+           5 random edits of the 4 "easy" replayed levels (grounded admission as DRED)
+accel_d    ACCEL-D: buffer seeded with the training set (never evicted), replay
+           probability 1 by grounded value_l1 over the whole buffer (rank beta 0.1,
+           staleness 0.3), then ACCEL's edit phase, admitted by score
 ========== ============================================================================
+
+"Easy" levels (``easy_rule``): ``"lowest"`` (default) takes the 4 replayed levels of lowest
+``mean return - score``, as the authors' code sorts them; ``"highest"`` the 4 of highest.
 
 Mechanics (the authors' DCD runner, in SB3 terms):
 
 * A *phase* = one SB3 rollout of ``n_steps`` per env. At its start each env is assigned one
-  level (:class:`LevelWrapper` re-installs it at every reset, so the env replays the same level
-  until the phase ends, like DCD's ``reset_agent``) and every env is reset, so no episode spans
-  two phases (DCD's ``reset_to_level_batch``; the cut episode is bootstrapped from V).
+  level (``vec_env="batched"``, the default: :meth:`CaveEscapeVecEnv.set_levels
+  <robustrl.envs.cave_escape_vec.CaveEscapeVecEnv.set_levels>`; ``"dummy"``/``"subproc"``:
+  :class:`LevelWrapper` around ``CaveEscapeEnv``; either way the env replays the same level at
+  every reset until the phase ends, like DCD's ``reset_agent``) and every env is reset, so no
+  episode spans two phases (DCD's ``reset_to_level_batch``; the cut episode is bootstrapped
+  from V).
 * A phase is run by ``PPO.learn(n_envs * n_steps, reset_num_timesteps=False)``: one rollout and
   one PPO update; :class:`_PhasePPO` skips the update in no-gradient phases (new/generated
   levels of robust PLR, ACCEL, DRED and unseen-level visits of PLR/DRED).
@@ -40,13 +53,15 @@ Mechanics (the authors' DCD runner, in SB3 terms):
   ``.values`` (GAE returns and value predictions, computed by SB3 before the callback) per env:
   the per-env mean of ``|R - V|`` (or ``max(R - V, 0)``) is the score of that env's level
   (all its fragments, step-weighted), merged step-weighted over envs sharing a level.
-* The budget is counted in **student gradient updates** (``learn(total_updates)``), so methods
-  are compared at equal numbers of PPO updates (note B.9.8); env steps, including those of
-  no-gradient phases, are reported as ``env_steps``.
+* The budget is counted in **student gradient updates** (``learn(total_updates=N)``), so
+  methods are compared at equal numbers of PPO updates, as the authors' checkpoints; env steps,
+  including those of no-gradient phases, are reported as ``env_steps``.
+* Checkpoints (``learn(checkpoint_dir=..., checkpoint_every=...)``, :meth:`LevelReplayPPO.save`)
+  hold the whole training state, so a killed run resumes bit-for-bit.
 
-Deviations: the policy is feed-forward (:mod:`robustrl.agents.dred.policy`; sb3-contrib's
-RecurrentPPO is not a dependency); SB3 PPO normalises advantages per minibatch (the authors' PPO
-does too); new scores replace old ones (alpha = 1), as the authors' configs.
+Deviations: the default policy is feed-forward (:mod:`robustrl.agents.dred.policy`;
+``policy="lstm"`` is the authors' LSTM); SB3 PPO normalises advantages per minibatch (the
+authors' PPO does too); new scores replace old ones (alpha = 1), as the authors' configs.
 """
 
 from __future__ import annotations
@@ -94,7 +109,8 @@ _POLICY_SHAPE: dict[str, int] = {"features_dim": 256, "head_dim": 32}
 
 
 def buffer_config(method: str, n_train: int, capacity: int = 4000) -> dict | None:
-    """:class:`LevelBuffer` keyword arguments of ``method`` (note B.5/B.6 configs), or None."""
+    """:class:`LevelBuffer` keyword arguments of ``method`` (the configurations of
+    arXiv:2402.03479 App. B), or None."""
     if method in ("uniform", "dr"):
         return None
     if method == "plr":
@@ -109,7 +125,7 @@ def buffer_config(method: str, n_train: int, capacity: int = 4000) -> dict | Non
     if method in ("dred", "el_dred", "accel_d") and capacity < n_train:
         raise ValueError(f"buffer_capacity must be >= the {n_train} training levels for "
                          f"{method}; got {capacity}")
-    if method == "accel_d":  # mg_ce_dataset_accel.json: grounded_value_l1 over the buffer
+    if method == "accel_d":  # ACCEL-D: grounded_value_l1 over the whole buffer
         return dict(capacity=capacity, strategy="grounded_value_l1", temperature=0.1,
                     staleness_coef=0.3, replay_prob=1.0, fill_threshold=n_train / capacity,
                     dataset_levels_fixed=True)
