@@ -141,3 +141,22 @@ def test_bad_arguments(train_levels):
     with pytest.raises(ValueError, match="buffer_capacity"):
         LevelReplayPPO("dred", train_levels, generator=_MixedGenerator(), buffer_capacity=4,
                        **SMALL)
+
+
+@pytest.mark.parametrize("method", ["plr", "accel"])
+def test_batched_env_trains_exactly_as_the_dummy_vec_env(train_levels, method):
+    """The default CaveEscapeVecEnv (levels assigned per env through set_levels) and the former
+    DummyVecEnv of CaveEscapeEnv give the same episodes, hence the same per-level scores, buffer
+    and parameters after a few updates."""
+    agents = {vec: LevelReplayPPO(method, train_levels, seed=3, vec_env=vec, buffer_capacity=16,
+                                  **dict(SMALL, n_steps=32)).learn(total_updates=3)
+              for vec in ("dummy", "batched")}
+    a, b = agents["dummy"], agents["batched"]
+    assert type(b.venv.unwrapped).__name__ == "CaveEscapeVecEnv"
+    assert a.last_phase.returns == b.last_phase.returns
+    np.testing.assert_array_equal(a.buffer.scores, b.buffer.scores)
+    assert np.any(a.buffer.scores > 0)
+    sa, sb = a.model.policy.state_dict(), b.model.policy.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    a.close()
+    b.close()
