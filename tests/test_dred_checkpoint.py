@@ -141,6 +141,16 @@ def test_learn_contract(train_levels, tmp_path):
     assert (count.starts, count.ends, count.rollouts) == (1, 1, 3)
     # 96 vec steps over 3 phases of 32: the callback's step count runs across phases
     assert [p.name for p in (tmp_path / "sb3").glob("m_*.zip")] == ["m_256_steps.zip"]
+
+    class _Stop(BaseCallback):
+        def _on_step(self):
+            return self.n_calls < 40  # False 8 steps into the second phase
+
+    stopped = _agent("uniform", train_levels)
+    stopped.learn(total_updates=4, callback=_Stop(), checkpoint_dir=tmp_path / "stop")
+    assert stopped.grad_updates == 1  # the cut phase made no update
+    assert not (tmp_path / "stop" / "checkpoint.pt").exists()  # a cut phase is not saved
+    stopped.close()
     with pytest.raises(ValueError, match="exactly one"):
         agent.learn(10, total_updates=1)
     with pytest.raises(ValueError, match="callback"):

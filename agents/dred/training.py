@@ -631,7 +631,9 @@ class LevelReplayPPO:
 
         ``callback``: an SB3 ``BaseCallback`` (``CheckpointCallback``, ``EvalCallback``,
         ``CallbackList``, ...) passed to the underlying PPO; it is started once and sees every
-        step of every phase; if it returns False, training stops after the current step.
+        step of every phase; if it returns False, training stops after the current step
+        (mid-phase: a later ``learn`` with the checkpoint directory resumes from the last
+        checkpoint, not from the stop).
 
         Checkpoints: with ``checkpoint_dir``, the full training state (:meth:`save`) is
         written atomically to ``checkpoint_dir/checkpoint.pt`` every ``checkpoint_every``
@@ -650,6 +652,12 @@ class LevelReplayPPO:
                                                                 "checkpoint_every", low=1)
         if every is not None and checkpoint_dir is None:
             raise ValueError("checkpoint_every needs checkpoint_dir")
+        if callback is not None:
+            from stable_baselines3.common.callbacks import BaseCallback
+
+            if not isinstance(callback, BaseCallback):
+                raise ValueError("callback must be a stable-baselines3 BaseCallback (or "
+                                 f"CallbackList); got {type(callback).__name__}")
         ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT_NAME
         if resume_from is not None:
             self.restore(resume_from)
@@ -658,11 +666,6 @@ class LevelReplayPPO:
             self.restore(ckpt)
             self.resumed_at = self.grad_updates
         if callback is not None:
-            from stable_baselines3.common.callbacks import BaseCallback
-
-            if not isinstance(callback, BaseCallback):
-                raise ValueError("callback must be a stable-baselines3 BaseCallback (or "
-                                 f"CallbackList); got {type(callback).__name__}")
             self._user_callback = _forward_callback(callback)
         self.n_updates_total = total_updates
         self._last_checkpoint = self.grad_updates
@@ -673,10 +676,12 @@ class LevelReplayPPO:
 
             bar = progress(total=total_updates, initial=self.grad_updates,
                            desc=f"{self.method} updates", leave=False)
+        stopped = False
         try:
             while self.grad_updates < total_updates:
                 before = self.grad_updates
                 if not self._cycle():
+                    stopped = True  # mid-phase: not a state to checkpoint
                     break
                 if bar is not None:
                     bar.update(self.grad_updates - before)
@@ -694,7 +699,7 @@ class LevelReplayPPO:
                 self._user_callback = None
             self.stats["train_seconds"] += time.perf_counter() - start
             self.stats["grad_updates"] = self.grad_updates
-        if ckpt is not None:
+        if ckpt is not None and not stopped:
             self.save(ckpt)
         return self
 
