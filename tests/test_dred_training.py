@@ -128,6 +128,18 @@ def test_uniform_baseline_and_zero_shot_evaluation(train_levels, tmp_path):
     loaded = LevelReplayPPO.load_policy(tmp_path / "uniform.zip", device="cpu")
     from_file = evaluate_levels(loaded, levels, navigation_only=True, seed=5)
     np.testing.assert_array_equal(res.returns, from_file.returns)
+    # a policy-only file of the former save() still loads
+    from robustrl._artifacts import save_sb3_policy
+    from robustrl.agents.dred.training import _POLICY_SHAPE
+
+    old = {"kind": "LevelReplayPPO", "algo": "ppo", "policy": "MultiInputPolicy",
+           "method": "uniform", "size": 13, "navigation_only": True, "n_steps": 64,
+           "batch_size": 256, "ppo_hyperparameters": agent.ppo_hyperparameters,
+           "policy_kwargs": _POLICY_SHAPE}
+    old_file = save_sb3_policy(tmp_path / "old.pt", agent.model, old)
+    from_old = evaluate_levels(LevelReplayPPO.load_policy(old_file, device="cpu"), levels,
+                               navigation_only=True, seed=5)
+    np.testing.assert_array_equal(res.returns, from_old.returns)
     agent.close()
 
 

@@ -897,8 +897,9 @@ class LevelReplayPPO:
 
     @staticmethod
     def load_policy(path: str | os.PathLike, device: str = "auto"):
-        """Load the policy of a file written by :meth:`save` as an SB3 ``PPO`` (or
-        ``RecurrentPPO``) on one environment, for :func:`evaluate_levels` and ``predict``.
+        """Load the policy of a file written by :meth:`save` (or a policy-only file of the
+        former ``save``) as an SB3 ``PPO`` (or ``RecurrentPPO``) on one environment, for
+        :func:`evaluate_levels` and ``predict``.
 
         The file is never unpickled (an SB3 ``.zip`` from elsewhere is rejected, not run): the
         checksum is checked, the model is rebuilt from the JSON configuration (level size,
@@ -907,9 +908,20 @@ class LevelReplayPPO:
         """
         from stable_baselines3.common.vec_env import DummyVecEnv
 
-        from robustrl._artifacts import load_state_dict_checked
+        from robustrl._artifacts import (
+            SB3_POLICY_FORMAT,
+            load_sb3_policy_state,
+            load_state_dict_checked,
+        )
 
-        blob, config, _ = LevelReplayPPO._read(path)
+        try:
+            blob, config, _ = LevelReplayPPO._read(path)
+            state = blob.get("policy")
+        except ValueError as exc:  # a policy-only file of the former save()
+            if repr(SB3_POLICY_FORMAT) not in str(exc):
+                raise
+            config, state = load_sb3_policy_state(path, what="LevelReplayPPO policy")
+            config = {**config, "policy": "mlp"}  # it held "MultiInputPolicy"
         if (config.get("kind") != "LevelReplayPPO"
                 or config.get("policy_kwargs") != _POLICY_SHAPE
                 or config.get("policy") not in POLICIES):
@@ -939,7 +951,7 @@ class LevelReplayPPO:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"path {path}: the saved configuration does not rebuild the "
                              f"policy: {exc}") from None
-        load_state_dict_checked(model.policy, blob.get("policy"), path, "policy")
+        load_state_dict_checked(model.policy, state, path, "policy")
         return model
 
     def close(self) -> None:
