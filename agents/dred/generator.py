@@ -1,4 +1,4 @@
-"""DRED's level generation step (note B.3 'How levels are sampled at RL time', B.9.1).
+"""DRED's level generation step (arXiv:2402.03479 Sec. 4, App. B: sampling levels at RL time).
 
 Generation is anchored to real levels: the posterior ``(mean_i, std_i)`` of every training level
 is computed once; each call draws ``2P`` distinct training levels, pairs them as

@@ -1,4 +1,4 @@
-"""Shared-base actor-critic features for Cave Escape observations (note B.5, network).
+"""Shared-base actor-critic features for Cave Escape observations (arXiv:2402.03479 App. B).
 
 The authors' agent (``models/multigrid_models.py``): Conv2d(16 filters, 3x3, valid) on the 5x5x3
 egocentric image -> flatten -> ReLU; the direction one-hot through a linear embedding of size
