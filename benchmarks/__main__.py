@@ -42,7 +42,7 @@ FULL = {
     "primitives": {"argv": []},
     "dred": {"n_levels": 64, "size": 13, "dummy_envs": [36, 1024], "dummy_env_steps": 7200,
              "batched_envs": [36, 1024, 8192], "batched_env_steps": 400_000,
-             "ppo": [(36, 256), (288, 32)], "ppo_updates": 2},
+             "ppo": [(36, 256), (288, 32)], "ppo_lstm": [(36, 256)], "ppo_updates": 2},
 }
 QUICK = {
     "offline": {"sizes": {"put": [10, 30], "sim": [20, 60]}, "budget": 0.5},
@@ -53,7 +53,7 @@ QUICK = {
     "primitives": {"argv": ["--samples", "200", "--horizon", "3", "--repeats", "2"]},
     "dred": {"n_levels": 8, "size": 13, "dummy_envs": [4], "dummy_env_steps": 64,
              "batched_envs": [4, 64], "batched_env_steps": 2048, "ppo": [(4, 16)],
-             "ppo_updates": 1},
+             "ppo_lstm": [(4, 16)], "ppo_updates": 1},
 }
 
 
@@ -131,7 +131,8 @@ def summary(results: dict[str, Any]) -> list[str]:
                          f"{r['ratio']:.0f}x DummyVecEnv (n={r['vs']}){target}")
         for r in results["dred"]["ppo_rows"]:
             if r["env"] == "CaveEscapeVecEnv":
-                lines.append(f"dred PPO {r['n_envs']}x{r['n_steps']}: {r['steps_per_s']:,.0f} "
+                lines.append(f"dred PPO {r['policy']} {r['n_envs']}x{r['n_steps']}: "
+                             f"{r['steps_per_s']:,.0f} "
                              f"env steps/s, {r['ratio']:.2f}x today's pipeline")
     return lines
 

@@ -7,7 +7,8 @@
   (drawn before the clock starts), 7 actions; best of ``repeats`` timed blocks of steps. The
   ratio divides by the ``DummyVecEnv`` row with the same number of environments when one was
   measured, else by the largest one measured (its per-environment cost is flat in ``n``).
-* **PPO steps/s** (``ppo``): end-to-end SB3 ``PPO`` (``MultiInputPolicy``, the feed-forward
+* **PPO steps/s** (``ppo``; ``ppo_lstm`` for sb3-contrib ``RecurrentPPO`` with the authors'
+  LSTM(256) network): end-to-end SB3 ``PPO`` (``MultiInputPolicy``, the feed-forward
   DRED policy of :func:`robustrl.agents.dred.policy.policy_kwargs`, ``PPO_DEFAULTS``, one
   minibatch of ``n_envs x n_steps``), env steps per second of ``learn`` over whole updates
   after one untimed warm-up update, on CPU, with each env; ``rollout share`` is the part of
@@ -73,16 +74,15 @@ def env_steps_per_second(venv, n_steps: int, repeats: int, seed: int = 0) -> flo
     return n * n_steps / best
 
 
-def ppo_steps_per_second(venv, n_steps: int, updates: int, seed: int = 0
-                         ) -> tuple[float, float]:
-    """Env steps/s of SB3 PPO ``learn`` over ``updates`` updates after one warm-up update, and
+def ppo_steps_per_second(venv, n_steps: int, updates: int, seed: int = 0,
+                         policy: str = "mlp") -> tuple[float, float]:
+    """Env steps/s of SB3 PPO ``learn`` (``policy="lstm"``: sb3-contrib ``RecurrentPPO`` with
+    the authors' LSTM(256) network) over ``updates`` updates after one warm-up update, and
     the fraction of that time spent collecting rollouts (env steps plus policy calls; the rest
     is the gradient update)."""
-    from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from robustrl.agents.dred.policy import policy_kwargs
-    from robustrl.agents.dred.training import PPO_DEFAULTS
+    from robustrl.agents.dred.training import PPO_DEFAULTS, _phase_ppo_class, _policy_spec
 
     class RolloutClock(BaseCallback):
         def __init__(self) -> None:
@@ -100,9 +100,10 @@ def ppo_steps_per_second(venv, n_steps: int, updates: int, seed: int = 0
             return True
 
     n = venv.num_envs
-    model = PPO("MultiInputPolicy", venv, n_steps=n_steps, batch_size=n * n_steps,
-                policy_kwargs=policy_kwargs(), device="cpu", seed=seed, verbose=0,
-                **PPO_DEFAULTS)
+    name, kwargs = _policy_spec(policy)
+    model = _phase_ppo_class(policy == "lstm")(
+        name, venv, n_steps=n_steps, batch_size=n * n_steps, policy_kwargs=kwargs,
+        device="cpu", seed=seed, verbose=0, **PPO_DEFAULTS)
     model.learn(n * n_steps)
     clock = RolloutClock()
     start = time.perf_counter()
@@ -136,20 +137,23 @@ def run(cfg: dict[str, Any], repeats: int = 3) -> dict[str, Any]:
          for r in rows])
     ppo_rows: list[dict[str, Any]] = []
     threads = torch.get_num_threads()
-    for n, n_steps in cfg["ppo"]:
+    jobs = [(n, s, "mlp") for n, s in cfg["ppo"]] + [(n, s, "lstm")
+                                                     for n, s in cfg.get("ppo_lstm", [])]
+    for n, n_steps, policy in jobs:
         base = None
         for name, make in (("DummyVecEnv(CaveEscapeEnv)", make_dummy),
                            ("CaveEscapeVecEnv", make_batched)):
-            sps, share = ppo_steps_per_second(make(levels, n), n_steps, cfg["ppo_updates"])
+            sps, share = ppo_steps_per_second(make(levels, n), n_steps, cfg["ppo_updates"],
+                                              policy=policy)
             base = sps if base is None else base
-            ppo_rows.append(dict(env=name, n_envs=n, n_steps=n_steps, policy="feed-forward",
+            ppo_rows.append(dict(env=name, n_envs=n, n_steps=n_steps,
+                                 policy="LSTM(256)" if policy == "lstm" else "feed-forward",
                                  steps_per_s=sps, ratio=sps / base, rollout_share=share))
     if ppo_rows:
         table += "\n\n" + format_table(
-            ["PPO (CPU, feed-forward)", "n_envs", "n_steps", "env steps/s", "x DummyVecEnv",
+            ["PPO (CPU)", "policy", "n_envs", "n_steps", "env steps/s", "x DummyVecEnv",
              "rollout share"],
-            [[r["env"], r["n_envs"], r["n_steps"], r["steps_per_s"], f"{r['ratio']:.2f}x",
-              f"{100 * r['rollout_share']:.0f}%"] for r in ppo_rows])
-        table += (f"\n(torch threads {threads}; the LSTM policy rows need sb3-contrib's "
-                  "RecurrentPPO, not installed here)")
+            [[r["env"], r["policy"], r["n_envs"], r["n_steps"], r["steps_per_s"],
+              f"{r['ratio']:.2f}x", f"{100 * r['rollout_share']:.0f}%"] for r in ppo_rows])
+        table += f"\n(torch threads {threads})"
     return {"rows": rows, "ppo_rows": ppo_rows, "table": table}

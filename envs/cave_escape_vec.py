@@ -377,6 +377,49 @@ class CaveEscapeVecEnv(VecEnv):
         self.set_levels(idx, level)
         return [None] * len(idx)
 
+    _STATE_ARRAYS = ("_cells", "_pos", "_dirs", "_steps", "_returns", "_next_levels",
+                     "_next_start", "_next_dir", "_dirty", "_fixed", "_pending", "_image",
+                     "_direction")
+
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Every environment's state for a checkpoint, as ``(arrays, plain)``: the grids,
+        agents, staged next episodes and observations (NumPy arrays) and each environment's
+        generator state (JSON-able). :meth:`set_state` on an env of the same shape restores it,
+        so that the next steps and resets draw the same numbers."""
+        self._sync()
+        arrays = {name.lstrip("_"): np.array(getattr(self, name)) for name in self._STATE_ARRAYS}
+        plain = dict(rngs=[None if r is None else r.bit_generator.state for r in self._rngs],
+                     snapshots=list(self._snapshot), started=bool(self._started),
+                     seeds=list(self._seeds))
+        return arrays, plain
+
+    def set_state(self, arrays: dict[str, np.ndarray], plain: dict[str, Any]) -> None:
+        """Restore a :meth:`get_state` snapshot (raises ``ValueError`` naming an array whose
+        shape differs from this env's)."""
+        self._sync()
+        for name in self._STATE_ARRAYS:
+            mine = getattr(self, name)
+            arr = np.asarray(arrays[name.lstrip("_")])
+            if arr.shape != mine.shape:
+                raise ValueError(f"CaveEscapeVecEnv state: array {name.lstrip('_')!r} must have "
+                                 f"shape {mine.shape}; got {arr.shape}")
+            mine[...] = arr  # in place: the image/direction may be pinned torch memory
+        rngs = plain["rngs"]
+        if len(rngs) != self.num_envs:
+            raise ValueError(f"CaveEscapeVecEnv state: 'rngs' must hold {self.num_envs} "
+                             f"states; got {len(rngs)}")
+        self._rngs = []
+        for state in rngs:
+            if state is None:
+                self._rngs.append(None)
+            else:
+                rng = seeding.np_random(0)[0]
+                rng.bit_generator.state = state
+                self._rngs.append(rng)
+        self._snapshot = list(plain["snapshots"])
+        self._started = bool(plain["started"])
+        self._seeds = list(plain["seeds"])
+
     def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
         """Always False: there are no gymnasium wrappers inside."""
         return [False] * len(list(self._get_indices(indices)))

@@ -1,9 +1,9 @@
 """DRED on Cave Escape: zero-shot solved rate and return per held-out set, per method.
 
-Issue 8 (reference note Part B). Each cell trains one method with stable-baselines3 PPO
+arXiv:2402.03479 (Sec. 5, App. B). Each cell trains one method with stable-baselines3 PPO
 (:class:`robustrl.agents.dred.training.LevelReplayPPO`) for a fixed number of **student
-gradient updates** (the same for every method, note B.9.8), then evaluates it zero-shot with one
-episode per level (B.7) on:
+gradient updates** (the same for every method), then evaluates it zero-shot with one
+episode per level on:
 
 * ``train``: (a subset of) the training levels;
 * ``test``: held-out levels of the training layout families (in distribution);
@@ -11,9 +11,17 @@ episode per level (B.7) on:
 * ``high_lava``: unseen families, lava fraction 0.5, moss 0.05 (edge case);
 * ``large``: 43x43 interiors (the reference's 45x45 grids).
 
-Methods (``method``): ``dred`` (VAE-DRED), ``dr`` (domain randomisation), ``uniform`` (uniform
-over the training set), ``plr`` (PLR over the training set), ``robust_plr`` (PLR-perp over DR
-levels), ``accel`` (ACCEL from empty rooms).
+Methods (``method``, all 8 in the default grid): ``dred`` (VAE-DRED), ``el_dred`` (EL-DRED:
+ACCEL edits of easy replayed levels in place of the VAE), ``dr`` (domain randomisation),
+``uniform`` (uniform over the training set), ``plr`` (PLR over the training set), ``robust_plr``
+(PLR-perp over DR levels), ``accel`` (ACCEL from empty rooms), ``accel_d`` (ACCEL with the
+training set in its buffer).
+
+Training runs on the batched :class:`~robustrl.envs.cave_escape_vec.CaveEscapeVecEnv` and is
+checkpointed every ``checkpoint_every`` updates (per scale) under
+``<cache_dir>/checkpoints/<method>-<scale>-<hash of params and seed>``; a cell that is run again
+after an interruption resumes from there (``resumed_at_update`` in its metrics) and removes the
+folder when it finishes.
 
 Level sets come from :func:`robustrl.envs.cave_levels.generate_level_set` with ``data_seed``
 (shared by all cells: one dataset, as in the paper; seeds vary the agent). The VAE (for
@@ -34,9 +42,10 @@ atomically under a file lock so parallel cells train it once; the level sets are
   steps, 250 updates, buffer 1000, a 1024-d VAE trained 100 epochs, full action set; run with
   ``--seeds 3 --workers 15`` (one process per cell; env stepping is CPU-bound, the GPU runs
   PPO and the VAE).
-* ``full``: the authors' scale (B.5): 512 training levels, 36 envs x 256 steps (subprocess
-  envs), buffer 4000, 14400 updates (DRED's 265M env steps), 2048 test levels, 112 per edge-case
-  set, 108 large levels. Days on a GPU machine; not run here.
+* ``full``: the authors' configuration (App. B): 512 training levels, 36 envs x 256 steps on
+  the batched env, 7 actions, LSTM(256) policy (sb3-contrib ``RecurrentPPO``), buffer 4000,
+  14400 updates (DRED's 265M env steps), 2048 test levels, 112 per edge-case set, 108 large
+  levels. Days on a GPU machine; not run here.
 
 Metrics per cell: ``solved_<set>`` and ``return_<set>`` for each set, ``steps_per_second``
 (env steps incl. no-gradient phases / training wall time), ``env_steps``, ``grad_updates``,
@@ -58,6 +67,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -69,10 +79,10 @@ from robustrl._io import atomic_write, atomic_write_json, file_lock
 NAME = "dred_cave_escape"
 DESCRIPTION = ("DRED vs DR / uniform / PLR / robust PLR on Cave Escape: zero-shot solved rate "
                "and return per held-out set (SB3 PPO, equal gradient updates)")
-METHODS = ("dred", "dr", "uniform", "plr", "robust_plr", "accel")
+METHODS = ("dred", "el_dred", "dr", "uniform", "plr", "robust_plr", "accel", "accel_d")
 EVAL_SETS = ("train", "test", "unseen_layouts", "high_lava", "large")
 GRID = {
-    "method": ["dred", "dr", "uniform", "plr", "robust_plr"],
+    "method": list(METHODS),
     "scale": ["small"],
     "data_seed": [0],
     "updates": [0],  # 0: the scale's preset
@@ -82,25 +92,31 @@ GRID = {
 SEEDS = 3
 
 _VAE_FULL = dict(vae_epochs=200, latent_dim=1024, n_pairs=6, per_pair=6)
+_EVAL_SMALL = dict(train=32, test=48, unseen_layouts=24, high_lava=24, large=4)
 SCALES: dict[str, dict] = {
     "tiny": dict(n_train=12, n_envs=2, n_steps=32, updates=2, capacity=24,
                  vae_epochs=2, latent_dim=16, n_pairs=1, per_pair=2, navigation_only=True,
-                 vec_env="dummy", eval_sizes=dict(train=2, test=2, unseen_layouts=2,
-                                                  high_lava=2, large=1), large_size=15),
+                 vec_env="batched", policy="mlp", checkpoint_every=1,
+                 eval_sizes=dict(train=2, test=2, unseen_layouts=2, high_lava=2, large=1),
+                 large_size=15),
     "small": dict(n_train=64, n_envs=8, n_steps=128, updates=60, capacity=256,
                   vae_epochs=60, latent_dim=64, n_pairs=2, per_pair=4, navigation_only=True,
-                  vec_env="dummy", eval_sizes=dict(train=32, test=48, unseen_layouts=24,
-                                                   high_lava=24, large=4), large_size=43),
+                  vec_env="batched", policy="mlp", checkpoint_every=20,
+                  eval_sizes=_EVAL_SMALL, large_size=43),
     "gpu": dict(n_train=256, n_envs=16, n_steps=128, updates=250, capacity=1000,
                 **dict(_VAE_FULL, vae_epochs=100, n_pairs=2, per_pair=8), navigation_only=False,
-                vec_env="dummy", eval_sizes=dict(train=128, test=256, unseen_layouts=112,
-                                                 high_lava=112, large=16), large_size=43),
+                vec_env="batched", policy="mlp", checkpoint_every=50,
+                eval_sizes=dict(train=128, test=256, unseen_layouts=112, high_lava=112,
+                                large=16), large_size=43),
     "medium": dict(n_train=64, n_envs=8, n_steps=128, updates=600, capacity=256,
                    vae_epochs=60, latent_dim=64, n_pairs=2, per_pair=4, navigation_only=True,
-                   vec_env="dummy", eval_sizes=dict(train=32, test=48, unseen_layouts=24,
-                                                    high_lava=24, large=4), large_size=43),
+                   vec_env="batched", policy="mlp", checkpoint_every=100,
+                   eval_sizes=_EVAL_SMALL, large_size=43),
+    # the authors' configuration (arXiv:2402.03479 App. B): 512 levels, 36 x 256, 7 actions,
+    # LSTM(256) via RecurrentPPO, 14400 updates
     "full": dict(n_train=512, n_envs=36, n_steps=256, updates=14400, capacity=4000,
-                 **_VAE_FULL, navigation_only=False, vec_env="subproc",
+                 **_VAE_FULL, navigation_only=False, vec_env="batched", policy="lstm",
+                 checkpoint_every=1000,
                  eval_sizes=dict(train=512, test=2048, unseen_layouts=112, high_lava=112,
                                  large=108), large_size=43),
 }
@@ -209,10 +225,13 @@ def run_one(params: dict, seed: int) -> dict:
     agent = LevelReplayPPO(params["method"], train, generator=generator, n_envs=cfg["n_envs"],
                            n_steps=cfg["n_steps"], buffer_capacity=cfg["capacity"],
                            navigation_only=cfg["navigation_only"], vec_env=cfg["vec_env"],
-                           device=_device(), seed=int(seed % 2**31),
+                           policy=cfg["policy"], device=_device(), seed=int(seed % 2**31),
                            learning_rate=float(params["learning_rate"]))
+    ckpt_dir = checkpoint_dir(params, seed, cache)
     try:
-        agent.learn(updates, progress_bar=True)
+        agent.learn(total_updates=updates, progress_bar=True, checkpoint_dir=ckpt_dir,
+                    checkpoint_every=cfg["checkpoint_every"])
+        metrics["resumed_at_update"] = int(agent.resumed_at or 0)  # 0: not resumed
         stats = agent.stats
         metrics.update(env_steps=int(stats["env_steps"]), grad_updates=int(agent.grad_updates),
                        train_seconds=float(stats["train_seconds"]),
@@ -233,12 +252,22 @@ def run_one(params: dict, seed: int) -> dict:
         metrics["eval_seconds"] = time.perf_counter() - start
     finally:
         agent.close()
+    shutil.rmtree(ckpt_dir, ignore_errors=True)  # the cell is done; the runner keeps its result
     return metrics
+
+
+def checkpoint_dir(params: dict, seed: int, cache: Path) -> Path:
+    """Where the cell ``(params, seed)`` checkpoints its training (under the cache directory,
+    keyed by a hash of the parameters and the seed): an interrupted cell that is run again
+    resumes from the last checkpoint there; the folder is removed when the cell finishes."""
+    key = hashlib.sha256(json.dumps([params, int(seed)], sort_keys=True,
+                                    default=str).encode()).hexdigest()[:16]
+    return cache / "checkpoints" / f"{params['method']}-{params['scale']}-{key}"
 
 
 def measure_throughput(method: str = "dred", scale: str = "full", updates: int = 2,
                        vec_env: str | None = None, out: str | None = None,
-                       vae_epochs: int = 2) -> dict:
+                       vae_epochs: int = 2, policy: str | None = None) -> dict:
     """Training env steps per second of ``method`` at ``scale``'s agent settings (envs, steps,
     buffer, vectorisation), for ``updates`` PPO updates; no evaluation. For ``dred`` the VAE is
     trained only ``vae_epochs`` epochs (throughput does not depend on its quality). Writes
@@ -262,11 +291,13 @@ def measure_throughput(method: str = "dred", scale: str = "full", updates: int =
     agent = LevelReplayPPO(method, train, generator=generator, n_envs=cfg["n_envs"],
                            n_steps=cfg["n_steps"], buffer_capacity=cfg["capacity"],
                            navigation_only=cfg["navigation_only"],
-                           vec_env=vec_env or cfg["vec_env"], device=_device())
+                           vec_env=vec_env or cfg["vec_env"], policy=policy or cfg["policy"],
+                           device=_device())
     try:
-        agent.learn(updates)
+        agent.learn(total_updates=updates)
         res = dict(method=method, scale=scale, n_envs=cfg["n_envs"], n_steps=cfg["n_steps"],
-                   vec_env=vec_env or cfg["vec_env"], device=agent.device,
+                   vec_env=vec_env or cfg["vec_env"], policy=policy or cfg["policy"],
+                   device=agent.device,
                    cpu_count=os.cpu_count(), grad_updates=agent.grad_updates,
                    env_steps=int(agent.stats["env_steps"]),
                    seconds=float(agent.stats["train_seconds"]),
@@ -280,8 +311,8 @@ def measure_throughput(method: str = "dred", scale: str = "full", updates: int =
 
 
 # ------------------------------------------------------------------------------ aggregation
-LABEL = {"dred": "DRED (VAE)", "dr": "DR", "uniform": "Uniform", "plr": "PLR",
-         "robust_plr": "Robust PLR", "accel": "ACCEL"}
+LABEL = {"dred": "DRED (VAE)", "el_dred": "EL-DRED", "dr": "DR", "uniform": "Uniform",
+         "plr": "PLR", "robust_plr": "Robust PLR", "accel": "ACCEL", "accel_d": "ACCEL-D"}
 
 
 def _table(results: list[dict]) -> dict:

@@ -72,13 +72,14 @@ def test_quick_benchmark_runs_and_prints_the_table(tmp_path):
     assert "R2PVI-chi2" in text and "DRPVI" in text and "loop reference (NumPy)" in text
     assert "log-log slope vs K" in text and "of peak" in text and "max RSS MB" in text
     assert "measured" in text
-    assert "CaveEscapeVecEnv" in text and "PPO (CPU, feed-forward)" in text
+    assert "CaveEscapeVecEnv" in text and "PPO (CPU)" in text and "LSTM(256)" in text
     results = json.loads(out.read_text())
     assert set(results) >= {"machine", "offline", "online", "scaling", "memory", "primitives",
                             "dred", "summary"}
     dred = results["dred"]
     assert [r["n_envs"] for r in dred["rows"] if r["env"] == "CaveEscapeVecEnv"] == [4, 64]
     assert all(r["steps_per_s"] > 0 for r in dred["rows"] + dred["ppo_rows"])
+    assert {r["policy"] for r in dred["ppo_rows"]} == {"feed-forward", "LSTM(256)"}
     ratios = [r["ratio"] for r in results["offline"]["rows"]]
     assert all(np.isfinite(ratios)) and all(r > 0 for r in ratios)
     # where the reference ran in full, it agreed with the package

@@ -13,7 +13,8 @@ from robustrl.runner import load_experiment, load_results, run_experiment
 def test_experiment_contract_and_bad_points():
     exp = load_experiment("dred_cave_escape")
     mod = exp.module
-    assert set(exp.grid["method"]) == {"dred", "dr", "uniform", "plr", "robust_plr"}
+    assert set(exp.grid["method"]) == {"dred", "el_dred", "dr", "uniform", "plr", "robust_plr",
+                                       "accel", "accel_d"}
     good = dict(method="dr", scale="tiny", data_seed=0, updates=0, learning_rate=1e-4,
                 cache_dir="")
     assert set(good) == set(exp.grid)
@@ -109,3 +110,43 @@ def test_device_from_environment(monkeypatch):
     monkeypatch.setenv("ROBUSTRL_DRED_DEVICE", "tpu")
     with pytest.raises(ValueError, match="ROBUSTRL_DRED_DEVICE"):
         _device()
+
+
+def test_interrupted_cell_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    """A cell killed after its first checkpoint and run again resumes from it and gives the
+    metrics of an uninterrupted run; the checkpoint folder is removed when the cell ends."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from robustrl.agents.dred.training import LevelReplayPPO
+
+    mod = load_experiment("dred_cave_escape").module
+    params = dict(method="plr", scale="tiny", data_seed=0, updates=0, learning_rate=1e-4,
+                  cache_dir=str(tmp_path))
+    fresh = mod.run_one(params, 5)
+
+    class Killed(Exception):
+        pass
+
+    class Kill(BaseCallback):
+        def _on_step(self):
+            # tiny: 6 unseen phases (12 levels / 2 envs) + 1 replay phase = update 1 and its
+            # checkpoint, then 10 steps into the next phase
+            if self.n_calls >= 7 * 32 + 10:
+                raise Killed
+            return True
+
+    real_learn = LevelReplayPPO.learn
+    monkeypatch.setattr(LevelReplayPPO, "learn",
+                        lambda self, *a, **kw: real_learn(self, *a, **kw, callback=Kill()))
+    with pytest.raises(Killed):
+        mod.run_one(params, 5)
+    monkeypatch.undo()
+    ckpt = mod.checkpoint_dir(params, 5, tmp_path) / "checkpoint.pt"
+    assert ckpt.exists()
+    assert LevelReplayPPO.load(ckpt, device="cpu").grad_updates == 1
+    again = mod.run_one(params, 5)
+    assert again["resumed_at_update"] == 1 and fresh["resumed_at_update"] == 0
+    for key in [k for k in fresh if k.startswith(("solved_", "return_"))] + ["env_steps",
+                                                                             "phases"]:
+        assert again[key] == fresh[key], key
+    assert not ckpt.parent.exists()

@@ -58,7 +58,7 @@ def train_levels():
 def test_dred_smoke_scores_and_grounded_admission(train_levels):
     agent = LevelReplayPPO("dred", train_levels, generator=_MixedGenerator(0), seed=0,
                            buffer_capacity=40, **SMALL)
-    agent.learn(6)
+    agent.learn(total_updates=6)
     buf = agent.buffer
     assert agent.grad_updates == 6
     # 8 dataset levels visited first (2 no-gradient phases of 4 envs), then replay + generate
@@ -81,7 +81,7 @@ def test_dred_smoke_scores_and_grounded_admission(train_levels):
 
 def test_plr_scores_equal_mean_abs_gae_of_the_rollout(train_levels):
     agent = LevelReplayPPO("plr", train_levels, seed=1, **SMALL)
-    agent.learn(2)
+    agent.learn(total_updates=2)
     phase = agent.last_phase
     assert phase.kind == "replay" and phase.grad
     rb = agent.model.rollout_buffer  # still holds the last (replay) rollout
@@ -105,7 +105,7 @@ def test_robust_plr_no_gradient_on_new_levels(train_levels):
     assert agent.last_phase.kind == "new" and not agent.last_phase.grad
     assert agent.grad_updates == 0 and agent.buffer.size == 4
     assert all(np.array_equal(a, b) for a, b in zip(before, _params(agent), strict=True))
-    agent.learn(1)
+    agent.learn(total_updates=1)
     assert agent.grad_updates == 1 and agent.stats["phases"]["new"] >= 2
     assert any(not np.array_equal(a, b) for a, b in zip(before, _params(agent), strict=True))
     agent.close()
@@ -113,7 +113,7 @@ def test_robust_plr_no_gradient_on_new_levels(train_levels):
 
 def test_uniform_baseline_and_zero_shot_evaluation(train_levels, tmp_path):
     agent = LevelReplayPPO("uniform", train_levels, seed=3, **SMALL)
-    agent.learn(3)
+    agent.learn(total_updates=3)
     assert agent.grad_updates == 3 and agent.buffer is None
     assert agent.stats["env_steps"] == 3 * 4 * 64
     rng = np.random.default_rng(0)
@@ -128,6 +128,18 @@ def test_uniform_baseline_and_zero_shot_evaluation(train_levels, tmp_path):
     loaded = LevelReplayPPO.load_policy(tmp_path / "uniform.zip", device="cpu")
     from_file = evaluate_levels(loaded, levels, navigation_only=True, seed=5)
     np.testing.assert_array_equal(res.returns, from_file.returns)
+    # a policy-only file of the former save() still loads
+    from robustrl._artifacts import save_sb3_policy
+    from robustrl.agents.dred.training import _POLICY_SHAPE
+
+    old = {"kind": "LevelReplayPPO", "algo": "ppo", "policy": "MultiInputPolicy",
+           "method": "uniform", "size": 13, "navigation_only": True, "n_steps": 64,
+           "batch_size": 256, "ppo_hyperparameters": agent.ppo_hyperparameters,
+           "policy_kwargs": _POLICY_SHAPE}
+    old_file = save_sb3_policy(tmp_path / "old.pt", agent.model, old)
+    from_old = evaluate_levels(LevelReplayPPO.load_policy(old_file, device="cpu"), levels,
+                               navigation_only=True, seed=5)
+    np.testing.assert_array_equal(res.returns, from_old.returns)
     agent.close()
 
 
@@ -141,3 +153,22 @@ def test_bad_arguments(train_levels):
     with pytest.raises(ValueError, match="buffer_capacity"):
         LevelReplayPPO("dred", train_levels, generator=_MixedGenerator(), buffer_capacity=4,
                        **SMALL)
+
+
+@pytest.mark.parametrize("method", ["plr", "accel"])
+def test_batched_env_trains_exactly_as_the_dummy_vec_env(train_levels, method):
+    """The default CaveEscapeVecEnv (levels assigned per env through set_levels) and the former
+    DummyVecEnv of CaveEscapeEnv give the same episodes, hence the same per-level scores, buffer
+    and parameters after a few updates."""
+    agents = {vec: LevelReplayPPO(method, train_levels, seed=3, vec_env=vec, buffer_capacity=16,
+                                  **dict(SMALL, n_steps=32)).learn(total_updates=3)
+              for vec in ("dummy", "batched")}
+    a, b = agents["dummy"], agents["batched"]
+    assert type(b.venv.unwrapped).__name__ == "CaveEscapeVecEnv"
+    assert a.last_phase.returns == b.last_phase.returns
+    np.testing.assert_array_equal(a.buffer.scores, b.buffer.scores)
+    assert np.any(a.buffer.scores > 0)
+    sa, sb = a.model.policy.state_dict(), b.model.policy.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    a.close()
+    b.close()

@@ -1,4 +1,4 @@
-"""DRED's level generation step (note B.3 'How levels are sampled at RL time', B.9.1).
+"""DRED's level generation step (arXiv:2402.03479 Sec. 4, App. B: sampling levels at RL time).
 
 Generation is anchored to real levels: the posterior ``(mean_i, std_i)`` of every training level
 is computed once; each call draws ``2P`` distinct training levels, pairs them as
@@ -14,7 +14,7 @@ import numpy as np
 
 from robustrl.validation import check_int, check_nonnegative
 
-__all__ = ["LevelGenerator", "slerp", "lerp", "SLERP_COS_THRESHOLD"]
+__all__ = ["LevelGenerator", "slerp", "lerp", "SLERP_COS_THRESHOLD", "vae_digest"]
 
 #: above this cosine between the two means slerp falls back to lerp (the authors' value).
 SLERP_COS_THRESHOLD = 0.955
@@ -104,3 +104,31 @@ class LevelGenerator:
                           "closest_parent": np.where(first, parents[:, 0], parents[:, 1]),
                           "z": z}
         return levels, parents
+
+    # ------------------------------------------------------------------ state (checkpoints)
+    def get_state(self) -> dict:
+        """The generator's training-time state: its random generator, plus the settings and a
+        SHA-256 of the VAE weights (fixed during RL) so that a resumed run can check that it
+        was given the same generator."""
+        return dict(rng=self.rng.bit_generator.state, n_pairs=self.n_pairs,
+                    per_pair=self.per_pair, std_scale=self.std_scale, sample=self.sample,
+                    vae_sha256=vae_digest(self.vae))
+
+    def set_state(self, state: dict) -> None:
+        """Restore :meth:`get_state`; raises ``ValueError`` when the settings or the VAE
+        differ from the checkpoint's."""
+        mine = self.get_state()
+        for key in ("n_pairs", "per_pair", "std_scale", "sample", "vae_sha256"):
+            if state.get(key) != mine[key]:
+                raise ValueError(f"generator state: {key} is {mine[key]!r} here but "
+                                 f"{state.get(key)!r} in the checkpoint (a different generator "
+                                 "or VAE)")
+        self.rng.bit_generator.state = state["rng"]
+
+
+def vae_digest(vae) -> str:
+    """SHA-256 over a VAE's weights (names, dtypes, shapes, bytes)."""
+    from robustrl._artifacts import payload_digest
+
+    return payload_digest({k: v.detach().cpu() for k, v in vae.state_dict().items()})
+

@@ -370,3 +370,45 @@ class LevelBuffer:
         self.staleness[slot] = float(self.sample_count - timestamp) if timestamp else 0.0
         self.n_admitted += 1
         return Admission(slot, new, evicted)
+
+    # ------------------------------------------------------------------ state (checkpoints)
+    _ARRAYS = ("occupied", "visited", "is_dataset", "scores", "secondary_scores", "grounded",
+               "staleness")
+
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Everything that changes during training, as ``(arrays, plain)``: NumPy arrays
+        (slot flags, scores, staleness, the levels stacked with a ``has_level`` mask) and
+        JSON-able values (counters, kappa, the generator state). Restored by
+        :meth:`set_state` on a buffer built with the same arguments."""
+        has = np.array([lv is not None for lv in self.levels], dtype=bool)
+        first = next((np.asarray(lv) for lv in self.levels if lv is not None), None)
+        shape = (0, 0) if first is None else first.shape
+        stacked = np.zeros((self.capacity, *shape), dtype=np.int8)
+        for i in np.flatnonzero(has):
+            stacked[i] = self.levels[i]
+        arrays = {name: getattr(self, name).copy() for name in self._ARRAYS}
+        arrays.update(levels=stacked, has_level=has)
+        plain = dict(sample_count=int(self.sample_count), kappa=float(self.kappa),
+                     n_proposed=int(self.n_proposed), n_admitted=int(self.n_admitted),
+                     rng=self.rng.bit_generator.state)
+        return arrays, plain
+
+    def set_state(self, arrays: dict[str, np.ndarray], plain: dict[str, Any]) -> None:
+        """Restore a :meth:`get_state` snapshot; raises ``ValueError`` naming the array whose
+        shape does not fit this buffer's capacity."""
+        n = self.capacity
+        for name in (*self._ARRAYS, "has_level", "levels"):
+            arr = np.asarray(arrays[name])
+            if arr.shape[:1] != (n,):
+                raise ValueError(f"buffer state array {name!r} must have {n} rows (the "
+                                 f"capacity); got shape {arr.shape}")
+        for name in self._ARRAYS:
+            setattr(self, name, np.asarray(arrays[name], dtype=getattr(self, name).dtype).copy())
+        levels = np.asarray(arrays["levels"], dtype=np.int8)
+        self.levels = [levels[i].copy() if has else None
+                       for i, has in enumerate(np.asarray(arrays["has_level"], dtype=bool))]
+        self.sample_count = int(plain["sample_count"])
+        self.kappa = float(plain["kappa"])
+        self.n_proposed = int(plain["n_proposed"])
+        self.n_admitted = int(plain["n_admitted"])
+        self.rng.bit_generator.state = plain["rng"]

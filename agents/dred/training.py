@@ -1,10 +1,12 @@
-"""DRED and its baselines on Cave Escape with stable-baselines3 PPO (reference note B.4-B.7).
+"""DRED and its baselines on Cave Escape with stable-baselines3 PPO (arXiv:2402.03479, Sec. 4
+and App. B).
 
-:class:`LevelReplayPPO` trains SB3's :class:`~stable_baselines3.PPO` (not a hand-written PPO) on
+:class:`LevelReplayPPO` trains SB3's :class:`~stable_baselines3.PPO` (not a hand-written PPO),
+or sb3-contrib's ``RecurrentPPO`` with the authors' LSTM(256) network (``policy="lstm"``), on
 a level curriculum chosen by name:
 
 ========== ============================================================================
-method     levels each cycle (note B.5/B.6)
+method     levels each cycle (arXiv:2402.03479 App. B)
 ========== ============================================================================
 uniform    uniform over the training set
 dr         domain randomisation: :func:`robustrl.envs.cave_levels.random_level`
@@ -24,14 +26,25 @@ dred       VAE-DRED: buffer seeded with the training set (never evicted); replay
            dataset; after each replay cycle a generation phase: ``generator.generate()``
            levels (VAE latent interpolation between training levels), rolled out with no
            gradient update, scored, admitted only if solved at least once (grounded > 0)
+el_dred    EL-DRED: DRED's buffer and replay; the generation phase is replaced by ACCEL's
+           5 random edits of the 4 "easy" replayed levels (grounded admission as DRED)
+accel_d    ACCEL-D: buffer seeded with the training set (never evicted), replay
+           probability 1 by grounded value_l1 over the whole buffer (rank beta 0.1,
+           staleness 0.3), then ACCEL's edit phase, admitted by score
 ========== ============================================================================
+
+"Easy" levels (``easy_rule``): ``"lowest"`` (default) takes the 4 replayed levels of lowest
+``mean return - score``, as the authors' code sorts them; ``"highest"`` the 4 of highest.
 
 Mechanics (the authors' DCD runner, in SB3 terms):
 
 * A *phase* = one SB3 rollout of ``n_steps`` per env. At its start each env is assigned one
-  level (:class:`LevelWrapper` re-installs it at every reset, so the env replays the same level
-  until the phase ends, like DCD's ``reset_agent``) and every env is reset, so no episode spans
-  two phases (DCD's ``reset_to_level_batch``; the cut episode is bootstrapped from V).
+  level (``vec_env="batched"``, the default: :meth:`CaveEscapeVecEnv.set_levels
+  <robustrl.envs.cave_escape_vec.CaveEscapeVecEnv.set_levels>`; ``"dummy"``/``"subproc"``:
+  :class:`LevelWrapper` around ``CaveEscapeEnv``; either way the env replays the same level at
+  every reset until the phase ends, like DCD's ``reset_agent``) and every env is reset, so no
+  episode spans two phases (DCD's ``reset_to_level_batch``; the cut episode is bootstrapped
+  from V).
 * A phase is run by ``PPO.learn(n_envs * n_steps, reset_num_timesteps=False)``: one rollout and
   one PPO update; :class:`_PhasePPO` skips the update in no-gradient phases (new/generated
   levels of robust PLR, ACCEL, DRED and unseen-level visits of PLR/DRED).
@@ -40,18 +53,21 @@ Mechanics (the authors' DCD runner, in SB3 terms):
   ``.values`` (GAE returns and value predictions, computed by SB3 before the callback) per env:
   the per-env mean of ``|R - V|`` (or ``max(R - V, 0)``) is the score of that env's level
   (all its fragments, step-weighted), merged step-weighted over envs sharing a level.
-* The budget is counted in **student gradient updates** (``learn(total_updates)``), so methods
-  are compared at equal numbers of PPO updates (note B.9.8); env steps, including those of
-  no-gradient phases, are reported as ``env_steps``.
+* The budget is counted in **student gradient updates** (``learn(total_updates=N)``), so
+  methods are compared at equal numbers of PPO updates, as the authors' checkpoints; env steps,
+  including those of no-gradient phases, are reported as ``env_steps``.
+* Checkpoints (``learn(checkpoint_dir=..., checkpoint_every=...)``, :meth:`LevelReplayPPO.save`)
+  hold the whole training state, so a killed run resumes bit-for-bit.
 
-Deviations: the policy is feed-forward (:mod:`robustrl.agents.dred.policy`; sb3-contrib's
-RecurrentPPO is not a dependency); SB3 PPO normalises advantages per minibatch (the authors' PPO
-does too); new scores replace old ones (alpha = 1), as the authors' configs.
+Deviations: the default policy is feed-forward (:mod:`robustrl.agents.dred.policy`;
+``policy="lstm"`` is the authors' LSTM); SB3 PPO normalises advantages per minibatch (the
+authors' PPO does too); new scores replace old ones (alpha = 1), as the authors' configs.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -61,14 +77,22 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from robustrl._artifacts import load_sb3_policy_state, load_state_dict_checked, save_sb3_policy
 from robustrl.agents.dred.level_buffer import LevelBuffer, fragment_score, merge_scores
 from robustrl.validation import check_int, check_scalar
 
 __all__ = ["METHODS", "LevelReplayPPO", "LevelScoreCallback", "LevelWrapper", "EvalResult",
            "PPO_DEFAULTS", "buffer_config", "empty_room_level", "evaluate_levels"]
 
-METHODS = ("dred", "dr", "uniform", "plr", "robust_plr", "accel")
+METHODS = ("dred", "el_dred", "dr", "uniform", "plr", "robust_plr", "accel", "accel_d")
+#: methods whose buffer is seeded with the training set (never evicted) and that visit the
+#: unseen dataset levels first (no gradient) before replaying
+_DATASET_BUFFER = ("plr", "dred", "el_dred", "accel_d")
+#: ACCEL's "easy" base levels for edits (``base_levels="easy"`` in the authors' configs):
+#: ``"lowest"`` takes the 4 replayed levels of lowest ``mean return - score``, as the authors'
+#: code runs it; ``"highest"`` the 4 of highest (this package's former rule).
+EASY_RULES = ("lowest", "highest")
+VEC_ENVS = ("batched", "dummy", "subproc")
+POLICIES = ("mlp", "lstm")
 
 #: Note B.5 PPO hyperparameters (shared by all methods); n_envs / n_steps are scaled per run.
 #: The authors' value loss is ``0.5 * max((V - R)^2, (V_clip - R)^2)`` times coefficient 0.5
@@ -85,7 +109,8 @@ _POLICY_SHAPE: dict[str, int] = {"features_dim": 256, "head_dim": 32}
 
 
 def buffer_config(method: str, n_train: int, capacity: int = 4000) -> dict | None:
-    """:class:`LevelBuffer` keyword arguments of ``method`` (note B.5/B.6 configs), or None."""
+    """:class:`LevelBuffer` keyword arguments of ``method`` (the configurations of
+    arXiv:2402.03479 App. B), or None."""
     if method in ("uniform", "dr"):
         return None
     if method == "plr":
@@ -97,10 +122,14 @@ def buffer_config(method: str, n_train: int, capacity: int = 4000) -> dict | Non
     if method == "accel":
         return dict(capacity=capacity, strategy="positive_value_loss", temperature=0.3,
                     staleness_coef=0.3, replay_prob=0.8, fill_threshold=0.5)
-    if method == "dred":
-        if capacity < n_train:
-            raise ValueError(f"buffer_capacity must be >= the {n_train} training levels for "
-                             f"dred; got {capacity}")
+    if method in ("dred", "el_dred", "accel_d") and capacity < n_train:
+        raise ValueError(f"buffer_capacity must be >= the {n_train} training levels for "
+                         f"{method}; got {capacity}")
+    if method == "accel_d":  # ACCEL-D: grounded_value_l1 over the whole buffer
+        return dict(capacity=capacity, strategy="grounded_value_l1", temperature=0.1,
+                    staleness_coef=0.3, replay_prob=1.0, fill_threshold=n_train / capacity,
+                    dataset_levels_fixed=True)
+    if method in ("dred", "el_dred"):
         return dict(capacity=capacity, strategy="value_l1", temperature=0.1,
                     strategy_support="dataset", secondary_strategy="grounded_value_l1",
                     secondary_temperature=1.0, secondary_support="buffer",
@@ -153,12 +182,16 @@ def _make_env(size: int, navigation_only: bool) -> gym.Env:
     return LevelWrapper(CaveEscapeEnv(size=size, navigation_only=navigation_only))
 
 
-def _phase_ppo_class():
-    from stable_baselines3 import PPO
+@functools.cache
+def _phase_ppo_class(recurrent: bool = False):
+    """SB3 ``PPO`` (or sb3-contrib ``RecurrentPPO``) whose update can be skipped for
+    no-gradient phases (PLR-perp)."""
+    if recurrent:
+        from sb3_contrib import RecurrentPPO as base
+    else:
+        from stable_baselines3 import PPO as base
 
-    class _PhasePPO(PPO):
-        """SB3 PPO whose update can be skipped for no-gradient phases (PLR-perp)."""
-
+    class _PhasePPO(base):
         skip_update = False
         n_grad_updates = 0
 
@@ -168,6 +201,7 @@ def _phase_ppo_class():
             self.n_grad_updates += 1
             super().train()
 
+    _PhasePPO.__name__ = _PhasePPO.__qualname__ = f"_Phase{base.__name__}"
     return _PhasePPO
 
 
@@ -199,6 +233,49 @@ def LevelScoreCallback(trainer: LevelReplayPPO):  # noqa: N802 (a class factory,
     return _callback_class()(trainer)
 
 
+def _forward_callback(inner):
+    """Wrap a user's SB3 callback so that it sees one training run over all phases: it is
+    initialised and started once, gets every ``on_step`` / ``on_rollout_*`` of every phase (one
+    SB3 ``learn`` call each), and is ended by :meth:`LevelReplayPPO.learn`."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class _Forward(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__(verbose=0)
+            self.inner = inner
+            self.started = False
+            self.stopped = False
+
+        def _init_callback(self) -> None:
+            if getattr(self.inner, "model", None) is None:
+                self.inner.init_callback(self.model)
+
+        def _on_training_start(self) -> None:
+            if not self.started:
+                self.started = True
+                self.inner.on_training_start(self.locals, self.globals)
+
+        def _on_rollout_start(self) -> None:
+            self.inner.on_rollout_start()
+
+        def _on_step(self) -> bool:
+            go = self.inner.on_step()
+            self.stopped = self.stopped or not go
+            return go
+
+        def _on_rollout_end(self) -> None:
+            self.inner.on_rollout_end()
+
+        def update_child_locals(self, locals_: dict) -> None:
+            self.inner.update_locals(locals_)
+
+        def finish(self) -> None:
+            if self.started:
+                self.inner.on_training_end()
+
+    return _Forward()
+
+
 @dataclass
 class _Phase:
     kind: str  # "replay", "unseen", "new", "generated", "edited", "plain"
@@ -220,38 +297,99 @@ class EvalResult:
     solved: np.ndarray
 
 
+#: the authors' configuration (arXiv:2402.03479, App. B; their DCD-based code): 36 envs x 256
+#: steps, 1 minibatch, 7 MiniGrid actions, LSTM(256) policy, buffer 4000 (use it with their 512
+#: training levels); PPO hyperparameters are :data:`PPO_DEFAULTS`.
+AUTHORS_PRESET: dict[str, Any] = dict(n_envs=36, n_steps=256, buffer_capacity=4000,
+                                      navigation_only=False, policy="lstm", vec_env="batched",
+                                      easy_rule="lowest")
+
+CHECKPOINT_FORMAT = "robustrl.level-replay/1"
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def _np_to_t(arrays: dict[str, np.ndarray]) -> dict:
+    import torch
+
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+
+
+def _t_to_np(tensors: dict, path, name: str) -> dict[str, np.ndarray]:
+    import torch
+
+    if not isinstance(tensors, dict) or not all(isinstance(v, torch.Tensor)
+                                                for v in tensors.values()):
+        raise ValueError(f"path {path}: {name!r} must map names to tensors")
+    return {k: v.numpy() for k, v in tensors.items()}
+
+
+def _rng_states() -> dict[str, Any]:
+    """numpy's and Python's global generator states (JSON-able)."""
+    import random
+
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()  # noqa: NPY002 (SB3 draws from it)
+    version, internal, py_gauss = random.getstate()
+    return dict(numpy=[kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)],
+                python=[version, list(internal), py_gauss])
+
+
+def _set_rng_states(state: dict[str, Any]) -> None:
+    import random
+
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss,  # noqa: NPY002
+                         gauss))
+    version, internal, py_gauss = state["python"]
+    random.setstate((version, tuple(internal), py_gauss))
+
+
 class LevelReplayPPO:
     """SB3 PPO on Cave Escape with a level curriculum ``method`` (see the module docstring).
 
     Args:
         method: one of :data:`METHODS`.
         train_levels: ``(n, size, size)`` int8 training levels (all methods but ``dr`` and
-            ``accel`` sample from them; ``dred`` seeds its buffer with them).
+            ``accel`` sample from them; ``dred``, ``el_dred``, ``accel_d`` and ``plr`` seed
+            their buffer with them).
         generator: for ``dred``: an object whose ``generate()`` returns ``(levels, parents)``
-            (e.g. :class:`robustrl.agents.dred.generator.LevelGenerator`).
+            (e.g. :class:`robustrl.agents.dred.generator.LevelGenerator`); checkpoints need
+            its ``get_state()`` / ``set_state()``.
         n_envs, n_steps: parallel envs and rollout length (authors: 36 x 256).
-        buffer_capacity: level buffer size for dred / robust_plr / accel (authors: 4000).
+        buffer_capacity: level buffer size for the buffer methods (authors: 4000).
         navigation_only: 3 movement actions instead of MiniGrid's 7.
-        vec_env: ``"dummy"`` (in-process) or ``"subproc"`` (one process per env).
+        vec_env: ``"batched"`` (default: :class:`~robustrl.envs.cave_escape_vec.CaveEscapeVecEnv`,
+            all envs in one compiled step), ``"dummy"`` (``DummyVecEnv`` of ``CaveEscapeEnv``,
+            in-process) or ``"subproc"`` (one process per env).
+        policy: ``"mlp"`` (feed-forward shared base, SB3 ``PPO``) or ``"lstm"`` (the authors'
+            LSTM(256) shared base, sb3-contrib ``RecurrentPPO``).
+        easy_rule: ACCEL / ACCEL-D / EL-DRED base levels for edits, one of
+            :data:`EASY_RULES`.
         device: torch device for SB3 (``"auto"``: cuda when available).
         seed: seeds PPO, the envs, the buffer and the level choices.
         ppo_kwargs: overrides of :data:`PPO_DEFAULTS`.
+
+    :data:`AUTHORS_PRESET` holds the authors' settings: ``LevelReplayPPO(method, levels,
+    **AUTHORS_PRESET)``.
     """
 
     def __init__(self, method: str, train_levels, *, generator=None, n_envs: int = 8,
                  n_steps: int = 128, buffer_capacity: int = 4000,
-                 navigation_only: bool = False, vec_env: str = "dummy", device: str = "auto",
+                 navigation_only: bool = False, vec_env: str = "batched",
+                 policy: str = "mlp", easy_rule: str = "lowest", device: str = "auto",
                  seed: int = 0, n_edits: int = 5, **ppo_kwargs) -> None:
         from stable_baselines3.common.env_util import make_vec_env
         from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-        from robustrl.agents.dred.policy import policy_kwargs
         from robustrl.envs.cave_levels import validate_level
 
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}; got {method!r}")
-        if vec_env not in ("dummy", "subproc"):
-            raise ValueError(f"vec_env must be 'dummy' or 'subproc'; got {vec_env!r}")
+        if vec_env not in VEC_ENVS:
+            raise ValueError(f"vec_env must be one of {VEC_ENVS}; got {vec_env!r}")
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}; got {policy!r}")
+        if easy_rule not in EASY_RULES:
+            raise ValueError(f"easy_rule must be one of {EASY_RULES}; got {easy_rule!r}")
         train = np.asarray(train_levels)
         if train.ndim != 3 or train.shape[0] < 1 or train.shape[1] != train.shape[2]:
             raise ValueError("train_levels must be an (n, size, size) array with n >= 1; got "
@@ -269,16 +407,19 @@ class LevelReplayPPO:
         self.n_steps = check_int(n_steps, "n_steps", low=2)
         self.n_edits = check_int(n_edits, "n_edits", low=1)
         self.navigation_only = bool(navigation_only)
+        self.vec_env = vec_env
+        self.policy = policy
+        self.easy_rule = easy_rule
+        self.buffer_capacity = check_int(buffer_capacity, "buffer_capacity", low=1)
         self.seed = check_int(seed, "seed", low=0)
         self.rng = np.random.default_rng(np.random.SeedSequence([self.seed, 7]))
-        cfg = buffer_config(method, len(train), check_int(buffer_capacity, "buffer_capacity",
-                                                          low=1))
+        cfg = buffer_config(method, len(train), self.buffer_capacity)
         self.buffer: LevelBuffer | None = None
         if cfg is not None:
             self.buffer = LevelBuffer(**cfg, seed=int(self.rng.integers(2**31)))
-            if method in ("plr", "dred"):
+            if method in _DATASET_BUFFER:
                 self.buffer.add_dataset_levels(list(self.train_levels))
-        self.no_exploratory_grad_updates = method in ("plr", "robust_plr", "accel", "dred")
+        self.no_exploratory_grad_updates = method not in ("uniform", "dr")
 
         hp = dict(PPO_DEFAULTS)
         hp.update(ppo_kwargs)
@@ -286,19 +427,29 @@ class LevelReplayPPO:
                     "max_grad_norm", "ent_coef"):
             check_scalar(hp[key], key, low=0)
         self.ppo_hyperparameters = hp
-        self.venv = make_vec_env(
-            functools.partial(_make_env, self.size, self.navigation_only), n_envs=self.n_envs,
-            seed=self.seed, vec_env_cls=SubprocVecEnv if vec_env == "subproc" else DummyVecEnv)
-        self.model = _phase_ppo_class()(
-            "MultiInputPolicy", self.venv, n_steps=self.n_steps,
-            batch_size=self.n_envs * self.n_steps,
-            policy_kwargs=policy_kwargs(**_POLICY_SHAPE),
-            device=device, seed=self.seed, verbose=0, **hp)
+        if vec_env == "batched":
+            from robustrl.envs.cave_escape_vec import CaveEscapeVecEnv
+
+            venv = CaveEscapeVecEnv(np.repeat(self.train_levels[:1], self.n_envs, axis=0),
+                                    navigation_only=self.navigation_only)
+            venv.seed(self.seed)  # env i gets seed + i at the first reset, as make_vec_env
+        else:
+            venv = make_vec_env(
+                functools.partial(_make_env, self.size, self.navigation_only),
+                n_envs=self.n_envs, seed=self.seed,
+                vec_env_cls=SubprocVecEnv if vec_env == "subproc" else DummyVecEnv)
+        policy_name, kwargs = _policy_spec(policy)
+        self.model = _phase_ppo_class(policy == "lstm")(
+            policy_name, venv, n_steps=self.n_steps, batch_size=self.n_envs * self.n_steps,
+            policy_kwargs=kwargs, device=device, seed=self.seed, verbose=0, **hp)
         self.venv = self.model.get_env()  # SB3 may have wrapped it (VecTransposeImage)
         self.callback = LevelScoreCallback(self)
         self._phase: _Phase | None = None
         self.last_phase: _Phase | None = None  # the latest phase (levels, slots, returns)
         self.n_updates_total = 1
+        self._user_callback = None
+        self._last_checkpoint = -1
+        self.resumed_at: int | None = None  # update count of the checkpoint learn resumed from
         self.stats: dict[str, Any] = dict(env_steps=0, grad_updates=0, phases={},
                                           generated_proposed=0, generated_admitted=0,
                                           train_seconds=0.0)
@@ -338,7 +489,7 @@ class LevelReplayPPO:
         if buf.sample_replay_decision():
             slots = [buf.sample_replay() for _ in range(self.n_envs)]
             return _Phase("replay", True, [buf.levels[s] for s in slots], slots)
-        if self.method in ("plr", "dred"):  # visit unseen dataset levels, no gradient
+        if self.method in _DATASET_BUFFER:  # visit unseen dataset levels, no gradient
             slots = []
             for _ in range(self.n_envs):
                 s = buf.sample_unseen()
@@ -349,21 +500,33 @@ class LevelReplayPPO:
         levels = self._new_levels(self.n_envs)
         return _Phase("new", False, levels, None, [buf.observe_new() for _ in levels])
 
-    def _start_phase(self, phase: _Phase) -> None:
+    def _start_phase(self, phase: _Phase) -> bool:
+        """Run one phase (one SB3 rollout + update); False when a user callback stopped it."""
         phase.returns = [[] for _ in range(self.n_envs)]
         phase.solved = [[] for _ in range(self.n_envs)]
-        for i, level in enumerate(phase.levels):
-            self.venv.env_method("set_level", level, indices=[i])
+        if self.vec_env == "batched":
+            self.venv.unwrapped.set_levels(None, np.stack(phase.levels))
+        else:
+            for i, level in enumerate(phase.levels):
+                self.venv.env_method("set_level", level, indices=[i])
         self.model._last_obs = self.venv.reset()
         self.model._last_episode_starts = np.ones(self.n_envs, dtype=bool)
         self.model.skip_update = not phase.grad
         self._phase = phase
-        self.model.learn(self.n_envs * self.n_steps, callback=self.callback,
+        callback = self.callback
+        if self._user_callback is not None:
+            from stable_baselines3.common.callbacks import CallbackList
+
+            callback = CallbackList([self.callback, self._user_callback])
+        self.model.learn(self.n_envs * self.n_steps, callback=callback,
                          reset_num_timesteps=False)
+        self._phase = None
+        if self._user_callback is not None and self._user_callback.stopped:
+            return False
         self.stats["env_steps"] += self.n_envs * self.n_steps
         self.stats["phases"][phase.kind] = self.stats["phases"].get(phase.kind, 0) + 1
-        self._phase = None
         self.last_phase = phase
+        return True
 
     def _episode_end(self, env_index: int, episode_return: float, solved: bool) -> None:
         if self._phase is not None:
@@ -406,71 +569,149 @@ class LevelReplayPPO:
                     self.stats["generated_proposed"] += 1
                     self.stats["generated_admitted"] += res.slot is not None
 
-    def _cycle(self) -> None:
+    def _cycle(self) -> bool:
+        """One curriculum cycle; False when a user callback stopped training."""
         m = self.method
         if m == "uniform":
-            self._start_phase(_Phase("plain", True, self._sample_train(self.n_envs)))
-            return
+            return self._start_phase(_Phase("plain", True, self._sample_train(self.n_envs)))
         if m == "dr":
-            self._start_phase(_Phase("plain", True, self._new_levels(self.n_envs)))
-            return
+            return self._start_phase(_Phase("plain", True, self._new_levels(self.n_envs)))
         self.buffer.set_progress(min(self.grad_updates / self.n_updates_total, 1.0))
         phase = self._replay_phase()
-        self._start_phase(phase)
+        if not self._start_phase(phase):
+            return False
         if phase.kind != "replay":
-            return
+            return True
         if m == "dred":
             levels = self._generated_levels()
-            self._start_phase(_Phase("generated", False, levels, None,
-                                     [self.buffer.observe_new() for _ in levels]))
-        elif m == "accel":
+            kind = "generated"
+        elif m in ("accel", "accel_d", "el_dred"):
             levels = self._accel_edits(phase)
-            self._start_phase(_Phase("edited", False, levels, None,
-                                     [self.buffer.observe_new() for _ in levels]))
+            kind = "edited"
+        else:
+            return True
+        return self._start_phase(_Phase(kind, False, levels, None,
+                                        [self.buffer.observe_new() for _ in levels]))
 
-    def _accel_edits(self, phase: _Phase) -> list:
-        """ACCEL: 5 random edits of the 4 'easy' replayed levels (highest mean return minus
-        score), repeated to fill the envs (note B.5, EL-DRED / ACCEL editing)."""
-        from robustrl.envs.cave_levels import edit_level
-
+    def easy_order(self, phase: _Phase) -> np.ndarray:
+        """Env indices of ``phase`` (a replay phase) ordered by ``easy_rule``: the
+        ``easiness = mean episode return - level score`` ascending (``"lowest"``, the authors'
+        code) or descending (``"highest"``); ties keep the env order."""
         easiness = []
         for i, slot in enumerate(phase.slots):
             mean_ret = float(np.mean(phase.returns[i])) if phase.returns[i] else 0.0
             easiness.append(mean_ret - self.buffer.scores[slot])
-        order = np.argsort(-np.asarray(easiness), kind="stable")[: min(4, self.n_envs)]
+        key = np.asarray(easiness) if self.easy_rule == "lowest" else -np.asarray(easiness)
+        return np.argsort(key, kind="stable")
+
+    def _accel_edits(self, phase: _Phase) -> list:
+        """ACCEL: ``n_edits`` random edits of 4 'easy' replayed levels (:meth:`easy_order`),
+        repeated to fill the envs (arXiv:2402.03479 App. B, EL-DRED / ACCEL editing)."""
+        from robustrl.envs.cave_levels import edit_level
+
+        order = self.easy_order(phase)[: min(4, self.n_envs)]
         bases = [phase.levels[i] for i in order]
         return [edit_level(bases[k % len(bases)], self.rng, n_edits=self.n_edits)
                 for k in range(self.n_envs)]
 
     # ------------------------------------------------------------------ public API
-    def learn(self, total_updates: int, progress_bar: bool = False) -> LevelReplayPPO:
-        """Train until ``total_updates`` PPO (student gradient) updates have been made."""
+    def learn(self, total_timesteps: int | None = None, *, total_updates: int | None = None,
+              callback=None, progress_bar: bool = False,
+              checkpoint_dir: str | os.PathLike | None = None,
+              checkpoint_every: int | None = None,
+              resume_from: str | os.PathLike | None = None) -> LevelReplayPPO:
+        """Train until a budget of **student gradient updates** (PPO updates) is reached.
+
+        The unit is the PPO update: give ``total_updates``, or ``total_timesteps`` (SB3's
+        argument), the env steps *of gradient phases*, which is converted to
+        ``ceil(total_timesteps / (n_envs * n_steps))`` updates (no-gradient phases -- scoring
+        of new, generated or edited levels -- add env steps beyond it, counted in
+        ``stats["env_steps"]``). The budget is the total since construction, so a resumed run
+        is given the same number as the uninterrupted one.
+
+        ``callback``: an SB3 ``BaseCallback`` (``CheckpointCallback``, ``EvalCallback``,
+        ``CallbackList``, ...) passed to the underlying PPO; it is started once and sees every
+        step of every phase; if it returns False, training stops after the current step
+        (mid-phase: a later ``learn`` with the checkpoint directory resumes from the last
+        checkpoint, not from the stop).
+
+        Checkpoints: with ``checkpoint_dir``, the full training state (:meth:`save`) is
+        written atomically to ``checkpoint_dir/checkpoint.pt`` every ``checkpoint_every``
+        updates (default: only at the end), at a cycle boundary; if that file exists when
+        ``learn`` starts, training resumes from it. ``resume_from`` names a checkpoint to
+        resume from explicitly. A resumed run continues bit-for-bit as the uninterrupted run.
+        """
+        if (total_timesteps is None) == (total_updates is None):
+            raise ValueError("give exactly one of total_timesteps and total_updates; got "
+                             f"{total_timesteps!r} and {total_updates!r}")
+        if total_updates is None:
+            steps = check_int(total_timesteps, "total_timesteps", low=1)
+            total_updates = -(-steps // (self.n_envs * self.n_steps))
         total_updates = check_int(total_updates, "total_updates", low=1)
+        every = None if checkpoint_every is None else check_int(checkpoint_every,
+                                                                "checkpoint_every", low=1)
+        if every is not None and checkpoint_dir is None:
+            raise ValueError("checkpoint_every needs checkpoint_dir")
+        if callback is not None:
+            from stable_baselines3.common.callbacks import BaseCallback
+
+            if not isinstance(callback, BaseCallback):
+                raise ValueError("callback must be a stable-baselines3 BaseCallback (or "
+                                 f"CallbackList); got {type(callback).__name__}")
+        ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT_NAME
+        if resume_from is not None:
+            self.restore(resume_from)
+            self.resumed_at = self.grad_updates
+        elif ckpt is not None and ckpt.exists():
+            self.restore(ckpt)
+            self.resumed_at = self.grad_updates
+        if callback is not None:
+            self._user_callback = _forward_callback(callback)
         self.n_updates_total = total_updates
+        self._last_checkpoint = self.grad_updates
         start = time.perf_counter()
         bar = None
         if progress_bar:
             from robustrl.runner import progress
 
-            bar = progress(total=total_updates, desc=f"{self.method} updates", leave=False)
-        while self.grad_updates < total_updates:
-            before = self.grad_updates
-            self._cycle()
+            bar = progress(total=total_updates, initial=self.grad_updates,
+                           desc=f"{self.method} updates", leave=False)
+        stopped = False
+        try:
+            while self.grad_updates < total_updates:
+                before = self.grad_updates
+                if not self._cycle():
+                    stopped = True  # mid-phase: not a state to checkpoint
+                    break
+                if bar is not None:
+                    bar.update(self.grad_updates - before)
+                if (every is not None and self.grad_updates < total_updates
+                        and self.grad_updates - self._last_checkpoint >= every):
+                    self.stats["train_seconds"] += time.perf_counter() - start
+                    start = time.perf_counter()
+                    self.save(ckpt)
+                    self._last_checkpoint = self.grad_updates
+        finally:
             if bar is not None:
-                bar.update(self.grad_updates - before)
-        if bar is not None:
-            bar.close()
-        self.stats["train_seconds"] += time.perf_counter() - start
-        self.stats["grad_updates"] = self.grad_updates
+                bar.close()
+            if self._user_callback is not None:
+                self._user_callback.finish()
+                self._user_callback = None
+            self.stats["train_seconds"] += time.perf_counter() - start
+            self.stats["grad_updates"] = self.grad_updates
+        if ckpt is not None and not stopped:
+            self.save(ckpt)
         return self
 
-    def predict(self, observation, deterministic: bool = False):
-        """SB3 ``predict`` of the underlying PPO policy."""
-        return self.model.predict(observation, deterministic=deterministic)
+    def predict(self, observation, state=None, episode_start=None,
+                deterministic: bool = False):
+        """SB3 ``predict`` of the underlying policy (``state``/``episode_start``: LSTM)."""
+        return self.model.predict(observation, state=state, episode_start=episode_start,
+                                  deterministic=deterministic)
 
     def evaluate(self, levels, *, deterministic: bool = False, seed: int = 0,
                  batch: int = 64) -> EvalResult:
-        """Zero-shot: one episode per level (note B.7)."""
+        """Zero-shot: one episode per level (arXiv:2402.03479 App. B)."""
         return evaluate_levels(self.model, levels, navigation_only=self.navigation_only,
                                deterministic=deterministic, seed=seed, batch=batch)
 
@@ -483,38 +724,209 @@ class LevelReplayPPO:
                     dataset_mass=b.dataset_mass if b.is_dataset.any() else 0.0,
                     kappa=b.kappa, proposed=b.n_proposed, admitted=b.n_admitted)
 
+    # ------------------------------------------------------------------ persistence
+    def _config(self) -> dict[str, Any]:
+        return {"kind": "LevelReplayPPO", "method": self.method, "size": self.size,
+                "navigation_only": self.navigation_only, "n_envs": self.n_envs,
+                "n_steps": self.n_steps, "n_edits": self.n_edits,
+                "buffer_capacity": self.buffer_capacity, "vec_env": self.vec_env,
+                "policy": self.policy, "easy_rule": self.easy_rule, "seed": self.seed,
+                "ppo_hyperparameters": dict(self.ppo_hyperparameters),
+                "policy_kwargs": _POLICY_SHAPE}
+
+    def _venv_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        base = self.venv.unwrapped
+        if self.vec_env == "batched":
+            return base.get_state()
+        rngs = [g.bit_generator.state for g in self.venv.get_attr("np_random")]
+        return {}, dict(rngs=rngs, seeds=list(base._seeds))
+
+    def _set_venv_state(self, arrays: dict, plain: dict) -> None:
+        base = self.venv.unwrapped
+        if self.vec_env == "batched":
+            base.set_state(arrays, plain)
+            return
+        for i, state in enumerate(plain["rngs"]):
+            rng = np.random.default_rng()
+            rng.bit_generator.state = state
+            self.venv.set_attr("np_random", rng, indices=[i])
+        base._seeds = list(plain["seeds"])
+
+    def state_payload(self) -> dict[str, Any]:
+        """The full training state as a payload of tensors and plain values (what
+        :meth:`save` writes): policy and optimizer state, the update and step counters, every
+        generator (torch, numpy, Python, the trainer's, the buffer's, the generator's, each
+        env's), the level buffer, the curriculum statistics, the training levels and, for a
+        :class:`~robustrl.agents.dred.generator.LevelGenerator`, the VAE."""
+        import torch
+
+        from robustrl.agents.dred.generator import LevelGenerator
+
+        if self._phase is not None:
+            raise RuntimeError("save() cannot run inside a phase (call it between cycles)")
+        model = self.model
+        plain: dict[str, Any] = dict(
+            rng=self.rng.bit_generator.state, global_rngs=_rng_states(),
+            num_timesteps=int(model.num_timesteps), n_updates=int(model._n_updates),
+            n_grad_updates=int(model.n_grad_updates), stats=self.stats)
+        venv_arrays, plain["venv"] = self._venv_state()
+        payload: dict[str, Any] = {
+            "format": CHECKPOINT_FORMAT,
+            "config_json": json.dumps(self._config(), sort_keys=True),
+            "train_levels": torch.from_numpy(self.train_levels.copy()),
+            "policy": {k: v.detach().cpu().clone() for k, v in model.policy.state_dict().items()},
+            "optimizer": model.policy.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": (list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available()
+                         else []),
+            "venv": _np_to_t(venv_arrays),
+        }
+        if self.buffer is not None:
+            arrays, plain["buffer"] = self.buffer.get_state()
+            payload["buffer"] = _np_to_t(arrays)
+        if self.generator is not None:
+            if not hasattr(self.generator, "get_state"):
+                raise ValueError("generator must have get_state() / set_state() to be saved")
+            plain["generator"] = self.generator.get_state()
+            if isinstance(self.generator, LevelGenerator):
+                vae = self.generator.vae
+                payload["vae"] = {"config_json": json.dumps(vae.config, sort_keys=True),
+                                  "state_dict": {k: v.detach().cpu().clone()
+                                                 for k, v in vae.state_dict().items()}}
+        payload["state_json"] = json.dumps(plain, sort_keys=True)
+        return payload
+
     def save(self, path: str | os.PathLike) -> Path:
-        """Save the PPO policy (its ``state_dict``, no pickled objects) and the JSON
-        configuration that rebuilds it, atomically and with a SHA-256 checksum; returns the
-        path. The level buffer and curriculum state are not saved (training cannot be
-        resumed from it); load with :meth:`load_policy`."""
-        config = {"kind": "LevelReplayPPO", "algo": "ppo", "policy": "MultiInputPolicy",
-                  "method": self.method, "size": self.size,
-                  "navigation_only": self.navigation_only, "n_steps": self.n_steps,
-                  "batch_size": self.n_envs * self.n_steps,
-                  "ppo_hyperparameters": dict(self.ppo_hyperparameters),
-                  "policy_kwargs": _POLICY_SHAPE}
-        return save_sb3_policy(path, self.model, config)
+        """Write the full training state (:meth:`state_payload`) atomically, in the safe
+        format (``torch.save`` of tensors and plain values read back with
+        ``weights_only=True``, JSON for everything else, a SHA-256 checksum); returns the path.
+        :meth:`load` rebuilds the agent, :meth:`restore` resumes an existing one,
+        :meth:`load_policy` reads only the policy."""
+        from robustrl._artifacts import save_torch
+
+        return save_torch(path, self.state_payload())
+
+    @staticmethod
+    def _read(path: str | os.PathLike) -> tuple[dict, dict, dict]:
+        from robustrl._artifacts import load_torch
+
+        blob = load_torch(path, what="LevelReplayPPO checkpoint", fmt=CHECKPOINT_FORMAT)
+        try:
+            config = json.loads(blob["config_json"])
+            plain = json.loads(blob["state_json"])
+        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"path {path} (LevelReplayPPO checkpoint): bad JSON entry: "
+                             f"{exc}") from None
+        if not isinstance(config, dict) or not isinstance(plain, dict):
+            raise ValueError(f"path {path}: 'config_json' and 'state_json' must be JSON objects")
+        return blob, config, plain
+
+    def restore(self, path: str | os.PathLike) -> LevelReplayPPO:
+        """Continue from the checkpoint ``path`` (written by :meth:`save` from an agent built
+        with the same arguments): every state listed in :meth:`state_payload` is restored.
+        Raises ``ValueError`` naming the file when it does not match this agent."""
+        import torch
+
+        from robustrl._artifacts import load_state_dict_checked
+
+        blob, config, plain = self._read(path)
+        mine = json.loads(json.dumps(self._config(), sort_keys=True))
+        diff = sorted(k for k in set(mine) | set(config) if mine.get(k) != config.get(k))
+        if diff:
+            what = ", ".join(f"{k}: {config.get(k)!r} != {mine.get(k)!r}" for k in diff)
+            raise ValueError(f"path {path}: the checkpoint was written by an agent with other "
+                             f"settings ({what})")
+        levels = blob.get("train_levels")
+        if (not isinstance(levels, torch.Tensor)
+                or not np.array_equal(levels.numpy(), self.train_levels)):
+            raise ValueError(f"path {path}: the checkpoint's train_levels differ from this "
+                             "agent's")
+        if (self.buffer is None) != ("buffer" not in plain) or (
+                (self.generator is None) != ("generator" not in plain)):
+            raise ValueError(f"path {path}: buffer/generator presence differs from this agent")
+        model = self.model
+        load_state_dict_checked(model.policy, blob.get("policy"), path, "policy")
+        try:
+            model.policy.optimizer.load_state_dict(blob["optimizer"])
+            torch.set_rng_state(blob["torch_rng"])
+            if blob["cuda_rng"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(blob["cuda_rng"])
+            self.rng.bit_generator.state = plain["rng"]
+            _set_rng_states(plain["global_rngs"])
+            model.num_timesteps = int(plain["num_timesteps"])
+            model._n_updates = int(plain["n_updates"])
+            model.n_grad_updates = int(plain["n_grad_updates"])
+            self.stats = plain["stats"]
+            self._set_venv_state(_t_to_np(blob["venv"], path, "venv"), plain["venv"])
+            if self.buffer is not None:
+                self.buffer.set_state(_t_to_np(blob["buffer"], path, "buffer"), plain["buffer"])
+            if self.generator is not None:
+                self.generator.set_state(plain["generator"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"path {path}: cannot restore the training state: "
+                             f"{type(exc).__name__}: {str(exc)[:300]}") from None
+        return self
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, env=None, device: str = "auto", *,
+             generator=None) -> LevelReplayPPO:
+        """Rebuild the full agent saved by :meth:`save` (policy, optimizer, buffer, generator,
+        every generator state): ``learn`` on it continues the saved run. ``env`` must be None
+        (the agent builds its own Cave Escape VecEnv from the saved settings). For ``dred`` the
+        generator is rebuilt from the saved VAE (a
+        :class:`~robustrl.agents.dred.generator.LevelGenerator`), or pass ``generator``.
+        Nothing is unpickled; raises ``ValueError`` naming the file."""
+        if env is not None:
+            raise ValueError("env must be None: LevelReplayPPO builds its Cave Escape VecEnv "
+                             "from the saved settings")
+        blob, config, plain = cls._read(path)
+        if config.get("kind") != "LevelReplayPPO":
+            raise ValueError(f"path {path} is not a LevelReplayPPO checkpoint")
+        levels = blob.get("train_levels")
+        if generator is None and "generator" in plain:
+            generator = _generator_from(blob, plain["generator"], levels.numpy(), path)
+        keys = ("n_envs", "n_steps", "n_edits", "buffer_capacity", "navigation_only",
+                "vec_env", "policy", "easy_rule", "seed")
+        try:
+            agent = cls(config["method"], levels.numpy(), generator=generator, device=device,
+                        **{k: config[k] for k in keys}, **config["ppo_hyperparameters"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"path {path}: the saved configuration does not rebuild the "
+                             f"agent: {exc}") from None
+        return agent.restore(path)
 
     @staticmethod
     def load_policy(path: str | os.PathLike, device: str = "auto"):
-        """Load a policy written by :meth:`save` as an SB3 ``PPO`` (for
-        :func:`evaluate_levels` and ``predict``).
+        """Load the policy of a file written by :meth:`save` (or a policy-only file of the
+        former ``save``) as an SB3 ``PPO`` (or ``RecurrentPPO``) on one environment, for
+        :func:`evaluate_levels` and ``predict``.
 
         The file is never unpickled (an SB3 ``.zip`` from elsewhere is rejected, not run): the
-        checksum is checked, the PPO is rebuilt from the JSON configuration (level size,
+        checksum is checked, the model is rebuilt from the JSON configuration (level size,
         navigation-only flag, PPO hyperparameters, all validated) and the weights are loaded
         with their names and shapes checked and finite. Raises ``ValueError`` naming the file.
         """
         from stable_baselines3.common.vec_env import DummyVecEnv
 
-        from robustrl.agents.dred.policy import policy_kwargs
+        from robustrl._artifacts import (
+            SB3_POLICY_FORMAT,
+            load_sb3_policy_state,
+            load_state_dict_checked,
+        )
 
-        config, state = load_sb3_policy_state(path, what="LevelReplayPPO policy")
+        try:
+            blob, config, _ = LevelReplayPPO._read(path)
+            state = blob.get("policy")
+        except ValueError as exc:  # a policy-only file of the former save()
+            if repr(SB3_POLICY_FORMAT) not in str(exc):
+                raise
+            config, state = load_sb3_policy_state(path, what="LevelReplayPPO policy")
+            config = {**config, "policy": "mlp"}  # it held "MultiInputPolicy"
         if (config.get("kind") != "LevelReplayPPO"
-                or config.get("policy_kwargs") != _POLICY_SHAPE):
+                or config.get("policy_kwargs") != _POLICY_SHAPE
+                or config.get("policy") not in POLICIES):
             raise ValueError(f"path {path} is not a LevelReplayPPO policy (config kind "
-                             f"{config.get('kind')!r}, policy {config.get('policy_kwargs')!r})")
+                             f"{config.get('kind')!r}, policy {config.get('policy')!r})")
         try:
             size = check_int(config.get("size"), "size", low=2)
             nav = config.get("navigation_only")
@@ -531,37 +943,92 @@ class LevelReplayPPO:
                 elif value is not None:
                     check_scalar(value, key, low=0)
             venv = DummyVecEnv([functools.partial(_make_env, size, nav)])
-            model = _phase_ppo_class()(
+            policy_name, kwargs = _policy_spec(config["policy"])
+            model = _phase_ppo_class(config["policy"] == "lstm")(
                 # one environment, for acting: a batch of one rollout (SB3 warns otherwise)
-                "MultiInputPolicy", venv, n_steps=n_steps, batch_size=n_steps,
-                policy_kwargs=policy_kwargs(**_POLICY_SHAPE), device=device, verbose=0, **hp)
+                policy_name, venv, n_steps=n_steps, batch_size=n_steps, policy_kwargs=kwargs,
+                device=device, verbose=0, **hp)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"path {path}: the saved configuration does not rebuild the "
                              f"policy: {exc}") from None
-        load_state_dict_checked(model.policy, state, path, "state_dict")
+        load_state_dict_checked(model.policy, state, path, "policy")
         return model
 
     def close(self) -> None:
         self.venv.close()
 
 
-def _action_probs(model, batch_obs: dict) -> np.ndarray:
-    """Action probabilities of an SB3 policy with a categorical action distribution."""
+def _policy_spec(policy: str) -> tuple[str, dict]:
+    """SB3 policy name and ``policy_kwargs`` of ``policy`` (``"mlp"`` or ``"lstm"``)."""
+    from robustrl.agents.dred.policy import policy_kwargs
+
+    if policy == "lstm":
+        from robustrl.agents.dred.policy import SharedLstmPolicy, lstm_policy_kwargs
+
+        return SharedLstmPolicy, lstm_policy_kwargs(hidden=_POLICY_SHAPE["features_dim"],
+                                                   head_dim=_POLICY_SHAPE["head_dim"])
+    return "MultiInputPolicy", policy_kwargs(**_POLICY_SHAPE)
+
+
+def _generator_from(blob: dict, state: dict, train_levels: np.ndarray, path):
+    """The :class:`~robustrl.agents.dred.generator.LevelGenerator` saved in a checkpoint."""
+    from robustrl._artifacts import load_state_dict_checked
+    from robustrl.agents.dred.generator import LevelGenerator
+    from robustrl.agents.dred.vae import LevelVAE
+
+    vae_blob = blob.get("vae")
+    if not isinstance(vae_blob, dict):
+        raise ValueError(f"path {path}: the generator's VAE is not in the file; pass "
+                         "generator=")
+    try:
+        cfg = dict(json.loads(vae_blob["config_json"]))
+        vae = LevelVAE(cfg.pop("size"), cfg.pop("latent_dim"), **cfg)
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+        raise ValueError(f"path {path}: the saved VAE configuration does not rebuild a "
+                         f"LevelVAE: {exc}") from None
+    load_state_dict_checked(vae, vae_blob.get("state_dict"), path, "vae.state_dict")
+    vae.eval()
+    try:
+        gen = LevelGenerator(vae, train_levels, n_pairs=state["n_pairs"],
+                             per_pair=state["per_pair"], std_scale=state["std_scale"],
+                             sample=state["sample"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"path {path}: bad generator state: {exc}") from None
+    return gen
+
+
+def _action_probs(model, batch_obs: dict, lstm=None) -> np.ndarray:
+    """Action probabilities of an SB3 policy with a categorical action distribution. For a
+    recurrent policy ``lstm = (states, episode_starts)`` and the states are updated in place:
+    ``states`` is a ``[h, c]`` pair of ``(layers, batch, hidden)`` tensors."""
     import torch
 
     obs_t, _ = model.policy.obs_to_tensor(batch_obs)
     with torch.no_grad():
-        dist = model.policy.get_distribution(obs_t)
+        if lstm is None:
+            dist = model.policy.get_distribution(obs_t)
+        else:
+            states, starts = lstm
+            dev = model.policy.device
+            dist, new = model.policy.get_distribution(
+                obs_t, (states[0].to(dev), states[1].to(dev)),
+                torch.as_tensor(starts, dtype=torch.float32, device=dev))
+            states[0], states[1] = new[0].cpu(), new[1].cpu()
     return dist.distribution.probs.cpu().numpy().astype(np.float64)
 
 
 def evaluate_levels(model, levels, *, navigation_only: bool = False,
                     deterministic: bool = False, seed: int = 0, batch: int = 64) -> EvalResult:
-    """One episode of ``model`` (an SB3 actor-critic with a categorical policy) on each level,
-    run in batches of envs of the same size; returns the solved rate and mean undiscounted
-    return (note B.7). Actions are sampled (``deterministic=False``) from the policy with a
-    NumPy generator seeded by ``seed``, or the most likely action."""
+    """One episode of ``model`` (an SB3 actor-critic with a categorical policy, feed-forward or
+    recurrent) on each level, run in batches of envs of the same size; returns the solved rate
+    and mean undiscounted return (arXiv:2402.03479 App. B). Actions are sampled
+    (``deterministic=False``) from the policy with a NumPy generator seeded by ``seed``, or the
+    most likely action."""
+    import torch
+
     from robustrl.envs.cave_escape import CaveEscapeEnv
+
+    recurrent = hasattr(model.policy, "lstm_hidden_state_shape")
 
     levels = [np.asarray(lv, dtype=np.int8) for lv in levels]
     if not levels:
@@ -582,9 +1049,20 @@ def evaluate_levels(model, levels, *, navigation_only: bool = False,
             obs = [env.reset(seed=int(env_seeds[i]))[0] for env, i in zip(envs, chunk,
                                                                         strict=True)]
             active = list(range(len(chunk)))
+            lstm = None
+            if recurrent:
+                layers, _, hidden = model.policy.lstm_hidden_state_shape
+                h = torch.zeros(layers, len(chunk), hidden)
+                lstm = ([h, h.clone()], np.ones(len(chunk), dtype=np.float32))
             while active:
                 batch_obs = {k: np.stack([obs[j][k] for j in active]) for k in obs[0]}
-                probs = _action_probs(model, batch_obs)
+                if lstm is not None:
+                    states = [lstm[0][0][:, active], lstm[0][1][:, active]]
+                    probs = _action_probs(model, batch_obs, (states, lstm[1][active]))
+                    lstm[0][0][:, active], lstm[0][1][:, active] = states[0], states[1]
+                    lstm[1][active] = 0.0
+                else:
+                    probs = _action_probs(model, batch_obs)
                 if deterministic:
                     actions = probs.argmax(axis=1)
                 else:  # sampled with our own generator: same seed, same numbers on any device
