@@ -79,7 +79,7 @@ def test_robustness_experiment_evaluates_final_policies_exactly(tmp_path):
         assert m["perturbations"] == grid
         if p["agent"] == "DR-RPO":
             agent = DRRPO(make(), seed=rec["seed"], rho=0.3, tau=0.1, eta=2.0, beta=1.0)
-            agent.learn(8)
+            agent.learn(total_episodes=8)
             want = evaluate_exact(agent.policy_table(make().model), make, grid).mean
             np.testing.assert_allclose(m["return_vs_q"], want, atol=1e-12)
         if p["agent"] == "optimal-nominal":

@@ -192,7 +192,7 @@ def test_bad_arguments_raise_naming_them(simulated, tabular):
         NeuralR2PVI(divergence="kl", lam=0.1, device="tpu")
     with pytest.raises(ValueError, match="gamma"):
         NeuralR2PVI(divergence="kl", lam=0.1, gamma=1.0)
-    with pytest.raises(ValueError, match="lam"):
+    with pytest.raises(TypeError, match="lam"):  # NeuralFQI is not robust: no lam
         NeuralFQI(lam=0.1)
     with pytest.raises(ValueError, match="dataset"):
         NeuralR2PVI(divergence="kl", lam=0.1).fit({"not": "a dataset"})

@@ -206,7 +206,7 @@ def run_glow_regret(rounds=(10, 20, 40, 80), *, seeds: int = 5, horizon: int = 4
         model = combination_lock(horizon, n_states, n_actions, seed=s)
         for j, T in enumerate(rounds):
             agent = GLOW(model, F, "tabular", kappa=kappa, delta=delta, seed=s,
-                         coverability_guess=C_cov, constants=constants).learn(int(T))
+                         coverability_guess=C_cov, constants=constants).learn(total_rounds=int(T))
             regret[s, j] = agent.regret_.sum()
             log_terms[j] = agent.log_term(int(T))
     bound = np.array([glow_regret_bound(int(T), horizon, C_cov, L, constant=constant)
