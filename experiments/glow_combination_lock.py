@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from robustrl._io import atomic_write
 from robustrl.exact import evaluate_policy
 from robustrl.validation import check_int, check_positive
 
@@ -224,5 +225,5 @@ def plot(results: list[dict], out_dir: Path) -> list[Path]:
     ax.set_title("Combination lock (S=3, A=2): circled = some seeds censored")
     ax.legend(fontsize=8)
     path = Path(out_dir) / "glow_combination_lock.png"
-    fig.savefig(path, dpi=120)
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=120), binary=True)
     return [path]

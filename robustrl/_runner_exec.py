@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import os
 import random
 import sys
 import time
@@ -62,12 +63,17 @@ def load_module(ref: ModuleRef) -> ModuleType:
 
 def to_jsonable(value: Any, where: str = "metrics") -> Any:
     """``value`` with NumPy scalars/arrays and tuples turned into JSON types; TypeError if not."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, (int, float)):
-        return value
     if isinstance(value, np.generic):
+        # before the int/float test: np.float64 subclasses float, and a record kept in memory
+        # must format like one read back from JSON (repr would give "np.float64(...)")
         return value.item()
+    if value is None or isinstance(value, (bool, str)):
+        return value if type(value) in (type(None), bool, str) else (
+            bool(value) if isinstance(value, bool) else str(value))
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, dict):
@@ -123,7 +129,47 @@ def execute(ref: ModuleRef, params: dict[str, Any], seed: int,
 
 
 def ignore_sigint() -> None:
-    """Pool initializer: Ctrl-C is handled by the driver, which then stops the workers."""
+    """Ctrl-C is handled by the driver, which then stops the workers."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _exit_with_parent_linux() -> bool:
+    """Ask Linux to SIGKILL this process when its parent dies (``prctl(PR_SET_PDEATHSIG)``)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent_pid: int, interval_s: float) -> None:
+    while True:
+        if os.getppid() != parent_pid:
+            os._exit(70)  # the driver is gone: nobody will collect our result
+        time.sleep(interval_s)
+
+
+def worker_init(parent_pid: int, interval_s: float = 0.5) -> None:
+    """Pool initializer: ignore Ctrl-C (the driver handles it) and exit when the driver dies.
+
+    Linux kills the worker at once through ``PR_SET_PDEATHSIG``; a daemon thread polling the
+    parent pid also covers other POSIX systems (it runs whenever the cell releases the GIL).
+    """
+    import threading
+
+    ignore_sigint()
+    _exit_with_parent_linux()
+    if os.getppid() != parent_pid:  # the driver died before the line above took effect
+        os._exit(70)
+    threading.Thread(target=_watch_parent, args=(parent_pid, interval_s), daemon=True,
+                     name="robustrl-parent-watchdog").start()

@@ -6,7 +6,14 @@ runs a theory check registered with :func:`robustrl.runner.register_bound_check`
 ``robustrl envs`` lists the environments.
 
 Exit status: 0 success; 1 some cells (or a plot/report hook) failed; 2 a usage or configuration
-error, reported before anything is written; 130 interrupted (finished cells are kept).
+error (including a results directory whose manifest does not match its hash), reported before
+anything is written; 74 (``EX_IOERR``) a filesystem error of the runner itself -- read-only or
+full disk, missing permission -- reported as one ``robustrl: error:`` line naming the path
+(finished cells are kept); 130 interrupted by SIGINT or SIGTERM in any phase (finished cells
+are kept; rerun to resume).
+
+``robustrl plot DIR`` never imports code named by ``DIR``: the experiment's hooks come from the
+experiment registered under the manifest's name, or from ``--experiment FILE.py``.
 """
 
 from __future__ import annotations
@@ -16,16 +23,30 @@ import contextlib
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 
 from robustrl import __version__
 
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILED, EXIT_USAGE, EXIT_IOERR, EXIT_INTERRUPTED = 1, 2, 74, 130
 
 
 def _error(msg: str) -> int:
     print(f"robustrl: error: {msg}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def _io_error(exc: OSError) -> int:
+    where = f"{exc.filename}: " if exc.filename is not None else ""
+    what = exc.strerror or str(exc)
+    print(f"robustrl: error: {where}{what} (finished cells are kept; fix the filesystem "
+          "problem and rerun)", file=sys.stderr)
+    return EXIT_IOERR
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one ``robustrl: warning:`` line (no source excerpt) on stderr."""
+    print(f"robustrl: warning: {message}", file=sys.stderr if file is None else file)
 
 
 def _cmd_envs(_args: argparse.Namespace) -> int:
@@ -103,6 +124,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except RunnerError as exc:
         return _error(str(exc))
     except RunInterrupted as exc:
+        _ignore_signals()
         print(f"robustrl: {exc}", file=sys.stderr)
         return EXIT_INTERRUPTED
     if report.dry_run:
@@ -133,7 +155,8 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     from robustrl.runner import RunnerError, plot_results
 
     try:
-        report = plot_results(args.dir, quiet=args.quiet)
+        with _sigterm_as_interrupt():
+            report = plot_results(args.dir, quiet=args.quiet, experiment=args.experiment)
     except RunnerError as exc:
         return _error(str(exc))
     _print_outputs(report, args.quiet)
@@ -211,8 +234,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="list the cells and which are finished; run nothing")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("plot", help="re-draw summaries and figures from a run's stored results")
+    p = sub.add_parser(
+        "plot", help="re-draw summaries and figures from a run's stored results",
+        description="Re-draw summary.csv, cells.csv and the figures of DIR. The plot and "
+                    "report hooks come from the experiment registered under the name DIR's "
+                    "manifest records, or from --experiment; nothing named by DIR is imported.")
     p.add_argument("dir", metavar="DIR")
+    p.add_argument("--experiment", metavar="NAME_OR_FILE",
+                   help="the experiment (registered name or .py file) whose hooks to use; it "
+                        "must be the experiment DIR holds")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_plot)
 
@@ -227,8 +257,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+def _ignore_signals() -> None:
+    """After the first interrupt, a second Ctrl-C/SIGTERM must not break the clean exit
+    (``main`` restores the handlers when it returns)."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+    _forget_unhandled_interrupt()
+
+
+def _forget_unhandled_interrupt() -> None:
+    """Clear CPython's "unhandled KeyboardInterrupt" flag.
+
+    When the interrupt lands in code that an extension runs through ``PyRun_String`` (some
+    compiled modules do during import), CPython sets a flag that makes the interpreter kill
+    itself with SIGINT at exit, although we handled the interrupt: exit -2 instead of 130.
+    Every ``PyRun_*`` evaluation resets that flag first, so one empty evaluation clears it.
+    """
+    if sys.implementation.name != "cpython":
+        return
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.pythonapi.PyRun_SimpleString(b"")
+
+
+def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] == "verify-bounds":
         return _cmd_verify_bounds(argv[1:])
     parser = build_parser()
@@ -237,6 +291,42 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     return args.func(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``) and return the exit status.
+
+    Called as the program (``argv`` None), warnings are printed as ``robustrl: warning:``
+    lines, and SIGINT and SIGTERM are left ignored when it returns: the work is done and its
+    status decided, and a signal during the interpreter's teardown would otherwise kill the
+    process and replace that status (with -2/-15).
+    """
+    console = argv is None
+    argv = sys.argv[1:] if argv is None else list(argv)
+    old_show = warnings.showwarning
+    if console:  # a library caller (tests, notebooks) keeps its own warning handling
+        warnings.showwarning = _show_warning
+    main_thread = threading.current_thread() is threading.main_thread()
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} \
+        if main_thread else {}
+    try:
+        with _sigterm_as_interrupt():
+            return _dispatch(argv)
+    except KeyboardInterrupt:  # any phase: loading, cells, summary, figures, hooks
+        _ignore_signals()
+        print("robustrl: interrupted (finished cells are kept; rerun the same command to "
+              "resume)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        return _io_error(exc)
+    finally:
+        if console:
+            _ignore_signals()
+        else:
+            for sig, handler in handlers.items():
+                if handler is not None:
+                    signal.signal(sig, handler)
+        warnings.showwarning = old_show
 
 
 if __name__ == "__main__":

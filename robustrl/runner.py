@@ -23,7 +23,11 @@ experiment and params, seed index), so a cell's numbers do not depend on the ord
 or the backend that runs it. Each finished cell is written atomically to
 ``DIR/cells/<key>.json`` by the driver; a rerun skips finished cells. ``DIR/manifest.json``
 records the experiment and the resolved config (grid and seed count); a run with another config
-into the same DIR stops before writing anything. When every cell is done the runner writes
+into the same DIR stops before writing anything, and so does a manifest whose config no longer
+matches its recorded hash. A stored cell record is checked against its cell (key, params,
+seed, seed index, metric types, checksum); a malformed one is reported with a
+:class:`CellRecordWarning` naming the file, and its cell runs again. ``plot`` never imports
+the module a manifest names (see :func:`plot_results`). When every cell is done the runner writes
 ``summary.csv`` (mean, std and Student-t 95% CI half-width over seeds per grid point),
 ``cells.csv``, ``figures/<metric>.png`` and whatever the experiment's ``plot`` hook draws.
 
@@ -46,6 +50,7 @@ import os
 import pkgutil
 import platform
 import sys
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,12 +62,13 @@ import numpy as np
 
 from robustrl import __version__
 from robustrl import _runner_exec as _exec
-from robustrl._io import atomic_write, atomic_write_json
+from robustrl._io import atomic_write, atomic_write_json, clean_stale_temporaries
 from robustrl._runner_exec import ModuleRef, execute, load_module
 
 __all__ = [
     "BoundCheck",
     "Cell",
+    "CellRecordWarning",
     "Experiment",
     "Failure",
     "RunConfig",
@@ -97,6 +103,10 @@ _FORMAT = 1
 
 class RunnerError(ValueError):
     """A usage or configuration error; the CLI prints the message and exits with status 2."""
+
+
+class CellRecordWarning(UserWarning):
+    """A stored cell record is malformed or does not match its cell; the cell runs again."""
 
 
 # --------------------------------------------------------------------------- values and hashing
@@ -490,6 +500,39 @@ def _describe_diff(old: Mapping[str, Any], new: RunConfig) -> str:
     return "; ".join(diffs) or "config hash differs"
 
 
+def _manifest_problem(manifest: Mapping[str, Any]) -> str | None:
+    """Why ``manifest`` is not a consistent run manifest (None if it is)."""
+    cfg = manifest.get("config")
+    if not isinstance(cfg, dict):
+        return "has no config object"
+    exp, grid, seeds = cfg.get("experiment"), cfg.get("grid"), cfg.get("seeds")
+    if not isinstance(exp, str) or not exp:
+        return f"config.experiment must be a non-empty string; got {exp!r}"
+    if not isinstance(grid, dict) or not grid or not all(
+            isinstance(v, list) and v and all(_kind(x) is not None for x in v)
+            for v in grid.values()):
+        return "config.grid must map parameter names to non-empty lists of scalars"
+    if not _is_int(seeds) or seeds < 1:
+        return f"config.seeds must be an integer >= 1; got {seeds!r}"
+    order = manifest.get("param_order")
+    if order is not None and (not isinstance(order, list) or not all(
+            isinstance(k, str) for k in order) or sorted(order) != sorted(grid)):
+        return f"param_order {order!r} does not list the grid's parameters {sorted(grid)}"
+    if manifest.get("experiment", exp) != exp:
+        return f"names experiment {manifest.get('experiment')!r} but its config {exp!r}"
+    config = RunConfig(exp, grid, seeds)
+    if manifest["config_hash"] != config.hash:
+        return (f"its config hashes to {config.hash}, not to the config_hash "
+                f"{manifest['config_hash']!r} it records")
+    return None
+
+
+def _clean_temporaries(out: Path) -> None:
+    """Remove temporaries that killed writers left in DIR and its runner subfolders."""
+    for sub in (out, out / CELLS_DIR, out / ERRORS_DIR, out / FIGURES_DIR):
+        clean_stale_temporaries(sub)
+
+
 class ResultStore:
     """The files of one output DIR: manifest, one JSON per finished cell, error tracebacks."""
 
@@ -510,6 +553,10 @@ class ResultStore:
         if not isinstance(manifest, dict) or "config_hash" not in manifest:
             raise RunnerError(f"{self.manifest_path} is not a robustrl run manifest; not "
                               f"touching {self.out}")
+        problem = _manifest_problem(manifest)
+        if problem is not None:
+            raise RunnerError(f"{self.manifest_path}: {problem}; not touching {self.out} (was "
+                              "the manifest edited? restore it or start over in a new --out)")
         return manifest
 
     def check_compatible(self, config: RunConfig) -> dict[str, Any] | None:
@@ -560,23 +607,36 @@ class ResultStore:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def finished(self, cells: Sequence[Cell]) -> dict[str, dict]:
-        """Stored records of ``cells`` by key; unreadable files count as unfinished."""
-        wanted = {c.key for c in cells}
-        done = {}
+    def finished(self, cells: Sequence[Cell], experiment: str | None = None
+                 ) -> dict[str, dict]:
+        """Stored records of ``cells`` by key. A record that cannot be read, is malformed or
+        does not match its cell (see :func:`record_problem`) counts as unfinished, with a
+        :class:`CellRecordWarning` naming the file."""
+        by_key = {c.key: c for c in cells}
+        done: dict[str, dict] = {}
         if not self.cells_dir.is_dir():
             return done
-        for path in self.cells_dir.glob("*.json"):
-            if path.name.startswith(".") or path.stem not in wanted:
+        for path in sorted(self.cells_dir.glob("*.json")):
+            cell = by_key.get(path.stem)
+            if path.name.startswith(".") or cell is None:
                 continue
             try:
                 rec = json.loads(path.read_text())
-            except (OSError, ValueError):
-                print(f"warning: {path} is unreadable; its cell will run again",
-                      file=sys.stderr)
+            except UnicodeDecodeError as exc:
+                problem = f"is not UTF-8 text ({exc.reason})"
+            except ValueError as exc:
+                problem = f"is not valid JSON ({exc})"
+            except PermissionError:
+                raise
+            except OSError as exc:
+                problem = f"cannot be read ({exc.strerror})"
+            else:
+                problem = record_problem(rec, cell, experiment)
+            if problem is not None:
+                warnings.warn(f"{path} {problem}; its cell will run again", CellRecordWarning,
+                              stacklevel=2)
                 continue
-            if isinstance(rec, dict) and rec.get("key") == path.stem and "metrics" in rec:
-                done[path.stem] = rec
+            done[path.stem] = rec
         return done
 
     def write_record(self, record: dict) -> Path:
@@ -593,12 +653,81 @@ class ResultStore:
 
 
 def _record(config: RunConfig, cell: Cell, outcome: dict) -> dict[str, Any]:
-    return {
+    rec = {
         "experiment": config.experiment, "key": cell.key, "params": cell.params,
         "seed_index": cell.seed_index, "seed": cell.seed, "metrics": outcome["metrics"],
         "wall_time_s": outcome["wall_time_s"], "robustrl_version": __version__,
         "python": platform.python_version(), "finished": _now(),
     }
+    rec["checksum"] = _record_checksum(rec)
+    return rec
+
+
+def _record_checksum(rec: Mapping[str, Any]) -> str:
+    return _sha256({k: v for k, v in rec.items() if k != "checksum"})
+
+
+def _json_value_problem(value: Any, where: str) -> str | None:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return None
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            problem = _json_value_problem(v, f"{where}[{i}]")
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            problem = _json_value_problem(v, f"{where}[{k!r}]")
+            if problem is not None:
+                return problem
+        return None
+    return f"has {where} of type {type(value).__name__}"  # pragma: no cover - not from JSON
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def record_problem(rec: Any, cell: Cell, experiment: str | None = None) -> str | None:
+    """Why the stored record ``rec`` is not a valid record of ``cell`` (None if it is).
+
+    Checked: a JSON object whose ``key``, ``params`` (same values and types), ``seed_index``,
+    ``seed`` and (if given) ``experiment`` are those of the cell; ``metrics`` a non-empty-keyed
+    object of JSON values (what :func:`robustrl._runner_exec.to_jsonable` writes);
+    ``wall_time_s`` a number; and, in records that carry one, a ``checksum`` equal to the
+    SHA-256 of the rest (records written before checksums existed have none).
+    """
+    if not isinstance(rec, dict):
+        return f"holds a JSON {type(rec).__name__}, not a cell record object"
+    missing = [k for k in ("key", "params", "seed_index", "seed", "metrics", "wall_time_s")
+               if k not in rec]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    if rec["key"] != cell.key:
+        return f"has key {rec['key']!r}, not its file name's {cell.key!r}"
+    if experiment is not None and rec.get("experiment", experiment) != experiment:
+        return f"belongs to experiment {rec.get('experiment')!r}, not {experiment!r}"
+    if not isinstance(rec["params"], dict) or _canonical(rec["params"]) != _canonical(cell.params):
+        return f"has params {rec['params']!r}, not its cell's {cell.params!r}"
+    if not _is_int(rec["seed_index"]) or rec["seed_index"] != cell.seed_index:
+        return f"has seed_index {rec['seed_index']!r}, not its cell's {cell.seed_index}"
+    if not _is_int(rec["seed"]) or rec["seed"] != cell.seed:
+        return f"has seed {rec['seed']!r}, not its cell's {cell.seed}"
+    metrics = rec["metrics"]
+    if not isinstance(metrics, dict):
+        return f"has metrics of type {type(metrics).__name__}, not an object"
+    if not all(isinstance(k, str) and k for k in metrics):
+        return "has an empty metric name"
+    problem = _json_value_problem(metrics, "metrics")
+    if problem is not None:
+        return problem
+    wall = rec["wall_time_s"]
+    if isinstance(wall, bool) or not isinstance(wall, (int, float)):
+        return f"has wall_time_s {wall!r}, not a number"
+    if "checksum" in rec and rec["checksum"] != _record_checksum(rec):
+        return "does not match its checksum (edited or corrupted)"
+    return None
 
 
 # --------------------------------------------------------------------------- backends
@@ -614,36 +743,111 @@ def _run_in_process(ref: ModuleRef, cells: Sequence[Cell], inner_progress: bool)
         yield cell, execute(ref, cell.params, cell.seed, inner_progress)
 
 
+def _exit_description(code: int | None) -> str:
+    if code is None:
+        return "exit status unknown"
+    if code < 0:
+        import signal
+
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
 def _run_pool(ref: ModuleRef, cells: Sequence[Cell], workers: int) -> Outcomes:
+    """Run ``cells`` in a spawn process pool with at most ``workers`` cells in flight.
+
+    A worker that dies (killed, out of memory, segfault) breaks a ``ProcessPoolExecutor`` and
+    every cell in flight gets ``BrokenProcessPool``, whichever worker ran it. Those cells become
+    suspects: the pool is restarted and each suspect runs again alone, so that only a cell that
+    kills its worker while running alone is reported failed; the others are resubmitted.
+    """
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     # spawn, not fork: forking a driver that already runs numba/tqdm threads is unsafe, and
     # spawn behaves the same on every OS.
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_exec.ignore_sigint)
+    ctx = multiprocessing.get_context("spawn")
+    queue, suspects = deque(cells), deque()
+    inflight: dict[Any, Cell] = {}
+    pool: ProcessPoolExecutor | None = None
+    procs: dict[int, Any] = {}
     finished = False
     try:
-        futures = {pool.submit(execute, ref, c.params, c.seed, False): c for c in cells}
-        for fut in as_completed(futures):
-            try:
-                outcome = fut.result()
-            except Exception as exc:  # the worker process died (e.g. killed, out of memory)
-                outcome = _failed(f"worker process failed: {type(exc).__name__}: {exc}\n")
-            yield futures[fut], outcome
+        while queue or suspects or inflight:
+            if pool is None:
+                pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                           initializer=_exec.worker_init,
+                                           initargs=(os.getpid(),))
+                procs = {}
+            isolating = bool(suspects)  # then exactly one cell is in flight
+            source, limit = (suspects, 1) if suspects else (queue, workers)
+            while source and len(inflight) < limit:
+                cell = source.popleft()
+                try:
+                    fut = pool.submit(execute, ref, cell.params, cell.seed, False)
+                except BrokenProcessPool:  # a worker died since the last wait
+                    source.appendleft(cell)
+                    break
+                inflight[fut] = cell
+                procs.update(getattr(pool, "_processes", None) or {})
+            if not inflight:  # broken with nothing in flight: nobody to blame
+                pool.shutdown(wait=True)
+                pool = None
+                continue
+            done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+            broken: list[Cell] = []
+            if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
+                # every other future in flight fails at the same moment
+                done, _ = wait(inflight)
+            for fut in sorted(done, key=lambda f: inflight[f].index):
+                cell = inflight.pop(fut)
+                exc = fut.exception()
+                if isinstance(exc, BrokenProcessPool):
+                    broken.append(cell)
+                    continue
+                outcome = fut.result() if exc is None else _failed(
+                    f"worker process failed: {type(exc).__name__}: {exc}\n")
+                yield cell, outcome
+            if not broken:
+                continue
+            pool.shutdown(wait=True)
+            pool = None
+            dead = sorted({_exit_description(p.exitcode) for p in procs.values()
+                           if p.exitcode not in (None, 0, -15)})
+            how = "; ".join(dead) or "exit status unknown"
+            if isolating:
+                (cell,) = broken
+                yield cell, _failed(
+                    f"the worker process died while running this cell alone ({how}); the "
+                    "other cells were resubmitted\n")
+            else:
+                suspects.extend(broken)
         finished = True
     finally:
-        if finished:
-            pool.shutdown(wait=True)
-        else:
-            # Interrupted or stopped early: cancel the queue and stop cells in progress now
-            # rather than waiting for them (their results would not be written anyway).
-            procs = list((getattr(pool, "_processes", None) or {}).values())
-            pool.shutdown(wait=False, cancel_futures=True)
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                proc.join(timeout=10)
+        if pool is not None:
+            _stop_pool(pool, wait_for_cells=finished)
+
+
+def _stop_pool(pool: Any, wait_for_cells: bool) -> None:
+    if wait_for_cells:
+        pool.shutdown(wait=True)
+        return
+    # Interrupted or stopped early: cancel the queue and stop cells in progress now rather
+    # than waiting for them (their results would not be written anyway), then join the
+    # executor so that its queues and semaphores are released (no leaked-semaphore warnings).
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.terminate()
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.join(timeout=10)
+    with contextlib.suppress(Exception):
+        pool.shutdown(wait=True)
 
 
 def _run_ray(ref: ModuleRef, cells: Sequence[Cell], workers: int | None,
@@ -730,9 +934,10 @@ class RunReport:
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C / SIGTERM during a run; finished cells are stored and a rerun resumes."""
 
-    def __init__(self, finished: int, total: int, out: Path) -> None:
-        super().__init__(f"interrupted with {finished} of {total} cells finished in {out}; "
-                         "rerun the same command to resume")
+    def __init__(self, finished: int, total: int, out: Path, phase: str | None = None) -> None:
+        during = f" while {phase}" if phase else ""
+        super().__init__(f"interrupted{during} with {finished} of {total} cells finished in "
+                         f"{out}; rerun the same command to resume")
         self.finished, self.total, self.out = finished, total, out
 
 
@@ -826,7 +1031,7 @@ def run_experiment(
     store = ResultStore(out)
     store.check_compatible(run_cfg)  # before anything is created or written
     if dry_run:
-        done = store.finished(cells)
+        done = store.finished(cells, run_cfg.experiment)
         return RunReport(exp, run_cfg, out, cells, [done[c.key] for c in cells if c.key in done],
                          resumed=len(done), ran=0, dry_run=True)
 
@@ -838,7 +1043,8 @@ def run_experiment(
             _log(quiet, f"warning: {out} was started with robustrl "
                         f"{manifest.get('robustrl_version')}; this is {__version__} (each cell "
                         "record stores the version that produced it)")
-        done = store.finished(cells)
+        _clean_temporaries(out)
+        done = store.finished(cells, run_cfg.experiment)
         pending = [c for c in cells if c.key not in done]
         n_workers = workers if workers is not None else (
             None if backend == "ray" else default_workers())
@@ -858,7 +1064,12 @@ def run_experiment(
                          fail_fast)
         report.records = [done[c.key] for c in cells if c.key in done]
         if report.complete:
-            _write_outputs(report)
+            try:
+                _write_outputs(report)
+            except KeyboardInterrupt:
+                raise RunInterrupted(len(done), len(cells), out, "writing the summary and "
+                                     "figures") from None
+            _clean_temporaries(out)
         else:
             _log(quiet, f"{len(report.records)} of {len(cells)} cells finished; summary and "
                         "figures are written once every cell has finished")
@@ -941,7 +1152,7 @@ def load_results(out: str | os.PathLike) -> tuple[dict[str, Any], list[dict]]:
         raise RunnerError(f"{out} holds no {MANIFEST}: not a robustrl run directory")
     config = _manifest_config(manifest)
     cells = expand_cells(config)
-    done = store.finished(cells)
+    done = store.finished(cells, config.experiment)
     return manifest, [done[c.key] for c in cells if c.key in done]
 
 
@@ -951,16 +1162,44 @@ def _manifest_config(manifest: Mapping[str, Any]) -> RunConfig:
     return RunConfig(cfg["experiment"], {k: cfg["grid"][k] for k in order}, cfg["seeds"])
 
 
-def plot_results(out: str | os.PathLike, quiet: bool = False) -> RunReport:
-    """Re-draw the summaries and figures of an output DIR from its stored records."""
+def _registered_experiment(name: str) -> Experiment | None:
+    """The experiment registered under ``name`` (package or ``ROBUSTRL_EXPERIMENTS_PATH``), or
+    None. ``name`` is only ever compared with the names found, never imported as a path."""
+    if name.isidentifier() and _package_has(name):
+        with contextlib.suppress(RunnerError):
+            exp = _load_ref(("module", f"{EXPERIMENTS_PACKAGE}.{name}"))
+            if exp.name == name:
+                return exp
+    found, _errors = discover_experiments()
+    return found.get(name)
+
+
+def plot_results(out: str | os.PathLike, quiet: bool = False,
+                 experiment: str | os.PathLike | Experiment | None = None) -> RunReport:
+    """Re-draw the summaries and figures of an output DIR from its stored records.
+
+    The experiment's ``plot`` and ``report`` hooks come from ``experiment`` (a registered name,
+    a ``.py`` path or an :class:`Experiment`, chosen by the caller) or else from the experiment
+    registered under the name the manifest records. The module the manifest names is never
+    imported: a results directory is data, and importing a module from it would run its code.
+    """
     manifest, records = load_results(out)
     config = _manifest_config(manifest)
-    try:
-        exp = _load_ref(tuple(manifest["module"]))
-    except RunnerError as exc:
-        _log(quiet, f"warning: {exc}; drawing only the generic figures")
-        exp = Experiment(config.experiment, "", config.grid, config.seeds,
-                         ("module", ""), ModuleType("missing"))
+    if experiment is not None:
+        exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
+        if exp.name != config.experiment:
+            raise RunnerError(f"experiment {exp.name!r} ({exp.ref[1]}) is not the experiment "
+                              f"{config.experiment!r} whose results {out} holds")
+    else:
+        found = _registered_experiment(config.experiment)
+        if found is None:
+            _log(quiet, f"warning: no registered experiment is named {config.experiment!r} "
+                        "(see `robustrl list`); drawing only the generic figures (pass "
+                        "--experiment FILE.py to use its plot and report hooks)")
+            exp = Experiment(config.experiment, "", config.grid, config.seeds,
+                             ("module", ""), ModuleType("missing"))
+        else:
+            exp = found
     cells = expand_cells(config)
     report = RunReport(exp, config, Path(out), cells, records, resumed=len(records), ran=0)
     if not records:
@@ -968,6 +1207,7 @@ def plot_results(out: str | os.PathLike, quiet: bool = False) -> RunReport:
     if not report.complete:
         _log(quiet, f"warning: only {len(records)} of {len(cells)} cells are finished; "
                     "plotting those")
+    _clean_temporaries(Path(out))
     _write_outputs(report)
     return report
 

@@ -1,10 +1,24 @@
-"""robustrl._io.file_lock: a second holder waits until the first releases."""
+"""robustrl._io: file locks, umask-respecting atomic writes, cleaning killed writers' files."""
 
 from __future__ import annotations
 
+import errno
+import os
+import signal
+import stat
+import subprocess
+import sys
 import threading
 
-from robustrl._io import file_lock
+import pytest
+
+from robustrl._io import (
+    atomic_write,
+    atomic_write_json,
+    clean_stale_temporaries,
+    current_umask,
+    file_lock,
+)
 
 
 def test_file_lock_excludes_a_second_holder(tmp_path):
@@ -36,3 +50,66 @@ def test_file_lock_excludes_a_second_holder(tmp_path):
     t2.join(10)
     assert order == ["first in", "first out", "second in"]
     assert lock.exists()
+
+
+# --------------------------------------------------------------------------- atomic writes
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_atomic_write_gives_the_mode_open_would_give(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        path = atomic_write_json(tmp_path / "a.json", {"x": 1})
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask == \
+        stat.S_IMODE(plain.stat().st_mode)
+    assert current_umask() == old
+
+
+def test_an_error_without_a_path_is_reraised_naming_the_file(tmp_path):
+    def write(fh):
+        fh.write("partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(OSError, match="No space left on device") as info:
+        atomic_write(tmp_path / "x.txt", write, binary=False)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(tmp_path / "x.txt")
+    assert list(tmp_path.iterdir()) == []  # the temporary is gone
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from robustrl._io import atomic_write
+
+def write(fh):
+    fh.write("half of it")
+    fh.flush()
+    if sys.argv[2] == "die":
+        os.kill(os.getpid(), signal.SIGKILL)
+    print("writing", flush=True)
+    sys.stdin.readline()  # hold the temporary open (and locked) until told to go on
+
+atomic_write(sys.argv[1], write, binary=False)
+"""
+
+
+def test_temporaries_of_killed_writers_are_cleaned_and_live_ones_kept(tmp_path):
+    pytest.importorskip("fcntl")
+    target = tmp_path / "out.json"
+    dead = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(target), "die"])
+    assert dead.returncode == -signal.SIGKILL
+    (stale,) = tmp_path.glob(".out.json.*.tmp")
+    live = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(tmp_path / "b.json"),
+                             "wait"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert live.stdout.readline() == "writing\n"
+        (busy,) = tmp_path.glob(".b.json.*.tmp")
+        assert clean_stale_temporaries(tmp_path) == []  # both younger than a second
+        assert clean_stale_temporaries(tmp_path, min_age_s=0) == [stale]
+        assert busy.exists() and not stale.exists()  # the live writer's lock protects it
+        live.communicate("go\n", timeout=30)
+    finally:
+        live.kill()
+    assert live.returncode == 0 and (tmp_path / "b.json").read_text() == "half of it"
+    assert not busy.exists() and not target.exists()

@@ -380,9 +380,15 @@ def test_report_and_plot_hooks_and_a_failing_plot_hook(tmp_path, tiny, capsys, m
     assert "tiny.plot failed" in captured.err and "planned plot failure" in captured.err
     assert (out / "summary.csv").exists() and not (out / "hook.txt").exists()
     monkeypatch.delenv("TINY_PLOT_FAIL")
-    assert cli_main(["plot", str(out)]) == 0
+    # the hooks of an experiment given by file come only from the command line ...
+    assert cli_main(["plot", str(out), "--experiment", str(tiny)]) == 0
     assert (out / "hook.txt").read_text() == "4"
     assert f"wrote {out / 'hook.txt'}" in capsys.readouterr().err
+    # ... or from the experiment registered under the manifest's name
+    (out / "hook.txt").unlink()
+    monkeypatch.setenv(runner.PATH_ENV, str(tiny.parent))
+    assert cli_main(["plot", str(out)]) == 0
+    assert (out / "hook.txt").read_text() == "4"
 
 
 def test_fail_fast_stops_at_the_first_failing_cell(tmp_path, tiny, capsys, monkeypatch):
@@ -435,3 +441,13 @@ def test_load_bound_checks_imports_the_theory_package():
     errors = runner.load_bound_checks()
     assert isinstance(errors, dict)
     assert "robustrl.theory" in sys.modules
+
+
+def test_numpy_scalar_metrics_are_stored_and_tabulated_as_plain_numbers():
+    from robustrl._runner_exec import to_jsonable
+
+    out = to_jsonable({"a": np.float64(0.1), "b": np.int64(3), "c": [np.float32(0.5)],
+                       "d": np.bool_(True)})
+    assert out == {"a": 0.1, "b": 3, "c": [0.5], "d": True}
+    assert [type(v) for v in (out["a"], out["b"], out["c"][0], out["d"])] == \
+        [float, int, float, bool]  # np.float64 subclasses float: repr gave "np.float64(0.1)"
