@@ -66,7 +66,6 @@ from robustrl._io import atomic_write, atomic_write_json, clean_stale_temporarie
 from robustrl._runner_exec import ModuleRef, execute, load_module
 
 __all__ = [
-    "BoundCheck",
     "Cell",
     "CellRecordWarning",
     "Experiment",
@@ -75,17 +74,14 @@ __all__ = [
     "RunInterrupted",
     "RunReport",
     "RunnerError",
-    "bound_checks",
     "cell_key",
     "cell_seed",
     "discover_experiments",
     "expand_cells",
-    "load_bound_checks",
     "load_experiment",
     "load_results",
     "plot_results",
     "progress",
-    "register_bound_check",
     "resolve_config",
     "run_experiment",
 ]
@@ -1223,70 +1219,17 @@ def progress(iterable: Iterable | None = None, **kwargs: Any):
     return tqdm(iterable, disable=not _exec.INNER_PROGRESS, **kwargs)
 
 
-# --------------------------------------------------------------------------- bound checks
-@dataclass(frozen=True)
-class BoundCheck:
-    """A ``robustrl verify-bounds NAME ARGS...`` checker: ``func(argv) -> exit code``."""
-
-    name: str
-    func: Callable[[list[str]], int | None]
-    description: str
+_MOVED_TO_CLI = ("BoundCheck", "register_bound_check", "bound_checks", "load_bound_checks")
 
 
-_BOUND_CHECKS: dict[str, BoundCheck] = {}
-THEORY_PACKAGE = "robustrl.theory"
+def __getattr__(name: str):
+    # the verify-bounds registry lives in the CLI layer (robustrl._cli.bounds)
+    if name in _MOVED_TO_CLI:
+        import warnings
 
+        warnings.warn(f"robustrl.runner.{name} moved to robustrl._cli.bounds", DeprecationWarning,
+                      stacklevel=2)
+        from robustrl._cli import bounds
 
-def register_bound_check(name: str, func: Callable[[list[str]], int | None] | None = None, *,
-                         description: str | None = None):
-    """Register ``func(argv: list[str]) -> int | None`` as ``robustrl verify-bounds NAME``.
-
-    ``argv`` is everything after NAME on the command line; the return value is the exit
-    status (``None`` means 0). Use as a call or as a decorator::
-
-        @register_bound_check("r2pvi", description="R2PVI suboptimality vs Theorem 5.1")
-        def main(argv): ...
-
-    The CLI imports every module of :mod:`robustrl.theory` before looking checks up, so a
-    module registers by calling this at import time. Registering the same name again with a
-    different function raises ValueError.
-    """
-    def decorate(f: Callable[[list[str]], int | None]):
-        if not isinstance(name, str) or not name or any(c.isspace() for c in name):
-            raise ValueError(f"name must be a non-empty string without spaces; got {name!r}")
-        if not callable(f):
-            raise ValueError(f"func must be callable argv -> exit code; got {f!r}")
-        old = _BOUND_CHECKS.get(name)
-        if old is not None and (getattr(old.func, "__module__", None),
-                                getattr(old.func, "__qualname__", None)) != (
-                getattr(f, "__module__", None), getattr(f, "__qualname__", None)):
-            raise ValueError(f"bound check {name!r} is already registered by "
-                             f"{old.func.__module__}.{old.func.__qualname__}")
-        doc = (f.__doc__ or "").strip().splitlines()
-        _BOUND_CHECKS[name] = BoundCheck(name, f, description or (doc[0] if doc else ""))
-        return f
-
-    return decorate if func is None else decorate(func)
-
-
-def bound_checks() -> dict[str, BoundCheck]:
-    """The registered bound checks by name (a copy)."""
-    return dict(_BOUND_CHECKS)
-
-
-def load_bound_checks() -> dict[str, str]:
-    """Import every module of :mod:`robustrl.theory` so that they register their checks;
-    returns ``{module: error}`` for the modules that failed to import."""
-    errors: dict[str, str] = {}
-    try:
-        pkg = importlib.import_module(THEORY_PACKAGE)
-    except Exception as exc:
-        return {THEORY_PACKAGE: f"{type(exc).__name__}: {exc}"}
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        try:
-            importlib.import_module(f"{THEORY_PACKAGE}.{info.name}")
-        except Exception as exc:
-            errors[f"{THEORY_PACKAGE}.{info.name}"] = f"{type(exc).__name__}: {exc}"
-    return errors
+        return getattr(bounds, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

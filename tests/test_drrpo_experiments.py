@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from robustrl import runner
+from robustrl._cli import bounds
+from robustrl._cli.verify_drrpo import verify_main
 from robustrl.agents import DRLSVIUCB, DRRPO, LSVIUCB, run_regret_curve
 from robustrl.envs import RandomLinearMDPEnv, SimulatedLinearMDPEnv
 from robustrl.evaluation import evaluate_exact
 from robustrl.exact import robust_value_iteration
 from robustrl.experiments import drrpo_regret
 from robustrl.runner import RunnerError, load_results, run_experiment
-from robustrl.theory.drrpo import verify_main
 
 
 def _small(env: str, episodes: int, agents: str) -> list[str]:
@@ -108,9 +108,9 @@ def test_bad_grid_points_are_refused_before_anything_is_written(tmp_path, experi
 
 
 def test_verify_bounds_is_registered():
-    runner.load_bound_checks()
-    assert "drrpo" in runner.bound_checks()
-    assert runner.bound_checks()["drrpo"].func is verify_main
+    bounds.load_bound_checks()
+    assert "drrpo" in bounds.bound_checks()
+    assert bounds.bound_checks()["drrpo"].func is verify_main
 
 
 def test_verify_bounds_quick_run_passes(capsys):
