@@ -397,3 +397,22 @@ def test_exactly_one_budget(contract, sim_data):
         agent.learn(10, **{contract.unit: 1})
     with pytest.raises(ValueError, match="exactly one of total_timesteps"):
         agent.learn()
+
+
+OFFLINE_RENAME = pytest.mark.xfail(strict=False, reason="the offline family's weights / "
+                                   "lambda_inv / n_samples are renamed by the numerical-core "
+                                   "branch")
+
+
+@pytest.mark.parametrize("contract", [
+    pytest.param(c.values[0], id=c.id,
+                 marks=[*c.marks, *([OFFLINE_RENAME] if c.values[0].name in OFFLINE_AGENTS
+                                    else [])])
+    for c in _contract_cases()])
+def test_learned_arrays_end_with_an_underscore(contract, sim_data):
+    agent = contract.train(contract.make(sim_data), sim_data)
+    hyper = set(inspect.signature(type(agent).__init__).parameters)
+    plain = [k for k, v in vars(agent).items()
+             if not k.startswith("_") and not k.endswith("_") and k not in hyper
+             and isinstance(v, (np.ndarray, list))]
+    assert plain == []

@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ABOVE_THEORY = ("robustrl.runner", "robustrl.experiments", "robustrl.cli", "robustrl._cli",
-                "robustrl._runner_exec", "robustrl._runner_report")
+                "robustrl._runner_exec", "robustrl._runner_report")  # (the old runner)
 
 
 def _imports(path: Path) -> set[str]:

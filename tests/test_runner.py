@@ -446,7 +446,7 @@ def test_load_bound_checks_registers_the_built_in_checks():
 
 
 def test_numpy_scalar_metrics_are_stored_and_tabulated_as_plain_numbers():
-    from robustrl._runner_exec import to_jsonable
+    from robustrl.runner.worker import to_jsonable
 
     out = to_jsonable({"a": np.float64(0.1), "b": np.int64(3), "c": [np.float32(0.5)],
                        "d": np.bool_(True)})
