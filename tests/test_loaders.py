@@ -481,7 +481,7 @@ def test_neural_agent_checksums(tmp_path):
     ds = OfflineDataset.collect(env, 20, seed=0)
     agent = NeuralFQI(input="observation", horizon=None, gamma=0.9, ensemble_size=2,
                       hidden=(8,), n_iterations=2, gradient_steps=5, batch_size=16,
-                      seed=0).fit(ds, progress=False)
+                      seed=0).fit(ds)
     path = agent.save(tmp_path / "fqi.pt")
     start, end = _largest_storage(path)
     _flip(path, (start + end) // 2, 1)

@@ -44,48 +44,42 @@ Python::
 
 from __future__ import annotations
 
-from robustrl.runner.backends import (
-    default_workers,
-    progress,
-)
-from robustrl.runner.config import (
-    Experiment,
-    RunConfig,
-    discover_experiments,
-    load_config_file,
-    load_experiment,
-    parse_set,
-    resolve_config,
-)
-from robustrl.runner.loop import (
-    Failure,
-    RunInterrupted,
-    RunReport,
-    load_results,
-    plot_results,
-    run_experiment,
-)
-from robustrl.runner.store import (
-    BACKENDS,
-    CELLS_DIR,
-    CONFIG_KEYS,
-    ERRORS_DIR,
-    EXPERIMENTS_PACKAGE,
-    FIGURES_DIR,
-    MANIFEST,
-    PATH_ENV,
-    Cell,
-    CellRecordWarning,
-    ResultStore,
-    RunnerError,
-    cell_key,
-    cell_seed,
-    expand_cells,
-    record_problem,
-)
-from robustrl.runner.store import (
-    _sha256 as _sha256,
-)
+# Names load on first use (PEP 562), so that a pool worker importing robustrl.runner.worker does
+# not pay for the whole package.
+_LAZY = {
+    "default_workers": "backends",
+    "progress": "backends",
+    "Experiment": "config",
+    "RunConfig": "config",
+    "discover_experiments": "config",
+    "load_config_file": "config",
+    "load_experiment": "config",
+    "parse_set": "config",
+    "resolve_config": "config",
+    "Failure": "loop",
+    "RunInterrupted": "loop",
+    "RunReport": "loop",
+    "load_results": "loop",
+    "plot_results": "loop",
+    "run_experiment": "loop",
+    "BACKENDS": "store",
+    "CELLS_DIR": "store",
+    "CONFIG_KEYS": "store",
+    "Cell": "store",
+    "CellRecordWarning": "store",
+    "ERRORS_DIR": "store",
+    "EXPERIMENTS_PACKAGE": "store",
+    "FIGURES_DIR": "store",
+    "MANIFEST": "store",
+    "PATH_ENV": "store",
+    "ResultStore": "store",
+    "RunnerError": "store",
+    "_sha256": "store",
+    "cell_key": "store",
+    "cell_seed": "store",
+    "expand_cells": "store",
+    "record_problem": "store",
+}
 
 __all__ = [
     "BACKENDS",
@@ -125,6 +119,12 @@ _MOVED_TO_CLI = ("BoundCheck", "register_bound_check", "bound_checks", "load_bou
 
 
 def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
     # the verify-bounds registry lives in the CLI layer (robustrl._cli.bounds)
     if name in _MOVED_TO_CLI:
         import warnings
