@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from robustrl import ridge as ridge_module
 from robustrl._kernels import offline as _kernels
-from robustrl.agents.base import LinearAgent
+from robustrl.agents.base import LinearAgent, Training, deprecated_progress
 from robustrl.agents.estimators import MomentEstimator, RowEstimator, StepStats
 from robustrl.bonus import BONUS_CODES, check_bonus_name
 from robustrl.bonus import bonus as _bonus
@@ -210,10 +210,39 @@ class OfflineAgent(LinearAgent):
         return self.q_values_from_features(self.action_features(obs), step, known)
 
     # ---------------------------------------------------------------------- fit
-    def fit(self, dataset: OfflineDataset, progress: bool = False):
-        """Learn from an :class:`~robustrl.data.OfflineDataset`; returns ``self``."""
-        self._store(self._dataset_pass(dataset, progress))
+    def fit(self, dataset: OfflineDataset, callback=None, progress_bar: bool = False, *,
+            progress: bool | None = None):
+        """Learn from an :class:`~robustrl.data.OfflineDataset`; returns ``self``.
+
+        One fit is one update (the backward pass over ``h = H-1..0``): a stable-baselines3
+        ``callback`` gets ``_on_step`` once, after the weights are stored, with
+        ``num_timesteps`` the number of transitions that entered the regressions.
+        ``progress_bar=True`` shows a bar over the steps; ``progress=`` is its deprecated name.
+        """
+        return self._with_callback(self._fit, dataset, callback,
+                                   deprecated_progress(progress_bar, progress))
+
+    def fit_stream(self, chunks, callback=None, progress_bar: bool = False, *,
+                   progress: bool | None = None):
+        """Learn from a dataset given in chunks (see :meth:`_fit_stream`), with ``callback``
+        and ``progress_bar`` as in :meth:`fit`; returns ``self``."""
+        return self._with_callback(self._fit_stream, chunks, callback,
+                                   deprecated_progress(progress_bar, progress))
+
+    def _with_callback(self, fit, data, callback, progress_bar: bool):
+        # the pass draws its own per-step bar; the callback sees one update
+        training = Training(self, callback, False, 1, "pass")
+        training.start(locals())
+        try:
+            fit(data, progress_bar)
+            self.num_timesteps = int(np.sum(self.n_samples))
+            training.step(locals())
+        finally:
+            training.end()
         return self
+
+    def _fit(self, dataset: OfflineDataset, progress: bool) -> None:
+        self._store(self._dataset_pass(dataset, progress))
 
     def _dataset_pass(self, dataset: OfflineDataset, progress: bool) -> PassResult:
         """The backward pass on an in-memory dataset, gathering each step's rows only when the
@@ -240,7 +269,7 @@ class OfflineAgent(LinearAgent):
         with blas_threads(1 if largest < ridge_module.PARALLEL_BLAS_MIN_FLOPS else 1024):
             return self._chunked_pass(step_chunks, None, progress, keep_values=True)
 
-    def fit_stream(self, chunks, progress: bool = False):
+    def _fit_stream(self, chunks, progress: bool) -> None:
         """Learn from a dataset given in chunks, never holding more than one chunk at a time.
 
         ``chunks``: a re-iterable collection of :class:`~robustrl.data.OfflineDataset` chunks
@@ -262,7 +291,6 @@ class OfflineAgent(LinearAgent):
             result = self._chunked_pass(lambda h: (self._dataset_step(c, h) for c in source()),
                                         None, progress, keep_values=False)
         self._store(result)
-        return self
 
     def _store(self, result: PassResult) -> None:
         self.weights_ = result.weights

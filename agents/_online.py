@@ -37,7 +37,7 @@ import numpy as np
 
 from robustrl._kernels import value_iteration as _vi_kernels
 from robustrl._kernels.ridge import spd_inverse
-from robustrl.agents.base import LinearAgent
+from robustrl.agents.base import LinearAgent, Training, deprecated_progress, resolve_budget
 from robustrl.bonus import BONUS_CODES, check_bonus_name
 from robustrl.data import StepData
 from robustrl.divergences import _kl_dual_rows, _tv_dual_rows
@@ -386,30 +386,34 @@ class OnlineLinearAgent(LinearAgent):
                 return episode, total
             obs = next_obs
 
-    def learn(self, total_episodes: int, callback: Callable[[dict[str, Any]], bool] | None = None,
-              progress: bool = False):
-        """Interact for ``total_episodes`` more episodes (repeated calls continue training).
+    def learn(self, total_timesteps: int | None = None, callback=None,
+              progress_bar: bool = False, *, total_episodes: int | None = None,
+              progress: bool | None = None):
+        """Interact for more episodes (repeated calls continue training); returns ``self``.
 
-        ``callback(locals_dict) -> bool`` runs after each episode's update (SB3 style; the dict
-        holds ``self``, ``episode`` and ``episode_return``); returning False stops early.
-        ``progress=True`` shows a tqdm bar. Returns ``self``.
+        The budget is exactly one of ``total_timesteps`` (env steps, rounded up to whole
+        episodes of ``horizon`` steps) and ``total_episodes``. ``callback``: a stable-baselines3
+        ``BaseCallback`` (or a list); ``_on_step`` runs after each episode's update (its
+        ``locals`` hold ``self``, ``episode`` and ``episode_return``; the records so far are
+        set), and returning False stops early. ``progress_bar=True`` shows a tqdm bar.
+        ``progress=`` is the deprecated name of ``progress_bar``; a plain ``callable(locals)``
+        callback is deprecated.
         """
-        total_episodes = check_int(total_episodes, "total_episodes", low=0)
-        if callback is not None and not callable(callback):
-            raise ValueError(f"callback must be callable or None; got {type(callback).__name__}")
+        total_episodes = resolve_budget(total_timesteps, "total_episodes", total_episodes,
+                                        self.horizon, low=0)
+        progress_bar = deprecated_progress(progress_bar, progress)
+        if self.env is None:
+            raise ValueError("env is required to learn; load(path, env=...) to keep training")
+        training = Training(self, callback, progress_bar, total_episodes, "episode")
         model = self._model()
         if model is not None:
             self._check_model(model)
             if np.isnan(self.optimal_value_):
                 self.optimal_value_ = np.float64(self._exact_optimum(model))
-        iterator = range(total_episodes)
-        if progress:
-            from tqdm.auto import tqdm
-
-            iterator = tqdm(iterator, desc=self.__class__.__name__, unit="episode")
         returns, values = [], []
+        training.start(locals())
         try:
-            for episode in iterator:  # noqa: B007 (read by callbacks through locals())
+            for episode in range(total_episodes):  # noqa: B007 (read by callbacks' locals)
                 if model is not None:
                     values.append(self._exact_episode_value(model))
                 transitions, episode_return = self._run_episode()
@@ -419,14 +423,16 @@ class OnlineLinearAgent(LinearAgent):
                     self._add_episode(transitions)
                     self._backward_pass()
                 self._fitted = True
-                if callback is not None:
+                self.num_timesteps += len(transitions)
+                if training.callback is not None:
                     # Records of this call so far are visible to the callback.
                     self._extend_records(returns, values, model)
                     returns, values = [], []
-                    if callback(locals()) is False:
-                        break
+                if not training.step(locals()):
+                    break
         finally:
             self._extend_records(returns, values, model)
+            training.end()
         self._fitted = True
         return self
 
@@ -454,6 +460,7 @@ class OnlineLinearAgent(LinearAgent):
             np.asarray(self.data_next_features_).reshape(-1, self.n_actions, self.feature_dim),
             np.asarray(self.data_next_valid_, dtype=bool).reshape(-1),
         )
+        self.num_timesteps = int(np.asarray(self.data_steps_).size)
         for key in ("steps", "features", "rewards", "next_features", "next_valid"):
             delattr(self, f"data_{key}_")
         for name in ("weights_", "lambda_inv_", "gram_", "reward_moment_"):
@@ -536,12 +543,13 @@ class OnlineLinearAgent(LinearAgent):
                 delattr(self, key)
 
     @classmethod
-    def load(cls, path: str | Path, env):
-        """Rebuild an agent saved with :meth:`save`: identical predictions; ``learn`` continues
+    def load(cls, path: str | Path, env=None, device: str = "auto"):
+        """Rebuild an agent saved with :meth:`save` (``env=None``: predict only): identical
+        predictions; ``learn`` continues
         from the saved data, with the environment and the action sampling reseeded from
         ``(seed, episodes so far)`` (reproducible, though not the stream an uninterrupted run
         would have drawn)."""
-        agent = super().load(path, env)
+        agent = super().load(path, env, device)
         agent._import_state()
         return agent
 
@@ -591,7 +599,7 @@ def run_regret_curve(agent_cls: type[OnlineLinearAgent], make_env: Callable[[], 
                          "robustrl.models.LinearMDP (exact regret needs the model)")
     agent = agent_cls(env, seed=seed, **(hyperparams or {}))
     start = time.perf_counter()
-    agent.learn(n_episodes, progress=progress)
+    agent.learn(total_episodes=n_episodes, progress_bar=progress)
     seconds = time.perf_counter() - start
     return RegretCurve(
         agent=agent_cls.__name__, seed=seed, hyperparams=agent.get_hyperparams(),

@@ -1,18 +1,29 @@
-"""Shared agent machinery, in the style of stable-baselines3.
+"""Shared agent machinery: the one contract every robustrl agent keeps (docs/agent-contract.md).
 
-Every robustrl agent is constructed as ``Agent(env, **hyperparams)``, trained with ``fit`` (offline)
-or ``learn`` (online), and acts with ``predict(obs) -> (action, state)``. Agents over linear
-features read them from the unwrapped environment (``feature_dim``, ``action_features(obs)``,
-``horizon``); robustrl observations end with the 0-indexed step, which is how an agent knows
-which step's parameters to use.
+Every agent is constructed as ``Agent(env, **hyperparams)`` (the constructor signature is where
+its hyperparameters are declared), trained with ``fit(dataset, callback=None,
+progress_bar=False)`` (offline, d3rlpy's verb) or ``learn(total_timesteps=None, callback=None,
+progress_bar=False, *, total_<unit>=None)`` (online, stable-baselines3's verb), acts with
+``predict(obs, state=None, episode_start=None, deterministic=True) -> (action, state)``, and
+persists with ``save(path) -> Path`` and ``classmethod load(path, env=None, device="auto")``.
+``callback`` takes stable-baselines3 ``BaseCallback`` objects (``CheckpointCallback``,
+``EvalCallback``, a list or ``CallbackList``); an agent exposes what they read
+(``num_timesteps``, ``get_env()``, ``logger``, ``save``). Learned attributes end with an
+underscore (``weights_``).
 
-Subclasses implement :meth:`q_values` and declare their learned arrays in ``_param_names`` and
-their hyperparameters in ``_hyperparam_names``; :meth:`save` / :meth:`load` then work unchanged.
+Agents over linear features read them from the unwrapped environment (``feature_dim``,
+``action_features(obs)``, ``horizon``); robustrl observations end with the 0-indexed step,
+which is how an agent knows which step's parameters to use. Subclasses implement
+:meth:`LinearAgent.q_values` and declare their learned arrays in ``_param_names``;
+:meth:`save` / :meth:`load` then work unchanged.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,20 +38,236 @@ class NotFittedError(RuntimeError):
     """Raised when an agent is asked to act before it has been trained."""
 
 
-class LinearAgent:
-    """Base class for agents on linear features with a finite action set."""
+# ------------------------------------------------------------------------------------ callbacks
+class _LegacyCallback:
+    """A plain ``callback(locals_dict) -> bool`` behind the ``BaseCallback`` interface."""
+
+    def __init__(self, fn: Callable[[dict[str, Any]], Any]) -> None:
+        self.fn = fn
+        self.locals: dict[str, Any] = {}
+        self.n_calls = 0
+
+    def init_callback(self, model) -> None:
+        self.model = model
+
+    def on_training_start(self, locals_: dict[str, Any], globals_: dict[str, Any]) -> None:
+        self.locals = locals_
+
+    def update_locals(self, locals_: dict[str, Any]) -> None:
+        self.locals.update(locals_)
+
+    def on_step(self) -> bool:
+        self.n_calls += 1
+        return self.fn(self.locals) is not False
+
+    def on_training_end(self) -> None:
+        pass
+
+
+def as_callback(callback):
+    """``callback`` as an object with stable-baselines3's ``BaseCallback`` interface.
+
+    Accepts None, a ``BaseCallback`` (anything with ``init_callback`` and ``on_step``), a list
+    of them (a ``CallbackList``), or a plain ``callable(locals_dict) -> bool`` (deprecated,
+    wrapped). Anything else raises ``ValueError``.
+    """
+    if callback is None:
+        return None
+    if isinstance(callback, (list, tuple)):
+        from stable_baselines3.common.callbacks import CallbackList
+
+        return CallbackList([as_callback(c) for c in callback])
+    if hasattr(callback, "init_callback") and hasattr(callback, "on_step"):
+        return callback
+    if callable(callback):
+        warnings.warn("a plain callable(locals) callback is deprecated; pass a "
+                      "stable_baselines3 BaseCallback (its _on_step reads self.locals)",
+                      DeprecationWarning, stacklevel=3)
+        return _LegacyCallback(callback)
+    raise ValueError("callback must be None, a stable_baselines3 BaseCallback, a list of them "
+                     f"or a callable; got {type(callback).__name__}")
+
+
+class Training:
+    """One ``learn`` / ``fit`` call's callback and progress bar (SB3's call order).
+
+    ``start(locals())`` once, ``step(locals(), n)`` after every unit of training (``n`` units
+    for the bar; returns False when a callback asks to stop), ``end()`` in a ``finally``.
+    """
+
+    def __init__(self, agent, callback, progress_bar: bool, total: int | None, unit: str,
+                 desc: str | None = None) -> None:
+        if not isinstance(progress_bar, (bool, np.bool_)):
+            raise ValueError(f"progress_bar must be a bool; got {progress_bar!r}")
+        self.callback = as_callback(callback)
+        self.bar = None
+        if progress_bar:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, unit=unit, desc=desc or type(agent).__name__)
+        if self.callback is not None:
+            self.callback.init_callback(agent)
+
+    def start(self, locals_: dict[str, Any]) -> None:
+        if self.callback is not None:
+            self.callback.on_training_start(locals_, globals())
+
+    def step(self, locals_: dict[str, Any], n: int = 1) -> bool:
+        if self.bar is not None:
+            self.bar.update(n)
+        if self.callback is None:
+            return True
+        self.callback.update_locals(locals_)
+        return bool(self.callback.on_step())
+
+    def end(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.callback is not None:
+            self.callback.on_training_end()
+
+
+def resolve_budget(total_timesteps, unit_name: str, unit_value, steps_per_unit: int,
+                   *, low: int = 1) -> int:
+    """Exactly one of ``total_timesteps`` (env steps, SB3's unit) and the family's own unit.
+
+    Returns the number of units: ``ceil(total_timesteps / steps_per_unit)`` (whole units, as
+    SB3 finishes its rollouts) or ``unit_value``; ``ValueError`` naming the argument otherwise.
+    """
+    from robustrl.validation import check_int
+
+    if (total_timesteps is None) == (unit_value is None):
+        raise ValueError(f"pass exactly one of total_timesteps (env steps) and {unit_name}; "
+                         f"got total_timesteps={total_timesteps!r}, {unit_name}={unit_value!r}")
+    if unit_value is not None:
+        return check_int(unit_value, unit_name, low=low)
+    steps = check_int(total_timesteps, "total_timesteps", low=max(low, 1))
+    return max(low, math.ceil(steps / steps_per_unit))
+
+
+def deprecated_progress(progress_bar: bool, progress) -> bool:
+    """``progress=`` is the old name of ``progress_bar=``."""
+    if progress is None:
+        return progress_bar
+    warnings.warn("progress= is deprecated; use progress_bar=", DeprecationWarning, stacklevel=3)
+    return progress
+
+
+class BaseAgent:
+    """What every agent declares and what stable-baselines3 callbacks read from it.
+
+    Attributes: ``env`` (None when loaded without one), ``seed``, ``num_timesteps`` (env steps
+    taken by ``learn``; transitions in the dataset for ``fit``) and the fitted flag.
+    """
 
     _param_names: ClassVar[tuple[str, ...]] = ()
     _hyperparam_names: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, env) -> None:
-        iface = feature_interface(env, who=type(self).__name__)
+    def __init__(self, env, seed: int | None = None) -> None:
         self.env = env
+        self.seed = seed
+        self.num_timesteps = 0
+        self._fitted = False
+        self._logger = None
+
+    def get_env(self):
+        """The environment the agent trains in (SB3's name; None when loaded without one)."""
+        return self.env
+
+    def get_vec_normalize_env(self):
+        """No observation normalisation wrapper (read by SB3's ``CheckpointCallback``)."""
+        return None
+
+    @property
+    def logger(self):
+        """An SB3 ``Logger`` with no outputs (callbacks such as ``EvalCallback`` record to it)."""
+        if self._logger is None:
+            from stable_baselines3.common.logger import Logger
+
+            self._logger = Logger(folder=None, output_formats=[])
+        return self._logger
+
+    def _check_fitted(self) -> None:
+        if not self._fitted:
+            raise NotFittedError(f"{type(self).__name__} must be trained before it can act")
+
+    def get_hyperparams(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._hyperparam_names}
+
+
+class FeatureTable:
+    """The features of a finite-state robustrl environment, ``phi(s, a)`` of shape ``(S, A, d)``.
+
+    :meth:`LinearAgent.save` stores it when the environment has finitely many states, so that
+    ``load(path)`` without an env can still predict (observations are ``(state, ..., step)``).
+    It cannot be stepped: ``learn`` needs ``load(path, env=...)``.
+    """
+
+    def __init__(self, table: np.ndarray, horizon: int) -> None:
+        self.table = np.asarray(table, dtype=np.float64)
+        self.n_states, self.n_actions, self.feature_dim = self.table.shape
+        self.horizon = int(horizon)
+        import gymnasium as gym
+
+        self.action_space = gym.spaces.Discrete(self.n_actions)
+
+    @property
+    def unwrapped(self) -> FeatureTable:
+        return self
+
+    @classmethod
+    def of(cls, env, max_entries: int = 50_000_000) -> FeatureTable | None:
+        """The table of ``env`` (None when its states are not finite, or it is too large)."""
+        base = getattr(env, "unwrapped", env)
+        if isinstance(base, cls):
+            return base
+        n_states = getattr(base, "n_states", None)
+        if not isinstance(n_states, (int, np.integer)):
+            return None
+        n_actions, d = int(env.action_space.n), int(base.feature_dim)
+        if int(n_states) * n_actions * d > max_entries:
+            warnings.warn(f"the feature table ({n_states} x {n_actions} x {d}) is not saved: "
+                          "it is over 5e7 entries; load(path, env=...) to predict",
+                          stacklevel=3)
+            return None
+        table = np.stack([np.asarray(base.action_features(np.array([s, 0.0])), dtype=np.float64)
+                          for s in range(int(n_states))])
+        return cls(table, base.horizon)
+
+    def action_features(self, obs) -> np.ndarray:
+        s = int(np.ravel(obs)[0])
+        if not 0 <= s < self.n_states:
+            raise ValueError(f"obs[0] (the state) must lie in [0, {self.n_states - 1}]; got {s}")
+        return self.table[s].copy()
+
+    def features(self, obs, action: int) -> np.ndarray:
+        return self.action_features(obs)[int(action)]
+
+    def reset(self, *args, **kwargs):
+        raise ValueError("this agent was loaded without an env: it can predict, not learn; "
+                         "pass env= to load to keep training")
+
+    step = reset
+
+
+class LinearAgent(BaseAgent):
+    """Base class for agents on linear features with a finite action set.
+
+    ``needs_features=False`` (tabular agents such as GLOW) skips the feature checks and allows
+    ``env=None``.
+    """
+
+    def __init__(self, env, seed: int | None = None, *, needs_features: bool = True) -> None:
+        super().__init__(env, seed)
+        if not needs_features:
+            return
+        iface = feature_interface(env, who=type(self).__name__)
         self._features = iface
+        # what save() tabulates for load(path) without an env (a FeatureTable when loaded so)
+        self._feature_source = getattr(env, "unwrapped", env)
         self.horizon = iface.horizon
         self.feature_dim = iface.feature_dim
         self.n_actions = iface.n_actions
-        self._fitted = False
 
     # ----------------------------------------------------------------- acting
     def step_of(self, obs) -> int:
@@ -84,17 +311,10 @@ class LinearAgent:
 
     def _rng(self) -> np.random.Generator:
         if not hasattr(self, "_predict_rng"):
-            self._predict_rng = np.random.default_rng(getattr(self, "seed", None))
+            self._predict_rng = np.random.default_rng(self.seed)
         return self._predict_rng
 
-    def _check_fitted(self) -> None:
-        if not self._fitted:
-            raise NotFittedError(f"{type(self).__name__} must be trained before it can act")
-
     # ------------------------------------------------------------ persistence
-    def get_hyperparams(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._hyperparam_names}
-
     def save(self, path: str | Path) -> Path:
         """Write hyperparameters and learned arrays to one ``.npz`` file, atomically."""
         self._check_fitted()
@@ -102,14 +322,16 @@ class LinearAgent:
         return self._write_npz(path, arrays)
 
     @classmethod
-    def load(cls, path: str | Path, env):
-        """Rebuild an agent saved with :meth:`save`, bound to ``env``.
+    def load(cls, path: str | Path, env=None, device: str = "auto"):
+        """Rebuild an agent saved with :meth:`save`, bound to ``env`` (None: predict only, from
+        the saved :class:`FeatureTable`). ``device`` is accepted for the shared signature (these
+        agents run on the CPU).
 
         Every learned array is checked against the rebuilt agent's ``(H, d, |A|)`` (shape,
         dtype, finiteness, index ranges: :meth:`_param_specs`); a file that fails raises
         ``ValueError`` naming the file and the array."""
         header, arrays = cls._read_npz(path, [f"param_{n}" for n in cls._param_names])
-        agent = cls._from_header(path, header, env)
+        agent = cls._from_header(path, header, cls._env_or_table(path, header, arrays, env))
         specs = agent._param_specs()
         for name in cls._param_names:
             setattr(agent, name, loaded_array(path, name, arrays[f"param_{name}"],
@@ -117,6 +339,22 @@ class LinearAgent:
         agent._check_loaded(path)
         agent._fitted = True
         return agent
+
+    @staticmethod
+    def _env_or_table(path, header: dict[str, Any], arrays: dict[str, np.ndarray], env):
+        """``env``, or the saved feature table standing in for it (``ValueError`` if none)."""
+        if env is not None:
+            return env
+        table = arrays.get("feature_table")
+        if table is None:
+            raise ValueError(f"path {path}: saved without a feature table (its env has no "
+                             "finite state set); pass env= to load")
+        table = loaded_array(path, "feature_table", table, kind="f", shape=(None, None, None))
+        horizon = header.get("horizon")
+        if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1:
+            raise ValueError(f"path {path}: header 'horizon' must be an integer >= 1; got "
+                             f"{horizon!r}")
+        return FeatureTable(table, horizon)
 
     def _param_specs(self) -> dict[str, dict[str, Any]]:
         """Per learned array: the :func:`robustrl._artifacts.loaded_array` checks of a file
@@ -129,22 +367,32 @@ class LinearAgent:
     @classmethod
     def _from_header(cls, path: str | Path, header: dict[str, Any], *args):
         """``cls(*args, **hyperparams)``; a bad hyperparameter raises ``ValueError`` naming the
-        file."""
+        file. A :class:`FeatureTable` first argument leaves the agent with ``env = None``."""
         hyper = header.get("hyperparams")
         if not isinstance(hyper, dict):
             raise ValueError(f"path {path}: header 'hyperparams' must be a JSON object")
         try:
-            return cls(*args, **hyper)
+            agent = cls(*args, **hyper)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"path {path}: the saved hyperparameters do not rebuild a "
                              f"{cls.__name__}: {exc}") from None
+        if args and isinstance(args[0], FeatureTable):
+            agent.env = None
+        return agent
 
     def _write_npz(self, path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
-        """Write ``arrays`` and a JSON header (class, hyperparameters) atomically."""
+        """Write ``arrays``, the feature table (when finite) and a JSON header (class,
+        hyperparameters, horizon) atomically."""
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_suffix(path.suffix + ".npz")
-        header = {"class": type(self).__name__, "hyperparams": _jsonable(self.get_hyperparams())}
+        header = {"class": type(self).__name__, "hyperparams": _jsonable(self.get_hyperparams()),
+                  "horizon": int(self.horizon)}
+        source = getattr(self, "_feature_source", None)
+        table = None if source is None else FeatureTable.of(source if self.env is None
+                                                            else self.env)
+        if table is not None:
+            arrays = {**arrays, "feature_table": table.table}
         arrays = {**arrays, "header_json": np.array(json.dumps(header))}
         return atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays), binary=True,
                             clean_stale=True)
@@ -174,3 +422,20 @@ def _jsonable(obj):
     if isinstance(obj, np.generic):
         return obj.item()
     return obj
+
+
+class renamed_attribute:  # noqa: N801 (used like ``property``)
+    """A deprecated alias of the learned attribute ``new`` (learned names end with ``_``)."""
+
+    def __init__(self, new: str) -> None:
+        self.new = new
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.old = name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        warnings.warn(f"{self.old} is deprecated; use {self.new}", DeprecationWarning,
+                      stacklevel=2)
+        return getattr(obj, self.new)

@@ -62,7 +62,13 @@ import numpy as np
 
 from robustrl._artifacts import loaded_array
 from robustrl._kernels.glow import full_class_step_objective, step_objective
-from robustrl.agents.base import LinearAgent
+from robustrl.agents.base import (
+    LinearAgent,
+    Training,
+    deprecated_progress,
+    renamed_attribute,
+    resolve_budget,
+)
 from robustrl.exact import evaluate_policy, robust_value_iteration
 from robustrl.models import FiniteMDP, LinearMDP
 from robustrl.validation import check_array, check_int, check_positive, check_seed
@@ -154,9 +160,12 @@ class GLOW(LinearAgent):
         penalty: bool = True,
         constants: str = "recon",
     ) -> None:
-        # No super().__init__: GLOW is tabular and needs no linear features.
-        if isinstance(env_or_model, (FiniteMDP, LinearMDP)):
-            self.env = None
+        # GLOW is tabular: it needs no linear features (and predicts without env or model).
+        super().__init__(None if isinstance(env_or_model, (FiniteMDP, LinearMDP))
+                         else env_or_model, check_seed(seed), needs_features=False)
+        if env_or_model is None:
+            self.model = None
+        elif isinstance(env_or_model, (FiniteMDP, LinearMDP)):
             self.model = _finite_model(env_or_model)
         else:
             self.env = env_or_model
@@ -230,8 +239,6 @@ class GLOW(LinearAgent):
             raise ValueError(f"delta must lie in (0, 1); got {delta!r}")
         self.coverability_guess = (None if coverability_guess is None
                                    else check_positive(coverability_guess, "coverability_guess"))
-        self.seed = check_seed(seed)
-        self._fitted = False
         self._reset_state()
 
     # ------------------------------------------------------------------ state
@@ -247,7 +254,7 @@ class GLOW(LinearAgent):
         self._V_next[:-1] = np.moveaxis(F[:, 1:].max(axis=-1), 1, 0)
         self._rng_model = np.random.default_rng(self.seed)
         self._env_seeded = False
-        self.rounds_done = 0
+        self.rounds_done_ = 0
         self.selected_ = np.zeros(0, dtype=np.int64)
         self.in_set_ = np.zeros((0, F.shape[0]), dtype=bool)
         self.betas_ = np.zeros(0)
@@ -255,7 +262,7 @@ class GLOW(LinearAgent):
         self.empty_rounds_: list[int] = []
         self.policies_ = np.zeros((0, H, S), dtype=np.int64)
         self.regret_ = np.zeros(0)
-        self.n_episodes = 0
+        self.n_episodes_ = 0
         if self.model is not None:
             self.optimal_value_ = robust_value_iteration(self.model).value
         else:
@@ -389,21 +396,38 @@ class GLOW(LinearAgent):
             if h < self.horizon - 1:
                 self._next_counts[h, s, a, s2] += 1
             s = s2
-        self.n_episodes += 1
+        self.n_episodes_ += 1
+
+    rounds_done = renamed_attribute("rounds_done_")
+    n_episodes = renamed_attribute("n_episodes_")
+
+    def _require_sampler(self) -> None:
+        if self.env is None and self.model is None:
+            raise ValueError("GLOW needs an env or a model to learn; it was loaded without "
+                             "one: load(path, env=...) to keep training")
 
     # ----------------------------------------------------------------- learn
-    def learn(self, total_rounds: int, episodes_per_round: int | None = None,
-              progress: bool = False) -> GLOW:
-        """Run rounds ``1..total_rounds`` (fresh start; ``T`` enters the schedules)."""
-        T = check_int(total_rounds, "total_rounds", low=1)
+    def learn(self, total_timesteps: int | None = None, callback=None,
+              progress_bar: bool = False, *, total_rounds: int | None = None,
+              episodes_per_round: int | None = None, progress: bool | None = None) -> GLOW:
+        """Run rounds ``1..T`` (fresh start; ``T`` enters the schedules); returns ``self``.
+
+        The budget is exactly one of ``total_timesteps`` (env steps; ``T`` rounds of
+        ``episodes_per_round`` episodes of ``horizon`` steps, rounded up) and ``total_rounds``.
+        A stable-baselines3 ``callback`` gets ``_on_step`` after every round (False stops
+        early, keeping the rounds played). ``progress=`` is the deprecated ``progress_bar``.
+        """
+        self._require_sampler()
         if episodes_per_round is not None:
             self.episodes_per_round = check_int(episodes_per_round, "episodes_per_round", low=1)
+        T = resolve_budget(total_timesteps, "total_rounds", total_rounds,
+                           self.episodes_per_round * self.horizon)
+        training = Training(self, callback, deprecated_progress(progress_bar, progress), T,
+                            "round", desc="GLOW rounds")
         self._reset_state()
         selected, in_set, betas, viol, policies, regret = [], [], [], [], [], []
         rounds = range(1, T + 1)
-        if progress:
-            from tqdm import tqdm
-            rounds = tqdm(rounds, desc="GLOW rounds")
+        training.start(locals())
         for t in rounds:
             s_first = self._reset()
             mask, violation, beta = self.confidence_set(t, T)
@@ -419,7 +443,17 @@ class GLOW(LinearAgent):
             betas.append(beta)
             viol.append(violation)
             policies.append(policy)
-            self.rounds_done = t
+            self.rounds_done_ = t
+            self.num_timesteps += self.episodes_per_round * self.horizon
+            if training.callback is not None:  # a checkpoint saves the rounds so far
+                self._store_rounds(selected, in_set, betas, viol, policies, regret)
+            if not training.step(locals()):
+                break
+        training.end()
+        self._store_rounds(selected, in_set, betas, viol, policies, regret)
+        return self
+
+    def _store_rounds(self, selected, in_set, betas, viol, policies, regret) -> None:
         self.selected_ = np.asarray(selected, dtype=np.int64)
         self.in_set_ = np.asarray(in_set)
         self.betas_ = np.asarray(betas)
@@ -428,7 +462,6 @@ class GLOW(LinearAgent):
         self.regret_ = np.asarray(regret)
         self.Q_ = self.value_class[self.selected_[-1]].copy()
         self._fitted = True
-        return self
 
     @property
     def mixture_value_(self) -> float | None:
@@ -470,8 +503,9 @@ class GLOW(LinearAgent):
         })
 
     @classmethod
-    def load(cls, path: str | Path, env_or_model) -> GLOW:
-        """Rebuild a GLOW agent saved with :meth:`save`, bound to ``env_or_model``.
+    def load(cls, path: str | Path, env=None, device: str = "auto") -> GLOW:
+        """Rebuild a GLOW agent saved with :meth:`save`, bound to ``env`` (an env or a model;
+        None: predict only). ``device`` is accepted for the shared signature (CPU only).
 
         The classes are validated by the constructor; ``selected_`` must index ``value_class``,
         ``Q_`` must be the last selected table, ``policies_`` must hold actions in
@@ -488,7 +522,7 @@ class GLOW(LinearAgent):
         if f["value_class"].dtype.kind not in "fiu":
             raise ValueError(f"path {path}: array 'value_class' must hold real numbers; got "
                              f"dtype {f['value_class'].dtype}")
-        agent = cls._from_header(path, header, env_or_model, f["value_class"], W)
+        agent = cls._from_header(path, header, env, f["value_class"], W)
         n_f = agent.value_class.shape[0]
         H, S, A = agent.horizon, agent.n_states, agent.n_actions
         agent.selected_ = loaded_array(path, "selected_", f["selected_"], kind="i",

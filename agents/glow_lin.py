@@ -58,7 +58,13 @@ from typing import ClassVar
 import numpy as np
 from scipy.optimize import minimize
 
-from robustrl.agents.base import LinearAgent
+from robustrl.agents.base import (
+    LinearAgent,
+    Training,
+    deprecated_progress,
+    renamed_attribute,
+    resolve_budget,
+)
 from robustrl.exact import evaluate_policy, robust_value_iteration
 from robustrl.models import FiniteMDP, LinearMDP
 from robustrl.validation import check_array, check_int, check_positive, check_seed
@@ -109,7 +115,7 @@ class GLOWLin(LinearAgent):
         optimistic_prior: bool = True,
         seed: int | None = None,
     ) -> None:
-        super().__init__(env)
+        super().__init__(env, check_seed(seed))
         H, d = self.horizon, self.feature_dim
         self.episodes_per_round = check_int(episodes_per_round, "episodes_per_round", low=1)
         self.kappa = check_positive(kappa, "kappa")
@@ -157,7 +163,7 @@ class GLOWLin(LinearAgent):
         self.policy_iterations_ = np.zeros(0, dtype=np.int64)
         self.solver_failures_: list[int] = []
         self.regret_ = np.zeros(0)
-        self.n_episodes = 0
+        self.n_episodes_ = 0
         self._table = None
         if self.model is not None:
             self.optimal_value_ = robust_value_iteration(self.model).value
@@ -376,13 +382,14 @@ class GLOWLin(LinearAgent):
                 feats = self.action_features(obs)
                 a = int(np.argmax(feats @ theta[h]))
                 obs, r, terminated, truncated, _ = self.env.step(a)
+                self.num_timesteps += 1
                 phis[h].append(feats[a])
                 rews[h].append(float(r))
                 last = h == H - 1 or terminated or truncated
                 nxts[h].append(np.zeros((A, d)) if last else self.action_features(obs))
                 if terminated or truncated:
                     break
-            self.n_episodes += 1
+            self.n_episodes_ += 1
         for h in range(H):
             if phis[h]:
                 self._phi[h] = np.concatenate([self._phi[h], np.asarray(phis[h])])
@@ -396,19 +403,28 @@ class GLOWLin(LinearAgent):
         return np.argmax(np.einsum("sad,hd->hsa", self._table, np.asarray(theta)), axis=-1)
 
     # ----------------------------------------------------------------- learn
-    def learn(self, total_rounds: int, episodes_per_round: int | None = None,
-              progress: bool = False) -> GLOWLin:
-        """Run rounds ``1..total_rounds`` (fresh start; ``T`` enters the radius)."""
-        T = check_int(total_rounds, "total_rounds", low=1)
+    n_episodes = renamed_attribute("n_episodes_")
+
+    def learn(self, total_timesteps: int | None = None, callback=None,
+              progress_bar: bool = False, *, total_rounds: int | None = None,
+              episodes_per_round: int | None = None, progress: bool | None = None) -> GLOWLin:
+        """Run rounds ``1..T`` (fresh start; ``T`` enters the radius); returns ``self``.
+
+        Budget, callback and progress bar as in :meth:`robustrl.agents.GLOW.learn`
+        (``_on_step`` after every round; ``num_timesteps`` counts the env steps taken).
+        """
+        if self.env is None:
+            raise ValueError("env is required to learn; load(path, env=...) to keep training")
         if episodes_per_round is not None:
             self.episodes_per_round = check_int(episodes_per_round, "episodes_per_round", low=1)
+        T = resolve_budget(total_timesteps, "total_rounds", total_rounds,
+                           self.episodes_per_round * self.horizon)
+        training = Training(self, callback, deprecated_progress(progress_bar, progress), T,
+                            "round", desc="GLOW-lin rounds")
         self._reset_state()
         history, radii, cvals, iters, regret = [], [], [], [], []
-        rounds = range(1, T + 1)
-        if progress:
-            from tqdm import tqdm
-            rounds = tqdm(rounds, desc="GLOW-lin rounds")
-        for t in rounds:
+        training.start(locals())
+        for t in range(1, T + 1):
             first = self._reset()
             r_sq = None if t == 1 else self.radius_sq(t, T)
             theta, n_it, ok = self.optimistic_parameters(r_sq)
@@ -422,6 +438,15 @@ class GLOWLin(LinearAgent):
                 pol = self.greedy_policy_table(theta)
                 regret.append(self.optimal_value_ - evaluate_policy(self.model, pol).value)
             self._play(theta, first)
+            if training.callback is not None:  # a checkpoint saves the rounds so far
+                self._store_rounds(history, radii, cvals, iters, regret)
+            if not training.step(locals()):
+                break
+        training.end()
+        self._store_rounds(history, radii, cvals, iters, regret)
+        return self
+
+    def _store_rounds(self, history, radii, cvals, iters, regret) -> None:
         self.theta_ = history[-1].copy()
         self.theta_history_ = np.asarray(history)
         self.radius_sq_ = np.asarray(radii)
@@ -429,7 +454,6 @@ class GLOWLin(LinearAgent):
         self.policy_iterations_ = np.asarray(iters, dtype=np.int64)
         self.regret_ = np.asarray(regret)
         self._fitted = True
-        return self
 
     def parameter_diameter(self, theta=None, r_sq: float | None = None) -> np.ndarray:
         """Per-step bound on ``||theta'_h - theta''_h||_2`` for two points of the confidence set

@@ -45,6 +45,7 @@ from typing import ClassVar
 import numpy as np
 
 from robustrl._kernels.glow import full_class_step_objective, step_statistics
+from robustrl.agents.base import Training, deprecated_progress, renamed_attribute, resolve_budget
 from robustrl.agents.glow import GLOW
 from robustrl.data import OfflineDataset
 from robustrl.validation import check_array, check_int
@@ -113,13 +114,34 @@ class HyGLOW(GLOW):
 
     _hyperparam_names: ClassVar[tuple[str, ...]] = (*GLOW._hyperparam_names, "two_sided")
 
-    def __init__(self, env_or_model, value_class, weight_class, offline_dataset=None, *,
-                 two_sided: bool = True, **kwargs) -> None:
+    def __init__(
+        self,
+        env_or_model,
+        value_class,
+        weight_class,
+        offline_dataset=None,
+        *,
+        two_sided: bool = True,
+        episodes_per_round: int = 1,
+        kappa: float = 1.0,
+        alpha0: float | None = None,
+        gamma0: float = 1.0,
+        delta: float = 0.1,
+        coverability_guess: float | None = None,
+        seed: int | None = None,
+        truncation: str = "schedule",
+        penalty: bool = True,
+        constants: str = "recon",
+    ) -> None:
         if not isinstance(two_sided, (bool, np.bool_)):
             raise ValueError(f"two_sided must be a bool; got {two_sided!r}")
         self.two_sided = bool(two_sided)
         self._offline = None  # _reset_state (called by GLOW.__init__) reads it
-        super().__init__(env_or_model, value_class, weight_class, **kwargs)
+        self.n_offline_ = 0
+        super().__init__(env_or_model, value_class, weight_class,
+                         episodes_per_round=episodes_per_round, kappa=kappa, alpha0=alpha0,
+                         gamma0=gamma0, delta=delta, coverability_guess=coverability_guess,
+                         seed=seed, truncation=truncation, penalty=penalty, constants=constants)
         H, S, A = self.horizon, self.n_states, self.n_actions
         off_counts = np.zeros((H, S, A))
         off_rewards = np.zeros((H, S, A))
@@ -134,7 +156,7 @@ class HyGLOW(GLOW):
                 if keep is not None:
                     off_next[h] = step_statistics(s[keep], a[keep], r[keep], s2[keep], S, A)[2]
         self._offline = (off_counts, off_rewards, off_next)
-        self.n_offline = int(off_counts.sum(axis=(1, 2)).max())
+        self.n_offline_ = int(off_counts.sum(axis=(1, 2)).max())
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -149,7 +171,7 @@ class HyGLOW(GLOW):
     def hybrid_schedule(self, t: int, total_rounds: int) -> tuple[float, float] | None:
         """``(alpha_t, gamma_t)`` at effective round ``1 + n_eff / K`` [RECON]; None if no data."""
         K = self.episodes_per_round
-        n_eff = getattr(self, "n_offline", 0) + (t - 1) * K
+        n_eff = self.n_offline_ + (t - 1) * K
         if n_eff == 0:
             return None
         alpha, _, gamma = self.schedule(1 + n_eff / K, total_rounds)
@@ -182,19 +204,26 @@ class HyGLOW(GLOW):
             L = np.maximum(L, L - 2.0 * self.objective(0.0, gamma))
         return L.max(axis=2).sum(axis=0)
 
-    def learn(self, total_rounds: int, episodes_per_round: int | None = None,
-              progress: bool = False) -> HyGLOW:
-        """Run rounds ``1..total_rounds`` (fresh start; offline data kept)."""
-        T = check_int(total_rounds, "total_rounds", low=1)
+    n_offline = renamed_attribute("n_offline_")
+
+    def learn(self, total_timesteps: int | None = None, callback=None,
+              progress_bar: bool = False, *, total_rounds: int | None = None,
+              episodes_per_round: int | None = None, progress: bool | None = None) -> HyGLOW:
+        """Run rounds ``1..T`` (fresh start; offline data kept); returns ``self``.
+
+        Budget, callback and progress bar as in :meth:`robustrl.agents.GLOW.learn`.
+        """
+        self._require_sampler()
         if episodes_per_round is not None:
             self.episodes_per_round = check_int(episodes_per_round, "episodes_per_round", low=1)
+        T = resolve_budget(total_timesteps, "total_rounds", total_rounds,
+                           self.episodes_per_round * self.horizon)
+        training = Training(self, callback, deprecated_progress(progress_bar, progress), T,
+                            "round", desc="HyGLOW rounds")
         self._reset_state()
         selected, objs, policies, regret = [], [], [], []
-        rounds = range(1, T + 1)
-        if progress:
-            from tqdm import tqdm
-            rounds = tqdm(rounds, desc="HyGLOW rounds")
-        for t in rounds:
+        training.start(locals())
+        for t in range(1, T + 1):
             s_first = self._reset()
             obj = self.offline_objective(t, T)
             idx = int(np.argmin(obj))
@@ -202,12 +231,20 @@ class HyGLOW(GLOW):
             selected.append(idx)
             objs.append(obj)
             policies.append(policy)
-            self.rounds_done = t
+            self.rounds_done_ = t
+            self.num_timesteps += self.episodes_per_round * self.horizon
+            if training.callback is not None:  # a checkpoint saves the rounds so far
+                self._store_hybrid(selected, objs, policies, regret)
+            if not training.step(locals()):
+                break
+        training.end()
+        self._store_hybrid(selected, objs, policies, regret)
+        return self
+
+    def _store_hybrid(self, selected, objs, policies, regret) -> None:
         self.selected_ = np.asarray(selected, dtype=np.int64)
         self.objective_values_ = np.asarray(objs)
         self.policies_ = np.asarray(policies, dtype=np.int64)
         self.regret_ = np.asarray(regret)
         self.Q_ = self.value_class[self.selected_[-1]].copy()
         self._fitted = True
-        return self
-

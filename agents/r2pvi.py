@@ -118,24 +118,23 @@ class R2PVI(OfflineAgent):
             KLRegularized(self.lam, self.max_reward * self.horizon, self.truncate_below)
             if self.divergence == "kl" else Chi2Regularized(self.lam))
 
-    def fit_stream(self, chunks, progress: bool = False) -> R2PVI:
+    def _fit_stream(self, chunks, progress: bool) -> None:
         """See :meth:`robustrl.agents._offline.OfflineAgent.fit_stream` (not with
         ``variance_aware``, whose weights need the first pass's per-sample values)."""
         if self.variance_aware:
             raise ValueError("variance_aware=True is not supported by fit_stream: the sample "
                              "weights need every sample's first-pass value; use fit")
-        return super().fit_stream(chunks, progress)
+        super()._fit_stream(chunks, progress)
 
-    def fit(self, dataset: OfflineDataset, progress: bool = False) -> R2PVI:
-        """Learn from an :class:`~robustrl.data.OfflineDataset`; returns ``self``."""
+    def _fit(self, dataset: OfflineDataset, progress: bool) -> None:
+        """The pass (twice with ``variance_aware``: the second weighted by the first)."""
         if not self.variance_aware:
             self._store(self._dataset_pass(dataset, progress))
-            return self
+            return
         steps = self._step_arrays(dataset)  # the second pass re-reads every step
         result = self._backward_pass(steps, None, progress)
         result = self._backward_pass(steps, self._variance_weights(steps, result), progress)
         self._store(result)
-        return self
 
     def _variance_weights(self, steps, first) -> list[np.ndarray]:
         """``1 / sigma_k^2`` per step from the first pass's next-state values (note 1.6)."""

@@ -44,7 +44,7 @@ RLBERRY_SCRIPT = Path(__file__).with_name("rlberry_lsvi.py")
 def _package_run(cls, episodes: int):
     agent = cls(SimulatedLinearMDPEnv(), seed=0)
     agent.track_regret = False
-    agent.learn(episodes)
+    agent.learn(total_episodes=episodes)
     return agent
 
 

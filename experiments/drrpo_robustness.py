@@ -73,7 +73,7 @@ def final_policy(params: dict, seed: int) -> tuple[np.ndarray, float]:
     cls, hyper = agent_spec(params)
     agent = cls(env, seed=seed, **hyper)
     start = time.perf_counter()
-    agent.learn(int(params["episodes"]))
+    agent.learn(total_episodes=int(params["episodes"]))
     return agent.policy_table(model), time.perf_counter() - start
 
 

@@ -99,9 +99,9 @@ def _run_glow(env, params: dict, seed: int, hybrid: bool) -> tuple[int | None, i
         code = env.code
         ds = OfflineDataset.collect(env, int(params["offline_episodes"]),
                                     lambda obs: int(code[int(obs[1])]), seed=seed)
-        agent = HyGLOW(env.model, F, "tabular", ds, seed=seed).learn(budget)
+        agent = HyGLOW(env.model, F, "tabular", ds, seed=seed).learn(total_rounds=budget)
     else:
-        agent = GLOW(env.model, F, "tabular", kappa=KAPPA, seed=seed).learn(budget)
+        agent = GLOW(env.model, F, "tabular", kappa=KAPPA, seed=seed).learn(total_rounds=budget)
     # round t (0-based) plays its policy after t episodes of online data (K = 1)
     return _first_good(agent.regret_, float(params["epsilon"])), budget
 

@@ -84,9 +84,9 @@ def run_one(params: dict, seed: int) -> dict:
                 constants="paper" if params["method"] == "glow_paper" else "recon")
     if params["method"] == "glow_lin":
         env = CombinationLockEnv(horizon=H, n_states=S, n_actions=A, seed=code_seed)
-        agent = GLOWLin(env, kappa=kappa, delta=delta, seed=0).learn(T)
+        agent = GLOWLin(env, kappa=kappa, delta=delta, seed=0).learn(total_rounds=T)
     else:
-        agent = glow.learn(T)
+        agent = glow.learn(total_rounds=T)
     cum = np.cumsum(agent.regret_)
     ks = checkpoints(T)
     bound = [glow_regret_bound(int(k), H, C_cov, glow.log_term(int(k))) for k in ks]

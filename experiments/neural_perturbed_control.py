@@ -200,7 +200,7 @@ def run_one(params: dict, seed: int) -> dict:
     else:
         policy = make_agent(params["agent"], cfg, beta=float(params["beta"]),
                             gamma=float(params["gamma"]), seed=ds)
-        policy.fit(data, progress=False)
+        policy.fit(data)
     fit_time = time.perf_counter() - t0
     rows = evaluate_on_grid(policy, ENV_ID, params["parameter"], values,
                             episodes=cfg["episodes"], seed=10_000 + ds,

@@ -2,7 +2,7 @@
 
 ``robustrl list`` the experiments; ``robustrl run EXPERIMENT ...`` runs or resumes a sweep;
 ``robustrl plot DIR`` re-draws a run's summaries and figures; ``robustrl verify-bounds NAME ...``
-runs a theory check registered with :func:`robustrl.runner.register_bound_check`;
+runs a theory check registered with :func:`robustrl._cli.bounds.register_bound_check`;
 ``robustrl envs`` lists the environments.
 
 Exit status: 0 success; 1 some cells (or a plot/report hook) failed; 2 a usage or configuration
@@ -166,7 +166,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify_bounds(argv: list[str]) -> int:
-    from robustrl.runner import bound_checks, load_bound_checks
+    from robustrl._cli.bounds import bound_checks, load_bound_checks
 
     import_errors = load_bound_checks()
     checks = bound_checks()
@@ -180,8 +180,8 @@ def _cmd_verify_bounds(argv: list[str]) -> int:
             for check in sorted(checks.values(), key=lambda c: c.name):
                 print(f"  {check.name:<20}{check.description}", file=out)
         else:
-            print("no bound checks are registered yet (theory modules register them with "
-                  "robustrl.runner.register_bound_check)", file=out)
+            print("no bound checks are registered yet (register them with "
+                  "robustrl._cli.bounds.register_bound_check)", file=out)
         for module, msg in import_errors.items():
             print(f"warning: could not import {module}: {msg}", file=sys.stderr)
         if asked:

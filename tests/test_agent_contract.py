@@ -7,11 +7,14 @@ how to build and train it, which bad hyperparameters it must reject, and how it 
 environment it cannot run on.
 """
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import observations_of, value_class_of
 
 from robustrl.agents import OFFLINE_AGENTS, ONLINE_AGENTS, NotFittedError
 from robustrl.agents.glow import GLOW
@@ -19,7 +22,6 @@ from robustrl.agents.glow_lin import GLOWLin
 from robustrl.agents.hyglow import HyGLOW
 from robustrl.data import OfflineDataset
 from robustrl.envs import AmericanPutEnv, SimulatedLinearMDPEnv
-from robustrl.exact import robust_value_iteration
 
 DEFAULT_BAD = [{"ridge": -1.0}, {"ridge": 0.0}, {"beta": -0.5}, {"ridge": float("nan")}]
 
@@ -45,35 +47,26 @@ def _registry_spec(name, cls, kind) -> AgentSpec:
         return AgentSpec(name, cls, kind, make=lambda env, seed=None, **hp: cls(env, **hp),
                          train=lambda agent, data: agent.fit(data))
     return AgentSpec(name, cls, kind, make=lambda env, seed=None, **hp: cls(env, seed=seed, **hp),
-                     train=lambda agent, data: agent.learn(4), acts_untrained=True)
-
-
-def _value_class(env, n: int = 20, seed: int = 0) -> np.ndarray:
-    """Q* of the env's model and n perturbed copies (the finite class GLOW needs)."""
-    model = env.unwrapped.model
-    Q = robust_value_iteration(model).Q
-    caps = (model.horizon - np.arange(model.horizon))[:, None, None]
-    noise = np.random.default_rng(seed).normal(0.0, 0.3, (n, *Q.shape))
-    return np.concatenate([Q[None], np.clip(Q[None] + noise, 0.0, caps)])
+                     train=lambda agent, data: agent.learn(total_episodes=4), acts_untrained=True)
 
 
 GLOW_BAD = [{"kappa": -1.0}, {"kappa": 0.0}, {"delta": 1.5}, {"kappa": float("nan")}]
 
 EXTRA_SPECS = [
     AgentSpec("GLOW", GLOW, "online",
-              make=lambda env, seed=None, **hp: GLOW(env, _value_class(env), "tabular",
+              make=lambda env, seed=None, **hp: GLOW(env, value_class_of(env), "tabular",
                                                      **{"kappa": 0.1, "seed": seed, **hp}),
-              train=lambda agent, data: agent.learn(4),
+              train=lambda agent, data: agent.learn(total_rounds=4),
               bad=GLOW_BAD, bad_env_match="env_or_model"),
     AgentSpec("HyGLOW", HyGLOW, "hybrid",
               make=lambda env, seed=None, data=None, **hp: HyGLOW(
-                  env, _value_class(env), "tabular", offline_dataset=data, seed=seed, **hp),
-              train=lambda agent, data: agent.learn(4),
+                  env, value_class_of(env), "tabular", offline_dataset=data, seed=seed, **hp),
+              train=lambda agent, data: agent.learn(total_rounds=4),
               bad=[{"alpha0": -1.0}, {"alpha0": 0.0}, {"delta": 1.5}, {"gamma0": float("nan")}],
               bad_env_match="env_or_model"),
     AgentSpec("GLOWLin", GLOWLin, "online",
               make=lambda env, seed=None, **hp: GLOWLin(env, **{"kappa": 0.1, "seed": seed, **hp}),
-              train=lambda agent, data: agent.learn(4),
+              train=lambda agent, data: agent.learn(total_rounds=4),
               bad=[{"ridge": -1.0}, {"ridge": 0.0}, {"kappa": -0.5}, {"ridge": float("nan")}]),
 ]
 
@@ -85,8 +78,8 @@ BAD_IDS = [f"{spec.name}-{next(iter(bad))}={next(iter(bad.values()))}" for spec,
 
 
 @pytest.fixture(scope="module")
-def sim_data():
-    return OfflineDataset.collect(SimulatedLinearMDPEnv(), 30, seed=0)
+def sim_data(sim_data_small):
+    return sim_data_small
 
 
 def _trained(spec: AgentSpec, data, seed=0, env=None):
@@ -96,17 +89,7 @@ def _trained(spec: AgentSpec, data, seed=0, env=None):
     return spec.train(spec.make(env, seed), data)
 
 
-def _observations(env, n=12, seed=1):
-    """Observations met along a few random episodes."""
-    rng = np.random.default_rng(seed)
-    obs_list = []
-    obs, _ = env.reset(seed=seed)
-    while len(obs_list) < n:
-        obs_list.append(np.array(obs))
-        obs, _, terminated, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
-        if terminated or truncated:
-            obs, _ = env.reset()
-    return np.array(obs_list)
+_observations = observations_of
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
@@ -173,7 +156,7 @@ def test_env_without_the_feature_interface_is_rejected(spec):
 def _class_args(spec: AgentSpec) -> tuple:
     """Positional class arguments (value / weight classes) the constructor needs first."""
     if spec.cls in (GLOW, HyGLOW):
-        return (_value_class(SimulatedLinearMDPEnv()), "tabular")
+        return (value_class_of(SimulatedLinearMDPEnv()), "tabular")
     return ()
 
 
@@ -185,3 +168,252 @@ def test_offline_agents_fit_on_the_put_option(name, cls):
     obs = _observations(env, 6)
     actions, _ = agent.predict(obs)
     assert set(np.unique(actions)) <= {0, 1}
+
+
+# ============================================================================================
+# The one contract of docs/agent-contract.md, over all 14 agents: shared signatures (inspect),
+# stable-baselines3 callbacks called by every learn / fit, save -> load(path) without an env.
+
+try:  # the neural extra (torch, stable-baselines3)
+    from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
+except ImportError:  # pragma: no cover - the linear agents' checks still run
+    BaseCallback = object
+needs_sb3 = pytest.mark.skipif(BaseCallback is object, reason="needs the neural extra (SB3)")
+
+H_SIM = SimulatedLinearMDPEnv().horizon
+TINY_NEURAL = dict(hidden=(8,), ensemble_size=2, gradient_steps=2, batch_size=16,
+                   device="cpu", seed=0)
+DRED_XFAIL = pytest.mark.xfail(strict=False,
+                               reason="LevelReplayPPO contract lands with the DRED branch")
+
+
+@dataclass(frozen=True)
+class Contract:
+    """How the contract test builds one agent, trains it by ``units`` of its documented unit,
+    and how many ``_on_step`` calls that makes."""
+
+    name: str
+    kind: str  # "offline" (fit) or "online" (learn)
+    make: Callable  # (data) -> untrained agent
+    unit: str | None  # keyword of the family's own unit (None: total_timesteps is the unit)
+    units: int  # budget passed in that unit
+    calls: int  # _on_step calls that budget makes
+
+    def train(self, agent, data, **kw):
+        if self.kind == "offline":
+            return agent.fit(data, **kw)
+        if self.unit is None:
+            return agent.learn(self.units, **kw)
+        return agent.learn(**{self.unit: self.units}, **kw)
+
+
+def _neural(name):
+    def make(data):
+        from robustrl.agents import neural
+
+        return getattr(neural, name)(SimulatedLinearMDPEnv(), horizon=H_SIM, **TINY_NEURAL)
+    return make
+
+
+def _neural_drrpo(data):
+    from robustrl.agents import NeuralDRRPO
+
+    return NeuralDRRPO(SimulatedLinearMDPEnv(), hidden=(8,), ensemble_size=2, buffer_size=64,
+                       learning_starts=4, batch_size=4, target_update_interval=2,
+                       device="cpu", seed=0)
+
+
+def _level_replay_ppo(data):
+    from robustrl.agents import LevelReplayPPO
+    from robustrl.envs.cave_levels import generate_level_set
+
+    return LevelReplayPPO("uniform", generate_level_set("train", 4, seed=0), seed=0, n_envs=2,
+                          n_steps=16, navigation_only=True, device="cpu")
+
+
+CONTRACTS = [
+    *[Contract(n, "offline", lambda data, c=c: c(SimulatedLinearMDPEnv()), None, 0, 1)
+      for n, c in OFFLINE_AGENTS.items()],
+    *[Contract(n, "online", lambda data, c=c: c(SimulatedLinearMDPEnv(), seed=0),
+               "total_episodes", 3, 3) for n, c in ONLINE_AGENTS.items()],
+    Contract("GLOW", "online", lambda data: GLOW(SimulatedLinearMDPEnv(),
+                                                 value_class_of(SimulatedLinearMDPEnv()),
+                                                 "tabular", kappa=0.1, seed=0),
+             "total_rounds", 3, 3),
+    Contract("HyGLOW", "online", lambda data: HyGLOW(SimulatedLinearMDPEnv(),
+                                                     value_class_of(SimulatedLinearMDPEnv()),
+                                                     "tabular", data, seed=0),
+             "total_rounds", 3, 3),
+    Contract("GLOWLin", "online", lambda data: GLOWLin(SimulatedLinearMDPEnv(), kappa=0.1,
+                                                       seed=0), "total_rounds", 3, 3),
+    Contract("NeuralR2PVI", "offline", _neural("NeuralR2PVI"), None, 0, H_SIM),
+    Contract("NeuralFQI", "offline", _neural("NeuralFQI"), None, 0, H_SIM),
+    # one call per vector step: 6 transitions of 3-step episodes take 7 steps of one env (the
+    # step after an episode's end only resets it: gymnasium's next-step autoreset)
+    Contract("NeuralDRRPO", "online", _neural_drrpo, None, 6, 7),
+    Contract("LevelReplayPPO", "online", _level_replay_ppo, "total_updates", 1, 1),
+]
+CONTRACT_IDS = [c.name for c in CONTRACTS]
+
+
+def _params(cls, verb: str) -> dict:
+    return inspect.signature(getattr(cls, verb)).parameters
+
+
+def _contract_cases():
+    def marks(c):
+        out = [DRED_XFAIL] if c.name == "LevelReplayPPO" else []
+        return out + ([needs_sb3] if c.name.startswith(("Neural", "Level")) else [])
+    return [pytest.param(c, id=c.name, marks=marks(c)) for c in CONTRACTS]
+
+
+def _cls(contract: Contract) -> type:
+    import robustrl.agents as agents
+
+    return getattr(agents, contract.name)
+
+
+def test_the_contract_covers_all_14_agents():
+    import robustrl.agents as agents
+
+    exported = {n for n in agents.__all__ if isinstance(getattr(agents, n), type)
+                and n not in ("LinearAgent", "NotFittedError", "RegretCurve")}
+    assert sorted(exported) == sorted(CONTRACT_IDS) and len(CONTRACTS) == 14
+
+
+@pytest.mark.parametrize("contract", _contract_cases())
+def test_shared_signatures(contract):
+    cls = _cls(contract)
+    verb = "fit" if contract.kind == "offline" else "learn"
+    p = _params(cls, verb)
+    first = list(p)[1]
+    assert first == ("dataset" if verb == "fit" else "total_timesteps")
+    assert p["callback"].default is None and p["progress_bar"].default is False
+    units = [n for n in p if n.startswith("total_") and n != "total_timesteps"]
+    if contract.unit is not None:  # one explicit alternative unit, keyword-only
+        assert units == [contract.unit]
+        assert p[contract.unit].kind is inspect.Parameter.KEYWORD_ONLY
+        assert p[contract.unit].default is None and p["total_timesteps"].default is None
+    pred = _params(cls, "predict")
+    assert list(pred)[1:5] == ["obs", "state", "episode_start", "deterministic"]
+    assert (pred["state"].default, pred["episode_start"].default,
+            pred["deterministic"].default) == (None, None, True)
+    assert list(_params(cls, "save"))[1:] == ["path"]
+    assert isinstance(inspect.getattr_static(cls, "load"), classmethod)
+    load = _params(cls, "load")
+    assert list(load)[:3] == ["path", "env", "device"]
+    assert load["env"].default is None and load["device"].default == "auto"
+    # hyperparameters declared once, in the constructor signature (no **kwargs)
+    assert not any(q.kind is inspect.Parameter.VAR_KEYWORD
+                   for q in _params(cls, "__init__").values())
+
+
+class _Counter(BaseCallback):
+    """Counts SB3's calls and sees the agent's locals; stops after ``stop_after`` steps."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        super().__init__()
+        self.stop_after = stop_after
+        self.started = self.ended = 0
+        self.timesteps: list[int] = []
+
+    def _on_training_start(self) -> None:
+        self.started += 1
+
+    def _on_step(self) -> bool:
+        assert self.locals["self"] is self.model
+        self.timesteps.append(self.num_timesteps)
+        return self.stop_after is None or self.n_calls < self.stop_after
+
+    def _on_training_end(self) -> None:
+        self.ended += 1
+
+
+@needs_sb3
+@pytest.mark.parametrize("contract", _contract_cases())
+def test_sb3_checkpoint_and_custom_callbacks_are_called(contract, sim_data, tmp_path):
+    counter = _Counter()
+    checkpoint = CheckpointCallback(save_freq=1, save_path=str(tmp_path), name_prefix="ck")
+    agent = contract.make(sim_data)
+    contract.train(agent, sim_data, callback=CallbackList([checkpoint, counter]))
+    assert (counter.started, counter.ended) == (1, 1)
+    assert counter.n_calls == contract.calls
+    assert counter.timesteps[-1] == agent.num_timesteps > 0
+    assert np.all(np.diff(counter.timesteps) >= 0)
+    # CheckpointCallback saved the agent at every call; the last file loads and predicts
+    files = sorted(tmp_path.glob("ck_*"), key=lambda f: f.stat().st_mtime_ns)
+    assert len(files) >= 1
+    obs = observations_of(SimulatedLinearMDPEnv())
+    loaded = _cls(contract).load(files[-1])
+    np.testing.assert_array_equal(loaded.predict(obs)[0], agent.predict(obs)[0])
+
+
+@needs_sb3
+@pytest.mark.parametrize("contract", [c for c in _contract_cases() if c.values[0].calls > 1])
+def test_a_callback_returning_false_stops_training(contract, sim_data):
+    counter = _Counter(stop_after=1)
+    contract.train(contract.make(sim_data), sim_data, callback=counter)
+    assert counter.n_calls == 1 and counter.ended == 1
+
+
+@needs_sb3
+@pytest.mark.parametrize("contract", _contract_cases())
+def test_eval_callback_runs(contract, sim_data):
+    from stable_baselines3.common.callbacks import EvalCallback
+
+    ev = EvalCallback(SimulatedLinearMDPEnv(), n_eval_episodes=1, eval_freq=1, verbose=0,
+                      warn=False)
+    agent = contract.make(sim_data)
+    with pytest.warns(UserWarning, match="Training and eval env are not of the same type"):
+        contract.train(agent, sim_data, callback=ev)
+    assert ev.n_calls == contract.calls and np.isfinite(ev.last_mean_reward)
+
+
+@pytest.mark.parametrize("contract", _contract_cases())
+def test_plain_callable_callback_still_works_with_a_deprecation_warning(contract, sim_data):
+    seen = []
+    with pytest.warns(DeprecationWarning, match="callback"):
+        contract.train(contract.make(sim_data), sim_data,
+                       callback=lambda local: seen.append(local["self"]))
+    assert len(seen) == contract.calls
+
+
+@pytest.mark.parametrize("contract", _contract_cases())
+def test_save_then_load_without_env_reproduces_predictions(contract, sim_data, tmp_path):
+    agent = contract.train(contract.make(sim_data), sim_data)
+    path = agent.save(tmp_path / "agent")
+    assert isinstance(path, Path) and path.exists()
+    loaded = _cls(contract).load(path)
+    assert loaded.get_env() is None
+    obs = observations_of(SimulatedLinearMDPEnv())
+    np.testing.assert_array_equal(loaded.predict(obs)[0], agent.predict(obs)[0])
+    for o in obs[:3]:
+        assert int(loaded.predict(o)[0]) == int(agent.predict(o)[0])
+
+
+@pytest.mark.parametrize("contract", [c for c in _contract_cases() if c.values[0].unit])
+def test_exactly_one_budget(contract, sim_data):
+    agent = contract.make(sim_data)
+    with pytest.raises(ValueError, match=f"exactly one of total_timesteps .*{contract.unit}"):
+        agent.learn(10, **{contract.unit: 1})
+    with pytest.raises(ValueError, match="exactly one of total_timesteps"):
+        agent.learn()
+
+
+OFFLINE_RENAME = pytest.mark.xfail(strict=False, reason="the offline family's weights / "
+                                   "lambda_inv / n_samples are renamed by the numerical-core "
+                                   "branch")
+
+
+@pytest.mark.parametrize("contract", [
+    pytest.param(c.values[0], id=c.id,
+                 marks=[*c.marks, *([OFFLINE_RENAME] if c.values[0].name in OFFLINE_AGENTS
+                                    else [])])
+    for c in _contract_cases()])
+def test_learned_arrays_end_with_an_underscore(contract, sim_data):
+    agent = contract.train(contract.make(sim_data), sim_data)
+    hyper = set(inspect.signature(type(agent).__init__).parameters)
+    plain = [k for k, v in vars(agent).items()
+             if not k.startswith("_") and not k.endswith("_") and k not in hyper
+             and isinstance(v, (np.ndarray, list))]
+    assert plain == []

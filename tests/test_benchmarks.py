@@ -53,7 +53,7 @@ def test_loop_reference_rejects_other_agents(datasets):
 def test_online_loop_reference_plays_the_same_episodes(cls, ref_cls):
     agent = cls(SimulatedLinearMDPEnv(), seed=3)
     agent.track_regret = False
-    agent.learn(12)
+    agent.learn(total_episodes=12)
     assert agent.regret_.size == 0  # no exact bookkeeping when switched off
     ref = ref_cls(SimulatedLinearMDPEnv(), seed=3).learn(12)
     np.testing.assert_allclose(np.array(ref.w), agent.weights_, rtol=0, atol=1e-9)

@@ -25,6 +25,7 @@ PAGES = [
     "algorithms/drrpo.md",
     "algorithms/lsvi_ucb.md",
     "algorithms/dred.md",
+    "agent-contract.md",
 ]
 # Pages owned elsewhere whose python blocks another test file executes.
 EXECUTED_ELSEWHERE = {

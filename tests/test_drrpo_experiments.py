@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from robustrl import runner
+from robustrl._cli import bounds
+from robustrl._cli.verify_drrpo import verify_main
 from robustrl.agents import DRLSVIUCB, DRRPO, LSVIUCB, run_regret_curve
 from robustrl.envs import RandomLinearMDPEnv, SimulatedLinearMDPEnv
 from robustrl.evaluation import evaluate_exact
 from robustrl.exact import robust_value_iteration
 from robustrl.experiments import drrpo_regret
 from robustrl.runner import RunnerError, load_results, run_experiment
-from robustrl.theory.drrpo import verify_main
 
 
 def _small(env: str, episodes: int, agents: str) -> list[str]:
@@ -79,7 +79,7 @@ def test_robustness_experiment_evaluates_final_policies_exactly(tmp_path):
         assert m["perturbations"] == grid
         if p["agent"] == "DR-RPO":
             agent = DRRPO(make(), seed=rec["seed"], rho=0.3, tau=0.1, eta=2.0, beta=1.0)
-            agent.learn(8)
+            agent.learn(total_episodes=8)
             want = evaluate_exact(agent.policy_table(make().model), make, grid).mean
             np.testing.assert_allclose(m["return_vs_q"], want, atol=1e-12)
         if p["agent"] == "optimal-nominal":
@@ -108,9 +108,9 @@ def test_bad_grid_points_are_refused_before_anything_is_written(tmp_path, experi
 
 
 def test_verify_bounds_is_registered():
-    runner.load_bound_checks()
-    assert "drrpo" in runner.bound_checks()
-    assert runner.bound_checks()["drrpo"].func is verify_main
+    bounds.load_bound_checks()
+    assert "drrpo" in bounds.bound_checks()
+    assert bounds.bound_checks()["drrpo"].func is verify_main
 
 
 def test_verify_bounds_quick_run_passes(capsys):

@@ -161,7 +161,7 @@ def test_t1_qstar_never_excluded_and_t2_optimism():
         F, W = glow_classes(model, seed)
         v_star = robust_value_iteration(model).value
         agent = GLOW(model, F, W, episodes_per_round=5, kappa=0.1, delta=delta, seed=seed)
-        agent.learn(30)
+        agent.learn(total_rounds=30)
         retained += bool(agent.in_set_[:, 0].all())
         shrunk += int(agent.in_set_[-1].sum() < len(F) // 2)
         optimistic = agent.initial_values()[agent.selected_]
@@ -177,7 +177,7 @@ def test_t1_qstar_never_excluded_and_t2_optimism():
 def test_glow_reaches_optimal_policy(seed):
     model = layered_mdp(100 + seed)
     F, W = glow_classes(model, seed)
-    agent = GLOW(model, F, W, episodes_per_round=5, kappa=0.01, seed=seed).learn(150)
+    agent = GLOW(model, F, W, episodes_per_round=5, kappa=0.01, seed=seed).learn(total_rounds=150)
     assert agent.in_set_[:, 0].all()
     assert agent.regret_[-1] == pytest.approx(0.0, abs=1e-12)
     assert agent.regret_[:10].mean() > agent.regret_[-10:].mean()
@@ -189,8 +189,8 @@ def test_env_path_matches_model_path_statistics_and_learns():
     model = layered_mdp(7)
     F, W = glow_classes(model, 7)
     env = FiniteMDPEnv(model)
-    agent = GLOW(env, F, W, episodes_per_round=5, kappa=0.01, seed=1).learn(150)
-    assert agent.n_episodes == 750
+    agent = GLOW(env, F, W, episodes_per_round=5, kappa=0.01, seed=1).learn(total_rounds=150)
+    assert agent.n_episodes_ == 750
     assert agent._counts.sum() == 750 * model.horizon
     assert agent.regret_[-1] == pytest.approx(0.0, abs=1e-12)
     obs, _ = env.reset(seed=0)
@@ -202,8 +202,8 @@ def test_env_path_matches_model_path_statistics_and_learns():
 def test_same_seed_same_numbers_and_save_load(tmp_path):
     model = layered_mdp(11)
     F, W = glow_classes(model, 11, n_perturbed=50)
-    a = GLOW(model, F, W, episodes_per_round=3, kappa=0.05, seed=4).learn(25)
-    b = GLOW(model, F, W, episodes_per_round=3, kappa=0.05, seed=4).learn(25)
+    a = GLOW(model, F, W, episodes_per_round=3, kappa=0.05, seed=4).learn(total_rounds=25)
+    b = GLOW(model, F, W, episodes_per_round=3, kappa=0.05, seed=4).learn(total_rounds=25)
     np.testing.assert_array_equal(a.selected_, b.selected_)
     np.testing.assert_array_equal(a.regret_, b.regret_)
     path = a.save(tmp_path / "glow")
@@ -234,9 +234,9 @@ def test_unreachable_states_leave_glow_unchanged():
     # the default coverability guess S*A would count the unreachable states: fix it (C_cov is
     # unchanged by them, note A.8 T5)
     kw = dict(episodes_per_round=4, kappa=0.05, seed=2, coverability_guess=6.0)
-    a = GLOW(model, F, W, **kw).learn(40)
-    b = GLOW(big, F_big, W_big, **kw).learn(40)
-    assert a.n_episodes == b.n_episodes
+    a = GLOW(model, F, W, **kw).learn(total_rounds=40)
+    b = GLOW(big, F_big, W_big, **kw).learn(total_rounds=40)
+    assert a.n_episodes_ == b.n_episodes_
     np.testing.assert_array_equal(a.selected_, b.selected_)
     np.testing.assert_allclose(a.regret_, b.regret_, atol=1e-12)
 
@@ -270,7 +270,7 @@ def test_validation():
     with pytest.raises(ValueError, match="delta"):
         GLOW(model, F, W, delta=1.5)
     with pytest.raises(ValueError, match="total_rounds"):
-        GLOW(model, F, W).learn(0)
+        GLOW(model, F, W).learn(total_rounds=0)
     with pytest.raises(ValueError, match="env_or_model"):
         GLOW(object(), F, W)
 
@@ -315,7 +315,7 @@ def test_glow_tabular_weights_retains_qstar_and_learns():
         model = layered_mdp(seed)
         F, _ = glow_classes(model, seed)
         agent = GLOW(model, F, "tabular", episodes_per_round=5, kappa=0.01, seed=seed)
-        agent.learn(60)
+        agent.learn(total_rounds=60)
         retained += bool(agent.in_set_[:, 0].all())
         inside = agent.in_set_[:, 0]
         v_star = robust_value_iteration(model).value
@@ -323,7 +323,8 @@ def test_glow_tabular_weights_retains_qstar_and_learns():
     assert retained == 40
     model = layered_mdp(101)
     F, _ = glow_classes(model, 1)
-    agent = GLOW(model, F, "tabular", episodes_per_round=5, kappa=0.01, seed=1).learn(150)
+    agent = GLOW(model, F, "tabular", episodes_per_round=5, kappa=0.01, seed=1).learn(
+        total_rounds=150)
     assert agent.regret_[-1] == pytest.approx(0.0, abs=1e-12)
     assert agent.in_set_[-1].sum() < len(F) // 4
 
@@ -331,7 +332,7 @@ def test_glow_tabular_weights_retains_qstar_and_learns():
 def test_tabular_save_load(tmp_path):
     model = layered_mdp(2)
     F, _ = glow_classes(model, 2, n_perturbed=20)
-    a = GLOW(model, F, "tabular", kappa=0.05, seed=0).learn(10)
+    a = GLOW(model, F, "tabular", kappa=0.05, seed=0).learn(total_rounds=10)
     b = GLOW.load(a.save(tmp_path / "g.npz"), model)
     assert b.weight_class == "tabular"
     np.testing.assert_array_equal(b.Q_, a.Q_)
@@ -353,7 +354,7 @@ def test_glow_opens_combination_lock_far_below_uniform_exploration():
     F = combination_lock_value_class(H, S, A)
     true = combination_lock_code_index(env.unwrapped.code, A)
     agent = GLOW(env, F, "tabular", kappa=0.01, seed=1,
-                 coverability_guess=combination_lock_coverability(H, S, A)).learn(60)
+                 coverability_guess=combination_lock_coverability(H, S, A)).learn(total_rounds=60)
     assert agent.in_set_[:, true].all()
     solved = np.flatnonzero(agent.regret_ < 1e-12)
     assert solved.size and solved[0] + 1 <= 40  # uniform exploration: ~A^H = 256 episodes
@@ -380,7 +381,7 @@ def test_ablation_schedules():
         GLOW(model, F, W, truncation="log")
     with pytest.raises(ValueError, match="penalty"):
         GLOW(model, F, W, penalty=1)
-    none.learn(5)
+    none.learn(total_rounds=5)
     assert np.all(np.isfinite(none.max_violation_[1:]))
 
 
@@ -393,7 +394,7 @@ def test_penalty_keeps_qstar_where_plain_residual_loses_it():
         F, W = glow_classes(model, seed)
         for penalty in (True, False):
             agent = GLOW(model, F, W, episodes_per_round=5, kappa=0.01, seed=seed,
-                         penalty=penalty).learn(60)
+                         penalty=penalty).learn(total_rounds=60)
             kept[penalty] += bool(agent.in_set_[:, 0].all())
     assert kept[True] == 10
     assert kept[False] <= 5
@@ -417,13 +418,14 @@ def test_glow_on_package_envs_tabular_and_linear():
     model = layered_tabular_mdp(horizon=3, n_states=3, n_actions=2, seed=4)
     env = PackageFiniteMDPEnv(model)
     F = _perturbed_class(model, 0)
-    agent = GLOW(env, F, "tabular", episodes_per_round=5, kappa=0.01, seed=0).learn(100)
+    agent = GLOW(env, F, "tabular", episodes_per_round=5, kappa=0.01, seed=0).learn(
+        total_rounds=100)
     assert agent.in_set_[:, 0].all() and agent.regret_[-1] == pytest.approx(0.0, abs=1e-12)
 
     linear = random_linear_mdp(0, n_states=5, feature_dim=4, n_actions=2, horizon=3)
     env = LinearMDPEnv(linear)
     F = _perturbed_class(linear.to_finite(), 1)
-    agent = GLOW(env, F, "tabular", episodes_per_round=5, kappa=0.01, seed=0).learn(40)
+    agent = GLOW(env, F, "tabular", episodes_per_round=5, kappa=0.01, seed=0).learn(total_rounds=40)
     assert agent.optimal_value_ == pytest.approx(robust_value_iteration(linear).value)
     assert agent.in_set_[:, 0].all()
     assert agent.regret_.shape == (40,) and np.all(agent.regret_ >= -1e-12)
@@ -456,7 +458,7 @@ def test_unknown_model_uses_empirical_initial_distribution():
     model = layered_mdp(7)
     F, W = glow_classes(model, 7)
     env = _HiddenModelEnv(model)
-    agent = GLOW(env, F, W, episodes_per_round=5, kappa=0.01, seed=1).learn(150)
+    agent = GLOW(env, F, W, episodes_per_round=5, kappa=0.01, seed=1).learn(total_rounds=150)
     assert agent.model is None and agent.regret_.size == 0 and agent.mixture_value_ is None
     assert agent._init_counts.sum() == 750
     d1 = agent._init_counts / 750
@@ -496,7 +498,8 @@ def test_t5_unreachable_states_leave_the_lock_sample_count_unchanged(n_extra):
     counts = []
     for model, F_ in ((small, F), (big, F_big)):
         agent = GLOW(model, F_, ratios(model, F_), kappa=0.01, seed=0,
-                     coverability_guess=float(coverability_coefficient(small))).learn(40)
+                     coverability_guess=float(coverability_coefficient(small))).learn(
+                         total_rounds=40)
         solved = np.flatnonzero(agent.regret_ < 1e-12)
         assert solved.size and agent.selected_[-1] == true
         counts.append(int(solved[0]))
@@ -518,7 +521,8 @@ def test_paper_constants_follow_algorithm_1():
     agent = GLOW(model, F, W, constants="paper", coverability_guess=4.0)
     np.testing.assert_allclose(agent.schedule(5, 100),
                                paper_schedule(5, 100, H, 1, len(F), len(W), 0.1, C_cov=4.0))
-    lock = GLOW(model, F, "tabular", constants="paper", coverability_guess=4.0).learn(200)
+    lock = GLOW(model, F, "tabular", constants="paper", coverability_guess=4.0).learn(
+        total_rounds=200)
     assert lock.in_set_.all()  # measured: nothing excluded up to T = 4000 (docs/glow-results)
     with pytest.raises(ValueError, match="constants"):
         GLOW(model, F, W, constants="theory")

@@ -52,7 +52,8 @@ def test_t7_recovers_theta_star_as_data_grows(model):
     ts = theta_star(model)
     errors, diameters = [], []
     for T, K in [(25, 10), (100, 40)]:
-        agent = GLOWLin(LinearMDPEnv(model), episodes_per_round=K, kappa=0.01, seed=0).learn(T)
+        agent = GLOWLin(LinearMDPEnv(model), episodes_per_round=K, kappa=0.01, seed=0).learn(
+            total_rounds=T)
         assert agent.solver_failures_ == []
         # linear T1: theta* (with its own greedy target) satisfies the final constraints
         assert np.all(agent.constraint_values(ts) <= agent.radius_sq_[-1])
@@ -77,7 +78,8 @@ def test_t7_recovers_theta_star_as_data_grows(model):
 def test_zero_radius_program_is_the_least_squares_bellman_solution(model):
     """With radius -> 0 the set is the point solving E_hat[phi Delta f_theta] = 0 for the fixed
     greedy policies: unregularised least-squares value iteration (compare note A.8 T7)."""
-    agent = GLOWLin(LinearMDPEnv(model), episodes_per_round=40, kappa=0.01, seed=1).learn(50)
+    agent = GLOWLin(LinearMDPEnv(model), episodes_per_round=40, kappa=0.01, seed=1).learn(
+        total_rounds=50)
     r_sq = 1e-14
     theta, _, ok = agent.optimistic_parameters(r_sq)
     assert ok
@@ -94,7 +96,7 @@ def test_zero_radius_program_is_the_least_squares_bellman_solution(model):
 
 
 def test_constraint_closed_forms_match_direct_maximisation(model):
-    agent = GLOWLin(LinearMDPEnv(model), episodes_per_round=5, seed=0).learn(6)
+    agent = GLOWLin(LinearMDPEnv(model), episodes_per_round=5, seed=0).learn(total_rounds=6)
     rng = np.random.default_rng(0)
     theta = rng.normal(size=(model.horizon, model.feature_dim))
     vals = agent.constraint_values(theta)
@@ -114,7 +116,8 @@ def test_constraint_closed_forms_match_direct_maximisation(model):
         for _ in range(20):  # and no other nu does better
             other = nu + rng.normal(scale=0.1, size=nu.shape)
             assert other @ b - alpha * other @ Sigma @ other <= best + 1e-12
-    plain = GLOWLin(LinearMDPEnv(model), episodes_per_round=5, penalty=False, seed=0).learn(6)
+    plain = GLOWLin(LinearMDPEnv(model), episodes_per_round=5, penalty=False, seed=0).learn(
+        total_rounds=6)
     b0 = plain.constraint_values(theta)
     # ball form: ||b||_2^2 (the dual norm of the nu-ball, squared, radius cancelled)
     Phi = plain._phi[0]
@@ -125,13 +128,13 @@ def test_constraint_closed_forms_match_direct_maximisation(model):
 
 def test_radius_schedules():
     env = SimulatedLinearMDPEnv()
-    agent = GLOWLin(env, episodes_per_round=2, kappa=0.5, delta=0.2, seed=0).learn(5)
+    agent = GLOWLin(env, episodes_per_round=2, kappa=0.5, delta=0.2, seed=0).learn(total_rounds=5)
     H, d, T = 3, 4, 5
     L = math.log(H * T / 0.2) + 2 * d * math.log(math.e + (T - 1) * 2)
     assert agent.log_term(T) == pytest.approx(L)
     assert agent.radius_sq(3, T) == pytest.approx(4 * 0.5 * L / 4)
     plain = GLOWLin(env, episodes_per_round=2, kappa=0.5, delta=0.2, penalty=False,
-                    seed=0).learn(5)
+                    seed=0).learn(total_rounds=5)
     psi_max = max(np.linalg.norm(p, axis=1).max() for p in plain._phi)
     assert plain.radius_sq(3, T) == pytest.approx((0.5 * psi_max * H) ** 2 * 2 * L / 4)
     assert agent.radius_sq_[0] == np.inf  # round 1: no data, no constraint
@@ -144,20 +147,21 @@ def test_opens_a_combination_lock_only_with_the_optimistic_prior():
 
     for seed in range(2):
         env = CombinationLockEnv(horizon=4, n_states=2, n_actions=2, seed=seed)
-        agent = GLOWLin(env, kappa=0.1, seed=seed).learn(60)
+        agent = GLOWLin(env, kappa=0.1, seed=seed).learn(total_rounds=60)
         solved = np.flatnonzero(agent.regret_ < 1e-9)
         # uniform exploration needs A^H = 16 episodes on average to hit the code once
         assert solved.size and solved[0] < 16
         assert np.all(agent.regret_[-10:] < 1e-9)  # settled on the code once the set shrank
     flat = GLOWLin(CombinationLockEnv(horizon=4, n_states=2, n_actions=2, seed=0), kappa=0.1,
-                   optimistic_prior=False, seed=0).learn(30)
+                   optimistic_prior=False, seed=0).learn(total_rounds=30)
     assert np.all(flat.regret_ == pytest.approx(1.0))
 
 
 def test_same_seed_same_numbers_save_load_and_predict(tmp_path):
     env = SimulatedLinearMDPEnv()
-    a = GLOWLin(env, episodes_per_round=3, kappa=0.1, seed=4).learn(8)
-    b = GLOWLin(SimulatedLinearMDPEnv(), episodes_per_round=3, kappa=0.1, seed=4).learn(8)
+    a = GLOWLin(env, episodes_per_round=3, kappa=0.1, seed=4).learn(total_rounds=8)
+    b = GLOWLin(SimulatedLinearMDPEnv(), episodes_per_round=3, kappa=0.1, seed=4).learn(
+        total_rounds=8)
     np.testing.assert_array_equal(a.theta_history_, b.theta_history_)
     c = GLOWLin.load(a.save(tmp_path / "gl"), SimulatedLinearMDPEnv())
     np.testing.assert_array_equal(c.theta_, a.theta_)
@@ -180,7 +184,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="needs an environment with"):
         GLOWLin(gym.make("CartPole-v1"))
     with pytest.raises(ValueError, match="total_rounds"):
-        GLOWLin(env).learn(0)
+        GLOWLin(env).learn(total_rounds=0)
     with pytest.raises(ValueError, match="theta"):
         GLOWLin(env).constraint_values(np.zeros((2, 4)))
 
@@ -197,8 +201,8 @@ def test_linear_t1_theta_star_stays_in_every_round_over_seeds(model):
                    for t in range(2, T + 1))
 
     ratios = [worst_ratio(GLOWLin(LinearMDPEnv(model), episodes_per_round=K, kappa=0.01,
-                                  seed=s).learn(T)) for s in range(30)]
+                                  seed=s).learn(total_rounds=T)) for s in range(30)]
     assert max(ratios) <= 1.0
     tight = [worst_ratio(GLOWLin(LinearMDPEnv(model), episodes_per_round=K, kappa=0.001,
-                                 seed=s).learn(T)) for s in range(10)]
+                                 seed=s).learn(total_rounds=T)) for s in range(10)]
     assert max(tight) > 1.0

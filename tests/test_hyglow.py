@@ -86,13 +86,13 @@ def test_offline_learner_is_brute_force_argmin(two_sided):
     data = sample_tuples(model, None, 40, seed=1)
     T = 5
     agent = HyGLOW(model, F, W, data, two_sided=two_sided, alpha0=0.7, gamma0=0.05, seed=0)
-    assert agent.n_offline == 40
+    assert agent.n_offline_ == 40
     alpha, gamma = agent.hybrid_schedule(1, T)
     # [RECON] effective round 1 + n_off / K with K = 1: alpha0 K / n_off, gamma0 n_off / K.
     assert alpha == pytest.approx(0.7 / 40) and gamma == pytest.approx(0.05 * 40)
     expected = brute_force(F, W, data, alpha, gamma, two_sided)
     np.testing.assert_allclose(agent.offline_objective(1, T), expected, rtol=1e-10, atol=1e-12)
-    agent.learn(T)
+    agent.learn(total_rounds=T)
     assert agent.selected_[0] == int(np.argmin(expected))
     np.testing.assert_allclose(agent.objective_values_[0], expected, rtol=1e-10, atol=1e-12)
 
@@ -142,8 +142,8 @@ def test_offline_dataset_and_raw_arrays_agree():
                                                                  kind="stable")])
     assert r.sum() == 3.0
     raw = (steps, s, a, r, s2)
-    x = HyGLOW(env.model, F, "tabular", ds, seed=0).learn(4)
-    y = HyGLOW(env.model, F, "tabular", raw, seed=0).learn(4)
+    x = HyGLOW(env.model, F, "tabular", ds, seed=0).learn(total_rounds=4)
+    y = HyGLOW(env.model, F, "tabular", raw, seed=0).learn(total_rounds=4)
     np.testing.assert_array_equal(x.selected_, y.selected_)
     np.testing.assert_array_equal(x.objective_values_, y.objective_values_)
 
@@ -154,14 +154,14 @@ def test_pi_star_data_solves_lock_from_round_one_glow_needs_more():
     assert true != 0  # round 1 without information picks index 0, a wrong code
     code = env.code
     ds = OfflineDataset.collect(env, 5, lambda obs: int(code[int(obs[1])]), seed=0)
-    hy = HyGLOW(env.model, F, "tabular", ds, seed=0).learn(15)
+    hy = HyGLOW(env.model, F, "tabular", ds, seed=0).learn(total_rounds=15)
     assert np.all(hy.selected_ == true) and np.all(hy.regret_ == 0.0)
-    glow = GLOW(env.model, F, "tabular", kappa=0.01, seed=0).learn(15)
+    glow = GLOW(env.model, F, "tabular", kappa=0.01, seed=0).learn(total_rounds=15)
     first = np.flatnonzero(glow.regret_ < 1e-12)
     assert first.size == 0 or first[0] >= 3  # measured: GLOW solves it at round 10
     # One-sided learner: wrong codes only UNDER-estimate on pi* data, so it cannot tell them
     # apart from the truth at round 1 (the reason two_sided is the default, module docstring).
-    one = HyGLOW(env.model, F, "tabular", ds, two_sided=False, seed=0).learn(15)
+    one = HyGLOW(env.model, F, "tabular", ds, two_sided=False, seed=0).learn(total_rounds=15)
     assert one.regret_[0] == 1.0 and one.regret_[-1] == 0.0
 
 
@@ -171,17 +171,17 @@ def test_pi_star_data_on_layered_mdp_gives_optimal_policy_from_round_one(seed):
     F, W = classes(model, seed)
     pi_star = robust_value_iteration(model).policy
     data = sample_tuples(model, pi_star, 200, seed=seed)
-    agent = HyGLOW(model, F, W, data, seed=seed).learn(5)
+    agent = HyGLOW(model, F, W, data, seed=seed).learn(total_rounds=5)
     np.testing.assert_allclose(agent.regret_, 0.0, atol=1e-12)
-    no_data = HyGLOW(model, F, W, seed=seed).learn(5)
+    no_data = HyGLOW(model, F, W, seed=seed).learn(total_rounds=5)
     assert no_data.selected_[0] == 0  # no data at all: every objective is 0, lowest index
 
 
 def test_without_offline_data_runs_and_pools_online_data():
     env, F, true = lock(H=5)
     T, K = 12, 2
-    agent = HyGLOW(env, F, "tabular", episodes_per_round=K, seed=3).learn(T)
-    assert agent.n_offline == 0 and agent.regret_.shape == (T,)
+    agent = HyGLOW(env, F, "tabular", episodes_per_round=K, seed=3).learn(total_rounds=T)
+    assert agent.n_offline_ == 0 and agent.regret_.shape == (T,)
     assert agent.objective_values_.shape == (T, len(F))
     np.testing.assert_array_equal(agent.objective_values_[0], 0.0)
     np.testing.assert_array_equal(agent._counts.sum(axis=(1, 2)), T * K)
@@ -193,8 +193,8 @@ def test_same_seed_same_numbers_and_save_load(tmp_path):
     model = layered_tabular_mdp(3, 3, 2, seed=5)
     F, W = classes(model, 5)
     data = sample_tuples(model, None, 10, seed=5)
-    a = HyGLOW(model, F, W, data, episodes_per_round=2, seed=7).learn(6)
-    b = HyGLOW(model, F, W, data, episodes_per_round=2, seed=7).learn(6)
+    a = HyGLOW(model, F, W, data, episodes_per_round=2, seed=7).learn(total_rounds=6)
+    b = HyGLOW(model, F, W, data, episodes_per_round=2, seed=7).learn(total_rounds=6)
     np.testing.assert_array_equal(a.selected_, b.selected_)
     np.testing.assert_array_equal(a.objective_values_, b.objective_values_)
     np.testing.assert_array_equal(a.regret_, b.regret_)
@@ -223,7 +223,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="two_sided"):
         HyGLOW(model, F, W, data, two_sided="yes")
     with pytest.raises(ValueError, match="total_rounds"):
-        HyGLOW(model, F, W, data).learn(0)
+        HyGLOW(model, F, W, data).learn(total_rounds=0)
     with pytest.raises(ValueError, match="value_class"):
         HyGLOW(model, F[:, :2], W, data)
 
@@ -234,7 +234,7 @@ def test_paper_constants_alpha_is_eight_over_gamma_and_pi_star_data_solve_the_lo
     env, F, true = lock(H=6)
     code = env.code
     ds = OfflineDataset.collect(env, 5, lambda obs: int(code[int(obs[1])]), seed=0)
-    hy = HyGLOW(env.model, F, "tabular", ds, seed=0, constants="paper").learn(10)
+    hy = HyGLOW(env.model, F, "tabular", ds, seed=0, constants="paper").learn(total_rounds=10)
     alpha, gamma = hy.hybrid_schedule(3, 10)
     assert alpha == pytest.approx(8.0 / gamma)
     _, _, gamma_paper = hy._paper_schedule(1 + (5 + 2), 10)  # n_eff = 5 offline + 2 online

@@ -206,7 +206,7 @@ def _env():
 
 @pytest.fixture(scope="module")
 def drrpo_file(tmp_path_factory):
-    agent = DRRPO(_env(), policy_q="clipped", eta=1.5, tau=0.2, seed=0).learn(6)
+    agent = DRRPO(_env(), policy_q="clipped", eta=1.5, tau=0.2, seed=0).learn(total_episodes=6)
     return agent.save(tmp_path_factory.mktemp("drrpo") / "agent")
 
 
@@ -261,7 +261,7 @@ def test_drrpo_load_rejects_arrays_that_do_not_fit(drrpo_file, tmp_path, key, da
 
 @pytest.mark.parametrize("cls", [LSVIUCB, DRLSVIUCB])
 def test_lsvi_ucb_loads_check_arrays_too(tmp_path, cls):
-    path = cls(_env(), seed=0).learn(4).save(tmp_path / "agent")
+    path = cls(_env(), seed=0).learn(total_episodes=4).save(tmp_path / "agent")
     with np.load(path) as f:
         lam = f["param_lambda_inv_"]
     bad = _rewrite_npz(path, tmp_path / "bad.npz", param_lambda_inv_=lam[:-1])
@@ -271,13 +271,13 @@ def test_lsvi_ucb_loads_check_arrays_too(tmp_path, cls):
                          param_data_steps_=np.full_like(np.load(path)["param_data_steps_"], -1))
     with pytest.raises(ValueError, match=r"steps\.npz.*data_steps_"):
         cls.load(steps, _env())
-    cls.load(path, _env()).learn(1)  # the untouched file still loads and trains
+    cls.load(path, _env()).learn(total_episodes=1)  # the untouched file still loads and trains
 
 
 def test_loaded_agent_matches_and_keeps_learning(drrpo_file):
     agent = DRRPO.load(drrpo_file, _env())
     assert agent.n_episodes_ == 6
-    agent.learn(2)
+    agent.learn(total_episodes=2)
     assert agent.n_episodes_ == 8 and np.isfinite(agent.weights_).all()
 
 
@@ -391,7 +391,7 @@ def test_glow_load_checks_indices(tmp_path):
                       rng.uniform(size=(H, S, A)), rng.dirichlet(np.ones(S)))
     F = rng.uniform(0.0, 1.0, (6, H, S, A))
     W = "tabular"
-    path = GLOW(model, F, W, episodes_per_round=2, kappa=0.05, seed=4).learn(5).save(
+    path = GLOW(model, F, W, episodes_per_round=2, kappa=0.05, seed=4).learn(total_rounds=5).save(
         tmp_path / "glow")
     with np.load(path) as f:
         sel, pol = f["selected_"], f["policies_"]
@@ -481,7 +481,7 @@ def test_neural_agent_checksums(tmp_path):
     ds = OfflineDataset.collect(env, 20, seed=0)
     agent = NeuralFQI(input="observation", horizon=None, gamma=0.9, ensemble_size=2,
                       hidden=(8,), n_iterations=2, gradient_steps=5, batch_size=16,
-                      seed=0).fit(ds, progress=False)
+                      seed=0).fit(ds)
     path = agent.save(tmp_path / "fqi.pt")
     start, end = _largest_storage(path)
     _flip(path, (start + end) // 2, 1)
@@ -554,7 +554,7 @@ def test_torch_file_without_checksum_or_foreign(tmp_path):
 def test_glow_lin_load_checks_theta(tmp_path):
     from robustrl.agents.glow_lin import GLOWLin
 
-    path = GLOWLin(_env(), episodes_per_round=1, kappa=0.1, seed=0).learn(2).save(
+    path = GLOWLin(_env(), episodes_per_round=1, kappa=0.1, seed=0).learn(total_rounds=2).save(
         tmp_path / "gl")
     with np.load(path) as f:
         theta = f["param_theta_"]

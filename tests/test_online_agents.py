@@ -147,7 +147,7 @@ def test_robust_regression_with_zero_radius_is_the_ordinary_regression():
 
 def test_drrpo_rho0_tau0_evaluation_equals_lsvi_ucb_on_the_same_data():
     agent = DRRPO(_env(), rho=0.0, tau=1e-12, eta=math.inf, ridge=0.5, beta=0.7, seed=3)
-    agent.learn(40)
+    agent.learn(total_episodes=40)
     data = _dataset(agent)
     weights, lambda_inv, _ = lsvi_backward_pass(
         data["features"], data["rewards"], data["next_features"], data["next_valid"], 0.5,
@@ -157,7 +157,7 @@ def test_drrpo_rho0_tau0_evaluation_equals_lsvi_ucb_on_the_same_data():
 
 
 def test_lsvi_ucb_agent_equals_foundation_pass_on_its_data():
-    agent = LSVIUCB(_env(), ridge=0.3, beta=1.2, seed=1).learn(30)
+    agent = LSVIUCB(_env(), ridge=0.3, beta=1.2, seed=1).learn(total_episodes=30)
     data = _dataset(agent)
     weights, _, _ = lsvi_backward_pass(
         data["features"], data["rewards"], data["next_features"], data["next_valid"], 0.3,
@@ -194,13 +194,14 @@ def _reference_dr_lsvi_weights(data, ridge, beta, rho):
 
 
 def test_drrpo_tau0_evaluation_equals_dr_lsvi_ucb_on_the_same_data():
-    agent = DRRPO(_env(), rho=0.3, tau=1e-12, eta=math.inf, beta=0.8, seed=5).learn(40)
+    agent = DRRPO(_env(), rho=0.3, tau=1e-12, eta=math.inf, beta=0.8, seed=5).learn(
+        total_episodes=40)
     want = _reference_dr_lsvi_weights(_dataset(agent), 0.1, 0.8, 0.3)
     np.testing.assert_allclose(agent.weights_, want, rtol=1e-8, atol=1e-8)
 
 
 def test_dr_lsvi_ucb_agent_equals_reference_pass_on_its_data():
-    agent = DRLSVIUCB(_env(), rho=0.2, beta=0.9, seed=2).learn(40)
+    agent = DRLSVIUCB(_env(), rho=0.2, beta=0.9, seed=2).learn(total_episodes=40)
     want = _reference_dr_lsvi_weights(_dataset(agent), 0.1, 0.9, 0.2)
     np.testing.assert_allclose(agent.weights_, want, rtol=1e-8, atol=1e-8)
 
@@ -209,7 +210,7 @@ def test_soft_greedy_drrpo_evaluation_is_robust_soft_value_iteration():
     """eta = inf: V_{h+1} = tau log sum_a pi_ref(a) exp(Q_{h+1}(s', a) / tau), clipped at 0."""
     tau, ref = 0.3, np.random.default_rng(1).dirichlet(np.ones(A))
     agent = DRRPO(_env(), rho=0.25, tau=tau, eta=math.inf, reference_policy=ref, beta=0.6,
-                  seed=2).learn(30)
+                  seed=2).learn(total_episodes=30)
 
     def soft_value(h, feats, q):
         z = np.log(ref) + q / tau
@@ -227,9 +228,9 @@ def test_drrpo_evaluation_uses_the_documented_policy(evaluation):
 
     tau, rho = 0.4, 0.2
     agent = DRRPO(_env(), rho=rho, tau=tau, eta=0.8, evaluation=evaluation, clip_value=False,
-                  seed=6).learn(20)
+                  seed=6).learn(total_episodes=20)
     before = copy.deepcopy(agent)
-    agent.learn(1)
+    agent.learn(total_episodes=1)
     policy_of = agent if evaluation == "updated" else before
 
     def value(h, feats, q):
@@ -251,10 +252,10 @@ def test_mirror_descent_update_matches_closed_form(policy_q, evaluation):
     ref = np.random.default_rng(0).dirichlet(np.ones(A))
     agent = DRRPO(_env(), rho=0.2, tau=tau, eta=eta, reference_policy=ref, policy_q=policy_q,
                   evaluation=evaluation, seed=0)
-    agent.learn(5)
+    agent.learn(total_episodes=5)
     for _ in range(3):
         before = _table(agent)
-        agent.learn(1)
+        agent.learn(total_episodes=1)
         q = _table(agent, "policy_q_values")  # Q^k used by the step just taken
         after = _table(agent)
         a = 1.0 / (1.0 + eta * tau)
@@ -265,8 +266,8 @@ def test_mirror_descent_update_matches_closed_form(policy_q, evaluation):
 
 
 def test_clipped_policy_q_is_clipped_and_linear_is_not():
-    agent_c = DRRPO(_env(), policy_q="clipped", beta=5.0, seed=0).learn(3)
-    agent_l = DRRPO(_env(), policy_q="linear", beta=5.0, seed=0).learn(3)
+    agent_c = DRRPO(_env(), policy_q="clipped", beta=5.0, seed=0).learn(total_episodes=3)
+    agent_l = DRRPO(_env(), policy_q="linear", beta=5.0, seed=0).learn(total_episodes=3)
     qc, ql = _table(agent_c, "policy_q_values"), _table(agent_l, "policy_q_values")
     upper = (H - np.arange(H))[:, None, None]
     assert np.all(qc <= upper) and np.all(qc >= 0)
@@ -275,7 +276,8 @@ def test_clipped_policy_q_is_clipped_and_linear_is_not():
 
 def test_soft_greedy_policy_is_reference_times_exp_q_over_tau():
     tau = 0.3
-    agent = DRRPO(_env(), tau=tau, eta=math.inf, policy_q="clipped", seed=1).learn(10)
+    agent = DRRPO(_env(), tau=tau, eta=math.inf, policy_q="clipped", seed=1).learn(
+        total_episodes=10)
     q = _table(agent, "q_values")  # clipped optimistic Q: the soft-greedy policy's logits
     want = np.exp((q - q.max(axis=-1, keepdims=True)) / tau)
     want /= want.sum(axis=-1, keepdims=True)
@@ -310,10 +312,10 @@ def _exact_value(agent, table, model):
 def test_episode_values_are_exact_values_of_the_played_policy(make):
     agent = make()
     model = agent.env.unwrapped.model
-    agent.learn(1)
+    agent.learn(total_episodes=1)
     for _ in range(6):
         table = _table(agent)  # the policy the next episode plays
-        agent.learn(1)
+        agent.learn(total_episodes=1)
         assert agent.episode_values_[-1] == pytest.approx(_exact_value(agent, table, model),
                                                           abs=1e-12)
     assert agent.n_episodes_ == 7
@@ -325,13 +327,13 @@ def test_episode_values_are_exact_values_of_the_played_policy(make):
 
 def test_optimal_values_are_the_exact_optima():
     model = _env().model
-    ag = DRRPO(_env(), rho=0.3, tau=0.2).learn(1)
+    ag = DRRPO(_env(), rho=0.3, tau=0.2).learn(total_episodes=1)
     assert ag.optimal_value_ == pytest.approx(policy_regularized_value_iteration(
         model, tau=0.2, divergence="tv", rho=0.3).value, abs=1e-14)
-    ag = DRLSVIUCB(_env(), rho=0.3).learn(1)
+    ag = DRLSVIUCB(_env(), rho=0.3).learn(total_episodes=1)
     assert ag.optimal_value_ == pytest.approx(
         robust_value_iteration(model, divergence="tv", rho=0.3).value, abs=1e-14)
-    ag = LSVIUCB(_env()).learn(1)
+    ag = LSVIUCB(_env()).learn(total_episodes=1)
     assert ag.optimal_value_ == pytest.approx(robust_value_iteration(model).value, abs=1e-14)
 
 
@@ -376,7 +378,7 @@ class _NoModelEnv(SimulatedLinearMDPEnv):
 
 
 def test_environment_without_model_tracks_returns_only():
-    agent = DRRPO(_NoModelEnv(), seed=0).learn(4)
+    agent = DRRPO(_NoModelEnv(), seed=0).learn(total_episodes=4)
     assert agent.episode_returns_.shape == (4,)
     assert agent.regret_.shape == (0,) and np.isnan(agent.optimal_value_)
 
@@ -392,7 +394,8 @@ def test_environment_without_model_tracks_returns_only():
     lambda seed: LSVIUCB(_env(), seed=seed),
 ])
 def test_same_seed_same_numbers(make):
-    a, b, c = make(7).learn(12), make(7).learn(12), make(8).learn(12)
+    a, b, c = (make(7).learn(total_episodes=12), make(7).learn(total_episodes=12),
+               make(8).learn(total_episodes=12))
     np.testing.assert_array_equal(a.weights_, b.weights_)
     np.testing.assert_array_equal(a.episode_returns_, b.episode_returns_)
     np.testing.assert_array_equal(a.regret_, b.regret_)
@@ -406,7 +409,7 @@ def test_same_seed_same_numbers(make):
     lambda: LSVIUCB(_env(), tie_break="first", seed=0),
 ])
 def test_save_load_identical_predictions(tmp_path, make):
-    agent = make().learn(15)
+    agent = make().learn(total_episodes=15)
     path = agent.save(tmp_path / "agent")
     loaded = type(agent).load(path, _env())
     want, got = agent.get_hyperparams(), loaded.get_hyperparams()
@@ -423,13 +426,13 @@ def test_save_load_identical_predictions(tmp_path, make):
     for h in range(H):
         for key, value in agent.transitions(h).items():
             np.testing.assert_array_equal(loaded.transitions(h)[key], value)
-    loaded.learn(3)  # training continues from the saved data
+    loaded.learn(total_episodes=3)  # training continues from the saved data
     assert loaded.n_episodes_ == 18 and loaded.transitions(0)["rewards"].shape == (18,)
 
 
 def test_resumed_training_is_reproducible(tmp_path):
-    path = DRRPO(_env(), eta=1.5, seed=3).learn(10).save(tmp_path / "a")
-    runs = [DRRPO.load(path, _env()).learn(6) for _ in range(2)]
+    path = DRRPO(_env(), eta=1.5, seed=3).learn(total_episodes=10).save(tmp_path / "a")
+    runs = [DRRPO.load(path, _env()).learn(total_episodes=6) for _ in range(2)]
     np.testing.assert_array_equal(runs[0].weights_, runs[1].weights_)
     np.testing.assert_array_equal(runs[0].episode_returns_, runs[1].episode_returns_)
     assert runs[0].n_episodes_ == 16
@@ -444,11 +447,11 @@ def test_untrained_agents_act_and_save(tmp_path, cls):
         np.testing.assert_allclose(probs, np.full(A, 1 / A))
     loaded = cls.load(agent.save(tmp_path / "u"), _env())
     np.testing.assert_array_equal(_table(loaded), _table(agent))
-    assert loaded.n_episodes_ == 0 and loaded.learn(2).n_episodes_ == 2
+    assert loaded.n_episodes_ == 0 and loaded.learn(total_episodes=2).n_episodes_ == 2
 
 
 def test_stochastic_predict_samples_the_softmax_policy():
-    agent = DRRPO(_env(), tau=5.0, seed=0).learn(3)
+    agent = DRRPO(_env(), tau=5.0, seed=0).learn(total_episodes=3)
     probs = agent.action_probabilities(_obs(0, 0))
     draws = [agent.predict(_obs(0, 0), deterministic=False)[0] for _ in range(400)]
     assert len(set(draws)) > 3
@@ -462,12 +465,12 @@ def test_callback_can_stop_learning():
         seen.append(local_vars["episode"])
         return local_vars["episode"] < 2
 
-    agent = DRRPO(_env(), seed=0).learn(10, callback=callback)
+    agent = DRRPO(_env(), seed=0).learn(total_episodes=10, callback=callback)
     assert seen == [0, 1, 2] and agent.n_episodes_ == 3 and agent.regret_.shape == (3,)
 
 
 def test_progress_bar_runs():
-    LSVIUCB(_env(), seed=0).learn(2, progress=True)
+    LSVIUCB(_env(), seed=0).learn(total_episodes=2, progress_bar=True)
 
 
 @pytest.mark.parametrize("cls, kwargs, name", [
@@ -505,15 +508,15 @@ def test_bad_hyperparameters_raise_value_error_naming_them(cls, kwargs, name):
 def test_bad_learn_arguments():
     agent = LSVIUCB(_env())
     with pytest.raises(ValueError, match="total_episodes"):
-        agent.learn(-1)
+        agent.learn(total_episodes=-1)
     with pytest.raises(ValueError, match="total_episodes"):
-        agent.learn(2.5)
+        agent.learn(total_episodes=2.5)
     with pytest.raises(ValueError, match="callback"):
-        agent.learn(1, callback=3)
+        agent.learn(total_episodes=1, callback=3)
 
 
 def test_kl_uncertainty_option_learns_and_tracks_kl_robust_regret():
-    agent = DRRPO(_env(), divergence="kl", rho=0.5, tau=0.2, seed=0).learn(30)
+    agent = DRRPO(_env(), divergence="kl", rho=0.5, tau=0.2, seed=0).learn(total_episodes=30)
     model = agent.env.unwrapped.model
     want = policy_regularized_value_iteration(model, tau=0.2, divergence="kl", rho=0.5).value
     assert agent.optimal_value_ == pytest.approx(want, abs=1e-12)

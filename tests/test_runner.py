@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from robustrl import runner
+from robustrl._cli import bounds
+from robustrl._cli.bounds import register_bound_check
 from robustrl.cli import main as cli_main
 from robustrl.runner import (
     RunnerError,
@@ -20,7 +22,6 @@ from robustrl.runner import (
     cell_seed,
     load_experiment,
     load_results,
-    register_bound_check,
     run_experiment,
 )
 
@@ -408,8 +409,8 @@ def test_inner_progress_is_silent_outside_the_runner():
 
 # --------------------------------------------------------------------------- verify-bounds
 def test_verify_bounds_without_checks_lists_and_fails(monkeypatch, capsys):
-    monkeypatch.setattr(runner, "_BOUND_CHECKS", {})
-    monkeypatch.setattr(runner, "load_bound_checks", lambda: {})
+    monkeypatch.setattr(bounds, "_BOUND_CHECKS", {})
+    monkeypatch.setattr(bounds, "load_bound_checks", lambda: {})
     assert cli_main(["verify-bounds"]) == 2
     assert "no bound checks are registered yet" in capsys.readouterr().err
     assert cli_main(["verify-bounds", "r2pvi"]) == 2
@@ -418,8 +419,8 @@ def test_verify_bounds_without_checks_lists_and_fails(monkeypatch, capsys):
 
 
 def test_verify_bounds_runs_a_registered_check(monkeypatch, capsys):
-    monkeypatch.setattr(runner, "_BOUND_CHECKS", {})
-    monkeypatch.setattr(runner, "load_bound_checks", lambda: {})
+    monkeypatch.setattr(bounds, "_BOUND_CHECKS", {})
+    monkeypatch.setattr(bounds, "load_bound_checks", lambda: {})
     seen = []
 
     @register_bound_check("demo", description="a demo check")
@@ -437,14 +438,15 @@ def test_verify_bounds_runs_a_registered_check(monkeypatch, capsys):
         register_bound_check("demo", lambda argv: 0)
 
 
-def test_load_bound_checks_imports_the_theory_package():
-    errors = runner.load_bound_checks()
-    assert isinstance(errors, dict)
+def test_load_bound_checks_registers_the_built_in_checks():
+    errors = bounds.load_bound_checks()
+    assert errors == {}
+    assert set(bounds.BUILTIN_CHECKS) <= set(bounds.bound_checks())
     assert "robustrl.theory" in sys.modules
 
 
 def test_numpy_scalar_metrics_are_stored_and_tabulated_as_plain_numbers():
-    from robustrl._runner_exec import to_jsonable
+    from robustrl.runner.worker import to_jsonable
 
     out = to_jsonable({"a": np.float64(0.1), "b": np.int64(3), "c": [np.float32(0.5)],
                        "d": np.bool_(True)})

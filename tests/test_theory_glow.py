@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from robustrl._cli.verify_glow import verify_main
 from robustrl.cli import main as cli_main
 from robustrl.theory.glow import (
     glow_regret_bound,
@@ -15,7 +16,6 @@ from robustrl.theory.glow import (
     hyglow_sample_complexity,
     paper_schedule,
     run_glow_regret,
-    verify_main,
 )
 
 

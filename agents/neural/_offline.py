@@ -22,16 +22,16 @@ value 0 (the dataset format does not distinguish time-limit truncation).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from robustrl._artifacts import load_state_dict_checked, load_torch, save_torch
-from robustrl.agents.base import NotFittedError
+from robustrl.agents.base import BaseAgent, Training, deprecated_progress
 from robustrl.agents.neural._torch import EnsembleMLP, check_hidden, draw_seed, resolve_device
 from robustrl.agents.neural.targets import (
     DualStats,
@@ -130,7 +130,7 @@ def train_regression(net: EnsembleMLP, inputs: torch.Tensor, targets: torch.Tens
     return float(loss.detach())
 
 
-class NeuralFittedQ:
+class NeuralFittedQ(BaseAgent):
     """Base of :class:`NeuralR2PVI` and :class:`NeuralFQI` (see the module docstring)."""
 
     _robust: ClassVar[bool] = True
@@ -163,7 +163,7 @@ class NeuralFittedQ:
         device="auto",
         seed: int | None = None,
     ) -> None:
-        self.env = env
+        super().__init__(env, seed)
         if not isinstance(bootstrap, (bool, np.bool_)):
             raise ValueError(f"bootstrap must be True or False; got {bootstrap!r}")
         self.bootstrap = bool(bootstrap)
@@ -218,9 +218,6 @@ class NeuralFittedQ:
             out.pop("lam")
         return out
 
-    def _check_fitted(self) -> None:
-        if not self._fitted:
-            raise NotFittedError(f"{type(self).__name__} must be trained before it can act")
 
     def _tensor(self, x, dtype=torch.float32) -> torch.Tensor:
         return torch.as_tensor(np.asarray(x), dtype=dtype, device=self.device)
@@ -270,16 +267,33 @@ class NeuralFittedQ:
         return self._heads[0] if self.horizon is None else self._heads[h]
 
     # ---------------------------------------------------------------------- fit
-    def fit(self, dataset: OfflineDataset, progress: bool = True):
-        """Learn from an :class:`~robustrl.data.OfflineDataset`; returns ``self``."""
+    def fit(self, dataset: OfflineDataset, callback=None, progress_bar: bool = False, *,
+            progress: bool | None = None):
+        """Learn from an :class:`~robustrl.data.OfflineDataset`; returns ``self``.
+
+        One update is one step ``h`` of the backward iteration (finite horizon) or one
+        fitted-Q round (discounted): a stable-baselines3 ``callback`` gets ``_on_step`` after
+        each (False stops early). A checkpoint or an early stop holds the steps fitted so far
+        (the others act as steps without data, ``Q = 0``). ``num_timesteps`` is the number of
+        transitions in the dataset. ``progress=`` is the deprecated name of ``progress_bar``.
+        """
+        progress_bar = deprecated_progress(progress_bar, progress)
         self._setup(dataset)
         seed = draw_seed(self.seed)
         gen = torch.Generator().manual_seed(seed)
         rng = np.random.default_rng(seed)
-        if self.horizon is None:
-            self._fit_discounted(dataset, gen, rng, progress)
-        else:
-            self._fit_finite(dataset, gen, rng, progress)
+        self.num_timesteps = int(np.asarray(dataset.valid).sum())
+        total = self.n_iterations if self.horizon is None else self.horizon
+        training = Training(self, callback, progress_bar, total,
+                            "iter" if self.horizon is None else "step")
+        training.start(locals())
+        try:
+            if self.horizon is None:
+                self._fit_discounted(dataset, gen, rng, training)
+            else:
+                self._fit_finite(dataset, gen, rng, training)
+        finally:
+            training.end()
         self._fitted = True
         return self
 
@@ -375,25 +389,29 @@ class NeuralFittedQ:
         return _Head(net, None, torch.zeros(1, device=self.device),
                      torch.ones(1, device=self.device))
 
-    def _fit_finite(self, dataset, gen, rng, progress) -> None:
+    def _fit_finite(self, dataset, gen, rng, training: Training) -> None:
         H = self.horizon
         heads: list[_Head | None] = [None] * H
         k_cont = self._dual_outputs()
-        for h in tqdm(range(H - 1, -1, -1), disable=not progress, desc=type(self).__name__,
-                      unit="step"):
+        self._heads = heads
+        for h in range(H - 1, -1, -1):
             tr = self._transitions(dataset, h)
             if tr.rewards.shape[0] == 0:
                 # every episode ended before step h: nothing to learn, and no transition of
                 # step h-1 continues here (it would have made step h valid); Q_h is 0
+                if not training.step(locals()):
+                    return
                 continue
             self._k = None if h == H - 1 else k_cont
             head = self._empty_head(self._new_net(gen))
             values = None if h == H - 1 else self._next_values(heads[h + 1], tr, h + 1)
             heads[h] = self._fit_head(head, tr, values, rng,
                                       weights=self._boot_weights(tr.rewards.shape[0], rng))
-        self._heads = heads
+            self._fitted = True  # a checkpoint holds the steps fitted so far
+            if not training.step(locals()):
+                return
 
-    def _fit_discounted(self, dataset, gen, rng, progress) -> None:
+    def _fit_discounted(self, dataset, gen, rng, training: Training) -> None:
         tr = self._transitions(dataset, None)
         self._k = self._dual_outputs()
         head = self._empty_head(self._new_net(gen))
@@ -401,12 +419,14 @@ class NeuralFittedQ:
         values = torch.zeros_like(tr.rewards)
         weights = self._boot_weights(tr.rewards.shape[0], rng)  # fixed per member, as in
         # bootstrapped DQN, so members stay different across rounds
-        for it in tqdm(range(self.n_iterations), disable=not progress,
-                       desc=type(self).__name__, unit="iter"):
+        for it in range(self.n_iterations):
             if it > 0:
                 values = self._next_values(head, tr, None)
             head = self._fit_head(head, tr, values, rng, optimizer, weights)
-        self._heads = [head]
+            self._heads = [head]
+            self._fitted = True  # a checkpoint callback saves the rounds so far
+            if not training.step(locals()):
+                return
 
     def _dual_outputs(self) -> int:
         return 2 * self.n_alpha if self.divergence == "chi2" else 1
@@ -503,12 +523,17 @@ class NeuralFittedQ:
         return save_torch(path, blob)
 
     @classmethod
-    def load(cls, path: str | Path, device="auto", env=None):
-        """Rebuild an agent written by :meth:`save` on ``device``.
+    def load(cls, path: str | Path, env=None, device="auto"):
+        """Rebuild an agent written by :meth:`save` on ``device`` (``env``: optional, for
+        ``input="features"`` predictions and shape checks).
 
         Checks the checksum, the shapes (positive sizes, finite reward range, one head per
         step), each head's output size against its dual constants and each network's
         parameters (names, shapes, finite); raises ``ValueError`` naming the file."""
+        if isinstance(env, str):
+            warnings.warn("load(path, device) is deprecated; use load(path, env=None, "
+                          "device=...)", DeprecationWarning, stacklevel=2)
+            env, device = None, env
         blob = load_torch(path, what=f"saved {cls.__name__}")
         if blob.get("class") != cls.__name__:
             raise ValueError(f"path holds a {blob.get('class')}, not a {cls.__name__}: {path}")

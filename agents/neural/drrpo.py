@@ -25,6 +25,7 @@ autoreset), a single ``gymnasium.Env`` (wrapped in a one-env ``SyncVectorEnv``) 
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,10 +33,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
-from tqdm.auto import tqdm
 
 from robustrl._artifacts import load_state_dict_checked, load_torch, save_torch
-from robustrl.agents.base import NotFittedError
+from robustrl.agents.base import BaseAgent, Training
 from robustrl.agents.neural._offline import _Head, _saved_int, load_stats, saved_vector
 from robustrl.agents.neural._torch import EnsembleMLP, check_hidden, draw_seed, resolve_device
 from robustrl.agents.neural.targets import (
@@ -100,7 +100,7 @@ class _Replay:
                 self.terminal[idx])
 
 
-class NeuralDRRPO:
+class NeuralDRRPO(BaseAgent):
     """Neural distributionally robust regularised policy optimisation (online, discrete actions).
 
     Args:
@@ -109,7 +109,8 @@ class NeuralDRRPO:
         gamma: discount in [0, 1).
         tau: temperature of the KL regulariser towards the reference policy (uniform).
         eta: mirror-descent step size (``inf`` gives the soft-greedy policy).
-        bonus: optimism coefficient >= 0 on the ensemble standard deviation of Q.
+        beta: optimism coefficient >= 0 on the ensemble standard deviation of Q (the linear
+            agents' ``beta``; ``bonus=`` is its deprecated name).
         ensemble_size, hidden: critic ensemble size and widths (the actor uses ``hidden`` too).
         buffer_size, learning_starts, batch_size: replay settings (``learning_starts`` counts
             transitions).
@@ -123,7 +124,7 @@ class NeuralDRRPO:
     """
 
     _hyperparam_names: ClassVar[tuple[str, ...]] = (
-        "divergence", "lam", "gamma", "tau", "eta", "bonus", "ensemble_size", "hidden",
+        "divergence", "lam", "gamma", "tau", "eta", "beta", "ensemble_size", "hidden",
         "buffer_size", "learning_starts", "batch_size", "train_freq", "gradient_steps",
         "target_update_interval", "lr", "v_min", "n_alpha", "reward_range", "seed",
     )
@@ -137,7 +138,7 @@ class NeuralDRRPO:
         gamma: float = 0.99,
         tau: float = 0.1,
         eta: float = 1.0,
-        bonus: float = 1.0,
+        beta: float = 1.0,
         ensemble_size: int = 5,
         hidden=(256, 256),
         buffer_size: int = 100_000,
@@ -153,7 +154,14 @@ class NeuralDRRPO:
         reward_range=None,
         device="auto",
         seed: int | None = None,
+        bonus: float | None = None,
     ) -> None:
+        super().__init__(None, seed)
+        if bonus is not None:
+            warnings.warn("NeuralDRRPO(bonus=) is deprecated; use beta= (the optimism "
+                          "coefficient, as in the linear agents)", DeprecationWarning,
+                          stacklevel=2)
+            beta = bonus
         self.divergence = check_divergence(divergence)
         self.lam = check_positive(lam, "lam")
         self.gamma = check_scalar(gamma, "gamma", low=0.0, high=1.0, high_inclusive=False)
@@ -162,7 +170,7 @@ class NeuralDRRPO:
         if not eta > 0.0:
             raise ValueError(f"eta must be > 0 (inf allowed); got {eta!r}")
         self.eta = eta
-        self.bonus = check_nonnegative(bonus, "bonus")
+        self.beta = check_nonnegative(beta, "beta")
         self.ensemble_size = check_int(ensemble_size, "ensemble_size", low=1)
         self.hidden = check_hidden(hidden)
         self.buffer_size = check_int(buffer_size, "buffer_size", low=1)
@@ -241,8 +249,8 @@ class NeuralDRRPO:
     def _optimistic_q(self, head: _Head, obs: torch.Tensor) -> torch.Tensor:
         q = self._member_q(head, obs)
         mean = q.mean(dim=0)
-        if self.bonus > 0.0 and q.shape[0] > 1:
-            mean = mean + self.bonus * q.std(dim=0, correction=0)
+        if self.beta > 0.0 and q.shape[0] > 1:
+            mean = mean + self.beta * q.std(dim=0, correction=0)
         if self.reward_range is not None:
             lo, hi = min(self.reward_range[0], 0.0), max(self.reward_range[1], 0.0)
             mean = mean.clamp(lo / (1 - self.gamma), hi / (1 - self.gamma))
@@ -319,12 +327,13 @@ class NeuralDRRPO:
     def learn(self, total_timesteps: int, callback=None, progress_bar: bool = False):
         """Interact for ``total_timesteps`` transitions (summed over the vector envs).
 
-        ``callback(locals) -> bool | None`` is called after every vector step; returning False
-        stops learning.
+        A stable-baselines3 ``callback`` gets ``_on_step`` after every vector step (its
+        ``locals`` as in SB3's off-policy loop); returning False stops learning.
         """
         if self.env is None:
             raise ValueError("env is required to learn; load(path, env=...) to continue training")
         total = check_int(total_timesteps, "total_timesteps", low=1)
+        training = Training(self, callback, progress_bar, total, "step")
         venv = self.env
         n_envs = venv.num_envs
         if not hasattr(self, "_buffer"):
@@ -337,8 +346,9 @@ class NeuralDRRPO:
             self._last_obs = np.asarray(obs, dtype=np.float64).reshape(n_envs, -1)
             self._prev_done = np.zeros(n_envs, dtype=bool)
         target_steps = self.num_timesteps + total
-        bar = tqdm(total=total, disable=not progress_bar, desc=type(self).__name__, unit="step")
         vec_steps = 0
+        training.start(locals())
+        self._fitted = True  # the actor acts from the start; a checkpoint can save it
         while self.num_timesteps < target_steps:
             obs = self._last_obs
             actions = self._act(obs, deterministic=False)
@@ -356,7 +366,6 @@ class NeuralDRRPO:
             self._last_obs = nxt
             added = int(keep.sum())
             self.num_timesteps += added
-            bar.update(added)
             vec_steps += 1
             ready = len(self._buffer) >= max(self.learning_starts, 1)
             if ready and vec_steps % self.train_freq == 0:
@@ -364,17 +373,12 @@ class NeuralDRRPO:
                     if self._n_updates % self.target_update_interval == 0:
                         self._sync()
                     self.train_on_batch(*self._buffer.sample(self.batch_size, self._rng))
-            if callback is not None and callback(locals()) is False:
+            if not training.step(locals(), added):
                 break
-        bar.close()
-        self._fitted = True
+        training.end()
         return self
 
     # ------------------------------------------------------------------ acting
-    def _check_fitted(self) -> None:
-        if not getattr(self, "_fitted", False):
-            raise NotFittedError(f"{type(self).__name__} must be trained before it can act")
-
     def _act(self, rows: np.ndarray, deterministic: bool) -> np.ndarray:
         with torch.no_grad():
             logits = self.actor(torch.as_tensor(rows, dtype=torch.float32,
@@ -454,6 +458,10 @@ class NeuralDRRPO:
         hp, shapes = blob.get("hyperparams"), blob.get("shapes")
         if not isinstance(hp, dict) or not isinstance(shapes, dict):
             raise ValueError(f"path {path}: 'hyperparams' and 'shapes' must be dicts")
+        if isinstance(env, str):
+            warnings.warn("load(path, device) is deprecated; use load(path, env=None, "
+                          "device=...)", DeprecationWarning, stacklevel=2)
+            env, device = None, env
         try:
             agent = cls(env, **hp, device=device)
         except (TypeError, ValueError) as exc:

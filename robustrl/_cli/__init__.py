@@ -1,0 +1,1 @@
+"""The command-line layer (above the runner, the experiments and the theory checks)."""

@@ -1,0 +1,361 @@
+"""The run loop: run the pending cells, record failures, write the summaries and figures.
+
+Part of :mod:`robustrl.runner` (see its docstring for the runner's contract)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from robustrl import __version__
+from robustrl.runner.backends import (
+    _run_in_process,
+    _run_pool,
+    _run_ray,
+    default_workers,
+)
+from robustrl.runner.config import (
+    Experiment,
+    RunConfig,
+    _check_int,
+    _load_ref,
+    _package_has,
+    discover_experiments,
+    load_config_file,
+    load_experiment,
+    resolve_config,
+)
+from robustrl.runner.store import (
+    BACKENDS,
+    CONFIG_KEYS,
+    EXPERIMENTS_PACKAGE,
+    FIGURES_DIR,
+    MANIFEST,
+    Cell,
+    ResultStore,
+    RunnerError,
+    _clean_temporaries,
+    _record,
+    expand_cells,
+)
+
+
+# --------------------------------------------------------------------------- running
+@dataclass
+class Failure:
+    """A cell whose ``run_one`` raised; its traceback is in ``error_file``."""
+
+    cell: Cell
+    error_file: Path
+    message: str  # the traceback's last line
+
+
+@dataclass
+class RunReport:
+    """What :func:`run_experiment` did."""
+
+    experiment: Experiment
+    config: RunConfig
+    out: Path
+    cells: list[Cell]
+    records: list[dict]  # finished records in cell order
+    resumed: int  # cells already finished in DIR before this run
+    ran: int  # cells finished by this run
+    failures: list[Failure] = field(default_factory=list)
+    outputs: list[Path] = field(default_factory=list)
+    hook_errors: list[str] = field(default_factory=list)
+    report_text: str | None = None
+    dry_run: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return len(self.records) == len(self.cells)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C / SIGTERM during a run; finished cells are stored and a rerun resumes."""
+
+    def __init__(self, finished: int, total: int, out: Path, phase: str | None = None) -> None:
+        during = f" while {phase}" if phase else ""
+        super().__init__(f"interrupted{during} with {finished} of {total} cells finished in "
+                         f"{out}; rerun the same command to resume")
+        self.finished, self.total, self.out = finished, total, out
+
+
+def _log(quiet: bool, msg: str) -> None:
+    if not quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _check_points(exp: Experiment, config: RunConfig) -> None:
+    check = exp.hook("check")
+    if check is None:
+        return
+    import itertools
+
+    keys = list(config.grid)
+    for values in itertools.product(*(config.grid[k] for k in keys)):
+        params = dict(zip(keys, values, strict=True))
+        try:
+            check(dict(params))
+        except (ValueError, TypeError) as exc:
+            raise RunnerError(f"invalid parameters for {exp.name} {params}: {exc}") from None
+
+
+def run_experiment(
+    experiment: str | os.PathLike | Experiment,
+    out: str | os.PathLike | None = None,
+    *,
+    config: str | os.PathLike | Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    sets: Sequence[str] = (),
+    seeds: int | None = None,
+    workers: int | None = None,
+    backend: str | None = None,
+    ray_address: str | None = None,
+    quiet: bool = False,
+    fail_fast: bool = False,
+    dry_run: bool = False,
+) -> RunReport:
+    """Run (or resume) every cell of ``experiment`` into ``out`` and write the summaries.
+
+    Args:
+        experiment: a registered name, a ``.py`` path or an :class:`Experiment`.
+        out: output DIR (default ``results/<experiment>``, or the config file's ``out``).
+        config: a YAML file path or an already-parsed mapping (see :func:`load_config_file`).
+        overrides: ``{param: value or list}`` applied after the config file.
+        sets: ``"key=value"`` strings (YAML values) applied after ``overrides``.
+        seeds: number of seed indices per grid point (default: config, then ``SEEDS``).
+        workers: processes (local) or tasks in flight (ray); default: all usable CPUs for
+            local, unlimited for ray. ``workers=1`` runs in this process.
+        backend: ``"local"`` (default) or ``"ray"`` (``ray.init(address=ray_address)``; no
+            address and no ``RAY_ADDRESS`` starts a local Ray instance).
+        quiet: no progress bar and no progress messages.
+        fail_fast: stop at the first failing cell (default: run the others, report failures).
+        dry_run: resolve and check everything, report finished/pending cells, run nothing.
+
+    Raises:
+        RunnerError: unknown experiment or parameter, wrong value type, bad setting, or an
+            output DIR that holds another config -- raised before anything is written.
+        RunInterrupted: on KeyboardInterrupt; finished cells stay stored.
+    """
+    exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
+    source = "config"
+    if config is not None and not isinstance(config, Mapping):
+        source = f"config file {config}"
+        config = load_config_file(config)
+    config = dict(config or {})
+    unknown = sorted(set(config) - set(CONFIG_KEYS))
+    if unknown:
+        raise RunnerError(f"{source}: unknown keys {', '.join(unknown)}")
+    run_cfg = resolve_config(exp, config, overrides=overrides, sets=sets, seeds=seeds,
+                             source=source)
+    backend = backend if backend is not None else config.get("backend", "local")
+    if backend not in BACKENDS:
+        raise RunnerError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    workers = workers if workers is not None else config.get("workers")
+    if workers is not None:
+        workers = _check_int(workers, "workers")
+    if backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise RunnerError("--backend ray needs the optional dependency ray: "
+                          "pip install 'robustrl[ray]'")
+    ray_address = ray_address if ray_address is not None else config.get("ray_address")
+    if ray_address is not None and not isinstance(ray_address, str):
+        raise RunnerError(f"ray_address must be a string; got {ray_address!r}")
+    if out is None:
+        out = config.get("out", Path("results") / exp.name)
+        if not isinstance(out, (str, Path)):
+            raise RunnerError(f"{source}: out must be a directory path; got {out!r}")
+    out = Path(out)
+    _check_points(exp, run_cfg)
+    cells = expand_cells(run_cfg)
+    store = ResultStore(out)
+    store.check_compatible(run_cfg)  # before anything is created or written
+    if dry_run:
+        done = store.finished(cells, run_cfg.experiment)
+        return RunReport(exp, run_cfg, out, cells, [done[c.key] for c in cells if c.key in done],
+                         resumed=len(done), ran=0, dry_run=True)
+
+    with store.lock():
+        manifest = store.check_compatible(run_cfg)
+        if manifest is None:
+            store.write_manifest(exp, run_cfg, len(cells))
+        elif manifest.get("robustrl_version") != __version__:
+            _log(quiet, f"warning: {out} was started with robustrl "
+                        f"{manifest.get('robustrl_version')}; this is {__version__} (each cell "
+                        "record stores the version that produced it)")
+        _clean_temporaries(out)
+        done = store.finished(cells, run_cfg.experiment)
+        pending = [c for c in cells if c.key not in done]
+        n_workers = workers if workers is not None else (
+            None if backend == "ray" else default_workers())
+        if n_workers is not None:
+            n_workers = max(1, min(n_workers, len(pending) or 1))
+        head = (f"{exp.name}: {len(cells)} cells ({run_cfg.n_points} grid points x "
+                f"{run_cfg.seeds} seeds)")
+        if pending:
+            _log(quiet, f"{head}, {len(done)} already finished in {out}; running "
+                        f"{len(pending)} on {backend}"
+                        + (f" with {n_workers} worker(s)" if n_workers else ""))
+        else:
+            _log(quiet, f"{head}, all finished in {out}; rewriting summary and figures")
+        report = RunReport(exp, run_cfg, out, cells, [], resumed=len(done), ran=0)
+        if pending:
+            _run_pending(report, store, pending, done, backend, n_workers, ray_address, quiet,
+                         fail_fast)
+        report.records = [done[c.key] for c in cells if c.key in done]
+        if report.complete:
+            try:
+                _write_outputs(report)
+            except KeyboardInterrupt:
+                raise RunInterrupted(len(done), len(cells), out, "writing the summary and "
+                                     "figures") from None
+            _clean_temporaries(out)
+        else:
+            _log(quiet, f"{len(report.records)} of {len(cells)} cells finished; summary and "
+                        "figures are written once every cell has finished")
+    return report
+
+
+def _run_pending(report: RunReport, store: ResultStore, pending: list[Cell],
+                 done: dict[str, dict], backend: str, workers: int | None,
+                 ray_address: str | None, quiet: bool, fail_fast: bool) -> None:
+    from tqdm import tqdm
+
+    ref = report.experiment.ref
+    if backend == "ray":
+        outcomes = _run_ray(ref, pending, workers, ray_address, quiet)
+    elif workers == 1:
+        outcomes = _run_in_process(ref, pending, inner_progress=not quiet)
+    else:
+        outcomes = _run_pool(ref, pending, int(workers or 1))
+    bar = tqdm(total=len(pending), desc=report.experiment.name, unit="cell", disable=quiet,
+               file=sys.stderr, dynamic_ncols=True)
+    try:
+        for cell, outcome in outcomes:
+            if outcome["ok"]:
+                rec = _record(report.config, cell, outcome)
+                store.write_record(rec)
+                done[cell.key] = rec
+                report.ran += 1
+            else:
+                path = store.write_error(cell, outcome["error"])
+                lines = outcome["error"].strip().splitlines() or ["unknown error"]
+                report.failures.append(Failure(cell, path, lines[-1]))
+                bar.set_postfix(failed=len(report.failures))
+                if fail_fast:
+                    break
+            bar.update(1)
+    except KeyboardInterrupt:
+        raise RunInterrupted(len(done), len(report.cells), report.out) from None
+    finally:
+        # Closing the generator stops the pool / cancels Ray tasks when we leave early.
+        outcomes.close()
+        bar.close()
+
+
+def _write_outputs(report: RunReport) -> None:
+    from robustrl.runner.report import generic_figures, write_cells_csv, write_summary_csv
+
+    exp, out, records = report.experiment, report.out, report.records
+    keys = list(report.config.grid)
+    report.outputs += [write_summary_csv(out / "summary.csv", records, keys),
+                       write_cells_csv(out / "cells.csv", records, keys)]
+    report.outputs += generic_figures(out / FIGURES_DIR, records, exp.name, exp.x_axis, keys)
+    _run_hooks(report)
+
+
+def _run_hooks(report: RunReport) -> None:
+    import traceback
+
+    plot = report.experiment.hook("plot")
+    if plot is not None:
+        try:
+            extra = plot(report.records, report.out)
+            report.outputs += [Path(p) for p in (extra or [])]
+        except Exception:
+            report.hook_errors.append(f"{report.experiment.name}.plot failed:\n"
+                                      + traceback.format_exc())
+    text = report.experiment.hook("report")
+    if text is not None:
+        try:
+            report.report_text = text(report.records)
+        except Exception:
+            report.hook_errors.append(f"{report.experiment.name}.report failed:\n"
+                                      + traceback.format_exc())
+
+
+
+def load_results(out: str | os.PathLike) -> tuple[dict[str, Any], list[dict]]:
+    """``(manifest, records)`` of an output DIR, records in cell order (finished cells only)."""
+    store = ResultStore(out)
+    manifest = store.read_manifest()
+    if manifest is None:
+        raise RunnerError(f"{out} holds no {MANIFEST}: not a robustrl run directory")
+    config = _manifest_config(manifest)
+    cells = expand_cells(config)
+    done = store.finished(cells, config.experiment)
+    return manifest, [done[c.key] for c in cells if c.key in done]
+
+
+def _manifest_config(manifest: Mapping[str, Any]) -> RunConfig:
+    cfg = manifest["config"]
+    order = manifest.get("param_order") or list(cfg["grid"])
+    return RunConfig(cfg["experiment"], {k: cfg["grid"][k] for k in order}, cfg["seeds"])
+
+
+def _registered_experiment(name: str) -> Experiment | None:
+    """The experiment registered under ``name`` (package or ``ROBUSTRL_EXPERIMENTS_PATH``), or
+    None. ``name`` is only ever compared with the names found, never imported as a path."""
+    if name.isidentifier() and _package_has(name):
+        with contextlib.suppress(RunnerError):
+            exp = _load_ref(("module", f"{EXPERIMENTS_PACKAGE}.{name}"))
+            if exp.name == name:
+                return exp
+    found, _errors = discover_experiments()
+    return found.get(name)
+
+
+def plot_results(out: str | os.PathLike, quiet: bool = False,
+                 experiment: str | os.PathLike | Experiment | None = None) -> RunReport:
+    """Re-draw the summaries and figures of an output DIR from its stored records.
+
+    The experiment's ``plot`` and ``report`` hooks come from ``experiment`` (a registered name,
+    a ``.py`` path or an :class:`Experiment`, chosen by the caller) or else from the experiment
+    registered under the name the manifest records. The module the manifest names is never
+    imported: a results directory is data, and importing a module from it would run its code.
+    """
+    manifest, records = load_results(out)
+    config = _manifest_config(manifest)
+    if experiment is not None:
+        exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
+        if exp.name != config.experiment:
+            raise RunnerError(f"experiment {exp.name!r} ({exp.ref[1]}) is not the experiment "
+                              f"{config.experiment!r} whose results {out} holds")
+    else:
+        found = _registered_experiment(config.experiment)
+        if found is None:
+            _log(quiet, f"warning: no registered experiment is named {config.experiment!r} "
+                        "(see `robustrl list`); drawing only the generic figures (pass "
+                        "--experiment FILE.py to use its plot and report hooks)")
+            exp = Experiment(config.experiment, "", config.grid, config.seeds,
+                             ("module", ""), ModuleType("missing"))
+        else:
+            exp = found
+    cells = expand_cells(config)
+    report = RunReport(exp, config, Path(out), cells, records, resumed=len(records), ran=0)
+    if not records:
+        raise RunnerError(f"{out} holds no finished cells yet")
+    if not report.complete:
+        _log(quiet, f"warning: only {len(records)} of {len(cells)} cells are finished; "
+                    "plotting those")
+    _clean_temporaries(Path(out))
+    _write_outputs(report)
+    return report
