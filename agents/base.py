@@ -63,6 +63,12 @@ class _LegacyCallback:
     def on_training_end(self) -> None:
         pass
 
+    def on_rollout_start(self) -> None:
+        pass
+
+    def on_rollout_end(self) -> None:
+        pass
+
 
 def as_callback(callback):
     """``callback`` as an object with stable-baselines3's ``BaseCallback`` interface.

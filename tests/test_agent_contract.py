@@ -183,8 +183,6 @@ needs_sb3 = pytest.mark.skipif(BaseCallback is object, reason="needs the neural 
 H_SIM = SimulatedLinearMDPEnv().horizon
 TINY_NEURAL = dict(hidden=(8,), ensemble_size=2, gradient_steps=2, batch_size=16,
                    device="cpu", seed=0)
-DRED_XFAIL = pytest.mark.xfail(strict=False,
-                               reason="LevelReplayPPO contract lands with the DRED branch")
 
 
 @dataclass(frozen=True)
@@ -260,9 +258,26 @@ def _params(cls, verb: str) -> dict:
     return inspect.signature(getattr(cls, verb)).parameters
 
 
-def _contract_cases():
+# Where LevelReplayPPO still departs from the contract (strict: each flips to a failure when
+# fixed, so the mark must then go): its constructor forwards **ppo_kwargs, SB3 callbacks see
+# one _on_step per vectorised env step (SB3's own semantics, 16 per update here), and a loaded
+# agent rebuilds its Cave Escape env and predicts on image observations.
+LEVEL_REPLAY_GAPS = {
+    "test_shared_signatures": "constructor takes **ppo_kwargs",
+    "test_sb3_checkpoint_and_custom_callbacks_are_called": "one _on_step per env step",
+    "test_eval_callback_runs": "one _on_step per env step",
+    "test_plain_callable_callback_still_works_with_a_deprecation_warning":
+        "one _on_step per env step",
+    "test_save_then_load_without_env_reproduces_predictions":
+        "rebuilds its env; image observations",
+}
+
+
+def _contract_cases(test: str | None = None):
     def marks(c):
-        out = [DRED_XFAIL] if c.name == "LevelReplayPPO" else []
+        out = []
+        if c.name == "LevelReplayPPO" and test in LEVEL_REPLAY_GAPS:
+            out.append(pytest.mark.xfail(strict=True, reason=LEVEL_REPLAY_GAPS[test]))
         return out + ([needs_sb3] if c.name.startswith(("Neural", "Level")) else [])
     return [pytest.param(c, id=c.name, marks=marks(c)) for c in CONTRACTS]
 
@@ -281,7 +296,7 @@ def test_the_contract_covers_all_14_agents():
     assert sorted(exported) == sorted(CONTRACT_IDS) and len(CONTRACTS) == 14
 
 
-@pytest.mark.parametrize("contract", _contract_cases())
+@pytest.mark.parametrize("contract", _contract_cases("test_shared_signatures"))
 def test_shared_signatures(contract):
     cls = _cls(contract)
     verb = "fit" if contract.kind == "offline" else "learn"
@@ -330,7 +345,9 @@ class _Counter(BaseCallback):
 
 
 @needs_sb3
-@pytest.mark.parametrize("contract", _contract_cases())
+@pytest.mark.parametrize(
+    "contract",
+    _contract_cases("test_sb3_checkpoint_and_custom_callbacks_are_called"))
 def test_sb3_checkpoint_and_custom_callbacks_are_called(contract, sim_data, tmp_path):
     counter = _Counter()
     checkpoint = CheckpointCallback(save_freq=1, save_path=str(tmp_path), name_prefix="ck")
@@ -349,7 +366,10 @@ def test_sb3_checkpoint_and_custom_callbacks_are_called(contract, sim_data, tmp_
 
 
 @needs_sb3
-@pytest.mark.parametrize("contract", [c for c in _contract_cases() if c.values[0].calls > 1])
+@pytest.mark.parametrize(
+    "contract",
+    [c for c in _contract_cases("test_a_callback_returning_false_stops_training")
+     if c.values[0].calls > 1])
 def test_a_callback_returning_false_stops_training(contract, sim_data):
     counter = _Counter(stop_after=1)
     contract.train(contract.make(sim_data), sim_data, callback=counter)
@@ -357,7 +377,7 @@ def test_a_callback_returning_false_stops_training(contract, sim_data):
 
 
 @needs_sb3
-@pytest.mark.parametrize("contract", _contract_cases())
+@pytest.mark.parametrize("contract", _contract_cases("test_eval_callback_runs"))
 def test_eval_callback_runs(contract, sim_data):
     from stable_baselines3.common.callbacks import EvalCallback
 
@@ -369,7 +389,9 @@ def test_eval_callback_runs(contract, sim_data):
     assert ev.n_calls == contract.calls and np.isfinite(ev.last_mean_reward)
 
 
-@pytest.mark.parametrize("contract", _contract_cases())
+@pytest.mark.parametrize(
+    "contract",
+    _contract_cases("test_plain_callable_callback_still_works_with_a_deprecation_warning"))
 def test_plain_callable_callback_still_works_with_a_deprecation_warning(contract, sim_data):
     seen = []
     with pytest.warns(DeprecationWarning, match="callback"):
@@ -378,7 +400,9 @@ def test_plain_callable_callback_still_works_with_a_deprecation_warning(contract
     assert len(seen) == contract.calls
 
 
-@pytest.mark.parametrize("contract", _contract_cases())
+@pytest.mark.parametrize(
+    "contract",
+    _contract_cases("test_save_then_load_without_env_reproduces_predictions"))
 def test_save_then_load_without_env_reproduces_predictions(contract, sim_data, tmp_path):
     agent = contract.train(contract.make(sim_data), sim_data)
     path = agent.save(tmp_path / "agent")
@@ -391,7 +415,9 @@ def test_save_then_load_without_env_reproduces_predictions(contract, sim_data, t
         assert int(loaded.predict(o)[0]) == int(agent.predict(o)[0])
 
 
-@pytest.mark.parametrize("contract", [c for c in _contract_cases() if c.values[0].unit])
+@pytest.mark.parametrize(
+    "contract",
+    [c for c in _contract_cases("test_exactly_one_budget") if c.values[0].unit])
 def test_exactly_one_budget(contract, sim_data):
     agent = contract.make(sim_data)
     with pytest.raises(ValueError, match=f"exactly one of total_timesteps .*{contract.unit}"):
@@ -400,15 +426,11 @@ def test_exactly_one_budget(contract, sim_data):
         agent.learn()
 
 
-OFFLINE_RENAME = pytest.mark.xfail(strict=False, reason="the offline family's weights / "
-                                   "lambda_inv / n_samples are renamed by the numerical-core "
-                                   "branch")
 
 
 @pytest.mark.parametrize("contract", [
     pytest.param(c.values[0], id=c.id,
-                 marks=[*c.marks, *([OFFLINE_RENAME] if c.values[0].name in OFFLINE_AGENTS
-                                    else [])])
+                 marks=c.marks)
     for c in _contract_cases()])
 def test_learned_arrays_end_with_an_underscore(contract, sim_data):
     agent = contract.train(contract.make(sim_data), sim_data)

@@ -8,8 +8,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 ABOVE_THEORY = ("robustrl.runner", "robustrl.experiments", "robustrl.cli", "robustrl._cli",
                 "robustrl._runner_exec", "robustrl._runner_report")  # (the old runner)
@@ -44,8 +42,6 @@ def test_agents_and_envs_import_nothing_from_theory_or_above():
     assert _upward(files, (*ABOVE_THEORY, "robustrl.theory")) == {}
 
 
-@pytest.mark.xfail(strict=False, reason="agents/dred/training.py imports robustrl.runner."
-                   "progress; the DRED branch switches it")
 def test_dred_agents_import_nothing_from_the_runner():
     files = sorted((ROOT / "agents" / "dred").glob("*.py"))
     assert _upward(files, (*ABOVE_THEORY, "robustrl.theory")) == {}

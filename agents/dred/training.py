@@ -652,12 +652,9 @@ class LevelReplayPPO:
                                                                 "checkpoint_every", low=1)
         if every is not None and checkpoint_dir is None:
             raise ValueError("checkpoint_every needs checkpoint_dir")
-        if callback is not None:
-            from stable_baselines3.common.callbacks import BaseCallback
+        from robustrl.agents.base import as_callback
 
-            if not isinstance(callback, BaseCallback):
-                raise ValueError("callback must be a stable-baselines3 BaseCallback (or "
-                                 f"CallbackList); got {type(callback).__name__}")
+        callback = as_callback(callback)  # BaseCallback, list, or a deprecated plain callable
         ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT_NAME
         if resume_from is not None:
             self.restore(resume_from)
@@ -672,10 +669,10 @@ class LevelReplayPPO:
         start = time.perf_counter()
         bar = None
         if progress_bar:
-            from robustrl.runner import progress
+            from tqdm.auto import tqdm
 
-            bar = progress(total=total_updates, initial=self.grad_updates,
-                           desc=f"{self.method} updates", leave=False)
+            bar = tqdm(total=total_updates, initial=self.grad_updates,
+                       desc=f"{self.method} updates", leave=False)
         stopped = False
         try:
             while self.grad_updates < total_updates:
@@ -703,11 +700,15 @@ class LevelReplayPPO:
             self.save(ckpt)
         return self
 
-    def predict(self, observation, state=None, episode_start=None,
-                deterministic: bool = False):
-        """SB3 ``predict`` of the underlying policy (``state``/``episode_start``: LSTM)."""
-        return self.model.predict(observation, state=state, episode_start=episode_start,
+    def predict(self, obs, state=None, episode_start=None, deterministic: bool = True):
+        """SB3 ``predict`` of the underlying policy (``state``/``episode_start``: LSTM); greedy
+        by default, as every robustrl agent."""
+        return self.model.predict(obs, state=state, episode_start=episode_start,
                                   deterministic=deterministic)
+
+    def get_env(self):
+        """The training VecEnv (SB3's name); None for an agent loaded without one."""
+        return getattr(self, "venv", None)
 
     def evaluate(self, levels, *, deterministic: bool = False, seed: int = 0,
                  batch: int = 64) -> EvalResult:
