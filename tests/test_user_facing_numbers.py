@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from robustrl._runner_report import mean_ci, summarize
 from robustrl.agents import DRPVI, DRVI_L, PEVI, R2PVI
 from robustrl.agents.dred.level_buffer import LevelBuffer, rank_weights, staleness_weights
 from robustrl.data import OfflineDataset
@@ -29,6 +28,7 @@ from robustrl.evaluation import (
     robustness_metrics,
 )
 from robustrl.models import FiniteMDP, LinearMDP
+from robustrl.runner.report import mean_ci, summarize
 from robustrl.theory import coverability, drrpo, glow, r2pvi
 
 # Student-t quantiles t_{0.975, df} from the standard table (scipy.stats.t.ppf(0.975, df)).
@@ -293,7 +293,7 @@ def test_evaluate_exact_with_policy_tables_by_hand():
 
 
 # ------------------------------------------------------------------------------------------
-# confidence intervals of the runner's summaries (robustrl/_runner_report.py)
+# confidence intervals of the runner's summaries (robustrl/runner/report.py)
 # ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("values", "mean", "var", "df"), [
     ([4.0, 8.0], 6.0, 8.0, 1),                  # ((-2)^2 + 2^2) / 1 = 8
@@ -812,7 +812,7 @@ def test_runner_csv_files_by_hand(tmp_path):
     metrics sorted (a metric that is a list in some record is not scalar), wall time; NaN and a
     missing metric are empty cells, bools 1/0, floats in repr. summary.csv: n_seeds and
     mean/std/ci95 per params group, groups in order of first appearance."""
-    from robustrl._runner_report import (
+    from robustrl.runner.report import (
         group_by_params,
         param_keys,
         scalar_metrics,

@@ -47,7 +47,7 @@ MODULE_TESTS: dict[str, list[str]] = {
     "robustrl/evaluation.py": [_T + "test_robustness_metrics.py", _T + "test_evaluation.py"],
     # the runner tests that write and check summary.csv (not the signal-timing tests, whose
     # 60 s limits do not hold on a loaded machine)
-    "robustrl/_runner_report.py": [
+    "robustrl/runner/report.py": [
         _T + "test_runner.py::" + name for name in (
             "test_failed_cell_is_retried_on_rerun_and_finished_cells_are_kept",
             "test_two_workers_give_the_same_results_as_one",
@@ -66,7 +66,7 @@ _CLI = ["verify_main", "_verify_parser", "verify_bounds_main", "_register", "_pa
 # scores in docs/dev/mutation.md say so): pass --skip-func to override.
 DEFAULT_SKIP: dict[str, list[str]] = {
     "robustrl/evaluation.py": ["plot"],
-    "robustrl/_runner_report.py": ["generic_figures", "_pick_x", "_label"],
+    "robustrl/runner/report.py": ["generic_figures", "_pick_x", "_label"],
     "theory/glow.py": _CLI + ["run_glow_regret"],
     "theory/drrpo.py": _CLI,
     "theory/r2pvi.py": _CLI + ["suboptimality_curve"],

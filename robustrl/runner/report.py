@@ -56,10 +56,9 @@ def mean_ci(values: Sequence[float]) -> tuple[float, float, float]:
     mean = float(x.mean())
     if n < 2:
         return mean, math.nan, math.nan
-    from scipy.stats import t
+    from robustrl.stats import student_t_halfwidth
 
-    std = float(x.std(ddof=1))
-    return mean, std, float(t.ppf(0.975, n - 1) * std / math.sqrt(n))
+    return mean, float(x.std(ddof=1)), float(student_t_halfwidth(x))
 
 
 def _fmt(v: Any) -> str:
