@@ -235,7 +235,7 @@ class OfflineAgent(LinearAgent):
         training.start(locals())
         try:
             fit(data, progress_bar)
-            self.num_timesteps = int(np.sum(self.n_samples))
+            self.num_timesteps = int(np.sum(self.n_samples_))
             training.step(locals())
         finally:
             training.end()

@@ -154,7 +154,7 @@ def test_learn_contract(train_levels, tmp_path):
     with pytest.raises(ValueError, match="exactly one"):
         agent.learn(10, total_updates=1)
     with pytest.raises(ValueError, match="callback"):
-        agent.learn(total_updates=4, callback=print)
+        agent.learn(total_updates=4, callback=42)
     with pytest.raises(ValueError, match="checkpoint_dir"):
         agent.learn(total_updates=4, checkpoint_every=2)
     agent.close()

@@ -624,10 +624,15 @@ def _random_kills(tmp_path: Path, faulty: Path, reference: Path, seed: int, tria
 
 @needs_linux
 def test_random_kills_lose_and_duplicate_nothing(tmp_path, faulty, reference):
-    counts = _random_kills(tmp_path, faulty, reference, seed=1, trials=2, workers=2,
-                           sleep=0.3)
+    # a drawn kill can miss (the run finished first, or no pool worker existed yet): draw
+    # again, with the next seed, until at least one kill has landed
+    for seed in range(1, 7):
+        counts = _random_kills(tmp_path / f"s{seed}", faulty, reference, seed=seed, trials=2,
+                               workers=2, sleep=0.3)
+        assert counts["cells_lost"] == 0 and counts["cells_duplicated"] == 0, counts
+        if counts["kills_tried"] >= 1:
+            break
     assert counts["kills_tried"] >= 1, counts
-    assert counts["cells_lost"] == 0 and counts["cells_duplicated"] == 0, counts
 
 
 @needs_linux

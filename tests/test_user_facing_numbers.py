@@ -649,8 +649,8 @@ def test_tv_data_floor_is_over_regression_rows_only(name):
     agent = make(env, "data").fit(data)
     floor_regression = make(env, 0.5).fit(data)
     floor_all = make(env, 0.25).fit(data)
-    np.testing.assert_allclose(agent.weights, floor_regression.weights, rtol=0, atol=1e-12)
-    assert np.abs(agent.weights - floor_all.weights).max() > 0.02
+    np.testing.assert_allclose(agent.weights_, floor_regression.weights_, rtol=0, atol=1e-12)
+    assert np.abs(agent.weights_ - floor_all.weights_).max() > 0.02
     if name == "r2pvi-tv":
         # step 0 by hand: nu = mean over next states {1, 2} of min(V, .5 + .1) = (.5 + .6) / 2
         q0 = _q_table(agent, model)[0]
