@@ -1,4 +1,5 @@
-"""Shared machinery of the offline pessimistic value-iteration agents (note sections 1.4-1.7).
+"""Shared machinery of the offline pessimistic value-iteration agents (arXiv:2411.18612,
+docs/algorithms/r2pvi.md, docs/algorithms/drpvi.md).
 
 Every agent of this family runs the same backward pass over a fixed dataset: for
 ``h = H-1 .. 0``

@@ -1,6 +1,7 @@
 """Shared machinery of the online linear agents: LSVI-UCB, DR-LSVI-UCB and DR-RPO.
 
-All three follow the same episode loop (reference note sections 2.2 and 4):
+All three follow the same episode loop (arXiv:2510.14246, docs/algorithms/drrpo.md;
+docs/algorithms/lsvi_ucb.md):
 
 1. play one episode in the (nominal) training environment with the current policy;
 2. add its transitions to per-step buffers and update ``Lambda_h^{-1}`` with one Sherman-Morrison
@@ -66,7 +67,8 @@ _REFRESH_EVERY = 256
 
 
 # --------------------------------------------------------------------------------------------
-# the robust regression of next-step values (note sections 1.7 and 4)
+# the robust regression of next-step values (arXiv:2411.18612; docs/algorithms/drpvi.md,
+# docs/algorithms/lsvi_ucb.md)
 
 
 def robust_value_regression(values, xi, divergence: str | None, rho: float,
@@ -76,7 +78,7 @@ def robust_value_regression(values, xi, divergence: str | None, rho: float,
     ``divergence=None`` or ``rho = 0``: the ordinary regression ``xi @ values`` (a factor of
     radius 0 is not uncertain, as in :mod:`robustrl.exact`). ``"tv"``:
     :func:`robustrl.divergences.tv_dual_rows` with ``v_min`` (a number, or ``"data"`` for the
-    smallest observed value, the R2PVI-code choice, note section 5.4). ``"kl"``:
+    smallest observed value, the R2PVI authors' code's choice; docs/algorithms/r2pvi.md). ``"kl"``:
     :func:`robustrl.divergences.kl_dual_rows` with ``clip="support"`` (see
     docs/algorithms/lsvi_ucb.md for why not DRVI-L's ``"floor"``).
     """
@@ -302,7 +304,8 @@ class OnlineLinearAgent(LinearAgent):
         """Hook called after the whole backward pass."""
 
     def _backward_pass(self) -> None:
-        """One optimistic (robust) LSVI pass over all data, ``h = H-1 .. 0`` (note section 4)."""
+        """One optimistic (robust) LSVI pass over all data, ``h = H-1 .. 0``
+        (docs/algorithms/lsvi_ucb.md)."""
         b = self._buffers
         for h in range(self.horizon - 1, -1, -1):
             n = int(b.count[h])

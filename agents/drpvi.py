@@ -1,6 +1,7 @@
 """DRPVI: distributionally robust pessimistic value iteration (Liu & Xu 2024), TV ball.
 
-The d-rectangular DRMDP baseline of the R2PVI paper (note 1.7): each factor's inner problem
+The d-rectangular DRMDP baseline of the R2PVI paper (arXiv:2411.18612 baselines,
+docs/algorithms/drpvi.md): each factor's inner problem
 ``inf { E_mu V : D_TV(mu || mu_{h,i}) <= rho_{h,i} }`` is estimated through its dual
 ``nu_i = max_alpha [Xi min(V, alpha)]_i - rho_i (alpha - v_min)``, which is piecewise linear in
 alpha, so the maximum is at ``v_min`` or a data value: exact by sort and cumulative sums (the

@@ -4,10 +4,12 @@
 authors was found (see ``docs/drrpo-notes.md``). What the abstract fixes is followed: online,
 model-free policy optimisation over the softmax class, a reference-policy (KL) regulariser, a
 d-rectangular linear MDP and an upper-confidence bonus. Everything else is the reconstruction of
-reference note section 2.2 (OPPO of Cai et al. 2020 combined with the d-rectangular robust
+this package's reconstruction, docs/algorithms/drrpo.md (OPPO of Cai et al. 2020 combined with the
+d-rectangular robust
 regression of DR-LSVI-UCB), and every choice below is a flag.
 
-Objective (note 2.2): ``V^pi_h(s) = inf_{P in U^rho} E^{pi,P}[sum_t r_t - tau KL(pi_t(.|s_t) ||
+Objective (arXiv:2510.14246, docs/algorithms/drrpo.md):
+``V^pi_h(s) = inf_{P in U^rho} E^{pi,P}[sum_t r_t - tau KL(pi_t(.|s_t) ||
 pi_ref)]`` over the d-rectangular ball ``U^rho`` (TV by default, ``divergence="kl"`` optional).
 
 Per episode ``k``:
@@ -40,7 +42,7 @@ Flags of the reconstruction (paper choice unknown for all of them):
   known (with ``eta = inf`` this is soft value iteration, and ``tau -> 0`` recovers
   (DR-)LSVI-UCB exactly); ``"current"`` evaluates under the played ``pi^k`` and updates all
   steps after the pass (OPPO's order);
-* ``clip_value``: clip ``V_{h+1}`` at 0 (the note's choice) or not;
+* ``clip_value``: clip ``V_{h+1}`` at 0 (the reconstruction's default) or not;
 * ``bonus``: ``"d_rectangular_l1"`` (paper form, linear in ``|phi|``) or ``"none"``; the
   elliptical and l2 forms are not linear in the features and cannot be stored this way;
 * ``v_min``: the TV adversary's floor, 0 (absorbing failure state, authors' DR-LSVI-UCB code) or
@@ -87,7 +89,8 @@ class DRRPO(OnlineLinearAgent):
         evaluation: ``"updated"`` (default) or ``"current"``.
         clip_value: clip the evaluated ``V_{h+1}`` at 0 (default True).
         v_min: TV floor, a number ``>= 0`` (default 0) or ``"data"``.
-        ridge: ridge ``gamma > 0`` (default 0.1, the simulated-MDP setting of note 3.1).
+        ridge: ridge ``gamma > 0`` (default 0.1, the simulated-MDP setting of arXiv:2411.18612,
+            docs/r2pvi-results.md).
         beta: bonus multiplier ``>= 0`` (default 1).
         bonus: ``"d_rectangular_l1"`` (default; alias ``"paper_l1"``) or ``"none"``.
         seed: seeds the first ``env.reset`` and the action sampling.

@@ -1,6 +1,7 @@
 """DRVI-L: distributionally robust value iteration with a d-rectangular KL ball (offline).
 
-The KL baseline of the R2PVI paper (note 1.7): each factor's inner problem
+The KL baseline of the R2PVI paper (arXiv:2411.18612; docs/algorithms/drvi_l.md): each factor's
+inner problem
 ``inf { E_mu V : D_KL(mu || mu_{h,i}) <= rho_{h,i} }`` is estimated through its dual
 ``nu_i = sup_{alpha > 0} -alpha log [Xi exp(-V / alpha)]_i - alpha rho_i``, a one-dimensional
 search per coordinate (golden section in log alpha, :func:`robustrl.divergences.kl_dual_rows`
@@ -13,7 +14,8 @@ Deviation knobs (a regression estimate of ``E exp(-V/alpha)`` can be non-positiv
   (relative to the factor ``exp(-min V / alpha)`` of the smallest weighted value, so exact data
   are never clipped);
 * ``centered=True`` reproduces the authors' code, which regresses ``exp(-V/alpha) - 1`` and adds
-  1 back (a coordinate without data then reads ``z = 1``); the default follows the note's formula.
+  1 back (a coordinate without data then reads ``z = 1``); the default follows the formula of
+  docs/algorithms/drvi_l.md.
   The centred form is biased even on exact data: its floor caps the estimate at
   ``alpha log(1 / z_floor)``, which bites when the dual optimum is at small alpha (e.g. a factor
   with a one-point support), and ridge shrinkage puts the missing weight on the value 0.

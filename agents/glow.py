@@ -1,8 +1,8 @@
 """GLOW on finite (enumerated) value and weight classes: the faithful reference instantiation.
 
-Reference note ``glow-hyglow-dred.md`` A.3 (algorithm), A.5 Option 1 (finite classes) and A.7;
+arXiv:2401.09681 (Algorithm 1, confidence set Eq. (3)-(4)); docs/algorithms/glow.md, finite classes;
 checked against Algorithm 1 of the paper (Amortila, Foster, Jiang, Sekhari, Xie, ICLR 2024,
-arXiv:2401.09681), whose full text was read for issue 7: the confidence set (its Eq. (4): per
+arXiv:2401.09681), whose full text was read: the confidence set (its Eq. (4): per
 step, ``sup_w E_hat[Delta f clip_gamma[w] - alpha clip_gamma[w]^2] <= beta``, the ``- alpha c^2``
 penalty included), global optimism over the empirical initial states, ``K`` trajectories per
 round pooled into every later round, and the uniform-mixture output all follow the paper.
@@ -10,7 +10,7 @@ Per round ``t = 1..T`` (``n_t = (t-1) K`` tuples per step):
 
 1. confidence set ``F_t = {f : max_w L_h(f, w) <= beta_t for every step h}`` with the truncated,
    penalised objective of :mod:`robustrl._kernels.glow` on ALL tuples of rounds ``1..t-1``
-   (``F_1 = F``); one constraint per step (A.7 item 5);
+   (``F_1 = F``); one constraint per step (the paper's Eq. (4));
 2. global optimism: ``f_t = argmax_{f in F_t} E_{s_1 ~ d_1}[max_a f_0(s_1, a)]`` over the whole set
    (ties to the lowest index; ``d_1`` exact when the model is known, else the empirical
    distribution of the initial states seen so far, including the current round's first reset,
@@ -22,25 +22,27 @@ Per round ``t = 1..T`` (``n_t = (t-1) K`` tuples per step):
 ``alpha_t = 8 / gamma_t``, ``beta_t = 36 gamma_t log(6 |F||W| T H / delta) / (K (t - 1))`` with
 Theorem 3.1's ``gamma = sqrt(C_cov / (T log(|F||W|/delta)))``. Its worst-case radius excludes
 nothing on small problems (measured: no lock code excluded up to ``T = 4000``, H = 4), so the
-default ``constants="recon"`` keeps the note's schedules below: the same shapes
+default ``constants="recon"`` keeps the reconstructed schedules below: the same shapes
 (``beta ~ L / (alpha n_t)``, ``alpha ~ 1 / t``, ``gamma ~ t``) with tunable constants
 (the paper's correspond to ``kappa = 288``).
 
-Schedules [RECON, note A.5 "Parameter defaults for Option 1"], with
+Schedules [RECON, docs/algorithms/glow.md, Hyperparameters], with
 ``L = log(H |F| |W| T / delta)``:
 
 * ``alpha_t = alpha0 / (t - 1)``, ``alpha0 = sqrt(T L / (K C))`` unless given, ``C`` the
-  coverability guess (default ``S A``, the tabular upper bound of note A.2);
+  coverability guess (default ``S A``, the tabular upper bound of coverability);
 * ``beta_t = kappa L / (alpha_t n_t)``;
 * ``gamma_t = gamma0 (t - 1)`` (truncation relative to the cumulative sum of past occupancies).
 
-Ablations (note A.3 / A.8 T4), both [RECON]: ``truncation="constant"`` (``gamma_t = gamma0``) or
+Ablations (docs/algorithms/glow.md, Practical choices), both [RECON]: ``truncation="constant"``
+(``gamma_t = gamma0``) or
 ``"none"`` (no clipping; needs a finite weight class), and ``penalty=False`` (``alpha_t = 0``,
 the plain weighted residual, with the Hoeffding radius
 ``beta_t = kappa B H sqrt(2 L / n_t)``, ``B = min(gamma_t, max W)`` the largest clipped weight).
 
 Non-faithful conveniences (flagged): :meth:`predict` / :meth:`q_values` act with the LAST
-selected ``f`` (the PAC output of the note is the uniform mixture over rounds, available as
+selected ``f`` (the PAC output of the reconstruction is the uniform mixture over rounds, available
+as
 ``policies_`` and ``mixture_value_``); if the confidence set is ever empty (beta too small), the
 least-violating ``f`` is taken and the round is recorded in ``empty_rounds_``.
 
@@ -113,22 +115,25 @@ def _finite_model(obj) -> FiniteMDP | None:
 
 
 class GLOW(LinearAgent):
-    """GLOW (note A.3) with enumerated classes ``F (|F|, H, S, A)`` and ``W (|W|, H, S, A)``.
+    """GLOW (arXiv:2401.09681, docs/algorithms/glow.md) with enumerated classes ``F (|F|, H, S, A)``
+    and ``W (|W|, H, S, A)``.
 
     Args:
         env_or_model: Gymnasium env with ``(state, step)`` observations, or a FiniteMDP.
         value_class: candidate Q-tables, ``(|F|, H, S, A)``, finite.
         weight_class: candidate weight tables, ``(|W|, H, S, A)``, nonnegative, ``+inf`` allowed;
             or ``"tabular"``: every table ``S x A -> [0, gamma_t]`` per step, with the inner max
-            in closed form (note A.5 Option 2; ``log |W|`` in ``L`` becomes the covering
+            in closed form (arXiv:2401.09681, docs/algorithms/glow.md; ``log |W|`` in ``L`` becomes
+            the covering
             surrogate ``S A log(e + gamma_T n_T)`` [RECON]).
         episodes_per_round: ``K`` (1 gives the regret form).
         kappa: multiplier of the confidence radius ``beta_t`` [RECON].
-        alpha0: penalty scale; None sets it from the note's formula at :meth:`learn` time.
+        alpha0: penalty scale; None sets it from the reconstructed formula (docs/algorithms/glow.md)
+            at :meth:`learn` time.
         gamma0: truncation slope, ``gamma_t = gamma0 (t - 1)``.
         truncation: ``"schedule"`` (default), ``"constant"`` or ``"none"`` (ablations).
         penalty: keep the ``- alpha c^2`` term (default); False is the plain-residual ablation.
-        constants: ``"recon"`` (default: the note's schedules, module docstring) or
+        constants: ``"recon"`` (default: the reconstructed schedules, module docstring) or
             ``"paper"``: Algorithm 1's ``gamma_t = gamma t``, ``alpha_t = 8 / gamma_t``,
             ``beta_t = 36 gamma_t log(6|F||W|TH/delta) / (K (t-1))`` with Theorem 3.1's
             ``gamma`` (times ``gamma0``); ``kappa`` and ``alpha0`` are then unused.
@@ -248,7 +253,8 @@ class GLOW(LinearAgent):
         self._reward_sums = np.zeros((H, S, A))
         self._next_counts = np.zeros((H, S, A, S))
         self._init_counts = np.zeros(S)
-        # V_next[h] = max_a' f_{h+1}: fixed because the class is a fixed list (note A.5).
+        # V_next[h] = max_a' f_{h+1}: fixed because the class is a fixed list (arXiv:2401.09681,
+        # docs/algorithms/glow.md).
         F = self.value_class
         self._V_next = np.zeros((H, F.shape[0], S))
         self._V_next[:-1] = np.moveaxis(F[:, 1:].max(axis=-1), 1, 0)
@@ -270,7 +276,7 @@ class GLOW(LinearAgent):
 
     # -------------------------------------------------------------- schedules
     def log_term(self, total_rounds: int) -> float:
-        """``L = log(H |F| |W| T / delta)`` (note A.4 / A.5)."""
+        """``L = log(H |F| |W| T / delta)`` (arXiv:2401.09681, docs/algorithms/glow.md)."""
         base = math.log(self.horizon * self.value_class.shape[0] * total_rounds / self.delta)
         if self.tabular_weights:
             n_last = (total_rounds - 1) * self.episodes_per_round
@@ -284,8 +290,8 @@ class GLOW(LinearAgent):
         return isinstance(self.weight_class, str)
 
     def schedule(self, t: int, total_rounds: int) -> tuple[float, float, float]:
-        """``(alpha_t, beta_t, gamma_t)`` for round ``t >= 2``: note A.5 defaults [RECON], or
-        with ``constants="paper"`` Algorithm 1 line 3 of arXiv:2401.09681 (read)."""
+        """``(alpha_t, beta_t, gamma_t)`` for round ``t >= 2``: the reconstructed defaults [RECON],
+        or with ``constants="paper"`` Algorithm 1 line 3 of arXiv:2401.09681 (read)."""
         K = self.episodes_per_round
         if self.constants == "paper":
             return self._paper_schedule(t, total_rounds)

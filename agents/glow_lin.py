@@ -1,6 +1,7 @@
 """GLOW-lin: a practical APPROXIMATION of GLOW with linear value and weight classes.
 
-Reference note ``glow-hyglow-dred.md`` A.5 Option 3; the algorithm it approximates is
+arXiv:2401.09681; docs/algorithms/glow.md, GLOW-lin: what is approximated; the algorithm it
+approximates is
 Algorithm 1 of Amortila, Foster, Jiang, Sekhari, Xie, "Harnessing Density Ratios for Online
 Reinforcement Learning" (ICLR 2024, arXiv:2401.09681), read for this module: confidence set
 Eq. (4) from the clipped, penalised weighted Bellman residual, global optimism, pooled data.
@@ -12,7 +13,8 @@ Classes (``phi`` the environment's features, ``d`` their dimension):
   when the features lie on the simplex, as in a d-rectangular linear MDP);
 * weight class ``w_h(s, a) = psi(s, a)^T nu`` with ``psi = phi``, **signed and unclipped**.
 
-With signed linear weights the inner max of the paper's objective has a closed form (note A.5
+With signed linear weights the inner max of the paper's objective has a closed form
+(docs/algorithms/glow.md,
 Option 3). Writing ``b_h(theta) = E_hat[psi Delta_h f_theta]`` and
 ``Sigma_h = E_hat[psi psi^T] + (ridge / n) I``:
 
@@ -25,7 +27,7 @@ Option 3). Writing ``b_h(theta) = E_hat[psi Delta_h f_theta]`` and
 
 ``L = log(H T / delta) + 2 d log(e + n_T)`` replaces ``log(H |F| |W| T / delta)`` by a covering
 surrogate of the two ``d``-dimensional classes [RECON]. With ``max_{a'}`` in ``Delta`` the
-constraints are not convex in ``theta``; each round alternates (note A.5 Option 3 (a)):
+constraints are not convex in ``theta``; each round alternates (docs/algorithms/glow.md, GLOW-lin):
 
 1. fix the greedy policies of the current ``theta`` (at every pooled next state and at the
    initial states); ``b_h`` is then affine in ``theta`` and every constraint an ellipsoid;

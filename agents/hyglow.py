@@ -1,7 +1,7 @@
 """HyGLOW on finite classes: the hybrid-to-offline reduction (H2O) with a weight-based learner.
 
-Reference note ``glow-hyglow-dred.md`` A.6, checked against the paper (Amortila et al., ICLR
-2024, arXiv:2401.09681, full text read for issue 7): Algorithm 2 (H2O) and Algorithm 3
+docs/algorithms/hyglow.md, checked against the paper (Amortila et al., ICLR
+2024, arXiv:2401.09681, full text read): Algorithm 2 (H2O) and Algorithm 3
 (HyGLOW = H2O + MABO.CR, Eq. (13)/(14)). Per round ``t = 1..T``:
 
 1. pool ``D^(t) = D_off + D_on^(<t)`` per step (plain union, no rebalancing, no reweighting);
@@ -99,7 +99,8 @@ def offline_tuples(data, horizon: int, n_states: int, n_actions: int):
 
 
 class HyGLOW(GLOW):
-    """H2O + weight-based min-max offline learner (note A.6) on finite classes.
+    """H2O + weight-based min-max offline learner (arXiv:2401.09681, docs/algorithms/hyglow.md) on
+    finite classes.
 
     Args:
         env_or_model, value_class, weight_class: as :class:`~agents.glow.GLOW` (``weight_class``

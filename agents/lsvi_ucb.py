@@ -1,6 +1,6 @@
 """LSVI-UCB (Jin et al. 2020) and its d-rectangular robust version DR-LSVI-UCB (Liu & Xu 2024).
 
-Both are online, optimistic and greedy (reference note section 4). Per episode: play the greedy
+Both are online, optimistic and greedy (docs/algorithms/lsvi_ucb.md). Per episode: play the greedy
 policy of ``Q_h = clip(phi^T w_h + beta Gamma_h, 0, H - h)``, then refit ``w_h`` over all data
 with one backward pass (:mod:`agents._online`):
 
@@ -31,7 +31,8 @@ class LSVIUCB(OnlineLinearAgent):
 
     Args:
         env: robustrl linear-feature Gymnasium environment (see :class:`OnlineLinearAgent`).
-        ridge: ridge ``gamma > 0`` (default 0.1, the simulated-MDP setting of note 3.1).
+        ridge: ridge ``gamma > 0`` (default 0.1, the simulated-MDP setting of arXiv:2411.18612
+            simulated MDP, docs/r2pvi-results.md).
         beta: bonus multiplier ``>= 0`` (default 1; the theory value is ``c d H sqrt(log)``).
         bonus: ``"elliptical"`` (default, Jin et al. 2020) or any :mod:`robustrl.bonus` name.
         tie_break: ``"random"`` (default): play uniformly among exact maximisers of ``Q``;
@@ -66,7 +67,8 @@ class DRLSVIUCB(OnlineLinearAgent):
         divergence: ``"tv"`` (default, exact dual) or ``"kl"`` (golden-section dual).
         v_min: the smallest value the TV adversary can reach (default 0, the value of an
             absorbing failure state, as the authors' code assumes); ``"data"`` uses the
-            smallest observed next-step value (R2PVI code, note section 5.4).
+            smallest observed next-step value (as in the R2PVI authors' code;
+            docs/algorithms/r2pvi.md).
         ridge, beta, tie_break, seed: as :class:`LSVIUCB`.
         bonus: default ``"d_rectangular_l1"`` (``beta sum_i phi_i sqrt([Lambda^{-1}]_ii)``, the
             column norms of ``L^{-1}`` in the group's online code).

@@ -1,6 +1,7 @@
 """PEVI: pessimistic value iteration (Jin, Yang & Wang 2021), the non-robust offline baseline.
 
-Note section 1.7: ``w_h = Lambda_h^{-1} sum_k phi_k (r_k + V_{h+1}(s'_k))`` and
+The PEVI baseline of arXiv:2411.18612 (docs/algorithms/pevi.md):
+``w_h = Lambda_h^{-1} sum_k phi_k (r_k + V_{h+1}(s'_k))`` and
 ``Q_h = clip(phi^T w_h - beta ||phi||_{Lambda_h^{-1}}, 0, H - h)`` (0-indexed h). The authors'
 code regresses the rewards (``reward="estimated"``, the default here).
 """

@@ -1,22 +1,24 @@
 """R2PVI: robust regularised pessimistic value iteration (Tang, Liu & Xu, ICML 2025).
 
-The offline learner of the d-rectangular regularised robust MDP (note sections 1.2-1.6). At each
+The offline learner of the d-rectangular regularised robust MDP (arXiv:2411.18612,
+docs/algorithms/r2pvi.md). At each
 step the ridge regression matrix ``Xi = Lambda_h^{-1} Phi^T`` turns next-state values ``V`` into
 per-factor estimates ``nu_h`` of the regularised inner value ``I_lam[V; mu_{h,i}]``
-(note 1.3 / 1.4):
+(arXiv:2411.18612, docs/algorithms/r2pvi.md):
 
 * TV: ``nu = Xi min(V, v_min + lam)`` (closed form, no optimisation);
 * KL: ``nu = -lam log clip(Xi exp(-V / lam), exp(-max_reward H / lam), 1)`` (arXiv 2411.18612,
   the KL case of R2PVI), each factor's sum formed with its own shift (see below);
 * chi2: ``nu_i = max_alpha z1_i - (z2_i - z1_i^2) / (4 lam)`` with ``z_k = Xi min(V, alpha)^k``,
-  solved exactly by the sorted piecewise-quadratic method (not Nelder-Mead, pitfall 8).
+  solved exactly by the sorted piecewise-quadratic method (not the Nelder-Mead of the authors' code,
+  docs/algorithms/r2pvi.md).
 
 Then ``w_h = theta_h + nu_h`` (or the reward regression plus ``nu_h``) and
 ``Q_h = clip(phi^T w_h - beta Gamma_h, 0, H - h)`` with the d-rectangular penalty
 ``Gamma_h = sum_i phi_i sqrt([Lambda_h^{-1}]_ii)`` (``bonus="paper_l1"``) or the authors' code's
 ``sqrt(sum_i phi_i^2 [Lambda_h^{-1}]_ii)`` (``"code_l2"``).
 
-Variance-aware variant (note 1.6, ``variance_aware=True``): a plain pass first, then
+Variance-aware variant (docs/algorithms/r2pvi.md, ``variance_aware=True``): a plain pass first, then
 ``sigma_k^2 = max(max_reward^2, clip(phi_k^T z2, 0, (max_reward H)^2) - clip(phi_k^T z1, 0,
 max_reward H)^2)`` from ridge regressions ``z1, z2`` of ``V`` and ``V^2`` of that pass, and a
 second pass with sample weights ``1 / sigma_k^2`` in every Gram matrix and regression. (The
@@ -60,7 +62,8 @@ class R2PVI(OfflineAgent):
         v_min: TV only: ``"data"`` (the authors: the smallest next-state value in the step's
             data) or a number (exact: the minimum over all states, e.g. 0 with an absorbing
             zero-value fail state).
-        variance_aware: run the variance-weighted variant (note 1.6).
+        variance_aware: run the variance-weighted variant (arXiv:2411.18612,
+            docs/algorithms/r2pvi.md).
         truncate_below: clip Q at 0 (the paper) or only above (the authors' code).
         max_reward: rewards lie in ``[0, max_reward]``.
         estimator: ``None`` (the divergence's: :class:`~robustrl.agents.estimators.
@@ -137,7 +140,8 @@ class R2PVI(OfflineAgent):
         self._store(result)
 
     def _variance_weights(self, steps, first) -> list[np.ndarray]:
-        """``1 / sigma_k^2`` per step from the first pass's next-state values (note 1.6)."""
+        """``1 / sigma_k^2`` per step from the first pass's next-state values (arXiv:2411.18612,
+        docs/algorithms/r2pvi.md)."""
         H = self.horizon
         cap = self.max_reward * H
         out = []

@@ -1,9 +1,10 @@
 """GLOW's finite-class objective: core kernel vs the literal NumPy reference, in one run.
 
 Times ``L_h(f, w)`` for every step and every pair of an enumerated value class ``F`` and
-weight class ``W`` (note ``glow-hyglow-dred.md`` A.5 Option 1) on ``n`` pooled transitions of
+weight class ``W`` (an enumerated finite class; docs/algorithms/glow.md, Three instantiations) on
+``n`` pooled transitions of
 a small layered tabular instance, and -- for the tabular full weight class -- the closed-form
-``max_w L_h(f, w)`` (A.5 Option 2). Two implementations of each:
+``max_w L_h(f, w)`` (closed form over all tables). Two implementations of each:
 
 * kernel, :mod:`robustrl._kernels.glow`: sufficient statistics ``N(s,a)``, ``sum r``,
   ``N(s,a,s')`` per step, then one BLAS product ``(|F|, SA) x (SA, |W|)``, so its cost does

@@ -1,4 +1,4 @@
-"""Training throughput of the neural agents (issue 9): gradient steps/s on CPU and GPU.
+"""Training throughput of the neural agents: gradient steps/s on CPU and GPU.
 
 Two units of work, each on synthetic tensors (no environment, no dataset files), so the script
 needs only torch, numpy and robustrl:

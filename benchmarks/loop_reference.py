@@ -1,5 +1,5 @@
 """Loop-style NumPy/SciPy references of the benchmarked estimators, written the way research
-code usually is (and the way the R2PVI / DR-LSVI-UCB authors' code is: reference note section 6):
+code usually is (and the way the R2PVI / DR-LSVI-UCB authors' code is: docs/performance.md):
 per-sample Python loops for the Gram matrix, the next-state values and the regression sums, a
 matrix inverse per step, and a one-dimensional SciPy search per dual and per coordinate.
 

@@ -1,4 +1,5 @@
-"""American put option on a binomial price (Tamar et al. 2014; R2PVI paper, note 3.2).
+"""American put option on a binomial price (Tamar et al. 2014; R2PVI paper, arXiv:2411.18612
+American put, docs/r2pvi-results.md).
 
 At each of ``H`` undiscounted steps the holder either holds (action 0) or exercises (action 1).
 Exercising pays ``max(0, strike - s)`` and ends the episode. Holding pays nothing, and the price
@@ -12,7 +13,8 @@ only on the node ``(h, j)`` of the recombining binomial tree, and
 exactly on that tree with ``O(H^2)`` policy calls. The tree holds exactly the prices the
 environment produces.
 
-Learner features (note 3.2) are ``d`` hat functions with width
+Learner features (arXiv:2411.18612 American put, docs/r2pvi-results.md) are ``d`` hat functions with
+width
 ``Delta = (feature_high - feature_low) / d`` and anchors ``first_anchor + i * Delta``,
 ``phi_i(s) = max(0, 1 - |s - a_i| / Delta)``. The defaults (60, 160, first anchor 80) are the
 authors'. The hats sum to one only on ``[first_anchor, first_anchor + (d - 1) Delta]``.
@@ -35,13 +37,15 @@ EXERCISE = 1
 
 
 class AmericanPutEnv(gym.Env):
-    """American put option with binomial prices (Tamar et al. 2014; note 3.2).
+    """American put option with binomial prices (Tamar et al. 2014; arXiv:2411.18612 American put,
+    docs/r2pvi-results.md).
 
     Observation: ``Box([price, step])`` float32. ``step`` is the 0-indexed step of the next
     decision, which is ``H`` after the last step. After an exercise, the observation keeps the
     exercise price. Actions: 0 = hold, 1 = exercise.
     Reward: ``reward_scale * max(0, strike - s)`` on exercise, else 0. ``reward_scale`` handles
-    pitfall 6 of the note: the payoffs reach about 40 while the learners clip ``Q`` at
+    the authors' code truncates Q at H - h (docs/r2pvi-results.md): the payoffs reach about 40 while
+    the learners clip ``Q`` at
     ``H - h``. Pass e.g. ``reward_scale=1/strike`` to bring rewards into ``[0, 1]``.
 
     Initial price: if ``initial_price`` is given, every episode starts there. Otherwise
@@ -153,7 +157,8 @@ class AmericanPutEnv(gym.Env):
 
     # ------------------------------------------------------------ features
     def hold_features(self, price) -> np.ndarray:
-        """Hat features ``phi_i(s) = max(0, 1 - |s - a_i| / Delta)`` (note 3.2).
+        """Hat features ``phi_i(s) = max(0, 1 - |s - a_i| / Delta)`` (arXiv:2411.18612 American put,
+        docs/r2pvi-results.md).
 
         ``price`` may be a scalar or an array; the result has shape ``(..., d)``.
         """
@@ -171,7 +176,8 @@ class AmericanPutEnv(gym.Env):
         ``obs`` is one observation ``(price, step)`` or a batch ``(..., 2)``; the result has
         shape ``(..., 2)``: NaN for hold (learned) and :meth:`exercise_value` for exercise, which
         pays a known amount and ends the episode. Offline agents use it as
-        ``V(s) = max(exercise value, learned hold Q)`` (note 3.2).
+        ``V(s) = max(exercise value, learned hold Q)`` (arXiv:2411.18612 American put,
+        docs/r2pvi-results.md).
         """
         prices = np.asarray(obs, dtype=np.float64)[..., 0]
         out = np.full((*prices.shape, 2), np.nan)

@@ -1,4 +1,5 @@
-"""Cave Escape: the DRED level space (note B.2) as a Gymnasium MiniGrid environment.
+"""Cave Escape: the DRED level space (arXiv:2402.03479, docs/dred-levels.md) as a Gymnasium MiniGrid
+environment.
 
 The level (an ``int8`` array of cell codes, see :mod:`robustrl.envs.cave_levels`) is the
 interior of the grid; the environment adds the wall border, so a 13x13 level gives the

@@ -1,7 +1,8 @@
 """Cave Escape level space, level sets, validity check, repair and ACCEL-style edits (DRED).
 
 A **level** is an ``int8`` array of shape ``(n, n)``: the *interior* of a square MiniGrid grid
-(``n = 13`` gives the 15x15 grid of the reference, note B.2; the wall border is added by
+(``n = 13`` gives the 15x15 grid of DRED, arXiv:2402.03479, docs/dred-levels.md; the wall border is
+added by
 :class:`robustrl.envs.cave_escape.CaveEscapeEnv`). ``level[r, c]`` is the cell at MiniGrid
 position ``(x, y) = (c + 1, r + 1)``. Cell codes:
 

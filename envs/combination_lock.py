@@ -32,7 +32,8 @@ holds the good state only (``r_0 = 1``). The dead states reachable at step ``h >
 reachable offsets grow from ``0 .. A - 2`` by ``A - 1`` per step until they cover all ``S - 1``.
 With the good state, ``r_h = 1 + min(h (A - 1), S - 1)`` and, as ``r_h`` grows with ``h``,
 
-    ``C_cov = A * (1 + min((H - 1)(A - 1), S - 1))``  (at most ``S * A``, the note's bound A.2)
+    ``C_cov = A * (1 + min((H - 1)(A - 1), S - 1))``  (at most ``S * A``, the tabular bound on
+    coverability)
 
 (:func:`combination_lock_coverability`; tested against the exact DP and the linear program).
 """
@@ -111,7 +112,8 @@ def combination_lock_coverability(horizon: int, n_states: int, n_actions: int) -
 def combination_lock_value_class(
     horizon: int, n_states: int, n_actions: int, perturbation: float | None = None
 ) -> np.ndarray:
-    """``Q*`` of the lock with every possible code: the finite class of note A.8 (T3).
+    """``Q*`` of the lock with every possible code: the finite class used by GLOW's tests
+    (docs/algorithms/glow.md).
 
     Shape ``(A^H, H, S, A)``; entry ``i`` is the optimal Q of the lock whose code is the
     ``i``-th of ``itertools.product(range(A), repeat=H)`` (lexicographic, so

@@ -273,7 +273,8 @@ def layered_tabular_mdp(
 
 
 def with_unreachable_states(model: FiniteMDP, n_extra: int, seed: int = 0) -> FiniteMDP:
-    """``model`` with ``n_extra`` states appended that no policy ever reaches (note A.8 T5).
+    """``model`` with ``n_extra`` states appended that no policy ever reaches (coverability is
+    unchanged by them; docs/algorithms/glow.md).
 
     The new states ``S .. S + n_extra - 1`` have initial probability 0 and no incoming mass;
     their own transitions (``Dirichlet(1)`` over all states) and rewards (``U(0, 1)``) are

@@ -1,6 +1,7 @@
 """The simulated d-rectangular linear MDP of Liu & Xu (2024), used in the R2PVI paper.
 
-Construction of reference note section 3.1 (five states, ``d = 4``, 16 actions, ``H = 3``):
+Construction of arXiv:2411.18612 simulated MDP, docs/r2pvi-results.md (five states, ``d = 4``, 16
+actions, ``H = 3``):
 
 * states ``x1 .. x5`` are indices ``0 .. 4``; ``x1`` is the start, ``x4`` the absorbing *fail*
   state (value 0), ``x5`` the absorbing *goal* state;
@@ -64,7 +65,8 @@ def _check_perturbation(perturbation: Any) -> float | None:
 
 
 def simulated_features(delta: float = 0.3, xi_norm: float = 0.2) -> np.ndarray:
-    """Features ``phi[s, a]`` of note 3.1, shape ``(5, 16, 4)``."""
+    """Features ``phi[s, a]`` of arXiv:2411.18612 simulated MDP, docs/r2pvi-results.md, shape
+    ``(5, 16, 4)``."""
     delta, xi_norm = _check_delta_xi(delta, xi_norm)
     xi = np.full(FEATURE_DIM, xi_norm / FEATURE_DIM)
     goal_weight = delta + ACTION_VECTORS @ xi  # (16,)
@@ -83,7 +85,8 @@ def simulated_linear_mdp(
     xi_norm: float = 0.2,
     horizon: int = 3,
 ) -> LinearMDP:
-    """The simulated linear MDP of note 3.1 as a :class:`~robustrl.models.LinearMDP`.
+    """The simulated linear MDP of arXiv:2411.18612 simulated MDP, docs/r2pvi-results.md as a
+    :class:`~robustrl.models.LinearMDP`.
 
     ``perturbation=None`` gives the nominal kernel (with the 0.001 fail leak). A level
     ``q in [0, 1]`` gives the perturbed test kernel, which differs only at the first step.
@@ -112,7 +115,8 @@ def simulated_linear_mdp(
 
 
 class SimulatedLinearMDPEnv(LinearMDPEnv):
-    """Simulated d-rectangular linear MDP (Liu & Xu 2024; R2PVI paper, note 3.1).
+    """Simulated d-rectangular linear MDP (Liu & Xu 2024; R2PVI paper, arXiv:2411.18612 simulated
+    MDP, docs/r2pvi-results.md).
 
     Observation: ``(state, step)`` as int64 in ``MultiDiscrete([5, H + 1])``. ``step`` is the
     0-indexed step of the next decision, and ``H`` after the last one. Action: index into

@@ -1,11 +1,11 @@
-"""Cumulative regret of DR-RPO, DR-LSVI-UCB and LSVI-UCB against episodes (issue 5).
+"""Cumulative regret of DR-RPO, DR-LSVI-UCB and LSVI-UCB against episodes.
 
 Each cell trains one online agent for ``episodes`` episodes on one environment and records its
 exact cumulative regret (the environments expose their models, so every episode's regret is
 the exact value gap of the policy played, no Monte-Carlo noise):
 
 * ``env="simulated"``: the simulated d-rectangular linear MDP (5 states, ``d = 4``, 16 actions,
-  ``H = 3``; reference note 3.1);
+  ``H = 3``; arXiv:2411.18612 simulated MDP, docs/r2pvi-results.md);
 * ``env="random"``: the risky-or-safe :class:`~robustrl.envs.RandomLinearMDPEnv` (30 states,
   ``d = 16``, 8 actions, ``H = 10``), built from ``mdp_seed`` (one fixed MDP; the cell seed
   drives the agent and the sampling).

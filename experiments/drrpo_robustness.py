@@ -1,4 +1,4 @@
-"""Exact return of the final online policies across a perturbation grid (issue 5).
+"""Exact return of the final online policies across a perturbation grid.
 
 Each cell trains one online agent (as in :mod:`robustrl.experiments.drrpo_regret`) for
 ``episodes`` episodes on the *nominal* environment, then evaluates its final policy (the
@@ -14,7 +14,7 @@ Two exact-DP references (no learning, the same for every seed) are rows of the g
 ``optimal-nominal`` (the nominal optimal policy) and ``optimal-robust`` (the optimal
 d-rectangular TV-robust policy with the agents' ``rho``).
 
-Expectation (issue 5): the robust agents (DR-RPO, DR-LSVI-UCB) should lose less return than
+Expectation: the robust agents (DR-RPO, DR-LSVI-UCB) should lose less return than
 LSVI-UCB as q grows. ``report`` prints the return at each q (mean and 95% CI over seeds) and
 the loss ``return(q=0) - return(q=1)``; ``plot`` draws ``drrpo_robustness.png``.
 

@@ -1,6 +1,7 @@
 """Main job: exact robust values of the simulated d-rectangular linear MDP against perturbation.
 
-For the simulated linear MDP of Liu & Xu (2024) / the R2PVI paper (reference note 3.1) each cell
+For the simulated linear MDP of Liu & Xu (2024) / the R2PVI paper (arXiv:2411.18612 simulated MDP,
+docs/r2pvi-results.md) each cell
 solves one policy by exact robust dynamic programming on the known nominal model and evaluates
 it exactly on the perturbed kernels q = 0, 0.1, ..., 1 (q moves the goal factor's mass to the
 fail state at the first transition). The ``policy`` grid axis names the policy:

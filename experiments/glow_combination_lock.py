@@ -1,6 +1,6 @@
 """Episodes to an epsilon-optimal policy on the combination lock: GLOW, HyGLOW and baselines.
 
-Issue 7 (``glow_combination_lock``). On the nominal lock of
+GLOW experiment ``glow_combination_lock``. On the nominal lock of
 :mod:`robustrl.envs.combination_lock` (``S = 3``, ``A = 2``, horizon ``H``; the code is drawn
 from the cell seed) each method plays episodes until the policy it would output is
 epsilon-optimal, ``V* - V^pi <= epsilon`` with ``V^pi`` exact
@@ -14,7 +14,8 @@ Methods (``K = 1`` episode per round for GLOW/HyGLOW, so rounds = episodes):
 
 * ``glow``: :class:`robustrl.agents.GLOW` with ``F = combination_lock_value_class(H, S, A)``
   (``A^H`` candidate Q-tables), ``weight_class="tabular"``, ``kappa = 0.01``, run for
-  ``budget`` rounds (its schedules depend on the total number of rounds, note A.5); the output
+  ``budget`` rounds (its schedules depend on the total number of rounds, arXiv:2401.09681,
+  docs/algorithms/glow.md); the output
   policy of round ``t`` is the greedy policy of the selected ``f_t`` (``regret_`` is exact).
   Because ``L = log(H |F| |W| T / delta)`` grows with ``T``, GLOW's count moves with the
   budget: on the lock it halves the surviving codes every ``k`` rounds, measured ``k = 3`` at

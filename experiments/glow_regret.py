@@ -1,6 +1,6 @@
 """Cumulative regret of GLOW (two schedules) and GLOW-lin on combination locks, with the bound.
 
-Issue 7. Each cell runs one method for ``rounds`` rounds (``K = 1``) on the nominal
+GLOW regret experiment. Each cell runs one method for ``rounds`` rounds (``K = 1``) on the nominal
 combination lock (:mod:`robustrl.envs.combination_lock`, ``S`` states per layer, ``A`` actions,
 horizon ``H``; the secret code is drawn from the cell seed) and records its exact cumulative
 regret at log-spaced checkpoints (``robustrl.exact``):

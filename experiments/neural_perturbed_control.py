@@ -1,4 +1,4 @@
-"""Neural robust offline RL on perturbed CartPole: NeuralR2PVI vs fitted Q-iteration (issue 9).
+"""Neural robust offline RL on perturbed CartPole: NeuralR2PVI vs fitted Q-iteration.
 
 One offline dataset per ``data_seed``: a stable-baselines3 PPO policy trained on the nominal
 CartPole for a small budget, made epsilon-greedy (``epsilon``), rolls out ``K`` episodes cut at

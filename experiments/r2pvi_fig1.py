@@ -1,6 +1,7 @@
 """R2PVI paper, Figure 1(a)-(c): average return against the perturbation q on the simulated MDP.
 
-Reference note 3.1. Each cell draws K offline trajectories of the uniformly random behaviour
+arXiv:2411.18612 simulated MDP, docs/r2pvi-results.md. Each cell draws K offline trajectories of the
+uniformly random behaviour
 policy from the nominal simulated d-rectangular linear MDP (H = 3, d = 4, 16 actions), fits one
 learner, and evaluates its greedy policy on the perturbed kernels q = 0, 0.1, ..., 1 (q moves
 the goal factor's mass to the fail state at the first transition) twice: by ``episodes``
@@ -12,8 +13,10 @@ The ``method`` grid axis names the learner:
 * ``pevi``: PEVI (the non-robust baseline, rewards regressed as in the authors' code);
 * ``tv:LAM``, ``kl:LAM``, ``chi2:LAM``: R2PVI with that divergence and regulariser lambda
   (known reward weights ``theta``, as the authors' simulated-MDP code);
-* ``chi2-code:LAM``: R2PVI-chi2 as the authors' simulated-MDP code computes it (note pitfall
-  1): the chi2 dual ``z1 - (z2 - z1^2) / (4 lam)`` *minimised* over alpha in ``[min V, max V]``
+* ``chi2-code:LAM``: R2PVI-chi2 as the authors' simulated-MDP code computes it
+  (docs/algorithms/r2pvi.md,
+  differences from the authors' code): the chi2 dual ``z1 - (z2 - z1^2) / (4 lam)`` *minimised* over
+  alpha in ``[min V, max V]``
   instead of maximised (exactly: the smaller of the two endpoint values, the dual being concave
   in alpha) -- an explicitly labelled reproduction of their bug, not R2PVI;
 * ``drpvi:RHO``: DRPVI with a TV ball of radius RHO on the goal factor at the first transition
@@ -62,7 +65,8 @@ KINDS = ("pevi", "tv", "kl", "chi2", "drpvi", "chi2-code")
 LABEL = {"pevi": "PEVI", "tv": "R2PVI-TV", "kl": "R2PVI-KL", "chi2": "R2PVI-chi2",
          "drpvi": "DRPVI", "chi2-code": "chi2 as code"}
 
-# Note 3.1, digitised from the paper's Fig. 1(a) (q = 0, 0.1, ..., 1), lambda = 0.1, rho = 0.1.
+# arXiv:2411.18612 simulated MDP, docs/r2pvi-results.md, digitised from the paper's Fig. 1(a) (q =
+# 0, 0.1, ..., 1), lambda = 0.1, rho = 0.1.
 PAPER_FIG1A = {
     "pevi": [1.545, 1.473, 1.391, 1.301, 1.228, 1.162, 1.089, 0.997, 0.912, 0.827, 0.747],
     "tv:0.1": [1.390, 1.345, 1.309, 1.282, 1.246, 1.207, 1.166, 1.125, 1.078, 1.045, 1.004],

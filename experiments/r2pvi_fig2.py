@@ -1,6 +1,7 @@
 """R2PVI paper, Figure 2: fit time against the feature dimension d and the dataset size N.
 
-Reference note 3.2. Each cell collects N trajectories of the American put option (H = 20,
+arXiv:2411.18612 American put, docs/r2pvi-results.md. Each cell collects N trajectories of the
+American put option (H = 20,
 always-hold behaviour policy as the authors' code, hat features of dimension d) and times
 **only the fit** (the backward pass over the dataset) of one learner, after an untimed warm-up
 fit on a small dataset so that Numba compilation is not counted; ``fit_seconds`` is the
@@ -16,7 +17,8 @@ settings, not the full product.
 * ``drvi-l``: DRVI-L with this package's golden-section dual (Numba);
 * ``drpvi-nm``, ``drvi-l-nm``: the same learners with each factor's dual solved by
   ``scipy.optimize.minimize(method="Nelder-Mead")`` started at ``alpha = H/2`` -- an
-  explicitly labelled *reproduction of the authors' solver cost* (pitfall 8/9 of the note),
+  explicitly labelled *reproduction of the authors' solver cost* (Nelder-Mead and a matrix inverse
+  per Q evaluation; docs/algorithms/r2pvi.md),
   not a recommended solver.
 
 The ratio of each method's time to PEVI's at the same setting and seed is stored per cell
@@ -56,7 +58,8 @@ SEEDS = 3
 LABEL = {"pevi": "PEVI", "r2pvi-tv": "R2PVI-TV", "r2pvi-kl": "R2PVI-KL", "drpvi": "DRPVI",
          "drvi-l": "DRVI-L", "drpvi-nm": "DRPVI (Nelder-Mead)",
          "drvi-l-nm": "DRVI-L (Nelder-Mead)"}
-# Note 3.2, digitised from the paper's Fig. 2 (seconds, Intel i5-11300H).
+# arXiv:2411.18612 American put, docs/r2pvi-results.md, digitised from the paper's Fig. 2 (seconds,
+# Intel i5-11300H).
 PAPER_SECONDS = {
     "pevi": {"d=30 N=1000": 0.80, "d=60 N=1000": 1.84, "d=120 N=1000": 5.56,
              "d=30 N=5000": 4.07, "d=30 N=10000": 8.15},

@@ -1,6 +1,7 @@
 """R2PVI paper, Figure 1(d): American put option return against the price-up probability p.
 
-Reference note 3.2. Each cell seeds one American put environment (nominal p0 = 0.5, H = 20,
+arXiv:2411.18612 American put, docs/r2pvi-results.md. Each cell seeds one American put environment
+(nominal p0 = 0.5, H = 20,
 d = 30 hat features, its start price s0 ~ U[95, 105] drawn once from the seed, as the authors'
 environment), collects N trajectories of the behaviour policy (``behaviour=hold``: always hold,
 the authors' code; ``uniform``: uniformly random, the paper's text), fits one learner and
@@ -11,7 +12,8 @@ to every learner (``env.known_action_values``); only the hold value is learned.
 ``method``: ``pevi``; ``tv:LAM`` / ``kl:LAM`` (R2PVI); ``drpvi:RHO`` (DRPVI, one radius on every
 factor and step, ``v_min = 0``). Defaults follow the authors' put settings: beta = 0.1,
 ridge = 1, N = 100, unscaled payoffs (``reward_scale = 1``) with the learned Q truncated at
-``H - h`` as in the code (pitfall 6). Because values reach about 20 while lambda = 0.025 is the
+``H - h`` as in the authors' code (docs/r2pvi-results.md). Because values reach about 20 while
+lambda = 0.025 is the
 authors' setting, the grid adds larger lambda to show the whole trade-off.
 
 The ``plot`` hook draws ``r2pvi_put.png`` (return against p per method, the paper's digitised
@@ -44,7 +46,8 @@ SEEDS = 10
 P_GRID = (0.2, 0.4, 0.6, 0.8, 1.0)
 LABEL = {"pevi": "PEVI", "tv": "R2PVI-TV", "kl": "R2PVI-KL", "chi2": "R2PVI-chi2",
          "drpvi": "DRPVI"}
-# Note 3.2, digitised from the paper's Fig. 1(d) (the R2PVI / DRPVI lambdas and rhos unknown).
+# arXiv:2411.18612 American put, docs/r2pvi-results.md, digitised from the paper's Fig. 1(d) (the
+# R2PVI / DRPVI lambdas and rhos unknown).
 PAPER_PEVI = [6.28, 5.02, 2.20, 0.30, 0.00]
 PAPER_R2PVI = [[3.80, 3.30, 2.12, 0.87, 0.00], [4.77, 4.32, 2.21, 0.57, 0.00],
                [1.41, 1.32, 1.14, 0.88, 0.55]]

@@ -2,7 +2,8 @@
 
 A small, fast sweep over the perturbation level q and the number of episodes: each cell runs
 ``episodes`` Monte-Carlo episodes of the uniform random policy on the q-perturbed simulated
-d-rectangular linear MDP (reference note 3.1) and compares the mean return with the exact
+d-rectangular linear MDP (arXiv:2411.18612 simulated MDP, docs/r2pvi-results.md) and compares the
+mean return with the exact
 expected return. It exercises the runner end to end (tests, CI) and shows the Monte-Carlo error
 shrinking like 1/sqrt(episodes), with 95% intervals over seeds.
 

@@ -1,4 +1,5 @@
-"""Uncertainty bonuses of linear MDPs (note section 1.5), batched over any leading dimensions.
+"""Uncertainty bonuses of linear MDPs (arXiv:2411.18612, docs/algorithms/r2pvi.md), batched over any
+leading dimensions.
 
 * :func:`elliptical_bonus`: ``sqrt(phi^T Lambda^{-1} phi)``, the PEVI / LSVI-UCB bonus;
 * :func:`d_rectangular_bonus`: ``sum_i |phi_i| sqrt([Lambda^{-1}]_ii)`` (R2PVI paper form,
@@ -68,7 +69,8 @@ def elliptical_bonus(features, lambda_inv) -> np.ndarray:
 
 
 def d_rectangular_bonus(features, lambda_inv, form: str = "paper_l1") -> np.ndarray:
-    """d-rectangular bonus (note section 1.5) for ``features (..., d)``; returns ``(...)``.
+    """d-rectangular bonus (arXiv:2411.18612, docs/algorithms/r2pvi.md) for ``features (..., d)``;
+    returns ``(...)``.
 
     ``form="paper_l1"``: ``sum_i |phi_i| sqrt([Lambda^{-1}]_ii)`` (the paper's
     ``sum_i ||phi_i e_i||_{Lambda^{-1}}``); ``form="code_l2"``:

@@ -1,6 +1,6 @@
 """Offline datasets on classic-control tasks, from a stable-baselines3 behaviour policy.
 
-The recipe (issue 9) is the usual one for offline deep RL benchmarks: train a behaviour policy
+The recipe is the usual one for offline deep RL benchmarks: train a behaviour policy
 with stable-baselines3 on the nominal task for a small budget (:func:`train_behaviour_policy`),
 add epsilon noise to its greedy action (:class:`EpsilonGreedy`), and roll out ``K`` episodes
 into the package's :class:`~robustrl.data.OfflineDataset` (:func:`collect_control_dataset`).

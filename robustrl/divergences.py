@@ -2,8 +2,10 @@
 
 For a value function ``values`` over all states and a nominal next-state distribution p:
 
-* constrained (DRMDP, note section 1.1):  inf { E_mu[V] : mu in Delta(S), D(mu || p) <= rho }
-* regularised (d-RRMDP, note section 1.2): inf { E_mu[V] + lam D(mu || p) : mu in Delta(S) }
+* constrained (DRMDP, arXiv:2411.18612, docs/algorithms/drpvi.md):  inf { E_mu[V] : mu in Delta(S),
+  D(mu || p) <= rho }
+* regularised (d-RRMDP, arXiv:2411.18612, docs/algorithms/r2pvi.md): inf { E_mu[V] + lam D(mu || p)
+  : mu in Delta(S) }
 
 with D_TV = 1/2 sum|mu - p|, D_KL = sum mu log(mu/p), D_chi2 = sum (mu - p)^2 / p. Both are
 computed through exact (or 1e-8-accurate) one-dimensional duals, see the kernels in
@@ -129,7 +131,8 @@ def _finish(out: np.ndarray, was_1d: bool) -> float | np.ndarray:
 def constrained_inner(
     values, nominal, rho, divergence: str, *, v_min: float | None = None
 ) -> float | np.ndarray:
-    """inf over mu in Delta(S) with D(mu || nominal) <= rho of E_mu[values] (note 1.1).
+    """inf over mu in Delta(S) with D(mu || nominal) <= rho of E_mu[values] (arXiv:2411.18612,
+    docs/algorithms/drpvi.md).
 
     ``nominal`` is (S,) -> float, or (m, S) -> (m,) array, each row sharing ``values``; ``rho``
     is a scalar or one radius per row, finite rho >= 0 (rho = 0 gives E_nominal[values]);
@@ -155,7 +158,8 @@ def constrained_inner(
 def regularized_inner(
     values, nominal, lam, divergence: str, *, v_min: float | None = None
 ) -> float | np.ndarray:
-    """inf over mu in Delta(S) of E_mu[values] + lam D(mu || nominal) (note 1.2, 1.3).
+    """inf over mu in Delta(S) of E_mu[values] + lam D(mu || nominal) (arXiv:2411.18612,
+    docs/algorithms/r2pvi.md).
 
     Shapes as in :func:`constrained_inner`; lam in (0, inf) finite (large lam ->
     E_nominal[values]); ``values`` finite with ``|values| <= 1e150``; else ValueError.
@@ -178,7 +182,8 @@ def regularized_inner(
 def tv_dual_weighted(values, weights, rho: float, v_min: float) -> float:
     """max over alpha in {v_min} U {values_j} of sum_j w_j min(v_j, alpha) - rho (alpha - v_min).
 
-    DRPVI's TV estimator (note 1.7) with regression weights ``weights`` (signed, any sum).
+    DRPVI's TV estimator (arXiv:2411.18612 baselines, docs/algorithms/drpvi.md) with regression
+    weights ``weights`` (signed, any sum).
     Accepted: ``values`` finite in [-1e150, 1e150], ``weights`` finite of the same length,
     ``rho`` finite >= 0, ``v_min`` finite; else ValueError naming the argument.
     """
@@ -190,7 +195,8 @@ def tv_dual_weighted(values, weights, rho: float, v_min: float) -> float:
 
 
 def chi2_regularized_dual_weighted(values, weights, lam: float) -> float:
-    """max over alpha in [min v, max v] of z1 - (z2 - z1^2) / (4 lam) (R2PVI chi2, note 1.4).
+    """max over alpha in [min v, max v] of z1 - (z2 - z1^2) / (4 lam) (R2PVI chi2, arXiv:2411.18612,
+    docs/algorithms/r2pvi.md).
 
     z1 = sum w min(v, alpha), z2 = sum w min(v, alpha)^2 with signed regression weights w.
     Accepted: ``values`` finite in [-1e150, 1e150], ``weights`` finite of the same length,

@@ -4,7 +4,8 @@ Every robust value in the package is checked against these solvers. Two uncertai
 
 * :class:`~robustrl.models.FiniteMDP` -- (s,a)-rectangular: each row ``P_h(.|s,a)`` is perturbed
   on its own, ``Q_h(s,a) = R_h(s,a) + I[V_{h+1}; P_h(.|s,a)]``.
-* :class:`~robustrl.models.LinearMDP` -- d-rectangular (reference note sections 1.1 / 1.2): each
+* :class:`~robustrl.models.LinearMDP` -- d-rectangular (arXiv:2411.18612, docs/algorithms/drpvi.md):
+  each
   factor ``mu_{h,i}`` is perturbed on its own,
   ``Q_h(s,a) = phi(s,a)^T theta_h + sum_i phi_i(s,a) I[V_{h+1}; mu_{h,i}]``.
 
@@ -13,7 +14,8 @@ or the regularised one ``inf_mu E_mu[V] + lam D(mu||nominal)`` (RRMDP, ``lam``),
 :mod:`robustrl.divergences`. With neither, the recursion is ordinary (non-robust) dynamic
 programming. Steps are 0-indexed; the terminal value ``V_H`` is 0.
 
-The policy-regularised solvers implement the DR-RPO objective of note section 2.2:
+The policy-regularised solvers implement the DR-RPO objective of arXiv:2510.14246,
+docs/algorithms/drrpo.md:
 ``V_h(s) = <pi_h(.|s), Q_h(s,.)> - tau KL(pi_h(.|s) || pi_ref(.|s))``.
 """
 
@@ -292,7 +294,8 @@ def robust_value_iteration(
     rho: float | np.ndarray | None = None,
     lam: float | np.ndarray | None = None,
 ) -> RobustSolution:
-    """Optimal robust values by backward induction (note sections 1.1 and 1.2).
+    """Optimal robust values by backward induction (arXiv:2411.18612, docs/algorithms/drpvi.md and
+    docs/algorithms/r2pvi.md).
 
     Exactly one of ``rho`` (constrained ball, ``rho >= 0``) or ``lam`` (regularised, ``lam > 0``)
     makes the solution robust; with neither (or ``divergence=None``) it is ordinary value
@@ -365,7 +368,8 @@ def robust_evaluate_policy(
     """Worst-case (``rho``) or regularised (``lam``) robust value of a given policy.
 
     Same uncertainty sets as :func:`robust_value_iteration`; exactly one of ``rho``/``lam`` is
-    required. ``V*_lam - robust_evaluate_policy(...).value`` is the suboptimality of note 1.8.
+    required. ``V*_lam - robust_evaluate_policy(...).value`` is the suboptimality of
+    arXiv:2411.18612 theory, docs/r2pvi-results.md.
     """
     model = _check_model(model)
     unc = _check_uncertainty(model, divergence, rho, lam, require=True)
@@ -382,7 +386,8 @@ def policy_regularized_value_iteration(
     rho: float | np.ndarray | None = None,
     lam: float | np.ndarray | None = None,
 ) -> RobustSolution:
-    """Optimal value of the policy-regularised (DR-RPO) objective, note section 2.2.
+    """Optimal value of the policy-regularised (DR-RPO) objective, arXiv:2510.14246,
+    docs/algorithms/drrpo.md.
 
     ``V_h(s) = tau * log sum_a pi_ref(a|s) exp(Q_h(s,a) / tau)`` with the (robust) backup of
     :func:`robust_value_iteration`; the optimal policy ``pi_h(a|s) ∝ pi_ref(a|s) exp(Q_h/tau)`` is
@@ -429,7 +434,8 @@ def policy_regularized_evaluate(
 ) -> PolicyValue:
     """Policy-regularised (robust when ``rho``/``lam`` given) value of a given policy.
 
-    ``V_h(s) = <pi_h(.|s), Q_h(s,.)> - tau KL(pi_h(.|s) || pi_ref(.|s))`` (note section 2.2).
+    ``V_h(s) = <pi_h(.|s), Q_h(s,.)> - tau KL(pi_h(.|s) || pi_ref(.|s))`` (arXiv:2510.14246,
+    docs/algorithms/drrpo.md).
     The policy must put no mass where ``pi_ref`` is 0 (the KL would be infinite).
     """
     model = _check_model(model)

@@ -1,4 +1,5 @@
-"""Softmax policies and the KL-regularised (mirror-descent) policy update (note section 2.2).
+"""Softmax policies and the KL-regularised (mirror-descent) policy update (arXiv:2510.14246,
+docs/algorithms/drrpo.md).
 
 The update ``pi_new ∝ pi_ref^alpha exp(eta q)`` is the policy-optimisation step of DR-RPO
 (``pi_ref`` the current policy, ``alpha = 1/(1 + eta tau)`` after folding the reference-policy
@@ -73,7 +74,8 @@ def _regularized_log_update(log_reference: np.ndarray, q: np.ndarray, eta: float
 
 
 def kl_regularized_update(pi_ref, q, eta: float, alpha: float = 1.0) -> np.ndarray:
-    """``pi_new ∝ pi_ref^alpha * exp(eta * q)`` along the last axis (note section 2.2).
+    """``pi_new ∝ pi_ref^alpha * exp(eta * q)`` along the last axis (arXiv:2510.14246,
+    docs/algorithms/drrpo.md).
 
     ``pi_ref`` and ``q`` have the same shape ``(..., A)`` (typically ``(N, A)``); rows of
     ``pi_ref`` are probability distributions and may contain zeros, which stay zero.

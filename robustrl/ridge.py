@@ -1,6 +1,7 @@
 """Ridge regression for linear MDPs: Gram matrices, their inverses, Sherman-Morrison updates.
 
-At every step the algorithms regress targets on features (note section 1.4):
+At every step the algorithms regress targets on features (arXiv:2411.18612,
+docs/algorithms/r2pvi.md):
 ``Lambda = ridge I + sum_k w_k phi_k phi_k^T`` and ``w_hat = Lambda^{-1} sum_k w_k phi_k y_k``.
 Offline methods factorise ``Lambda`` once per step (Cholesky, never ``inv``); online methods
 keep ``Lambda^{-1}`` current with rank-one Sherman-Morrison updates (:class:`OnlineRidge`).

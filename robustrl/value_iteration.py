@@ -1,6 +1,7 @@
 """Backward value iteration for linear MDPs: clipped greedy Q-values and least-squares VI.
 
-Conventions (note sections 1.5-1.7): steps are 0-indexed, so the Q-value at step ``h`` of a
+Conventions (arXiv:2411.18612, docs/algorithms/r2pvi.md): steps are 0-indexed, so the Q-value at
+step ``h`` of a
 horizon-``H`` problem is truncated to ``[0, H - h]`` (the papers' ``[0, H - h + 1]``);
 ``sign=-1`` subtracts ``beta * Gamma`` (pessimism: PEVI, R2PVI), ``sign=+1`` adds it
 (optimism: LSVI-UCB, DR-LSVI-UCB). Bonus names are those of :mod:`robustrl.bonus`.
@@ -68,7 +69,8 @@ def greedy_q_values(
     """``Q = clip(phi^T w + sign * beta * Gamma(phi), 0, horizon - step)`` of shape ``(N, A)``.
 
     ``features (N, A, d)``, ``weights (d,)``, ``lambda_inv (d, d)`` (needed when the bonus is
-    on). Note section 1.5 (truncation) with the bonus of section 1.5 / 1.7.
+    on). Truncation and bonus as in arXiv:2411.18612 (docs/algorithms/r2pvi.md,
+    docs/algorithms/pevi.md).
     """
     phi = _check_state_features(features)
     dim = phi.shape[2]

@@ -65,7 +65,8 @@ def test_bonus_closed_forms():
         np.testing.assert_allclose(
             bonus.bonus(one_hot, lambda_inv, name), np.sqrt(np.diag(lambda_inv)), rtol=1e-14
         )
-    # On the simplex the authors' l2 form never exceeds the paper's l1 form (note 1.5).
+    # On the simplex the authors' l2 form never exceeds the paper's l1 form (arXiv:2411.18612,
+    # docs/algorithms/r2pvi.md).
     general = _spd_inverse(rng, dim)
     l1 = bonus.d_rectangular_bonus(phi, general, "paper_l1")
     l2 = bonus.d_rectangular_bonus(phi, general, "code_l2")

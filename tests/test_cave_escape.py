@@ -1,4 +1,4 @@
-"""CaveEscapeEnv (DRED's level space on MiniGrid, note B.2)."""
+"""CaveEscapeEnv (DRED's level space on MiniGrid, arXiv:2402.03479, docs/dred-levels.md)."""
 
 import numpy as np
 import pytest

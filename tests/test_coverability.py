@@ -37,7 +37,7 @@ def test_lock_coverability_matches_derivation_and_lp(H, S, A):
     assert combination_lock_coverability(H, S, A) == expected
     assert coverability_coefficient(model) == expected
     assert coverability_coefficient_lp(model) == pytest.approx(expected, abs=1e-9)
-    assert expected <= S * A  # the note's bound (A.2)
+    assert expected <= S * A  # the tabular bound on coverability
 
 
 def test_lock_per_step_reachability():

@@ -1,4 +1,4 @@
-"""DRED level VAE and latent-interpolation generator (note B.3, B.9, B.10 D1-D4)."""
+"""DRED level VAE and latent-interpolation generator (arXiv:2402.03479, docs/dred-levels.md)."""
 
 import json
 

@@ -95,7 +95,8 @@ def test_hand_checked_model_entries():
     keep, goal = 1 - delta - xi_a, delta + xi_a  # 0.6, 0.4
     nominal = SimulatedLinearMDPEnv(delta=delta, xi_norm=xi_norm).model.P
     perturbed = SimulatedLinearMDPEnv(perturbation=0.3, delta=delta, xi_norm=xi_norm).model.P
-    # step 1 from x1 (note 3.1): nominal has the fail leak, perturbed moves q of the goal mass
+    # step 1 from x1 (arXiv:2411.18612 simulated MDP, docs/r2pvi-results.md): nominal has the fail
+    # leak, perturbed moves q of the goal mass
     np.testing.assert_allclose(nominal[0, X1, a], [0, 0.999 * keep, 0, 0.001 * keep, goal])
     np.testing.assert_allclose(perturbed[0, X1, a], [0, keep, 0, 0.3 * goal, 0.7 * goal])
     np.testing.assert_allclose(perturbed[0, X1, a], [0, 0.6, 0, 0.12, 0.28])

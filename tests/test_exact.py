@@ -144,7 +144,8 @@ def test_switch_mdp_tv_constrained(rho):
 
 @pytest.mark.parametrize("lam", [0.25, 0.45, 0.7])
 def test_switch_mdp_tv_regularized(lam):
-    # I = E_p[min(V, V_min + lam)] with V_1 = [1, .5], V_min = .5 (note 1.3).
+    # I = E_p[min(V, V_min + lam)] with V_1 = [1, .5], V_min = .5 (arXiv:2411.18612,
+    # docs/algorithms/r2pvi.md).
     # lam < 0.5 caps the good state at 0.5 + lam:
     #   safe  Q = .25 + .5(.5 + lam) + .5*.5 = 0.75 + 0.5 lam
     #   risky Q = .10 + .9(.5 + lam) + .1*.5 = 0.60 + 0.9 lam
@@ -334,7 +335,8 @@ def _regularized_worst_row(row, v, lam, divergence):
 @pytest.mark.parametrize("divergence", DIVERGENCES)
 @pytest.mark.parametrize("linear", [False, True])
 def test_regularized_worst_kernel_plus_penalty_attains_robust_policy_value(divergence, linear):
-    # RRMDP value = inf over kernels of E[sum_h r_h + lam * penalty_h] (note 1.2); with the
+    # RRMDP value = inf over kernels of E[sum_h r_h + lam * penalty_h] (arXiv:2411.18612,
+    # docs/algorithms/r2pvi.md); with the
     # explicit minimising kernel and the penalty folded into the reward, a plain evaluation
     # must give exactly the robust value. The penalty of a d-rectangular kernel is
     # lam * sum_i phi_i(s,a) D(mu_i || mu0_i), of an (s,a)-rectangular one lam * D(row || row0).
@@ -495,7 +497,7 @@ def test_one_hot_features_make_the_two_structures_identical(divergence):
 
 
 # --------------------------------------------------------------------------------------------
-# 4. policy-regularised objective (DR-RPO, note 2.2)
+# 4. policy-regularised objective (DR-RPO, arXiv:2510.14246, docs/algorithms/drrpo.md)
 
 
 def _one_state_bandit():

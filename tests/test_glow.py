@@ -1,4 +1,4 @@
-"""GLOW on finite classes (reference note glow-hyglow-dred.md A.3, A.5 Option 1, A.8 T1/T2/T5)."""
+"""GLOW on finite classes (arXiv:2401.09681, Algorithm 1; docs/algorithms/glow.md)."""
 
 from __future__ import annotations
 
@@ -134,7 +134,8 @@ def test_step_statistics_counts():
 
 
 def test_qstar_has_zero_mean_objective_without_penalty():
-    # E[c * Delta Q* | s, a] = 0 for every c (note A.3 property (i)): the exact expected
+    # E[c * Delta Q* | s, a] = 0 for every c (arXiv:2401.09681, docs/algorithms/glow.md): the exact
+    # expected
     # objective of Q* under any data distribution is 0 with alpha = 0.
     model = layered_mdp(3)
     F, W = glow_classes(model, 3, n_perturbed=20)
@@ -232,7 +233,7 @@ def test_unreachable_states_leave_glow_unchanged():
     F_big = np.concatenate([F, rng.uniform(0, 1, (len(F), H, extra, A))], axis=2)
     W_big = np.concatenate([W, np.full((len(W), H, extra, A), np.inf)], axis=2)
     # the default coverability guess S*A would count the unreachable states: fix it (C_cov is
-    # unchanged by them, note A.8 T5)
+    # unchanged by them)
     kw = dict(episodes_per_round=4, kappa=0.05, seed=2, coverability_guess=6.0)
     a = GLOW(model, F, W, **kw).learn(total_rounds=40)
     b = GLOW(big, F_big, W_big, **kw).learn(total_rounds=40)
@@ -386,7 +387,8 @@ def test_ablation_schedules():
 
 
 def test_penalty_keeps_qstar_where_plain_residual_loses_it():
-    """At a small radius the Bernstein-type ``- alpha c^2`` term (note A.3) keeps Q* in the set;
+    """At a small radius the Bernstein-type ``- alpha c^2`` term (arXiv:2401.09681,
+    docs/algorithms/glow.md) keeps Q* in the set;
     the plain weighted residual with its Hoeffding radius does not (ablation, 10 seeds)."""
     kept = {True: 0, False: 0}
     for seed in range(10):

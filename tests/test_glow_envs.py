@@ -1,4 +1,5 @@
-"""Environments of issue 7: CombinationLockEnv and LayeredTabularMDPEnv on FiniteMDPEnv."""
+"""Environments of the GLOW experiments: CombinationLockEnv and LayeredTabularMDPEnv on
+FiniteMDPEnv."""
 
 from __future__ import annotations
 

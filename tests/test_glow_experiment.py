@@ -1,4 +1,4 @@
-"""The glow_combination_lock experiment (issue 7) through the runner, on a tiny grid."""
+"""The glow_combination_lock experiment through the runner, on a tiny grid."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""GLOW-lin (agents/glow_lin.py): linear classes, closed-form inner max, note A.8 T7."""
+"""GLOW-lin (agents/glow_lin.py): linear classes, closed-form inner max (docs/algorithms/glow.md,
+GLOW-lin)."""
 
 from __future__ import annotations
 
@@ -77,7 +78,8 @@ def test_t7_recovers_theta_star_as_data_grows(model):
 
 def test_zero_radius_program_is_the_least_squares_bellman_solution(model):
     """With radius -> 0 the set is the point solving E_hat[phi Delta f_theta] = 0 for the fixed
-    greedy policies: unregularised least-squares value iteration (compare note A.8 T7)."""
+    greedy policies: unregularised least-squares value iteration (compare docs/algorithms/glow.md,
+    GLOW-lin)."""
     agent = GLOWLin(LinearMDPEnv(model), episodes_per_round=40, kappa=0.01, seed=1).learn(
         total_rounds=50)
     r_sq = 1e-14

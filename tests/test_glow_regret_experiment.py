@@ -1,4 +1,4 @@
-"""The glow_regret experiment (issue 7) through the runner, on a tiny grid."""
+"""The glow_regret experiment through the runner, on a tiny grid."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""HyGLOW on finite classes (reference note glow-hyglow-dred.md A.6: H2O + min-max learner)."""
+"""HyGLOW on finite classes (arXiv:2401.09681, Algorithms 2-3: H2O + min-max learner;
+docs/algorithms/hyglow.md)."""
 
 from __future__ import annotations
 

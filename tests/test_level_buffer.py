@@ -1,6 +1,8 @@
-"""LevelBuffer (note B.4): sampling probabilities worked by hand, staleness, supports, admission.
+"""LevelBuffer (arXiv:2402.03479, docs/algorithms/dred.md): sampling probabilities worked by hand,
+staleness, supports, admission.
 
-Test D5 of the reference note. The expected probabilities are written out as fractions derived
+DRED's level-replay sampling rule (arXiv:2402.03479; docs/algorithms/dred.md). The expected
+probabilities are written out as fractions derived
 by hand in the comments, not recomputed with the buffer's own helpers.
 """
 

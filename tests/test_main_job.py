@@ -21,7 +21,8 @@ def test_make_demo_runs_the_small_figure1_config():
     assert "robustrl run r2pvi_fig1 --config experiments/configs/demo_fig1.yaml" in demo
     cfg = load_config_file(DEMO_CONFIG)
     grid = cfg["grid"]
-    # the paper's Figure 1 settings (note 3.1), all three divergences and PEVI
+    # the paper's Figure 1 settings (arXiv:2411.18612 simulated MDP, docs/r2pvi-results.md), all
+    # three divergences and PEVI
     assert {"pevi", "tv:0.1", "kl:0.1", "chi2:0.1"} <= set(grid["method"])
     assert (grid["K"], grid["episodes"], grid["beta"], grid["ridge"]) == (100, 100, 1.0, 0.1)
     assert cfg["seeds"] == 20 and cfg["workers"] == 2

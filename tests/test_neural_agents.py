@@ -1,4 +1,4 @@
-"""NeuralR2PVI / NeuralFQI (issue 9): agreement with the linear agents, validation, persistence,
+"""NeuralR2PVI / NeuralFQI: agreement with the linear agents, validation, persistence,
 seeding. Everything runs on CPU with one thread."""
 
 from __future__ import annotations

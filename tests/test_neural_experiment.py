@@ -1,4 +1,4 @@
-"""The neural_perturbed_control experiment (issue 9) through the CLI, at the tiny scale."""
+"""The neural_perturbed_control experiment through the CLI, at the tiny scale."""
 
 from __future__ import annotations
 

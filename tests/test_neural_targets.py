@@ -1,4 +1,4 @@
-"""Neural robust targets (issue 9): the regressed duals equal the exact regularised duals."""
+"""Neural robust targets: the regressed duals equal the exact regularised duals."""
 
 from __future__ import annotations
 

@@ -543,7 +543,8 @@ def test_acting_before_fit_and_mismatched_data_are_errors():
 # ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def put_setup():
-    # rewards scaled into [0, 1] (pitfall 6) so that no learned value is truncated
+    # rewards scaled into [0, 1] (the authors' code truncates Q at H - h; docs/r2pvi-results.md) so
+    # that no learned value is truncated
     env = AmericanPutEnv(horizon=20, feature_dim=30, reward_scale=0.01)
     data = OfflineDataset.collect(env, 300, behaviour_policy=lambda obs: 0, seed=0)
     return env, data

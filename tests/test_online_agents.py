@@ -1,4 +1,5 @@
-"""Online agents: LSVI-UCB, DR-LSVI-UCB and DR-RPO (reference note sections 2.2 and 4).
+"""Online agents: LSVI-UCB, DR-LSVI-UCB and DR-RPO (arXiv:2510.14246, docs/algorithms/drrpo.md;
+docs/algorithms/lsvi_ucb.md).
 
 Exactness: the TV/KL duals against robustrl.divergences' exact solvers, DR-RPO's evaluation in
 the limit rho = 0, tau -> 0 against the foundation's LSVI-UCB pass on the same data (and, with
@@ -166,7 +167,7 @@ def test_lsvi_ucb_agent_equals_foundation_pass_on_its_data():
 
 
 def _reference_pass(data, ridge, beta, rho, value_of=None):
-    """Independent (DR-)LSVI backward pass from foundation primitives (note section 4).
+    """Independent (DR-)LSVI backward pass from foundation primitives (docs/algorithms/lsvi_ucb.md).
 
     ``value_of(h, next_features, q) -> V_{h+1}`` defaults to ``max_a q`` (DR-LSVI-UCB).
     """

@@ -67,7 +67,7 @@ def test_nelder_mead_reproductions_solve_the_same_concave_duals(method, exact):
     """The timing reproduction of the authors' solver estimates what the exact solver does
     where the dual is concave (nonnegative regression weights, e.g. exact data). With signed
     ridge weights the dual need not be concave and Nelder-Mead from H/2 may stop elsewhere
-    (note pitfall 8): that is the authors' behaviour, which the reproduction keeps."""
+    (docs/algorithms/r2pvi.md): that is the authors' behaviour, which the reproduction keeps."""
     from robustrl.envs import AmericanPutEnv
     from robustrl.experiments.r2pvi_fig2 import make_agent
 
@@ -145,7 +145,8 @@ def test_fit_mean_loglog_recovers_a_power_law():
 
 
 def test_chi2_as_code_minimises_the_dual_the_agent_maximises():
-    """The labelled reproduction of the authors' chi2 bug (note pitfall 1) never estimates more
+    """The labelled reproduction of the authors' chi2 bug (docs/algorithms/r2pvi.md) never estimates
+    more
     than R2PVI's exact maximum, and is strictly below it where the maximum is interior."""
     from robustrl.envs import SimulatedLinearMDPEnv
     from robustrl.experiments.r2pvi_fig1 import make_agent

@@ -1,7 +1,8 @@
 """The coverability coefficient of a finite-horizon tabular MDP, computed exactly.
 
-Coverability (Xie, Foster, Bai, Jiang, Kakade, ICLR 2023; reference note
-``glow-hyglow-dred.md`` section A.2), with ``Pi`` all (possibly randomised, history-dependent)
+Coverability (Xie, Foster, Bai, Jiang, Kakade, ICLR 2023; as used by
+GLOW, arXiv:2401.09681; docs/algorithms/glow.md), with ``Pi`` all (possibly randomised,
+history-dependent)
 policies::
 
     C_cov = inf_{mu_1..mu_H in Delta(S x A)} sup_pi max_h || d_h^pi / mu_h ||_inf

@@ -3,8 +3,9 @@
 **What the bound is.** The DR-RPO paper (arXiv 2510.14246) could not be read beyond its abstract
 (``docs/drrpo-notes.md``): it claims sublinear regret that "matches value-based approaches" but
 its order and constants are unknown. :func:`regret_bound` therefore implements a
-**reconstruction**, the order of the value-based DR-LSVI-UCB (Liu & Xu 2024; reference note
-section 4, derived there from the We-DRIVE-U abstract), with an explicit constant choice:
+**reconstruction**, the order of the value-based DR-LSVI-UCB (Liu & Xu 2024;
+docs/algorithms/lsvi_ucb.md, derived from the We-DRIVE-U abstract), with an explicit constant
+choice:
 
     form="dr_lsvi_ucb" (default):  R(K) = C d^2 H^2 sqrt(K) iota,
     form="we_drive_u":             R(K) = C d H min(1/rho, H) sqrt(K) iota,

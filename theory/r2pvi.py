@@ -1,7 +1,10 @@
-"""R2PVI theory as functions (note section 1.8), computed exactly on finite models.
+"""R2PVI theory as functions (arXiv:2411.18612 theory, docs/r2pvi-results.md), computed exactly on
+finite models.
 
-* :func:`theoretical_beta`: the pessimism coefficient of the theorems per divergence (note 1.5);
-* :func:`instance_independent_rate`: the ``O~(./sqrt K)`` rates per divergence (note 1.8);
+* :func:`theoretical_beta`: the pessimism coefficient of the theorems per divergence
+  (arXiv:2411.18612, docs/algorithms/r2pvi.md);
+* :func:`instance_independent_rate`: the ``O~(./sqrt K)`` rates per divergence (arXiv:2411.18612
+  theory, docs/r2pvi-results.md);
 * :func:`instance_dependent_bound`: the computable surrogate of the instance-dependent bound,
   ``2 beta max_P sum_h E^{pi*, P}[sum_i phi_i sqrt([Lambda_h^{-1}]_ii)]`` over a few kernels
   (the nominal one and the regularised worst case of ``V*``, or kernels you pass);
@@ -75,7 +78,8 @@ def log_factor(dim: int, horizon: int, n_trajectories, delta: float = 0.05):
 
 def theoretical_beta(divergence: str, dim: int, horizon: int, n_trajectories, lam: float,
                      delta: float = 0.05):
-    """The theorems' pessimism coefficient (note 1.5), with ``xi`` from :func:`log_factor`.
+    """The theorems' pessimism coefficient (arXiv:2411.18612, docs/algorithms/r2pvi.md), with ``xi``
+    from :func:`log_factor`.
 
     TV: ``16 H d sqrt(xi)``; KL: ``16 d lam e^{H/lam} sqrt(H/lam + xi)``;
     chi2: ``8 d H^2 (1 + 1/lam) sqrt(xi)``. ``n_trajectories`` may be an array (same shape out).
@@ -94,7 +98,8 @@ def theoretical_beta(divergence: str, dim: int, horizon: int, n_trajectories, la
 
 def instance_independent_rate(divergence: str, dim: int, horizon: int, n_trajectories,
                               lam: float, delta: float = 0.05):
-    """Instance-independent suboptimality rates under robust partial coverage (note 1.8).
+    """Instance-independent suboptimality rates under robust partial coverage (arXiv:2411.18612
+    theory, docs/r2pvi-results.md).
 
     TV ``d^2 H^2``, KL ``sqrt(lam) e^{H/lam} d^2 H^{3/2}``, chi2 ``d^2 H^3 (1 + 1/lam)``, each
     times ``sqrt(xi / K)`` with constant 1 (the ``O~`` hides constants, logs and the coverage
@@ -156,7 +161,8 @@ def greedy_policy(agent, model: LinearMDP) -> np.ndarray:
 
 
 def suboptimality(agent, model: LinearMDP, divergence: str, lam: float) -> float:
-    """``V*_lam - V^{pi_hat}_lam`` from the initial distribution, exactly (note 1.8).
+    """``V*_lam - V^{pi_hat}_lam`` from the initial distribution, exactly (arXiv:2411.18612 theory,
+    docs/r2pvi-results.md).
 
     ``V*_lam`` by :func:`robustrl.exact.robust_value_iteration` and ``V^{pi_hat}_lam`` by
     :func:`robustrl.exact.robust_evaluate_policy` of the agent's greedy table, both
@@ -171,7 +177,8 @@ def suboptimality(agent, model: LinearMDP, divergence: str, lam: float) -> float
 
 def _chi2_minimiser(v: np.ndarray, p: np.ndarray, lam: float) -> np.ndarray:
     """argmin_mu E_mu v + lam chi2(mu || p): ``mu = p (1 - (W - E_p W) / (2 lam))``,
-    ``W = min(v, alpha*)`` with ``alpha*`` the maximiser of ``E W - Var W / (4 lam)`` (note 1.3),
+    ``W = min(v, alpha*)`` with ``alpha*`` the maximiser of ``E W - Var W / (4 lam)``
+    (arXiv:2411.18612, docs/algorithms/r2pvi.md),
     found exactly over the segments between consecutive support values."""
     s = p > 0
     knots = np.unique(v[s])
@@ -198,7 +205,8 @@ def _chi2_minimiser(v: np.ndarray, p: np.ndarray, lam: float) -> np.ndarray:
 
 
 def worst_case_factors(model: LinearMDP, values, divergence: str, lam: float) -> np.ndarray:
-    """Factors ``(H, d, S)`` attaining ``inf_mu E_mu V_{h+1} + lam D(mu || mu_{h,i})`` (note 1.3).
+    """Factors ``(H, d, S)`` attaining ``inf_mu E_mu V_{h+1} + lam D(mu || mu_{h,i})``
+    (arXiv:2411.18612, docs/algorithms/r2pvi.md).
 
     ``values`` is ``(H + 1, S)`` (e.g. ``robust_value_iteration(...).V``). TV moves the mass of
     the states with ``V > min_S V + lam`` to a minimising state; KL tilts,
@@ -268,7 +276,8 @@ def instance_dependent_bound(
     n_trajectories: int | None = None,
     kernels=None,
 ) -> BoundResult:
-    """Surrogate of R2PVI's instance-dependent bound (note 1.8) for a fitted agent.
+    """Surrogate of R2PVI's instance-dependent bound (arXiv:2411.18612 theory,
+    docs/r2pvi-results.md) for a fitted agent.
 
     ``2 beta max_P sum_h E^{pi*, P}[sum_i phi_i sqrt([Lambda_h^{-1}]_ii)]`` with ``pi*`` the
     optimal regularised robust policy, the agent's ``Lambda_h^{-1}``, and ``P`` over
@@ -344,7 +353,8 @@ def suboptimality_curve(divergence: str = "chi2", lam: float = 0.1, n_trajectori
                         bound_scale: float = 1.0, delta: float = 0.05, seed: int = 0,
                         progress: bool = False) -> SuboptimalityCurve:
     """Fit R2PVI on ``n_seeds`` uniform-behaviour datasets of each size K from the simulated
-    linear MDP (note 3.1) and compute its exact suboptimality and the bound surrogate.
+    linear MDP (arXiv:2411.18612 simulated MDP, docs/r2pvi-results.md) and compute its exact
+    suboptimality and the bound surrogate.
 
     Seed ``s`` at size K uses the dataset seed ``(seed, s, K)`` so that sizes are independent.
     """

@@ -1,4 +1,5 @@
-"""DRED (Garcin et al., ICML 2024) and its baselines on Cave Escape (reference note Part B).
+"""DRED (Garcin et al., ICML 2024) and its baselines on Cave Escape (arXiv:2402.03479;
+docs/algorithms/dred.md).
 
 * :class:`LevelBuffer` (``level_buffer``): the prioritised level buffer, pure NumPy;
 * :class:`LevelReplayPPO` (``training``): stable-baselines3 PPO with a level curriculum chosen by

@@ -1,11 +1,12 @@
-"""Prioritised level replay buffer of PLR / robust PLR / ACCEL / DRED (reference note B.4).
+"""Prioritised level replay buffer of PLR / robust PLR / ACCEL / DRED (arXiv:2402.03479;
+docs/algorithms/dred.md, Level buffer).
 
 Pure NumPy. A :class:`LevelBuffer` holds up to ``capacity`` levels in slots. Each slot stores the
 level (any object, typically an int8 level array), whether it comes from the training dataset,
 whether it has been visited (sampled or admitted), its primary and secondary scores, its grounded
 value ``G(l)`` (best undiscounted episodic return seen on it) and its staleness ``c_i``.
 
-Replay distribution over the occupied, visited slots (note B.4)::
+Replay distribution over the occupied, visited slots (arXiv:2402.03479, docs/algorithms/dred.md)::
 
     P(l) = (1 - rho_s) [ (1 - kappa) P_S(l) + kappa P_S2(l) ] + rho_s P_C(l)
 
@@ -54,7 +55,8 @@ __all__ = ["LevelBuffer", "STRATEGIES", "SUPPORTS", "fragment_score", "merge_sco
 
 def fragment_score(strategy: str, returns: np.ndarray, values: np.ndarray,
                    grounded_value: float = 0.0) -> float:
-    """Score of one episode fragment from its GAE returns ``R_t`` and values ``V_t`` (note B.4).
+    """Score of one episode fragment from its GAE returns ``R_t`` and values ``V_t``
+    (arXiv:2402.03479, docs/algorithms/dred.md).
 
     ``returns - values`` is the GAE advantage. ``grounded_value`` is ``G(l)`` (used only by
     ``grounded_value_l1``, which is 0 unless ``G(l) > 0``).
@@ -107,7 +109,8 @@ class Admission:
 
 
 class LevelBuffer:
-    """Prioritised level buffer (note B.4); see the module docstring for the formulas.
+    """Prioritised level buffer (arXiv:2402.03479, docs/algorithms/dred.md); see the module
+    docstring for the formulas.
 
     Args:
         capacity: number of slots (DRED: 4000; PLR over the dataset: the dataset size).
@@ -344,7 +347,8 @@ class LevelBuffer:
 
     def admit(self, level, score: float, secondary_score: float | None = None,
               grounded_value: float = -np.inf, timestamp: int | None = None) -> Admission:
-        """Try to admit a new generated level after its scoring rollout (note B.4)."""
+        """Try to admit a new generated level after its scoring rollout (arXiv:2402.03479,
+        docs/algorithms/dred.md)."""
         self.n_proposed += 1
         if self._admission_uses_secondary():
             if secondary_score is None:

@@ -94,7 +94,9 @@ EASY_RULES = ("lowest", "highest")
 VEC_ENVS = ("batched", "dummy", "subproc")
 POLICIES = ("mlp", "lstm")
 
-#: Note B.5 PPO hyperparameters (shared by all methods); n_envs / n_steps are scaled per run.
+#: PPO hyperparameters of DRED's authors' code (arXiv:2402.03479; docs/algorithms/dred.md), shared
+#: by all
+#: methods; n_envs / n_steps are scaled per run.
 #: The authors' value loss is ``0.5 * max((V - R)^2, (V_clip - R)^2)`` times coefficient 0.5
 #: with ``V_clip`` clipped to +-0.2 around the old value (``algos/ppo.py``); SB3's is
 #: ``vf_coef * mean((V_clip - R)^2)``, so ``vf_coef = 0.25`` gives the same weight on the

@@ -1,4 +1,5 @@
-"""The level VAE of DRED (note B.3): a GIN graph encoder and an MLP decoder over Cave Escape levels.
+"""The level VAE of DRED (arXiv:2402.03479, docs/dred-levels.md): a GIN graph encoder and an MLP
+decoder over Cave Escape levels.
 
 Architecture (the authors' ``res_graphVAE_ce`` configuration, re-implemented in plain torch):
 

@@ -1,4 +1,4 @@
-"""PyTorch agents (issue 9): NeuralR2PVI, NeuralFQI and NeuralDRRPO.
+"""PyTorch agents: NeuralR2PVI, NeuralFQI and NeuralDRRPO.
 
 torch is imported only inside this subpackage, and only when one of its names is used, so
 ``import robustrl.agents`` keeps working without torch.

@@ -1,5 +1,6 @@
 """NeuralDRRPO: online actor-critic with DR-RPO's reference-policy KL mirror-descent step and the
-neural robust targets (issue 9; note section 2.2, a reconstruction: DR-RPO has no public code).
+neural robust targets (arXiv:2510.14246; docs/algorithms/drrpo.md, a reconstruction: DR-RPO has no
+public code).
 
 Linear DR-RPO (:mod:`robustrl.agents.drrpo`) -> this agent, term by term:
 

@@ -1,6 +1,7 @@
 """Neural robust targets: per-(s, a) regressions that replace R2PVI's per-factor duals.
 
-R2PVI (note 1.4) turns next-state values ``V`` into the regularised inner value
+R2PVI (arXiv:2411.18612, docs/algorithms/r2pvi.md) turns next-state values ``V`` into the
+regularised inner value
 ``I_lam[V; mu] = inf_mu E_mu[V] + lam D(mu || mu0)`` of each factor through ridge regressions of
 fixed transforms of ``V``. The neural agents regress the same transforms on ``(s, a)`` with a
 network and apply the same outer map to the prediction ``g(s, a) ~ E[y(V(s')) | s, a]``
@@ -71,7 +72,8 @@ def fit_stats(values, divergence: str | None, lam: float = 1.0, *, v_min="data",
               n_alpha: int = 32) -> DualStats:
     """The :class:`DualStats` of next-state values ``values (n,)``.
 
-    ``v_min`` (TV): ``"data"`` = ``min(values)`` (the authors' choice, note pitfall 4) or a
+    ``v_min`` (TV): ``"data"`` = ``min(values)`` (the R2PVI authors' code's choice,
+    docs/algorithms/r2pvi.md) or a
     number <= min(values) (the minimum over all states). ``n_alpha`` (chi2): grid size M >= 2.
     """
     v = check_array(np.asarray(values, dtype=np.float64), "values", ndim=1)
@@ -176,7 +178,8 @@ def _chi2_value(pred: torch.Tensor, alphas: list[float], lam: float) -> torch.Te
     seg = dg > 1e-12
     safe_dg = torch.where(seg, dg, torch.ones_like(dg))
     # z1 is linear with slope B = P(V > alpha) inside a segment, z2 = C + alpha^2 B; the
-    # objective's stationary point solves alpha - z1(alpha) = 2 lam (note 1.3, alpha = eta + 2lam).
+    # objective's stationary point solves alpha - z1(alpha) = 2 lam (arXiv:2411.18612,
+    # docs/algorithms/r2pvi.md, alpha = eta + 2lam).
     slope = (z1[..., 1:] - z1[..., :-1]) / safe_dg
     g0 = g[:-1]
     denom = 1.0 - slope

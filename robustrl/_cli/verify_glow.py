@@ -25,7 +25,7 @@ def _verify_parser():
     parser.add_argument("--kappa", type=float, default=0.01)
     parser.add_argument("--delta", type=float, default=0.1)
     parser.add_argument("--constants", choices=("recon", "paper"), default="recon",
-                        help="GLOW's schedule: the note's (with --kappa) or Algorithm 1's")
+                        help="GLOW's schedule: reconstructed (with --kappa) or Algorithm 1's")
     parser.add_argument("--constant", type=float, default=1.0,
                         help="c in the bound (a tiny value makes the check fail)")
     return parser

@@ -1,4 +1,4 @@
-"""Exploration / pessimism bonus kernels (note section 1.5).
+"""Exploration / pessimism bonus kernels (arXiv:2411.18612, docs/algorithms/r2pvi.md).
 
 * elliptical: ``sqrt(phi^T Lambda^{-1} phi)`` (PEVI, LSVI-UCB);
 * d-rectangular, paper form: ``sum_i |phi_i| sqrt([Lambda^{-1}]_ii)`` (R2PVI, DR-LSVI-UCB);

@@ -1,6 +1,6 @@
 """Numba kernels for the robust inner problem inf_mu E_mu[V] (+ penalty) under TV, KL and chi2.
 
-Conventions (see /work/shared/reference/linear-robust-rl.md, section 1): D_TV = 1/2 sum|mu - p|,
+Conventions (see docs/index.md, Conventions): D_TV = 1/2 sum|mu - p|,
 D_KL = sum mu log(mu / p), D_chi2 = sum (mu - p)^2 / p. The kernels trust their inputs (the
 public module :mod:`robustrl.divergences` validates them): ``p`` rows are probability vectors
 summing to one, ``v`` is finite, radii are >= 0 and weights lam are > 0.
@@ -66,8 +66,10 @@ def tv_dual_weighted(v, w, rho, v_min):
     """max over alpha in {v_min} U {v_j} of sum_j w_j min(v_j, alpha) - rho (alpha - v_min).
 
     The objective is piecewise linear in alpha with kinks at the v_j, so on [v_min, max v]
-    its maximum is at one of these candidates (DRPVI estimator, note 1.7). With ``w`` a
-    probability vector and v_min <= min v this is the TV-constrained inner value (note 1.1).
+    its maximum is at one of these candidates (DRPVI estimator, arXiv:2411.18612 baselines,
+    docs/algorithms/drpvi.md). With ``w`` a
+    probability vector and v_min <= min v this is the TV-constrained inner value (arXiv:2411.18612,
+    docs/algorithms/drpvi.md).
     Weights may be signed and need not sum to one. O(n log n): sort + cumulative sums.
     """
     order = np.argsort(v, kind="mergesort")
@@ -91,7 +93,8 @@ def tv_constrained_batch(v, nominal, rho, v_min):
 
 @njit(cache=True)
 def tv_regularized_batch(v, nominal, lam, v_min):
-    """Row-wise E_p[min(v, v_min + lam)] = inf_mu E_mu[v] + lam D_TV(mu||p) (note 1.3)."""
+    """Row-wise E_p[min(v, v_min + lam)] = inf_mu E_mu[v] + lam D_TV(mu||p) (arXiv:2411.18612,
+    docs/algorithms/r2pvi.md)."""
     m = nominal.shape[0]
     out = np.empty(m)
     for i in range(m):
@@ -145,7 +148,8 @@ def _log_mean_exp_neg(u, p, scale):
 
 @njit(cache=True)
 def kl_regularized(v, p, lam):
-    """-lam log E_p[exp(-v / lam)] = inf_mu E_mu[v] + lam D_KL(mu||p) (note 1.3, Gibbs)."""
+    """-lam log E_p[exp(-v / lam)] = inf_mu E_mu[v] + lam D_KL(mu||p) (arXiv:2411.18612,
+    docs/algorithms/r2pvi.md, Gibbs)."""
     m, _, _ = _support_min_mean(v, p)
     return m - lam * _log_mean_exp_neg(v - m, p, lam)
 
@@ -160,7 +164,8 @@ def _kl_dual_objective(u, p, beta, rho):
 
 @njit(cache=True)
 def kl_constrained(v, p, rho):
-    """sup_{beta > 0} -beta log E_p[exp(-v/beta)] - beta rho (KL-ball inner value, note 1.1).
+    """sup_{beta > 0} -beta log E_p[exp(-v/beta)] - beta rho (KL-ball inner value, arXiv:2411.18612,
+    docs/algorithms/drpvi.md).
 
     The dual f is concave with f'(beta) = KL(q_beta || p) - rho, q_beta ∝ p exp(-v/beta), so
     - rho = 0: the sup is the beta -> inf limit E_p[v];
@@ -299,7 +304,8 @@ def _chi2_regularized_sorted(v_sorted, w_sorted, lam, probability):
 def chi2_regularized_dual_weighted(v, w, lam):
     """max over alpha in [min v, max v] of z1 - (z2 - z1^2) / (4 lam), exactly.
 
-    z1(alpha) = sum w min(v, alpha), z2(alpha) = sum w min(v, alpha)^2 (note 1.3 / 1.4, R2PVI
+    z1(alpha) = sum w min(v, alpha), z2(alpha) = sum w min(v, alpha)^2 (arXiv:2411.18612,
+    docs/algorithms/r2pvi.md, R2PVI
     chi2 estimator). Between consecutive sorted v both are polynomials in alpha, so the
     objective is a quadratic per segment: check every breakpoint and every interior
     stationary point of a concave piece. With ``w`` a probability vector this is the exact
@@ -311,7 +317,8 @@ def chi2_regularized_dual_weighted(v, w, lam):
 
 @njit(cache=True)
 def chi2_regularized_batch(v, nominal, lam):
-    """Row-wise chi2-regularised inner value inf_mu E_mu[v] + lam D_chi2(mu||p) (note 1.3).
+    """Row-wise chi2-regularised inner value inf_mu E_mu[v] + lam D_chi2(mu||p) (arXiv:2411.18612,
+    docs/algorithms/r2pvi.md).
 
     Rows are probability vectors: the segment search uses their exact total 1, and the result
     is clamped to [min of v on supp(p), E_p v], the range the exact value lies in (mu = p is

@@ -1,6 +1,7 @@
 """GLOW's truncated, penalised density-ratio-weighted Bellman residual objective (finite classes).
 
-Reference note ``glow-hyglow-dred.md`` A.3 / A.5 Option 1 [RECON]: at step ``h``, on the pooled
+arXiv:2401.09681 (Algorithm 1; docs/algorithms/glow.md, finite classes): at step ``h``, on the
+pooled
 transitions ``(s, a, r, s')`` of that step,
 
     L_h(f, w) = (1/n) sum_j [ c(s_j,a_j) (f_h(s_j,a_j) - r_j - max_a' f_{h+1}(s'_j,a'))
@@ -85,7 +86,8 @@ def glow_objective(F, W, steps, states, actions, rewards, next_states,
 
 def full_class_step_objective(F_h, V_next, counts, reward_sums, next_counts,
                               gamma: float, alpha: float) -> np.ndarray:
-    """``max_w L_h(f, w)`` over ALL tables ``w : S x A -> [0, gamma]`` (note A.5 Option 2).
+    """``max_w L_h(f, w)`` over ALL tables ``w : S x A -> [0, gamma]`` (arXiv:2401.09681,
+    docs/algorithms/glow.md).
 
     The inner max separates per ``(s, a)``: with the mean residual ``u = Delta_f(s, a)`` the
     maximiser is ``c* = clip(u / (2 alpha), 0, gamma)`` (``gamma 1{u > 0}`` when ``alpha = 0``)

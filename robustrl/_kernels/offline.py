@@ -1,4 +1,5 @@
-"""Numba kernels for the per-coordinate dual estimators of the offline agents (note 1.4, 1.7).
+"""Numba kernels for the per-coordinate dual estimators of the offline agents (arXiv:2411.18612,
+docs/algorithms/r2pvi.md; docs/algorithms/drpvi.md).
 
 Each kernel takes the next-state values ``v`` (K,) shared by every coordinate and the regression
 matrix ``xi = Lambda^{-1} Phi^T W`` (d, K), whose row ``i`` holds the signed weights with which
@@ -40,7 +41,8 @@ def _row_dot(xi, i, v):
 
 @njit(cache=True)
 def tv_dual_rows(v, xi, rho, v_min):
-    """DRPVI (note 1.7): per row, max over alpha in {v_min} U {v_j} of
+    """DRPVI (arXiv:2411.18612 baselines, docs/algorithms/drpvi.md): per row, max over alpha in
+    {v_min} U {v_j} of
     ``sum_j xi_ij min(v_j, alpha) - rho_i (alpha - v_min)``, exact by sort and cumulative sums."""
     n = v.shape[0]
     d = xi.shape[0]
@@ -63,7 +65,8 @@ def tv_dual_rows(v, xi, rho, v_min):
 
 @njit(cache=True)
 def chi2_regularized_rows(v, xi, lam):
-    """R2PVI chi2 (note 1.4): per row, max over alpha in [min v, max v] of
+    """R2PVI chi2 (arXiv:2411.18612, docs/algorithms/r2pvi.md): per row, max over alpha in [min v,
+    max v] of
     ``z1 - (z2 - z1^2) / (4 lam)``, ``z_k = sum_j xi_ij min(v_j, alpha)^k``, exact by segments."""
     n = v.shape[0]
     d = xi.shape[0]
@@ -83,9 +86,11 @@ def chi2_regularized_rows(v, xi, lam):
 
 @njit(cache=True)
 def kl_dual_objective(v, xi, i, alpha, rho, log_floor, centered, shift):
-    """DRVI-L objective ``-alpha log max(z, z_floor) - alpha rho`` at one alpha > 0 (note 1.7).
+    """DRVI-L objective ``-alpha log max(z, z_floor) - alpha rho`` at one alpha > 0
+    (arXiv:2411.18612 baselines, docs/algorithms/drpvi.md).
 
-    ``centered=False``: ``z = sum_j xi_ij exp(-v_j / alpha)`` (the note's formula), written as
+    ``centered=False``: ``z = sum_j xi_ij exp(-v_j / alpha)`` (the formula of
+    docs/algorithms/drvi_l.md), written as
     ``exp(-shift / alpha) S`` with ``S = sum_j xi_ij exp(-(v_j - shift) / alpha)`` and ``shift`` the
     smallest value the row weights; the floor clips ``S`` (not z), so that exact data are never
     clipped however small ``exp(-shift / alpha)`` is, and only a (near) non-positive estimate is.
@@ -112,7 +117,8 @@ def kl_dual_objective(v, xi, i, alpha, rho, log_floor, centered, shift):
 
 @njit(cache=True)
 def kl_constrained_rows(v, xi, rho, z_floor, centered):
-    """DRVI-L (note 1.7): per row, sup over alpha > 0 of :func:`kl_dual_objective`.
+    """DRVI-L (arXiv:2411.18612 baselines, docs/algorithms/drpvi.md): per row, sup over alpha > 0 of
+    :func:`kl_dual_objective`.
 
     For exact weights (a probability vector) the objective is concave and its maximiser lies
     below ``(E v - min v) / rho`` (Jensen), so the search bracket is
@@ -178,7 +184,8 @@ def kl_constrained_rows(v, xi, rho, z_floor, centered):
 
 
 # --------------------------------------------------------------------------------------------
-# the backward pass's per-sample work (note 1.4): next-state values and value grouping
+# the backward pass's per-sample work (arXiv:2411.18612, docs/algorithms/r2pvi.md): next-state
+# values and value grouping
 @njit(cache=True, fastmath=VECTORISE)
 def next_state_values(next_features, weights, lambda_inv, signed_beta, code, upper,
                       truncate_below, known, has_known, nonterminal, bonus, has_bonus):
@@ -360,7 +367,8 @@ def symmetric_from_lower(lower, out):
 
 @njit(cache=True)
 def kl_from_sum(s, shift, lam, cap, empty, truncate_below):
-    """R2PVI-KL's ``nu`` (note 1.4) from ``s = Xi exp(-(V - shift) / lam)``:
+    """R2PVI-KL's ``nu`` (arXiv:2411.18612, docs/algorithms/r2pvi.md) from
+    ``s = Xi exp(-(V - shift) / lam)``:
     ``min(shift - lam log s, cap)`` where ``s > 0`` and ``cap`` elsewhere, then ``max(., 0)``
     when ``truncate_below``; without data (``empty``) 0, or ``cap`` without ``truncate_below``."""
     d = s.shape[0]

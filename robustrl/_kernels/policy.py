@@ -1,4 +1,5 @@
-"""Softmax-policy kernels over rows of ``(N, A)`` arrays (note section 2.2).
+"""Softmax-policy kernels over rows of ``(N, A)`` arrays (arXiv:2510.14246,
+docs/algorithms/drrpo.md).
 
 Logits may hold ``-inf`` (an action with probability 0) but every row has a finite entry.
 """

@@ -1,6 +1,7 @@
 """Ridge-regression kernels: Gram matrices, Cholesky solves, Sherman-Morrison updates.
 
-Used by every least-squares value iteration (note section 1.4): ``Lambda = ridge I + sum_k w_k
+Used by every least-squares value iteration (arXiv:2411.18612, docs/algorithms/r2pvi.md):
+``Lambda = ridge I + sum_k w_k
 phi_k phi_k^T`` and ``w = Lambda^{-1} sum_k w_k phi_k y_k``. Inputs are validated, C-contiguous
 float64 arrays (see :mod:`robustrl.ridge`).
 """

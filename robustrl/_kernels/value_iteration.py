@@ -1,4 +1,5 @@
-"""Backward value-iteration kernels for linear MDPs (note sections 1.5-1.7 and 4).
+"""Backward value-iteration kernels for linear MDPs (arXiv:2411.18612; docs/algorithms/r2pvi.md,
+docs/algorithms/lsvi_ucb.md).
 
 A Q-value at 0-indexed step ``h`` of a horizon-``H`` problem is
 ``clip(phi^T w_h + signed_beta * Gamma_h(phi), 0, H - h)``: ``signed_beta < 0`` is pessimism

@@ -12,12 +12,14 @@ def elliptical_bonus(features: np.ndarray, lambda_inv: np.ndarray) -> np.ndarray
 
 
 def d_rectangular_bonus_l1(features: np.ndarray, lambda_inv: np.ndarray) -> np.ndarray:
-    """``sum_i |phi_i| sqrt([Lambda^{-1}]_ii)`` (paper form, note section 1.5)."""
+    """``sum_i |phi_i| sqrt([Lambda^{-1}]_ii)`` (paper form, arXiv:2411.18612,
+    docs/algorithms/r2pvi.md)."""
     return np.abs(features) @ np.sqrt(np.diag(lambda_inv))
 
 
 def d_rectangular_bonus_l2(features: np.ndarray, lambda_inv: np.ndarray) -> np.ndarray:
-    """``sqrt(sum_i phi_i^2 [Lambda^{-1}]_ii)`` (authors' code form, note section 1.5)."""
+    """``sqrt(sum_i phi_i^2 [Lambda^{-1}]_ii)`` (authors' code form, arXiv:2411.18612,
+    docs/algorithms/r2pvi.md)."""
     return np.sqrt((features * features) @ np.diag(lambda_inv))
 
 

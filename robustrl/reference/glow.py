@@ -1,7 +1,8 @@
 """NumPy twin of :mod:`robustrl._kernels.glow`: the objective straight from its definition.
 
 Per step, build the residual matrix ``R (|F|, n)`` and clipped weight matrix ``C (|W|, n)`` on
-the literal tuples and form ``L_h = (R C^T - alpha 1^T (C o C)) / n`` (note A.5 Option 1).
+the literal tuples and form ``L_h = (R C^T - alpha 1^T (C o C)) / n`` (arXiv:2401.09681,
+docs/algorithms/glow.md).
 """
 
 from __future__ import annotations
