@@ -335,14 +335,17 @@ def test_a_worker_killed_from_outside_costs_no_cell(tmp_path, faulty, reference)
     out, log = tmp_path / "out", tmp_path / "log"
     proc = subprocess.Popen([*ROBUSTRL, "run", str(faulty), "--out", str(out), "--workers", "2",
                              "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=_env(FAULTY_LOG=log, FAULTY_SLEEP=0.6))
+                            text=True, env=_env(FAULTY_LOG=log, FAULTY_SLEEP=1.0))
     try:
         deadline = time.monotonic() + 90
         while len(_events(log, "start")) < 2:
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.02)
-        victim = _events(log, "start")[0]
-        os.kill(victim["pid"], signal.SIGKILL)
+        # the cell this worker runs now: under load it may have finished its first cell and
+        # started another before the kill, so read its latest start right before killing
+        pid = _events(log, "start")[0]["pid"]
+        victim = [r for r in _events(log, "start") if r["pid"] == pid][-1]
+        os.kill(pid, signal.SIGKILL)
         _, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
