@@ -55,6 +55,9 @@ GRID = {
     "repeats": [3],
 }
 SEEDS = 3
+# PEVI has no lambda/rho: lam is swept only for the robust methods and is None in PEVI's cells,
+# so `--set 'lam=[...]'` runs PEVI once per setting and seed, not once per lambda.
+CONDITIONS = {"lam": {"method": [m for m in METHODS if m != "pevi"]}}
 LABEL = {"pevi": "PEVI", "r2pvi-tv": "R2PVI-TV", "r2pvi-kl": "R2PVI-KL", "drpvi": "DRPVI",
          "drvi-l": "DRVI-L", "drpvi-nm": "DRPVI (Nelder-Mead)",
          "drvi-l-nm": "DRVI-L (Nelder-Mead)"}
@@ -92,7 +95,8 @@ def check(params: dict) -> None:
     if params["method"] not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {params['method']!r}")
     parse_setting(params["setting"])
-    check_positive(params["lam"], "lam")
+    if params["lam"] is not None:  # None: PEVI's cells (see CONDITIONS)
+        check_positive(params["lam"], "lam")
     check_nonnegative(params["beta"], "beta")
     check_positive(params["ridge"], "ridge")
     check_int(params["repeats"], "repeats", low=1)
@@ -149,7 +153,7 @@ class NelderMeadKL(RowEstimator):
         return out
 
 
-def make_agent(method: str, env, lam: float, beta: float, ridge: float):
+def make_agent(method: str, env, lam: float | None, beta: float, ridge: float):
     from robustrl.agents import DRPVI, DRVI_L, PEVI, R2PVI
 
     if method == "pevi":
@@ -175,7 +179,8 @@ def run_one(params: dict, seed: int) -> dict:
     d, n = parse_setting(params["setting"])
     env = AmericanPutEnv(feature_dim=d)
     env.reset(seed=seed)
-    args = (params["method"], env, float(params["lam"]), float(params["beta"]),
+    lam = None if params["lam"] is None else float(params["lam"])
+    args = (params["method"], env, lam, float(params["beta"]),
             float(params["ridge"]))
     make_agent(*args).fit(OfflineDataset.collect(env, 20, behaviour_policy=lambda o: 0,
                                                  seed=seed))  # warm-up: JIT, imports

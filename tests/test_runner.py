@@ -313,11 +313,13 @@ def test_a_dir_holding_another_config_is_refused_untouched(tmp_path, tiny, capsy
     assert cli_main(["run", str(tiny), "--out", str(out), "--workers", "1", "--quiet",
                      "--set", "x=1"]) == 0
     before = _snapshot(out)
-    for extra in (["--set", "x=2"], ["--seeds", "3"]):
+    # x and n are fixed (one value each) in that DIR: changing them is refused (more seeds or
+    # more values of a swept parameter grow the sweep instead, see tests/test_sweeps.py)
+    for extra in (["--set", "x=2"], ["--set", "n=4"]):
         assert cli_main(["run", str(tiny), "--out", str(out), "--quiet", *extra]) == 2
         err = capsys.readouterr().err
         assert "holds results of a different config" in err and "Nothing was written" in err
-    assert "seeds 2 -> 3" in err
+    assert "n [3] -> [4]" in err
     assert _snapshot(out) == before
     (out / "manifest.json").unlink()
     assert cli_main(["run", str(tiny), "--out", str(out), "--quiet", "--set", "x=1"]) == 2

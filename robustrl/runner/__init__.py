@@ -14,25 +14,36 @@ variable ``ROBUSTRL_EXPERIMENTS_PATH`` -- that declares::
 
     def run_one(params: dict, seed: int) -> dict: ...   # JSON-able metrics of one cell
 
-and optionally ``X_AXIS`` (the parameter on the x-axis of the generic figures), a
-``check(params)`` hook that raises ``ValueError`` on a bad grid point (called for every point
-before anything runs), ``plot(results, out_dir)`` for experiment-specific figures and
+and optionally ``CONDITIONS`` (below), ``X_AXIS`` (the parameter on the x-axis of the generic
+figures), a ``check(params)`` hook that raises ``ValueError`` on a bad grid point (called for
+every point before anything runs), ``plot(results, out_dir)`` for experiment-specific figures and
 ``report(results) -> str`` for a table printed at the end; ``results`` is the list of stored
 records in grid order.
+
+*Conditional grids*: ``CONDITIONS = {"lam": {"method": ["tv", "kl"]}}`` sweeps ``lam`` only at
+grid points whose ``method`` is one of the listed values; at the others ``lam`` is ``None`` in the
+cell's params and those points are kept once, so a parameter that applies to some methods
+creates no redundant cells (see :func:`~robustrl.runner.store.expand_points`). Cells whose
+condition holds keep the params -- hence the keys and seeds -- they have without it.
 
 A *cell* is one grid point and one seed index. Its key is a stable hash of (experiment, params,
 seed index) and its seed comes from ``numpy.random.SeedSequence`` over (a stable hash of
 experiment and params, seed index), so a cell's numbers do not depend on the order, the worker
 or the backend that runs it. Each finished cell is written atomically to
 ``DIR/cells/<key>.json`` by the driver; a rerun skips finished cells. ``DIR/manifest.json``
-records the experiment and the resolved config (grid and seed count); a run with another config
-into the same DIR stops before writing anything, and so does a manifest whose config no longer
-matches its recorded hash. A stored cell record is checked against its cell (key, params,
-seed, seed index, metric types, checksum); a malformed one is reported with a
-:class:`CellRecordWarning` naming the file, and its cell runs again. ``plot`` never imports
-the module a manifest names (see :func:`plot_results`). When every cell is done the runner writes
-``summary.csv`` (mean, std and Student-t 95% CI half-width over seeds per grid point),
-``cells.csv``, ``figures/<metric>.png`` and whatever the experiment's ``plot`` hook draws.
+records the experiment and the resolved config (grid, seed count, conditions). A run that adds
+seeds or values of a parameter to DIR *grows* the sweep: the manifest is rewritten (config and
+hash in one atomic write) with the union -- the larger seed count, each parameter's recorded
+values followed by the new ones -- and only the new cells run. Any other change (another
+experiment, parameter set or conditions, or a new value for a *fixed* parameter, one recorded
+with a single value, that drops that value) stops before writing anything, and so does a
+manifest whose config no longer matches its recorded hash. A stored cell record is checked
+against its cell (key, params, seed, seed index, metric types, checksum); a malformed one is
+reported with a :class:`CellRecordWarning` naming the file, and its cell runs again. ``plot``
+never imports the module a manifest names (see :func:`plot_results`). When every cell is done
+the runner writes ``summary.csv`` (mean, std and Student-t 95% CI half-width over seeds per grid
+point), ``cells.csv``, ``figures/<metric>.png`` and whatever the experiment's ``plot`` hook
+draws.
 
 Command line: ``robustrl list | run | plot | verify-bounds`` (see :mod:`robustrl.cli`).
 Python::
@@ -78,6 +89,8 @@ _LAZY = {
     "cell_key": "store",
     "cell_seed": "store",
     "expand_cells": "store",
+    "expand_points": "store",
+    "grow_config": "store",
     "record_problem": "store",
 }
 
@@ -93,10 +106,12 @@ __all__ = [
     "discover_experiments",
     "ERRORS_DIR",
     "expand_cells",
+    "expand_points",
     "Experiment",
     "EXPERIMENTS_PACKAGE",
     "Failure",
     "FIGURES_DIR",
+    "grow_config",
     "load_config_file",
     "load_experiment",
     "load_results",

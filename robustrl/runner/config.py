@@ -24,6 +24,7 @@ from robustrl.runner.store import (
     _kind,
     _normalize_values,
     _sha256,
+    expand_points,
 )
 from robustrl.runner.worker import ModuleRef, load_module
 
@@ -40,6 +41,7 @@ class Experiment:
     ref: ModuleRef
     module: ModuleType = field(repr=False, compare=False)
     x_axis: str | None = None
+    conditions: dict[str, dict[str, list]] = field(default_factory=dict)
 
     def hook(self, name: str) -> Callable | None:
         func = getattr(self.module, name, None)
@@ -47,7 +49,31 @@ class Experiment:
 
     @property
     def n_points(self) -> int:
-        return int(np.prod([len(v) for v in self.grid.values()]))
+        return len(expand_points(self.grid, self.conditions))
+
+
+def _conditions(module: ModuleType, grid: dict[str, list], where: str) -> dict:
+    raw = getattr(module, "CONDITIONS", None) or {}
+    if not isinstance(raw, Mapping):
+        raise RunnerError(f"{where}: CONDITIONS must be a dict of parameter -> "
+                          "{other parameter: [values]}")
+    out: dict[str, dict[str, list]] = {}
+    for name, when in raw.items():
+        if name not in grid:
+            raise RunnerError(f"{where}: CONDITIONS key {name!r} is not a GRID key "
+                              f"({', '.join(grid)})")
+        if not isinstance(when, Mapping) or not when:
+            raise RunnerError(f"{where}: CONDITIONS[{name!r}] must be a non-empty dict of "
+                              "other parameter -> list of values")
+        out[name] = {}
+        for other, values in when.items():
+            if other not in grid or other == name or other in raw:
+                raise RunnerError(
+                    f"{where}: CONDITIONS[{name!r}] names {other!r}, which must be another "
+                    f"GRID key that is not itself conditional ({', '.join(grid)})")
+            out[name][other] = _normalize_values(values, f"{where}: CONDITIONS[{name!r}]"
+                                                         f"[{other!r}]")
+    return out
 
 
 def _experiment_from_module(module: ModuleType, ref: ModuleRef) -> Experiment:
@@ -77,7 +103,7 @@ def _experiment_from_module(module: ModuleType, ref: ModuleRef) -> Experiment:
     if x_axis is not None and x_axis not in norm:
         raise RunnerError(f"{where}: X_AXIS {x_axis!r} is not a GRID key ({', '.join(norm)})")
     return Experiment(name=name, description=str(description), grid=norm, seeds=seeds, ref=ref,
-                      module=module, x_axis=x_axis)
+                      module=module, x_axis=x_axis, conditions=_conditions(module, norm, where))
 
 
 def _import_error(ref: ModuleRef, exc: BaseException) -> RunnerError:
@@ -165,14 +191,20 @@ def load_experiment(name_or_path: str | os.PathLike) -> Experiment:
 # --------------------------------------------------------------------------- configuration
 @dataclass(frozen=True)
 class RunConfig:
-    """What determines the cells of a run: experiment name, resolved grid and seed count."""
+    """What determines the cells of a run: experiment name, resolved grid, seed count and the
+    experiment's ``CONDITIONS`` (recorded only when there are some, so that the hashes of
+    configs without conditions are those of earlier versions)."""
 
     experiment: str
     grid: dict[str, list]
     seeds: int
+    conditions: dict[str, dict[str, list]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"experiment": self.experiment, "grid": self.grid, "seeds": self.seeds}
+        out = {"experiment": self.experiment, "grid": self.grid, "seeds": self.seeds}
+        if self.conditions:
+            out["conditions"] = self.conditions
+        return out
 
     @property
     def hash(self) -> str:
@@ -180,7 +212,7 @@ class RunConfig:
 
     @property
     def n_points(self) -> int:
-        return int(np.prod([len(v) for v in self.grid.values()]))
+        return len(expand_points(self.grid, self.conditions))
 
 
 def _numeric_from_str(text: str) -> int | float | None:
@@ -309,4 +341,5 @@ def resolve_config(
         _override(exp, grid, key, value, f"--set {text}", raw)
     n_seeds = seeds if seeds is not None else config.get("seeds", exp.seeds)
     n_seeds = _check_int(n_seeds, "seeds" if seeds is None else "--seeds")
-    return RunConfig(exp.name, grid, n_seeds)
+    return RunConfig(exp.name, grid, n_seeds,
+                     {k: dict(v) for k, v in exp.conditions.items()})

@@ -44,6 +44,7 @@ from robustrl.runner.store import (
     _clean_temporaries,
     _record,
     expand_cells,
+    expand_points,
 )
 
 
@@ -98,11 +99,7 @@ def _check_points(exp: Experiment, config: RunConfig) -> None:
     check = exp.hook("check")
     if check is None:
         return
-    import itertools
-
-    keys = list(config.grid)
-    for values in itertools.product(*(config.grid[k] for k in keys)):
-        params = dict(zip(keys, values, strict=True))
+    for params in expand_points(config.grid, config.conditions):
         try:
             check(dict(params))
         except (ValueError, TypeError) as exc:
@@ -175,19 +172,26 @@ def run_experiment(
             raise RunnerError(f"{source}: out must be a directory path; got {out!r}")
     out = Path(out)
     _check_points(exp, run_cfg)
-    cells = expand_cells(run_cfg)
     store = ResultStore(out)
-    store.check_compatible(run_cfg)  # before anything is created or written
+    # before anything is created or written; a grown sweep runs the union's cells
+    _manifest, run_cfg = store.check_compatible(run_cfg)
+    cells = expand_cells(run_cfg)
     if dry_run:
         done = store.finished(cells, run_cfg.experiment)
         return RunReport(exp, run_cfg, out, cells, [done[c.key] for c in cells if c.key in done],
                          resumed=len(done), ran=0, dry_run=True)
 
     with store.lock():
-        manifest = store.check_compatible(run_cfg)
+        manifest, grown = store.check_compatible(run_cfg)
+        if grown != run_cfg:  # the manifest changed under us (another run grew it)
+            run_cfg, cells = grown, expand_cells(grown)
         if manifest is None:
             store.write_manifest(exp, run_cfg, len(cells))
-        elif manifest.get("robustrl_version") != __version__:
+        elif manifest["config_hash"] != run_cfg.hash:
+            store.write_manifest(exp, run_cfg, len(cells), created=manifest.get("created"))
+            _log(quiet, f"growing the sweep in {out}: config {manifest['config_hash']} -> "
+                        f"{run_cfg.hash}")
+        if manifest is not None and manifest.get("robustrl_version") != __version__:
             _log(quiet, f"warning: {out} was started with robustrl "
                         f"{manifest.get('robustrl_version')}; this is {__version__} (each cell "
                         "record stores the version that produced it)")
@@ -308,7 +312,8 @@ def load_results(out: str | os.PathLike) -> tuple[dict[str, Any], list[dict]]:
 def _manifest_config(manifest: Mapping[str, Any]) -> RunConfig:
     cfg = manifest["config"]
     order = manifest.get("param_order") or list(cfg["grid"])
-    return RunConfig(cfg["experiment"], {k: cfg["grid"][k] for k in order}, cfg["seeds"])
+    return RunConfig(cfg["experiment"], {k: cfg["grid"][k] for k in order}, cfg["seeds"],
+                     cfg.get("conditions") or {})
 
 
 def _registered_experiment(name: str) -> Experiment | None:

@@ -121,19 +121,73 @@ class Cell:
     key: str
 
 
-def expand_cells(config: RunConfig) -> list[Cell]:
-    """The grid's cartesian product (declared key order, last key fastest), seed index
-    innermost."""
+def _condition_holds(params: Mapping[str, Any], when: Mapping[str, list]) -> bool:
+    return all(any(_canonical(params[k]) == _canonical(v) for v in values)
+               for k, values in when.items())
+
+
+def expand_points(grid: Mapping[str, list],
+                  conditions: Mapping[str, Mapping[str, list]] | None = None
+                  ) -> list[dict[str, Any]]:
+    """The grid points: the cartesian product of ``grid`` (declared key order, last key
+    fastest) where a parameter ``p`` with ``conditions[p] = {q: values}`` keeps its value only
+    at points whose ``q`` is one of ``values`` (all listed ``q`` must match) and is ``None``
+    elsewhere; the points that become equal this way are kept once (first occurrence)."""
     import itertools
 
-    keys = list(config.grid)
-    cells = []
-    for values in itertools.product(*(config.grid[k] for k in keys)):
+    keys = list(grid)
+    conditions = conditions or {}
+    points: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for values in itertools.product(*(grid[k] for k in keys)):
         params = dict(zip(keys, values, strict=True))
+        for name, when in conditions.items():
+            if not _condition_holds(params, when):
+                params[name] = None
+        ident = _canonical(params)
+        if ident not in seen:
+            seen.add(ident)
+            points.append(params)
+    return points
+
+
+def expand_cells(config: RunConfig) -> list[Cell]:
+    """The grid points of :func:`expand_points` (conditions applied), seed index innermost."""
+    cells = []
+    for params in expand_points(config.grid, config.conditions):
         for i in range(config.seeds):
             cells.append(Cell(len(cells), params, i, cell_seed(config.experiment, params, i),
                               cell_key(config.experiment, params, i)))
     return cells
+
+
+def _same(a: Any, b: Any) -> bool:
+    return _canonical(a) == _canonical(b)
+
+
+def grow_config(old: Mapping[str, Any], new: RunConfig) -> RunConfig | None:
+    """The union of the recorded config ``old`` (a manifest's ``config``, its grid in
+    ``param_order``) and ``new``, or None if ``new`` only grows what ``old`` may grow.
+
+    Growable: the seed count (the union has the larger one) and the values of a parameter
+    (old values first, in their order, then the new ones in theirs). Not growable (None): a
+    different experiment, parameter set or ``conditions``, or a *fixed* parameter -- one that
+    had a single value -- whose value is absent from the new values.
+    """
+    from robustrl.runner.config import RunConfig
+
+    old_grid = old.get("grid") or {}
+    if (old.get("experiment") != new.experiment or set(old_grid) != set(new.grid)
+            or not _same(old.get("conditions") or {}, new.conditions)):
+        return None
+    grid: dict[str, list] = {}
+    for key, values in old_grid.items():
+        if len(values) == 1 and not any(_same(values[0], v) for v in new.grid[key]):
+            return None
+        grid[key] = list(values) + [v for v in new.grid[key]
+                                    if not any(_same(v, o) for o in values)]
+    return RunConfig(new.experiment, grid, max(int(old["seeds"]), new.seeds),
+                     dict(new.conditions))
 
 
 def _now() -> str:
@@ -151,6 +205,8 @@ def _describe_diff(old: Mapping[str, Any], new: RunConfig) -> str:
         if old_grid.get(key) != new.grid.get(key):
             diffs.append(f"{key} {old_grid.get(key, '(absent)')} -> "
                          f"{new.grid.get(key, '(absent)')}")
+    if not _same(old.get("conditions") or {}, new.conditions):
+        diffs.append(f"conditions {old.get('conditions') or {}} -> {new.conditions}")
     return "; ".join(diffs) or "config hash differs"
 
 
@@ -176,7 +232,13 @@ def _manifest_problem(manifest: Mapping[str, Any]) -> str | None:
         return f"names experiment {manifest.get('experiment')!r} but its config {exp!r}"
     from robustrl.runner.config import RunConfig
 
-    config = RunConfig(exp, grid, seeds)
+    conditions = cfg.get("conditions") or {}
+    if not isinstance(conditions, dict) or not all(
+            k in grid and isinstance(w, dict) and all(
+                q in grid and isinstance(vs, list) for q, vs in w.items())
+            for k, w in conditions.items()):
+        return "config.conditions must map grid parameters to {grid parameter: [values]}"
+    config = RunConfig(exp, grid, seeds, conditions)
     if manifest["config_hash"] != config.hash:
         return (f"its config hashes to {config.hash}, not to the config_hash "
                 f"{manifest['config_hash']!r} it records")
@@ -215,8 +277,11 @@ class ResultStore:
                               "the manifest edited? restore it or start over in a new --out)")
         return manifest
 
-    def check_compatible(self, config: RunConfig) -> dict[str, Any] | None:
-        """Raise RunnerError unless DIR is new, or holds a run of exactly this config."""
+    def check_compatible(self, config: RunConfig
+                         ) -> tuple[dict[str, Any] | None, RunConfig]:
+        """``(manifest or None, config to run)``: DIR is new, holds a run of this config, or
+        holds one that ``config`` grows (more seeds or grid values, see :func:`grow_config`;
+        the config to run is then the union). Raise RunnerError for anything else."""
         if self.out.exists() and not self.out.is_dir():
             raise RunnerError(f"--out {self.out} exists and is not a directory")
         manifest = self.read_manifest()
@@ -224,24 +289,35 @@ class ResultStore:
             if self.cells_dir.is_dir() and any(self.cells_dir.iterdir()):
                 raise RunnerError(f"{self.out} holds cell results but no {MANIFEST}; not "
                                   "touching it: choose another --out")
-            return None
-        if manifest["config_hash"] != config.hash:
+            return None, config
+        if manifest["config_hash"] == config.hash:
+            return manifest, config
+        cfg = manifest["config"]
+        order = manifest.get("param_order") or list(cfg["grid"])
+        grown = grow_config({**cfg, "grid": {k: cfg["grid"][k] for k in order}}, config)
+        if grown is None:
             raise RunnerError(
                 f"{self.out} holds results of a different config (experiment "
                 f"{manifest.get('experiment')!r}, config {manifest['config_hash']}) than this "
                 f"run ({config.experiment!r}, config {config.hash}): "
-                f"{_describe_diff(manifest.get('config', {}), config)}. Nothing was written; "
-                f"choose another --out, or delete {self.out} to start over."
+                f"{_describe_diff(manifest.get('config', {}), config)}. Only more seeds or "
+                "more values of a swept parameter can be added to a results directory. "
+                f"Nothing was written; choose another --out, or delete {self.out} to start "
+                "over."
             )
-        return manifest
+        return manifest, grown
 
-    def write_manifest(self, exp: Experiment, config: RunConfig, n_cells: int) -> None:
-        atomic_write_json(self.manifest_path, {
+    def write_manifest(self, exp: Experiment, config: RunConfig, n_cells: int,
+                       created: str | None = None) -> None:
+        """Write (or, for a grown sweep, rewrite) the manifest and its config hash in one
+        atomic write."""
+        extra = {"grown": _now()} if created is not None else {}
+        atomic_write_json(self.manifest_path, {**extra,
             "format": _FORMAT, "experiment": exp.name, "module": list(exp.ref),
             "config": config.as_dict(), "config_hash": config.hash, "n_cells": n_cells,
             # JSON files are written with sorted keys; the grid's order fixes the cell order
             "param_order": list(config.grid),
-            "robustrl_version": __version__, "created": _now(),
+            "robustrl_version": __version__, "created": created or _now(),
         })
 
     @contextlib.contextmanager
