@@ -41,7 +41,7 @@ def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
-        from robustrl._cli.install import extras_message, missing_extras
+        from robustrl._extras import extras_message, missing_extras
 
         module, requires = _LAZY[name]
         missing = missing_extras(requires)
