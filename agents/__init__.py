@@ -27,11 +27,13 @@ from robustrl.agents.r2pvi import R2PVI
 OFFLINE_AGENTS = {"R2PVI": R2PVI, "PEVI": PEVI, "DRPVI": DRPVI, "DRVI_L": DRVI_L}
 ONLINE_AGENTS = {"DRRPO": DRRPO, "DRLSVIUCB": DRLSVIUCB, "LSVIUCB": LSVIUCB}
 
+_NEURAL = {"torch": "neural", "stable_baselines3": "neural"}
+# name -> (module, third-party modules it needs -> the extra that installs them)
 _LAZY = {
-    "NeuralR2PVI": "robustrl.agents.neural",
-    "NeuralFQI": "robustrl.agents.neural",
-    "NeuralDRRPO": "robustrl.agents.neural",
-    "LevelReplayPPO": "robustrl.agents.dred",
+    "NeuralR2PVI": ("robustrl.agents.neural", _NEURAL),
+    "NeuralFQI": ("robustrl.agents.neural", _NEURAL),
+    "NeuralDRRPO": ("robustrl.agents.neural", _NEURAL),
+    "LevelReplayPPO": ("robustrl.agents.dred", {**_NEURAL, "minigrid": "dred"}),
 }
 
 
@@ -39,7 +41,13 @@ def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        from robustrl._extras import extras_message, missing_extras
+
+        module, requires = _LAZY[name]
+        missing = missing_extras(requires)
+        if missing:
+            raise ImportError(extras_message(name, missing), name=name)
+        return getattr(importlib.import_module(module), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -90,6 +90,8 @@ GRID = {
     "cache_dir": [""],
 }
 SEEDS = 3
+# Third-party modules the cells import -> the extra that installs them (checked before any cell).
+REQUIRES = {"torch": "neural", "stable_baselines3": "neural", "minigrid": "dred"}
 
 _VAE_FULL = dict(vae_epochs=200, latent_dim=1024, n_pairs=6, per_pair=6)
 _EVAL_SMALL = dict(train=32, test=48, unseen_layouts=24, high_lava=24, large=4)

@@ -62,6 +62,8 @@ GRID = {
     "beta": [1.0],
     "gamma": [0.99],
 }
+# Third-party modules the cells import -> the extra that installs them (checked before any cell).
+REQUIRES = {"torch": "neural", "stable_baselines3": "neural"}
 SEEDS = 1  # replication is over data_seed, so that every agent sees the same dataset
 X_AXIS = "data_seed"
 ENV_ID = "CartPole-v1"

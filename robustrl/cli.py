@@ -44,21 +44,52 @@ def _io_error(exc: OSError) -> int:
     return EXIT_IOERR
 
 
+def _closed_pipe() -> int:
+    """The reader of stdout went away (``robustrl list -v | head -1``): stop quietly.
+
+    Python would report the failed flush of the dead stdout at exit, so stdout is pointed at
+    ``/dev/null`` first. Exit 0: the reader got all it asked for.
+    """
+    import os
+
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return 0
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings as one ``robustrl: warning:`` line (no source excerpt) on stderr."""
     print(f"robustrl: warning: {message}", file=sys.stderr if file is None else file)
 
 
 def _cmd_envs(_args: argparse.Namespace) -> int:
-    import robustrl.envs as envs
+    """Every registered ``robustrl/...`` gymnasium id with its perturbation knob; an id whose
+    class needs a missing extra is listed with that extra instead of crashing."""
+    import importlib
 
-    for name in envs.__all__:
-        cls = getattr(envs, name)
-        grid = getattr(cls, "perturbation_grid", None)
-        if grid is None:
+    import gymnasium as gym
+
+    import robustrl.envs  # noqa: F401  (registers the ids)
+    from robustrl._cli.install import extras_message, missing_extras
+
+    extra_of = {"robustrl/CaveEscape-v0": {"minigrid": "dred"}}
+    for env_id in sorted(i for i in gym.registry if i.startswith("robustrl/")):
+        entry = gym.registry[env_id].entry_point
+        missing = missing_extras(extra_of.get(env_id, {}))
+        if missing or not isinstance(entry, str):
+            why = extras_message(env_id, missing) if missing else "no importable entry point"
+            print(f"{env_id}: ({why})")
             continue
-        doc = (cls.__doc__ or "").strip().splitlines()[0]
-        print(f"{name}: {doc}\n    perturbation grid: {list(map(float, grid))}")
+        module, _, attr = entry.partition(":")
+        cls = getattr(importlib.import_module(module), attr)
+        doc = ((cls.__doc__ or "").strip().splitlines() or [""])[0]
+        grid = getattr(cls, "perturbation_grid", None)
+        nominal = getattr(cls, "nominal_perturbation", None)
+        print(f"{env_id} ({cls.__name__}): {doc}")
+        if grid is not None:
+            print(f"    perturbation: grid {[float(g) for g in grid]}, nominal {nominal}")
     return 0
 
 
@@ -111,8 +142,19 @@ def _print_outputs(report, quiet: bool) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from robustrl._cli.install import (
+        experiment_requirements,
+        extras_message,
+        missing_extras,
+        resolve_config_path,
+    )
     from robustrl.runner import RunInterrupted, RunnerError, run_experiment
 
+    missing = missing_extras(experiment_requirements(args.experiment))
+    if missing:  # pre-flight: before any cell runs or anything is written
+        return _error(extras_message(f"experiment {args.experiment}", missing))
+    if args.config is not None:
+        args.config = resolve_config_path(args.config)
     try:
         with _sigterm_as_interrupt():
             report = run_experiment(
@@ -213,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "command after a crash or Ctrl-C to resume.")
     p.add_argument("experiment", help="experiment name (see `robustrl list`) or a .py file")
     p.add_argument("--config", metavar="FILE.yaml",
-                   help="YAML with any of: grid (param: value or list), seeds, out, workers, "
+                   help="a packaged config's name (e.g. demo_fig1) or a YAML with any of: grid "
+                        "(param: value or list), seeds, out, workers, "
                         "backend, ray_address")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a grid parameter (YAML value or list: --set lam=0.1, --set "
@@ -311,12 +354,16 @@ def main(argv: list[str] | None = None) -> int:
         if main_thread else {}
     try:
         with _sigterm_as_interrupt():
-            return _dispatch(argv)
+            status = _dispatch(argv)
+            sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's teardown
+            return status
     except KeyboardInterrupt:  # any phase: loading, cells, summary, figures, hooks
         _ignore_signals()
         print("robustrl: interrupted (finished cells are kept; rerun the same command to "
               "resume)", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return _closed_pipe()
     except OSError as exc:
         return _io_error(exc)
     finally:
