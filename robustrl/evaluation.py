@@ -160,10 +160,7 @@ def _batched_table(policy, env) -> np.ndarray | None:
     deterministic_table = isinstance(policy, np.ndarray) and policy.ndim == 2
     if not (deterministic_table or callable(getattr(policy, "predict", None))):
         return None
-    act = as_action_fn(policy)
-    H, S = base.horizon, base.n_states
-    return np.array([[act(np.array([s, h], dtype=np.int64)) for s in range(S)]
-                     for h in range(H)], dtype=np.int64)
+    return _policy_table(policy, base)
 
 
 def _run_level(policy, env, level_seed: np.random.SeedSequence, episodes: int, bar) -> np.ndarray:

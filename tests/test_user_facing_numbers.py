@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium import spaces
+from test_offline_agents import TableEnv
 
 from robustrl.agents import DRPVI, DRVI_L, PEVI, R2PVI
 from robustrl.agents.dred.level_buffer import LevelBuffer, rank_weights, staleness_weights
@@ -558,21 +559,6 @@ def test_rank_ties_and_secondary_mixture_by_hand():
 # ------------------------------------------------------------------------------------------
 # offline agents: R2PVI-TV's data floor and the pessimism sign on every estimator path
 # ------------------------------------------------------------------------------------------
-class _TableEnv(gym.Env):
-    def __init__(self, model: LinearMDP) -> None:
-        self.model = model
-        self.horizon = model.horizon
-        self.feature_dim = model.feature_dim
-        self.observation_space = spaces.MultiDiscrete([model.n_states, model.horizon + 1])
-        self.action_space = spaces.Discrete(model.n_actions)
-
-    def features(self, obs, action):
-        return self.model.phi[int(obs[0]), int(action)].copy()
-
-    def action_features(self, obs):
-        return self.model.phi[int(obs[0])].copy()
-
-
 def _one_hot_model(horizon: int) -> LinearMDP:
     """S = 3, A = 2, one-hot phi(s, a) = e_{2s+a}; reward(s, a) = (2s + a + 1) / 8 at every
     step (state values at the last step: V(s) = (2s + 2) / 8 = .25, .5, .75); factors uniform
@@ -642,7 +628,7 @@ def test_tv_data_floor_is_over_regression_rows_only(name):
     over all rows). Fails when the floor is taken over all rows (``data_v_min`` without the
     ``in_regression`` mask, or the running minimum of all rows on the moment path)."""
     model = _one_hot_model(horizon=2)
-    env = _TableEnv(model)
+    env = TableEnv(model)
     transitions = [(s, a, nxt) for s in range(3) for a in range(2) for nxt in (1, 2)]
     data = _dataset(model, transitions, zero_rows=3)
     make = FLOOR_AGENTS[name]
@@ -682,7 +668,7 @@ def test_a_larger_bonus_lowers_q_on_every_estimator_path(name):
     penalty is flipped in the greedy Q (``q + beta * bonus``) or in the backward pass's
     next-state values (``+beta``)."""
     model = _one_hot_model(horizon=3)
-    env = _TableEnv(model)
+    env = TableEnv(model)
     transitions = [(s, a, nxt) for s in range(3) for a in range(2) for nxt in (1, 2)]
     transitions += [(0, 0, 0)] * 2 + [(1, 1, 1)]  # uneven counts: uneven bonuses
     data = _dataset(model, transitions)
