@@ -22,6 +22,13 @@ The ``method`` grid axis names the learner:
 * ``drpvi:RHO``: DRPVI with a TV ball of radius RHO on the goal factor at the first transition
   only (the authors' ``Rho = [[0, 0, 0, rho], [0, 0, 0, 0], ...]``).
 
+The d-rectangular penalty form is the spec's optional third field, ``KIND:VALUE:BONUS`` with
+BONUS ``paper_l1`` (the default when omitted: ``beta sum_i phi_i sqrt([Lambda^-1]_ii)``, the
+paper's form, arXiv:2411.18612 Algorithm 1) or ``code_l2`` (``beta sqrt(sum_i phi_i^2
+[Lambda^-1]_ii)``, the authors' code), e.g. ``method: ["tv:0.1", "tv:0.1:code_l2"]`` draws both
+R2PVI-TV curves. It lives in the method spec rather than in a grid key of its own so that the
+cells of the default form keep their parameters, hence their seeds and numbers.
+
 Paper settings (defaults): K = 100, beta = 1, ridge = 0.1, lambda = 0.1, DRPVI rho = 0.1,
 20 seeds x 100 test episodes, TV ``V_min`` taken from the data (``v_min=data``, the authors'
 choice; ``v_min=0`` is the exact minimum over states, the fail state's 0).
@@ -83,13 +90,30 @@ PAPER_FIG1C = {
 }
 
 
+BONUSES = ("paper_l1", "code_l2")
+
+
+def parse_bonus(spec: str) -> str:
+    """The penalty form a ``method`` spec names: its third field, ``"paper_l1"`` when absent
+    (``"tv:0.1"`` -> ``"paper_l1"``, ``"tv:0.1:code_l2"`` -> ``"code_l2"``)."""
+    parse_method(spec)
+    parts = str(spec).split(":")
+    return parts[2] if len(parts) == 3 else "paper_l1"
+
+
 def parse_method(spec: str) -> tuple[str, float | None]:
     """``"pevi"`` -> ("pevi", None); ``"kl:0.1"`` -> ("kl", 0.1); ``"drpvi:0.3"`` ->
-    ("drpvi", 0.3). ValueError names the accepted forms."""
+    ("drpvi", 0.3); ``"tv:0.1:code_l2"`` -> ("tv", 0.1) (the penalty form:
+    :func:`parse_bonus`). ValueError names the accepted forms."""
     if spec == "pevi":
         return spec, None
+    forms = ("pevi, tv|kl|chi2|chi2-code:LAMBDA (LAMBDA > 0) or drpvi:RHO (0 <= RHO <= 1), "
+             f"each optionally followed by :BONUS with BONUS in {', '.join(BONUSES)}")
     kind, sep, num = str(spec).partition(":")
-    forms = "pevi, tv|kl|chi2|chi2-code:LAMBDA (LAMBDA > 0) or drpvi:RHO (0 <= RHO <= 1)"
+    num, sep3, bonus = num.partition(":")
+    if sep3 and bonus not in BONUSES:
+        raise ValueError(f"method {spec!r}: the penalty form BONUS must be one of "
+                         f"{', '.join(BONUSES)}; got {bonus!r}")
     try:
         value = float(num) if sep else None
     except ValueError:
@@ -107,7 +131,8 @@ def method_label(spec: str) -> str:
     kind, value = parse_method(spec)
     if value is None:
         return LABEL[kind]
-    return f"{LABEL[kind]}, {'rho' if kind == 'drpvi' else 'lambda'}={value:g}"
+    l2 = "-l2" if parse_bonus(spec) == "code_l2" else ""
+    return f"{LABEL[kind]}{l2}, {'rho' if kind == 'drpvi' else 'lambda'}={value:g}"
 
 
 def parse_v_min(text) -> str | float:
@@ -145,7 +170,7 @@ def make_agent(spec: str, env, beta: float, ridge: float, v_min="data"):
     if kind == "pevi":
         return PEVI(env, beta=beta, ridge=ridge)
     # the authors' robust learners use the simulated MDP's known reward weights
-    known = {"reward": "known"}
+    known = {"reward": "known", "bonus": parse_bonus(spec)}
     if kind == "drpvi":
         return DRPVI(env, rho=goal_factor_radius(value, env.horizon, env.feature_dim),
                      beta=beta, ridge=ridge, **known)
@@ -262,9 +287,13 @@ def plot(results: list[dict], out_dir: Path) -> list[Path]:
     mc = group_curves(results, "return_vs_q")
     grid = results[0]["metrics"]["perturbations"]
     by_kind: dict = defaultdict(dict)
+    l2_specs = []  # code_l2 penalty variants: extra dashed curves in panel (a)
     for spec in mc:
         kind, value = parse_method(spec)
-        by_kind[kind][value] = spec
+        if parse_bonus(spec) == "code_l2":
+            l2_specs.append(spec)
+        else:
+            by_kind[kind][value] = spec
     fig = Figure(figsize=(15, 4.4))
     ax1, ax2, ax3 = fig.subplots(1, 3)
     # (a) the headline: PEVI and the three divergences at the paper's lambda
@@ -282,6 +311,10 @@ def plot(results: list[dict], out_dir: Path) -> list[Path]:
                      label=method_label(spec))
         if spec in PAPER_FIG1A:
             ax1.plot(grid, PAPER_FIG1A[spec], ls=":", color=colors[kind], alpha=0.8)
+    for spec in l2_specs:
+        m, h, _ = mc[spec]
+        ax1.errorbar(grid, m, yerr=h, marker="s", ms=3, capsize=2, ls="--",
+                     color=colors[parse_method(spec)[0]], label=method_label(spec))
     ax1.set_title("(a) return vs perturbation (dotted: paper)")
     ax1.set_xlabel("perturbation q")
     ax1.set_ylabel("average return")

@@ -108,17 +108,18 @@ def test_put_tiny_grid_robust_policy_exercises_early(tmp_path):
         m["return_p1"] for m in runs["pevi"])
 
 
-def test_verify_bounds_r2pvi_passes_on_a_small_grid(capsys):
-    code = cli_main(["verify-bounds", "r2pvi", "--K", "20,50,100", "--seeds", "6", "--quiet"])
+def test_verify_bounds_r2pvi_passes_on_a_small_grid(capsys, tmp_path):
+    code = cli_main(["verify-bounds", "r2pvi", "--K", "20,50,100", "--seeds", "6", "--quiet",
+                     "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "log-log slope of mean suboptimality vs K" in out and "OK:" in out
     assert "intercept" in out and out.count("\n") >= 8
 
 
-def test_verify_bounds_r2pvi_fails_when_the_bound_is_too_small(capsys):
+def test_verify_bounds_r2pvi_fails_when_the_bound_is_too_small(capsys, tmp_path):
     code = cli_main(["verify-bounds", "r2pvi", "--K", "20,50", "--seeds", "6", "--quiet",
-                     "--bound-scale", "1e-6"])
+                     "--bound-scale", "1e-6", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 1 and "FAIL" in out
 

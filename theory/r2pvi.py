@@ -34,15 +34,22 @@ from robustrl.validation import (
 )
 
 __all__ = [
+    "INSTANCES",
     "BoundResult",
     "LogLogFit",
     "SuboptimalityCurve",
+    "behaviour_gram",
     "coverage",
+    "informative_size",
+    "poor_coverage_instance",
+    "population_bound",
+    "rate_contradicts",
     "fit_mean_loglog",
     "greedy_policy",
     "instance_dependent_bound",
     "instance_independent_rate",
     "log_factor",
+    "make_instance",
     "regularized_objective",
     "suboptimality",
     "suboptimality_curve",
@@ -326,6 +333,157 @@ def regularized_objective(values, nominal, mu, divergence: str, lam: float) -> f
 
 
 # --------------------------------------------------------------------------------------------
+# the bound at the data's expected Gram matrix: when would the theorem's constants be informative?
+
+
+def behaviour_gram(model: LinearMDP, behaviour=None) -> np.ndarray:
+    """``Sigma_h = E[phi(s_h, a_h) phi(s_h, a_h)^T]`` under ``behaviour`` in the nominal model,
+    ``(H, d, d)``, exactly by forward state distributions from the initial distribution.
+
+    ``behaviour`` is an ``(H, S, A)`` table of action probabilities; ``None`` is uniformly
+    random actions (what :meth:`robustrl.data.OfflineDataset.collect` draws by default). One
+    trajectory contributes ``Sigma_h`` to ``Lambda_h`` in expectation, so ``K`` trajectories give
+    ``E Lambda_h = K Sigma_h + ridge I``.
+    """
+    model = _check_model(model)
+    H, S, A, d = model.horizon, model.n_states, model.n_actions, model.feature_dim
+    if behaviour is None:
+        pi = np.full((H, S, A), 1.0 / A)
+    else:
+        pi = check_array(behaviour, "behaviour", shape=(H, S, A), low=0.0)
+        if not np.allclose(pi.sum(axis=-1), 1.0):
+            raise ValueError("behaviour must hold action probabilities: each (h, s) row of the "
+                             "(H, S, A) table must sum to 1")
+    dist = model.initial_distribution.copy()
+    out = np.zeros((H, d, d))
+    for h in range(H):
+        w = dist[:, None] * pi[h]  # (S, A) state-action occupancy at step h
+        out[h] = np.einsum("sa,sai,saj->ij", w, model.phi, model.phi)
+        dist = np.einsum("sa,sai,it->t", w, model.phi, model.mu[h])
+    return out
+
+
+def population_bound(model: LinearMDP, divergence: str, lam: float, n_trajectories: int, *,
+                     beta: float | None = None, ridge: float = 0.1, behaviour=None,
+                     delta: float = 0.05, kernels=None) -> BoundResult:
+    """R2PVI's instance-dependent bound (:func:`instance_dependent_bound`) at the *expected*
+    Gram matrix ``Lambda_h = K Sigma_h + ridge I`` (:func:`behaviour_gram`) instead of one
+    dataset's: ``2 beta max_P sum_h E^{pi*, P}[sum_i phi_i sqrt([Lambda_h^{-1}]_ii)]``, every
+    quantity exact from the known model. ``beta`` defaults to :func:`theoretical_beta` at
+    ``K = n_trajectories``."""
+    model = _check_model(model)
+    lam = check_positive(lam, "lam")
+    K = check_int(n_trajectories, "n_trajectories", low=1)
+    ridge = check_positive(ridge, "ridge")
+    if beta is None:
+        beta = float(theoretical_beta(divergence, model.feature_dim, model.horizon, K, lam,
+                                      delta))
+    else:
+        beta = check_scalar(beta, "beta", low=0.0)
+    gram = behaviour_gram(model, behaviour)
+    eye = np.eye(model.feature_dim)
+    lambda_inv = np.linalg.inv(K * gram + ridge * eye)
+    star = robust_value_iteration(model, divergence=divergence, lam=lam)
+    if kernels is None:
+        kernels = [model.mu, worst_case_factors(model, star.V, divergence, lam)]
+    covs = np.array([coverage(lambda_inv, model, star.policy, k) for k in kernels])
+    xi = float(log_factor(model.feature_dim, model.horizon, K, delta))
+    return BoundResult(bound=float(2.0 * beta * covs.max()), beta=float(beta), coverages=covs,
+                       log_factor=xi)
+
+
+def informative_size(model: LinearMDP, divergence: str, lam: float, *,
+                     threshold: float | None = None, ridge: float = 0.1, behaviour=None,
+                     delta: float = 0.05, max_size: int = 10**18) -> int | None:
+    """The smallest ``K`` at which :func:`population_bound` with the theorems' ``beta`` drops
+    below ``threshold`` (default the trivial bound ``H``: no suboptimality exceeds it), or None
+    if it does not happen by ``max_size``.
+
+    The bound is ``~ sqrt(log K / K)`` for large ``K``; the search doubles ``K`` until the bound
+    is below ``threshold`` and then bisects between the last two sizes (the crossing found is
+    the first one when the bound decreases in ``K`` from there on, as it does beyond ``K ~ e``).
+    """
+    model = _check_model(model)
+    threshold = float(model.horizon) if threshold is None else check_scalar(
+        threshold, "threshold", low=0.0, low_inclusive=False)
+    max_size = check_int(max_size, "max_size", low=1)
+    star = robust_value_iteration(model, divergence=divergence, lam=lam)
+    kernels = [model.mu, worst_case_factors(model, star.V, divergence, lam)]
+
+    def below(k: int) -> bool:
+        return population_bound(model, divergence, lam, k, ridge=ridge, behaviour=behaviour,
+                                delta=delta, kernels=kernels).bound < threshold
+
+    if below(1):
+        return 1
+    lo, hi = 1, 2
+    while not below(hi):
+        if hi >= max_size:
+            return None
+        lo, hi = hi, min(2 * hi, max_size)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if below(mid) else (mid, hi)
+    return hi
+
+
+def poor_coverage_instance(goal_probability: float = 0.3, risky_probability: float = 0.0015
+                           ) -> tuple[LinearMDP, np.ndarray]:
+    """A two-step d-rectangular linear MDP where pessimism is needed, and its behaviour policy.
+
+    States ``x1`` (start), ``mid``, ``goal``, ``fail``; two actions at ``x1``: *safe* goes to
+    ``mid`` (reward 0.5 at step 2), *risky* to ``goal`` (reward 1) with probability
+    ``goal_probability`` and to ``fail`` (reward 0) otherwise, so with ``goal_probability <
+    0.5`` safe is optimal (nominal values 0.5 and ``goal_probability``; the same under TV
+    regularisation with ``lam >= 1``). ``d = 5`` one-hot-like features: ``e0`` safe, ``e1`` risky,
+    ``e2`` fail, ``e3`` goal, ``e4`` mid, rewards ``theta_2 = e3 + 0.5 e4``. The behaviour plays
+    risky with probability ``risky_probability``: with a few risky samples an unpessimistic
+    estimate of its value is often above 0.5 (one lucky sample gives ``1 / (1 + ridge)``), so an
+    agent with ``beta = 0`` picks it with positive probability, while the penalty
+    ``beta sqrt([Lambda^-1]_11)`` of a poorly covered direction keeps a pessimistic agent safe.
+
+    Returns ``(model, behaviour)`` with ``behaviour`` an ``(H, S, A) = (2, 4, 2)`` table.
+    """
+    q = check_scalar(goal_probability, "goal_probability", low=0.0, high=0.5,
+                     high_inclusive=False)
+    p = check_scalar(risky_probability, "risky_probability", low=0.0, high=1.0,
+                     low_inclusive=False, high_inclusive=False)
+    X1, MID, GOAL, FAIL = range(4)
+    S, A, d, H = 4, 2, 5, 2
+    phi = np.zeros((S, A, d))
+    phi[X1, 0, 0] = phi[X1, 1, 1] = 1.0
+    phi[MID, :, 4] = phi[GOAL, :, 3] = phi[FAIL, :, 2] = 1.0
+    mu = np.zeros((H, d, S))
+    for h in range(H):
+        mu[h, 0, MID] = 1.0
+        mu[h, 1, GOAL], mu[h, 1, FAIL] = q, 1.0 - q
+        mu[h, 2, FAIL] = 1.0
+        mu[h, 3, GOAL] = 1.0
+        mu[h, 4, MID] = 1.0
+    theta = np.zeros((H, d))
+    theta[1, 3], theta[1, 4] = 1.0, 0.5
+    init = np.array([1.0, 0.0, 0.0, 0.0])
+    behaviour = np.full((H, S, A), 0.5)
+    behaviour[0, X1] = [1.0 - p, p]
+    return LinearMDP(phi, mu, theta, init), behaviour
+
+
+#: instances of ``robustrl verify-bounds r2pvi``: name -> () -> (model, behaviour table or None)
+INSTANCES = {
+    "simulated": None,  # the R2PVI paper's simulated MDP, uniform behaviour
+    "poor-coverage": poor_coverage_instance,
+}
+
+
+def rate_contradicts(fit: LogLogFit, exponent: float = -0.5) -> bool:
+    """Whether a log-log fit contradicts an *upper* bound ``O~(K^exponent)``: its confidence
+    interval lies entirely above ``exponent`` (the suboptimality decays more slowly than the
+    bound allows). A slope below ``exponent`` (faster decay) or an undefined fit (NaN: the
+    suboptimality is 0 at almost every size, which any rate allows) does not."""
+    return bool(np.isfinite(fit.low) and fit.low > exponent)
+
+
+# --------------------------------------------------------------------------------------------
 # `robustrl verify-bounds r2pvi`: empirical suboptimality against K
 
 
@@ -339,22 +497,41 @@ class SuboptimalityCurve:
         bound: ``(n_seeds, n)`` :func:`instance_dependent_bound` (theoretical beta unless
             ``bound_beta`` was given) times ``bound_scale``.
         practical_bound: ``(n_seeds, n)`` the same surrogate with the agent's own beta.
+        coverage: ``(n_seeds, n)`` the surrogate's ``max_P sum_h E^{pi*, P}[sum_i phi_i
+            sqrt([Lambda_h^{-1}]_ii)]`` of each fit (the bound is ``2 beta`` times it).
     """
 
     n_trajectories: np.ndarray
     suboptimality: np.ndarray
     bound: np.ndarray
     practical_bound: np.ndarray
+    coverage: np.ndarray | None = None
+
+
+def make_instance(instance: str = "simulated"):
+    """``(env, behaviour)`` of a named instance (:data:`INSTANCES`): the environment that
+    samples the model exactly and the behaviour table for
+    :meth:`robustrl.data.OfflineDataset.collect` (None: uniform)."""
+    from robustrl.envs import LinearMDPEnv, SimulatedLinearMDPEnv
+
+    if instance not in INSTANCES:
+        raise ValueError(f"instance must be one of {', '.join(INSTANCES)}; got {instance!r}")
+    if instance == "simulated":
+        return SimulatedLinearMDPEnv(), None
+    model, behaviour = INSTANCES[instance]()
+    return LinearMDPEnv(model), behaviour
 
 
 def suboptimality_curve(divergence: str = "chi2", lam: float = 0.1, n_trajectories=(20, 50,
                         100, 200, 500), n_seeds: int = 30, *, beta: float = 1.0,
                         ridge: float = 0.1, bound_beta: float | None = None,
                         bound_scale: float = 1.0, delta: float = 0.05, seed: int = 0,
+                        instance: str = "simulated",
                         progress: bool = False) -> SuboptimalityCurve:
-    """Fit R2PVI on ``n_seeds`` uniform-behaviour datasets of each size K from the simulated
-    linear MDP (arXiv:2411.18612 simulated MDP, docs/r2pvi-results.md) and compute its exact
-    suboptimality and the bound surrogate.
+    """Fit R2PVI on ``n_seeds`` behaviour datasets of each size K from an instance
+    (:func:`make_instance`; default the simulated linear MDP of arXiv:2411.18612 with uniform
+    behaviour, docs/r2pvi-results.md) and compute its exact suboptimality and the bound
+    surrogate.
 
     Seed ``s`` at size K uses the dataset seed ``(seed, s, K)`` so that sizes are independent.
     """
@@ -362,7 +539,6 @@ def suboptimality_curve(divergence: str = "chi2", lam: float = 0.1, n_trajectori
 
     from robustrl.agents import R2PVI
     from robustrl.data import OfflineDataset
-    from robustrl.envs import SimulatedLinearMDPEnv
 
     div = check_divergence(divergence)
     lam = check_positive(lam, "lam")
@@ -371,23 +547,24 @@ def suboptimality_curve(divergence: str = "chi2", lam: float = 0.1, n_trajectori
         raise ValueError(f"n_trajectories must be strictly increasing; got {n_trajectories!r}")
     n_seeds = check_int(n_seeds, "n_seeds", low=1)
     bound_scale = check_scalar(bound_scale, "bound_scale", low=0.0, low_inclusive=False)
-    env = SimulatedLinearMDPEnv()
+    env, behaviour = make_instance(instance)
     model = env.model
     shape = (n_seeds, Ks.size)
-    sub, bnd, prac = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    sub, bnd, prac, cov = (np.zeros(shape) for _ in range(4))
     cells = [(s, j) for j in range(Ks.size) for s in range(n_seeds)]
     for s, j in tqdm(cells, disable=not progress, desc="verify-bounds r2pvi", unit="fit"):
         K = int(Ks[j])
         data_seed = int(np.random.SeedSequence([seed, s, K]).generate_state(1)[0])
-        data = OfflineDataset.collect(env, K, seed=data_seed)
+        data = OfflineDataset.collect(env, K, behaviour, seed=data_seed)
         agent = R2PVI(env, divergence=div, lam=lam, beta=beta, ridge=ridge,
                       reward="known").fit(data)
         sub[s, j] = suboptimality(agent, model, div, lam)
         res = instance_dependent_bound(agent, model, div, lam, beta=bound_beta, delta=delta,
                                        n_trajectories=K)
         bnd[s, j] = bound_scale * res.bound
-        prac[s, j] = bound_scale * 2.0 * agent.beta * float(res.coverages.max())
-    return SuboptimalityCurve(Ks.astype(np.int64), sub, bnd, prac)
+        cov[s, j] = float(res.coverages.max())
+        prac[s, j] = bound_scale * 2.0 * agent.beta * cov[s, j]
+    return SuboptimalityCurve(Ks.astype(np.int64), sub, bnd, prac, cov)
 
 
 @dataclass(frozen=True)
