@@ -33,6 +33,7 @@ EXECUTED_ELSEWHERE = {
     "algorithms/glow.md": "test_glow_docs.py",
     "algorithms/hyglow.md": "test_glow_docs.py",
     "algorithms/neural.md": "test_neural_agents.py",
+    "r2pvi-results.md": "test_verify_bounds_r2pvi.py",
 }
 FENCE = re.compile(r"^```python\n(.*?)^```", flags=re.DOTALL | re.MULTILINE)
 

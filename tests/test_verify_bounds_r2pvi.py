@@ -6,6 +6,8 @@ theory/r2pvi.py behind them against values worked out by hand."""
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,3 +151,16 @@ def test_simulated_default_prints_the_informative_size(capsys, tmp_path):
     assert "falls below the trivial bound H=3" in out
     assert np.all(np.array(record["theorem_bound"]) > 3)  # vacuous at every size run
     assert record["sources"]["beta"].startswith("arXiv:2411.18612")
+
+
+def test_docs_r2pvi_results_python_block_runs(capsys):
+    """The ```python block of docs/r2pvi-results.md (Theory section) runs and prints what its
+    comments say."""
+    page = Path(__file__).resolve().parents[1] / "docs" / "r2pvi-results.md"
+    blocks = re.findall(r"^```python\n(.*?)^```", page.read_text(encoding="utf-8"),
+                        flags=re.DOTALL | re.MULTILINE)
+    assert len(blocks) == 1
+    exec(compile(blocks[0], str(page), "exec"), {"__name__": "__docs__"})
+    bound, k_star = capsys.readouterr().out.split()
+    assert float(bound) == pytest.approx(4 / np.sqrt(1000 * (1 - P_RISKY) + 0.1), abs=1e-4)
+    assert 2.0e6 < int(k_star) < 2.2e6
