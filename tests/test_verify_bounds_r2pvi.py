@@ -164,3 +164,12 @@ def test_docs_r2pvi_results_python_block_runs(capsys):
     bound, k_star = capsys.readouterr().out.split()
     assert float(bound) == pytest.approx(4 / np.sqrt(1000 * (1 - P_RISKY) + 0.1), abs=1e-4)
     assert 2.0e6 < int(k_star) < 2.2e6
+
+
+def test_bad_cli_arguments_exit_2(capsys, tmp_path):
+    base = ["verify-bounds", "r2pvi", "--quiet", "--out", str(tmp_path), "--K", "20,50"]
+    assert cli_main([*base, "--bound-beta", "-1"]) == 2
+    assert "--bound-beta must be >= 0" in capsys.readouterr().err
+    assert cli_main([*base, "--instance", "nope"]) == 2
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "r2pvi_bounds.json").exists()

@@ -8,7 +8,13 @@ finite models.
 * :func:`instance_dependent_bound`: the computable surrogate of the instance-dependent bound,
   ``2 beta max_P sum_h E^{pi*, P}[sum_i phi_i sqrt([Lambda_h^{-1}]_ii)]`` over a few kernels
   (the nominal one and the regularised worst case of ``V*``, or kernels you pass);
-* :func:`suboptimality`: ``V*_lam(s_1) - V^{pi_hat}_lam(s_1)``, exact by robust DP.
+* :func:`suboptimality`: ``V*_lam(s_1) - V^{pi_hat}_lam(s_1)``, exact by robust DP;
+* :func:`behaviour_gram`, :func:`population_bound`, :func:`informative_size`: the bound at the
+  data's expected Gram matrix ``K Sigma_h + ridge I`` and the smallest ``K`` at which it falls
+  below the trivial bound ``H`` with the theorems' beta (about 1e9-1e10 on the simulated MDP);
+* :func:`poor_coverage_instance`: a model where pessimism is needed (an agent with
+  ``beta = 0`` fails ``robustrl verify-bounds r2pvi`` on it); :func:`rate_contradicts`: whether
+  a log-log slope interval contradicts the ``K^{-1/2}`` upper rate.
 
 **Assumed log factor.** The note reads the theorems' ``beta`` but not their log terms; every
 function here uses ``xi = log(2 d H K / delta)`` (:func:`log_factor`). The rates carry the same
