@@ -1,0 +1,129 @@
+"""The documentation site builds with ``mkdocs build --strict`` and documents the public API.
+
+``--strict`` turns every warning into a failure: a broken link or anchor between pages, a page
+missing from the nav, an API identifier mkdocstrings cannot collect, a docstring warning. On the
+built HTML, every public agent (``robustrl.agents.__all__``), environment class and theory
+function (``robustrl.theory.__all__``) must have an API entry; the lists come from the package,
+so a new agent, environment or bound without an API entry fails here.
+"""
+
+from __future__ import annotations
+
+import html
+import inspect
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytest.importorskip("mkdocs", reason="the docs extra is not installed (pip install -e '.[docs]')")
+pytest.importorskip("mkdocstrings_handlers.python")
+pytest.importorskip("material")
+
+ANCHOR = re.compile(r'\bid="(robustrl\.[\w.]+)"')
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    res = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert res.returncode == 0, (res.stdout + res.stderr)[-6000:]
+    return out
+
+
+def _api_anchors(site: Path, page: str) -> set[str]:
+    return set(ANCHOR.findall((site / "api" / page / "index.html").read_text(encoding="utf-8")))
+
+
+def _documented(anchors: set[str], name: str) -> bool:
+    """An API entry whose last path component is ``name`` (any module path in robustrl)."""
+    return any(a.rsplit(".", 1)[-1] == name for a in anchors)
+
+
+def test_every_public_agent_has_an_api_entry(site):
+    import robustrl.agents as agents
+
+    anchors = _api_anchors(site, "agents")
+    missing = [n for n in agents.__all__ if not _documented(anchors, n)]
+    assert not missing, f"docs/api/agents.md has no entry for robustrl.agents.{missing}"
+
+
+def test_every_environment_class_has_an_api_entry(site):
+    import robustrl.envs as envs
+
+    anchors = _api_anchors(site, "envs")
+    classes = [n for n in envs.__all__ if inspect.isclass(getattr(envs, n))]
+    assert {"SimulatedLinearMDPEnv", "CaveEscapeEnv", "LinearMDPEnv"} <= set(classes)
+    missing = [n for n in classes if not _documented(anchors, n)]
+    assert not missing, f"docs/api/envs.md has no entry for robustrl.envs.{missing}"
+
+
+def test_every_theory_function_has_an_api_entry(site):
+    import robustrl.theory as theory
+
+    anchors = _api_anchors(site, "theory")
+    assert len(theory.__all__) >= 10
+    missing = [n for n in theory.__all__ if not _documented(anchors, n)]
+    assert not missing, f"docs/api/theory.md has no entry for robustrl.theory.{missing}"
+
+
+def test_sphinx_roles_are_rendered(site):
+    """No raw ``:func:`` / ``:class:`` role survives in the API pages' text, and roles to
+    documented objects became links."""
+    for page in sorted((site / "api").glob("*/index.html")):
+        text = html.unescape(re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8")))
+        raw = re.findall(r":(?:func|class|meth|mod|attr|data|exc):`", text)
+        assert not raw, f"{page.parent.name}: {len(raw)} raw Sphinx roles"
+    agents = (site / "api" / "agents" / "index.html").read_text(encoding="utf-8")
+    assert re.search(r'class="autorefs autorefs-internal"[^>]*href="[^"]*#robustrl\.', agents)
+
+
+def test_math_is_rendered_by_arithmatex(site):
+    """Pages that write LaTeX get MathJax markup (pymdownx.arithmatex) and the MathJax scripts."""
+    page = (site / "algorithms" / "r2pvi" / "index.html").read_text(encoding="utf-8")
+    assert 'class="arithmatex"' in page
+    assert "javascripts/mathjax.js" in page and "tex-mml-chtml.js" in page
+
+
+def test_figures_and_changelog_are_on_the_site(site):
+    for fig in sorted((ROOT / "docs" / "figures").glob("*.png")):
+        assert (site / "figures" / fig.name).is_file(), fig.name
+    changelog = (site / "changelog" / "index.html").read_text(encoding="utf-8")
+    version = re.search(r"^## \[(\d+\.\d+\.\d+)\]", (ROOT / "CHANGELOG.md").read_text(),
+                        flags=re.MULTILINE)
+    assert version and version.group(1) in changelog
+
+
+def test_every_docs_page_is_in_the_nav():
+    """mkdocs reports pages missing from the nav only at INFO level; the site must list all."""
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    # mkdocs.yml may use !!python/name tags (material's emoji); none are needed to read the nav
+    _Loader.add_multi_constructor("tag:yaml.org,2002:python/", lambda *a: None)
+    nav = yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=_Loader)["nav"]
+
+    def pages(item):
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, list):
+            for x in item:
+                yield from pages(x)
+        elif isinstance(item, dict):
+            for x in item.values():
+                yield from pages(x)
+
+    listed = set(pages(nav))
+    on_disk = {p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.md")}
+    assert not on_disk - listed, f"pages missing from mkdocs.yml's nav: {sorted(on_disk - listed)}"
+    assert not listed - on_disk, f"nav entries without a page: {sorted(listed - on_disk)}"
