@@ -20,15 +20,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-pytest.importorskip("mkdocs", reason="the docs extra is not installed (pip install -e '.[docs]')")
-pytest.importorskip("mkdocstrings_handlers.python")
-pytest.importorskip("material")
-
 ANCHOR = re.compile(r'\bid="(robustrl\.[\w.]+)"')
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
+    for module in ("mkdocs", "mkdocstrings_handlers.python", "material", "pymdownx"):
+        pytest.importorskip(module, reason="the docs extra is not installed (.[docs])")
     out = tmp_path_factory.mktemp("site")
     res = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
@@ -127,3 +125,53 @@ def test_every_docs_page_is_in_the_nav():
     on_disk = {p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.md")}
     assert not on_disk - listed, f"pages missing from mkdocs.yml's nav: {sorted(on_disk - listed)}"
     assert not listed - on_disk, f"nav entries without a page: {sorted(listed - on_disk)}"
+
+
+def test_readme_links_are_absolute():
+    """The README is the package index's project page, where relative links break."""
+    links = re.findall(r"\]\(([^)\s]+)\)", (ROOT / "README.md").read_text(encoding="utf-8"))
+    assert links
+    relative = [link for link in links if not link.startswith(("https://", "http://", "#"))]
+    assert not relative, f"README.md links that break on an index page: {relative}"
+
+
+DRED_LABEL = re.compile(r"(?<![\w#\[.])B\.(\d+)(?:\.\d+)?(?![\w\]])")
+DRED_PAGE = ROOT / "docs" / "algorithms" / "dred.md"
+
+
+def _prose(text: str) -> str:
+    """``text`` without its fenced code blocks."""
+    return re.sub(r"^```.*?^```", "", text, flags=re.DOTALL | re.MULTILINE)
+
+
+def test_dred_topic_labels_can_be_followed():
+    """The DRED topic labels (B.1 .. B.10) are links to docs/algorithms/dred.md's topic list in
+    the docs, a pointer to it in every code file that uses them, and each one used is defined."""
+    defined = set(re.findall(r"^\{: #b(\d+) \}$", DRED_PAGE.read_text(encoding="utf-8"),
+                             flags=re.MULTILINE))
+    used: set[str] = set()
+    unlinked = []
+    for page in sorted((ROOT / "docs").rglob("*.md")):
+        for line in _prose(page.read_text(encoding="utf-8")).splitlines():
+            plain = re.sub(r"\[B\.\d+(?:\.\d+)?\]\((?:[\w./-]*dred\.md)?#b(\d+)\)", "", line)
+            used |= set(re.findall(r"\[B\.\d+(?:\.\d+)?\]\((?:[\w./-]*dred\.md)?#b(\d+)\)", line))
+            if page == DRED_PAGE and (line.startswith(("- **B.", "The labels B.", "or B."))
+                                      or "cite these topics as B." in line):
+                continue  # the topic list itself
+            unlinked += [f"{page.relative_to(ROOT)}: {line.strip()[:80]}"
+                         for _ in DRED_LABEL.finditer(plain)]
+    assert not unlinked, "DRED labels without a link to docs/algorithms/dred.md#bN:\n" + \
+        "\n".join(unlinked)
+    skip = {Path(__file__).resolve(), ROOT / "tests" / "test_citations.py"}
+    for folder in ("robustrl", "agents", "envs", "theory", "experiments", "tests"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if path.resolve() in skip:
+                continue
+            text = path.read_text(encoding="utf-8")
+            labels = set(DRED_LABEL.findall(text))
+            if labels:
+                used |= labels
+                assert "docs/algorithms/dred.md" in text, (
+                    f"{path.relative_to(ROOT)} cites DRED topics {sorted(labels)} without "
+                    "pointing at docs/algorithms/dred.md")
+    assert used and used <= defined, f"labels used but not defined: {sorted(used - defined)}"
