@@ -85,10 +85,15 @@ def test_sphinx_roles_are_rendered(site):
 
 
 def test_math_is_rendered_by_arithmatex(site):
-    """Pages that write LaTeX get MathJax markup (pymdownx.arithmatex) and the MathJax scripts."""
-    page = (site / "algorithms" / "r2pvi" / "index.html").read_text(encoding="utf-8")
-    assert 'class="arithmatex"' in page
-    assert "javascripts/mathjax.js" in page and "tex-mml-chtml.js" in page
+    """Every algorithm page with an "Equations" section writes them in LaTeX, which the site
+    turns into MathJax markup (pymdownx.arithmatex), and loads MathJax."""
+    pages = sorted(p for p in (ROOT / "docs" / "algorithms").glob("*.md")
+                   if re.search(r"^## Equations", p.read_text(encoding="utf-8"), re.MULTILINE))
+    assert len(pages) >= 8
+    for page in pages:
+        html_page = (site / "algorithms" / page.stem / "index.html").read_text(encoding="utf-8")
+        assert 'class="arithmatex"' in html_page, f"{page.name}: no rendered math"
+        assert "javascripts/mathjax.js" in html_page and "tex-mml-chtml.js" in html_page
 
 
 def test_figures_and_changelog_are_on_the_site(site):
