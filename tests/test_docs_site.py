@@ -180,3 +180,15 @@ def test_dred_topic_labels_can_be_followed():
                     f"{path.relative_to(ROOT)} cites DRED topics {sorted(labels)} without "
                     "pointing at docs/algorithms/dred.md")
     assert used and used <= defined, f"labels used but not defined: {sorted(used - defined)}"
+
+
+def test_importing_robustrl_main_runs_nothing():
+    """Documentation tools import every module; ``robustrl.__main__`` must not start the CLI
+    then (it did: SystemExit with pytest's arguments), while ``python -m robustrl`` still does."""
+    import importlib
+
+    sys.modules.pop("robustrl.__main__", None)
+    importlib.import_module("robustrl.__main__")
+    res = subprocess.run([sys.executable, "-m", "robustrl", "--version"], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.startswith("robustrl "), res.stdout + res.stderr
