@@ -3,12 +3,12 @@
 
 :class:`MappedSubpackages` loads the subpackages that setup.cfg's ``package_dir`` maps to other
 folders (``robustrl.agents`` -> ``agents/``, ...), which Griffe's static analysis cannot find
-by walking ``robustrl/``. :class:`SphinxRoles` renders the docstrings' Sphinx roles.
+by walking ``robustrl/``.
 
-
-robustrl's docstrings are Google-style with Sphinx roles (``:func:`evaluate```,
-``:class:`~robustrl.data.OfflineDataset```, ``:meth:`LevelVAE.decode_levels```), which
-Markdown would show literally. This extension rewrites each role, once the object tree is built,
+:class:`SphinxRoles`: robustrl's docstrings are Google-style with Sphinx roles
+(``:func:`evaluate```, ``:class:`~robustrl.data.OfflineDataset```,
+``:meth:`LevelVAE.decode_levels```), which Markdown would show literally. The extension
+rewrites each role, once the object tree is built,
 into an *optional* mkdocs-autorefs cross-reference: the name is resolved in the scope of the
 object that holds the docstring (as Python would), the link goes to the object's API entry when
 the site renders one, and otherwise the name stays as inline code without a warning. The source
