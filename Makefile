@@ -12,7 +12,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -c constraints.txt -e ".[all,test]"
+	$(BIN)/python -m pip install -c constraints.txt -e ".[all,test,docs]"
 	touch $@
 
 demo: install  # resumable: a rerun reuses finished cells and redraws the table and figures

@@ -23,6 +23,9 @@ is kept), goal then start on navigable cells, then **lava** replacing a fraction
 within depth 3 of the navigable area, sampled by power-rank of goal distance favouring cells
 *far* from the goal, and **moss** replacing a fraction of the empty cells with the inverse
 ranking (near the goal).
+
+Labels B.1 .. B.10 (e.g. "B.3 step 6", "B.10 D1") name the DRED topics listed in
+docs/algorithms/dred.md, section "Topic labels" (anchors ``#b1`` .. ``#b10``).
 """
 
 from __future__ import annotations

@@ -1,3 +1,6 @@
+"""``python -m robustrl``: the command-line interface (:func:`robustrl.cli.main`)."""
+
 from robustrl.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # importing the module (e.g. by a documentation tool) runs nothing
+    raise SystemExit(main())

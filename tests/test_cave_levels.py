@@ -1,4 +1,8 @@
-"""Cave Escape level space: validity, BFS, repair, DR, edits, level sets, statistics (B.2, B.10)."""
+"""Cave Escape level space: validity, BFS, repair, DR, edits, level sets, statistics (B.2, B.10).
+
+Labels B.1 .. B.10 (e.g. "B.3 step 6", "B.10 D1") name the DRED topics listed in
+docs/algorithms/dred.md, section "Topic labels" (anchors ``#b1`` .. ``#b10``).
+"""
 
 import numpy as np
 import pytest

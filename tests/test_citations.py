@@ -41,6 +41,7 @@ FORBIDDEN = re.compile(
     r"|reference note"
     r"|\bnotes? (?:sections? )?[0-9AB]\.[0-9]"
     r"|\bnote sections?\b"
+    r"|\bnote [0-9]+\b"
     r"|\bnotes? §"
     r"|\bthe note's\b|\bof the note\b"
     r"|\bissue #?[0-9]"
@@ -75,6 +76,8 @@ def find_private_citations(text: str) -> list[str]:
     [
         ("the DRPVI estimator (note 1.7)", True),
         ("see Note B.4 for the buffer", True),
+        ("**d-rectangular linear MDP** (note 1)", True),
+        ("regret is derived in note 4 from the abstract", True),
         ("reference note sections 1.1 / 1.2", True),
         ("note section 2.2", True),
         ("(`robustrl.agents.r2pvi`, note §1.4–1.6)", True),

@@ -3,7 +3,8 @@
 The pages are listed explicitly (pages written by others, e.g. results notes, hold no runnable
 blocks and are not collected). Illustrative snippets use ```text or ```bash fences, so every
 ```python block is a real, runnable example. Each block runs in a fresh namespace inside a
-temporary working directory.
+temporary working directory, except on the tutorial pages of ``SEQUENTIAL``, whose blocks build
+on each other and run in order in one namespace.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ PAGES = [
     "algorithms/lsvi_ucb.md",
     "algorithms/dred.md",
     "agent-contract.md",
+    "installation.md",
+    "tutorials/offline-own-environment.md",
+    "tutorials/online-drrpo-regret.md",
+    "tutorials/neural-cpu-gpu.md",
 ]
+# Tutorials whose blocks build on each other: they run in order, in one namespace.
+SEQUENTIAL = {"tutorials/offline-own-environment.md"}
 # Pages owned elsewhere whose python blocks another test file executes.
 EXECUTED_ELSEWHERE = {
     "interop.md": "test_interop.py",
@@ -44,6 +51,9 @@ def _blocks() -> list[tuple[str, str]]:
         if not (DOCS / page).exists():  # reported by test_every_page_exists
             continue
         text = (DOCS / page).read_text(encoding="utf-8")
+        if page in SEQUENTIAL:
+            out.append((f"{page}#all", "\n".join(FENCE.findall(text))))
+            continue
         for i, code in enumerate(FENCE.findall(text)):
             out.append((f"{page}#{i}", code))
     return out

@@ -1,4 +1,8 @@
-"""DRED level VAE and latent-interpolation generator (arXiv:2402.03479, docs/dred-levels.md)."""
+"""DRED level VAE and latent-interpolation generator (arXiv:2402.03479, docs/dred-levels.md).
+
+Labels B.1 .. B.10 (e.g. "B.3 step 6", "B.10 D1") name the DRED topics listed in
+docs/algorithms/dred.md, section "Topic labels" (anchors ``#b1`` .. ``#b10``).
+"""
 
 import json
 

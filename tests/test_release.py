@@ -70,11 +70,21 @@ def test_wheel_carries_license_and_py_typed(dists):
     assert any(n.startswith("robustrl/experiments/configs/") and n.endswith(".yaml") for n in names)
 
 
+def test_wheel_metadata_has_project_urls(dists):
+    with zipfile.ZipFile(dists["wheel"]) as zf:
+        meta = next(zf.read(n).decode() for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+    urls = dict(line.split(": ", 1)[1].split(", ", 1) for line in meta.splitlines()
+                if line.startswith("Project-URL: "))
+    assert {"Documentation", "Source", "Changelog"} <= set(urls), urls
+    assert all(u.startswith("https://") for u in urls.values()), urls
+
+
 def test_sdist_carries_what_its_tests_read(dists):
     names = set(_sdist_names(dists["sdist"]))
     for required in ("LICENSE", "CHANGELOG.md", "README.md", "constraints.txt", "setup.cfg",
                      "pyproject.toml", "robustrl/py.typed", "benchmarks/__init__.py",
-                     "benchmarks/__main__.py"):
+                     "benchmarks/__main__.py", "mkdocs.yml", "tools/griffe_robustrl.py",
+                     "docs/javascripts/mathjax.js"):
         assert required in names, required
     tracked = _run(["git", "ls-files", "tests", "docs", "benchmarks"], cwd=REPO)
     if tracked.returncode != 0:

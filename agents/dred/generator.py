@@ -6,6 +6,9 @@ is computed once; each call draws ``2P`` distinct training levels, pairs them as
 included): slerp on the means (lerp when the cosine of the two means exceeds 0.955), lerp on
 the stds, then ``z = mean(s) + std(s) * eps`` is decoded with the masking repair of
 :meth:`~robustrl.agents.dred.vae.LevelVAE.decode_levels`. The prior N(0, I) is never sampled.
+
+Labels B.1 .. B.10 (e.g. "B.3 step 6", "B.10 D1") name the DRED topics listed in
+docs/algorithms/dred.md, section "Topic labels" (anchors ``#b1`` .. ``#b10``).
 """
 
 from __future__ import annotations

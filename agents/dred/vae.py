@@ -31,6 +31,9 @@ Architecture (the authors' ``res_graphVAE_ce`` configuration, re-implemented in 
 
 Run ``python -m robustrl.agents.dred.vae --levels train.npz --epochs 200 --out DIR`` to train
 and write the metrics of :func:`evaluate_vae` (reconstruction, validity, distribution match).
+
+Labels B.1 .. B.10 (e.g. "B.3 step 6", "B.10 D1") name the DRED topics listed in
+docs/algorithms/dred.md, section "Topic labels" (anchors ``#b1`` .. ``#b10``).
 """
 
 from __future__ import annotations
