@@ -88,7 +88,7 @@ GRID = {
     "epsilon": [0.1],
     "offline_episodes": [5],
 }
-SEEDS = 5
+SEEDS = 10
 X_AXIS = "horizon"
 KAPPA = 0.01  # GLOW confidence multiplier (tests/test_glow.py uses the same on locks)
 Q_EXPLORATION = 0.1
