@@ -11,10 +11,11 @@ first epsilon-optimal output policy (so a method whose first policy is already g
 bound: medians over cells with censored entries are lower bounds too).
 
 A second metric, ``regret``, is the cumulative exact regret ``sum_t (V* - V^{pi_t})`` of the
-policies PLAYED in the first ``window`` episodes (default 100; the behaviour policy: the round's
-greedy policy for the round-based agents, the epsilon-greedy policy for Q-learning, the uniform
-policy for uniform exploration). The round-based agents stop once they are epsilon-optimal AND
-have played ``window`` rounds (their selections up to then do not depend on the stop).
+policies PLAYED in the first ``window = min(WINDOW, budget)`` episodes (``WINDOW = 100``; the
+behaviour policy: the round's greedy policy for the round-based agents, the epsilon-greedy
+policy for Q-learning, the uniform policy for uniform exploration). The round-based agents stop
+once they are epsilon-optimal AND have played ``window`` rounds (their selections up to then do
+not depend on the stop).
 
 Methods (``K = 1`` episode per round for the round-based agents, so rounds = episodes; the
 value class of all five is ``F = combination_lock_value_class(H, S, A)``, the ``A^H`` codes'
@@ -49,9 +50,11 @@ Q*):
   episode it is that episode's action sequence replayed open-loop (action ``a_h`` in every
   state at step ``h``), which on the deterministic lock is the code.
 
-``budget`` is the number of rounds ``T`` of the round-based agents (GLOW's and GOLF's schedules
-depend on it) and their episode cap; ``baseline_budget`` caps Q-learning and uniform
-exploration (default 40000, so that ``A^H = 4096`` at ``H = 12`` is rarely censored).
+``budget`` is every method's episode cap and the number of rounds ``T`` of the round-based
+agents (GLOW's and GOLF's schedules depend on it). The comparators' table
+(docs/glow-results.md) runs the packaged config ``glow_comparators``: ``H = 4..12``, 10 seeds,
+``budget = 40000`` (so that ``A^H = 4096`` at ``H = 12`` rarely censors uniform exploration):
+``robustrl run glow_combination_lock --config glow_comparators``.
 
 Expected shape (log-scale plot): GLOW/GOLF grow polynomially in ``H``, the hybrid methods with
 ``pi*`` data ~ 0-1, uniform exploration and zero-initialised epsilon-greedy Q-learning like
@@ -83,13 +86,12 @@ GRID = {
     "n_states": [3],
     "n_actions": [2],
     "budget": [4000],
-    "baseline_budget": [40000],
-    "window": [100],
     "epsilon": [0.1],
     "offline_episodes": [5],
 }
-SEEDS = 10
+SEEDS = 5
 X_AXIS = "horizon"
+WINDOW = 100  # episodes whose played policies' regret is the metric ``regret``
 KAPPA = 0.01  # GLOW confidence multiplier (tests/test_glow.py uses the same on locks)
 Q_EXPLORATION = 0.1
 
@@ -100,10 +102,6 @@ def check(params: dict) -> None:
     check_int(params["n_actions"], "n_actions", low=2)
     check_int(params["budget"], "budget", low=1)
     check_int(params["offline_episodes"], "offline_episodes", low=1)
-    check_int(params.get("baseline_budget", 1), "baseline_budget", low=1)
-    window = check_int(params.get("window", 1), "window", low=1)
-    if window > min(params["budget"], params.get("baseline_budget", params["budget"])):
-        raise ValueError(f"window must be at most budget and baseline_budget; got {window}")
     eps = check_positive(params["epsilon"], "epsilon")
     if eps >= 1:
         raise ValueError(f"epsilon must lie in (0, 1); got {eps}")
@@ -113,6 +111,11 @@ def check(params: dict) -> None:
 
 def _value(model, policy: np.ndarray) -> float:
     return float(evaluate_policy(model, policy).value)
+
+
+def _window(params: dict) -> int:
+    """The regret window: the first ``min(WINDOW, budget)`` episodes."""
+    return min(WINDOW, int(params["budget"]))
 
 
 def _first_good(regret: np.ndarray, epsilon: float) -> int | None:
@@ -154,7 +157,7 @@ def _run_rounds(env, params: dict, seed: int, method: str) -> tuple[int | None, 
     H, S, A = env.horizon, env.n_states, env.n_actions
     F = combination_lock_value_class(H, S, A)
     budget, eps = int(params["budget"]), float(params["epsilon"])
-    window = int(params.get("window", 1))
+    window = _window(params)
     ds = None
     if method in HYBRID:
         code = env.code
@@ -187,9 +190,9 @@ def _run_qlearning(env, params: dict, seed: int) -> tuple[int | None, float]:
     Q = np.zeros((H, env.n_states, A))
     N = np.zeros_like(Q)
     v_star, eps = 1.0, float(params["epsilon"])
-    window = int(params.get("window", 1))
+    window = _window(params)
     regret, hit = 0.0, None
-    for episode in range(int(params.get("baseline_budget", params["budget"]))):
+    for episode in range(int(params["budget"])):
         if hit is None and v_star - _value(model, Q.argmax(axis=-1)) <= eps:
             hit = episode
         if episode < window:
@@ -218,7 +221,7 @@ def _run_uniform(env, params: dict, seed: int) -> int | None:
     eps = float(params["epsilon"])
     if 1.0 - A ** (-H) <= eps:  # the uniform policy itself is already good enough
         return 0
-    for episode in range(int(params.get("baseline_budget", params["budget"]))):
+    for episode in range(int(params["budget"])):
         s = int(rng.choice(S, p=model.initial_distribution))
         actions, total = [], 0.0
         for h in range(H):
@@ -240,10 +243,8 @@ def run_one(params: dict, seed: int) -> dict:
     code_seed = int(seed) % (2**31)
     env = CombinationLockEnv(horizon=int(params["horizon"]), n_states=int(params["n_states"]),
                              n_actions=int(params["n_actions"]), seed=code_seed)
-    method = params["method"]
-    budget = int(params["budget"] if method in ROUND_METHODS
-                 else params.get("baseline_budget", params["budget"]))
-    window = int(params.get("window", 1))
+    method, budget = params["method"], int(params["budget"])
+    window = _window(params)
     if method in ROUND_METHODS:
         hit, regret = _run_rounds(env, params, code_seed, method)
     elif method == "qlearning":
@@ -327,8 +328,8 @@ def report(results: list[dict]) -> str:
             med, cens, n = table.get((h, m), (float("nan"), 0, 0))
             row += f"{f'{med:g} ({cens}/{n})':>20}"
         lines.append(row)
-    lines += ["", "Mean episodes ± 95% CI (median; censored) / regret of the first `window` "
-              "episodes ± 95% CI", ci_table(results)]
+    lines += ["", "Mean episodes ± 95% CI (median; censored) / regret of the first "
+              f"min({WINDOW}, budget) episodes ± 95% CI", ci_table(results)]
     return "\n".join(lines)
 
 
@@ -345,7 +346,7 @@ def plot(results: list[dict], out_dir: Path) -> list[Path]:
             continue
         # log axis: 0 episodes (a hybrid method solves from its offline data) is drawn at 0.5
         ys = [max(table[(h, m)][0], 0.5) for h in hs]
-        ax.plot(hs, ys, marker="o", color=f"C{i}", label=m)
+        ax.plot(hs, ys, marker="os^vDP*"[i % 7], color=f"C{i}", label=m)
         cens = [(h, y) for h, y in zip(hs, ys, strict=True) if table[(h, m)][1] > 0]
         if cens:
             ax.scatter(*zip(*cens, strict=True), s=120, facecolors="none", edgecolors="k")
