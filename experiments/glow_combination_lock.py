@@ -81,7 +81,7 @@ METHODS = ("glow", "hyglow", "golf", "hyq", "h2o_fqi", "qlearning", "uniform")
 ROUND_METHODS = ("glow", "hyglow", "golf", "hyq", "h2o_fqi")
 HYBRID = ("hyglow", "hyq", "h2o_fqi")
 GRID = {
-    "horizon": [4, 6, 8, 10, 12],
+    "horizon": [4, 6, 8, 10],
     "method": list(METHODS),
     "n_states": [3],
     "n_actions": [2],
