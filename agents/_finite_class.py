@@ -118,7 +118,8 @@ class FiniteClassAgent(LinearAgent):
             return 0
         return max(len(part[0]) for part in self._offline)
 
-    def _offline_statistics(self, h: int, n: int | None):
+    def _offline_statistics(self, h: int, n: int | None
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Statistics of the first ``n`` offline tuples of step ``h`` (all when None)."""
         S, A = self.n_states, self.n_actions
         s, a, r, s2, nonterm = self._offline[h]
@@ -130,7 +131,8 @@ class FiniteClassAgent(LinearAgent):
         keep = nonterm
         return counts, rsum, step_statistics(s[keep], a[keep], r[keep], s2[keep], S, A)[2]
 
-    def statistics(self, h: int, n_offline: int | None = 0):
+    def statistics(self, h: int, n_offline: int | None = 0
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pooled statistics of step ``h``: every online tuple so far plus the first
         ``n_offline`` offline tuples (None: all of them). ``(N, sum r, N(s, a, s'))``."""
         stats = (self._counts[h], self._reward_sums[h], self._next_counts[h])
@@ -222,7 +224,8 @@ class FiniteClassAgent(LinearAgent):
         raise NotImplementedError
 
     def learn(self, total_timesteps: int | None = None, callback=None,
-              progress_bar: bool = False, *, total_rounds: int | None = None):
+              progress_bar: bool = False, *, total_rounds: int | None = None
+              ) -> FiniteClassAgent:
         """Run rounds ``1..T`` from a fresh start (offline data kept); returns ``self``.
 
         The budget is exactly one of ``total_timesteps`` (env steps, rounded up to whole
@@ -308,7 +311,7 @@ class FiniteClassAgent(LinearAgent):
         return {}
 
     @classmethod
-    def load(cls, path: str | Path, env=None, device: str = "auto"):
+    def load(cls, path: str | Path, env=None, device: str = "auto") -> FiniteClassAgent:
         """Rebuild an agent saved with :meth:`save`, bound to ``env`` (an env or a model; None:
         predict only). ``device`` is accepted for the shared signature (CPU only). Every array
         is checked (shape, dtype, range); a bad file raises ``ValueError`` naming it."""
