@@ -5,7 +5,9 @@ Offline (fit on an :class:`~robustrl.data.OfflineDataset`): :class:`R2PVI` and i
 when the environment exposes its model): :class:`DRRPO` and its baselines :class:`DRLSVIUCB`,
 :class:`LSVIUCB`. Density-ratio online and hybrid RL: :class:`GLOW` and :class:`HyGLOW` on finite
 value and weight classes (or the full tabular weight class), and :class:`GLOWLin`, an
-approximation of GLOW on linear value and weight classes. PyTorch variants on the same
+approximation of GLOW on linear value and weight classes; their squared-loss comparators on the
+same finite value classes: :class:`GOLF` (online, optimistic), :class:`HyQ` and :class:`H2OFQI`
+(hybrid, fitted Q-iteration). PyTorch variants on the same
 interfaces: :class:`NeuralR2PVI`, :class:`NeuralFQI` and :class:`NeuralDRRPO`
 (:mod:`robustrl.agents.neural`); DRED and its baselines: :class:`LevelReplayPPO`
 (:mod:`robustrl.agents.dred`). Those four are imported on first use, so torch, stable-baselines3
@@ -19,7 +21,10 @@ from robustrl.agents.drrpo import DRRPO
 from robustrl.agents.drvi_l import DRVI_L
 from robustrl.agents.glow import GLOW
 from robustrl.agents.glow_lin import GLOWLin
+from robustrl.agents.golf import GOLF
+from robustrl.agents.h2o import H2OFQI
 from robustrl.agents.hyglow import HyGLOW
+from robustrl.agents.hyq import HyQ
 from robustrl.agents.lsvi_ucb import DRLSVIUCB, LSVIUCB
 from robustrl.agents.pevi import PEVI
 from robustrl.agents.r2pvi import R2PVI
@@ -62,7 +67,10 @@ __all__ = [
     "DRVI_L",
     "GLOW",
     "GLOWLin",
+    "GOLF",
+    "H2OFQI",
     "HyGLOW",
+    "HyQ",
     "LSVIUCB",
     "OFFLINE_AGENTS",
     "ONLINE_AGENTS",

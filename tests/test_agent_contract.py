@@ -19,7 +19,10 @@ from conftest import observations_of, value_class_of
 from robustrl.agents import OFFLINE_AGENTS, ONLINE_AGENTS, NotFittedError
 from robustrl.agents.glow import GLOW
 from robustrl.agents.glow_lin import GLOWLin
+from robustrl.agents.golf import GOLF
+from robustrl.agents.h2o import H2OFQI
 from robustrl.agents.hyglow import HyGLOW
+from robustrl.agents.hyq import HyQ
 from robustrl.data import OfflineDataset
 from robustrl.envs import AmericanPutEnv, SimulatedLinearMDPEnv
 
@@ -68,6 +71,24 @@ EXTRA_SPECS = [
               make=lambda env, seed=None, **hp: GLOWLin(env, **{"kappa": 0.1, "seed": seed, **hp}),
               train=lambda agent, data: agent.learn(total_rounds=4),
               bad=[{"ridge": -1.0}, {"ridge": 0.0}, {"kappa": -0.5}, {"ridge": float("nan")}]),
+    AgentSpec("GOLF", GOLF, "online",
+              make=lambda env, seed=None, **hp: GOLF(env, value_class_of(env), seed=seed, **hp),
+              train=lambda agent, data: agent.learn(total_rounds=4),
+              bad=[{"beta": -1.0}, {"delta": 1.5}, {"value_range": 0.0},
+                   {"beta": float("nan")}],
+              bad_env_match="env_or_model"),
+    AgentSpec("HyQ", HyQ, "hybrid",
+              make=lambda env, seed=None, data=None, **hp: HyQ(
+                  env, value_class_of(env), offline_dataset=data, seed=seed, **hp),
+              train=lambda agent, data: agent.learn(total_rounds=4),
+              bad=[{"episodes_per_round": 0}, {"episodes_per_round": 2.5}],
+              bad_env_match="env_or_model"),
+    AgentSpec("H2OFQI", H2OFQI, "hybrid",
+              make=lambda env, seed=None, data=None, **hp: H2OFQI(
+                  env, value_class_of(env), offline_dataset=data, seed=seed, **hp),
+              train=lambda agent, data: agent.learn(total_rounds=4),
+              bad=[{"offline_schedule": "balanced"}, {"episodes_per_round": 0}],
+              bad_env_match="env_or_model"),
 ]
 
 SPECS = ([_registry_spec(n, c, "offline") for n, c in OFFLINE_AGENTS.items()]
@@ -157,6 +178,8 @@ def _class_args(spec: AgentSpec) -> tuple:
     """Positional class arguments (value / weight classes) the constructor needs first."""
     if spec.cls in (GLOW, HyGLOW):
         return (value_class_of(SimulatedLinearMDPEnv()), "tabular")
+    if spec.cls in (GOLF, HyQ, H2OFQI):
+        return (value_class_of(SimulatedLinearMDPEnv()),)
     return ()
 
 
@@ -171,7 +194,7 @@ def test_offline_agents_fit_on_the_put_option(name, cls):
 
 
 # ============================================================================================
-# The one contract of docs/agent-contract.md, over all 14 agents: shared signatures (inspect),
+# The one contract of docs/agent-contract.md, over all 17 agents: shared signatures (inspect),
 # stable-baselines3 callbacks called by every learn / fit, save -> load(path) without an env.
 
 try:  # the neural extra (torch, stable-baselines3)
@@ -244,6 +267,15 @@ CONTRACTS = [
              "total_rounds", 3, 3),
     Contract("GLOWLin", "online", lambda data: GLOWLin(SimulatedLinearMDPEnv(), kappa=0.1,
                                                        seed=0), "total_rounds", 3, 3),
+    Contract("GOLF", "online", lambda data: GOLF(SimulatedLinearMDPEnv(),
+                                                 value_class_of(SimulatedLinearMDPEnv()),
+                                                 seed=0), "total_rounds", 3, 3),
+    Contract("HyQ", "online", lambda data: HyQ(SimulatedLinearMDPEnv(),
+                                               value_class_of(SimulatedLinearMDPEnv()), data,
+                                               seed=0), "total_rounds", 3, 3),
+    Contract("H2OFQI", "online", lambda data: H2OFQI(SimulatedLinearMDPEnv(),
+                                                     value_class_of(SimulatedLinearMDPEnv()),
+                                                     data, seed=0), "total_rounds", 3, 3),
     Contract("NeuralR2PVI", "offline", _neural("NeuralR2PVI"), None, 0, H_SIM),
     Contract("NeuralFQI", "offline", _neural("NeuralFQI"), None, 0, H_SIM),
     # one call per vector step: 6 transitions of 3-step episodes take 7 steps of one env (the
@@ -288,12 +320,12 @@ def _cls(contract: Contract) -> type:
     return getattr(agents, contract.name)
 
 
-def test_the_contract_covers_all_14_agents():
+def test_the_contract_covers_all_17_agents():
     import robustrl.agents as agents
 
     exported = {n for n in agents.__all__ if isinstance(getattr(agents, n), type)
                 and n not in ("LinearAgent", "NotFittedError", "RegretCurve")}
-    assert sorted(exported) == sorted(CONTRACT_IDS) and len(CONTRACTS) == 14
+    assert sorted(exported) == sorted(CONTRACT_IDS) and len(CONTRACTS) == 17
 
 
 @pytest.mark.parametrize("contract", _contract_cases("test_shared_signatures"))

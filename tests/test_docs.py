@@ -39,6 +39,7 @@ EXECUTED_ELSEWHERE = {
     "interop.md": "test_interop.py",
     "algorithms/glow.md": "test_glow_docs.py",
     "algorithms/hyglow.md": "test_glow_docs.py",
+    "algorithms/comparators.md": "test_comparators_docs.py",
     "algorithms/neural.md": "test_neural_agents.py",
     "r2pvi-results.md": "test_verify_bounds_r2pvi.py",
 }

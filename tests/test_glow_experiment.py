@@ -23,7 +23,7 @@ def test_tiny_grid_through_runner(tmp_path):
     by_method = {}
     for rec in report.records:
         m = rec["metrics"]
-        assert set(m) == {"episodes", "censored", "offline_episodes", "code"}
+        assert set(m) == {"episodes", "censored", "regret", "offline_episodes", "code"}
         assert isinstance(m["censored"], bool)
         assert isinstance(m["episodes"], int) and 0 <= m["episodes"] <= 300
         assert not m["censored"] or m["episodes"] == 300
