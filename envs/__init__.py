@@ -49,6 +49,7 @@ from robustrl.envs.features import (
     OneHotFeatures,
     RBFFeatures,
     StepFeatureWrapper,
+    TileCoding,
     finite_mdp_from_toy_text,
 )
 from robustrl.envs.layered_mdp import (
@@ -118,6 +119,7 @@ __all__ = [
     "FeatureMap",
     "OneHotFeatures",
     "RBFFeatures",
+    "TileCoding",
     "StepFeatureWrapper",
     "finite_mdp_from_toy_text",
     "ActionNoise",

@@ -214,6 +214,13 @@ class PhysicsPerturbation(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def parameters(self) -> tuple[str, ...]:
         return tuple(_FAMILIES[self.family][1])
 
+    @property
+    def nominal_perturbation(self) -> float | None:
+        """The nominal scalar perturbation, ``1.0`` (unscaled physics) when the wrapper has an
+        ``axis``, else ``None``; :func:`robustrl.evaluation.evaluate` reads it (through any
+        wrappers) to report the nominal return."""
+        return None if self.axis is None else 1.0
+
     def _as_scales(self, perturbation) -> dict[str, float]:
         if perturbation is None:
             return {}

@@ -26,6 +26,7 @@ PAGES = [
     "algorithms/lsvi_ucb.md",
     "algorithms/dred.md",
     "agent-contract.md",
+    "byo-env.md",
 ]
 # Pages owned elsewhere whose python blocks another test file executes.
 EXECUTED_ELSEWHERE = {
