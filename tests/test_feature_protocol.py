@@ -394,3 +394,38 @@ def test_drrpo_learns_cartpole_with_tile_coding_and_is_evaluated_on_a_pole_lengt
     res = table.results["drrpo"]
     assert res.returns.shape == (3, 30) and res.info["nominal_perturbation"] == 1.0
     assert res.returns.max() <= CARTPOLE_H and table.metrics["drrpo"]["worst_case"] < learned
+
+
+# ------------------------------------------------------------------ warnings and logging
+def test_fit_warns_when_every_actions_q_ties_at_a_clip_bound():
+    """R2PVI on the simulated MDP with K = 20 returned Q = 0 for all 16 actions, silently."""
+    from robustrl.agents.base import TiedQWarning
+    from robustrl.envs import SimulatedLinearMDPEnv
+
+    env = SimulatedLinearMDPEnv()
+    small = OfflineDataset.collect(env, 20, seed=0)
+    with pytest.warns(TiedQWarning, match=r"every data state of steps \[0\].*Q = 0 for all 16"):
+        agent = R2PVI(env).fit(small)
+    assert np.all(agent.q_values(np.array([0, 0])) == 0.0)
+    with warnings.catch_warnings():  # with 200 trajectories Q separates the actions: no warning
+        warnings.simplefilter("error", TiedQWarning)
+        agent = R2PVI(env).fit(OfflineDataset.collect(env, 200, seed=0))
+    assert np.ptp(agent.q_values(np.array([0, 0]))) > 0.01
+
+
+def test_runner_progress_goes_to_the_robustrl_logger(tmp_path, caplog):
+    """Library code logs (logger ``robustrl.runner``) instead of printing (the CLI shows it on
+    stderr: tests/test_runner.py reads it there)."""
+    import logging
+
+    from robustrl.runner import run_experiment
+
+    with caplog.at_level(logging.INFO, logger="robustrl"):
+        run_experiment("toy_sweep", tmp_path / "toy", seeds=1, workers=1, quiet=False)
+    progress = [r for r in caplog.records if r.name == "robustrl.runner"]
+    assert progress and progress[0].levelno == logging.INFO
+    assert "toy_sweep: 6 cells" in progress[0].getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="robustrl"):
+        run_experiment("toy_sweep", tmp_path / "toy", seeds=1, workers=1, quiet=True)
+    assert not [r for r in caplog.records if r.name == "robustrl.runner"]
