@@ -370,7 +370,7 @@ def test_drrpo_learns_cartpole_with_tile_coding_and_is_evaluated_on_a_pole_lengt
     """DR-RPO on CartPole through TileCoding clearly beats the uniform-random policy at the
     nominal pole length (H = 50); the learned policy is then scored on a pole-length grid."""
     from robustrl.agents import DRRPO
-    from robustrl.envs import make_perturbed
+    from robustrl.envs import env_factory
     from robustrl.evaluation import compare
 
     env = tiled_cartpole()
@@ -379,9 +379,7 @@ def test_drrpo_learns_cartpole_with_tile_coding_and_is_evaluated_on_a_pole_lengt
     # training itself improves: the last 50 episodes beat the first 50
     assert agent.episode_returns_[-50:].mean() > agent.episode_returns_[:50].mean() + 3
 
-    def factory(q):
-        return tiled_cartpole(make_perturbed("CartPole-v1", q, axis="pole_length"))
-
+    factory = env_factory("CartPole-v1", "pole_length", wrapper=tiled_cartpole)
     rng = np.random.default_rng(0)
     grid = [0.5, 2.0, 3.0]  # the nominal 1.0 is missing: evaluate adds it
     table = compare({"drrpo": agent, "random": lambda obs: int(rng.integers(2))}, factory,
