@@ -25,6 +25,7 @@ The helpers, for both kinds:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -108,6 +109,15 @@ def _levels(grid: Any) -> np.ndarray:
     return levels
 
 
+def _takes_perturbation(cls: type) -> bool:
+    try:
+        params = inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):
+        return True  # no signature to read: let the constructor decide
+    return "perturbation" in params or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
 def make_env(env_id_or_class: Any, perturbation: Any = None, *, parameter: str | None = None,
              **kwargs: Any) -> gym.Env:
     """The environment at one perturbation level (``None`` = nominal).
@@ -129,12 +139,11 @@ def make_env(env_id_or_class: Any, perturbation: Any = None, *, parameter: str |
         raise ValueError(f"parameter must be None for {env_id_or_class!r} (its constructor "
                          f"takes one perturbation level); got {parameter!r}")
     cls = _env_class(env_id_or_class)  # clear ValueError for an unknown id
-    if not hasattr(cls, "nominal_perturbation"):
+    if not _takes_perturbation(cls):
         raise ValueError(
             f"env_id_or_class {env_id_or_class!r} is not a supported classic-control task "
-            "(CartPole-v1, Acrobot-v1, MountainCar-v0, Pendulum-v1) nor a robustrl environment "
-            "with a perturbation (a constructor argument `perturbation` and a "
-            "`nominal_perturbation` class attribute)")
+            "(CartPole-v1, Acrobot-v1, MountainCar-v0, Pendulum-v1) nor an environment whose "
+            "constructor takes `perturbation` (as robustrl's do)")
     if isinstance(env_id_or_class, str):
         return gym.make(env_id_or_class, perturbation=perturbation, **kwargs)
     return cls(perturbation=perturbation, **kwargs)
