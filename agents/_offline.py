@@ -33,7 +33,12 @@ from tqdm.auto import tqdm
 
 from robustrl import ridge as ridge_module
 from robustrl._kernels import offline as _kernels
-from robustrl.agents.base import LinearAgent, Training, deprecated_progress
+from robustrl.agents.base import (
+    LinearAgent,
+    Training,
+    deprecated_progress,
+    warn_if_q_ties_at_bounds,
+)
 from robustrl.agents.estimators import MomentEstimator, RowEstimator, StepStats
 from robustrl.bonus import BONUS_CODES, check_bonus_name
 from robustrl.bonus import bonus as _bonus
@@ -220,8 +225,10 @@ class OfflineAgent(LinearAgent):
         ``num_timesteps`` the number of transitions that entered the regressions.
         ``progress_bar=True`` shows a bar over the steps; ``progress=`` is its deprecated name.
         """
-        return self._with_callback(self._fit, dataset, callback,
-                                   deprecated_progress(progress_bar, progress))
+        self._with_callback(self._fit, dataset, callback,
+                            deprecated_progress(progress_bar, progress))
+        warn_if_q_ties_at_bounds(self, dataset)  # a fit with no learned choice is not silent
+        return self
 
     def fit_stream(self, chunks, callback=None, progress_bar: bool = False, *,
                    progress: bool | None = None):

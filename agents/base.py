@@ -21,6 +21,7 @@ which is how an agent knows which step's parameters to use. Subclasses implement
 from __future__ import annotations
 
 import json
+import logging
 import math
 import warnings
 from collections.abc import Callable
@@ -32,6 +33,8 @@ import numpy as np
 from robustrl._artifacts import loaded_array, read_npz, read_npz_json
 from robustrl._io import atomic_write
 from robustrl.protocols import feature_interface
+
+logger = logging.getLogger("robustrl.agents")
 
 
 class NotFittedError(RuntimeError):
@@ -445,3 +448,51 @@ class renamed_attribute:  # noqa: N801 (used like ``property``)
         warnings.warn(f"{self.old} is deprecated; use {self.new}", DeprecationWarning,
                       stacklevel=2)
         return getattr(obj, self.new)
+
+
+class TiedQWarning(RuntimeWarning):
+    """After a fit, every action's Q ties at a clip bound at every data state of some step."""
+
+
+def warn_if_q_ties_at_bounds(agent, dataset, max_states: int = 256) -> list[int]:
+    """Warn when, after an offline fit, every action's Q ties at a clip bound (0 from below,
+    ``max_reward (H - h)`` from above) at every state of some step that the data visit.
+
+    The states of step 0 are the data's first observations; those of step ``h >= 1`` the
+    next states of step ``h - 1`` (their stored ``next_action_features``), at most
+    ``max_states`` of each. Such a step has no learned choice: the greedy policy there takes the
+    first action. Returns the tied steps (the warning is a :class:`TiedQWarning`).
+    """
+    tied, example = [], None
+    H = agent.horizon
+    for h in range(H):
+        if h == 0:
+            rows = np.flatnonzero(dataset.valid[:, 0])[:max_states]
+            if rows.size == 0:
+                continue
+            feats = np.stack([agent.action_features(dataset.observations[k, 0]) for k in rows])
+        else:
+            keep = dataset.valid[:, h - 1] & ~dataset.terminal[:, h - 1]
+            feats = dataset.next_action_features[np.flatnonzero(keep)[:max_states], h - 1]
+            if feats.shape[0] == 0:
+                continue
+        q = agent.q_values_from_features(feats, h)
+        bounds = [float(agent._upper(h))] + ([0.0] if agent.truncate_below else [])
+        at_bound = np.zeros(q.shape[0], dtype=bool)
+        for b in bounds:
+            at_bound |= np.all(q == b, axis=1)
+        logger.debug("%s step %d: every action's Q at a clip bound at %d of %d data states",
+                     type(agent).__name__, h, int(at_bound.sum()), q.shape[0])
+        if at_bound.all():
+            tied.append(h)
+            example = example or (h, float(q[0, 0]), q.shape[1])
+    if tied:
+        h, value, n_actions = example
+        warnings.warn(
+            f"{type(agent).__name__}: after fit, every action's Q ties at a clip bound at every "
+            f"data state of steps {tied} (e.g. Q = {value:g} for all {n_actions} actions at "
+            f"step {h}), so the greedy policy there is the first action, not a learned choice. "
+            "Usual causes: too little data for the pessimism penalty beta (Q is pushed below 0 "
+            "and clipped), rewards that are all zero, or a max_reward bound too small; more "
+            "data or a smaller beta helps.", TiedQWarning, stacklevel=3)
+    return tied

@@ -49,6 +49,7 @@ from robustrl.envs.features import (
     OneHotFeatures,
     RBFFeatures,
     StepFeatureWrapper,
+    TileCoding,
     finite_mdp_from_toy_text,
 )
 from robustrl.envs.layered_mdp import (
@@ -58,7 +59,12 @@ from robustrl.envs.layered_mdp import (
     with_unreachable_states,
 )
 from robustrl.envs.linear_mdp_env import LinearMDPEnv
-from robustrl.envs.perturbations import make_env, perturbation_grid, perturbed_envs
+from robustrl.envs.perturbations import (
+    env_factory,
+    make_env,
+    perturbation_grid,
+    perturbed_envs,
+)
 from robustrl.envs.perturbed_control import (
     ActionNoise,
     DiscreteActions,
@@ -118,6 +124,7 @@ __all__ = [
     "FeatureMap",
     "OneHotFeatures",
     "RBFFeatures",
+    "TileCoding",
     "StepFeatureWrapper",
     "finite_mdp_from_toy_text",
     "ActionNoise",
@@ -170,6 +177,7 @@ __all__ = [
     "LinearMDPEnv",
     "RandomLinearMDPEnv",
     "SimulatedLinearMDPEnv",
+    "env_factory",
     "make_env",
     "perturbation_grid",
     "perturbed_envs",

@@ -7,10 +7,16 @@ A linear agent needs the feature protocol of :mod:`robustrl.protocols` (``horizo
 * :class:`OneHotFeatures` -- discrete observations (FrozenLake, CliffWalking, Taxi):
   ``phi(s, a) = e_{s A + a}``, so a linear agent is exactly a tabular one;
 * :class:`FeatureMap` -- a user-supplied ``phi(state, a) -> (d,)``;
-* :class:`RBFFeatures` -- continuous (Box) observations (CartPole, Acrobot, MountainCar):
-  normalised Gaussian radial basis functions of the state, one block per action. The features
-  are non-negative and sum to 1, i.e. they are the soft state aggregation under which a
-  d-rectangular linear MDP (arXiv:2411.18612, Sec. 3; arXiv:2510.14246) is well defined.
+* :class:`TileCoding` -- continuous (Box) observations (CartPole, Acrobot, MountainCar):
+  several offset grids ("tilings") over a box, one block per action (Sutton & Barto 2018,
+  Sec. 9.5.4). Each tiling is a hard state aggregation, so the features are non-negative and
+  sum to 1, as a d-rectangular linear MDP requires (arXiv:2411.18612, Sec. 3;
+  arXiv:2510.14246); an active tile's weight ``1 / n_tilings`` keeps the uncertainty bonus of an
+  unvisited tile large, which the linear agents' optimism needs;
+* :class:`RBFFeatures` -- normalised Gaussian radial basis functions of a continuous state, one
+  block per action (the soft state aggregation of the same kind; its features are spread over
+  many centres, so a fresh state's bonus is small: prefer :class:`TileCoding` for the online
+  agents).
 
 Each wrapper appends the step ``h`` to the observation (``Discrete(n)`` becomes
 ``MultiDiscrete([n, H + 1])``; a 1-D ``Box`` gains a last coordinate in ``[0, H]``) and truncates
@@ -21,6 +27,7 @@ DP gives the ground truth for agents run through :class:`OneHotFeatures`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +38,7 @@ from gymnasium import spaces
 from robustrl.models import FiniteMDP
 from robustrl.validation import check_int, check_positive, check_seed
 
-__all__ = ["FeatureMap", "OneHotFeatures", "RBFFeatures", "StepFeatureWrapper",
+__all__ = ["FeatureMap", "OneHotFeatures", "RBFFeatures", "StepFeatureWrapper", "TileCoding",
            "finite_mdp_from_toy_text"]
 
 
@@ -210,6 +217,110 @@ class RBFFeatures(StepFeatureWrapper):
         phi = np.zeros((self.n_actions, self.feature_dim))
         for a in range(self.n_actions):
             phi[a, a * self.n_centers:(a + 1) * self.n_centers] = weights
+        return phi
+
+
+def _state_box(env: gym.Env, low, high, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The scaling box ``low``/``high`` (default: the observation space's bounds), checked."""
+    lo = np.asarray(env.observation_space.low if low is None else low, dtype=np.float64)
+    hi = np.asarray(env.observation_space.high if high is None else high, dtype=np.float64)
+    for name, arr in (("low", lo), ("high", hi)):
+        if arr.shape != (k,):
+            raise ValueError(f"{name} must have shape ({k},); got {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} must be finite (the observation space is unbounded "
+                             f"there; pass {name}=...); got {arr.tolist()}")
+    if np.any(hi <= lo):
+        raise ValueError(f"high must exceed low in every coordinate; got low={lo.tolist()}, "
+                         f"high={hi.tolist()}")
+    return lo, hi
+
+
+class TileCoding(StepFeatureWrapper):
+    """Tile coding of a continuous state, one block per action (Sutton & Barto 2018, Sec. 9.5.4).
+
+    The box ``[low, high]`` is cut into ``n_tiles[j]`` equal intervals along coordinate ``j``.
+    Tiling ``i = 0 .. n_tilings - 1`` is that grid shifted by ``i * (2 j + 1) / n_tilings`` of a
+    tile width along coordinate ``j`` (the asymmetric offsets recommended there); the part of the
+    box pushed past the last tile joins it, so every tiling has exactly ``prod(n_tiles)`` tiles.
+    ``phi(s, a) = e_a (x) (1 / n_tilings) sum_i e_{tile_i(s)}``: ``d = A * n_tilings *
+    prod(n_tiles)``, non-negative, summing to 1, with exactly ``n_tilings`` non-zero entries.
+    A coordinate with ``n_tiles[j] = 1`` is ignored.
+
+    **States outside the box** are mapped to the edge tile of each offending coordinate (the
+    coordinate is clamped to ``[low, high]``), the standard practice for tile coding. This
+    changes the features of those states, so it is never silent: every clamped state is counted
+    in :attr:`n_out_of_box` and the first one raises a ``RuntimeWarning``. Choose the box to
+    cover the states the agent should tell apart (for CartPole the termination limits:
+    ``|x| <= 2.4``, ``|theta| <= 0.2095``; the velocities are unbounded, pass a range).
+
+    Args:
+        env: an environment with a 1-D Box observation space and Discrete actions.
+        horizon: steps per episode (the episode is truncated there).
+        low, high: the box, one value per state coordinate; default the observation space's
+            bounds, which must then be finite.
+        n_tiles: intervals per coordinate, an int (all coordinates) or one int per coordinate.
+        n_tilings: number of offset tilings (>= 1).
+    """
+
+    def __init__(self, env: gym.Env, horizon: int, low=None, high=None,
+                 n_tiles: int | Any = 4, n_tilings: int = 4) -> None:
+        super().__init__(env, horizon)
+        if self._discrete:
+            raise ValueError("TileCoding needs a 1-D Box observation space; got "
+                             f"{env.observation_space} (use OneHotFeatures)")
+        k = int(env.observation_space.shape[0])
+        self.low, self.high = _state_box(env, low, high, k)
+        if isinstance(n_tiles, (int, np.integer)) and not isinstance(n_tiles, bool):
+            tiles = [check_int(n_tiles, "n_tiles", low=1)] * k
+        else:
+            try:
+                tiles = [check_int(t, "n_tiles", low=1) for t in n_tiles]
+            except TypeError:
+                raise ValueError(f"n_tiles must be an int >= 1 or a sequence of {k} of them; "
+                                 f"got {n_tiles!r}") from None
+            if len(tiles) != k:
+                raise ValueError(f"n_tiles must have one entry per state coordinate ({k}); "
+                                 f"got {len(tiles)}")
+        self.n_tiles = np.asarray(tiles, dtype=np.int64)
+        self.n_tilings = check_int(n_tilings, "n_tilings", low=1)
+        self.tiles_per_tiling = int(np.prod(self.n_tiles))
+        self.feature_dim = self.n_actions * self.n_tilings * self.tiles_per_tiling
+        # offsets (n_tilings, k) in tile widths, in [0, 1)
+        self.offsets = np.mod(np.outer(np.arange(self.n_tilings), 2 * np.arange(k) + 1)
+                              / self.n_tilings, 1.0)
+        self._strides = np.cumprod(np.append(1, self.n_tiles[::-1][:-1]))[::-1]
+        #: number of states clamped into the box so far (see the class docstring)
+        self.n_out_of_box = 0
+
+    def active_tiles(self, state: np.ndarray) -> np.ndarray:
+        """The active tile of every tiling, ``(n_tilings,)`` indices in ``[0, prod(n_tiles))``
+        (plus ``i * prod(n_tiles)`` for tiling ``i``)."""
+        s = np.asarray(state, dtype=np.float64)
+        if s.shape != self.low.shape or not np.all(np.isfinite(s)):
+            raise ValueError(f"state must be a finite array of shape {self.low.shape}; got "
+                             f"{s.tolist()}")
+        clamped = np.clip(s, self.low, self.high)
+        if np.any(clamped != s):
+            self.n_out_of_box += 1
+            if self.n_out_of_box == 1:
+                outside = np.flatnonzero(clamped != s).tolist()
+                warnings.warn(
+                    f"TileCoding: state {s.tolist()} lies outside the box low={self.low.tolist()}"
+                    f", high={self.high.tolist()} (coordinates {outside}); it is mapped to the "
+                    "edge tiles. Further such states are counted in n_out_of_box, not warned.",
+                    RuntimeWarning, stacklevel=3)
+        u = (clamped - self.low) / (self.high - self.low) * self.n_tiles  # in [0, n_tiles]
+        # the shift pushes the last part of the box past the last tile: it joins that tile
+        idx = np.minimum(np.floor(u[None] + self.offsets), self.n_tiles - 1).astype(np.int64)
+        return idx @ self._strides + np.arange(self.n_tilings) * self.tiles_per_tiling
+
+    def state_features(self, state: np.ndarray) -> np.ndarray:
+        block = self.n_tilings * self.tiles_per_tiling
+        phi = np.zeros((self.n_actions, self.feature_dim))
+        tiles = self.active_tiles(state)
+        for a in range(self.n_actions):
+            phi[a, a * block + tiles] = 1.0 / self.n_tilings
         return phi
 
 

@@ -1,13 +1,32 @@
-"""Build robustrl environments at given perturbation levels.
+"""Build environments at given perturbation levels: the one family of perturbation helpers.
 
-Every robustrl environment takes its dynamics perturbation as the constructor argument
-``perturbation``. It exposes ``nominal_perturbation`` (the training dynamics) and
-``perturbation_grid`` (the paper's test grid) as class attributes. The helpers below accept
-either the class or a registered gymnasium id such as ``"robustrl/AmericanPut-v0"``.
+Two kinds of environment take a perturbation level:
+
+* robustrl's own environments take ``perturbation`` in their constructor and expose
+  ``nominal_perturbation`` (the training dynamics) and ``perturbation_grid`` (the paper's test
+  grid) as class attributes; pass the class or a registered id such as
+  ``"robustrl/AmericanPut-v0"``;
+* gymnasium's classic-control tasks (``CartPole-v1``, ``Acrobot-v1``, ``MountainCar-v0``,
+  ``Pendulum-v1``) with scaled physics (:mod:`robustrl.envs.perturbed_control`): the level is
+  the scale of one physical ``parameter`` (``pole_length=2`` doubles the pole; nominal 1).
+
+The helpers, for both kinds:
+
+* :func:`make_env` -- the environment at one level;
+* :func:`perturbation_grid` -- the test grid (the class's, or the default scales);
+* :func:`env_factory` -- ``level -> env`` (optionally wrapped, e.g. by a feature wrapper), the
+  ``env_factory`` of :func:`robustrl.evaluation.evaluate` and
+  :func:`~robustrl.evaluation.compare`, which run the episodes (default 100 per level);
+* :func:`perturbed_envs` -- ``(level, env)`` for every level of a grid.
+
+``make_perturbed``, ``physics_grid``, ``perturbed_factory`` and ``evaluate_on_grid`` of
+:mod:`robustrl.envs.perturbed_control` are deprecated aliases.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -43,9 +62,35 @@ def _env_class(env_id_or_class: Any) -> type:
     )
 
 
-def perturbation_grid(env_id_or_class: Any) -> np.ndarray:
-    """The paper's test grid of perturbation levels for this environment (a float array)."""
+def _physics(env: Any) -> bool:
+    from robustrl.envs.perturbed_control import _is_physics_id
+
+    return isinstance(env, str) and _is_physics_id(env)
+
+
+def perturbation_grid(env_id_or_class: Any, parameter: str | None = None,
+                      values: Any = None) -> np.ndarray:
+    """The test grid of perturbation levels (a float array).
+
+    robustrl environments: the class's ``perturbation_grid`` (``values`` replaces it; no
+    ``parameter``). Classic-control ids: the scales of ``parameter`` (required), ``values`` or
+    the default 0.5, 0.75, 1, 1.5, 2, 2.5, 3 (nominal 1), each checked against the parameter's
+    accepted range.
+    """
+    if _physics(env_id_or_class):
+        from robustrl.envs.perturbed_control import _scales, perturbable_parameters
+
+        if parameter is None:
+            raise ValueError(f"parameter is required for the classic-control task "
+                             f"{env_id_or_class!r}; one of "
+                             f"{sorted(perturbable_parameters(env_id_or_class))}")
+        return np.array(_scales(env_id_or_class, parameter, values), dtype=np.float64)
+    if parameter is not None:
+        raise ValueError(f"parameter must be None for {env_id_or_class!r} (its constructor "
+                         f"takes one perturbation level); got {parameter!r}")
     cls = _env_class(env_id_or_class)
+    if values is not None:
+        return _levels(values)
     grid = getattr(cls, "perturbation_grid", None)
     if grid is None:
         raise ValueError(
@@ -54,32 +99,92 @@ def perturbation_grid(env_id_or_class: Any) -> np.ndarray:
     return np.array(grid, dtype=np.float64)
 
 
-def make_env(env_id_or_class: Any, perturbation: Any = None, **kwargs: Any) -> gym.Env:
+def _levels(grid: Any) -> np.ndarray:
+    try:
+        levels = np.asarray(grid, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"grid must be a 1-D sequence of numbers; got {grid!r}") from None
+    if levels.ndim != 1 or levels.size == 0:
+        raise ValueError(f"grid must be a non-empty 1-D sequence of levels; got {grid!r}")
+    return levels
+
+
+def _takes_perturbation(cls: type) -> bool:
+    try:
+        params = inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):
+        return True  # no signature to read: let the constructor decide
+    return "perturbation" in params or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def make_env(env_id_or_class: Any, perturbation: Any = None, *, parameter: str | None = None,
+             **kwargs: Any) -> gym.Env:
     """The environment at one perturbation level (``None`` = nominal).
 
-    A class is instantiated directly. An id goes through :func:`gymnasium.make` (with the
-    usual checker wrappers), so use ``env.unwrapped`` for the feature interface.
+    robustrl environments: a class is instantiated directly; an id goes through
+    :func:`gymnasium.make` (with the usual checker wrappers; the feature interface is looked up
+    through them). ``kwargs`` go to the constructor.
+
+    Classic-control ids: ``perturbation`` is the scale of ``parameter`` (or a dict
+    ``parameter -> scale``); ``kwargs`` are ``action_noise``, ``obs_noise``, ``seed``,
+    ``discretize``, ``max_episode_steps`` and :func:`gymnasium.make` arguments (see
+    :func:`robustrl.envs.perturbed_control._make_physics`).
     """
+    if _physics(env_id_or_class):
+        from robustrl.envs.perturbed_control import _make_physics
+
+        return _make_physics(env_id_or_class, perturbation, axis=parameter, **kwargs)
+    if parameter is not None:
+        raise ValueError(f"parameter must be None for {env_id_or_class!r} (its constructor "
+                         f"takes one perturbation level); got {parameter!r}")
+    cls = _env_class(env_id_or_class)  # clear ValueError for an unknown id
+    if not _takes_perturbation(cls):
+        raise ValueError(
+            f"env_id_or_class {env_id_or_class!r} is not a supported classic-control task "
+            "(CartPole-v1, Acrobot-v1, MountainCar-v0, Pendulum-v1) nor an environment whose "
+            "constructor takes `perturbation` (as robustrl's do)")
     if isinstance(env_id_or_class, str):
-        _env_class(env_id_or_class)  # clear ValueError for an unknown id
         return gym.make(env_id_or_class, perturbation=perturbation, **kwargs)
-    return _env_class(env_id_or_class)(perturbation=perturbation, **kwargs)
+    return cls(perturbation=perturbation, **kwargs)
+
+
+def env_factory(env_id_or_class: Any, parameter: str | None = None, *,
+                wrapper: Callable[[gym.Env], gym.Env] | None = None,
+                **kwargs: Any) -> Callable[[Any], gym.Env]:
+    """``level -> make_env(env_id_or_class, level, parameter=parameter, **kwargs)``, passed
+    through ``wrapper`` when given (e.g. ``lambda env: TileCoding(env, horizon=50, ...)``): the
+    ``env_factory`` of :func:`robustrl.evaluation.evaluate` and
+    :func:`~robustrl.evaluation.compare`. Arguments are checked now (by building the nominal
+    environment once), not at the first level; ``seed`` is refused (evaluate seeds every level).
+    """
+    if "seed" in kwargs:
+        raise ValueError("seed is given by evaluate/compare per grid point; do not pass it")
+    if wrapper is not None and not callable(wrapper):
+        raise ValueError(f"wrapper must be a callable env -> env; got {type(wrapper).__name__}")
+    if _physics(env_id_or_class):
+        perturbation_grid(env_id_or_class, parameter, [1.0])  # validates the parameter
+    make_env(env_id_or_class, None, parameter=parameter, **kwargs).close()
+
+    def make(level: Any) -> gym.Env:
+        env = make_env(env_id_or_class, level, parameter=parameter, **kwargs)
+        return env if wrapper is None else wrapper(env)
+
+    return make
 
 
 def perturbed_envs(
-    env_id_or_class: Any, grid: Any = None, **kwargs: Any
+    env_id_or_class: Any, grid: Any = None, *, parameter: str | None = None, **kwargs: Any
 ) -> list[tuple[float, gym.Env]]:
-    """``(perturbation, env)`` for every level of ``grid`` (default: the class's test grid)."""
+    """``(perturbation, env)`` for every level of ``grid`` (default: :func:`perturbation_grid`)."""
     if grid is None:
-        levels = perturbation_grid(env_id_or_class)
+        levels = perturbation_grid(env_id_or_class, parameter)
+    elif _physics(env_id_or_class):
+        levels = perturbation_grid(env_id_or_class, parameter, grid)
     else:
-        try:
-            levels = np.asarray(grid, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(f"grid must be a 1-D sequence of numbers; got {grid!r}") from None
-    if levels.ndim != 1 or levels.size == 0:
-        raise ValueError(f"grid must be a non-empty 1-D sequence of levels; got {grid!r}")
-    return [(float(p), make_env(env_id_or_class, float(p), **kwargs)) for p in levels]
+        levels = _levels(grid)
+    return [(float(p), make_env(env_id_or_class, float(p), parameter=parameter, **kwargs))
+            for p in levels]
 
 
 def perturbation_from_options(options: dict[str, Any] | None) -> tuple[bool, Any]:

@@ -32,15 +32,20 @@ MountainCar    ``force``, ``gravity``
 Pendulum       ``gravity``, ``mass``, ``length``
 =============  ==============================================================================
 
-Typical use::
+Typical use, through the helpers of :mod:`robustrl.envs.perturbations` (one family for these
+tasks and robustrl's own environments)::
 
-    env = make_perturbed("CartPole-v1", {"pole_length": 2.0}, action_noise=0.1, seed=0)
-    make = perturbed_factory("CartPole-v1", "pole_length")     # q -> env, for evaluate/compare
-    rows = evaluate_on_grid(policy, "CartPole-v1", "pole_length", [0.5, 1, 2], episodes=20)
+    env = make_env("CartPole-v1", {"pole_length": 2.0}, action_noise=0.1, seed=0)
+    make = env_factory("CartPole-v1", "pole_length")     # q -> env, for evaluate/compare
+    table = compare({"policy": policy}, make, perturbation_grid("CartPole-v1", "pole_length"))
+
+``make_perturbed``, ``physics_grid``, ``perturbed_factory`` and ``evaluate_on_grid`` are
+deprecated aliases (``DeprecationWarning``).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -214,6 +219,13 @@ class PhysicsPerturbation(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def parameters(self) -> tuple[str, ...]:
         return tuple(_FAMILIES[self.family][1])
 
+    @property
+    def nominal_perturbation(self) -> float | None:
+        """The nominal scalar perturbation, ``1.0`` (unscaled physics) when the wrapper has an
+        ``axis``, else ``None``; :func:`robustrl.evaluation.evaluate` reads it (through any
+        wrappers) to report the nominal return."""
+        return None if self.axis is None else 1.0
+
     def _as_scales(self, perturbation) -> dict[str, float]:
         if perturbation is None:
             return {}
@@ -369,7 +381,7 @@ class ObservationNoise(_NoiseWrapper, gym.ObservationWrapper,
         return (obs + noise).astype(self.observation_space.dtype)
 
 
-def make_perturbed(
+def _make_physics(
     env_id: str,
     perturbation: dict[str, float] | float | None = None,
     action_noise: float = 0.0,
@@ -381,7 +393,8 @@ def make_perturbed(
     max_episode_steps: int | None = None,
     **make_kwargs: Any,
 ) -> gym.Env:
-    """A classic-control task with scaled physics and optional action/observation noise.
+    """A classic-control task with scaled physics and optional action/observation noise (the
+    physics branch of :func:`robustrl.envs.perturbations.make_env`).
 
     Args:
         env_id: ``CartPole-v1``, ``Acrobot-v1``, ``MountainCar-v0`` or ``Pendulum-v1``.
@@ -436,13 +449,39 @@ def make_perturbed(
     return env
 
 
-def physics_grid(
-    env_id: str, parameter: str, values: Sequence[float] | None = None
-) -> list[dict[str, float]]:
-    """``[{parameter: scale}, ...]`` for every scale in ``values`` (validated).
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(f"robustrl.envs.{old} is deprecated; use {new} (one family of perturbation "
+                  "helpers: make_env, perturbation_grid, env_factory, perturbed_envs, and "
+                  "robustrl.evaluation.evaluate/compare)", DeprecationWarning, stacklevel=3)
 
-    ``values=None`` gives the default grid 0.5, 0.75, 1, 1.5, 2, 2.5, 3 (nominal = 1).
-    """
+
+def make_perturbed(
+    env_id: str,
+    perturbation: dict[str, float] | float | None = None,
+    action_noise: float = 0.0,
+    obs_noise: float = 0.0,
+    seed: int | None = None,
+    *,
+    axis: str | None = None,
+    **kwargs: Any,
+) -> gym.Env:
+    """Deprecated: ``make_env(env_id, perturbation, parameter=axis, ...)``."""
+    _deprecated("make_perturbed", "make_env(env_id, perturbation, parameter=...)")
+    return _make_physics(env_id, perturbation, action_noise, obs_noise, seed, axis=axis,
+                         **kwargs)
+
+
+def _is_physics_id(env_id: Any) -> bool:
+    """Whether ``env_id`` names a supported classic-control task."""
+    try:
+        _family_of_id(env_id)
+    except ValueError:
+        return False
+    return True
+
+
+def _scales(env_id: str, parameter: str, values: Sequence[float] | None) -> list[float]:
+    """The validated scales of ``parameter`` (default 0.5, 0.75, 1, 1.5, 2, 2.5, 3)."""
     family = _family_of_id(env_id)
     values = DEFAULT_SCALES if values is None else values
     try:
@@ -451,23 +490,27 @@ def physics_grid(
         raise ValueError(f"values must be a sequence of numbers; got {values!r}") from None
     if not scales:
         raise ValueError("values must contain at least one scale")
-    return [_check_scales(family, {parameter: v}, "values") for v in scales]
+    return [_check_scales(family, {parameter: v}, "values")[parameter] for v in scales]
+
+
+def physics_grid(
+    env_id: str, parameter: str, values: Sequence[float] | None = None
+) -> list[dict[str, float]]:
+    """Deprecated: ``[{parameter: scale}, ...]``; use ``perturbation_grid(env_id, parameter,
+    values)`` (the scales as an array)."""
+    _deprecated("physics_grid", "perturbation_grid(env_id, parameter, values)")
+    return [{parameter: v} for v in _scales(env_id, parameter, values)]
 
 
 DEFAULT_SCALES = (0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0)
 
 
 def perturbed_factory(env_id: str, parameter: str, **kwargs: Any) -> Callable[[float], gym.Env]:
-    """``q -> make_perturbed(env_id, {parameter: q}, **kwargs)``: the ``env_factory`` that
-    :func:`robustrl.evaluation.evaluate` and :func:`~robustrl.evaluation.compare` take."""
-    physics_grid(env_id, parameter, [1.0])  # validates env_id and parameter now, not later
-    if "seed" in kwargs:
-        raise ValueError("seed is given by evaluate/compare per grid point; do not pass it")
+    """Deprecated: use ``env_factory(env_id, parameter, **kwargs)``."""
+    _deprecated("perturbed_factory", "env_factory(env_id, parameter, ...)")
+    from robustrl.envs.perturbations import env_factory
 
-    def make(q: float) -> gym.Env:
-        return make_perturbed(env_id, {parameter: float(q)}, **kwargs)
-
-    return make
+    return env_factory(env_id, parameter, **kwargs)
 
 
 def evaluate_on_grid(
@@ -475,26 +518,24 @@ def evaluate_on_grid(
     env_id: str,
     parameter: str,
     values: Sequence[float] | None = None,
-    episodes: int = 20,
+    episodes: int = 100,
     seed: int | None = 0,
     *,
     name: str = "policy",
     progress: bool = False,
     **make_kwargs: Any,
 ) -> list[dict[str, Any]]:
-    """Monte-Carlo return of ``policy`` at every scale of ``parameter``: tidy rows
-    ``{"policy", "parameter", "perturbation", "mean", "stderr", "episodes"}``.
-
-    ``policy`` is any form :func:`robustrl.evaluation.evaluate` accepts: robustrl agents,
-    stable-baselines3 models (anything with ``predict``) or a callable. The evaluation is
-    :func:`robustrl.evaluation.compare`'s, so two policies evaluated with the same ``seed``
-    see the same initial states (paired seeds). ``make_kwargs`` go to :func:`make_perturbed`
-    (``action_noise``, ``obs_noise``, ``discretize``, ``max_episode_steps``).
-    """
+    """Deprecated: ``compare({name: policy}, env_factory(env_id, parameter, **make_kwargs),
+    perturbation_grid(env_id, parameter, values), episodes, seed).rows()``, each row with
+    ``"parameter"`` added. ``episodes`` defaults to 100 like :func:`~robustrl.evaluation.
+    evaluate` and :func:`~robustrl.evaluation.compare` (it was 20)."""
+    _deprecated("evaluate_on_grid", "robustrl.evaluation.compare(..., env_factory(env_id, "
+                "parameter), perturbation_grid(env_id, parameter, values))")
+    from robustrl.envs.perturbations import env_factory, perturbation_grid
     from robustrl.evaluation import compare
 
-    scales = [g[parameter] for g in physics_grid(env_id, parameter, values)]
-    table = compare({name: policy}, perturbed_factory(env_id, parameter, **make_kwargs), scales,
+    scales = perturbation_grid(env_id, parameter, values).tolist()
+    table = compare({name: policy}, env_factory(env_id, parameter, **make_kwargs), scales,
                     episodes=episodes, seed=seed, progress=progress)
     rows = table.rows()
     for row in rows:

@@ -6,7 +6,7 @@ CartPole for a small budget, made epsilon-greedy (``epsilon``), rolls out ``K`` 
 agent of the ``agent`` axis is trained on *that same* dataset and evaluated on the same
 perturbation grid with the same evaluation seeds (paired comparison): the physical
 ``parameter`` (default the pole length) is scaled by each value of the grid, nominal = 1
-(:func:`robustrl.envs.perturbed_control.evaluate_on_grid`, greedy policies,
+(:func:`robustrl.evaluation.compare` with :func:`robustrl.envs.env_factory`, greedy policies,
 ``max_episode_steps = H``).
 
 The ``agent`` axis:
@@ -118,7 +118,7 @@ def grid_values(params: dict) -> list[float]:
 
 
 def check(params: dict) -> None:
-    from robustrl.envs.perturbed_control import physics_grid
+    from robustrl.envs.perturbations import perturbation_grid
     from robustrl.validation import check_int, check_nonnegative, check_scalar
 
     parse_agent(params["agent"])
@@ -126,7 +126,7 @@ def check(params: dict) -> None:
         raise ValueError(f"scale must be one of {sorted(SCALES)}; got {params['scale']!r}")
     check_int(params["data_seed"], "data_seed", low=0)
     vals = grid_values(params)
-    physics_grid(ENV_ID, params["parameter"], vals)
+    perturbation_grid(ENV_ID, params["parameter"], vals)
     if 1.0 not in vals:
         raise ValueError(f"values must contain the nominal scale 1.0; got {vals}")
     check_scalar(params["epsilon"], "epsilon", low=0.0, high=1.0)
@@ -183,8 +183,8 @@ def run_one(params: dict, seed: int) -> dict:
     import torch
 
     from robustrl.control_data import offline_control_dataset, train_behaviour_policy
-    from robustrl.envs.perturbed_control import evaluate_on_grid
-    from robustrl.evaluation import EvaluationResult, robustness_metrics
+    from robustrl.envs.perturbations import env_factory
+    from robustrl.evaluation import EvaluationResult, compare, robustness_metrics
 
     torch.set_num_threads(1)
     cfg = SCALES[params["scale"]]
@@ -204,9 +204,9 @@ def run_one(params: dict, seed: int) -> dict:
                             gamma=float(params["gamma"]), seed=ds)
         policy.fit(data)
     fit_time = time.perf_counter() - t0
-    rows = evaluate_on_grid(policy, ENV_ID, params["parameter"], values,
-                            episodes=cfg["episodes"], seed=10_000 + ds,
-                            max_episode_steps=cfg["H"])
+    make = env_factory(ENV_ID, params["parameter"], max_episode_steps=cfg["H"])
+    rows = compare({"policy": policy}, make, values, episodes=cfg["episodes"],
+                   seed=10_000 + ds).rows()
     means = [r["mean"] for r in rows]
     res = EvaluationResult(np.asarray(values), np.asarray(means)[:, None], exact=True)
     return {

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import signal
 import sys
 import threading
@@ -57,6 +58,31 @@ def _closed_pipe() -> int:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
     return 0
+
+
+class _StderrHandler(logging.Handler):
+    """Writes each record's message to the *current* ``sys.stderr`` (so that a redirected or
+    captured stderr gets it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _log_to_stderr() -> Iterator[None]:
+    """Show the ``robustrl`` loggers' progress and diagnostics (INFO and up) on stderr."""
+    log = logging.getLogger("robustrl")
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    old_level = log.level
+    log.addHandler(handler)
+    if log.getEffectiveLevel() > logging.INFO:
+        log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old_level)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -353,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} \
         if main_thread else {}
     try:
-        with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt(), _log_to_stderr():
             status = _dispatch(argv)
             sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's teardown
             return status

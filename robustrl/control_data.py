@@ -117,9 +117,11 @@ def _check_algo(algo: str) -> str:
 
 
 def _make(env_id: str, env_kwargs: dict[str, Any] | None, perturbation=None):
-    from robustrl.envs.perturbed_control import make_perturbed
+    from robustrl.envs.perturbations import make_env
 
-    return make_perturbed(env_id, perturbation, **(env_kwargs or {}))
+    kwargs = dict(env_kwargs or {})
+    parameter = kwargs.pop("axis", None)  # make_perturbed's name of make_env's parameter
+    return make_env(env_id, perturbation, parameter=parameter, **kwargs)
 
 
 def train_behaviour_policy(
@@ -135,7 +137,7 @@ def train_behaviour_policy(
     """A stable-baselines3 policy trained on the nominal task (``algo`` ``"ppo"`` or ``"dqn"``,
     ``timesteps`` environment steps, one CPU thread, seeded).
 
-    ``env_kwargs`` go to :func:`~robustrl.envs.perturbed_control.make_perturbed` (e.g.
+    ``env_kwargs`` go to :func:`~robustrl.envs.perturbations.make_env` (e.g.
     ``{"discretize": 5}`` for Pendulum). With ``cache`` (default: :func:`cache_dir`; a path;
     ``False`` to disable) the model is stored as ``behaviour-<hash>.zip`` and loaded on reuse.
     """
@@ -246,14 +248,14 @@ def collect_control_dataset(
     """Roll out ``n_trajectories`` episodes of ``behaviour_policy`` into an OfflineDataset.
 
     Args:
-        env_id: a task :func:`~robustrl.envs.perturbed_control.make_perturbed` accepts.
+        env_id: a classic-control task :func:`~robustrl.envs.perturbations.make_env` accepts.
         behaviour_policy: any policy form (``None``: uniformly random actions).
         n_trajectories: K >= 1.
         horizon: cut episodes at this many steps (default: the task's time limit); ``H`` is
             the smaller of the two.
         seed: seeds the first reset and the uniform behaviour; same seed, same dataset.
         perturbation: scales of the physical parameters (default: nominal).
-        env_kwargs: further ``make_perturbed`` arguments (``discretize``, noise levels).
+        env_kwargs: further ``make_env`` arguments (``discretize``, noise levels).
     """
     K = check_int(n_trajectories, "n_trajectories", low=1)
     seed = check_seed(seed)

@@ -124,7 +124,7 @@ def evaluate(
     for j, p in enumerate(grid):
         env = make(p)
         if j == 0:
-            nominal = getattr(getattr(env, "unwrapped", env), "nominal_perturbation", None)
+            nominal = _declared_nominal(env)
         returns[j] = _run_level(policy, env, level_seeds[j], int(episodes), bar)
     bar.close()
     info: dict[str, Any] = {"seed": seed, "episodes": int(episodes)}
@@ -135,6 +135,18 @@ def evaluate(
                                          None)
             info["nominal_mean"] = float(nominal_returns.mean())
     return EvaluationResult(np.asarray(grid.tolist()), returns, exact=False, info=info)
+
+
+def _declared_nominal(env) -> Any:
+    """The environment's declared ``nominal_perturbation``, looked up through its wrappers (a
+    :class:`~robustrl.envs.PhysicsPerturbation` declares one), or ``None``."""
+    getter = getattr(env, "get_wrapper_attr", None)
+    if getter is not None:
+        try:
+            return getter("nominal_perturbation")
+        except AttributeError:
+            return None
+    return getattr(getattr(env, "unwrapped", env), "nominal_perturbation", None)
 
 
 # Wrappers that change neither observations, actions, rewards nor the episode's random stream,

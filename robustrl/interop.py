@@ -45,6 +45,60 @@ def _obs_shape(env, obs_dim: int) -> tuple[int, ...]:
     return shape if shape and int(np.prod(shape)) == obs_dim else (obs_dim,)
 
 
+def _space_bounds(space) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    """Flat ``(low, high, integral)`` of a Box or MultiDiscrete space, else None."""
+    from gymnasium import spaces
+
+    if isinstance(space, spaces.Box):
+        return (np.asarray(space.low, np.float64).ravel(), np.asarray(space.high, np.float64)
+                .ravel(), False)
+    if isinstance(space, spaces.MultiDiscrete):
+        start = np.asarray(getattr(space, "start", 0), np.float64)
+        nvec = np.asarray(space.nvec, np.float64)
+        low = np.broadcast_to(start, nvec.shape).ravel()
+        return low, low + nvec.ravel() - 1, True
+    return None
+
+
+def _check_against_space(env, obs, next_obs, starts, lengths, terms) -> None:
+    """Refuse observations that do not fit ``env.observation_space`` or break the step rule."""
+    space = getattr(env, "observation_space", None)
+    shape = tuple(getattr(space, "shape", None) or ())
+    obs_dim = obs.shape[1]
+    hint = ("data recorded on an environment without the step column (e.g. FrozenLake's bare "
+            "state index) must be recorded through the feature wrapper that appends it "
+            "(robustrl.envs.OneHotFeatures, TileCoding, FeatureMap)")
+    if shape and int(np.prod(shape)) != obs_dim:
+        raise ValueError(
+            f"observations have {obs_dim} entries per transition, but env.observation_space "
+            f"{space} holds {int(np.prod(shape))} (the state and the 0-indexed step last); {hint}"
+        )
+    if shape:
+        bounds = _space_bounds(space)
+        if bounds is not None:
+            low, high, integral = bounds
+            for name, arr in (("observations", obs), ("next_observations", next_obs)):
+                bad = np.any((arr < low) | (arr > high), axis=1)
+                if integral:
+                    bad |= np.any(arr != np.round(arr), axis=1)
+                if np.any(bad):
+                    i = int(np.flatnonzero(bad)[0])
+                    raise ValueError(f"{name}[{i}] = {arr[i].tolist()} is not in "
+                                     f"env.observation_space {space}")
+    for s, n in zip(starts, lengths, strict=True):
+        steps = np.arange(n, dtype=np.float64)
+        for name, arr, want in (("observations", obs, steps),
+                                ("next_observations", next_obs, steps + 1)):
+            got = arr[s:s + n, -1]
+            if np.any(got != want):
+                j = int(np.flatnonzero(got != want)[0])
+                raise ValueError(
+                    f"{name}[{s + j}]'s last entry must be the step index {int(want[j])} (its "
+                    f"position in the episode starting at transition {s}); got {got[j]:g}. "
+                    f"Linear agents read the step from the observation's last entry; {hint}"
+                )
+
+
 def dataset_from_transitions(
     observations,
     actions,
@@ -54,6 +108,7 @@ def dataset_from_transitions(
     env,
     *,
     truncations=None,
+    timeouts=None,
     metadata: dict[str, Any] | None = None,
     progress: bool = False,
 ) -> OfflineDataset:
@@ -69,11 +124,20 @@ def dataset_from_transitions(
         env: a robustrl environment; gives the horizon ``H`` and the feature map.
         truncations: optional ``(N,)`` bool; the episode's data ends here but a value follows.
             The end of the arrays also ends the last episode.
+        timeouts: d3rlpy's name of ``truncations`` (give one of the two).
         metadata: stored on the dataset (JSON-serialisable).
         progress: show a tqdm bar over episodes (feature computation).
 
-    Every episode starts at step 0 and must have at most ``H`` transitions.
+    Every episode starts at step 0 and must have at most ``H`` transitions. The observations
+    are checked against ``env.observation_space`` (size, bounds) and the step-index rule of
+    :mod:`robustrl.protocols` (the last entry of the observation at step ``h`` of an episode is
+    ``h``): data recorded on an environment without the step column, such as FrozenLake's bare
+    state index, is refused instead of being read with the state as the step.
     """
+    if timeouts is not None:
+        if truncations is not None:
+            raise ValueError("give truncations or its d3rlpy alias timeouts, not both")
+        truncations = timeouts
     base, H, d, A = _feature_env(env)
     rewards = check_array(rewards, "rewards", ndim=1)
     N = rewards.shape[0]
@@ -127,6 +191,8 @@ def dataset_from_transitions(
             f"next_observations[{i}] differs from observations[{i + 1}] inside an episode; "
             "mark the episode boundary with terminals or truncations"
         )
+
+    _check_against_space(env, obs, next_obs, starts, lengths, terms)
 
     K = len(starts)
     obs_dim = obs.shape[1]
@@ -305,10 +371,13 @@ def from_minari(dataset, env, *, progress: bool = False) -> OfflineDataset:
     """Load a Minari dataset (an id of a *local* dataset, or a ``MinariDataset``).
 
     Episodes become trajectories; features are recomputed with ``env``'s feature map. Nothing
-    is downloaded: an id that is not found locally raises ValueError.
+    is downloaded: an id that is not found locally raises ValueError. The observations are
+    checked against ``env`` as in :func:`dataset_from_transitions` (space and step index), so a
+    dataset recorded without the step column is refused. Minari itself is imported only to
+    load an id; any object with Minari's ``iterate_episodes()`` and ``storage.metadata`` is read.
     """
-    minari = _import_minari()
     if isinstance(dataset, str):
+        minari = _import_minari()
         try:
             dataset = minari.load_dataset(dataset, download=False)
         except FileNotFoundError as exc:

@@ -16,8 +16,8 @@ provides, on itself or on any wrapper around it:
 decision (``0 <= h < H``; ``H`` after the last one): linear agents keep one weight vector per
 step and read ``h`` from the observation. robustrl's own environments follow this rule; for any
 other environment the wrappers in :mod:`robustrl.envs.features` append the step and provide the
-features (one-hot for discrete observations, a user-supplied ``phi``, or normalised radial basis
-features for continuous observations).
+features (one-hot for discrete observations, a user-supplied ``phi``, tile coding or normalised
+radial basis features for continuous observations); docs/byo-env.md walks through them.
 
 Members are looked up through wrappers (``env.get_wrapper_attr``), so a
 :class:`gymnasium.Wrapper` that defines them is accepted; :func:`feature_interface` reports every
@@ -98,7 +98,7 @@ def feature_interface(env: Any, *, who: str = "a linear agent") -> FeatureInterf
             "`feature_dim` (d), `features(obs, a) -> (d,)`, `action_features(obs) -> (A, d)`, a "
             "Discrete action space, and observations whose last entry is the 0-indexed step. "
             "Wrap other Gymnasium environments with robustrl.envs.features (OneHotFeatures, "
-            "FeatureMap, RBFFeatures)."
+            "FeatureMap, TileCoding, RBFFeatures)."
         )
     for name in ("features", "action_features"):
         if not callable(found[name]):

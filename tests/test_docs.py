@@ -31,6 +31,7 @@ PAGES = [
     "tutorials/offline-own-environment.md",
     "tutorials/online-drrpo-regret.md",
     "tutorials/neural-cpu-gpu.md",
+    "byo-env.md",
 ]
 # Tutorials whose blocks build on each other: they run in order, in one namespace.
 SEQUENTIAL = {"tutorials/offline-own-environment.md"}

@@ -3,6 +3,8 @@ linear agents on a Gymnasium toy-text task (FrozenLake) against exact robust DP.
 
 from __future__ import annotations
 
+import warnings
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -308,3 +310,120 @@ def test_rewards_are_estimated_by_default_so_the_data_matter():
     obs = np.array([0, 0])
     assert not np.allclose(real.q_values(obs), zero.q_values(obs))
     assert real.reward == "estimated"
+
+
+# ------------------------------------------------------------------ CartPole through TileCoding
+
+#: CartPole's termination limits for x and theta; ranges for the unbounded velocities
+CARTPOLE_BOX = np.array([2.4, 3.0, 0.2095, 2.0])
+CARTPOLE_H = 50
+
+
+def tiled_cartpole(env: gym.Env | None = None):
+    """CartPole with tile coding of (theta, theta_dot): 2 tilings of 6 x 6 tiles per action."""
+    from robustrl.envs import TileCoding
+
+    return TileCoding(gym.make("CartPole-v1") if env is None else env, horizon=CARTPOLE_H,
+                      low=-CARTPOLE_BOX, high=CARTPOLE_BOX, n_tiles=[1, 1, 6, 6], n_tilings=2)
+
+
+def test_tile_coding_tiles_by_hand():
+    """One coordinate on [0, 1], 2 tiles, 2 tilings (offsets 0 and half a tile)."""
+    from robustrl.envs import TileCoding
+
+    env = TileCoding(gym.make("MountainCar-v0"), horizon=3, low=[0.0, -1.0], high=[1.0, 1.0],
+                     n_tiles=[2, 1], n_tilings=2)
+    assert env.feature_dim == 3 * 2 * 2  # A * n_tilings * tiles per tiling
+    # u = 2 x; tiling 0: floor(u), tiling 1: floor(u + 0.5), both capped at the last tile
+    for x, want in [(0.1, [0, 2]), (0.3, [0, 3]), (0.8, [1, 3]), (1.0, [1, 3])]:
+        assert env.active_tiles(np.array([x, 0.5])).tolist() == want
+    phi = env.action_features(np.array([0.3, 0.5, 1.0]))
+    assert phi.shape == (3, 12) and np.all(phi >= 0)
+    np.testing.assert_allclose(phi.sum(axis=1), 1.0)
+    assert np.flatnonzero(phi[2]).tolist() == [8, 11] and phi[2, 8] == 0.5
+
+
+def test_tile_coding_warns_once_and_counts_states_outside_the_box():
+    env = tiled_cartpole()
+    inside = np.array([0.0, 0.0, 0.05, -0.5, 0.0])
+    env.action_features(inside)
+    assert env.n_out_of_box == 0
+    with pytest.warns(RuntimeWarning, match=r"outside the box.*coordinates \[3\].*edge tiles"):
+        edge = env.action_features(np.array([0.0, 0.0, 0.05, -9.0, 0.0]))
+    np.testing.assert_array_equal(edge, env.action_features(np.array([0, 0, 0.05, -2.0, 0])))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        env.action_features(np.array([0.0, 0.0, 0.5, 0.0, 0.0]))  # counted, not warned again
+    assert env.n_out_of_box == 2  # -9 and 0.5; -2.0 is on the box's edge
+    with pytest.raises(ValueError, match="n_tiles must have one entry per state coordinate"):
+        tiled = tiled_cartpole()
+        type(tiled)(gym.make("CartPole-v1"), 5, -CARTPOLE_BOX, CARTPOLE_BOX, n_tiles=[2, 2])
+    with pytest.raises(ValueError, match=r"n_tilings must lie in \[1, inf\)"):
+        type(tiled)(gym.make("CartPole-v1"), 5, -CARTPOLE_BOX, CARTPOLE_BOX, n_tilings=0)
+    with pytest.raises(ValueError, match="low must be finite"):
+        type(tiled)(gym.make("CartPole-v1"), 5)
+
+
+
+@pytest.mark.filterwarnings("ignore:TileCoding:RuntimeWarning")
+def test_drrpo_learns_cartpole_with_tile_coding_and_is_evaluated_on_a_pole_length_grid():
+    """DR-RPO on CartPole through TileCoding clearly beats the uniform-random policy at the
+    nominal pole length (H = 50); the learned policy is then scored on a pole-length grid."""
+    from robustrl.agents import DRRPO
+    from robustrl.envs import env_factory
+    from robustrl.evaluation import compare
+
+    env = tiled_cartpole()
+    agent = DRRPO(env, rho=0.1, tau=1.0, eta=float("inf"), beta=0.3, seed=0)
+    agent.learn(total_episodes=200)
+    # training itself improves: the last 50 episodes beat the first 50
+    assert agent.episode_returns_[-50:].mean() > agent.episode_returns_[:50].mean() + 3
+
+    factory = env_factory("CartPole-v1", "pole_length", wrapper=tiled_cartpole)
+    rng = np.random.default_rng(0)
+    grid = [0.5, 2.0, 3.0]  # the nominal 1.0 is missing: evaluate adds it
+    table = compare({"drrpo": agent, "random": lambda obs: int(rng.integers(2))}, factory,
+                    grid, episodes=30, seed=0)
+    learned, rand = table.metrics["drrpo"]["nominal"], table.metrics["random"]["nominal"]
+    assert learned > rand + 8, (learned, rand)  # measured: 41.2 vs 24.5 (max 50)
+    rows = table.rows()
+    assert len(rows) == 2 * len(grid)
+    assert [r["perturbation"] for r in rows[:3]] == grid
+    res = table.results["drrpo"]
+    assert res.returns.shape == (3, 30) and res.info["nominal_perturbation"] == 1.0
+    assert res.returns.max() <= CARTPOLE_H and table.metrics["drrpo"]["worst_case"] < learned
+
+
+# ------------------------------------------------------------------ warnings and logging
+def test_fit_warns_when_every_actions_q_ties_at_a_clip_bound():
+    """R2PVI on the simulated MDP with K = 20 returned Q = 0 for all 16 actions, silently."""
+    from robustrl.agents.base import TiedQWarning
+    from robustrl.envs import SimulatedLinearMDPEnv
+
+    env = SimulatedLinearMDPEnv()
+    small = OfflineDataset.collect(env, 20, seed=0)
+    with pytest.warns(TiedQWarning, match=r"every data state of steps \[0\].*Q = 0 for all 16"):
+        agent = R2PVI(env).fit(small)
+    assert np.all(agent.q_values(np.array([0, 0])) == 0.0)
+    with warnings.catch_warnings():  # with 200 trajectories Q separates the actions: no warning
+        warnings.simplefilter("error", TiedQWarning)
+        agent = R2PVI(env).fit(OfflineDataset.collect(env, 200, seed=0))
+    assert np.ptp(agent.q_values(np.array([0, 0]))) > 0.01
+
+
+def test_runner_progress_goes_to_the_robustrl_logger(tmp_path, caplog):
+    """Library code logs (logger ``robustrl.runner``) instead of printing (the CLI shows it on
+    stderr: tests/test_runner.py reads it there)."""
+    import logging
+
+    from robustrl.runner import run_experiment
+
+    with caplog.at_level(logging.INFO, logger="robustrl"):
+        run_experiment("toy_sweep", tmp_path / "toy", seeds=1, workers=1, quiet=False)
+    progress = [r for r in caplog.records if r.name == "robustrl.runner"]
+    assert progress and progress[0].levelno == logging.INFO
+    assert "toy_sweep: 6 cells" in progress[0].getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="robustrl"):
+        run_experiment("toy_sweep", tmp_path / "toy", seeds=1, workers=1, quiet=True)
+    assert not [r for r in caplog.records if r.name == "robustrl.runner"]

@@ -313,3 +313,89 @@ def test_from_minari_rejects_malformed_robustrl_metadata(minari_home, env_and_da
     md.storage.update_metadata({_ROBUSTRL_METADATA_KEY: "{not json"})
     with pytest.raises(ValueError, match="meta-v0.*not valid JSON"):
         from_minari(md, env)
+
+
+# ------------------------------------------------------ data checked against the environment
+class _MinariLike:
+    """The part of a ``MinariDataset`` that ``from_minari`` reads, built by hand (no minari)."""
+
+    def __init__(self, episodes, dataset_id="FrozenLake/random-v0"):
+        from types import SimpleNamespace
+
+        self._episodes = episodes
+        self.spec = SimpleNamespace(dataset_id=dataset_id)
+        self.storage = SimpleNamespace(metadata={"dataset_id": dataset_id})
+
+    def iterate_episodes(self):
+        return iter(self._episodes)
+
+
+def _frozen_lake_episodes(n_episodes=3, steps=4):
+    """Rollouts of gymnasium's FrozenLake as a logger records them: bare state indices."""
+    from types import SimpleNamespace
+
+    env = gym.make("FrozenLake-v1", is_slippery=False)
+    out = []
+    for k in range(n_episodes):
+        obs, _ = env.reset(seed=k)
+        seq, acts, rews, terms = [obs], [], [], []
+        for _ in range(steps):
+            obs, r, terminated, _, _ = env.step(1)  # "down": the left column has no hole
+            seq.append(obs)
+            acts.append(1)
+            rews.append(r)
+            terms.append(terminated)
+            if terminated:
+                break
+        out.append(SimpleNamespace(id=k, observations=np.array(seq), actions=np.array(acts),
+                                   rewards=np.array(rews), terminations=np.array(terms),
+                                   truncations=np.zeros(len(acts), bool)))
+    return out
+
+
+def test_frozen_lake_minari_dataset_is_refused_by_a_state_step_environment():
+    """FrozenLake observations have no step column: a (state, step) environment used to accept
+    them and predict read the state index as the step."""
+    from robustrl.interop import from_minari
+
+    env = SimulatedLinearMDPEnv(horizon=4)
+    with pytest.raises(ValueError, match=r"observations have 1 entries per transition.*"
+                                         r"without the step column"):
+        from_minari(_MinariLike(_frozen_lake_episodes()), env)
+    # padded to two columns (state, state) the size fits, but the step index does not
+    eps = _frozen_lake_episodes()
+    for ep in eps:
+        ep.observations = np.stack([ep.observations, ep.observations], axis=1) % 6
+    with pytest.raises(ValueError, match=r"last entry must be the step index 1 .*got 4"):
+        from_minari(_MinariLike(eps), env)
+
+
+def test_flat_transitions_are_checked_against_the_environment():
+    env, ds = _linear()
+    flat = dataset_to_transitions(ds)
+    with pytest.raises(ValueError, match="observations have 1 entries per transition"):
+        dataset_from_transitions(**{**flat, "observations": flat["observations"][:, 0],
+                                    "next_observations": flat["next_observations"][:, 0]},
+                                 env=env)
+    bad = {k: v.copy() for k, v in flat.items()}
+    bad["observations"][:, 0] = 99  # a state the environment does not have
+    bad["next_observations"][:, 0] = 99
+    with pytest.raises(ValueError, match=r"observations\[0\] = \[99.0, 0.0\] is not in "
+                                         r"env.observation_space"):
+        dataset_from_transitions(**bad, env=env)
+
+
+def test_timeouts_is_accepted_as_the_d3rlpy_name_of_truncations():
+    env, ds = _linear()
+    flat = dataset_to_transitions(ds)
+    keep = np.ones(len(flat["rewards"]), dtype=bool)
+    keep[2 : ds.horizon] = False  # the first episode is cut after two steps
+    cut = {k: v[keep] for k, v in flat.items()}
+    cut["truncations"][1] = True
+    timeouts = cut.pop("truncations")
+    want = dataset_from_transitions(**cut, truncations=timeouts, env=env)
+    got = dataset_from_transitions(**cut, timeouts=timeouts, env=env)
+    assert_same(want, got)
+    assert got.valid[0].tolist() == [True, True, False, False]
+    with pytest.raises(ValueError, match="truncations or its d3rlpy alias timeouts, not both"):
+        dataset_from_transitions(**cut, truncations=timeouts, timeouts=timeouts, env=env)

@@ -10,18 +10,16 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
+from robustrl.envs.perturbations import env_factory, make_env, perturbation_grid
 from robustrl.envs.perturbed_control import (
     ActionNoise,
     DiscreteActions,
     ObservationNoise,
     PhysicsPerturbation,
-    evaluate_on_grid,
-    make_perturbed,
     nominal_parameters,
     perturbable_parameters,
-    perturbed_factory,
-    physics_grid,
 )
+from robustrl.evaluation import compare
 
 IDS = ["CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1"]
 ALL_PARAMS = [(env_id, p) for env_id in IDS for p in perturbable_parameters(env_id)]
@@ -47,14 +45,14 @@ def _rollout(env, actions, seed=0):
 def test_check_env(env_id, noise):
     first = next(iter(perturbable_parameters(env_id)))
     kw = {"action_noise": 0.2, "obs_noise": 0.05} if noise else {}
-    env = make_perturbed(env_id, {first: 1.7}, **kw, **_kw(env_id))
+    env = make_env(env_id, {first: 1.7}, **kw, **_kw(env_id))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # wrapped-env and infinite-bound notices only
         check_env(env, skip_render_check=True)
 
 
 def test_check_env_continuous_pendulum_with_action_noise():
-    env = make_perturbed("Pendulum-v1", {"length": 0.8}, action_noise=0.3, obs_noise=0.1)
+    env = make_env("Pendulum-v1", {"length": 0.8}, action_noise=0.3, obs_noise=0.1)
     assert isinstance(env.action_space, gym.spaces.Box)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -64,7 +62,7 @@ def test_check_env_continuous_pendulum_with_action_noise():
 @pytest.mark.parametrize(("env_id", "param"), ALL_PARAMS)
 def test_every_parameter_changes_the_dynamics(env_id, param):
     rng = np.random.default_rng(1)
-    nominal = make_perturbed(env_id, None, **_kw(env_id))
+    nominal = make_env(env_id, None, **_kw(env_id))
     actions = rng.integers(nominal.action_space.n, size=40)
     base = _rollout(nominal, actions)
     # scale 1 is exactly the unwrapped task
@@ -72,9 +70,9 @@ def test_every_parameter_changes_the_dynamics(env_id, param):
     if env_id.startswith("Pendulum"):
         plain = DiscreteActions(plain, 5)
     np.testing.assert_array_equal(_rollout(plain, actions), base)
-    np.testing.assert_array_equal(_rollout(make_perturbed(env_id, {param: 1.0}, **_kw(env_id)),
+    np.testing.assert_array_equal(_rollout(make_env(env_id, {param: 1.0}, **_kw(env_id)),
                                            actions), base)
-    shifted = _rollout(make_perturbed(env_id, {param: 1.5}, **_kw(env_id)), actions)
+    shifted = _rollout(make_env(env_id, {param: 1.5}, **_kw(env_id)), actions)
     n = min(len(base), len(shifted))
     np.testing.assert_array_equal(shifted[0], base[0])  # same seed, same initial state
     assert np.abs(shifted[:n] - base[:n]).max() > 1e-6, f"{param} did not change {env_id}"
@@ -109,7 +107,7 @@ STATE = (0.1, -0.2, 0.05, 0.3)
      dict(gravity=14.7, masscart=0.5, masspole=0.1, half_length=0.25, force=4.0)),
 ])
 def test_cartpole_angular_acceleration_follows_the_physics(scales, physics):
-    env = make_perturbed("CartPole-v1", scales)
+    env = make_env("CartPole-v1", scales)
     got = _measured_thetaacc(env, STATE, 1)
     want = _cartpole_thetaacc(STATE, **physics)
     assert got == pytest.approx(want, rel=1e-9)
@@ -121,14 +119,14 @@ def test_cartpole_angular_acceleration_follows_the_physics(scales, physics):
 def test_pole_length_doubling_slows_the_fall():
     # at rest and tilted, doubling the pole roughly halves the angular acceleration
     state = (0.0, 0.0, 0.1, 0.0)
-    nominal = _measured_thetaacc(make_perturbed("CartPole-v1"), state, 1)
-    doubled = _measured_thetaacc(make_perturbed("CartPole-v1", {"pole_length": 2.0}), state, 1)
+    nominal = _measured_thetaacc(make_env("CartPole-v1"), state, 1)
+    doubled = _measured_thetaacc(make_env("CartPole-v1", {"pole_length": 2.0}), state, 1)
     assert doubled == pytest.approx(_cartpole_thetaacc(state, 10.0, 9.8, 1.0, 0.1, 1.0))
     assert 0.45 < doubled / nominal < 0.55
 
 
 def test_pendulum_gravity_and_length_follow_the_physics():
-    env = make_perturbed("Pendulum-v1", {"gravity": 2.0, "length": 1.5, "mass": 0.5},
+    env = make_env("Pendulum-v1", {"gravity": 2.0, "length": 1.5, "mass": 0.5},
                          discretize=3)
     env.reset(seed=0)
     th, thdot = 0.7, -0.4
@@ -143,7 +141,7 @@ def test_pendulum_gravity_and_length_follow_the_physics():
 
 
 def test_acrobot_link_length_moves_the_centre_of_mass():
-    env = make_perturbed("Acrobot-v1", {"link_length_2": 2.0})
+    env = make_env("Acrobot-v1", {"link_length_2": 2.0})
     assert env.unwrapped.LINK_LENGTH_2 == 2.0 and env.unwrapped.LINK_COM_POS_2 == 1.0
     assert env.unwrapped.LINK_COM_POS_1 == 0.5
 
@@ -170,24 +168,24 @@ def test_reset_options_switch_the_dynamics():
 
 def test_bad_input_raises_clear_errors():
     with pytest.raises(ValueError, match="not a perturbable parameter of CartPole.*pole_length"):
-        make_perturbed("CartPole-v1", {"pole_lenght": 2.0})
+        make_env("CartPole-v1", {"pole_lenght": 2.0})
     with pytest.raises(ValueError, match=r"scale factor.*\(0, 10\]"):
-        make_perturbed("CartPole-v1", {"pole_mass": 0.0})
+        make_env("CartPole-v1", {"pole_mass": 0.0})
     with pytest.raises(ValueError, match=r"scale factor.*\[0, 10\]"):
-        make_perturbed("CartPole-v1", {"gravity": -1.0})
-    make_perturbed("CartPole-v1", {"gravity": 0.0})  # zero gravity is a valid task
+        make_env("CartPole-v1", {"gravity": -1.0})
+    make_env("CartPole-v1", {"gravity": 0.0})  # zero gravity is a valid task
     with pytest.raises(ValueError, match="scale factor"):
-        make_perturbed("CartPole-v1", {"pole_mass": 11.0})
+        make_env("CartPole-v1", {"pole_mass": 11.0})
     with pytest.raises(ValueError, match="axis"):
-        make_perturbed("CartPole-v1", 2.0)
+        make_env("CartPole-v1", 2.0)
     with pytest.raises(ValueError, match="axis"):
         PhysicsPerturbation(gym.make("CartPole-v1"), axis="mass")
     with pytest.raises(ValueError, match="axis"):
         PhysicsPerturbation(gym.make("CartPole-v1")).reset(options={"perturbation": 2.0})
     with pytest.raises(ValueError, match="env_id"):
-        make_perturbed("LunarLander-v9")
+        make_env("LunarLander-v9")
     with pytest.raises(ValueError, match="env_id.*not a supported"):
-        make_perturbed("FrozenLake-v1")
+        make_env("FrozenLake-v1")
     with pytest.raises(ValueError, match="env must wrap"):
         PhysicsPerturbation(gym.make("FrozenLake-v1"))
     with pytest.raises(ValueError, match="n_actions"):
@@ -201,9 +199,9 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(ValueError, match="std must lie"):
         ObservationNoise(gym.make("CartPole-v1"), std=-0.1)
     with pytest.raises(ValueError, match="action_noise"):
-        make_perturbed("CartPole-v1", action_noise=1.5)
+        make_env("CartPole-v1", action_noise=1.5)
     with pytest.raises(ValueError, match="values"):
-        physics_grid("CartPole-v1", "pole_length", [])
+        perturbation_grid("CartPole-v1", "pole_length", [])
 
 
 def test_nominal_parameters_and_grid():
@@ -211,9 +209,11 @@ def test_nominal_parameters_and_grid():
         "gravity": 9.8, "cart_mass": 1.0, "pole_mass": 0.1, "pole_length": 0.5,
         "force_mag": 10.0}
     assert nominal_parameters("Pendulum-v1")["gravity"] == 10.0
-    grid = physics_grid("MountainCar-v0", "force", [0.5, 1, 2])
-    assert grid == [{"force": 0.5}, {"force": 1.0}, {"force": 2.0}]
-    assert physics_grid("CartPole-v1", "pole_length")[2] == {"pole_length": 1.0}
+    grid = perturbation_grid("MountainCar-v0", "force", [0.5, 1, 2])
+    assert grid.tolist() == [0.5, 1.0, 2.0]
+    assert perturbation_grid("CartPole-v1", "pole_length")[2] == 1.0
+    with pytest.raises(ValueError, match="parameter is required"):
+        perturbation_grid("CartPole-v1")
 
 
 class _Recorder(gym.Wrapper):
@@ -296,43 +296,96 @@ def _stay_upright(obs):
     return int(obs[2] + 0.5 * obs[3] > 0)
 
 
-def test_evaluate_on_grid_rows_and_reproducibility():
-    rows = evaluate_on_grid(_stay_upright, "CartPole-v1", "pole_length", [0.1, 1.0],
-                            episodes=3, seed=0, max_episode_steps=100)
+def _grid_rows(policy, env_id, parameter, values, episodes, seed, **kwargs):
+    make = env_factory(env_id, parameter, **kwargs)
+    return compare({"policy": policy}, make, values, episodes=episodes, seed=seed).rows()
+
+
+def test_grid_evaluation_rows_and_reproducibility():
+    rows = _grid_rows(_stay_upright, "CartPole-v1", "pole_length", [0.1, 1.0], 3, 0,
+                      max_episode_steps=100)
     assert [r["perturbation"] for r in rows] == [0.1, 1.0]
-    assert {r["parameter"] for r in rows} == {"pole_length"}
     assert rows[1]["mean"] == 100.0  # the controller balances the nominal pole
     assert rows[0]["mean"] < 100.0  # but not one ten times shorter (10x faster dynamics)
-    again = evaluate_on_grid(_stay_upright, "CartPole-v1", "pole_length", [0.1, 1.0],
-                             episodes=3, seed=0, max_episode_steps=100)
+    again = _grid_rows(_stay_upright, "CartPole-v1", "pole_length", [0.1, 1.0], 3, 0,
+                       max_episode_steps=100)
     assert rows == again
 
 
-def test_evaluate_on_grid_with_sb3_models():
+def test_grid_evaluation_with_sb3_models():
     import torch
     from stable_baselines3 import PPO
 
     torch.set_num_threads(1)
     # discretised Pendulum (Discrete(5)) and continuous Pendulum (Box), untrained models
     for kw in ({"discretize": 5}, {}):
-        env = make_perturbed("Pendulum-v1", **kw)
+        env = make_env("Pendulum-v1", **kw)
         model = PPO("MlpPolicy", env, seed=0, device="cpu", n_steps=64, batch_size=64)
-        rows = evaluate_on_grid(model, "Pendulum-v1", "mass", [0.5, 2.0], episodes=1, seed=0,
-                                max_episode_steps=20, **kw)
+        rows = _grid_rows(model, "Pendulum-v1", "mass", [0.5, 2.0], 1, 0,
+                          max_episode_steps=20, **kw)
         assert len(rows) == 2 and all(np.isfinite(r["mean"]) for r in rows)
         assert all(r["mean"] < 0 for r in rows)  # Pendulum rewards are costs
 
 
 def test_factory_plugs_into_evaluate():
+    from robustrl.envs import TileCoding
     from robustrl.evaluation import evaluate
 
-    make = perturbed_factory("CartPole-v1", "pole_length", max_episode_steps=50)
+    make = env_factory("CartPole-v1", "pole_length", max_episode_steps=50)
     res = evaluate(_stay_upright, make, [0.5, 2.0], episodes=2, seed=0)
     assert res.returns.shape == (2, 2)
+    assert res.info["nominal_perturbation"] == 1.0 and "nominal_mean" in res.info
     with pytest.raises(ValueError, match="seed"):
-        perturbed_factory("CartPole-v1", "pole_length", seed=1)
+        env_factory("CartPole-v1", "pole_length", seed=1)
     with pytest.raises(ValueError, match="not a perturbable parameter"):
-        perturbed_factory("CartPole-v1", "length")
+        env_factory("CartPole-v1", "length")
+    with pytest.raises(ValueError, match="wrapper must be a callable"):
+        env_factory("CartPole-v1", "pole_length", wrapper=3)
+    # a wrapper (here the feature map a linear agent needs) is applied to every level
+    box = np.array([2.4, 3.0, 0.21, 2.0])
+    tiled = env_factory("CartPole-v1", "pole_length", wrapper=lambda env: TileCoding(
+        env, horizon=20, low=-box, high=box, n_tiles=[1, 1, 3, 3], n_tilings=1))
+    env = tiled(2.0)
+    assert isinstance(env, TileCoding) and env.get_wrapper_attr("perturbation") == {
+        "gravity": 1.0, "cart_mass": 1.0, "pole_mass": 1.0, "pole_length": 2.0, "force_mag": 1.0}
+    assert env.get_wrapper_attr("nominal_perturbation") == 1.0
+
+
+def test_one_family_robustrl_envs_and_classic_control_alike():
+    from robustrl.envs import AMERICAN_PUT_ID, perturbed_envs
+
+    assert perturbation_grid(AMERICAN_PUT_ID).size > 1
+    assert perturbation_grid(AMERICAN_PUT_ID, values=[0.3, 0.5]).tolist() == [0.3, 0.5]
+    assert make_env(AMERICAN_PUT_ID, 0.3).unwrapped.perturbation == 0.3
+    with pytest.raises(ValueError, match="parameter must be None"):
+        make_env(AMERICAN_PUT_ID, 0.3, parameter="p")
+    pairs = perturbed_envs("CartPole-v1", [0.5, 2.0], parameter="pole_length")
+    assert [p for p, _ in pairs] == [0.5, 2.0]
+    assert pairs[1][1].get_wrapper_attr("perturbation")["pole_length"] == 2.0
+
+
+def test_deprecated_helpers_warn_and_give_the_same_numbers():
+    """make_perturbed, physics_grid, perturbed_factory and evaluate_on_grid are thin aliases;
+    evaluate_on_grid's default episode count is now evaluate/compare's 100 (it was 20)."""
+    from robustrl.envs import perturbed_control as pc
+
+    with pytest.warns(DeprecationWarning, match="use make_env"):
+        old = pc.make_perturbed("CartPole-v1", 2.0, axis="pole_length")
+    assert old.get_wrapper_attr("perturbation")["pole_length"] == 2.0
+    with pytest.warns(DeprecationWarning, match="use perturbation_grid"):
+        assert pc.physics_grid("CartPole-v1", "pole_length", [0.5, 2]) == [
+            {"pole_length": 0.5}, {"pole_length": 2.0}]
+    with pytest.warns(DeprecationWarning, match="use env_factory"):
+        make = pc.perturbed_factory("CartPole-v1", "pole_length", max_episode_steps=30)
+    assert make(0.5).get_wrapper_attr("perturbation")["pole_length"] == 0.5
+    with pytest.warns(DeprecationWarning, match="evaluate_on_grid is deprecated"):
+        rows = pc.evaluate_on_grid(_stay_upright, "CartPole-v1", "pole_length", [0.1, 1.0],
+                                   seed=0, max_episode_steps=30)
+    assert {r["episodes"] for r in rows} == {100} and {r["parameter"] for r in rows} == {
+        "pole_length"}
+    new = _grid_rows(_stay_upright, "CartPole-v1", "pole_length", [0.1, 1.0], 100, 0,
+                     max_episode_steps=30)
+    assert [r["mean"] for r in rows] == [r["mean"] for r in new]
 
 
 def test_as_action_fn_with_sb3_models_batched_and_unbatched():
@@ -343,7 +396,7 @@ def test_as_action_fn_with_sb3_models_batched_and_unbatched():
 
     torch.set_num_threads(1)
     obs = np.random.default_rng(0).normal(size=(10, 3)).astype(np.float32)
-    discrete = PPO("MlpPolicy", make_perturbed("Pendulum-v1", discretize=5), seed=0,
+    discrete = PPO("MlpPolicy", make_env("Pendulum-v1", discretize=5), seed=0,
                    device="cpu", n_steps=64, batch_size=64)
     act = as_action_fn(discrete)
     for o in obs:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -90,9 +91,16 @@ class RunInterrupted(KeyboardInterrupt):
         self.finished, self.total, self.out = finished, total, out
 
 
+logger = logging.getLogger("robustrl.runner")
+
+
 def _log(quiet: bool, msg: str) -> None:
-    if not quiet:
-        print(msg, file=sys.stderr, flush=True)
+    """Progress (INFO) and diagnostics (WARNING, the messages starting with ``warning:``) go
+    to the ``robustrl.runner`` logger; the command line shows them on stderr, a library caller
+    configures :mod:`logging` as it likes. ``quiet`` drops them."""
+    if quiet:
+        return
+    logger.log(logging.WARNING if msg.startswith("warning: ") else logging.INFO, msg)
 
 
 def _check_points(exp: Experiment, config: RunConfig) -> None:
