@@ -115,9 +115,8 @@ def test_device_from_environment(monkeypatch):
 def test_interrupted_cell_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     """A cell killed after its first checkpoint and run again resumes from it and gives the
     metrics of an uninterrupted run; the checkpoint folder is removed when the cell ends."""
-    from stable_baselines3.common.callbacks import BaseCallback
-
     from robustrl.agents.dred.training import LevelReplayPPO
+    from robustrl.envs.cave_escape_vec import CaveEscapeVecEnv
 
     mod = load_experiment("dred_cave_escape").module
     params = dict(method="plr", scale="tiny", data_seed=0, updates=0, learning_rate=1e-4,
@@ -127,17 +126,17 @@ def test_interrupted_cell_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     class Killed(Exception):
         pass
 
-    class Kill(BaseCallback):
-        def _on_step(self):
-            # tiny: 6 unseen phases (12 levels / 2 envs) + 1 replay phase = update 1 and its
-            # checkpoint, then 10 steps into the next phase
-            if self.n_calls >= 7 * 32 + 10:
-                raise Killed
-            return True
+    real_step, calls = CaveEscapeVecEnv.step_wait, [0]
 
-    real_learn = LevelReplayPPO.learn
-    monkeypatch.setattr(LevelReplayPPO, "learn",
-                        lambda self, *a, **kw: real_learn(self, *a, **kw, callback=Kill()))
+    def dying_step(self):
+        # tiny: 6 unseen phases (12 levels / 2 envs) + 1 replay phase = update 1 and its
+        # checkpoint, then 10 steps into the next phase
+        calls[0] += 1
+        if calls[0] >= 7 * 32 + 10:
+            raise Killed
+        return real_step(self)
+
+    monkeypatch.setattr(CaveEscapeVecEnv, "step_wait", dying_step)
     with pytest.raises(Killed):
         mod.run_one(params, 5)
     monkeypatch.undo()
