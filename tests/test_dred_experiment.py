@@ -149,3 +149,28 @@ def test_interrupted_cell_resumes_from_its_checkpoint(tmp_path, monkeypatch):
                                                                              "phases"]:
         assert again[key] == fresh[key], key
     assert not ckpt.parent.exists()
+
+
+def test_cpu_preset_sizes_and_shift_diagnostics():
+    """The CPU preset trains on 5x5 caves and tests "large" on 9x9; the shift diagnostics
+    compare the levels a method adds beyond the training set with the training set."""
+    from robustrl.agents.dred.training import LevelReplayPPO
+
+    mod = load_experiment("dred_cave_escape").module
+    sets = mod.level_sets("cpu", 0)
+    cfg = mod.SCALES["cpu"]
+    assert sets["train_full"].shape == (cfg["n_train"], 5, 5)
+    assert sets["test"].shape[1:] == (5, 5) and sets["large"].shape[1:] == (9, 9)
+    train = sets["train_full"][:8]
+    kw = dict(n_envs=2, n_steps=16, navigation_only=True, device="cpu", buffer_capacity=16)
+    uniform = LevelReplayPPO("uniform", train, **kw)
+    assert mod.shift_metrics(uniform, train, 0) == {}
+    dr = mod.shift_metrics(LevelReplayPPO("dr", train, **kw), train, 0)
+    assert dr["shift_n"] == 64 and 0 < dr["shift_tv"] <= 1 and 0 <= dr["shift_solvable"] <= 1
+    robust = LevelReplayPPO("robust_plr", train, **kw)
+    assert mod.shift_metrics(robust, train, 0) == {"shift_n": 0}  # nothing admitted yet
+    robust.buffer.admit(train[0], 1.0, None, grounded_value=0.5)
+    # one admitted level against a training set of that level alone: no shift
+    one = mod.shift_metrics(robust, train[:1], 0)
+    assert one["shift_n"] == 1 and one["shift_tv"] == 0.0 and one["shift_solvable"] == 1.0
+    assert mod.shift_metrics(robust, train[1:2], 0)["shift_tv"] > 0

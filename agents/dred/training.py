@@ -321,6 +321,8 @@ class LevelReplayPPO:
             (e.g. :class:`robustrl.agents.dred.generator.LevelGenerator`); checkpoints need
             its ``get_state()`` / ``set_state()``.
         n_envs, n_steps: parallel envs and rollout length (authors: 36 x 256).
+        n_minibatches: PPO minibatches per epoch (authors: 1, the whole rollout); must divide
+            ``n_envs * n_steps``.
         buffer_capacity: level buffer size for the buffer methods (authors: 4000).
         navigation_only: 3 movement actions instead of MiniGrid's 7.
         vec_env: ``"batched"`` (default: :class:`~robustrl.envs.cave_escape_vec.CaveEscapeVecEnv`,
@@ -344,7 +346,7 @@ class LevelReplayPPO:
                  n_steps: int = 128, buffer_capacity: int = 4000,
                  navigation_only: bool = False, vec_env: str = "batched",
                  policy: str = "mlp", easy_rule: str = "lowest", device: str = "auto",
-                 seed: int = 0, n_edits: int = 5,
+                 seed: int = 0, n_edits: int = 5, n_minibatches: int = 1,
                  learning_rate: float = PPO_DEFAULTS["learning_rate"],
                  gamma: float = PPO_DEFAULTS["gamma"],
                  gae_lambda: float = PPO_DEFAULTS["gae_lambda"],
@@ -381,6 +383,11 @@ class LevelReplayPPO:
         self.n_envs = check_int(n_envs, "n_envs", low=1)
         self.n_steps = check_int(n_steps, "n_steps", low=2)
         self.n_edits = check_int(n_edits, "n_edits", low=1)
+        self.n_minibatches = check_int(n_minibatches, "n_minibatches", low=1,
+                                       high=self.n_envs * self.n_steps)
+        if (self.n_envs * self.n_steps) % self.n_minibatches:
+            raise ValueError(f"n_minibatches must divide n_envs * n_steps = "
+                             f"{self.n_envs * self.n_steps}; got {n_minibatches}")
         self.navigation_only = bool(navigation_only)
         self.vec_env = vec_env
         self.policy = policy
@@ -409,7 +416,8 @@ class LevelReplayPPO:
         policy_name, kwargs = _policy_spec(policy)
         self.model = _phase_ppo_class(policy == "lstm")(
             policy_name, self._build_venv(), n_steps=self.n_steps,
-            batch_size=self.n_envs * self.n_steps, policy_kwargs=kwargs, device=device,
+            batch_size=self.n_envs * self.n_steps // self.n_minibatches,
+            policy_kwargs=kwargs, device=device,
             seed=self.seed, verbose=0, **hp)
         self.venv = self.model.get_env()  # SB3 may have wrapped it (VecTransposeImage)
         # env state of an agent loaded without its env (load): applied when learn rebuilds it
@@ -754,7 +762,9 @@ class LevelReplayPPO:
                 "buffer_capacity": self.buffer_capacity, "vec_env": self.vec_env,
                 "policy": self.policy, "easy_rule": self.easy_rule, "seed": self.seed,
                 "ppo_hyperparameters": dict(self.ppo_hyperparameters),
-                "policy_kwargs": _POLICY_SHAPE}
+                "policy_kwargs": _POLICY_SHAPE,
+                # written only when not the authors' 1, so older checkpoints still match
+                **({"n_minibatches": self.n_minibatches} if self.n_minibatches != 1 else {})}
 
     def _venv_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         base = self.venv.unwrapped
@@ -917,6 +927,7 @@ class LevelReplayPPO:
                 "vec_env", "policy", "easy_rule", "seed")
         try:
             agent = cls(config["method"], levels.numpy(), generator=generator, device=device,
+                        n_minibatches=config.get("n_minibatches", 1),
                         **{k: config[k] for k in keys}, **config["ppo_hyperparameters"])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"path {path}: the saved configuration does not rebuild the "
