@@ -36,6 +36,11 @@ atomically under a file lock so parallel cells train it once; the level sets are
   60k env steps for one-phase methods, 120k for DRED), navigation-only actions (3 instead of 7,
   an easier exploration problem at this budget), a few levels per eval set. At this budget no
   method learns beyond the untrained policy (docs/dred-results.md).
+* ``cpu``: the CPU preset where uniform learns (docs/dred-results.md): 5x5 caves (horizon 54
+  steps; "large" = 9x9), 64 training levels, 16 envs x 64 steps, 4 PPO minibatches, 100
+  updates, navigation actions, feed-forward policy; run with ``--set learning_rate=1e-3``.
+* ``h200``: the ``cpu`` problem with 64 envs x 64 steps and 8 minibatches (4x the samples per
+  update) and larger eval sets, for ``experiments/gpu/dred_h200.sh`` (docs/gpu/dred.md).
 * ``medium``: ``small`` with 600 updates (600k env steps for one-phase methods, 1.2M for
   DRED); about 3 minutes per DRED cell on a free core. Learning shows from about 400 updates.
 * ``gpu``: one H200/H100 machine (16 cores) for ~5 minutes: 256 training levels, 16 envs x 128
@@ -117,6 +122,13 @@ SCALES: dict[str, dict] = {
                 navigation_only=True, vec_env="batched", policy="mlp", checkpoint_every=25,
                 eval_sizes=dict(train=64, test=64, unseen_layouts=48, high_lava=48, large=12),
                 large_size=9),
+    # experiments/gpu/dred_h200.sh (docs/gpu/dred.md): the "cpu" problem with 4x the samples
+    # per update (64 envs x 64 steps, 8 minibatches of 512), 100 updates, larger eval sets
+    "h200": dict(n_train=64, level_size=5, n_envs=64, n_steps=64, n_minibatches=8, updates=100,
+                 capacity=1024, vae_epochs=60, latent_dim=32, n_pairs=4, per_pair=16,
+                 navigation_only=True, vec_env="batched", policy="mlp", checkpoint_every=25,
+                 eval_sizes=dict(train=64, test=256, unseen_layouts=112, high_lava=112,
+                                 large=48), large_size=9),
     "medium": dict(n_train=64, n_envs=8, n_steps=128, updates=600, capacity=256,
                    vae_epochs=60, latent_dim=64, n_pairs=2, per_pair=4, navigation_only=True,
                    vec_env="batched", policy="mlp", checkpoint_every=100,
