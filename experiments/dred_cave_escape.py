@@ -36,6 +36,11 @@ atomically under a file lock so parallel cells train it once; the level sets are
   60k env steps for one-phase methods, 120k for DRED), navigation-only actions (3 instead of 7,
   an easier exploration problem at this budget), a few levels per eval set. At this budget no
   method learns beyond the untrained policy (docs/dred-results.md).
+* ``cpu``: the CPU preset where uniform learns (docs/dred-results.md): 5x5 caves (horizon 54
+  steps; "large" = 9x9), 64 training levels, 16 envs x 64 steps, 4 PPO minibatches, 100
+  updates, navigation actions, feed-forward policy; run with ``--set learning_rate=1e-3``.
+* ``h200``: the ``cpu`` problem with 64 envs x 64 steps and 8 minibatches (4x the samples per
+  update) and larger eval sets, for ``experiments/gpu/dred_h200.sh`` (docs/gpu/dred.md).
 * ``medium``: ``small`` with 600 updates (600k env steps for one-phase methods, 1.2M for
   DRED); about 3 minutes per DRED cell on a free core. Learning shows from about 400 updates.
 * ``gpu``: one H200/H100 machine (16 cores) for ~5 minutes: 256 training levels, 16 envs x 128
@@ -112,6 +117,20 @@ SCALES: dict[str, dict] = {
                 vec_env="batched", policy="mlp", checkpoint_every=50,
                 eval_sizes=dict(train=128, test=256, unseen_layouts=112, high_lava=112,
                                 large=16), large_size=43),
+    # CPU preset where uniform learns (docs/dred-results.md): 5x5 caves (horizon 54), 16 envs x
+    # 64 steps, 4 minibatches per PPO epoch, 100 updates; run with --set learning_rate=1e-3
+    "cpu": dict(n_train=64, level_size=5, n_envs=16, n_steps=64, n_minibatches=4, updates=100,
+                capacity=256, vae_epochs=60, latent_dim=32, n_pairs=2, per_pair=8,
+                navigation_only=True, vec_env="batched", policy="mlp", checkpoint_every=25,
+                eval_sizes=dict(train=64, test=64, unseen_layouts=48, high_lava=48, large=12),
+                large_size=9),
+    # experiments/gpu/dred_h200.sh (docs/gpu/dred.md): the "cpu" problem with 4x the samples
+    # per update (64 envs x 64 steps, 8 minibatches of 512), 100 updates, larger eval sets
+    "h200": dict(n_train=64, level_size=5, n_envs=64, n_steps=64, n_minibatches=8, updates=100,
+                 capacity=1024, vae_epochs=60, latent_dim=32, n_pairs=4, per_pair=16,
+                 navigation_only=True, vec_env="batched", policy="mlp", checkpoint_every=25,
+                 eval_sizes=dict(train=64, test=256, unseen_layouts=112, high_lava=112,
+                                 large=48), large_size=9),
     "medium": dict(n_train=64, n_envs=8, n_steps=128, updates=600, capacity=256,
                    vae_epochs=60, latent_dim=64, n_pairs=2, per_pair=4, navigation_only=True,
                    vec_env="batched", policy="mlp", checkpoint_every=100,
@@ -167,9 +186,10 @@ def level_sets(scale: str, data_seed: int, cache: Path | None = None) -> dict[st
     from robustrl.envs.cave_levels import generate_level_set, save_level_set
 
     cfg = SCALES[scale]
-    sets = {"train_full": generate_level_set("train", cfg["n_train"], data_seed)}
+    small = cfg.get("level_size")  # None: 13, the authors' size
+    sets = {"train_full": generate_level_set("train", cfg["n_train"], data_seed, small)}
     for kind in EVAL_SETS[1:]:
-        size = cfg["large_size"] if kind == "large" else None
+        size = cfg["large_size"] if kind == "large" else small
         sets[kind] = generate_level_set(kind, cfg["eval_sizes"][kind], data_seed, size)
     sets["train"] = sets["train_full"][: cfg["eval_sizes"]["train"]]
     if cache is not None:
@@ -230,6 +250,7 @@ def run_one(params: dict, seed: int) -> dict:
                            n_steps=cfg["n_steps"], buffer_capacity=cfg["capacity"],
                            navigation_only=cfg["navigation_only"], vec_env=cfg["vec_env"],
                            policy=cfg["policy"], device=_device(), seed=int(seed % 2**31),
+                           n_minibatches=cfg.get("n_minibatches", 1),
                            learning_rate=float(params["learning_rate"]))
     ckpt_dir = checkpoint_dir(params, seed, cache)
     try:
@@ -248,6 +269,7 @@ def run_one(params: dict, seed: int) -> dict:
                            dataset_mass=float(summary["dataset_mass"]),
                            admitted_rate=(summary["admitted"] / summary["proposed"]
                                           if summary["proposed"] else 0.0))
+        metrics.update(shift_metrics(agent, train, seed))
         start = time.perf_counter()
         for i, name in enumerate(EVAL_SETS):
             res = agent.evaluate(sets[name], seed=int((seed + i) % 2**31))
@@ -258,6 +280,40 @@ def run_one(params: dict, seed: int) -> dict:
         agent.close()
     shutil.rmtree(ckpt_dir, ignore_errors=True)  # the cell is done; the runner keeps its result
     return metrics
+
+
+#: statistics of :func:`robustrl.envs.cave_levels.level_statistics` averaged in ``shift_tv``
+SHIFT_STATS = ("lava_wall_ratio", "moss_floor_ratio", "navigable", "shortest_path",
+               "moss_goal_corr", "lava_goal_corr")
+
+
+def shift_metrics(agent, train: np.ndarray, seed: int) -> dict:
+    """Distribution-shift diagnostics (arXiv:2402.03479 Sec. 5, B.10 D3): the levels the
+    method trains on beyond the training set -- the non-dataset levels in its buffer at the end
+    (generated, edited or new levels), or for ``dr`` 64 fresh random levels -- against the
+    training set: ``shift_tv`` (mean total-variation distance over :data:`SHIFT_STATS`),
+    ``shift_path_w1`` (1-D Wasserstein distance of shortest-path lengths), ``shift_solvable``
+    (solvable fraction) and ``shift_n`` (levels compared). Empty for ``uniform`` (no levels
+    beyond the training set)."""
+    from robustrl.agents.dred.training import dr_max_blocks
+    from robustrl.envs.cave_levels import distribution_distances, is_solvable, random_level
+
+    if agent.method == "dr":
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed % 2**31), 29]))
+        levels = [random_level(rng, agent.size, max_blocks=dr_max_blocks(agent.size))
+                  for _ in range(64)]
+    elif agent.buffer is not None:
+        b = agent.buffer
+        levels = [b.levels[i] for i in np.flatnonzero(b.occupied & ~b.is_dataset)]
+    else:
+        return {}
+    if not levels:
+        return {"shift_n": 0}
+    d = distribution_distances(np.stack(levels), train)
+    return {"shift_n": len(levels),
+            "shift_tv": float(np.mean([d[k]["tv"] for k in SHIFT_STATS])),
+            "shift_path_w1": d["shortest_path"]["w1"],
+            "shift_solvable": float(np.mean([is_solvable(lv) for lv in levels]))}
 
 
 def checkpoint_dir(params: dict, seed: int, cache: Path) -> Path:
@@ -284,7 +340,7 @@ def measure_throughput(method: str = "dred", scale: str = "full", updates: int =
     cfg = SCALES[scale]
     from robustrl.envs.cave_levels import generate_level_set
 
-    train = generate_level_set("train", cfg["n_train"], 0)
+    train = generate_level_set("train", cfg["n_train"], 0, cfg.get("level_size"))
     generator = None
     if method == "dred":
         from robustrl.agents.dred.generator import LevelGenerator
@@ -296,7 +352,7 @@ def measure_throughput(method: str = "dred", scale: str = "full", updates: int =
                            n_steps=cfg["n_steps"], buffer_capacity=cfg["capacity"],
                            navigation_only=cfg["navigation_only"],
                            vec_env=vec_env or cfg["vec_env"], policy=policy or cfg["policy"],
-                           device=_device())
+                           n_minibatches=cfg.get("n_minibatches", 1), device=_device())
     try:
         agent.learn(total_updates=updates)
         res = dict(method=method, scale=scale, n_envs=cfg["n_envs"], n_steps=cfg["n_steps"],
@@ -333,7 +389,8 @@ def _table(results: list[dict]) -> dict:
     for key, recs in groups.items():
         row = {}
         for name in [f"{k}_{s}" for k in ("solved", "return") for s in EVAL_SETS] + [
-                "steps_per_second", "env_steps", "grad_updates"]:
+                "steps_per_second", "env_steps", "grad_updates", "shift_tv", "shift_path_w1",
+                "shift_solvable", "shift_n"]:
             vals = np.array([r[name] for r in recs if name in r], dtype=float)
             if vals.size == 0:
                 continue
@@ -360,6 +417,22 @@ def report(results: list[dict]) -> str:
         upd = row.get("grad_updates", (float("nan"),))[0]
         lines.append(f"{LABEL.get(method, method):<12}{scale:<7}{lr:>7.0e}{n:>3}{cells}{sps:>10.0f}"
                      f"{upd:>9.0f}  {row['device']}")
+    lines += ["", "zero-shot mean return per held-out set (mean +- 95% CI over seeds)",
+              f"{'method':<12}{'scale':<7}" + "".join(f"{s:>17}" for s in EVAL_SETS)]
+    for (method, scale, _lr), row in sorted(table.items(), key=lambda kv: (
+            kv[0][1], kv[0][2], METHODS.index(kv[0][0]))):
+        lines.append(f"{LABEL.get(method, method):<12}{scale:<7}" + "".join(
+            f"{row[f'return_{s}'][0]:>10.3f}+-{row[f'return_{s}'][1]:<5.3f}"
+            if f"return_{s}" in row else f"{'-':>17}" for s in EVAL_SETS))
+    lines += ["", "distribution shift of the levels trained on beyond the training set "
+              "(vs the training set; mean over seeds)",
+              f"{'method':<12}{'scale':<7}{'levels':>8}{'TV':>8}{'path W1':>9}{'solvable':>9}"]
+    for (method, scale, _lr), row in sorted(table.items(), key=lambda kv: (
+            kv[0][1], kv[0][2], METHODS.index(kv[0][0]))):
+        if "shift_tv" in row:
+            lines.append(f"{LABEL.get(method, method):<12}{scale:<7}{row['shift_n'][0]:>8.0f}"
+                         f"{row['shift_tv'][0]:>8.3f}{row['shift_path_w1'][0]:>9.2f}"
+                         f"{row['shift_solvable'][0]:>9.2f}")
     return "\n".join(lines)
 
 

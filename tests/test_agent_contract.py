@@ -208,6 +208,11 @@ TINY_NEURAL = dict(hidden=(8,), ensemble_size=2, gradient_steps=2, batch_size=16
                    device="cpu", seed=0)
 
 
+def _sim_observations():
+    obs = observations_of(SimulatedLinearMDPEnv())
+    return obs, list(obs[:3])
+
+
 @dataclass(frozen=True)
 class Contract:
     """How the contract test builds one agent, trains it by ``units`` of its documented unit,
@@ -219,6 +224,10 @@ class Contract:
     unit: str | None  # keyword of the family's own unit (None: total_timesteps is the unit)
     units: int  # budget passed in that unit
     calls: int  # _on_step calls that budget makes
+    # the agent's own environment: eval env of EvalCallback, and () -> (a batch of observations,
+    # a few single observations) for predictions before and after save / load
+    env: Callable = SimulatedLinearMDPEnv
+    observations: Callable = _sim_observations
 
     def train(self, agent, data, **kw):
         if self.kind == "offline":
@@ -244,12 +253,36 @@ def _neural_drrpo(data):
                        device="cpu", seed=0)
 
 
-def _level_replay_ppo(data):
-    from robustrl.agents import LevelReplayPPO
+def _cave_levels():
     from robustrl.envs.cave_levels import generate_level_set
 
-    return LevelReplayPPO("uniform", generate_level_set("train", 4, seed=0), seed=0, n_envs=2,
-                          n_steps=16, navigation_only=True, device="cpu")
+    return generate_level_set("train", 4, seed=0)
+
+
+def _level_replay_ppo(data):
+    from robustrl.agents import LevelReplayPPO
+
+    return LevelReplayPPO("uniform", _cave_levels(), seed=0, n_envs=2, n_steps=16,
+                          navigation_only=True, device="cpu")
+
+
+def _cave_env():
+    from robustrl.envs import CaveEscapeEnv
+
+    return CaveEscapeEnv(_cave_levels()[1], navigation_only=True)
+
+
+def _cave_observations():
+    """Dict (image, direction) observations along a random episode of a training level."""
+    env, rng = _cave_env(), np.random.default_rng(1)
+    obs, _ = env.reset(seed=1)
+    singles = []
+    while len(singles) < 12:
+        singles.append(obs)
+        obs, _, terminated, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
+        if terminated or truncated:
+            obs, _ = env.reset()
+    return {k: np.stack([o[k] for o in singles]) for k in singles[0]}, singles[:3]
 
 
 CONTRACTS = [
@@ -281,7 +314,8 @@ CONTRACTS = [
     # one call per vector step: 6 transitions of 3-step episodes take 7 steps of one env (the
     # step after an episode's end only resets it: gymnasium's next-step autoreset)
     Contract("NeuralDRRPO", "online", _neural_drrpo, None, 6, 7),
-    Contract("LevelReplayPPO", "online", _level_replay_ppo, "total_updates", 1, 1),
+    Contract("LevelReplayPPO", "online", _level_replay_ppo, "total_updates", 1, 1,
+             env=_cave_env, observations=_cave_observations),
 ]
 CONTRACT_IDS = [c.name for c in CONTRACTS]
 
@@ -290,27 +324,9 @@ def _params(cls, verb: str) -> dict:
     return inspect.signature(getattr(cls, verb)).parameters
 
 
-# Where LevelReplayPPO still departs from the contract (strict: each flips to a failure when
-# fixed, so the mark must then go): its constructor forwards **ppo_kwargs, SB3 callbacks see
-# one _on_step per vectorised env step (SB3's own semantics, 16 per update here), and a loaded
-# agent rebuilds its Cave Escape env and predicts on image observations.
-LEVEL_REPLAY_GAPS = {
-    "test_shared_signatures": "constructor takes **ppo_kwargs",
-    "test_sb3_checkpoint_and_custom_callbacks_are_called": "one _on_step per env step",
-    "test_eval_callback_runs": "one _on_step per env step",
-    "test_plain_callable_callback_still_works_with_a_deprecation_warning":
-        "one _on_step per env step",
-    "test_save_then_load_without_env_reproduces_predictions":
-        "rebuilds its env; image observations",
-}
-
-
 def _contract_cases(test: str | None = None):
     def marks(c):
-        out = []
-        if c.name == "LevelReplayPPO" and test in LEVEL_REPLAY_GAPS:
-            out.append(pytest.mark.xfail(strict=True, reason=LEVEL_REPLAY_GAPS[test]))
-        return out + ([needs_sb3] if c.name.startswith(("Neural", "Level")) else [])
+        return [needs_sb3] if c.name.startswith(("Neural", "Level")) else []
     return [pytest.param(c, id=c.name, marks=marks(c)) for c in CONTRACTS]
 
 
@@ -392,7 +408,7 @@ def test_sb3_checkpoint_and_custom_callbacks_are_called(contract, sim_data, tmp_
     # CheckpointCallback saved the agent at every call; the last file loads and predicts
     files = sorted(tmp_path.glob("ck_*"), key=lambda f: f.stat().st_mtime_ns)
     assert len(files) >= 1
-    obs = observations_of(SimulatedLinearMDPEnv())
+    obs, _ = contract.observations()
     loaded = _cls(contract).load(files[-1])
     np.testing.assert_array_equal(loaded.predict(obs)[0], agent.predict(obs)[0])
 
@@ -413,8 +429,7 @@ def test_a_callback_returning_false_stops_training(contract, sim_data):
 def test_eval_callback_runs(contract, sim_data):
     from stable_baselines3.common.callbacks import EvalCallback
 
-    ev = EvalCallback(SimulatedLinearMDPEnv(), n_eval_episodes=1, eval_freq=1, verbose=0,
-                      warn=False)
+    ev = EvalCallback(contract.env(), n_eval_episodes=1, eval_freq=1, verbose=0, warn=False)
     agent = contract.make(sim_data)
     with pytest.warns(UserWarning, match="Training and eval env are not of the same type"):
         contract.train(agent, sim_data, callback=ev)
@@ -441,9 +456,9 @@ def test_save_then_load_without_env_reproduces_predictions(contract, sim_data, t
     assert isinstance(path, Path) and path.exists()
     loaded = _cls(contract).load(path)
     assert loaded.get_env() is None
-    obs = observations_of(SimulatedLinearMDPEnv())
+    obs, singles = contract.observations()
     np.testing.assert_array_equal(loaded.predict(obs)[0], agent.predict(obs)[0])
-    for o in obs[:3]:
+    for o in singles:
         assert int(loaded.predict(o)[0]) == int(agent.predict(o)[0])
 
 

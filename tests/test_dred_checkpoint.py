@@ -39,17 +39,19 @@ class _Killed(Exception):
     pass
 
 
-class _KillAfter(BaseCallback):
-    """Dies (an exception out of ``learn``) after ``n`` env steps, mid-phase."""
+def _kill_after(agent: LevelReplayPPO, n: int) -> None:
+    """Make ``agent``'s training env die (an exception out of ``learn``) at its ``n``-th
+    vector step, mid-phase."""
+    venv, step = agent.venv, agent.venv.step
+    calls = [0]
 
-    def __init__(self, n: int) -> None:
-        super().__init__()
-        self.n = n
-
-    def _on_step(self) -> bool:
-        if self.n_calls >= self.n:
+    def dying_step(actions):
+        calls[0] += 1
+        if calls[0] >= n:
             raise _Killed
-        return True
+        return step(actions)
+
+    venv.step = dying_step
 
 
 def _assert_same(a: LevelReplayPPO, b: LevelReplayPPO) -> None:
@@ -81,9 +83,9 @@ def test_killed_and_resumed_run_equals_uninterrupted(train_levels, tmp_path, met
     full = _agent(method, train_levels, **kw).learn(total_updates=5)
     killed = _agent(method, train_levels, **kw)
     kill_at = phases * 32 + 20  # 20 steps into the phase of update 3
+    _kill_after(killed, kill_at)
     with pytest.raises(_Killed):
-        killed.learn(total_updates=5, checkpoint_dir=tmp_path, checkpoint_every=2,
-                     callback=_KillAfter(kill_at))
+        killed.learn(total_updates=5, checkpoint_dir=tmp_path, checkpoint_every=2)
     assert killed.grad_updates == 2  # the update of the cut phase was never made
     resumed = _agent(method, train_levels, **kw)
     resumed.learn(total_updates=5, checkpoint_dir=tmp_path)  # picks up checkpoint.pt
@@ -134,22 +136,25 @@ def test_learn_contract(train_levels, tmp_path):
             return True
 
     count = _Count()
-    ckpt = CheckpointCallback(save_freq=64, save_path=str(tmp_path / "sb3"), name_prefix="m")
+    ckpt = CheckpointCallback(save_freq=2, save_path=str(tmp_path / "sb3"), name_prefix="m")
     agent = _agent("uniform", train_levels)
     agent.learn(total_timesteps=4 * 32 * 2 + 1, callback=CallbackList([count, ckpt]))
     assert agent.grad_updates == 3  # ceil(257 / 128) updates
-    assert (count.starts, count.ends, count.rollouts) == (1, 1, 3)
-    # 96 vec steps over 3 phases of 32: the callback's step count runs across phases
+    # one cycle per update here; one on_step per update (docs/agent-contract.md)
+    assert (count.starts, count.ends, count.rollouts, count.n_calls) == (1, 1, 3, 3)
+    # saved at the 2nd update (256 env steps), between cycles: a resumable state
     assert [p.name for p in (tmp_path / "sb3").glob("m_*.zip")] == ["m_256_steps.zip"]
+    assert LevelReplayPPO.load(tmp_path / "sb3" / "m_256_steps.zip").grad_updates == 2
 
     class _Stop(BaseCallback):
         def _on_step(self):
-            return self.n_calls < 40  # False 8 steps into the second phase
+            return self.n_calls < 2  # False after the second update
 
     stopped = _agent("uniform", train_levels)
     stopped.learn(total_updates=4, callback=_Stop(), checkpoint_dir=tmp_path / "stop")
-    assert stopped.grad_updates == 1  # the cut phase made no update
-    assert not (tmp_path / "stop" / "checkpoint.pt").exists()  # a cut phase is not saved
+    assert stopped.grad_updates == 2
+    # stopped between cycles: the state is saved and a later learn resumes from it
+    assert LevelReplayPPO.load(tmp_path / "stop" / "checkpoint.pt").grad_updates == 2
     stopped.close()
     with pytest.raises(ValueError, match="exactly one"):
         agent.learn(10, total_updates=1)

@@ -115,9 +115,8 @@ def test_device_from_environment(monkeypatch):
 def test_interrupted_cell_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     """A cell killed after its first checkpoint and run again resumes from it and gives the
     metrics of an uninterrupted run; the checkpoint folder is removed when the cell ends."""
-    from stable_baselines3.common.callbacks import BaseCallback
-
     from robustrl.agents.dred.training import LevelReplayPPO
+    from robustrl.envs.cave_escape_vec import CaveEscapeVecEnv
 
     mod = load_experiment("dred_cave_escape").module
     params = dict(method="plr", scale="tiny", data_seed=0, updates=0, learning_rate=1e-4,
@@ -127,17 +126,17 @@ def test_interrupted_cell_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     class Killed(Exception):
         pass
 
-    class Kill(BaseCallback):
-        def _on_step(self):
-            # tiny: 6 unseen phases (12 levels / 2 envs) + 1 replay phase = update 1 and its
-            # checkpoint, then 10 steps into the next phase
-            if self.n_calls >= 7 * 32 + 10:
-                raise Killed
-            return True
+    real_step, calls = CaveEscapeVecEnv.step_wait, [0]
 
-    real_learn = LevelReplayPPO.learn
-    monkeypatch.setattr(LevelReplayPPO, "learn",
-                        lambda self, *a, **kw: real_learn(self, *a, **kw, callback=Kill()))
+    def dying_step(self):
+        # tiny: 6 unseen phases (12 levels / 2 envs) + 1 replay phase = update 1 and its
+        # checkpoint, then 10 steps into the next phase
+        calls[0] += 1
+        if calls[0] >= 7 * 32 + 10:
+            raise Killed
+        return real_step(self)
+
+    monkeypatch.setattr(CaveEscapeVecEnv, "step_wait", dying_step)
     with pytest.raises(Killed):
         mod.run_one(params, 5)
     monkeypatch.undo()
@@ -150,3 +149,28 @@ def test_interrupted_cell_resumes_from_its_checkpoint(tmp_path, monkeypatch):
                                                                              "phases"]:
         assert again[key] == fresh[key], key
     assert not ckpt.parent.exists()
+
+
+def test_cpu_preset_sizes_and_shift_diagnostics():
+    """The CPU preset trains on 5x5 caves and tests "large" on 9x9; the shift diagnostics
+    compare the levels a method adds beyond the training set with the training set."""
+    from robustrl.agents.dred.training import LevelReplayPPO
+
+    mod = load_experiment("dred_cave_escape").module
+    sets = mod.level_sets("cpu", 0)
+    cfg = mod.SCALES["cpu"]
+    assert sets["train_full"].shape == (cfg["n_train"], 5, 5)
+    assert sets["test"].shape[1:] == (5, 5) and sets["large"].shape[1:] == (9, 9)
+    train = sets["train_full"][:8]
+    kw = dict(n_envs=2, n_steps=16, navigation_only=True, device="cpu", buffer_capacity=16)
+    uniform = LevelReplayPPO("uniform", train, **kw)
+    assert mod.shift_metrics(uniform, train, 0) == {}
+    dr = mod.shift_metrics(LevelReplayPPO("dr", train, **kw), train, 0)
+    assert dr["shift_n"] == 64 and 0 < dr["shift_tv"] <= 1 and 0 <= dr["shift_solvable"] <= 1
+    robust = LevelReplayPPO("robust_plr", train, **kw)
+    assert mod.shift_metrics(robust, train, 0) == {"shift_n": 0}  # nothing admitted yet
+    robust.buffer.admit(train[0], 1.0, None, grounded_value=0.5)
+    # one admitted level against a training set of that level alone: no shift
+    one = mod.shift_metrics(robust, train[:1], 0)
+    assert one["shift_n"] == 1 and one["shift_tv"] == 0.0 and one["shift_solvable"] == 1.0
+    assert mod.shift_metrics(robust, train[1:2], 0)["shift_tv"] > 0

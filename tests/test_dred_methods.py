@@ -127,3 +127,37 @@ def test_lstm_policy_trains_evaluates_and_its_value_loss_reaches_the_lstm(train_
         grad = policy.lstm_actor.weight_hh_l0.grad
         assert (grad is not None and bool(grad.abs().sum() > 0)) == reaches, cls
     agent.close()
+
+
+def test_n_minibatches_sets_the_ppo_batch_and_is_saved(train_levels, tmp_path):
+    agent = LevelReplayPPO("uniform", train_levels, seed=0, n_minibatches=4, **SMALL)
+    assert agent.model.batch_size == 4 * 32 // 4  # SMALL: 4 envs x 32 steps
+    agent.learn(total_updates=1)
+    # 4 minibatches x 5 epochs = 20 gradient steps in the one PPO update
+    assert int(agent.model.policy.optimizer.state_dict()["state"][0]["step"]) == 4 * 5
+    loaded = LevelReplayPPO.load(agent.save(tmp_path / "a.pt"), device="cpu")
+    assert loaded.n_minibatches == 4 and loaded.model.batch_size == 32
+    for bad in (0, 3, 4 * 32 + 1):  # 3 does not divide 128
+        with pytest.raises(ValueError, match="n_minibatches"):
+            LevelReplayPPO("uniform", train_levels, n_minibatches=bad, **SMALL)
+
+
+def test_ppo_hyperparameters_are_validated_by_name(train_levels):
+    for bad in (dict(n_epochs=0), dict(clip_range_vf=-0.1), dict(gamma=float("nan")),
+                dict(learning_rate=-1.0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            LevelReplayPPO("uniform", train_levels, **bad, **SMALL)
+
+
+def test_domain_randomisation_scales_its_blocks_with_the_level_area():
+    from robustrl.agents.dred.training import dr_max_blocks
+    from robustrl.envs.cave_levels import generate_level_set
+
+    assert dr_max_blocks(13) == 60  # the authors' value
+    assert dr_max_blocks(5) == round(60 * 25 / 169) and dr_max_blocks(43) == 656
+    assert dr_max_blocks(2) == 1  # at least one block
+    small = generate_level_set("train", 4, seed=0, size=5)
+    agent = LevelReplayPPO("dr", small, seed=0, **SMALL)  # random_level(5) with 60 would raise
+    agent.learn(total_updates=1)
+    assert agent.last_phase.levels[0].shape == (5, 5)
+    agent.close()

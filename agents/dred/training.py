@@ -81,7 +81,8 @@ from robustrl.agents.dred.level_buffer import LevelBuffer, fragment_score, merge
 from robustrl.validation import check_int, check_scalar
 
 __all__ = ["METHODS", "LevelReplayPPO", "LevelScoreCallback", "LevelWrapper", "EvalResult",
-           "PPO_DEFAULTS", "buffer_config", "empty_room_level", "evaluate_levels"]
+           "PPO_DEFAULTS", "buffer_config", "dr_max_blocks", "empty_room_level",
+           "evaluate_levels"]
 
 METHODS = ("dred", "el_dred", "dr", "uniform", "plr", "robust_plr", "accel", "accel_d")
 #: methods whose buffer is seeded with the training set (never evicted) and that visit the
@@ -149,6 +150,12 @@ def empty_room_level(rng: np.random.Generator, size: int = 13) -> np.ndarray:
     a, b = rng.choice(size * size, size=2, replace=False)
     level.flat[a], level.flat[b] = START, GOAL
     return level
+
+
+def dr_max_blocks(size: int) -> int:
+    """Domain randomisation's block limit on a ``size`` x ``size`` interior: the authors' 60
+    on 13 x 13 (arXiv:2402.03479 App. B), scaled with the area for other sizes (at least 1)."""
+    return 60 if size == 13 else max(1, min(round(60 * size * size / 169), size * size - 2))
 
 
 class LevelWrapper(gym.Wrapper):
@@ -235,49 +242,6 @@ def LevelScoreCallback(trainer: LevelReplayPPO):  # noqa: N802 (a class factory,
     return _callback_class()(trainer)
 
 
-def _forward_callback(inner):
-    """Wrap a user's SB3 callback so that it sees one training run over all phases: it is
-    initialised and started once, gets every ``on_step`` / ``on_rollout_*`` of every phase (one
-    SB3 ``learn`` call each), and is ended by :meth:`LevelReplayPPO.learn`."""
-    from stable_baselines3.common.callbacks import BaseCallback
-
-    class _Forward(BaseCallback):
-        def __init__(self) -> None:
-            super().__init__(verbose=0)
-            self.inner = inner
-            self.started = False
-            self.stopped = False
-
-        def _init_callback(self) -> None:
-            if getattr(self.inner, "model", None) is None:
-                self.inner.init_callback(self.model)
-
-        def _on_training_start(self) -> None:
-            if not self.started:
-                self.started = True
-                self.inner.on_training_start(self.locals, self.globals)
-
-        def _on_rollout_start(self) -> None:
-            self.inner.on_rollout_start()
-
-        def _on_step(self) -> bool:
-            go = self.inner.on_step()
-            self.stopped = self.stopped or not go
-            return go
-
-        def _on_rollout_end(self) -> None:
-            self.inner.on_rollout_end()
-
-        def update_child_locals(self, locals_: dict) -> None:
-            self.inner.update_locals(locals_)
-
-        def finish(self) -> None:
-            if self.started:
-                self.inner.on_training_end()
-
-    return _Forward()
-
-
 @dataclass
 class _Phase:
     kind: str  # "replay", "unseen", "new", "generated", "edited", "plain"
@@ -357,6 +321,8 @@ class LevelReplayPPO:
             (e.g. :class:`robustrl.agents.dred.generator.LevelGenerator`); checkpoints need
             its ``get_state()`` / ``set_state()``.
         n_envs, n_steps: parallel envs and rollout length (authors: 36 x 256).
+        n_minibatches: PPO minibatches per epoch (authors: 1, the whole rollout); must divide
+            ``n_envs * n_steps``.
         buffer_capacity: level buffer size for the buffer methods (authors: 4000).
         navigation_only: 3 movement actions instead of MiniGrid's 7.
         vec_env: ``"batched"`` (default: :class:`~robustrl.envs.cave_escape_vec.CaveEscapeVecEnv`,
@@ -368,7 +334,9 @@ class LevelReplayPPO:
             :data:`EASY_RULES`.
         device: torch device for SB3 (``"auto"``: cuda when available).
         seed: seeds PPO, the envs, the buffer and the level choices.
-        ppo_kwargs: overrides of :data:`PPO_DEFAULTS`.
+        learning_rate, gamma, gae_lambda, clip_range, clip_range_vf, vf_coef, max_grad_norm,
+            ent_coef, n_epochs: SB3 PPO hyperparameters (defaults: :data:`PPO_DEFAULTS`,
+            the authors' values).
 
     :data:`AUTHORS_PRESET` holds the authors' settings: ``LevelReplayPPO(method, levels,
     **AUTHORS_PRESET)``.
@@ -378,9 +346,16 @@ class LevelReplayPPO:
                  n_steps: int = 128, buffer_capacity: int = 4000,
                  navigation_only: bool = False, vec_env: str = "batched",
                  policy: str = "mlp", easy_rule: str = "lowest", device: str = "auto",
-                 seed: int = 0, n_edits: int = 5, **ppo_kwargs) -> None:
-        from stable_baselines3.common.env_util import make_vec_env
-        from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+                 seed: int = 0, n_edits: int = 5, n_minibatches: int = 1,
+                 learning_rate: float = PPO_DEFAULTS["learning_rate"],
+                 gamma: float = PPO_DEFAULTS["gamma"],
+                 gae_lambda: float = PPO_DEFAULTS["gae_lambda"],
+                 clip_range: float = PPO_DEFAULTS["clip_range"],
+                 clip_range_vf: float | None = PPO_DEFAULTS["clip_range_vf"],
+                 vf_coef: float = PPO_DEFAULTS["vf_coef"],
+                 max_grad_norm: float = PPO_DEFAULTS["max_grad_norm"],
+                 ent_coef: float = PPO_DEFAULTS["ent_coef"],
+                 n_epochs: int = PPO_DEFAULTS["n_epochs"]) -> None:
 
         from robustrl.envs.cave_levels import validate_level
 
@@ -408,6 +383,11 @@ class LevelReplayPPO:
         self.n_envs = check_int(n_envs, "n_envs", low=1)
         self.n_steps = check_int(n_steps, "n_steps", low=2)
         self.n_edits = check_int(n_edits, "n_edits", low=1)
+        self.n_minibatches = check_int(n_minibatches, "n_minibatches", low=1,
+                                       high=self.n_envs * self.n_steps)
+        if (self.n_envs * self.n_steps) % self.n_minibatches:
+            raise ValueError(f"n_minibatches must divide n_envs * n_steps = "
+                             f"{self.n_envs * self.n_steps}; got {n_minibatches}")
         self.navigation_only = bool(navigation_only)
         self.vec_env = vec_env
         self.policy = policy
@@ -423,43 +403,96 @@ class LevelReplayPPO:
                 self.buffer.add_dataset_levels(list(self.train_levels))
         self.no_exploratory_grad_updates = method not in ("uniform", "dr")
 
-        hp = dict(PPO_DEFAULTS)
-        hp.update(ppo_kwargs)
+        hp = dict(learning_rate=learning_rate, gamma=gamma, gae_lambda=gae_lambda,
+                  clip_range=clip_range, clip_range_vf=clip_range_vf, vf_coef=vf_coef,
+                  max_grad_norm=max_grad_norm, ent_coef=ent_coef, n_epochs=n_epochs)
         for key in ("learning_rate", "gamma", "gae_lambda", "clip_range", "vf_coef",
                     "max_grad_norm", "ent_coef"):
             check_scalar(hp[key], key, low=0)
+        if clip_range_vf is not None:
+            check_scalar(clip_range_vf, "clip_range_vf", low=0)
+        hp["n_epochs"] = check_int(n_epochs, "n_epochs", low=1)
         self.ppo_hyperparameters = hp
-        if vec_env == "batched":
-            from robustrl.envs.cave_escape_vec import CaveEscapeVecEnv
-
-            venv = CaveEscapeVecEnv(np.repeat(self.train_levels[:1], self.n_envs, axis=0),
-                                    navigation_only=self.navigation_only)
-            venv.seed(self.seed)  # env i gets seed + i at the first reset, as make_vec_env
-        else:
-            venv = make_vec_env(
-                functools.partial(_make_env, self.size, self.navigation_only),
-                n_envs=self.n_envs, seed=self.seed,
-                vec_env_cls=SubprocVecEnv if vec_env == "subproc" else DummyVecEnv)
         policy_name, kwargs = _policy_spec(policy)
         self.model = _phase_ppo_class(policy == "lstm")(
-            policy_name, venv, n_steps=self.n_steps, batch_size=self.n_envs * self.n_steps,
-            policy_kwargs=kwargs, device=device, seed=self.seed, verbose=0, **hp)
+            policy_name, self._build_venv(), n_steps=self.n_steps,
+            batch_size=self.n_envs * self.n_steps // self.n_minibatches,
+            policy_kwargs=kwargs, device=device,
+            seed=self.seed, verbose=0, **hp)
         self.venv = self.model.get_env()  # SB3 may have wrapped it (VecTransposeImage)
+        # env state of an agent loaded without its env (load): applied when learn rebuilds it
+        self._pending_venv_state: tuple[dict, dict] | None = None
+        self._logger = None
         self.callback = LevelScoreCallback(self)
         self._phase: _Phase | None = None
         self.last_phase: _Phase | None = None  # the latest phase (levels, slots, returns)
         self.n_updates_total = 1
-        self._user_callback = None
         self._last_checkpoint = -1
         self.resumed_at: int | None = None  # update count of the checkpoint learn resumed from
         self.stats: dict[str, Any] = dict(env_steps=0, grad_updates=0, phases={},
                                           generated_proposed=0, generated_admitted=0,
                                           train_seconds=0.0)
 
+    def _build_venv(self):
+        """The training VecEnv of this agent's settings (seeded: env i gets seed + i at its
+        first reset, as ``make_vec_env``)."""
+        from stable_baselines3.common.env_util import make_vec_env
+        from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+        if self.vec_env == "batched":
+            from robustrl.envs.cave_escape_vec import CaveEscapeVecEnv
+
+            venv = CaveEscapeVecEnv(np.repeat(self.train_levels[:1], self.n_envs, axis=0),
+                                    navigation_only=self.navigation_only)
+            venv.seed(self.seed)
+            return venv
+        return make_vec_env(
+            functools.partial(_make_env, self.size, self.navigation_only),
+            n_envs=self.n_envs, seed=self.seed,
+            vec_env_cls=SubprocVecEnv if self.vec_env == "subproc" else DummyVecEnv)
+
+    def _detach_env(self) -> None:
+        """Close the training env, keeping its state for :meth:`_attach_env` (an agent loaded
+        without ``env`` has none: ``get_env()`` is None until ``learn`` rebuilds it)."""
+        if self.venv is None:
+            return
+        self._pending_venv_state = self._venv_state()
+        self.venv.close()
+        self.venv = None
+        self.model.env = None
+
+    def _attach_env(self) -> None:
+        """Rebuild the training env from the saved settings and restore its state."""
+        if self.venv is not None:
+            return
+        self.model.set_env(self._build_venv())
+        self.venv = self.model.get_env()
+        if self._pending_venv_state is not None:
+            self._set_venv_state(*self._pending_venv_state)
+            self._pending_venv_state = None
+
     # ------------------------------------------------------------------ properties
     @property
     def device(self) -> str:
         return str(self.model.device)
+
+    @property
+    def num_timesteps(self) -> int:
+        """Env steps taken by ``learn`` so far, including no-gradient phases (SB3's name)."""
+        return int(self.model.num_timesteps)
+
+    @property
+    def logger(self):
+        """An SB3 ``Logger`` with no outputs (callbacks such as ``EvalCallback`` record to it)."""
+        if self._logger is None:
+            from stable_baselines3.common.logger import Logger
+
+            self._logger = Logger(folder=None, output_formats=[])
+        return self._logger
+
+    def get_vec_normalize_env(self) -> None:
+        """No observation normalisation wrapper (read by SB3's ``CheckpointCallback``)."""
+        return None
 
     @property
     def grad_updates(self) -> int:
@@ -474,7 +507,8 @@ class LevelReplayPPO:
 
         if self.method == "accel":
             return [empty_room_level(self.rng, self.size) for _ in range(k)]
-        return [random_level(self.rng, self.size) for _ in range(k)]
+        blocks = dr_max_blocks(self.size)
+        return [random_level(self.rng, self.size, max_blocks=blocks) for _ in range(k)]
 
     def _generated_levels(self) -> list:
         out: list = []
@@ -503,7 +537,7 @@ class LevelReplayPPO:
         return _Phase("new", False, levels, None, [buf.observe_new() for _ in levels])
 
     def _start_phase(self, phase: _Phase) -> bool:
-        """Run one phase (one SB3 rollout + update); False when a user callback stopped it."""
+        """Run one phase (one SB3 rollout + update, skipped for no-gradient phases)."""
         phase.returns = [[] for _ in range(self.n_envs)]
         phase.solved = [[] for _ in range(self.n_envs)]
         if self.vec_env == "batched":
@@ -515,16 +549,9 @@ class LevelReplayPPO:
         self.model._last_episode_starts = np.ones(self.n_envs, dtype=bool)
         self.model.skip_update = not phase.grad
         self._phase = phase
-        callback = self.callback
-        if self._user_callback is not None:
-            from stable_baselines3.common.callbacks import CallbackList
-
-            callback = CallbackList([self.callback, self._user_callback])
-        self.model.learn(self.n_envs * self.n_steps, callback=callback,
+        self.model.learn(self.n_envs * self.n_steps, callback=self.callback,
                          reset_num_timesteps=False)
         self._phase = None
-        if self._user_callback is not None and self._user_callback.stopped:
-            return False
         self.stats["env_steps"] += self.n_envs * self.n_steps
         self.stats["phases"][phase.kind] = self.stats["phases"].get(phase.kind, 0) + 1
         self.last_phase = phase
@@ -572,7 +599,8 @@ class LevelReplayPPO:
                     self.stats["generated_admitted"] += res.slot is not None
 
     def _cycle(self) -> bool:
-        """One curriculum cycle; False when a user callback stopped training."""
+        """One curriculum cycle (a phase, then for the buffer methods possibly a no-gradient
+        phase of generated or edited levels)."""
         m = self.method
         if m == "uniform":
             return self._start_phase(_Phase("plain", True, self._sample_train(self.n_envs)))
@@ -632,16 +660,19 @@ class LevelReplayPPO:
         is given the same number as the uninterrupted one.
 
         ``callback``: an SB3 ``BaseCallback`` (``CheckpointCallback``, ``EvalCallback``,
-        ``CallbackList``, ...) passed to the underlying PPO; it is started once and sees every
-        step of every phase; if it returns False, training stops after the current step
-        (mid-phase: a later ``learn`` with the checkpoint directory resumes from the last
-        checkpoint, not from the stop).
+        ``CallbackList``, a list, or a deprecated plain callable), initialised with this agent
+        as its model and called in SB3's order: ``on_training_start`` once, per curriculum
+        cycle ``on_rollout_start`` / ``on_rollout_end``, and ``on_step`` **once per PPO
+        update** (the unit of the budget, docs/agent-contract.md), between cycles, so a
+        ``CheckpointCallback`` saves a resumable state; ``self.locals`` holds this method's
+        variables (``self`` is the agent). If ``on_step`` returns False, training stops there.
 
         Checkpoints: with ``checkpoint_dir``, the full training state (:meth:`save`) is
         written atomically to ``checkpoint_dir/checkpoint.pt`` every ``checkpoint_every``
         updates (default: only at the end), at a cycle boundary; if that file exists when
         ``learn`` starts, training resumes from it. ``resume_from`` names a checkpoint to
         resume from explicitly. A resumed run continues bit-for-bit as the uninterrupted run.
+        An agent loaded without its env (:meth:`load`) rebuilds it here.
         """
         if (total_timesteps is None) == (total_updates is None):
             raise ValueError("give exactly one of total_timesteps and total_updates; got "
@@ -654,51 +685,47 @@ class LevelReplayPPO:
                                                                 "checkpoint_every", low=1)
         if every is not None and checkpoint_dir is None:
             raise ValueError("checkpoint_every needs checkpoint_dir")
-        from robustrl.agents.base import as_callback
+        from robustrl.agents.base import Training
 
-        callback = as_callback(callback)  # BaseCallback, list, or a deprecated plain callable
         ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT_NAME
+        self._attach_env()
         if resume_from is not None:
             self.restore(resume_from)
             self.resumed_at = self.grad_updates
         elif ckpt is not None and ckpt.exists():
             self.restore(ckpt)
             self.resumed_at = self.grad_updates
-        if callback is not None:
-            self._user_callback = _forward_callback(callback)
         self.n_updates_total = total_updates
         self._last_checkpoint = self.grad_updates
         start = time.perf_counter()
-        bar = None
-        if progress_bar:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=total_updates, initial=self.grad_updates,
-                       desc=f"{self.method} updates", leave=False)
-        stopped = False
+        training = Training(self, callback, progress_bar, total_updates, "update",
+                            desc=f"{self.method} updates")
+        if training.bar is not None:
+            training.bar.update(self.grad_updates)
+        inner = training.callback
         try:
+            training.start(locals())
             while self.grad_updates < total_updates:
                 before = self.grad_updates
-                if not self._cycle():
-                    stopped = True  # mid-phase: not a state to checkpoint
-                    break
-                if bar is not None:
-                    bar.update(self.grad_updates - before)
+                if inner is not None:
+                    inner.on_rollout_start()
+                self._cycle()
+                if inner is not None:
+                    inner.on_rollout_end()
                 if (every is not None and self.grad_updates < total_updates
                         and self.grad_updates - self._last_checkpoint >= every):
                     self.stats["train_seconds"] += time.perf_counter() - start
                     start = time.perf_counter()
                     self.save(ckpt)
                     self._last_checkpoint = self.grad_updates
+                if self.grad_updates > before and not training.step(
+                        locals(), self.grad_updates - before):
+                    break
         finally:
-            if bar is not None:
-                bar.close()
-            if self._user_callback is not None:
-                self._user_callback.finish()
-                self._user_callback = None
+            training.end()
             self.stats["train_seconds"] += time.perf_counter() - start
             self.stats["grad_updates"] = self.grad_updates
-        if ckpt is not None and not stopped:
+        if ckpt is not None:
             self.save(ckpt)
         return self
 
@@ -735,7 +762,9 @@ class LevelReplayPPO:
                 "buffer_capacity": self.buffer_capacity, "vec_env": self.vec_env,
                 "policy": self.policy, "easy_rule": self.easy_rule, "seed": self.seed,
                 "ppo_hyperparameters": dict(self.ppo_hyperparameters),
-                "policy_kwargs": _POLICY_SHAPE}
+                "policy_kwargs": _POLICY_SHAPE,
+                # written only when not the authors' 1, so older checkpoints still match
+                **({"n_minibatches": self.n_minibatches} if self.n_minibatches != 1 else {})}
 
     def _venv_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         base = self.venv.unwrapped
@@ -772,7 +801,8 @@ class LevelReplayPPO:
             rng=self.rng.bit_generator.state, global_rngs=_rng_states(),
             num_timesteps=int(model.num_timesteps), n_updates=int(model._n_updates),
             n_grad_updates=int(model.n_grad_updates), stats=self.stats)
-        venv_arrays, plain["venv"] = self._venv_state()
+        venv_arrays, plain["venv"] = (self._venv_state() if self.venv is not None
+                                      else self._pending_venv_state)
         payload: dict[str, Any] = {
             "format": CHECKPOINT_FORMAT,
             "config_json": json.dumps(self._config(), sort_keys=True),
@@ -860,7 +890,11 @@ class LevelReplayPPO:
             model._n_updates = int(plain["n_updates"])
             model.n_grad_updates = int(plain["n_grad_updates"])
             self.stats = plain["stats"]
-            self._set_venv_state(_t_to_np(blob["venv"], path, "venv"), plain["venv"])
+            venv_state = (_t_to_np(blob["venv"], path, "venv"), plain["venv"])
+            if self.venv is None:  # loaded without its env: applied when learn rebuilds it
+                self._pending_venv_state = venv_state
+            else:
+                self._set_venv_state(*venv_state)
             if self.buffer is not None:
                 self.buffer.set_state(_t_to_np(blob["buffer"], path, "buffer"), plain["buffer"])
             if self.generator is not None:
@@ -874,9 +908,10 @@ class LevelReplayPPO:
     def load(cls, path: str | os.PathLike, env=None, device: str = "auto", *,
              generator=None) -> LevelReplayPPO:
         """Rebuild the full agent saved by :meth:`save` (policy, optimizer, buffer, generator,
-        every generator state): ``learn`` on it continues the saved run. ``env`` must be None
-        (the agent builds its own Cave Escape VecEnv from the saved settings). For ``dred`` the
-        generator is rebuilt from the saved VAE (a
+        every generator state): it predicts at once, and ``learn`` on it continues the saved
+        run. ``env`` must be None: the loaded agent holds no env (``get_env()`` is None)
+        until ``learn`` rebuilds its Cave Escape VecEnv from the saved settings and state.
+        For ``dred`` the generator is rebuilt from the saved VAE (a
         :class:`~robustrl.agents.dred.generator.LevelGenerator`), or pass ``generator``.
         Nothing is unpickled; raises ``ValueError`` naming the file."""
         if env is not None:
@@ -892,11 +927,14 @@ class LevelReplayPPO:
                 "vec_env", "policy", "easy_rule", "seed")
         try:
             agent = cls(config["method"], levels.numpy(), generator=generator, device=device,
+                        n_minibatches=config.get("n_minibatches", 1),
                         **{k: config[k] for k in keys}, **config["ppo_hyperparameters"])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"path {path}: the saved configuration does not rebuild the "
                              f"agent: {exc}") from None
-        return agent.restore(path)
+        agent.restore(path)
+        agent._detach_env()
+        return agent
 
     @staticmethod
     def load_policy(path: str | os.PathLike, device: str = "auto"):
@@ -958,7 +996,9 @@ class LevelReplayPPO:
         return model
 
     def close(self) -> None:
-        self.venv.close()
+        """Close the training env (if any)."""
+        if self.venv is not None:
+            self.venv.close()
 
 
 def _policy_spec(policy: str) -> tuple[str, dict]:
