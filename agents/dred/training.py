@@ -334,9 +334,9 @@ class LevelReplayPPO:
             :data:`EASY_RULES`.
         device: torch device for SB3 (``"auto"``: cuda when available).
         seed: seeds PPO, the envs, the buffer and the level choices.
-        learning_rate, gamma, gae_lambda, clip_range, clip_range_vf, vf_coef, max_grad_norm,
-            ent_coef, n_epochs: SB3 PPO hyperparameters (defaults: :data:`PPO_DEFAULTS`,
-            the authors' values).
+        learning_rate: SB3 PPO hyperparameter; so are ``gamma``, ``gae_lambda``,
+            ``clip_range``, ``clip_range_vf``, ``vf_coef``, ``max_grad_norm``, ``ent_coef`` and
+            ``n_epochs`` (defaults: :data:`PPO_DEFAULTS`, the authors' values).
 
     :data:`AUTHORS_PRESET` holds the authors' settings: ``LevelReplayPPO(method, levels,
     **AUTHORS_PRESET)``.
