@@ -105,9 +105,10 @@ def verify_main(argv: list[str], agent: str = "glow") -> int:
         parser.error(str(exc))
     H, A = args.horizon, args.actions
     extra = "" if res.C_star is None else f", C_star={res.C_star:g} (exact; pi* data)"
+    radius = f", kappa={args.kappa:g}" if agent == "glow" else ""
     print(f"{res.agent} on the combination lock H={H}, S={args.states}, A={A} "
           f"(F = Q* of all {A ** H} codes + the zero table, tabular W, K=1, "
-          f"constants={args.constants}, kappa={args.kappa:g}), {args.seeds} seeds; "
+          f"constants={args.constants}{radius}), {args.seeds} seeds; "
           f"C_cov={res.C_cov:g} (exact){extra}; returns in [0, 1]")
     if agent == "glow":
         print("bound: Theorem 3.1 (arXiv:2401.09681) for Algorithm 1 with explicit constants "
