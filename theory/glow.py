@@ -19,15 +19,21 @@ for returns in ``[0, V_max]`` (regret and epsilon scale linearly with the return
 * Algorithm 1's schedule: ``gamma_t = gamma t``, ``alpha_t = 8 / gamma_t``,
   ``beta_t = 36 gamma_t log(6 |F||W| T H / delta) / (K (t - 1))`` (:func:`paper_schedule`).
 
-The paper states orders (``O~`` hides constants and polylog factors). To CHECK a run against
-Theorem 3.1 this module uses an explicit instance that is OUR choice [RECON], built on the
-paper's Eq. (10), ``Reg = O~(H (C_cov / gamma + gamma T log(|F||W|HT/delta)))``, balanced at the
-optimal gamma, with the ``log T`` of the coverability potential lemma (Section 3.3) kept:
+The paper states orders (``O~`` hides constants and polylog factors). To CHECK a run this
+module has two explicit instances of Theorem 3.1:
 
-    Reg(T) <= c H V_max sqrt(C_cov T log(e T) log(|F||W| H T / delta)),     c = 1 by default.
+* :func:`glow_regret_bound_explicit`: the theorem for Algorithm 1 with every constant DERIVED
+  in this package (docs/algorithms/glow.md, "Theorem 3.1 with explicit constants"; not the
+  paper's own constants, which it does not state);
+* :func:`glow_regret_bound`, the order form built on the paper's Eq. (10),
+  ``Reg = O~(H (C_cov / gamma + gamma T log(|F||W|HT/delta)))``, balanced at the optimal gamma,
+  with the ``log T`` of the coverability potential lemma (Section 3.3) kept:
+  ``c H V_max sqrt(C_cov T log(e T) log(|F||W| H T / delta))``, ``c = 1`` by default: a
+  convention, not a theorem.
 
-A violation therefore says "this run exceeds the stated ORDER with constant c", not "the
-paper's theorem is false": the paper gives no constant.
+:func:`run_glow_regret` measures exact regret and reports, for each, the first ``T`` where it
+is below the trivial bound (:func:`informative_from`), the seeds above it, and the log-log
+slope with a bootstrap interval (:func:`bootstrap_loglog_slope`).
 """
 
 from __future__ import annotations
