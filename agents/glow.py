@@ -56,6 +56,7 @@ features: its Q-values are table lookups ``value_class[selected_, h, s]``.
 
 from __future__ import annotations
 
+import inspect
 import math
 from pathlib import Path
 from typing import ClassVar
@@ -112,6 +113,19 @@ def _finite_model(obj) -> FiniteMDP | None:
     if isinstance(obj, LinearMDP):
         return obj.to_finite()
     return None
+
+
+def shares_glow_signature(init):
+    """Decorator for a subclass ``__init__(self, ..., **glow_hyperparams)``: its signature
+    becomes its own parameters followed by GLOW's keyword-only hyperparameters, so these are
+    declared once (in :class:`GLOW`) yet shown, documented and saved as explicit keywords;
+    an unknown keyword still raises ``TypeError`` (from ``GLOW.__init__``)."""
+    own = inspect.signature(init).parameters
+    params = [p for p in own.values() if p.kind is not p.VAR_KEYWORD]
+    params += [p for n, p in inspect.signature(GLOW.__init__).parameters.items()
+               if p.kind is p.KEYWORD_ONLY and n not in own]
+    init.__signature__ = inspect.Signature(params)
+    return init
 
 
 class GLOW(LinearAgent):
@@ -315,18 +329,23 @@ class GLOW(LinearAgent):
         """``log(|F| |W|)`` (``log |W|`` the covering surrogate for the tabular class)."""
         return self.log_term(total_rounds) - math.log(self.horizon * total_rounds / self.delta)
 
-    def _paper_schedule(self, t: float, total_rounds: int) -> tuple[float, float, float]:
-        """Algorithm 1, line 3: ``gamma_t = gamma t``, ``alpha_t = 8 / gamma_t``,
-        ``beta_t = 36 gamma_t log(6 |F||W| T H / delta) / (K (t - 1))``, with Theorem 3.1's
-        ``gamma = sqrt(C / (T log(|F||W| / delta)))`` times ``gamma0`` (``C`` the coverability
-        guess, default ``S A``)."""
-        T, K = total_rounds, self.episodes_per_round
-        log_fw = self._log_class_sizes(T)
+    def paper_gamma(self, total_rounds: int) -> float:
+        """Theorem 3.1 of arXiv:2401.09681: ``gamma = sqrt(C / (T log(|F||W| / delta)))`` times
+        ``gamma0`` (``C`` the coverability guess, default ``S A``)."""
+        T = check_int(total_rounds, "total_rounds", low=1)
         C = (self.coverability_guess if self.coverability_guess is not None
              else self.n_states * self.n_actions)
-        gamma = self.gamma0 * math.sqrt(C / (T * (log_fw + math.log(1.0 / self.delta))))
-        gamma_t = gamma * t
-        beta = (36.0 * gamma_t * (log_fw + math.log(6.0 * T * self.horizon / self.delta))
+        return self.gamma0 * math.sqrt(C / (T * (self._log_class_sizes(T)
+                                                 + math.log(1.0 / self.delta))))
+
+    def _paper_schedule(self, t: float, total_rounds: int) -> tuple[float, float, float]:
+        """Algorithm 1, line 3: ``gamma_t = gamma t``, ``alpha_t = 8 / gamma_t``,
+        ``beta_t = 36 gamma_t log(6 |F||W| T H / delta) / (K (t - 1))``, ``gamma`` from
+        :meth:`paper_gamma`."""
+        T, K = total_rounds, self.episodes_per_round
+        gamma_t = self.paper_gamma(T) * t
+        beta = (36.0 * gamma_t * (self._log_class_sizes(T)
+                                  + math.log(6.0 * T * self.horizon / self.delta))
                 / (K * (t - 1)))
         return 8.0 / gamma_t, beta, gamma_t
 

@@ -4,7 +4,10 @@ docs/algorithms/hyglow.md, checked against the paper (Amortila et al., ICLR
 2024, arXiv:2401.09681, full text read): Algorithm 2 (H2O) and Algorithm 3
 (HyGLOW = H2O + MABO.CR, Eq. (13)/(14)). Per round ``t = 1..T``:
 
-1. pool ``D^(t) = D_off + D_on^(<t)`` per step (plain union, no rebalancing, no reweighting);
+1. pool ``D^(t) = D_off^(<t) + D_on^(<t)`` per step (plain union, no reweighting), where
+   ``D_off^(<t)`` is the first ``t - 1`` of ``T - 1`` consecutive parts of each step's offline
+   tuples (Algorithm 3's progressive schedule, ``offline_schedule="progressive"``, the
+   default; ``"pooled"`` uses all of ``D_off`` from round 1);
 2. offline learner MABO.CR (no confidence set, no optimism):
    ``f_t = argmin_{f in F} sum_h max_{w in W} |E_hat[c Delta_f]| - alpha E_hat[c^2]``,
    ``c = clip_gamma[w]``, with the same kernel as GLOW (:mod:`robustrl._kernels.glow`, through
@@ -19,16 +22,18 @@ from a wrong one that is only pessimistic off the optimal path (tested).
 
 Practical choices (differences from Algorithm 3):
 
-* the WHOLE offline set is pooled from round 1 (Algorithm 3 uses the first ``t`` offline
-  samples per step in round ``t``, ``D_off|_{1:t}``, so that offline and online halves stay
-  balanced, ``mu^(t) = (nu + d_bar^(t)) / 2``); ``K`` episodes per round (the paper: 1);
-* **schedules** [RECON]: with ``n_eff = n_off + (t - 1) K`` pooled episodes per step (``n_off``
-  the largest number of offline tuples at any step), ``alpha_t``, ``gamma_t`` are GLOW's
-  schedules at the "effective round" ``1 + n_eff / K``: ``alpha_t = alpha0 K / n_eff``,
+* Algorithm 3 reveals one offline sample per step and round (``n_off = T``); here ``D_off``
+  of any size is split into ``T - 1`` parts, so the offline / online ratio stays
+  ``n_off / ((T - 1) K)`` in every round; ``K`` episodes per round (the paper: 1);
+* **schedules** [RECON]: with ``n_eff = n_off(t) + (t - 1) K`` pooled episodes per step
+  (``n_off(t)`` the largest number of offline tuples round ``t`` uses at any step),
+  ``alpha_t``, ``gamma_t`` are GLOW's schedules at the "effective round" ``1 + n_eff / K``:
+  ``alpha_t = alpha0 K / n_eff``,
   ``gamma_t = gamma0 n_eff / K`` (``constants="paper"``: ``gamma_t = gamma (1 + n_eff / K)``,
-  ``alpha_t = 8 / gamma_t`` as in Algorithm 3 line 2; ``truncation``/``penalty`` ablations as
-  in GLOW). Without any data (round 1, no offline set) every objective is 0 and ``f_1`` is
-  index 0;
+  ``alpha_t = 8 / gamma_t`` as in Algorithm 3 line 2, with Corollary 4.1's
+  ``gamma = sqrt((C_star + C_cov) / (T H^2 log(|F||W| / delta)))``; ``truncation``/``penalty``
+  ablations as in GLOW). Without any data (round 1 under the progressive schedule) every
+  objective is 0 and ``f_1`` is index 0;
 * output conventions as GLOW: ``selected_``, ``policies_``, exact ``regret_`` (model known),
   ``mixture_value_`` (the paper's uniform-mixture output); :meth:`predict` acts with the last
   ``f`` (non-faithful last iterate).
@@ -40,15 +45,16 @@ next_states)``. Terminal tuples before the last step contribute no next-state te
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import numpy as np
 
-from robustrl._kernels.glow import full_class_step_objective, step_statistics
+from robustrl._kernels.glow import full_class_step_objective
 from robustrl.agents.base import Training, deprecated_progress, renamed_attribute, resolve_budget
-from robustrl.agents.glow import GLOW
+from robustrl.agents.glow import GLOW, shares_glow_signature
 from robustrl.data import OfflineDataset
-from robustrl.validation import check_array, check_int
+from robustrl.validation import check_array, check_int, check_scalar
 
 __all__ = ["HyGLOW", "offline_tuples"]
 
@@ -108,75 +114,111 @@ class HyGLOW(GLOW):
         offline_dataset: None, an OfflineDataset or ``(steps, states, actions, rewards,
             next_states)`` arrays.
         two_sided: max over the sign of the weight too (default, [RECON], module docstring).
-        **kwargs: GLOW's ``episodes_per_round``, ``alpha0``, ``gamma0``, ``truncation``,
-            ``penalty``, ``delta``, ``coverability_guess``, ``seed`` (``kappa`` is unused:
-            no confidence set).
+        offline_schedule: ``"progressive"`` (default, Algorithm 3: round ``t`` uses the first
+            ``t - 1`` of ``T - 1`` parts of ``D_off``, :meth:`offline_revealed`) or
+            ``"pooled"`` (all of ``D_off`` from round 1).
+        concentrability_guess: ``C_star`` in Corollary 4.1's ``gamma`` (``constants="paper"``);
+            None means 1 (data from ``pi*``).
+        glow_hyperparams: GLOW's keyword-only hyperparameters (``episodes_per_round``,
+            ``alpha0``, ``gamma0``, ``truncation``, ``penalty``, ``delta``,
+            ``coverability_guess``, ``seed``, ``constants``; ``kappa`` is unused: no confidence
+            set), declared once in :class:`GLOW` and shown in this signature.
     """
 
-    _hyperparam_names: ClassVar[tuple[str, ...]] = (*GLOW._hyperparam_names, "two_sided")
+    _hyperparam_names: ClassVar[tuple[str, ...]] = (
+        *GLOW._hyperparam_names, "two_sided", "offline_schedule", "concentrability_guess")
 
-    def __init__(
-        self,
-        env_or_model,
-        value_class,
-        weight_class,
-        offline_dataset=None,
-        *,
-        two_sided: bool = True,
-        episodes_per_round: int = 1,
-        kappa: float = 1.0,
-        alpha0: float | None = None,
-        gamma0: float = 1.0,
-        delta: float = 0.1,
-        coverability_guess: float | None = None,
-        seed: int | None = None,
-        truncation: str = "schedule",
-        penalty: bool = True,
-        constants: str = "recon",
-    ) -> None:
+    @shares_glow_signature
+    def __init__(self, env_or_model, value_class, weight_class, offline_dataset=None, *,
+                 two_sided: bool = True, offline_schedule: str = "progressive",
+                 concentrability_guess: float | None = None, **glow_hyperparams) -> None:
         if not isinstance(two_sided, (bool, np.bool_)):
             raise ValueError(f"two_sided must be a bool; got {two_sided!r}")
+        if offline_schedule not in ("progressive", "pooled"):
+            raise ValueError("offline_schedule must be 'progressive' (Algorithm 3: round t sees "
+                             "the first t - 1 parts of D_off) or 'pooled' (all of D_off from "
+                             f"round 1); got {offline_schedule!r}")
         self.two_sided = bool(two_sided)
+        self.offline_schedule = offline_schedule
+        self.concentrability_guess = (None if concentrability_guess is None else check_scalar(
+            concentrability_guess, "concentrability_guess", low=1.0))
         self._offline = None  # _reset_state (called by GLOW.__init__) reads it
         self.n_offline_ = 0
-        super().__init__(env_or_model, value_class, weight_class,
-                         episodes_per_round=episodes_per_round, kappa=kappa, alpha0=alpha0,
-                         gamma0=gamma0, delta=delta, coverability_guess=coverability_guess,
-                         seed=seed, truncation=truncation, penalty=penalty, constants=constants)
+        super().__init__(env_or_model, value_class, weight_class, **glow_hyperparams)
         H, S, A = self.horizon, self.n_states, self.n_actions
-        off_counts = np.zeros((H, S, A))
-        off_rewards = np.zeros((H, S, A))
-        off_next = np.zeros((H, S, A, S))
+        per_step = []
         if offline_dataset is not None:
             steps, s, a, r, s2, nonterm = offline_tuples(offline_dataset, H, S, A)
             for h in range(H):
                 m = steps == h
-                keep = m & nonterm if h < H - 1 else None
-                c, rs, _ = step_statistics(s[m], a[m], r[m], None, S, A)
-                off_counts[h], off_rewards[h] = c, rs
-                if keep is not None:
-                    off_next[h] = step_statistics(s[keep], a[keep], r[keep], s2[keep], S, A)[2]
-        self._offline = (off_counts, off_rewards, off_next)
-        self.n_offline_ = int(off_counts.sum(axis=(1, 2)).max())
+                nxt = np.where(nonterm[m], s2[m], -1) if h < H - 1 else np.full(m.sum(), -1)
+                per_step.append((s[m], a[m], r[m], nxt))
+        else:
+            per_step = [(np.zeros(0, np.int64),) * 2 + (np.zeros(0), np.zeros(0, np.int64))] * H
+        self._offline = per_step
+        self.n_offline_ = max(len(p[0]) for p in per_step)
         self._reset_state()
 
     def _reset_state(self) -> None:
         super()._reset_state()
-        if self._offline is not None:
-            # Pool: GLOW's sampler adds online tuples on top of these statistics.
-            self._counts += self._offline[0]
-            self._reward_sums += self._offline[1]
-            self._next_counts += self._offline[2]
+        self._revealed = np.zeros(self.horizon, dtype=np.int64)
+        if self._offline is not None and self.offline_schedule == "pooled":
+            self._reveal(np.array([len(p[0]) for p in self._offline]))
         self.objective_values_ = np.zeros((0, self.value_class.shape[0]))
 
+    def _reveal(self, upto: np.ndarray) -> None:
+        """Add offline tuples ``[revealed_h, upto_h)`` of every step to the pooled statistics
+        (GLOW's sampler adds the online tuples on top of them)."""
+        for h, (s, a, r, nxt) in enumerate(self._offline):
+            sl = slice(self._revealed[h], upto[h])
+            np.add.at(self._counts[h], (s[sl], a[sl]), 1.0)
+            np.add.at(self._reward_sums[h], (s[sl], a[sl]), r[sl])
+            keep = nxt[sl] >= 0
+            np.add.at(self._next_counts[h], (s[sl][keep], a[sl][keep], nxt[sl][keep]), 1.0)
+        self._revealed = np.maximum(self._revealed, upto)
+
+    def offline_revealed(self, t: int, total_rounds: int) -> np.ndarray:
+        """Offline tuples per step that round ``t`` uses, shape ``(H,)``.
+
+        ``"progressive"`` (Algorithm 3 of arXiv:2401.09681): each step's tuples, in dataset
+        order, are split into ``T - 1`` consecutive parts of sizes differing by at most one
+        (``numpy.array_split``); round ``t`` uses parts ``1..t-1`` (none in round 1, all in
+        round ``T``), so offline and online data grow together. ``"pooled"``: all, every round.
+        """
+        T = check_int(total_rounds, "total_rounds", low=1)
+        t = check_int(t, "t", low=1, high=T)
+        n = np.array([len(p[0]) for p in self._offline], dtype=np.int64)
+        if self.offline_schedule == "pooled":
+            return n
+        k = T - 1
+        if k == 0:
+            return np.zeros_like(n)
+        j = t - 1  # parts revealed
+        return j * (n // k) + np.minimum(j, n % k)
+
     def hybrid_schedule(self, t: int, total_rounds: int) -> tuple[float, float] | None:
-        """``(alpha_t, gamma_t)`` at effective round ``1 + n_eff / K`` [RECON]; None if no data."""
+        """``(alpha_t, gamma_t)`` at effective round ``1 + n_eff / K`` [RECON]; None if no data.
+
+        ``n_eff`` = offline tuples round ``t`` uses (largest over steps) + ``(t - 1) K``.
+        """
         K = self.episodes_per_round
-        n_eff = self.n_offline_ + (t - 1) * K
+        n_eff = int(self.offline_revealed(t, total_rounds).max()) + (t - 1) * K
         if n_eff == 0:
             return None
         alpha, _, gamma = self.schedule(1 + n_eff / K, total_rounds)
         return alpha, gamma
+
+    def paper_gamma(self, total_rounds: int) -> float:
+        """Corollary 4.1 of arXiv:2401.09681 (HyGLOW):
+        ``gamma = sqrt((C_star + C_cov) / (T H^2 log(|F||W| / delta)))`` times ``gamma0``;
+        ``C_star`` = ``concentrability_guess`` (None: 1, the value for data from ``pi*``),
+        ``C_cov`` = ``coverability_guess`` (None: ``S A``)."""
+        T = check_int(total_rounds, "total_rounds", low=1)
+        C_cov = (self.coverability_guess if self.coverability_guess is not None
+                 else self.n_states * self.n_actions)
+        C_star = 1.0 if self.concentrability_guess is None else self.concentrability_guess
+        log_fw = self._log_class_sizes(T) + math.log(1.0 / self.delta)
+        return self.gamma0 * math.sqrt((C_star + C_cov) / (T * self.horizon**2 * log_fw))
 
     def offline_objective(self, t: int, total_rounds: int) -> np.ndarray:
         """``sum_h max_w L_h(f, w)`` on the current pooled data for every f, shape ``(|F|,)``."""
@@ -226,6 +268,7 @@ class HyGLOW(GLOW):
         training.start(locals())
         for t in range(1, T + 1):
             s_first = self._reset()
+            self._reveal(self.offline_revealed(t, T))
             obj = self.offline_objective(t, T)
             idx = int(np.argmin(obj))
             policy = self._play_round(idx, s_first, regret)

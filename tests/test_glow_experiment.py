@@ -31,7 +31,9 @@ def test_tiny_grid_through_runner(tmp_path):
         by_method[rec["params"]["method"]] = m
     assert set(by_method) == set(exp.METHODS)
     assert not by_method["glow"]["censored"] and not by_method["hyglow"]["censored"]
-    assert by_method["hyglow"]["episodes"] == 0  # solved from the optimal-policy data
+    # Algorithm 3's progressive data: round 1 has no offline part (index 0, a wrong code here),
+    # round 2 reads the code off the first optimal-policy episode (0 was the pooled artefact)
+    assert by_method["hyglow"]["episodes"] == 1
     assert by_method["hyglow"]["offline_episodes"] == 5
     assert by_method["glow"]["offline_episodes"] == 0
     assert (out / "glow_combination_lock.png").exists()

@@ -3,6 +3,8 @@ docs/algorithms/hyglow.md)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -86,7 +88,8 @@ def test_offline_learner_is_brute_force_argmin(two_sided):
     F, W = classes(model, 0)
     data = sample_tuples(model, None, 40, seed=1)
     T = 5
-    agent = HyGLOW(model, F, W, data, two_sided=two_sided, alpha0=0.7, gamma0=0.05, seed=0)
+    agent = HyGLOW(model, F, W, data, two_sided=two_sided, alpha0=0.7, gamma0=0.05, seed=0,
+                   offline_schedule="pooled")
     assert agent.n_offline_ == 40
     alpha, gamma = agent.hybrid_schedule(1, T)
     # [RECON] effective round 1 + n_off / K with K = 1: alpha0 K / n_off, gamma0 n_off / K.
@@ -107,7 +110,7 @@ def test_tabular_two_sided_inner_max_matches_grid():
     model = layered_tabular_mdp(2, 2, 2, seed=3)
     F, _ = classes(model, 1, n_perturbed=5)
     data = sample_tuples(model, None, 30, seed=2)
-    agent = HyGLOW(model, F, "tabular", data, alpha0=2.0, seed=0)
+    agent = HyGLOW(model, F, "tabular", data, alpha0=2.0, seed=0, offline_schedule="pooled")
     alpha, gamma = agent.hybrid_schedule(1, 3)
     grid = np.linspace(0.0, gamma, 4001)
     steps, states, actions, rewards, nxt = data
@@ -155,14 +158,21 @@ def test_pi_star_data_solves_lock_from_round_one_glow_needs_more():
     assert true != 0  # round 1 without information picks index 0, a wrong code
     code = env.code
     ds = OfflineDataset.collect(env, 5, lambda obs: int(code[int(obs[1])]), seed=0)
-    hy = HyGLOW(env.model, F, "tabular", ds, seed=0).learn(total_rounds=15)
+    hy = HyGLOW(env.model, F, "tabular", ds, seed=0,
+                offline_schedule="pooled").learn(total_rounds=15)
     assert np.all(hy.selected_ == true) and np.all(hy.regret_ == 0.0)
+    # Algorithm 3's progressive schedule (the default): no offline data in round 1 (index 0,
+    # a wrong code), the first of 14 parts (one pi* episode) in round 2 reads the code off.
+    prog = HyGLOW(env.model, F, "tabular", ds, seed=0).learn(total_rounds=15)
+    assert prog.selected_[0] == 0 and prog.regret_[0] == 1.0
+    assert np.all(prog.selected_[1:] == true) and np.all(prog.regret_[1:] == 0.0)
     glow = GLOW(env.model, F, "tabular", kappa=0.01, seed=0).learn(total_rounds=15)
     first = np.flatnonzero(glow.regret_ < 1e-12)
     assert first.size == 0 or first[0] >= 3  # measured: GLOW solves it at round 10
     # One-sided learner: wrong codes only UNDER-estimate on pi* data, so it cannot tell them
     # apart from the truth at round 1 (the reason two_sided is the default, module docstring).
-    one = HyGLOW(env.model, F, "tabular", ds, two_sided=False, seed=0).learn(total_rounds=15)
+    one = HyGLOW(env.model, F, "tabular", ds, two_sided=False, seed=0,
+                 offline_schedule="pooled").learn(total_rounds=15)
     assert one.regret_[0] == 1.0 and one.regret_[-1] == 0.0
 
 
@@ -172,8 +182,11 @@ def test_pi_star_data_on_layered_mdp_gives_optimal_policy_from_round_one(seed):
     F, W = classes(model, seed)
     pi_star = robust_value_iteration(model).policy
     data = sample_tuples(model, pi_star, 200, seed=seed)
-    agent = HyGLOW(model, F, W, data, seed=seed).learn(total_rounds=5)
+    agent = HyGLOW(model, F, W, data, seed=seed, offline_schedule="pooled").learn(total_rounds=5)
     np.testing.assert_allclose(agent.regret_, 0.0, atol=1e-12)
+    progressive = HyGLOW(model, F, W, data, seed=seed).learn(total_rounds=5)
+    assert progressive.selected_[0] == 0  # round 1 sees no offline part
+    np.testing.assert_allclose(progressive.regret_[1:], 0.0, atol=1e-12)
     no_data = HyGLOW(model, F, W, seed=seed).learn(total_rounds=5)
     assert no_data.selected_[0] == 0  # no data at all: every objective is 0, lowest index
 
@@ -235,9 +248,82 @@ def test_paper_constants_alpha_is_eight_over_gamma_and_pi_star_data_solve_the_lo
     env, F, true = lock(H=6)
     code = env.code
     ds = OfflineDataset.collect(env, 5, lambda obs: int(code[int(obs[1])]), seed=0)
-    hy = HyGLOW(env.model, F, "tabular", ds, seed=0, constants="paper").learn(total_rounds=10)
+    hy = HyGLOW(env.model, F, "tabular", ds, seed=0, constants="paper",
+                offline_schedule="pooled").learn(total_rounds=10)
     alpha, gamma = hy.hybrid_schedule(3, 10)
     assert alpha == pytest.approx(8.0 / gamma)
     _, _, gamma_paper = hy._paper_schedule(1 + (5 + 2), 10)  # n_eff = 5 offline + 2 online
     assert gamma == pytest.approx(gamma_paper)
     assert np.all(hy.selected_ == true) and np.all(hy.regret_ == 0.0)
+
+
+def test_paper_gamma_is_corollary_4_1_by_hand():
+    """Corollary 4.1: gamma = sqrt((C_star + C_cov) / (T H^2 log(|F||W| / delta))), here with a
+    finite W (no covering surrogate) so every factor is explicit."""
+    model = layered_tabular_mdp(3, 3, 2, seed=0)
+    F, W = classes(model, 0, n_perturbed=3)  # |F| = 4, |W| = len(W)
+    hy = HyGLOW(model, F, W, None, constants="paper", coverability_guess=5.0,
+                concentrability_guess=2.0, delta=0.05, gamma0=1.0)
+    T, H = 40, 3
+    by_hand = math.sqrt((2.0 + 5.0) / (T * H**2 * math.log(len(F) * len(W) / 0.05)))
+    assert hy.paper_gamma(T) == pytest.approx(by_hand, rel=1e-12)
+    # GLOW's Theorem 3.1 gamma differs (no C_star, no H^2): HyGLOW does not reuse it
+    g = GLOW(model, F, W, constants="paper", coverability_guess=5.0, delta=0.05)
+    assert g.paper_gamma(T) == pytest.approx(math.sqrt(5.0 / (T * math.log(len(F) * len(W)
+                                                                              / 0.05))))
+    # and the schedule uses it: gamma_t = gamma * (effective round), alpha_t = 8 / gamma_t
+    _, _, gamma_t = hy._paper_schedule(4.0, T)
+    assert gamma_t == pytest.approx(4.0 * by_hand)
+    with pytest.raises(ValueError, match="concentrability_guess"):
+        HyGLOW(model, F, W, None, concentrability_guess=0.5)
+
+
+class _RecordingHyGLOW(HyGLOW):
+    """HyGLOW that keeps its online tuples (read back from the statistics each episode adds)."""
+
+    def _episode(self, s, policy):
+        c0, n0 = self._counts.copy(), self._next_counts.copy()
+        super()._episode(s, policy)
+        for h in range(self.horizon):
+            (s_, a_), = np.argwhere(self._counts[h] > c0[h])
+            nxt = np.argwhere(self._next_counts[h] > n0[h])
+            s2 = int(nxt[0, 2]) if len(nxt) else 0  # last step: no next-state term
+            self.online_.append((h, int(s_), int(a_), float(self.model.R[h, s_, a_]), s2))
+
+
+@pytest.mark.parametrize(("n_off", "T"), [(40, 5), (7, 5), (3, 8), (10, 1)])
+def test_progressive_schedule_round_t_uses_exactly_the_first_t_minus_1_parts(n_off, T):
+    """Algorithm 3: each step's offline tuples are split (in order) into T - 1 parts; round t's
+    objective equals the brute-force objective on parts 1..t-1 plus the online tuples of rounds
+    1..t-1 -- no more, no less."""
+    model = layered_tabular_mdp(3, 3, 2, seed=2)
+    F, W = classes(model, 2, n_perturbed=5)
+    data = sample_tuples(model, None, n_off, seed=3)
+    K = 2
+    hy = _RecordingHyGLOW(model, F, W, data, episodes_per_round=K, alpha0=0.7, gamma0=0.05,
+                          seed=1)
+    hy.online_ = []
+    hy.learn(total_rounds=T)
+    steps = data[0]
+    parts = [np.array_split(np.flatnonzero(steps == h), max(T - 1, 1)) for h in range(3)]
+    online = np.array(hy.online_, dtype=float).reshape(-1, 5)
+    for t in range(1, T + 1):
+        idx = np.concatenate([np.zeros(0, int)] + [p for h in range(3) for p in parts[h][:t - 1]])
+        np.testing.assert_array_equal(
+            hy.offline_revealed(t, T), [sum(len(p) for p in parts[h][:t - 1]) for h in range(3)])
+        on = online[: (t - 1) * K * 3]  # 3 tuples (one per step) per online episode
+        cols = [np.concatenate([data[i][idx], on[:, i]]) for i in range(5)]
+        used = tuple(c.astype(np.int64) if i != 3 else c for i, c in enumerate(cols))
+        if len(used[0]) == 0:
+            np.testing.assert_array_equal(hy.objective_values_[t - 1], 0.0)
+            continue
+        alpha, gamma = hy.hybrid_schedule(t, T)
+        expected = brute_force(F, W, used, alpha, gamma, True)
+        np.testing.assert_allclose(hy.objective_values_[t - 1], expected, rtol=1e-10,
+                                   atol=1e-12)
+    assert hy.offline_revealed(1, T).sum() == 0
+    assert hy.offline_revealed(T, T).sum() == (3 * n_off if T > 1 else 0)
+    pooled = HyGLOW(model, F, W, data, offline_schedule="pooled")
+    assert pooled.offline_revealed(1, T).sum() == 3 * n_off
+    with pytest.raises(ValueError, match="offline_schedule"):
+        HyGLOW(model, F, W, data, offline_schedule="all")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -10,28 +11,70 @@ import pytest
 from robustrl._cli.verify_glow import verify_main
 from robustrl.cli import main as cli_main
 from robustrl.theory.glow import (
+    bootstrap_loglog_slope,
     glow_regret_bound,
+    glow_regret_bound_explicit,
     glow_sample_complexity,
     h2o_risk_bound,
     hyglow_sample_complexity,
+    informative_from,
     paper_schedule,
     run_glow_regret,
 )
 
 
-def test_verify_bounds_glow_passes_on_the_default_setting(capsys):
-    assert cli_main(["verify-bounds", "glow"]) == 0
+def test_verify_bounds_glow_small_run_passes_and_writes_figure_and_json(capsys, tmp_path):
+    argv = ["--rounds", "10,20,40,80", "--quiet", "--out", str(tmp_path)]
+    assert cli_main(["verify-bounds", "glow", *argv]) == 0
     out = capsys.readouterr().out
-    assert "PASS" in out and "C_cov=4" in out
+    assert "PASS" in out and "C_cov=4" in out and "first below T at T = " in out
     for T in (10, 20, 40, 80):
-        assert f"\n{T:>6d}" in out
+        assert f"\n{T:>8d}" in out
+    assert (tmp_path / "verify_glow.png").stat().st_size > 0
+    res = json.loads((tmp_path / "verify_glow.json").read_text())
+    assert res["passed"] and res["rounds"] == [10, 20, 40, 80] and res["C_cov"] == 4.0
 
 
-def test_a_tiny_bound_makes_the_check_fail(capsys):
-    assert verify_main(["--constant", "1e-3", "--rounds", "10,20", "--seeds", "2"]) == 1
-    assert "FAIL" in capsys.readouterr().out
+def test_broken_optimism_glow_fails_the_same_check_at_small_T(capsys, tmp_path):
+    """Optimism off (the least optimistic member of the confidence set: the zero table, which
+    never opens the lock): regret T, slope 1, whose CI lies above the bound's exponent. The
+    bounds themselves are above T here, so it is the rate test that must catch it."""
+    argv = ["--rounds", "10,20,40,80", "--quiet", "--out", str(tmp_path)]
+    assert verify_main([*argv, "--broken"]) == 1
+    out = capsys.readouterr().out
+    assert "PessimisticGLOW" in out and "FAIL: the slope's CI lies above" in out
+    res = json.loads((tmp_path / "verify_glow.json").read_text())
+    assert res["mean_regret"] == [10, 20, 40, 80] and res["slope"][1] > res["exponent"]
+    assert not res["rate_ok"] and res["bound_ok"]
+    # HyGLOW with its selection reversed (argmax of its objective) fails the hyglow check
+    assert cli_main(["verify-bounds", "hyglow", *argv, "--broken"]) == 1
+    assert cli_main(["verify-bounds", "hyglow", *argv]) == 0
+
+
+@pytest.mark.slow
+def test_default_glow_run_is_informative_and_broken_optimism_exceeds_the_bound(capsys,
+                                                                               tmp_path):
+    """The default run reaches T = 10^5, where the order-form bound is below T (about 5 min on
+    2 cores); there the broken agent's regret (= T) exceeds it on every seed."""
+    assert verify_main(["--quiet", "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "verify_glow.json").read_text())
+    T = np.array(res["rounds"])
+    informative = np.array(res["order_bound"]) < T
+    assert informative.any()
+    assert np.all(np.array(res["mean_regret"])[informative]
+                  < np.array(res["order_bound"])[informative])
+    assert verify_main(["--quiet", "--out", str(tmp_path), "--broken", "--rounds",
+                        "1000,100000", "--seeds", "2"]) == 1
+    res = json.loads((tmp_path / "verify_glow.json").read_text())
+    assert res["seeds_over_order_bound"] == 1.0 and not res["bound_ok"]
+
+
+def test_a_tiny_bound_makes_the_check_fail(capsys, tmp_path):
+    out = ["--out", str(tmp_path), "--quiet"]
+    assert verify_main(["--constant", "1e-3", "--rounds", "10,20", "--seeds", "2", *out]) == 1
+    assert "FAIL: regret above a bound" in capsys.readouterr().out
     assert cli_main(["verify-bounds", "glow", "--constant", "1e-3", "--rounds", "10",
-                     "--seeds", "2"]) == 1
+                     "--seeds", "2", *out]) == 1
 
 
 def test_bad_cli_arguments_exit_with_usage_error():
@@ -49,8 +92,44 @@ def test_regret_check_numbers():
     # the run of T = 30 includes rounds of regret 1 before the code is found
     assert np.all(res.regret[:, 1] >= 1)
     want = 4 * np.sqrt(4 * 30 * math.log(math.e * 30) * res.log_terms[1])
-    assert res.bound[1] == pytest.approx(want)
+    assert res.order_bound[1] == pytest.approx(want)
     assert res.C_cov == 4.0
+
+
+def test_explicit_theorem_3_1_bound_by_hand():
+    """glow_regret_bound_explicit against the formula of docs/algorithms/glow.md, by hand:
+    T = 1000, H = 4, C_cov = 4, log(|F||W|) = log(17 * 100), delta = 0.1."""
+    T, H, C, lc, d = 1000, 4, 4.0, math.log(1700.0), 0.1
+    l_prime = math.log(6 * 1700 * T * H / d)  # log(6 |F||W| T H / delta)
+    l0 = math.log(1700 / d)
+    g = math.sqrt(C / (T * l0))
+    P = 2 * C + 4 * C * math.log(1 + T) / g
+    want = 1 + H * (287 / 6 * g * l_prime * (T + math.log(T)) + 19 * P)
+    assert glow_regret_bound_explicit(T, H, C, lc, d) == pytest.approx(want, rel=1e-12)
+    assert glow_regret_bound_explicit(T, H, C, lc, d, value_range=2.0) == pytest.approx(
+        2 * want, rel=1e-12)
+    vals = glow_regret_bound_explicit(np.array([10, 100, 1000]), H, C, lc, d)
+    assert vals.shape == (3,) and np.all(np.diff(vals) > 0)
+    # informative only at T ~ 1e10 (the 19 x 4 C log(T) / gamma term): found by search
+    T0 = informative_from(lambda t: glow_regret_bound_explicit(t, H, C, lc, d))
+    assert 1e9 < T0 < 1e12
+    assert glow_regret_bound_explicit(T0, H, C, lc, d) < T0
+    assert glow_regret_bound_explicit(T0 - 1, H, C, lc, d) >= T0 - 1
+    with pytest.raises(ValueError, match="delta"):
+        glow_regret_bound_explicit(T, H, C, lc, 1.5)
+
+
+def test_bootstrap_slope_recovers_known_exponents():
+    T = np.array([10, 100, 1000, 10000])
+    rng = np.random.default_rng(0)
+    sqrt_curves = np.sqrt(T)[None, :] * rng.uniform(0.8, 1.2, size=(8, 1))
+    s, lo, hi = bootstrap_loglog_slope(T, sqrt_curves)
+    assert s == pytest.approx(0.5) and lo <= 0.5 <= hi
+    s, lo, hi = bootstrap_loglog_slope(T, np.tile(T, (3, 1)).astype(float))
+    assert (s, lo, hi) == pytest.approx((1.0, 1.0, 1.0))
+    assert bootstrap_loglog_slope(T, np.zeros((3, 4)))[0] == 0.0  # no regret: flat
+    with pytest.raises(ValueError, match="regret"):
+        bootstrap_loglog_slope(T, np.ones((3, 2)))
 
 
 def test_regret_bound_formula_and_monotonicity():
@@ -116,10 +195,11 @@ def test_bad_input_raises_naming_the_argument(func, kwargs, name):
         func(**kwargs)
 
 
-def test_paper_constants_run_stays_at_the_trivial_regret(capsys):
+def test_paper_constants_run_stays_at_the_trivial_regret(capsys, tmp_path):
     """Algorithm 1's constants exclude no code at this size: regret T in every seed whose code
     is not the lowest-index one (measured), still below the bound."""
     res = run_glow_regret((20,), seeds=3, constants="paper")
     assert np.all((res.regret == 20) | (res.regret == 0)) and res.passed
-    assert verify_main(["--constants", "paper", "--rounds", "10", "--seeds", "2"]) == 0
+    assert verify_main(["--constants", "paper", "--rounds", "10", "--seeds", "2", "--quiet",
+                        "--out", str(tmp_path)]) == 0
     assert "constants=paper" in capsys.readouterr().out

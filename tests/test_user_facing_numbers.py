@@ -855,16 +855,21 @@ def test_level_buffer_scores_and_bookkeeping_by_hand():
 
 
 def test_glow_regret_check_numbers_and_scalar_outputs():
-    """GlowRegretCheck: mean regret over seeds ((1 + 3) / 2, (3 + 5) / 2) = (2, 4) against the
-    bound (2.5, 3.9): passes at T = 10, fails at T = 20, so not passed; the record is frozen.
-    A scalar T gives a Python float."""
-    check = glow.GlowRegretCheck(np.array([10, 20]), np.array([[1.0, 3.0], [3.0, 5.0]]),
-                                 np.array([2.5, 3.9]), np.array([10.0, 20.0]), 1.0,
-                                 np.array([1.0, 1.0]))
+    """GlowRegretCheck: mean regret over seeds ((1 + 3) / 2, (3 + 5) / 2) = (2, 4). Against
+    the bound (2.5, 3.9) seed 1 exceeds it at T = 10 (3 > 2.5): 1 of 2 seeds = 0.5 > delta =
+    0.1, so not passed (the criterion is per seed since the explicit-constant bounds: at most
+    delta of the seeds above the bound); against (3, 5) no seed exceeds it. The record is
+    frozen. A scalar T gives a Python float."""
+    kw = dict(rounds=np.array([10, 20]), regret=np.array([[1.0, 3.0], [3.0, 5.0]]),
+              trivial=np.array([10.0, 20.0]), C_cov=1.0, log_terms=np.array([1.0, 1.0]),
+              delta=0.1)
+    check = glow.GlowRegretCheck(bound=np.array([2.5, 3.9]), order_bound=np.array([9.0, 9.0]),
+                                 **kw)
     np.testing.assert_allclose(check.mean_regret, [2.0, 4.0])
-    assert not check.passed
-    assert glow.GlowRegretCheck(check.rounds, check.regret, np.array([2.0, 4.0]),
-                                check.trivial, 1.0, check.log_terms).passed
+    assert check.seeds_over(check.bound) == 0.5 and not check.passed
+    ok = glow.GlowRegretCheck(bound=np.array([3.0, 5.0]), order_bound=np.array([3.0, 5.0]),
+                              **kw)
+    assert ok.seeds_over(ok.bound) == 0.0 and ok.passed
     with pytest.raises(AttributeError):
         check.C_cov = 2.0
     assert type(glow.glow_regret_bound(10, 3, 2.0, 4.0)) is float

@@ -19,15 +19,21 @@ for returns in ``[0, V_max]`` (regret and epsilon scale linearly with the return
 * Algorithm 1's schedule: ``gamma_t = gamma t``, ``alpha_t = 8 / gamma_t``,
   ``beta_t = 36 gamma_t log(6 |F||W| T H / delta) / (K (t - 1))`` (:func:`paper_schedule`).
 
-The paper states orders (``O~`` hides constants and polylog factors). To CHECK a run against
-Theorem 3.1 this module uses an explicit instance that is OUR choice [RECON], built on the
-paper's Eq. (10), ``Reg = O~(H (C_cov / gamma + gamma T log(|F||W|HT/delta)))``, balanced at the
-optimal gamma, with the ``log T`` of the coverability potential lemma (Section 3.3) kept:
+The paper states orders (``O~`` hides constants and polylog factors). To CHECK a run this
+module has two explicit instances of Theorem 3.1:
 
-    Reg(T) <= c H V_max sqrt(C_cov T log(e T) log(|F||W| H T / delta)),     c = 1 by default.
+* :func:`glow_regret_bound_explicit`: the theorem for Algorithm 1 with every constant DERIVED
+  in this package (docs/algorithms/glow.md, "Theorem 3.1 with explicit constants"; not the
+  paper's own constants, which it does not state);
+* :func:`glow_regret_bound`, the order form built on the paper's Eq. (10),
+  ``Reg = O~(H (C_cov / gamma + gamma T log(|F||W|HT/delta)))``, balanced at the optimal gamma,
+  with the ``log T`` of the coverability potential lemma (Section 3.3) kept:
+  ``c H V_max sqrt(C_cov T log(e T) log(|F||W| H T / delta))``, ``c = 1`` by default: a
+  convention, not a theorem.
 
-A violation therefore says "this run exceeds the stated ORDER with constant c", not "the
-paper's theorem is false": the paper gives no constant.
+:func:`run_glow_regret` measures exact regret and reports, for each, the first ``T`` where it
+is below the trivial bound (:func:`informative_from`), the seeds above it, and the log-log
+slope with a bootstrap interval (:func:`bootstrap_loglog_slope`).
 """
 
 from __future__ import annotations
@@ -37,14 +43,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robustrl.validation import check_int, check_positive, check_scalar
+from robustrl.validation import check_array, check_int, check_positive, check_scalar
 
 __all__ = [
     "GlowRegretCheck",
+    "bootstrap_loglog_slope",
     "glow_regret_bound",
+    "glow_regret_bound_explicit",
     "glow_sample_complexity",
     "h2o_risk_bound",
     "hyglow_sample_complexity",
+    "informative_from",
+    "lock_value_class",
     "paper_schedule",
     "run_glow_regret",
 ]
@@ -155,59 +165,283 @@ def paper_schedule(t: int, T: int, H: int, K: int, n_F: int, n_W: float, delta: 
     return 8.0 / gamma_t, beta_t, gamma_t
 
 
+def glow_regret_bound_explicit(T, H: int, C_cov: float, log_class: float, delta: float, *,
+                               value_range: float = 1.0) -> np.ndarray | float:
+    """Theorem 3.1 (arXiv:2401.09681) for Algorithm 1 with every constant explicit.
+
+    The paper states the regret only as ``O~(H sqrt(C_cov T log(|F||W|/delta)))``; the
+    constants below are DERIVED here (docs/algorithms/glow.md, "Theorem 3.1 with explicit
+    constants"), from Algorithm 1's schedule (``alpha_t = 8 / gamma_t``, ``beta_t = 36 gamma_t
+    l' / (t - 1)``, ``gamma_t = gamma t``, ``K = 1``) and Theorem 3.1's ``gamma``:
+
+        l' = log(6 |F||W| T H / delta),  l0 = log(|F||W| / delta),  gamma = sqrt(C_cov / (T l0))
+        P  = 2 C_cov + 4 C_cov log(1 + T) / gamma         (coverability potential, per step)
+        Reg(T) <= V [1 + H ((287 / 6) gamma l' (T + log T) + 19 P)].
+
+    ``log_class`` is ``log(|F||W|)``; ``T`` a positive number or an array (result has its
+    shape); returns on ``[0, value_range]``.
+    """
+    H, C_cov, log_class, value_range = _check_common(H, C_cov, log_class, value_range)
+    delta = check_scalar(delta, "delta", low=0.0, high=1.0, low_inclusive=False,
+                         high_inclusive=False)
+    T_arr = np.asarray(T, dtype=np.float64)
+    if T_arr.size == 0 or np.any(~np.isfinite(T_arr)) or np.any(T_arr < 1):
+        raise ValueError(f"T must be a number >= 1 or an array of them; got {T!r}")
+    l_prime = log_class + np.log(6.0 * T_arr * H / delta)
+    l0 = log_class + math.log(1.0 / delta)
+    gamma = np.sqrt(C_cov / (T_arr * l0))
+    potential = 2.0 * C_cov + 4.0 * C_cov * np.log1p(T_arr) / gamma
+    out = value_range * (1.0 + H * (287.0 / 6.0 * gamma * l_prime * (T_arr + np.log(T_arr))
+                                    + 19.0 * potential))
+    return float(out) if out.ndim == 0 else out
+
+
+def informative_from(bound, *, value_range: float = 1.0, limit: float = 1e30) -> float:
+    """Smallest integer ``T`` with ``bound(T) < value_range * T`` (the trivial regret bound),
+    searched by doubling then bisection; ``inf`` if none below ``limit``. ``bound`` maps an
+    array of ``T`` to bounds and is assumed to grow slower than ``T`` eventually."""
+    value_range = check_positive(value_range, "value_range")
+
+    def below(T: float) -> bool:
+        return bool(np.asarray(bound(np.array([T])))[0] < value_range * T)
+
+    hi = 1.0
+    while not below(hi):
+        hi *= 2.0
+        if hi > limit:
+            return math.inf
+    lo = max(1.0, hi / 2.0)
+    if below(lo):
+        return lo
+    while hi - lo > 1.0:
+        mid = math.floor((lo + hi) / 2.0)
+        if mid in (lo, hi):  # beyond 2^53 floats no longer resolve integers
+            break
+        lo, hi = (lo, mid) if below(mid) else (mid, hi)
+    return float(hi)
+
+
+def bootstrap_loglog_slope(rounds, regret, *, confidence: float = 0.95, n_boot: int = 2000,
+                           seed: int = 0) -> tuple[float, float, float]:
+    """Slope of ``log(mean regret)`` against ``log T`` with a seed-bootstrap interval.
+
+    ``regret``: ``(seeds, m)`` cumulative regret at ``rounds`` (``m >= 2``). Seeds are
+    resampled with replacement ``n_boot`` times; a resample whose mean regret is 0 at some
+    ``T`` (no regret at all) counts as slope 0. Returns ``(slope, low, high)``: the slope of the
+    seed mean and the percentile interval at level ``confidence``.
+    """
+    x = np.log(np.asarray(rounds, dtype=np.float64))
+    R = check_array(regret, "regret", ndim=2, low=0.0)
+    if R.shape[1] != x.shape[0] or x.shape[0] < 2:
+        raise ValueError(f"regret must have shape (seeds, {x.shape[0]}) with at least 2 "
+                         f"rounds; got {R.shape}")
+    confidence = check_scalar(confidence, "confidence", low=0.0, high=1.0, low_inclusive=False,
+                              high_inclusive=False)
+    n_boot = check_int(n_boot, "n_boot", low=10)
+    xc = x - x.mean()
+
+    def slopes(means: np.ndarray) -> np.ndarray:
+        ok = np.all(means > 0, axis=1)
+        y = np.log(np.where(means > 0, means, 1.0))
+        return np.where(ok, (y - y.mean(axis=1, keepdims=True)) @ xc / (xc @ xc), 0.0)
+
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(R.shape[0], size=(n_boot, R.shape[0]))
+    boot = slopes(R[idx].mean(axis=1))
+    q = (1.0 - confidence) / 2.0
+    return (float(slopes(R.mean(axis=0, keepdims=True))[0]),
+            float(np.quantile(boot, q)), float(np.quantile(boot, 1.0 - q)))
+
+
 # ------------------------------------------------------------------------------- the check
 @dataclass(frozen=True)
 class GlowRegretCheck:
-    """Cumulative regret of GLOW over seeds against :func:`glow_regret_bound`."""
+    """Cumulative regret of GLOW / HyGLOW over seeds against the Theorem 3.1 / Corollary 4.1
+    bounds, with the slope test (:func:`run_glow_regret`)."""
 
     rounds: np.ndarray  # (m,) the horizons T checked (one run of T rounds each)
     regret: np.ndarray  # (seeds, m) cumulative exact regret after T rounds
-    bound: np.ndarray  # (m,)
+    bound: np.ndarray  # (m,) explicit-constant bound (GLOW: glow_regret_bound_explicit)
+    order_bound: np.ndarray  # (m,) c H sqrt(C T log(eT) L): the stated order with constant c
     trivial: np.ndarray  # (m,) V_max * T: no policy sequence can do worse
     C_cov: float
-    log_terms: np.ndarray  # (m,) log(|F||W| H T / delta) per T
+    log_terms: np.ndarray  # (m,) L = log(|F||W| H T / delta) per T
+    delta: float
+    C_star: float | None = None  # HyGLOW: single-policy concentrability of the offline data
+    informative_T: float = math.inf  # smallest T where `bound` < trivial
+    order_informative_T: float = math.inf  # the same for `order_bound`
+    slope: tuple[float, float, float] = (math.nan, math.nan, math.nan)  # (slope, low, high)
+    exponent: float = 0.5  # the bound's own log-log slope over `rounds` (1/2 plus logs)
+    agent: str = "GLOW"
 
     @property
     def mean_regret(self) -> np.ndarray:
         return self.regret.mean(axis=0)
 
+    def seeds_over(self, bound: np.ndarray) -> float:
+        """Fraction of seeds whose regret exceeds ``bound`` at some T."""
+        return float(np.mean(np.any(self.regret > bound[None, :], axis=1)))
+
+    @property
+    def bound_ok(self) -> bool:
+        """At most ``delta`` of the seeds exceed the explicit bound (and the order bound)."""
+        return (self.seeds_over(self.bound) <= self.delta
+                and self.seeds_over(self.order_bound) <= self.delta)
+
+    @property
+    def rate_ok(self) -> bool:
+        """The slope interval does not lie wholly above the bound's exponent (with only one
+        T there is no slope and this holds)."""
+        return not (self.slope[1] > self.exponent)
+
     @property
     def passed(self) -> bool:
-        """Mean regret over seeds within the bound at every T."""
-        return bool(np.all(self.mean_regret <= self.bound))
+        return self.bound_ok and self.rate_ok
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (lists and floats)."""
+        return {
+            "agent": self.agent, "rounds": self.rounds.tolist(), "regret": self.regret.tolist(),
+            "mean_regret": self.mean_regret.tolist(), "bound": self.bound.tolist(),
+            "order_bound": self.order_bound.tolist(), "trivial": self.trivial.tolist(),
+            "C_cov": self.C_cov, "C_star": self.C_star, "log_terms": self.log_terms.tolist(),
+            "delta": self.delta, "informative_T": self.informative_T,
+            "order_informative_T": self.order_informative_T,
+            "seeds_over_bound": self.seeds_over(self.bound),
+            "seeds_over_order_bound": self.seeds_over(self.order_bound),
+            "slope": list(self.slope), "exponent": self.exponent,
+            "bound_ok": self.bound_ok, "rate_ok": self.rate_ok, "passed": self.passed,
+        }
+
+
+def lock_value_class(horizon: int, n_states: int, n_actions: int) -> np.ndarray:
+    """``F`` of the check: ``Q*`` of every lock code plus the all-zero table, which only
+    optimism rules out (its initial value 0 is below every code's 1; an agent without
+    optimism that keeps it never opens the lock)."""
+    from robustrl.envs.combination_lock import combination_lock_value_class
+
+    F = combination_lock_value_class(horizon, n_states, n_actions)
+    return np.concatenate([F, np.zeros((1, *F.shape[1:]))])
+
+
+def _broken(agent_cls):
+    """The agent with its selection rule reversed (the deliberate bug the check must catch):
+    GLOW picks the LEAST optimistic member of its confidence set (optimism off), HyGLOW the
+    f that MAXIMISES its offline objective (sign error)."""
+    from robustrl.agents.hyglow import HyGLOW
+
+    if issubclass(agent_cls, HyGLOW):
+        class BrokenHyGLOW(agent_cls):
+            def offline_objective(self, t, total_rounds):
+                return -super().offline_objective(t, total_rounds)
+        return BrokenHyGLOW
+
+    class PessimisticGLOW(agent_cls):
+        def initial_values(self):
+            return -super().initial_values()
+    return PessimisticGLOW
+
+
+def _pi_star_tuples(model, policy: np.ndarray, n_episodes: int, seed: int):
+    """``n_episodes`` episodes of a deterministic ``(H, S)`` policy as flat offline arrays."""
+    rng = np.random.default_rng(seed)
+    H, S = model.horizon, model.n_states
+    s = rng.choice(S, size=n_episodes, p=model.initial_distribution)
+    cols = [[], [], [], [], []]
+    for h in range(H):
+        a = policy[h, s]
+        cum = np.cumsum(model.P[h, s, a], axis=1)
+        s2 = np.minimum((rng.random((n_episodes, 1)) > cum).sum(axis=1), S - 1)
+        for c, v in zip(cols, (np.full(n_episodes, h), s, a, model.R[h, s, a], s2),
+                        strict=True):
+            c.append(v)
+        s = s2
+    # episode-major order, so that the first parts of D_off are whole early episodes
+    out = [np.stack(c, axis=1).reshape(-1) for c in cols]
+    return tuple(o.astype(np.int64) if i != 3 else o.astype(float) for i, o in enumerate(out))
 
 
 def run_glow_regret(rounds=(10, 20, 40, 80), *, seeds: int = 5, horizon: int = 4,
                     n_states: int = 2, n_actions: int = 2, kappa: float = 0.01,
                     delta: float = 0.1, constant: float = 1.0, constants: str = "recon",
+                    agent: str = "glow", broken: bool = False, confidence: float = 0.95,
                     progress: bool = False) -> GlowRegretCheck:
-    """GLOW (``F`` = Q* of all ``A^H`` codes, tabular ``W``, ``K = 1``) on the combination lock
-    of code seed ``s`` for ``s < seeds``; one fresh run of ``T`` rounds per ``T`` (the
-    schedules depend on ``T``). Regret is exact (``robustrl.exact``); ``C_cov`` is computed
-    exactly (:func:`robustrl.theory.coverability.coverability_coefficient`). ``constants``:
-    GLOW's schedule, ``"recon"`` (with ``kappa``) or ``"paper"`` (Algorithm 1)."""
-    from robustrl.agents.glow import GLOW
-    from robustrl.envs.combination_lock import combination_lock, combination_lock_value_class
+    """GLOW (or HyGLOW) with ``F`` = :func:`lock_value_class`, tabular ``W``, ``K = 1`` on the
+    combination lock of code seed ``s`` for ``s < seeds``; one fresh run of ``T`` rounds per
+    ``T`` (the schedules depend on ``T``). Regret is exact (``robustrl.exact``); ``C_cov`` is
+    computed exactly (:func:`robustrl.theory.coverability.coverability_coefficient`).
+
+    ``constants``: the agent's schedule, ``"recon"`` (with ``kappa``) or ``"paper"``.
+    ``agent="hyglow"``: HyGLOW with ``T`` offline episodes of ``pi*`` (Algorithm 3: one per
+    round, revealed progressively), ``C_star`` computed exactly; its explicit bound is the
+    order form (Corollary 4.1 with ``C_star + C_cov``; no derived constants yet).
+    ``broken=True`` reverses the agent's selection rule (:func:`_broken`).
+    """
+    from robustrl.agents.glow import GLOW, density_ratio, occupancy
+    from robustrl.agents.hyglow import HyGLOW
+    from robustrl.envs.combination_lock import combination_lock
+    from robustrl.exact import robust_value_iteration
     from robustrl.theory.coverability import coverability_coefficient
 
     rounds = np.asarray([check_int(T, "rounds", low=1) for T in np.atleast_1d(rounds)])
+    if np.any(np.diff(rounds) <= 0):
+        raise ValueError(f"rounds must be strictly increasing; got {rounds.tolist()}")
     seeds = check_int(seeds, "seeds", low=1)
     check_positive(constant, "constant")
-    F = combination_lock_value_class(horizon, n_states, n_actions)
+    if agent not in ("glow", "hyglow"):
+        raise ValueError(f"agent must be 'glow' or 'hyglow'; got {agent!r}")
+    cls = GLOW if agent == "glow" else HyGLOW
+    if broken:
+        cls = _broken(cls)
+    F = lock_value_class(horizon, n_states, n_actions)
     C_cov = float(coverability_coefficient(combination_lock(horizon, n_states, n_actions, 0)))
     regret = np.zeros((seeds, len(rounds)))
     log_terms = np.zeros(len(rounds))
+    log_class = np.zeros(len(rounds))
+    C_star = None
     it = range(seeds)
     if progress:
         from tqdm import tqdm
-        it = tqdm(it, desc="GLOW seeds", unit="seed")
+        it = tqdm(it, desc=f"{cls.__name__} seeds", unit="seed")
     for s in it:
         model = combination_lock(horizon, n_states, n_actions, seed=s)
         for j, T in enumerate(rounds):
-            agent = GLOW(model, F, "tabular", kappa=kappa, delta=delta, seed=s,
-                         coverability_guess=C_cov, constants=constants).learn(total_rounds=int(T))
-            regret[s, j] = agent.regret_.sum()
-            log_terms[j] = agent.log_term(int(T))
-    bound = np.array([glow_regret_bound(int(T), horizon, C_cov, L, constant=constant)
+            if agent == "glow":
+                a = cls(model, F, "tabular", kappa=kappa, delta=delta, seed=s,
+                        coverability_guess=C_cov, constants=constants)
+            else:
+                pi_star = robust_value_iteration(model).policy
+                data = _pi_star_tuples(model, pi_star, int(T), seed=s)
+                ratio = density_ratio(occupancy(model, pi_star), occupancy(model, pi_star))
+                C_star = max(1.0, float(ratio.max()))  # behaviour = pi*: exactly 1
+                a = cls(model, F, "tabular", data, delta=delta, seed=s,
+                        coverability_guess=C_cov, concentrability_guess=C_star,
+                        constants=constants)
+            a.learn(total_rounds=int(T))
+            regret[s, j] = a.regret_.sum()
+            log_terms[j] = a.log_term(int(T))
+            log_class[j] = a._log_class_sizes(int(T))
+    C = C_cov if C_star is None else C_cov + C_star
+    order = np.array([glow_regret_bound(int(T), horizon, C, L, constant=constant)
                       for T, L in zip(rounds, log_terms, strict=True)])
-    return GlowRegretCheck(rounds, regret, bound, rounds.astype(float), C_cov, log_terms)
+    # the log terms grow with T (the covering surrogate of the tabular W): evaluate them at
+    # every T searched, on the last agent (its schedules are fixed by its hyperparameters)
+    L_of = np.vectorize(lambda T: a.log_term(max(int(round(T)), 2)))
+    lc_of = np.vectorize(lambda T: a._log_class_sizes(max(int(round(T)), 2)))
+    order_from = informative_from(lambda T: constant * horizon * np.sqrt(
+        C * T * np.log(math.e * T) * L_of(T)))
+    if agent == "glow":
+        bound = np.array([glow_regret_bound_explicit(int(T), horizon, C_cov, lc, delta)
+                          for T, lc in zip(rounds, log_class, strict=True)])
+        bound_from = informative_from(lambda T: np.array([glow_regret_bound_explicit(
+            t, horizon, C_cov, float(lc_of(t)), delta) for t in np.atleast_1d(T)]))
+    else:
+        bound, bound_from = order, order_from
+    slope = (bootstrap_loglog_slope(rounds, regret, confidence=confidence)
+             if len(rounds) >= 2 else (math.nan, math.nan, math.nan))
+    x = np.log(rounds.astype(float))
+    exponent = (float(np.polyfit(x, np.log(bound), 1)[0]) if len(rounds) >= 2 else 0.5)
+    return GlowRegretCheck(rounds, regret, bound, order, rounds.astype(float), C_cov, log_terms,
+                           delta=delta, C_star=C_star, informative_T=bound_from,
+                           order_informative_T=order_from, slope=slope, exponent=exponent,
+                           agent=cls.__name__)

@@ -27,8 +27,11 @@ BUILTIN_CHECKS: dict[str, tuple[str, str, str]] = {
               "DR-RPO regret vs the reconstructed bound and the log-log slope test (--quick "
               "for a small run)"),
     "glow": ("robustrl._cli.verify_glow", "verify_main",
-             "GLOW regret on combination locks vs Theorem 3.1 (explicit form; --constant to "
-             "scale it)"),
+             "GLOW regret on combination locks vs Theorem 3.1 (explicit derived constants), "
+             "its order form and the log-log slope (--broken must fail)"),
+    "hyglow": ("robustrl._cli.verify_glow", "verify_hyglow_main",
+               "HyGLOW regret on combination locks (pi* data, progressive) vs Corollary 4.1's "
+               "order form and the log-log slope"),
     "r2pvi": ("robustrl._cli.verify_r2pvi", "verify_bounds_main",
               "R2PVI exact suboptimality vs K on the simulated MDP against the "
               "instance-dependent bound"),
