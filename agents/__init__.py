@@ -3,7 +3,8 @@
 Offline (fit on an :class:`~robustrl.data.OfflineDataset`): :class:`R2PVI` and its baselines
 :class:`PEVI`, :class:`DRPVI`, :class:`DRVI_L`. Online (``learn`` in an environment, exact regret
 when the environment exposes its model): :class:`DRRPO` and its baselines :class:`DRLSVIUCB`,
-:class:`LSVIUCB` and the non-robust policy optimiser :class:`OPPO`. Density-ratio online and hybrid RL: :class:`GLOW` and :class:`HyGLOW` on finite
+:class:`LSVIUCB` and the non-robust policy optimiser :class:`OPPO`. Density-ratio online and
+hybrid RL: :class:`GLOW` and :class:`HyGLOW` on finite
 value and weight classes (or the full tabular weight class), and :class:`GLOWLin`, an
 approximation of GLOW on linear value and weight classes. PyTorch variants on the same
 interfaces: :class:`NeuralR2PVI`, :class:`NeuralFQI` and :class:`NeuralDRRPO`

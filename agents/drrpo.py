@@ -63,7 +63,6 @@ from typing import ClassVar
 import numpy as np
 
 from robustrl._kernels.policy import log_softmax_rows as _log_softmax_rows
-from robustrl.policies import _mirror_descent_log_step
 from robustrl.agents._online import (
     OnlineLinearAgent,
     _check_eta,
@@ -73,6 +72,7 @@ from robustrl.agents._online import (
 from robustrl.bonus import check_bonus_name
 from robustrl.exact import policy_regularized_evaluate, policy_regularized_value_iteration
 from robustrl.models import LinearMDP
+from robustrl.policies import _mirror_descent_log_step
 from robustrl.validation import check_int, check_positive
 
 __all__ = ["DRRPO"]
