@@ -81,6 +81,19 @@ _POLICY_Q = ("linear", "clipped")
 _EVALUATION = ("updated", "current")
 
 
+def _append_row(buffers: list[np.ndarray], h: int, used: np.ndarray, m: int,
+                row: np.ndarray) -> np.ndarray:
+    """``used (m, d)`` with ``row`` appended, as a view of ``buffers[h]`` (grown by doubling,
+    so appending is O(d) amortised instead of a copy of all ``m`` rows)."""
+    buf = buffers[h]
+    if buf.shape[0] <= m or not np.may_share_memory(buf, used):
+        grown = np.zeros((max(2 * (m + 1), 64), row.shape[0]))
+        grown[:m] = used
+        buffers[h] = buf = grown
+    buf[m] = row
+    return buf[: m + 1]
+
+
 class DRRPO(OnlineLinearAgent):
     """DR-RPO (reconstruction, see the module docstring): optimistic robust policy optimisation.
 
@@ -146,6 +159,9 @@ class DRRPO(OnlineLinearAgent):
         self._coefs = [np.zeros(0) for _ in range(H)]
         self._terms_w = [np.zeros((0, d)) for _ in range(H)]
         self._terms_b = [np.zeros((0, d)) for _ in range(H)]
+        # capacity-doubling storage behind _terms_w / _terms_b (policy_q="clipped")
+        self._w_buf = [np.zeros((0, d)) for _ in range(H)]
+        self._b_buf = [np.zeros((0, d)) for _ in range(H)]
         self._reset_cache()
 
     @staticmethod
@@ -239,9 +255,10 @@ class DRRPO(OnlineLinearAgent):
                 B = (alpha * old_c @ old_b + kappa * b)[None]
                 coefs = np.ones(1)
             else:
+                m = old_c.shape[0]
                 coefs = np.append(alpha * old_c, kappa)
-                W = np.concatenate([old_w, u[None]])
-                B = np.concatenate([old_b, b[None]])
+                W = _append_row(self._w_buf, h, old_w, m, u)
+                B = _append_row(self._b_buf, h, old_b, m, b)
         self._coefs[h], self._terms_w[h], self._terms_b[h] = coefs, W, B
         feats = self._cache_feats[h]
         if feats.shape[0]:
@@ -266,9 +283,9 @@ class DRRPO(OnlineLinearAgent):
             new = self._cache_rows(st.next_action_features[done:], h + 1)
             self._next_rows[h] = np.concatenate([self._next_rows[h], new])
         rows = self._next_rows[h]
-        # Q and pi once per distinct next state, then gathered
-        q = self._q_rows(self._cache_feats[h + 1], h + 1)[rows]
-        logp = self._cache_logp[h + 1][rows]
+        # V once per distinct next state, then gathered
+        q = self._q_rows(self._cache_feats[h + 1], h + 1)
+        logp = self._cache_logp[h + 1]
         p = np.exp(logp)
         with np.errstate(invalid="ignore"):
             # pi (log pi - log pi_ref), 0 where pi = 0 (pi_ref = 0 implies pi = 0)
@@ -276,6 +293,7 @@ class DRRPO(OnlineLinearAgent):
         values = (p * q).sum(axis=1) - self.tau * kl_terms.sum(axis=1)
         if self.clip_value:
             values = np.maximum(values, 0.0)
+        values = values[rows]
         return np.where(st.next_nonterminal, values, 0.0)
 
     def _after_step(self, h: int) -> None:
