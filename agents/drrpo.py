@@ -42,11 +42,11 @@ Flags of the reconstruction (paper choice unknown for all of them):
 * ``divergence``/``rho``: d-rectangular TV ball (default), or KL;
 * ``policy_q``: ``"clipped"`` (default: the bounded Q in ``[0, H - h]`` that
   policy-optimisation analyses need) | ``"linear"`` (the unclipped optimistic Q, whose bonus
-  can reach several units per coordinate at ridge 0.1; the default before 0.3);
+  can reach several units per coordinate at ridge 0.1; the default in 0.1.0);
 * ``evaluation``: ``"current"`` (default, policy optimisation in OPPO's order) evaluates
   ``V_{h+1}`` under the played ``pi^k`` and updates all steps after the pass; ``"updated"``
   evaluates under ``pi^{k+1}_{h+1}``, updated inside the backward pass as soon as ``Q^k_{h+1}``
-  is known (the default before 0.3): with ``eta = inf`` this is soft value iteration, and
+  is known (the default in 0.1.0): with ``eta = inf`` this is soft value iteration, and
   ``tau -> 0`` recovers (DR-)LSVI-UCB exactly, a value-based method, not policy optimisation;
 * ``clip_value``: clip ``V_{h+1}`` at 0 (the reconstruction's default) or not;
 * ``bonus``: ``"d_rectangular_l1"`` (paper form, linear in ``|phi|``) or ``"none"``; the
@@ -78,6 +78,8 @@ from robustrl.validation import check_int, check_positive
 __all__ = ["DRRPO"]
 
 _POLICY_Q = ("linear", "clipped")
+#: saved since 0.2.0; a 0.1.0 file without them loads with an empty cache (closed form).
+_CACHE_PARAMS = ("policy_cache_counts_", "policy_cache_features_", "policy_cache_logp_")
 _EVALUATION = ("updated", "current")
 
 
@@ -376,6 +378,22 @@ class DRRPO(OnlineLinearAgent):
         if self.policy_q == "linear" and m > 1:
             raise ValueError(f"path {path}: array 'policy_counts_' must be <= 1 with "
                              f"policy_q='linear' (terms are folded); got {m}")
+
+    @classmethod
+    def _read_npz(cls, path, required=()):
+        """As the base, but the policy-cache arrays are optional (0.1.0 files lack them: the
+        cache then starts empty and every state starts from the closed form)."""
+        optional = {f"param_{n}" for n in _CACHE_PARAMS}
+        header, arrays = super()._read_npz(path, [r for r in required if r not in optional])
+        if optional - set(arrays) and "param_policy_w_" in arrays:
+            W = np.asarray(arrays["param_policy_w_"])
+            nxt = np.asarray(arrays.get("param_data_next_features_", np.zeros((0, 1, 1))))
+            if W.ndim == 3 and nxt.ndim == 3:
+                H, d, A = W.shape[0], W.shape[2], nxt.shape[1]
+                arrays = {**arrays, "param_policy_cache_counts_": np.zeros(H, dtype=np.int64),
+                          "param_policy_cache_features_": np.zeros((H, 0, A, d)),
+                          "param_policy_cache_logp_": np.zeros((H, 0, A))}
+        return header, arrays
 
     def _import_state(self) -> None:
         super()._import_state()

@@ -16,7 +16,7 @@ numbers are not comparable across agents, only the rates are):
 * ``DR-RPO``: TV ball of radius ``rho`` on every factor, reference-policy KL regulariser
   ``tau``, mirror-descent step ``eta`` -> the exact regularised robust optimum (the defaults:
   clipped Q into mirror descent, evaluation under the played policy);
-* ``DR-RPO-old``: the same with the pre-0.3 defaults ``policy_q="linear"``,
+* ``DR-RPO-old``: the same with the 0.1.0 defaults ``policy_q="linear"``,
   ``evaluation="updated"`` (unclipped Q, value-iteration order);
 * ``DR-LSVI-UCB``: TV ball ``rho`` -> the exact d-rectangular robust optimum;
 * ``LSVI-UCB``: the nominal optimum;
@@ -42,7 +42,7 @@ import numpy as np
 from robustrl._io import atomic_write
 
 NAME = "drrpo_regret"
-DESCRIPTION = ("online regret vs episodes: DR-RPO (new and pre-0.3 defaults), DR-LSVI-UCB, "
+DESCRIPTION = ("online regret vs episodes: DR-RPO (new and 0.1.0 defaults), DR-LSVI-UCB, "
                "LSVI-UCB, OPPO on the simulated and a 16-dim random linear MDP, log-log slopes "
                "with CIs")
 GRID = {

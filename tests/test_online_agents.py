@@ -39,7 +39,7 @@ from robustrl.ridge import gram_inverse
 from robustrl.value_iteration import greedy_q_values
 
 H, S, A, D = 3, 5, 16, 4
-#: DR-RPO's defaults before 0.3 (value-based evaluation, unclipped Q in the policy step).
+#: DR-RPO's defaults in 0.1.0 (value-based evaluation, unclipped Q in the policy step).
 OLD_DEFAULTS = {"evaluation": "updated", "policy_q": "linear"}
 
 
@@ -150,7 +150,7 @@ def test_robust_regression_with_zero_radius_is_the_ordinary_regression():
 
 
 def test_drrpo_rho0_tau0_evaluation_equals_lsvi_ucb_on_the_same_data():
-    # evaluation="updated", policy_q="linear": the pre-0.3 defaults, pinned when the defaults
+    # evaluation="updated", policy_q="linear": the 0.1.0 defaults, pinned when the defaults
     # became the policy-optimisation ones (this limit is value iteration, not PO)
     agent = DRRPO(_env(), rho=0.0, tau=1e-12, eta=math.inf, ridge=0.5, beta=0.7, seed=3,
                   **OLD_DEFAULTS)
@@ -653,3 +653,18 @@ def test_drvi_l_and_dr_lsvi_ucb_kl_run_the_named_clip_rules():
                                   kl_dual_rows(values, xi, 0.3, clip="floor"))
     np.testing.assert_array_equal(robust_value_regression(values, xi, "kl", 0.3),
                                   kl_dual_rows(values, xi, 0.3, clip="support"))
+
+
+def test_drrpo_file_without_the_policy_cache_loads(tmp_path):
+    """A 0.1.0 file has no policy_cache_* arrays: it loads with an empty cache and the policy
+    comes from the closed form (equal to the cached one up to rounding)."""
+    agent = DRRPO(_env(), eta=1.5, seed=0).learn(total_episodes=12)
+    path = agent.save(tmp_path / "new")
+    with np.load(path) as data:
+        kept = {k: data[k] for k in data.files if not k.startswith("param_policy_cache")}
+    old = tmp_path / "old.npz"
+    np.savez(old, **kept)
+    loaded = DRRPO.load(old, _env())
+    assert all(f.shape[0] == 0 for f in loaded._cache_feats)
+    np.testing.assert_allclose(_table(loaded), _table(agent), rtol=1e-9, atol=1e-14)
+    assert loaded.learn(total_episodes=2).n_episodes_ == 14
