@@ -13,8 +13,8 @@ with the absolute constant ``C`` left explicit because none of those sources sta
     form="we_drive_u":             R(K) = C d H min(1/rho, H) sqrt(K) iota
         the improved value-based order of We-DRIVE-U (listed for comparison);
     form="oppo":                   R(K) = C sqrt(d^2 H^3 T) iota = C d H^2 sqrt(K) iota
-        OPPO's theorem (Cai et al. 2020, arXiv:1912.05830, Theorem 4.2; ``T = H K`` steps), the
-        non-robust policy-optimisation algorithm the reconstruction extends;
+        OPPO's regret as the abstract of Cai et al. 2020 (arXiv:1912.05830) states it
+        (``T = H K`` steps): the non-robust policy optimiser the reconstruction extends;
     iota = log(2 d H K / delta),   C = ``constant`` (default 1, **not sourced**).
 
 ``iota`` follows the log factor of LSVI-UCB's regret bound (Jin et al. 2020, ``log(2dT/p)``
