@@ -3,7 +3,8 @@
 Offline (fit on an :class:`~robustrl.data.OfflineDataset`): :class:`R2PVI` and its baselines
 :class:`PEVI`, :class:`DRPVI`, :class:`DRVI_L`. Online (``learn`` in an environment, exact regret
 when the environment exposes its model): :class:`DRRPO` and its baselines :class:`DRLSVIUCB`,
-:class:`LSVIUCB`. Density-ratio online and hybrid RL: :class:`GLOW` and :class:`HyGLOW` on finite
+:class:`LSVIUCB` and the non-robust policy optimiser :class:`OPPO`. Density-ratio online and
+hybrid RL: :class:`GLOW` and :class:`HyGLOW` on finite
 value and weight classes (or the full tabular weight class), and :class:`GLOWLin`, an
 approximation of GLOW on linear value and weight classes; their squared-loss comparators on the
 same finite value classes: :class:`GOLF` (online, optimistic), :class:`HyQ` and :class:`H2OFQI`
@@ -26,11 +27,12 @@ from robustrl.agents.h2o import H2OFQI
 from robustrl.agents.hyglow import HyGLOW
 from robustrl.agents.hyq import HyQ
 from robustrl.agents.lsvi_ucb import DRLSVIUCB, LSVIUCB
+from robustrl.agents.oppo import OPPO
 from robustrl.agents.pevi import PEVI
 from robustrl.agents.r2pvi import R2PVI
 
 OFFLINE_AGENTS = {"R2PVI": R2PVI, "PEVI": PEVI, "DRPVI": DRPVI, "DRVI_L": DRVI_L}
-ONLINE_AGENTS = {"DRRPO": DRRPO, "DRLSVIUCB": DRLSVIUCB, "LSVIUCB": LSVIUCB}
+ONLINE_AGENTS = {"DRRPO": DRRPO, "DRLSVIUCB": DRLSVIUCB, "LSVIUCB": LSVIUCB, "OPPO": OPPO}
 
 _NEURAL = {"torch": "neural", "stable_baselines3": "neural"}
 # name -> (module, third-party modules it needs -> the extra that installs them)
@@ -74,6 +76,7 @@ __all__ = [
     "LSVIUCB",
     "OFFLINE_AGENTS",
     "ONLINE_AGENTS",
+    "OPPO",
     "PEVI",
     "R2PVI",
     "LinearAgent",

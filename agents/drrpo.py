@@ -27,21 +27,27 @@ Per episode ``k``:
 
 The policy is stored so that ``pi^k(.|s)`` is computable from the features at any observation:
 ``log pi^k_h = log pi_ref + sum_j c_j Qhat^j_h + const`` with ``Qhat^j_h(s,a) = phi^T u_j +
-|phi|^T b_j`` (``u_j = w^j_h``, ``b_j = beta sqrt(diag Lambda^{-1})``). With ``policy_q="linear"``
-(default) ``Qhat`` is the *unclipped* optimistic Q, so the whole sum collapses into one pair of
-``d``-vectors per step (the policy stays log-linear, ``O(|A| d)`` to evaluate); with
-``policy_q="clipped"`` ``Qhat`` is the clipped ``Q`` (OPPO's form) and all past pairs are kept
-(``O(k |A| d)`` per evaluation after ``k`` episodes: use for short runs).
+|phi|^T b_j`` (``u_j = w^j_h``, ``b_j = beta sqrt(diag Lambda^{-1})``), clipped to ``[0, H - h]``
+with ``policy_q="clipped"`` (the default, OPPO's bounded Q, arXiv:1912.05830 Algorithm 1: all
+past pairs are kept, ``O(k |A| d)`` per fresh state after ``k`` episodes) and unclipped with
+``policy_q="linear"`` (the sum collapses into one pair of ``d``-vectors per step). At every
+feature matrix ``phi(s, .)`` seen so far (the data's next states, the states acted in and the
+model's states) the agent caches ``log pi^k_h(.|s)`` and advances it with
+:func:`robustrl.policies.kl_mirror_descent_step`'s core after each evaluation, so the cost per
+episode does not grow with ``k`` on finite state spaces; a state not cached yet starts from the
+closed form above (the unrolled recursion; they agree to rounding, tests/test_online_agents.py).
 
 Flags of the reconstruction (paper choice unknown for all of them):
 
 * ``divergence``/``rho``: d-rectangular TV ball (default), or KL;
-* ``policy_q``: ``"linear"`` | ``"clipped"`` (see above);
-* ``evaluation``: ``"updated"`` (default) evaluates ``V_{h+1}`` under ``pi^{k+1}_{h+1}``, the
-  policy the agent plays next, updated inside the backward pass as soon as ``Q^k_{h+1}`` is
-  known (with ``eta = inf`` this is soft value iteration, and ``tau -> 0`` recovers
-  (DR-)LSVI-UCB exactly); ``"current"`` evaluates under the played ``pi^k`` and updates all
-  steps after the pass (OPPO's order);
+* ``policy_q``: ``"clipped"`` (default: the bounded Q in ``[0, H - h]`` that
+  policy-optimisation analyses need) | ``"linear"`` (the unclipped optimistic Q, whose bonus
+  can reach several units per coordinate at ridge 0.1; the default in 0.1.0);
+* ``evaluation``: ``"current"`` (default, policy optimisation in OPPO's order) evaluates
+  ``V_{h+1}`` under the played ``pi^k`` and updates all steps after the pass; ``"updated"``
+  evaluates under ``pi^{k+1}_{h+1}``, updated inside the backward pass as soon as ``Q^k_{h+1}``
+  is known (the default in 0.1.0): with ``eta = inf`` this is soft value iteration, and
+  ``tau -> 0`` recovers (DR-)LSVI-UCB exactly, a value-based method, not policy optimisation;
 * ``clip_value``: clip ``V_{h+1}`` at 0 (the reconstruction's default) or not;
 * ``bonus``: ``"d_rectangular_l1"`` (paper form, linear in ``|phi|``) or ``"none"``; the
   elliptical and l2 forms are not linear in the features and cannot be stored this way;
@@ -66,12 +72,28 @@ from robustrl.agents._online import (
 from robustrl.bonus import check_bonus_name
 from robustrl.exact import policy_regularized_evaluate, policy_regularized_value_iteration
 from robustrl.models import LinearMDP
+from robustrl.policies import _mirror_descent_log_step
 from robustrl.validation import check_int, check_positive
 
 __all__ = ["DRRPO"]
 
 _POLICY_Q = ("linear", "clipped")
+#: saved since 0.2.0; a 0.1.0 file without them loads with an empty cache (closed form).
+_CACHE_PARAMS = ("policy_cache_counts_", "policy_cache_features_", "policy_cache_logp_")
 _EVALUATION = ("updated", "current")
+
+
+def _append_row(buffers: list[np.ndarray], h: int, used: np.ndarray, m: int,
+                row: np.ndarray) -> np.ndarray:
+    """``used (m, d)`` with ``row`` appended, as a view of ``buffers[h]`` (grown by doubling,
+    so appending is O(d) amortised instead of a copy of all ``m`` rows)."""
+    buf = buffers[h]
+    if buf.shape[0] <= m or not np.may_share_memory(buf, used):
+        grown = np.zeros((max(2 * (m + 1), 64), row.shape[0]))
+        grown[:m] = used
+        buffers[h] = buf = grown
+    buf[m] = row
+    return buf[: m + 1]
 
 
 class DRRPO(OnlineLinearAgent):
@@ -85,8 +107,8 @@ class DRRPO(OnlineLinearAgent):
         tau: temperature ``> 0`` of the reference-policy KL regulariser.
         eta: mirror-descent step ``> 0``, or ``inf`` for the soft-greedy policy.
         reference_policy: None (uniform) or an ``(A,)`` probability vector used at every state.
-        policy_q: ``"linear"`` (default) or ``"clipped"``.
-        evaluation: ``"updated"`` (default) or ``"current"``.
+        policy_q: ``"clipped"`` (default) or ``"linear"``.
+        evaluation: ``"current"`` (default) or ``"updated"``.
         clip_value: clip the evaluated ``V_{h+1}`` at 0 (default True).
         v_min: TV floor, a number ``>= 0`` (default 0) or ``"data"``.
         ridge: ridge ``gamma > 0`` (default 0.1, the simulated-MDP setting of arXiv:2411.18612,
@@ -102,11 +124,12 @@ class DRRPO(OnlineLinearAgent):
     )
     _param_names: ClassVar[tuple[str, ...]] = OnlineLinearAgent._base_param_names + (
         "policy_counts_", "policy_coefs_", "policy_w_", "policy_b_",
+        "policy_cache_counts_", "policy_cache_features_", "policy_cache_logp_",
     )
 
     def __init__(self, env, *, rho: float = 0.1, divergence: str = "tv", tau: float = 0.1,
-                 eta: float = 1.0, reference_policy=None, policy_q: str = "linear",
-                 evaluation: str = "updated", clip_value: bool = True,
+                 eta: float = 1.0, reference_policy=None, policy_q: str = "clipped",
+                 evaluation: str = "current", clip_value: bool = True,
                  v_min: float | str = 0.0, ridge: float = 0.1, beta: float = 1.0,
                  bonus: str = "d_rectangular_l1", seed: int | None = None) -> None:
         name = check_bonus_name(bonus)
@@ -118,7 +141,7 @@ class DRRPO(OnlineLinearAgent):
             )
         super().__init__(env, ridge=ridge, beta=beta, bonus=name, seed=seed)
         self.divergence, self.rho, self.v_min = check_robust_setting(divergence, rho, v_min)
-        self.tau = check_positive(tau, "tau")
+        self.tau = self._check_tau(tau)
         self.eta = _check_eta(eta)
         self._ref = check_reference_vector(reference_policy, self.n_actions)
         self.reference_policy = None if reference_policy is None else self._ref.copy()
@@ -138,6 +161,14 @@ class DRRPO(OnlineLinearAgent):
         self._coefs = [np.zeros(0) for _ in range(H)]
         self._terms_w = [np.zeros((0, d)) for _ in range(H)]
         self._terms_b = [np.zeros((0, d)) for _ in range(H)]
+        # capacity-doubling storage behind _terms_w / _terms_b (policy_q="clipped")
+        self._w_buf = [np.zeros((0, d)) for _ in range(H)]
+        self._b_buf = [np.zeros((0, d)) for _ in range(H)]
+        self._reset_cache()
+
+    @staticmethod
+    def _check_tau(tau) -> float:
+        return check_positive(tau, "tau")
 
     # ------------------------------------------------------------- the policy
     @property
@@ -152,12 +183,46 @@ class DRRPO(OnlineLinearAgent):
             np.clip(terms, 0.0, float(self.horizon - h), out=terms)
         return terms
 
-    def _log_probs_rows(self, features: np.ndarray, h: int) -> np.ndarray:
-        """``log pi_h(. | s)`` at ``features (N, A, d)``: ``(N, A)``."""
+    def _closed_form_log_probs(self, features: np.ndarray, h: int) -> np.ndarray:
+        """``log pi_h(. | s)`` at ``features (N, A, d)`` from the stored terms: ``(N, A)``."""
         logits = np.broadcast_to(self._log_ref, features.shape[:2]).copy()
         if self._coefs[h].shape[0]:
             logits += self._policy_terms(features, h) @ self._coefs[h]
         return _log_softmax_rows(logits, 1.0)  # robustrl.policies.log_softmax, unchecked
+
+    # ----------------------------------------------------- the log-policy cache
+    def _reset_cache(self) -> None:
+        H, d, A = self.horizon, self.feature_dim, self.n_actions
+        self._cache_keys: list[dict[bytes, int]] = [{} for _ in range(H)]
+        self._cache_feats = [np.zeros((0, A, d)) for _ in range(H)]
+        self._cache_logp = [np.zeros((0, A)) for _ in range(H)]
+        self._next_rows = [np.zeros(0, dtype=np.int64) for _ in range(H)]
+
+    def _cache_rows(self, features: np.ndarray, h: int) -> np.ndarray:
+        """Cache rows of ``features (N, A, d)`` at step ``h``; new ones start from the closed
+        form."""
+        keys = self._cache_keys[h]
+        feats = np.ascontiguousarray(features, dtype=np.float64)
+        rows = np.empty(feats.shape[0], dtype=np.int64)
+        fresh: list[int] = []
+        for n in range(feats.shape[0]):
+            key = feats[n].tobytes()
+            row = keys.get(key)
+            if row is None:
+                row = keys[key] = len(keys)
+                fresh.append(n)
+            rows[n] = row
+        if fresh:
+            new = feats[fresh]
+            self._cache_feats[h] = np.concatenate([self._cache_feats[h], new])
+            self._cache_logp[h] = np.concatenate(
+                [self._cache_logp[h], self._closed_form_log_probs(new, h)])
+        return rows
+
+    def _log_probs_rows(self, features: np.ndarray, h: int) -> np.ndarray:
+        """``log pi_h(. | s)`` at ``features (N, A, d)``: ``(N, A)``."""
+        rows = self._cache_rows(features, h)  # first: it may grow the cache
+        return self._cache_logp[h][rows]
 
     def _probs_rows(self, features: np.ndarray, h: int) -> np.ndarray:
         return np.exp(self._log_probs_rows(features, h))
@@ -192,10 +257,19 @@ class DRRPO(OnlineLinearAgent):
                 B = (alpha * old_c @ old_b + kappa * b)[None]
                 coefs = np.ones(1)
             else:
+                m = old_c.shape[0]
                 coefs = np.append(alpha * old_c, kappa)
-                W = np.concatenate([old_w, u[None]])
-                B = np.concatenate([old_b, b[None]])
+                W = _append_row(self._w_buf, h, old_w, m, u)
+                B = _append_row(self._b_buf, h, old_b, m, b)
         self._coefs[h], self._terms_w[h], self._terms_b[h] = coefs, W, B
+        feats = self._cache_feats[h]
+        if feats.shape[0]:
+            q = feats @ u + np.abs(feats) @ b
+            if self.policy_q == "clipped":
+                np.clip(q, 0.0, float(self.horizon - h), out=q)
+            ref = np.broadcast_to(self._log_ref, q.shape)
+            self._cache_logp[h] = _mirror_descent_log_step(self._cache_logp[h], ref, q,
+                                                           self.eta, self.tau)
 
     def policy_terms(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Copies of the stored policy at ``step``: ``coefs (m,)``, ``w (m, d)``, ``b (m, d)``
@@ -206,9 +280,14 @@ class DRRPO(OnlineLinearAgent):
     # ------------------------------------------------------ the evaluation
     def _next_values(self, h: int) -> np.ndarray:
         st = self._buffers.step(h)
-        feats = st.next_action_features
-        q = self._q_rows(feats, h + 1)
-        logp = self._log_probs_rows(feats, h + 1)
+        done = self._next_rows[h].shape[0]
+        if st.next_action_features.shape[0] > done:
+            new = self._cache_rows(st.next_action_features[done:], h + 1)
+            self._next_rows[h] = np.concatenate([self._next_rows[h], new])
+        rows = self._next_rows[h]
+        # V once per distinct next state, then gathered
+        q = self._q_rows(self._cache_feats[h + 1], h + 1)
+        logp = self._cache_logp[h + 1]
         p = np.exp(logp)
         with np.errstate(invalid="ignore"):
             # pi (log pi - log pi_ref), 0 where pi = 0 (pi_ref = 0 implies pi = 0)
@@ -216,6 +295,7 @@ class DRRPO(OnlineLinearAgent):
         values = (p * q).sum(axis=1) - self.tau * kl_terms.sum(axis=1)
         if self.clip_value:
             values = np.maximum(values, 0.0)
+        values = values[rows]
         return np.where(st.next_nonterminal, values, 0.0)
 
     def _after_step(self, h: int) -> None:
@@ -254,15 +334,28 @@ class DRRPO(OnlineLinearAgent):
             k = counts[h]
             coefs[h, :k], W[h, :k], B[h, :k] = self._coefs[h], self._terms_w[h], self._terms_b[h]
         state.update(policy_counts_=counts, policy_coefs_=coefs, policy_w_=W, policy_b_=B)
+        A = self.n_actions
+        n_cached = np.array([f.shape[0] for f in self._cache_feats], dtype=np.int64)
+        m = int(n_cached.max(initial=0))
+        feats, logp = np.zeros((H, m, A, d)), np.zeros((H, m, A))
+        for h in range(H):
+            feats[h, : n_cached[h]], logp[h, : n_cached[h]] = (self._cache_feats[h],
+                                                               self._cache_logp[h])
+        state.update(policy_cache_counts_=n_cached, policy_cache_features_=feats,
+                     policy_cache_logp_=logp)
         return state
 
     def _param_specs(self) -> dict[str, dict]:
-        H, d = self.horizon, self.feature_dim
+        H, d, A = self.horizon, self.feature_dim, self.n_actions
         return {**super()._param_specs(),
                 "policy_counts_": {"kind": "i", "shape": (H,), "low": 0},
                 "policy_coefs_": {"kind": "f", "shape": (H, None)},
                 "policy_w_": {"kind": "f", "shape": (H, None, d)},
-                "policy_b_": {"kind": "f", "shape": (H, None, d)}}
+                "policy_b_": {"kind": "f", "shape": (H, None, d)},
+                "policy_cache_counts_": {"kind": "i", "shape": (H,), "low": 0},
+                "policy_cache_features_": {"kind": "f", "shape": (H, None, A, d)},
+                # -inf where pi_ref = 0
+                "policy_cache_logp_": {"kind": "f", "shape": (H, None, A), "finite": False}}
 
     def _check_loaded(self, path) -> None:
         """Besides the base checks: the policy arrays hold ``max(policy_counts_)`` terms."""
@@ -272,9 +365,35 @@ class DRRPO(OnlineLinearAgent):
             if getattr(self, name).shape[1] != m:
                 raise ValueError(f"path {path}: array {name!r} must hold max(policy_counts_) "
                                  f"= {m} terms per step; got shape {getattr(self, name).shape}")
+        m_cache = int(self.policy_cache_counts_.max(initial=0))
+        for name in ("policy_cache_features_", "policy_cache_logp_"):
+            if getattr(self, name).shape[1] != m_cache:
+                raise ValueError(f"path {path}: array {name!r} must hold "
+                                 f"max(policy_cache_counts_) = {m_cache} rows per step; got "
+                                 f"shape {getattr(self, name).shape}")
+        logp = self.policy_cache_logp_
+        if np.isnan(logp).any() or np.isposinf(logp).any():
+            raise ValueError(f"path {path}: array 'policy_cache_logp_' must hold "
+                             "log-probabilities (no NaN or +inf)")
         if self.policy_q == "linear" and m > 1:
             raise ValueError(f"path {path}: array 'policy_counts_' must be <= 1 with "
                              f"policy_q='linear' (terms are folded); got {m}")
+
+    @classmethod
+    def _read_npz(cls, path, required=()):
+        """As the base, but the policy-cache arrays are optional (0.1.0 files lack them: the
+        cache then starts empty and every state starts from the closed form)."""
+        optional = {f"param_{n}" for n in _CACHE_PARAMS}
+        header, arrays = super()._read_npz(path, [r for r in required if r not in optional])
+        if optional - set(arrays) and "param_policy_w_" in arrays:
+            W = np.asarray(arrays["param_policy_w_"])
+            nxt = np.asarray(arrays.get("param_data_next_features_", np.zeros((0, 1, 1))))
+            if W.ndim == 3 and nxt.ndim == 3:
+                H, d, A = W.shape[0], W.shape[2], nxt.shape[1]
+                arrays = {**arrays, "param_policy_cache_counts_": np.zeros(H, dtype=np.int64),
+                          "param_policy_cache_features_": np.zeros((H, 0, A, d)),
+                          "param_policy_cache_logp_": np.zeros((H, 0, A))}
+        return header, arrays
 
     def _import_state(self) -> None:
         super()._import_state()
@@ -287,5 +406,15 @@ class DRRPO(OnlineLinearAgent):
         self._coefs = [coefs[h, : counts[h]].copy() for h in range(H)]
         self._terms_w = [W[h, : counts[h]].copy() for h in range(H)]
         self._terms_b = [B[h, : counts[h]].copy() for h in range(H)]
-        for name in ("policy_counts_", "policy_coefs_", "policy_w_", "policy_b_"):
+        self._reset_cache()
+        n_cached = np.asarray(self.policy_cache_counts_, dtype=np.int64).reshape(H)
+        for h in range(H):
+            feats = np.ascontiguousarray(self.policy_cache_features_[h, : n_cached[h]],
+                                         dtype=np.float64)
+            self._cache_feats[h] = feats
+            self._cache_logp[h] = np.asarray(self.policy_cache_logp_[h, : n_cached[h]],
+                                             dtype=np.float64).copy()
+            self._cache_keys[h] = {feats[n].tobytes(): n for n in range(feats.shape[0])}
+        for name in ("policy_counts_", "policy_coefs_", "policy_w_", "policy_b_",
+                     "policy_cache_counts_", "policy_cache_features_", "policy_cache_logp_"):
             delattr(self, name)

@@ -41,8 +41,12 @@ DEFAULT_RLBERRY_PYTHON = "/tmp/rlberry_venv/bin/python"
 RLBERRY_SCRIPT = Path(__file__).with_name("rlberry_lsvi.py")
 
 
+#: settings matching the loop references (LoopDRRPO is DR-RPO's 0.1.0 default order).
+LOOP_SETTINGS = {"DRRPO": {"policy_q": "linear", "evaluation": "updated"}}
+
+
 def _package_run(cls, episodes: int):
-    agent = cls(SimulatedLinearMDPEnv(), seed=0)
+    agent = cls(SimulatedLinearMDPEnv(), seed=0, **LOOP_SETTINGS.get(cls.__name__, {}))
     agent.track_regret = False
     agent.learn(total_episodes=episodes)
     return agent

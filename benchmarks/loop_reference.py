@@ -292,7 +292,8 @@ class LoopLSVIUCB:
 
 class LoopDRRPO(LoopLSVIUCB):
     """DR-RPO (TV ball, d-rectangular bonus, softmax mirror-descent policy with the
-    ``"linear"``/``"updated"`` defaults of :class:`robustrl.agents.DRRPO`) in the loop style:
+    ``policy_q="linear"``, ``evaluation="updated"`` settings of :class:`robustrl.agents.DRRPO`,
+    its 0.1.0 defaults) in the loop style:
     per-sample values, per-coordinate TV dual by a loop over the candidate ``alpha``."""
 
     robust = True

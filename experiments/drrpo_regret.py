@@ -1,4 +1,4 @@
-"""Cumulative regret of DR-RPO, DR-LSVI-UCB and LSVI-UCB against episodes.
+"""Cumulative regret of DR-RPO, DR-LSVI-UCB, LSVI-UCB and OPPO against episodes.
 
 Each cell trains one online agent for ``episodes`` episodes on one environment and records its
 exact cumulative regret (the environments expose their models, so every episode's regret is
@@ -14,9 +14,14 @@ Agents and their regret's reference (each against its own objective's exact opti
 numbers are not comparable across agents, only the rates are):
 
 * ``DR-RPO``: TV ball of radius ``rho`` on every factor, reference-policy KL regulariser
-  ``tau``, mirror-descent step ``eta`` -> the exact regularised robust optimum;
+  ``tau``, mirror-descent step ``eta`` -> the exact regularised robust optimum (the defaults:
+  clipped Q into mirror descent, evaluation under the played policy);
+* ``DR-RPO-old``: the same with the 0.1.0 defaults ``policy_q="linear"``,
+  ``evaluation="updated"`` (unclipped Q, value-iteration order);
 * ``DR-LSVI-UCB``: TV ball ``rho`` -> the exact d-rectangular robust optimum;
-* ``LSVI-UCB``: the nominal optimum.
+* ``LSVI-UCB``: the nominal optimum;
+* ``OPPO`` (arXiv:1912.05830, :class:`~robustrl.agents.OPPO`): mirror-descent step ``eta``, no
+  robustness, no reference regulariser -> the nominal optimum.
 
 The ``report`` hook fits ``log R(K) = a + b log K`` per seed on log-spaced counts
 (:func:`robustrl.theory.drrpo.fit_loglog_slope`) and prints the mean slope with its 95%
@@ -37,12 +42,13 @@ import numpy as np
 from robustrl._io import atomic_write
 
 NAME = "drrpo_regret"
-DESCRIPTION = ("online regret vs episodes: DR-RPO, DR-LSVI-UCB, LSVI-UCB on the simulated and "
-               "a 16-dim random linear MDP, log-log slopes with CIs")
+DESCRIPTION = ("online regret vs episodes: DR-RPO (new and 0.1.0 defaults), DR-LSVI-UCB, "
+               "LSVI-UCB, OPPO on the simulated and a 16-dim random linear MDP, log-log slopes "
+               "with CIs")
 GRID = {
     "env": ["simulated", "random"],
-    "agent": ["DR-RPO", "DR-LSVI-UCB", "LSVI-UCB"],
-    "episodes": [2000],
+    "agent": ["DR-RPO", "DR-RPO-old", "DR-LSVI-UCB", "LSVI-UCB", "OPPO"],
+    "episodes": [5000],
     "rho": [0.3],
     "tau": [0.1],
     "eta": [2.0],
@@ -53,7 +59,7 @@ SEEDS = 10
 X_AXIS = "episodes"
 
 ENVS = ("simulated", "random")
-AGENTS = ("DR-RPO", "DR-LSVI-UCB", "LSVI-UCB")
+AGENTS = ("DR-RPO", "DR-RPO-old", "DR-LSVI-UCB", "LSVI-UCB", "OPPO")
 #: first episode count of the fits (earlier counts are dominated by the burn-in).
 FIT_START = 10
 N_CHECKPOINTS = 40
@@ -87,12 +93,17 @@ def env_factory(env: str, mdp_seed: int = 0):
 
 def agent_spec(params: dict):
     """``(agent class, hyperparameters)`` of a cell."""
-    from robustrl.agents import DRLSVIUCB, DRRPO, LSVIUCB
+    from robustrl.agents import DRLSVIUCB, DRRPO, LSVIUCB, OPPO
 
     beta = float(params["beta"])
-    if params["agent"] == "DR-RPO":
-        return DRRPO, {"rho": float(params["rho"]), "tau": float(params["tau"]),
-                       "eta": float(params["eta"]), "beta": beta}
+    if params["agent"] in ("DR-RPO", "DR-RPO-old"):
+        hyper = {"rho": float(params["rho"]), "tau": float(params["tau"]),
+                 "eta": float(params["eta"]), "beta": beta}
+        if params["agent"] == "DR-RPO-old":
+            hyper.update(policy_q="linear", evaluation="updated")
+        return DRRPO, hyper
+    if params["agent"] == "OPPO":
+        return OPPO, {"eta": float(params["eta"]), "beta": beta}
     if params["agent"] == "DR-LSVI-UCB":
         return DRLSVIUCB, {"rho": float(params["rho"]), "beta": beta}
     if params["agent"] == "LSVI-UCB":

@@ -15,7 +15,9 @@ Two exact-DP references (no learning, the same for every seed) are rows of the g
 d-rectangular TV-robust policy with the agents' ``rho``).
 
 Expectation: the robust agents (DR-RPO, DR-LSVI-UCB) should lose less return than
-LSVI-UCB as q grows. ``report`` prints the return at each q (mean and 95% CI over seeds) and
+LSVI-UCB as q grows, and DR-RPO less than its non-robust policy-optimisation counterpart OPPO
+(arXiv:1912.05830). Any agent of :mod:`robustrl.experiments.drrpo_regret` can be set
+(``DR-RPO-old`` included). ``report`` prints the return at each q (mean and 95% CI over seeds) and
 the loss ``return(q=0) - return(q=1)``; ``plot`` draws ``drrpo_robustness.png``.
 
 Run: robustrl run drrpo_robustness --out results/drrpo_robustness --workers 2
@@ -31,11 +33,13 @@ import numpy as np
 from robustrl._io import atomic_write
 
 NAME = "drrpo_robustness"
-DESCRIPTION = ("exact return of the final DR-RPO / DR-LSVI-UCB / LSVI-UCB policies across the "
+DESCRIPTION = ("exact return of the final DR-RPO / DR-LSVI-UCB / LSVI-UCB / OPPO policies "
+               "across the "
                "perturbation grid (simulated and random linear MDP)")
 GRID = {
     "env": ["simulated", "random"],
-    "agent": ["DR-RPO", "DR-LSVI-UCB", "LSVI-UCB", "optimal-nominal", "optimal-robust"],
+    "agent": ["DR-RPO", "DR-LSVI-UCB", "LSVI-UCB", "OPPO", "optimal-nominal",
+              "optimal-robust"],
     "episodes": [1500],
     "rho": [0.3],
     "tau": [0.1],
@@ -132,7 +136,7 @@ def report(results: list[dict]) -> str:
                 + f"{v['loss']:>9.3f} +-{v['loss_half']:<5.3f}")
         if "LSVI-UCB" in rows:
             base = rows["LSVI-UCB"]
-            for agent in ("DR-RPO", "DR-LSVI-UCB"):
+            for agent in ("DR-RPO", "DR-RPO-old", "DR-LSVI-UCB"):
                 if agent in rows:
                     diff = rows[agent]["loss"] - base["loss"]
                     # Welch-style half-width from the two independent 95% half-widths

@@ -8,6 +8,10 @@ feature-based policy and normalises with this module's log-softmax kernel), plai
 descent (``alpha = 1``) and the soft-greedy policy
 ``pi ∝ pi_ref exp(Q / tau)`` (``alpha = 1``, ``eta = 1 / tau``). Everything runs in log space,
 so large ``eta * q`` cannot overflow; actions with ``pi_ref = 0`` keep probability 0.
+
+:func:`kl_mirror_descent_step` is the one mirror-descent step with the reference-policy
+regulariser folded in (its unchecked core ``_mirror_descent_log_step`` is what DR-RPO and OPPO
+call on their cached log-policies).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from robustrl.validation import (
 __all__ = [
     "SoftmaxPolicy",
     "kl_regularized_update",
+    "kl_mirror_descent_step",
     "log_softmax",
     "sample_actions",
     "softmax",
@@ -71,6 +76,56 @@ def _regularized_log_update(log_reference: np.ndarray, q: np.ndarray, eta: float
     return _kernels.regularized_log_policy(_rows(log_reference), _rows(q), eta, alpha).reshape(
         q.shape
     )
+
+
+def _mirror_descent_log_step(log_policy: np.ndarray, log_reference: np.ndarray, q: np.ndarray,
+                             eta: float, tau: float) -> np.ndarray:
+    """Unchecked core of :func:`kl_mirror_descent_step` on ``(N, A)`` log-probabilities (the
+    one implementation: the public functions and :class:`robustrl.agents.DRRPO` /
+    :class:`robustrl.agents.OPPO` call it)."""
+    if eta == np.inf:  # the soft-greedy policy pi_ref exp(q / tau)
+        return _kernels.regularized_log_policy(log_reference, q, 1.0 / tau, 1.0)
+    if tau == 0.0:  # plain mirror descent (OPPO): the reference does not enter
+        return _kernels.regularized_log_policy(log_policy, q, eta, 1.0)
+    alpha = 1.0 / (1.0 + eta * tau)
+    with np.errstate(invalid="ignore"):
+        mixed = alpha * log_policy + (1.0 - alpha) * log_reference
+    mixed = np.where(np.isneginf(log_reference) | np.isneginf(log_policy), -np.inf, mixed)
+    return _kernels.regularized_log_policy(mixed, q, eta * alpha, 1.0)
+
+
+def kl_mirror_descent_step(policy, q, eta: float, tau: float = 0.0,
+                           reference=None) -> np.ndarray:
+    """One KL mirror-descent step with a reference-policy regulariser, along the last axis:
+
+    ``pi_new ∝ pi^{1/(1+eta tau)} pi_ref^{eta tau/(1+eta tau)} exp(eta q / (1+eta tau))``,
+
+    the maximiser of ``<pi', q> - tau KL(pi' || pi_ref) - KL(pi' || pi) / eta`` (OPPO's
+    policy step, arXiv:1912.05830 Algorithm 1, for ``tau = 0``; DR-RPO's reconstruction,
+    arXiv:2510.14246, docs/algorithms/drrpo.md, for ``tau > 0``). ``eta = inf`` (needs
+    ``tau > 0``) gives the soft-greedy ``pi_ref exp(q / tau)``.
+
+    Args:
+        policy: current policy ``pi``, rows ``(..., A)`` are distributions.
+        q: action values, same shape.
+        eta: step ``> 0`` or ``inf``.
+        tau: regulariser temperature ``>= 0``.
+        reference: ``pi_ref`` of the same shape (None: uniform); ignored when ``tau = 0``.
+    """
+    pol = check_distribution(check_array(policy, "policy", ndim=tuple(range(1, 33))), "policy")
+    values = check_array(q, "q", shape=pol.shape)
+    eta = float(eta) if eta == np.inf else check_positive(eta, "eta")
+    tau = check_nonnegative(tau, "tau")
+    if eta == np.inf and tau == 0.0:
+        raise ValueError("eta = inf needs tau > 0 (the soft-greedy policy pi_ref exp(q / tau))")
+    if reference is None:
+        ref = np.full(pol.shape, 1.0 / pol.shape[-1])
+    else:
+        ref = check_distribution(check_array(reference, "reference", shape=pol.shape),
+                                 "reference")
+    out = _mirror_descent_log_step(_rows(_log_of_distribution(pol)),
+                                   _rows(_log_of_distribution(ref)), _rows(values), eta, tau)
+    return np.exp(out).reshape(pol.shape)
 
 
 def kl_regularized_update(pi_ref, q, eta: float, alpha: float = 1.0) -> np.ndarray:

@@ -194,7 +194,7 @@ def test_offline_agents_fit_on_the_put_option(name, cls):
 
 
 # ============================================================================================
-# The one contract of docs/agent-contract.md, over all 17 agents: shared signatures (inspect),
+# The one contract of docs/agent-contract.md, over all 18 agents: shared signatures (inspect),
 # stable-baselines3 callbacks called by every learn / fit, save -> load(path) without an env.
 
 try:  # the neural extra (torch, stable-baselines3)
@@ -336,12 +336,12 @@ def _cls(contract: Contract) -> type:
     return getattr(agents, contract.name)
 
 
-def test_the_contract_covers_all_17_agents():
+def test_the_contract_covers_all_18_agents():
     import robustrl.agents as agents
 
     exported = {n for n in agents.__all__ if isinstance(getattr(agents, n), type)
                 and n not in ("LinearAgent", "NotFittedError", "RegretCurve")}
-    assert sorted(exported) == sorted(CONTRACT_IDS) and len(CONTRACTS) == 17
+    assert sorted(exported) == sorted(CONTRACT_IDS) and len(CONTRACTS) == 18
 
 
 @pytest.mark.parametrize("contract", _contract_cases("test_shared_signatures"))

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import bench_offline
+from benchmarks import bench_offline, bench_online
 from benchmarks.loop_reference import LoopDRRPO, LoopLSVIUCB, fit_offline
 from robustrl.agents import DRRPO, LSVIUCB, R2PVI
 from robustrl.envs import SimulatedLinearMDPEnv
@@ -51,7 +51,8 @@ def test_loop_reference_rejects_other_agents(datasets):
 
 @pytest.mark.parametrize("cls,ref_cls", [(LSVIUCB, LoopLSVIUCB), (DRRPO, LoopDRRPO)])
 def test_online_loop_reference_plays_the_same_episodes(cls, ref_cls):
-    agent = cls(SimulatedLinearMDPEnv(), seed=3)
+    agent = cls(SimulatedLinearMDPEnv(), seed=3,
+                **bench_online.LOOP_SETTINGS.get(cls.__name__, {}))
     agent.track_regret = False
     agent.learn(total_episodes=12)
     assert agent.regret_.size == 0  # no exact bookkeeping when switched off

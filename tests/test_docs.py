@@ -114,7 +114,7 @@ ALGORITHM_PAGES = {
     "algorithms/pevi.md": ["PEVI"],
     "algorithms/drpvi.md": ["DRPVI"],
     "algorithms/drvi_l.md": ["DRVI_L"],
-    "algorithms/drrpo.md": ["DRRPO"],
+    "algorithms/drrpo.md": ["DRRPO", "OPPO"],
     "algorithms/lsvi_ucb.md": ["LSVIUCB", "DRLSVIUCB"],
 }
 ROW = re.compile(r"^\| `(\w+)` \| `([^`]*)` \|", flags=re.MULTILINE)

@@ -113,23 +113,51 @@ def test_verify_bounds_is_registered():
     assert bounds.bound_checks()["drrpo"].func is verify_main
 
 
-def test_verify_bounds_quick_run_passes(capsys):
-    assert verify_main(["--quick"]) == 0
+def test_verify_bounds_quick_run_passes(capsys, tmp_path):
+    assert verify_main(["--quick", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "log-log slope" in out and "PASS" in out and "bound(K)" in out
+    assert "informative) only for K >= 528,925" in out and "bootstrap CI" in out
+    import json
+
+    blob = json.loads((tmp_path / "verify_drrpo.json").read_text())
+    assert blob["passed"] and blob["informative_from"] == 528925 and len(blob["regret"]) == 5
+    assert blob["slope_ci"][0] <= 0.5 and (tmp_path / "verify_drrpo.png").stat().st_size > 0
 
 
-def test_verify_bounds_fails_with_a_tiny_bound_scale(capsys):
-    assert verify_main(["--quick", "--constant", "1e-6"]) == 1
+def test_verify_bounds_fails_with_a_tiny_bound_scale(capsys, tmp_path):
+    assert verify_main(["--quick", "--constant", "1e-6", "--out", str(tmp_path)]) == 1
     out = capsys.readouterr().out
-    assert "regret within the bound: NO" in out and "FAIL" in out
+    assert "100% of the seeds exceed it" in out and "FAIL" in out
 
 
-def test_verify_bounds_fails_when_the_slope_is_not_below_one(capsys):
-    # Two seeds over a handful of episodes: the slope interval is far too wide to lie below 1.
-    assert verify_main(["--seeds", "2", "--episodes", "6", "--start", "1", "--points",
-                        "6"]) == 1
-    assert "slope below 1 with confidence: NO" in capsys.readouterr().out
+class _WrongSignDRRPO(DRRPO):
+    """A deliberately broken DR-RPO: the bonus is subtracted (pessimism instead of optimism)."""
+
+    def __init__(self, env, **kwargs):
+        super().__init__(env, **kwargs)
+        self.beta = -self.beta
+
+
+def _wrong_sign_spec(params):
+    cls, hyper = drrpo_regret.agent_spec(params)
+    return _WrongSignDRRPO, hyper
+
+
+@pytest.mark.parametrize("argv, spec", [
+    # DR-RPO with the bonus's sign flipped (beta = 3): regret grows like K^0.6 late on
+    (["--beta", "3"], _wrong_sign_spec),
+    # optimism off in the greedy baseline: it locks onto a wrong action, slope about 1
+    (["--agent", "LSVI-UCB", "--beta", "0"], None),
+])
+def test_verify_bounds_fails_for_a_broken_agent(capsys, tmp_path, argv, spec):
+    base = ["--seeds", "4", "--episodes", "600", "--out", str(tmp_path)]
+    assert verify_main(base + argv, agent_spec=spec) == 1
+    out = capsys.readouterr().out
+    assert "rate: CI LIES above the exponent 0.5" in out and "FAIL" in out
+    # the same agents with the bonus as intended pass the same check
+    fixed = [a for a in argv if a not in ("0", "--beta")] if spec is None else ["--beta", "3"]
+    assert verify_main(base + fixed) == 0
 
 
 @pytest.mark.parametrize("argv", [["--seeds", "1"], ["--rho", "2"], ["--episodes", "0"],

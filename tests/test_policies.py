@@ -191,3 +191,53 @@ def test_log_softmax_keeps_precision_for_huge_logits():
     np.testing.assert_allclose(
         policies.log_softmax((1e12 + offsets)[None]), expected[None], rtol=0, atol=1e-12
     )
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_rows=st.integers(1, 8),
+    n_actions=st.integers(1, 6),
+    eta=st.floats(0.01, 50.0),
+    tau=st.sampled_from([0.0, 0.05, 1.0, 7.0]),
+)
+def test_kl_mirror_descent_step_is_the_regularised_proximal_maximiser(seed, n_rows, n_actions,
+                                                                        eta, tau):
+    """pi_new ∝ pi^{1/(1+eta tau)} pi_ref^{eta tau/(1+eta tau)} exp(eta q/(1+eta tau)), computed
+    here in plain NumPy; zeros of pi_ref (hence of pi) stay zero when tau > 0."""
+    rng = np.random.default_rng(seed)
+    ref = _reference_with_zeros(rng, n_rows, n_actions)
+    pol = rng.dirichlet(np.ones(n_actions), size=n_rows) * (ref > 0)
+    pol /= pol.sum(axis=1, keepdims=True)
+    q = 3.0 * rng.random((n_rows, n_actions))
+    got = policies.kl_mirror_descent_step(pol, q, eta, tau, ref)
+    a = 1.0 / (1.0 + eta * tau)
+    with np.errstate(divide="ignore"):
+        log_ref = np.log(ref) if tau > 0 else 0.0  # tau = 0: pi_ref does not enter
+        logits = a * np.log(pol) + (1 - a) * log_ref + eta * a * q
+    want = np.exp(logits - logits.max(axis=1, keepdims=True))
+    want /= want.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-14)
+    if tau == 0.0:  # plain mirror descent = kl_regularized_update with alpha = 1
+        np.testing.assert_allclose(got, policies.kl_regularized_update(pol, q, eta),
+                                   rtol=1e-12, atol=1e-15)
+
+
+def test_kl_mirror_descent_step_soft_greedy_limit_and_errors():
+    rng = np.random.default_rng(3)
+    ref, pol = rng.dirichlet(np.ones(4), size=3), rng.dirichlet(np.ones(4), size=3)
+    q = rng.random((3, 4))
+    soft = policies.kl_mirror_descent_step(pol, q, np.inf, 0.2, ref)
+    np.testing.assert_allclose(soft, policies.kl_regularized_update(ref, q, 1 / 0.2),
+                               rtol=1e-12)
+    # a very large step approaches the soft-greedy policy
+    np.testing.assert_allclose(policies.kl_mirror_descent_step(pol, q, 1e9, 0.2, ref), soft,
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="eta = inf needs tau > 0"):
+        policies.kl_mirror_descent_step(pol, q, np.inf, 0.0)
+    with pytest.raises(ValueError, match="tau"):
+        policies.kl_mirror_descent_step(pol, q, 1.0, -0.1)
+    with pytest.raises(ValueError, match="eta"):
+        policies.kl_mirror_descent_step(pol, q, 0.0, 0.1)
+    with pytest.raises(ValueError, match="reference"):
+        policies.kl_mirror_descent_step(pol, q, 1.0, 0.1, ref[:2])

@@ -13,8 +13,10 @@ from robustrl.envs import SimulatedLinearMDPEnv
 from robustrl.theory.drrpo import (
     check_regret,
     fit_loglog_slope,
+    informative_episodes,
     log_spaced_episodes,
     regret_bound,
+    trivial_bound,
 )
 
 
@@ -46,7 +48,7 @@ def test_regret_bound_is_vectorised_and_grows_like_sqrt_k_times_log():
 @pytest.mark.parametrize("kwargs, name", [
     (dict(d=0), "d"), (dict(H=1.5), "H"), (dict(K=0), "K"), (dict(K=[1, -2]), "K"),
     (dict(K=2.5), "K"), (dict(delta=0.0), "delta"), (dict(delta=1.0), "delta"),
-    (dict(rho=-0.1), "rho"), (dict(tau=0.0), "tau"), (dict(form="oppo"), "form"),
+    (dict(rho=-0.1), "rho"), (dict(tau=0.0), "tau"), (dict(form="ppo"), "form"),
     (dict(constant=0.0), "constant"), (dict(form="we_drive_u", rho=None), "rho"),
 ])
 def test_regret_bound_rejects_bad_arguments(kwargs, name):
@@ -140,3 +142,21 @@ def test_drrpo_regret_on_the_simulated_mdp_passes_the_check():
     result = check_regret(K, R, d=4, H=3, rho=0.3, tau=0.1)
     assert result.passed, (result.fit, result.max_ratio)
     assert result.fit.slope < 0.9
+
+
+def test_oppo_form_trivial_bound_and_informative_size():
+    """OPPO form C sqrt(d^2 H^3 T) iota with T = H K: d H^2 sqrt(K) iota. The trivial bound is
+    K H (1 + tau log|A|); informative_episodes is the first K where the bound drops below it,
+    checked on both sides of the crossing."""
+    K = np.array([1, 100, 10_000])
+    iota = np.log(2 * 4 * 3 * K / 0.05)
+    np.testing.assert_allclose(regret_bound(4, 3, K, form="oppo"), 4 * 9 * np.sqrt(K) * iota,
+                               rtol=1e-14)
+    assert trivial_bound(10, 3, tau=0.1, n_actions=16) == pytest.approx(
+        30 * (1 + 0.1 * np.log(16)), rel=1e-14)
+    k = informative_episodes(4, 3, tau=0.1, n_actions=16)
+    for k_at, below in ((k, True), (k - 1, False)):
+        assert (regret_bound(4, 3, k_at) < trivial_bound(k_at, 3, 0.1, 16)) is below
+    assert 1e5 < k < 1e7  # about (d^2 H iota)^2: why the C = 1 bound is vacuous at K <= 10^4
+    assert informative_episodes(4, 3, constant=1e-3) < k
+    assert informative_episodes(4, 3, k_max=1e3) is None

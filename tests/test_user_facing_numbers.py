@@ -462,7 +462,11 @@ def test_drrpo_slope_interval_is_student_t_over_three_seeds():
     check = drrpo.check_regret(K, R, d=2, H=3)
     assert check.max_ratio == pytest.approx(
         max((R / drrpo.regret_bound(2, 3, K)).ravel()), rel=1e-12)
-    assert check.within_bound and not check.passed
+    # slopes .4, .5, .9: the interval (-0.06, 1.26) does not lie above 1/2, so the rate test
+    # passes (the 0.1.0 criterion, "interval below 1", failed it: not check.slope_below_one)
+    assert check.within_bound and check.rate_ok and check.passed and not check.slope_below_one
+    steep = drrpo.check_regret(K, np.array([[0.1], [0.2], [0.3]]) * K[None, :] ** 0.9, d=2, H=3)
+    assert steep.fit.low > 0.5 and not steep.rate_ok and not steep.passed
     over = R.copy()
     over[0, 0] = 2.0 * 36.0 * math.log(240.0)  # twice the bound at K = 1, below it elsewhere
     assert not drrpo.check_regret(K, over, d=2, H=3).within_bound
