@@ -29,7 +29,6 @@ from typing import ClassVar
 
 import numpy as np
 from scipy.linalg.lapack import dpotrf, dpotri, dpotrs
-from tqdm.auto import tqdm
 
 from robustrl import ridge as ridge_module
 from robustrl._kernels import offline as _kernels
@@ -512,6 +511,8 @@ class OfflineAgent(LinearAgent):
         n_samples = np.zeros(H, dtype=np.int64)
         steps = range(H - 1, -1, -1)
         if progress:  # a disabled bar still costs more than a small step
+            from tqdm.auto import tqdm
+
             steps = tqdm(steps, desc=self.__class__.__name__, unit="step")
         for h in steps:
             last = h == H - 1
