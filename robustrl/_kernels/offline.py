@@ -39,18 +39,30 @@ def _row_dot(xi, i, v):
     return acc
 
 
-@njit(cache=True)
+def stable_order(v: np.ndarray) -> np.ndarray:
+    """Stable ascending order of ``v`` by NumPy (the same permutation as a stable sort inside a
+    kernel): sorting in NumPy spares every kernel that needs an order Numba's sort
+    implementations, which cost seconds of compilation on a cold cache."""
+    return np.argsort(v, kind="stable")
+
+
 def tv_dual_rows(v, xi, rho, v_min):
     """DRPVI (arXiv:2411.18612 baselines, docs/algorithms/drpvi.md): per row, max over alpha in
     {v_min} U {v_j} of
-    ``sum_j xi_ij min(v_j, alpha) - rho_i (alpha - v_min)``, exact by sort and cumulative sums."""
+    ``sum_j xi_ij min(v_j, alpha) - rho_i (alpha - v_min)``, exact by sort and cumulative sums
+    (:func:`tv_dual_rows_ordered` on the stable order of ``v``)."""
+    return tv_dual_rows_ordered(v, xi, rho, v_min, stable_order(v))
+
+
+@njit(cache=True)
+def tv_dual_rows_ordered(v, xi, rho, v_min, order):
+    """:func:`tv_dual_rows` given ``order``, the stable ascending order of ``v``."""
     n = v.shape[0]
     d = xi.shape[0]
     out = np.empty(d)
     if n == 0:
         out[:] = 0.0
         return out
-    order = np.argsort(v, kind="mergesort")
     v_sorted = v[order]
     w = np.empty(n)
     for i in range(d):
@@ -63,18 +75,23 @@ def tv_dual_rows(v, xi, rho, v_min):
     return out
 
 
-@njit(cache=True)
 def chi2_regularized_rows(v, xi, lam):
     """R2PVI chi2 (arXiv:2411.18612, docs/algorithms/r2pvi.md): per row, max over alpha in [min v,
     max v] of
-    ``z1 - (z2 - z1^2) / (4 lam)``, ``z_k = sum_j xi_ij min(v_j, alpha)^k``, exact by segments."""
+    ``z1 - (z2 - z1^2) / (4 lam)``, ``z_k = sum_j xi_ij min(v_j, alpha)^k``, exact by segments
+    (:func:`chi2_regularized_rows_ordered` on the stable order of ``v``)."""
+    return chi2_regularized_rows_ordered(v, xi, lam, stable_order(v))
+
+
+@njit(cache=True)
+def chi2_regularized_rows_ordered(v, xi, lam, order):
+    """:func:`chi2_regularized_rows` given ``order``, the stable ascending order of ``v``."""
     n = v.shape[0]
     d = xi.shape[0]
     out = np.empty(d)
     if n == 0:
         out[:] = 0.0
         return out
-    order = np.argsort(v, kind="mergesort")
     v_sorted = v[order]
     w = np.empty(n)
     for i in range(d):
@@ -437,20 +454,35 @@ def _group_few_values(values, features, weights, in_regression):
         if w != 0.0:
             for i in range(dim):
                 sums[g, i] += w * features[k, i]
-    order = np.argsort(u[:m])
-    return u[:m][order], sums[:m][order], inside[:m][order], True
+    # ascending by insertion (at most _FEW_VALUES distinct values: no sort to compile)
+    for a in range(1, m):
+        j = a
+        while j > 0 and u[j - 1] > u[j]:
+            u[j - 1], u[j] = u[j], u[j - 1]
+            inside[j - 1], inside[j] = inside[j], inside[j - 1]
+            for i in range(dim):
+                sums[j - 1, i], sums[j, i] = sums[j, i], sums[j - 1, i]
+            j -= 1
+    return u[:m], sums[:m], inside[:m], True
 
 
-@njit(cache=True)
 def group_by_value(values, features, weights, in_regression):
     """Distinct ``values`` (ascending), per distinct value the weighted feature sum
     ``G[g] = sum_{k: v_k = u_g} w_k phi_k`` and whether any of its rows enters the regression:
-    one sort and one pass over the rows (``np.unique`` plus :func:`group_rows` in one)."""
-    n, dim = features.shape
+    a scan while there are few distinct values (:func:`_group_few_values`), else one stable
+    NumPy sort and one pass over the rows (:func:`group_sorted`); ``np.unique`` plus
+    :func:`group_rows` in one."""
     few = _group_few_values(values, features, weights, in_regression)
     if few[3]:
         return few[0], few[1], few[2]
-    order = np.argsort(values, kind="mergesort")
+    return group_sorted(values, features, weights, in_regression, stable_order(values))
+
+
+@njit(cache=True)
+def group_sorted(values, features, weights, in_regression, order):
+    """:func:`group_by_value` given ``order``, the stable ascending order of ``values``: each
+    group's rows are summed in row order."""
+    n, dim = features.shape
     m = 0
     for j in range(n):
         if j == 0 or values[order[j]] != values[order[j - 1]]:
