@@ -31,6 +31,7 @@ import numpy as np
 from scipy.linalg.lapack import dpotrf, dpotri, dpotrs
 
 from robustrl import ridge as ridge_module
+from robustrl._kernels import announce_compile
 from robustrl._kernels import offline as _kernels
 from robustrl.agents.base import LinearAgent, Training, deprecated_progress
 from robustrl.agents.estimators import MomentEstimator, RowEstimator, StepStats
@@ -505,6 +506,7 @@ class OfflineAgent(LinearAgent):
         H, d = self.horizon, self.feature_dim
         est = self._estimator
         moments = isinstance(est, MomentEstimator)
+        announce_compile(_PASS_KERNELS, f"the {type(self).__name__} fit")
         weights = np.zeros((H, d))
         lambda_inv = np.zeros((H, d, d))
         next_values: list[np.ndarray] = [np.zeros(0)] * H
@@ -575,6 +577,9 @@ class OfflineAgent(LinearAgent):
 
 
 _NO_KNOWN = np.zeros((0, 0))
+# what every backward pass calls (the estimators add their own)
+_PASS_KERNELS = (_kernels.next_state_values, _kernels.next_state_values_minima,
+                 _kernels.gather_features, _kernels.moment_into, _kernels.symmetric_from_lower)
 _BONUS_CODE_OF = {name: BONUS_CODES[check_bonus_name(name)]
                   for name in ("elliptical", "paper_l1", "code_l2", "d_rectangular_l1",
                                "d_rectangular_l2", "none")}
