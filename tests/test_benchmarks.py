@@ -23,11 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def datasets():
-    return {env: bench_offline.make_env_data(env, n) for env, n in (("put", 40), ("sim", 60))}
+    return {env: bench_offline.make_env_data(env, n)
+            for env, n in (("put", 40), ("put-distinct", 40), ("sim", 60))}
 
 
-@pytest.mark.parametrize("env_name", ["put", "sim"])
-@pytest.mark.parametrize("method", bench_offline.METHODS)
+@pytest.mark.parametrize("env_name", ["put", "put-distinct", "sim"])
+@pytest.mark.parametrize("method", bench_offline.ALL_METHODS)
 def test_loop_reference_is_the_package_estimator(datasets, env_name, method):
     env, data, settings = datasets[env_name]
     agent = bench_offline.make_agent(method, env, settings).fit(data)
@@ -43,7 +44,7 @@ def test_loop_reference_is_the_package_estimator(datasets, env_name, method):
 
 def test_loop_reference_rejects_other_agents(datasets):
     env, data, settings = datasets["sim"]
-    with pytest.raises(ValueError, match="R2PVI or DRPVI"):
+    with pytest.raises(ValueError, match="PEVI, R2PVI, DRPVI or DRVI_L"):
         fit_offline(LSVIUCB(env), data)
     with pytest.raises(ValueError, match="variance-aware"):
         fit_offline(R2PVI(env, variance_aware=True), data)
@@ -63,10 +64,10 @@ def test_quick_benchmark_runs_and_prints_the_table(tmp_path):
     out = tmp_path / "bench.json"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+                          cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout
-    for section in ("== offline ==", "== online ==", "== scaling ==", "== memory ==",
+    for section in ("== fig1 ==", "== put ==", "== offline ==", "== online ==", "== scaling ==", "== memory ==",
                     "== primitives ==", "== dred ==", "== summary =="):
         assert section in text
     assert "R2PVI-chi2" in text and "DRPVI" in text and "loop reference (NumPy)" in text
@@ -74,7 +75,13 @@ def test_quick_benchmark_runs_and_prints_the_table(tmp_path):
     assert "measured" in text
     assert "CaveEscapeVecEnv" in text and "PPO (CPU)" in text and "LSTM(256)" in text
     results = json.loads(out.read_text())
-    assert set(results) >= {"machine", "offline", "online", "scaling", "memory", "primitives",
+    fig1 = {r["job"]: r for r in results["fig1"]["rows"]}
+    assert set(fig1) == {"robustrl, warm Numba cache", "robustrl, cold Numba cache"}
+    assert all(r["seconds"] > 0 and r["peak_mb"] > 30 for r in fig1.values())
+    assert "official code: not given" in text
+    assert {r["env"] for r in results["put"]["rows"]} == {"put", "put-distinct"}
+    assert {r["method"] for r in results["put"]["rows"]} == set(bench_offline.ALL_METHODS)
+    assert set(results) >= {"machine", "fig1", "put", "offline", "online", "scaling", "memory", "primitives",
                             "dred", "summary"}
     dred = results["dred"]
     assert [r["n_envs"] for r in dred["rows"] if r["env"] == "CaveEscapeVecEnv"] == [4, 64]
@@ -84,7 +91,7 @@ def test_quick_benchmark_runs_and_prints_the_table(tmp_path):
     assert all(np.isfinite(ratios)) and all(r > 0 for r in ratios)
     # where the reference ran in full, it agreed with the package
     diffs = [r["max_abs_weight_diff"] for r in results["offline"]["rows"]
-             if r["reference"] == "measured"]
+             + results["put"]["rows"] if r["reference"] == "measured"]
     assert diffs and max(diffs) < 1e-8
 
 
