@@ -36,7 +36,6 @@ from robustrl._kernels import offline as _kernels
 from robustrl.agents.base import LinearAgent, Training, deprecated_progress
 from robustrl.agents.estimators import MomentEstimator, RowEstimator, StepStats
 from robustrl.bonus import BONUS_CODES, check_bonus_name
-from robustrl.bonus import bonus as _bonus
 from robustrl.data import OfflineDataset, StepData
 from robustrl.ridge import blas_threads
 from robustrl.validation import check_array, check_int, check_nonnegative, check_positive
@@ -173,15 +172,26 @@ class OfflineAgent(LinearAgent):
     def _upper(self, step: int) -> float:
         return self.max_reward * (self.horizon - step)
 
+    def _bonus_code(self) -> int:
+        name = self._penalty
+        return (_BONUS_CODE_OF[name] if name in _BONUS_CODE_OF
+                else BONUS_CODES[check_bonus_name(name)])
+
     def _clipped_q(self, features: np.ndarray, step: int, weights: np.ndarray,
-                   lambda_inv: np.ndarray) -> np.ndarray:
-        q = features @ weights
-        if self.beta > 0.0:
-            q = q - self.beta * _bonus(features, lambda_inv, self._penalty)
-        q = np.minimum(q, self._upper(step))
-        if self.truncate_below:
-            q = np.maximum(q, 0.0)
-        return q
+                   lambda_inv: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
+        """``Q (..., A)`` at ``features (..., A, d)`` by the kernel the backward pass uses for
+        the next-state values (:func:`robustrl._kernels.offline.clipped_q`): one
+        implementation of the clipped, penalised Q; ``known (..., A)`` replaces the entries
+        where it is not NaN."""
+        shape = features.shape[:-1]
+        flat = np.ascontiguousarray(features, dtype=np.float64).reshape(-1, *features.shape[-2:])
+        has_known = known is not None
+        known_flat = (np.ascontiguousarray(known, dtype=np.float64).reshape(flat.shape[:2])
+                      if has_known else _NO_KNOWN)
+        q = _kernels.clipped_q(flat, weights, lambda_inv, -self.beta, self._bonus_code(),
+                               self._upper(step), self.truncate_below, known_flat, has_known,
+                               _NO_KNOWN, False)
+        return q.reshape(shape)
 
     def q_values_from_features(self, features, step: int, known_values=None) -> np.ndarray:
         """Learned, truncated Q at ``features (..., A, d)`` and 0-indexed ``step``: ``(..., A)``.
@@ -197,11 +207,9 @@ class OfflineAgent(LinearAgent):
                 f"(actions, feature_dim); got {phi.shape}"
             )
         step = check_int(step, "step", low=0, high=self.horizon - 1)
-        q = self._clipped_q(phi, step, self.weights_[step], self.lambda_inv_[step])
-        if known_values is not None:
-            known = check_array(known_values, "known_values", shape=q.shape, finite=False)
-            q = np.where(np.isnan(known), q, known)
-        return q
+        known = None if known_values is None else check_array(
+            known_values, "known_values", shape=phi.shape[:-1], finite=False)
+        return self._clipped_q(phi, step, self.weights_[step], self.lambda_inv_[step], known)
 
     def q_values(self, obs) -> np.ndarray:
         """Q-values of every action at ``obs``, shape ``(A,)``; the step is read from ``obs``."""
@@ -460,9 +468,7 @@ class OfflineAgent(LinearAgent):
             return np.zeros(0)
         has_known = st.known is not None
         known = st.known if has_known else _NO_KNOWN
-        name = self._penalty
-        code = (_BONUS_CODE_OF[name] if name in _BONUS_CODE_OF
-                else BONUS_CODES[check_bonus_name(name)])
+        code = self._bonus_code()
         bonus = _NO_KNOWN
         # sparse rows (the step's features as the proxy): the fused kernel skips zero
         # entries, O(nnz d) per row, cheaper than BLAS's O(d^2) and one read of the rows

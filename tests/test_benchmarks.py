@@ -36,8 +36,9 @@ def test_loop_reference_is_the_package_estimator(datasets, env_name, method):
     scale = max(1.0, float(np.abs(agent.weights_).max()))
     np.testing.assert_allclose(weights, agent.weights_, rtol=0, atol=1e-9 * scale)
     np.testing.assert_allclose(lambda_inv, agent.lambda_inv_, rtol=0, atol=1e-10)
-    # the comparison can fail: a different lambda gives different weights
-    other = dict(settings, lam=settings["lam"] * 3)
+    # the comparison can fail: a different lambda (PEVI: beta) gives different weights
+    other = (dict(settings, beta=settings["beta"] * 3) if method == "PEVI"
+             else dict(settings, lam=settings["lam"] * 3))
     moved = bench_offline.make_agent(method, env, other).fit(data)
     assert np.abs(moved.weights_ - agent.weights_).max() > 1e-6
 
@@ -67,8 +68,9 @@ def test_quick_benchmark_runs_and_prints_the_table(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout
-    for section in ("== fig1 ==", "== put ==", "== offline ==", "== online ==", "== scaling ==", "== memory ==",
-                    "== primitives ==", "== dred ==", "== summary =="):
+    for section in ("== fig1 ==", "== put ==", "== offline ==", "== online ==",
+                    "== scaling ==", "== memory ==", "== primitives ==", "== dred ==",
+                    "== summary =="):
         assert section in text
     assert "R2PVI-chi2" in text and "DRPVI" in text and "loop reference (NumPy)" in text
     assert "log-log slope vs K" in text and "of peak" in text and "max RSS MB" in text
@@ -81,8 +83,8 @@ def test_quick_benchmark_runs_and_prints_the_table(tmp_path):
     assert "official code: not given" in text
     assert {r["env"] for r in results["put"]["rows"]} == {"put", "put-distinct"}
     assert {r["method"] for r in results["put"]["rows"]} == set(bench_offline.ALL_METHODS)
-    assert set(results) >= {"machine", "fig1", "put", "offline", "online", "scaling", "memory", "primitives",
-                            "dred", "summary"}
+    assert set(results) >= {"machine", "fig1", "put", "offline", "online", "scaling", "memory",
+                            "primitives", "dred", "summary"}
     dred = results["dred"]
     assert [r["n_envs"] for r in dred["rows"] if r["env"] == "CaveEscapeVecEnv"] == [4, 64]
     assert all(r["steps_per_s"] > 0 for r in dred["rows"] + dred["ppo_rows"])

@@ -107,20 +107,28 @@ def kl_constrained_rows(v: np.ndarray, xi: np.ndarray, rho: np.ndarray, z_floor:
     return out
 
 
-def next_state_values(next_features, weights, lambda_inv, beta_signed, bonus, upper,
-                      truncate_below, known, nonterminal) -> np.ndarray:
+def clipped_q(features, weights, lambda_inv, beta_signed, bonus, upper, truncate_below,
+              known) -> np.ndarray:
     """Twin of the kernel: ``bonus`` is a canonical :mod:`robustrl.bonus` name, ``known`` an
     ``(n, A)`` array with NaN where Q is learned, or None."""
     from robustrl.reference.bonus import bonus as bonus_values
 
-    q = next_features @ weights
+    q = features @ weights
     if bonus != "none" and beta_signed != 0.0:
-        q = q + beta_signed * bonus_values(next_features, lambda_inv, bonus)
+        q = q + beta_signed * bonus_values(features, lambda_inv, bonus)
     q = np.minimum(q, upper)
     if truncate_below:
         q = np.maximum(q, 0.0)
     if known is not None:
         q = np.where(np.isnan(known), q, known)
+    return q
+
+
+def next_state_values(next_features, weights, lambda_inv, beta_signed, bonus, upper,
+                      truncate_below, known, nonterminal) -> np.ndarray:
+    """Twin of the kernel (arguments as :func:`clipped_q`)."""
+    q = clipped_q(next_features, weights, lambda_inv, beta_signed, bonus, upper,
+                  truncate_below, known)
     if q.shape[0] == 0:
         return np.zeros(0)
     return np.where(nonterminal, q.max(axis=1), 0.0)
