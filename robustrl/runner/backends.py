@@ -41,25 +41,23 @@ POOL_MIN_SECONDS = 10.0
 def _run_auto(ref: ModuleRef, cells: Sequence[Cell], max_workers: int, inner_progress: bool,
               min_seconds: float = POOL_MIN_SECONDS) -> Outcomes:
     """The default local backend: cells run in this process, and the rest go to a pool of up
-    to ``max_workers`` processes once the remaining cells, at the time per cell measured so
-    far (from the second cell on: the first pays imports and compilation, which a worker
-    started later loads from the cache), are estimated to take more than ``min_seconds``."""
+    to ``max_workers`` processes once the remaining cells, at the median time per cell measured
+    so far (from the second cell on: the first pays the imports; the median ignores the few
+    cells that compile a kernel on a cold cache), are estimated to take more than
+    ``min_seconds``."""
+    import statistics
     import time
 
-    first = elapsed = 0.0
+    times: list[float] = []
     for i, cell in enumerate(cells):
         rest = len(cells) - i
         if i >= 2 and max_workers > 1 and rest > 1:
-            per_cell = (elapsed - first) / (i - 1)
-            if per_cell * rest > min_seconds:
+            if statistics.median(times[1:]) * rest > min_seconds:
                 yield from _run_pool(ref, cells[i:], min(max_workers, rest))
                 return
         t0 = time.perf_counter()
         yield cell, execute(ref, cell.params, cell.seed, inner_progress)
-        took = time.perf_counter() - t0
-        elapsed += took
-        if i == 0:
-            first = took
+        times.append(time.perf_counter() - t0)
 
 
 def _exit_description(code: int | None) -> str:
