@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             from benchmarks import bench_fig1
 
             out = bench_fig1.run_fig1(1 if args.quick else 3, args.r2pvi_official,
-                                      args.r2pvi_official_python, cfg["extra"])
+                                      args.r2pvi_official_python, cfg["extra"],
+                                      fill=not args.quick)
         elif section == "put":
             from benchmarks import bench_fig1
 

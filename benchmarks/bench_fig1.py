@@ -100,16 +100,18 @@ def _best(runs: list[dict]) -> dict[str, Any]:
 
 def run_fig1(repeats: int = 3, official: str | None = None,
              official_python: str | None = None, extra: list[str] | None = None,
-             log=print) -> dict[str, Any]:
+             fill: bool = True, log=print) -> dict[str, Any]:
     """Time the Figure-1 job warm and cold (and the authors' script if ``official``);
-    ``extra``: more ``robustrl run`` arguments (``--quick`` uses ``--seeds 2``)."""
+    ``extra``: more ``robustrl run`` arguments (``--quick`` uses ``--seeds 2``); ``fill=False``
+    skips the untimed run that fills Numba's cache before the warm runs (``--quick``)."""
     extra = list(extra or [])
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="robustrl_fig1_") as tmp:
         env = dict(os.environ)
         env.pop("NUMBA_CACHE_DIR", None)
-        _best([timed_process(_fig1_command(f"{tmp}/fill", extra), env)])  # fills the default cache
+        if fill:  # fills the default cache
+            _best([timed_process(_fig1_command(f"{tmp}/fill", extra), env)])
         warm = _best([timed_process(_fig1_command(f"{tmp}/warm{i}", extra), env)
                       for i in range(repeats)])
         rows.append({"job": "robustrl, warm Numba cache", **warm})
