@@ -11,28 +11,26 @@ same finite value classes: :class:`GOLF` (online, optimistic), :class:`HyQ` and 
 (hybrid, fitted Q-iteration). PyTorch variants on the same
 interfaces: :class:`NeuralR2PVI`, :class:`NeuralFQI` and :class:`NeuralDRRPO`
 (:mod:`robustrl.agents.neural`); DRED and its baselines: :class:`LevelReplayPPO`
-(:mod:`robustrl.agents.dred`). Those four are imported on first use, so torch, stable-baselines3
-and minigrid are needed only by whoever uses them.
+(:mod:`robustrl.agents.dred`). Every name is imported on first use, so torch, stable-baselines3
+and minigrid are needed only by whoever uses them, and a job pays only for the agents it uses.
 """
 
-from robustrl.agents._online import RegretCurve, run_regret_curve
-from robustrl.agents.base import LinearAgent, NotFittedError
-from robustrl.agents.drpvi import DRPVI
-from robustrl.agents.drrpo import DRRPO
-from robustrl.agents.drvi_l import DRVI_L
-from robustrl.agents.glow import GLOW
-from robustrl.agents.glow_lin import GLOWLin
-from robustrl.agents.golf import GOLF
-from robustrl.agents.h2o import H2OFQI
-from robustrl.agents.hyglow import HyGLOW
-from robustrl.agents.hyq import HyQ
-from robustrl.agents.lsvi_ucb import DRLSVIUCB, LSVIUCB
-from robustrl.agents.oppo import OPPO
-from robustrl.agents.pevi import PEVI
-from robustrl.agents.r2pvi import R2PVI
+import importlib
 
-OFFLINE_AGENTS = {"R2PVI": R2PVI, "PEVI": PEVI, "DRPVI": DRPVI, "DRVI_L": DRVI_L}
-ONLINE_AGENTS = {"DRRPO": DRRPO, "DRLSVIUCB": DRLSVIUCB, "LSVIUCB": LSVIUCB, "OPPO": OPPO}
+# Every name loads on first use (PEP 562): a job that fits PEVI and R2PVI does not pay for the
+# online agents, GLOW's SciPy optimisers or DR-RPO. name -> module under robustrl.agents
+_MODULE_OF = {
+    "RegretCurve": "_online", "run_regret_curve": "_online", "LinearAgent": "base",
+    "NotFittedError": "base", "DRPVI": "drpvi", "DRRPO": "drrpo", "DRVI_L": "drvi_l",
+    "GLOW": "glow", "GLOWLin": "glow_lin", "HyGLOW": "hyglow", "DRLSVIUCB": "lsvi_ucb",
+    "LSVIUCB": "lsvi_ucb", "PEVI": "pevi", "R2PVI": "r2pvi", "GOLF": "golf",
+    "H2OFQI": "h2o", "HyQ": "hyq", "OPPO": "oppo",
+}
+# registry name -> class name
+_REGISTRIES = {
+    "OFFLINE_AGENTS": ("R2PVI", "PEVI", "DRPVI", "DRVI_L"),
+    "ONLINE_AGENTS": ("DRRPO", "DRLSVIUCB", "LSVIUCB", "OPPO"),
+}
 
 _NEURAL = {"torch": "neural", "stable_baselines3": "neural"}
 # name -> (module, third-party modules it needs -> the extra that installs them)
@@ -45,9 +43,15 @@ _LAZY = {
 
 
 def __getattr__(name: str):
+    if name in _MODULE_OF:
+        value = getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+        globals()[name] = value
+        return value
+    if name in _REGISTRIES:
+        value = {cls: __getattr__(cls) for cls in _REGISTRIES[name]}
+        globals()[name] = value
+        return value
     if name in _LAZY:
-        import importlib
-
         from robustrl._extras import extras_message, missing_extras
 
         module, requires = _LAZY[name]
@@ -84,3 +88,7 @@ __all__ = [
     "RegretCurve",
     "run_regret_curve",
 ]
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

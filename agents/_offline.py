@@ -29,9 +29,9 @@ from typing import ClassVar
 
 import numpy as np
 from scipy.linalg.lapack import dpotrf, dpotri, dpotrs
-from tqdm.auto import tqdm
 
 from robustrl import ridge as ridge_module
+from robustrl._kernels import announce_compile
 from robustrl._kernels import offline as _kernels
 from robustrl.agents.base import (
     LinearAgent,
@@ -41,7 +41,6 @@ from robustrl.agents.base import (
 )
 from robustrl.agents.estimators import MomentEstimator, RowEstimator, StepStats
 from robustrl.bonus import BONUS_CODES, check_bonus_name
-from robustrl.bonus import bonus as _bonus
 from robustrl.data import OfflineDataset, StepData
 from robustrl.ridge import blas_threads
 from robustrl.validation import check_array, check_int, check_nonnegative, check_positive
@@ -178,15 +177,26 @@ class OfflineAgent(LinearAgent):
     def _upper(self, step: int) -> float:
         return self.max_reward * (self.horizon - step)
 
+    def _bonus_code(self) -> int:
+        name = self._penalty
+        return (_BONUS_CODE_OF[name] if name in _BONUS_CODE_OF
+                else BONUS_CODES[check_bonus_name(name)])
+
     def _clipped_q(self, features: np.ndarray, step: int, weights: np.ndarray,
-                   lambda_inv: np.ndarray) -> np.ndarray:
-        q = features @ weights
-        if self.beta > 0.0:
-            q = q - self.beta * _bonus(features, lambda_inv, self._penalty)
-        q = np.minimum(q, self._upper(step))
-        if self.truncate_below:
-            q = np.maximum(q, 0.0)
-        return q
+                   lambda_inv: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
+        """``Q (..., A)`` at ``features (..., A, d)`` by the kernel the backward pass uses for
+        the next-state values (:func:`robustrl._kernels.offline.clipped_q`): one
+        implementation of the clipped, penalised Q; ``known (..., A)`` replaces the entries
+        where it is not NaN."""
+        shape = features.shape[:-1]
+        flat = np.ascontiguousarray(features, dtype=np.float64).reshape(-1, *features.shape[-2:])
+        has_known = known is not None
+        known_flat = (np.ascontiguousarray(known, dtype=np.float64).reshape(flat.shape[:2])
+                      if has_known else _NO_KNOWN)
+        q = _kernels.clipped_q(flat, weights, lambda_inv, -self.beta, self._bonus_code(),
+                               self._upper(step), self.truncate_below, known_flat, has_known,
+                               _NO_KNOWN, False)
+        return q.reshape(shape)
 
     def q_values_from_features(self, features, step: int, known_values=None) -> np.ndarray:
         """Learned, truncated Q at ``features (..., A, d)`` and 0-indexed ``step``: ``(..., A)``.
@@ -202,11 +212,9 @@ class OfflineAgent(LinearAgent):
                 f"(actions, feature_dim); got {phi.shape}"
             )
         step = check_int(step, "step", low=0, high=self.horizon - 1)
-        q = self._clipped_q(phi, step, self.weights_[step], self.lambda_inv_[step])
-        if known_values is not None:
-            known = check_array(known_values, "known_values", shape=q.shape, finite=False)
-            q = np.where(np.isnan(known), q, known)
-        return q
+        known = None if known_values is None else check_array(
+            known_values, "known_values", shape=phi.shape[:-1], finite=False)
+        return self._clipped_q(phi, step, self.weights_[step], self.lambda_inv_[step], known)
 
     def q_values(self, obs) -> np.ndarray:
         """Q-values of every action at ``obs``, shape ``(A,)``; the step is read from ``obs``."""
@@ -467,9 +475,7 @@ class OfflineAgent(LinearAgent):
             return np.zeros(0)
         has_known = st.known is not None
         known = st.known if has_known else _NO_KNOWN
-        name = self._penalty
-        code = (_BONUS_CODE_OF[name] if name in _BONUS_CODE_OF
-                else BONUS_CODES[check_bonus_name(name)])
+        code = self._bonus_code()
         bonus = _NO_KNOWN
         # sparse rows (the step's features as the proxy): the fused kernel skips zero
         # entries, O(nnz d) per row, cheaper than BLAS's O(d^2) and one read of the rows
@@ -513,12 +519,15 @@ class OfflineAgent(LinearAgent):
         H, d = self.horizon, self.feature_dim
         est = self._estimator
         moments = isinstance(est, MomentEstimator)
+        announce_compile(_PASS_KERNELS, f"the {type(self).__name__} fit")
         weights = np.zeros((H, d))
         lambda_inv = np.zeros((H, d, d))
         next_values: list[np.ndarray] = [np.zeros(0)] * H
         n_samples = np.zeros(H, dtype=np.int64)
         steps = range(H - 1, -1, -1)
         if progress:  # a disabled bar still costs more than a small step
+            from tqdm.auto import tqdm
+
             steps = tqdm(steps, desc=self.__class__.__name__, unit="step")
         for h in steps:
             last = h == H - 1
@@ -581,6 +590,9 @@ class OfflineAgent(LinearAgent):
 
 
 _NO_KNOWN = np.zeros((0, 0))
+# what every backward pass calls (the estimators add their own)
+_PASS_KERNELS = (_kernels.next_state_values, _kernels.next_state_values_minima,
+                 _kernels.gather_features, _kernels.moment_into, _kernels.symmetric_from_lower)
 _BONUS_CODE_OF = {name: BONUS_CODES[check_bonus_name(name)]
                   for name in ("elliptical", "paper_l1", "code_l2", "d_rectangular_l1",
                                "d_rectangular_l2", "none")}

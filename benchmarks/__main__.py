@@ -5,9 +5,14 @@ comparison on the same inputs, then the scaling curves and the memory of the str
     python -m benchmarks --quick              # tiny sizes, < 30 s: checks that it all runs
     python -m benchmarks --only offline,online --out results/bench.json
     python -m benchmarks --rlberry-python /tmp/rlberry_venv/bin/python   # rlberry's LSVI-UCB
+    python -m benchmarks --only fig1,put --r2pvi-official /tmp/r2pvi_official   # authors' code
 
-Sections (``--only``, comma-separated): ``offline`` (R2PVI TV/KL/chi2 and DRPVI fit time vs
-the loop-style NumPy/SciPy reference, American put and simulated linear MDP), ``online``
+Sections (``--only``, comma-separated): ``fig1`` (the R2PVI Figure-1 job end to end, warm and
+cold Numba cache, peak memory of the process tree; with ``--r2pvi-official PATH`` the authors'
+script in the same run, ``benchmarks/bench_fig1.py``), ``put`` (every offline agent's
+American-put fit, always-hold and distinct-start-price data, vs the loop reference),
+``offline`` (R2PVI TV/KL/chi2 and DRPVI fit time vs the loop-style NumPy/SciPy reference,
+American put and simulated linear MDP), ``online``
 (DR-RPO and LSVI-UCB episodes/s vs the loop reference and rlberry), ``scaling`` (fit time vs K
 and d, log-log slopes, GFLOP/s vs the measured matmul peak), ``memory`` (peak memory of the
 in-memory and the streaming fit), ``primitives`` (the Numba kernels vs their vectorised NumPy
@@ -30,9 +35,11 @@ from benchmarks import bench_memory, bench_offline, bench_online, bench_scaling
 from benchmarks.common import machine_info
 from robustrl._io import atomic_write_json
 
-SECTIONS = ("offline", "online", "scaling", "memory", "primitives", "dred")
+SECTIONS = ("fig1", "put", "offline", "online", "scaling", "memory", "primitives", "dred")
 
 FULL = {
+    "fig1": {"extra": []},
+    "put": {"sizes": [100, 1000], "budget": 20.0},
     "offline": {"sizes": {"put": [100, 1000, 10000], "sim": [100, 1000, 10000]}, "budget": 20.0},
     "online": {"episodes": [100, 300]},
     "scaling": {"ks": [10**3, 10**4, 10**5, 10**6], "d_for_ks": 16,
@@ -45,6 +52,8 @@ FULL = {
              "ppo": [(36, 256), (288, 32)], "ppo_lstm": [(36, 256)], "ppo_updates": 2},
 }
 QUICK = {
+    "fig1": {"extra": ["--seeds", "2"]},
+    "put": {"sizes": [10, 30], "budget": 0.5},
     "offline": {"sizes": {"put": [10, 30], "sim": [20, 60]}, "budget": 0.5},
     "online": {"episodes": [8]},
     "scaling": {"ks": [500, 2000], "d_for_ks": 8, "dims": [4, 8, 16], "k_for_dims": 1000,
@@ -73,6 +82,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="interpreter of a venv with rlberry + rlberry-scool (default "
                              "/tmp/rlberry_venv/bin/python if present; never in --quick unless "
                              "given)")
+    parser.add_argument("--r2pvi-official", default=None, metavar="PATH",
+                        help="a local copy of the R2PVI authors' code (github.com/panxulab/"
+                             "Robust-Regularized-Pessimistic-Value-Iteration, never vendored): "
+                             "the fig1 section times its Simulated_Linear_MDP/main.py too")
+    parser.add_argument("--r2pvi-official-python", default=None, metavar="PYTHON",
+                        help="interpreter for the authors' code (needs pyrallis; default this "
+                             "one)")
     args = parser.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     bad = [s for s in only if s not in SECTIONS]
@@ -89,6 +105,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def summary(results: dict[str, Any]) -> list[str]:
     """The headline numbers against the issue's targets."""
     lines = []
+    if "fig1" in results:
+        for r in results["fig1"]["rows"]:
+            vs = f", {r['ratio']:.1f}x the authors' code" if "ratio" in r else ""
+            lines.append(f"fig1 {r['job']}: {r['seconds']:.2f} s, {r['peak_mb']:.0f} MB peak "
+                         f"(process tree){vs}")
+        lines += [f"fig1: {n}" for n in results["fig1"]["notes"]]
+    if "put" in results:
+        rows = results["put"]["rows"]
+        for r in rows:
+            kind = "measured" if r["reference"] == "measured" else "extrapolated"
+            lines.append(f"put {r['env']} N={r['N']} {r['method']}: {r['package_s'] * 1e3:.3g} "
+                         f"ms, {r['ratio']:.0f}x the loop reference ({kind}; target >= 100x)")
     if "offline" in results:
         rows = results["offline"]["rows"]
         for env in sorted({r["env"] for r in rows}):
@@ -161,7 +189,18 @@ def main(argv: list[str] | None = None) -> int:
     for section in args.sections:
         print(f"\n== {section} ==", flush=True)
         cfg = sizes[section]
-        if section == "offline":
+        if section == "fig1":
+            from benchmarks import bench_fig1
+
+            out = bench_fig1.run_fig1(1 if args.quick else 3, args.r2pvi_official,
+                                      args.r2pvi_official_python, cfg["extra"],
+                                      fill=not args.quick)
+        elif section == "put":
+            from benchmarks import bench_fig1
+
+            out = bench_fig1.run_put(cfg["sizes"], repeats=repeats,
+                                     budget=args.budget or cfg["budget"])
+        elif section == "offline":
             out = bench_offline.run(cfg["sizes"], repeats=repeats,
                                     budget=args.budget or cfg["budget"])
         elif section == "online":

@@ -18,22 +18,40 @@ from __future__ import annotations
 
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 from benchmarks.common import best_time, format_table, once
 from benchmarks.loop_reference import fit_offline
-from robustrl.agents import DRPVI, R2PVI
+from robustrl.agents import DRPVI, DRVI_L, PEVI, R2PVI
 from robustrl.data import OfflineDataset
 from robustrl.envs import AmericanPutEnv, SimulatedLinearMDPEnv
 
 METHODS = ("R2PVI-TV", "R2PVI-KL", "R2PVI-chi2", "DRPVI")
+#: every offline agent (``--only put``): the put fits of the end-to-end comparison
+ALL_METHODS = ("PEVI", *METHODS, "DRVI-L")
+
+
+class _FreshStartPrice(gym.Wrapper):
+    """Every reset draws a new start price (a seeded reset of the put), so that every
+    trajectory of a dataset -- hence every next-state value -- is distinct."""
+
+    def __init__(self, env, seed: int) -> None:
+        super().__init__(env)
+        self._seeds = np.random.default_rng(seed)
+
+    def reset(self, *, seed=None, options=None):
+        return self.env.reset(seed=int(self._seeds.integers(2**31 - 1)), options=options)
 
 
 def make_env_data(env_name: str, n: int, seed: int = 0):
-    if env_name == "put":
+    """``put``: the authors' always-hold data from one start price; ``put-distinct``: the
+    same behaviour with a start price per trajectory; ``sim``: the simulated linear MDP."""
+    if env_name in ("put", "put-distinct"):
         env = AmericanPutEnv(feature_dim=30, horizon=20)
         env.reset(seed=seed)
-        data = OfflineDataset.collect(env, n, behaviour_policy=lambda obs: 0, seed=seed)
+        source = _FreshStartPrice(env, seed) if env_name == "put-distinct" else env
+        data = OfflineDataset.collect(source, n, behaviour_policy=lambda obs: 0, seed=seed)
         return env, data, {"beta": 0.1, "ridge": 1.0, "lam": 0.025}
     env = SimulatedLinearMDPEnv()
     data = OfflineDataset.collect(env, n, seed=seed)
@@ -42,8 +60,12 @@ def make_env_data(env_name: str, n: int, seed: int = 0):
 
 def make_agent(method: str, env, settings: dict):
     beta, ridge, lam = settings["beta"], settings["ridge"], settings["lam"]
+    if method == "PEVI":
+        return PEVI(env, beta=beta, ridge=ridge)
     if method == "DRPVI":
         return DRPVI(env, rho=lam, beta=beta, ridge=ridge)
+    if method == "DRVI-L":
+        return DRVI_L(env, rho=lam, beta=beta, ridge=ridge)
     return R2PVI(env, divergence=method.split("-")[1].lower(), lam=lam, beta=beta, ridge=ridge)
 
 

@@ -6,7 +6,7 @@ matrix inverse per step, and a one-dimensional SciPy search per dual and per coo
 They compute THE SAME estimators as :mod:`robustrl.agents` (``tests/test_benchmarks.py`` checks
 the fitted weights agree), so a timing ratio compares implementations, not algorithms:
 
-* :func:`fit_offline` -- R2PVI (TV, KL, chi2) and DRPVI (TV dual) on an
+* :func:`fit_offline` -- PEVI, R2PVI (TV, KL, chi2), DRPVI (TV dual) and DRVI-L (KL dual) on an
   :class:`~robustrl.data.OfflineDataset`, hyperparameters read from an (unfitted) package agent.
   R2PVI-TV and -KL are closed forms (one regression of a transformed target). R2PVI-chi2 runs a
   ``scipy.optimize.minimize_scalar(method="bounded")`` per coordinate on every segment between
@@ -14,7 +14,10 @@ the fitted weights agree), so a timing ratio compares implementations, not algor
   per segment is global and the estimate is exact; the authors' single Nelder-Mead from ``H/2``
   is a different, local estimate -- see ``experiments/r2pvi_fig2.py`` for that reproduction).
   The DRPVI dual is piecewise linear with kinks at the data values: it is maximised per
-  coordinate by evaluating every candidate ``alpha`` in a Python loop.
+  coordinate by evaluating every candidate ``alpha`` in a Python loop. The DRVI-L dual is
+  maximised per coordinate by the plain golden-section search in ``log alpha`` of
+  :mod:`robustrl.reference.offline` (the bracket the package uses), one Python loop per
+  coordinate over the samples' values; PEVI regresses ``V`` itself.
 * :class:`LoopLSVIUCB` / :class:`LoopDRRPO` -- the online agents' episode loop with per-sample
   Python loops over all past transitions in every backward pass
   (see :mod:`benchmarks.bench_online`).
@@ -76,8 +79,8 @@ def fit_offline(agent, dataset) -> tuple[np.ndarray, np.ndarray]:
     """Weights ``(H, d)`` and ``Lambda^{-1} (H, d, d)`` of ``agent`` (an R2PVI or DRPVI of the
     package, used for its hyperparameters only) fitted to ``dataset`` with Python loops."""
     kind = type(agent).__name__
-    if kind not in ("R2PVI", "DRPVI"):
-        raise ValueError(f"agent must be an R2PVI or DRPVI; got {kind}")
+    if kind not in ("PEVI", "R2PVI", "DRPVI", "DRVI_L"):
+        raise ValueError(f"agent must be a PEVI, R2PVI, DRPVI or DRVI_L; got {kind}")
     if kind == "R2PVI" and agent.variance_aware:
         raise ValueError("the loop reference covers the plain (not variance-aware) R2PVI")
     env = agent.env.unwrapped
@@ -116,7 +119,8 @@ def fit_offline(agent, dataset) -> tuple[np.ndarray, np.ndarray]:
                         phi_next = dataset.next_action_features[k, h, a]
                         q = float(phi_next @ weights[h + 1])
                         if agent.beta > 0.0:
-                            q -= agent.beta * _bonus(phi_next, lambda_invs[h + 1], agent.bonus)
+                            q -= agent.beta * _bonus(phi_next, lambda_invs[h + 1],
+                                                     getattr(agent, "bonus", "elliptical"))
                         q = min(q, upper)
                         if agent.truncate_below:
                             q = max(q, 0.0)
@@ -140,27 +144,47 @@ def fit_offline(agent, dataset) -> tuple[np.ndarray, np.ndarray]:
     return weights, lambda_invs
 
 
+def _kl_regularized(agent, h, dataset, rows, values, Lambda_inv):
+    """R2PVI-KL: ``nu_i = -lam log [Lambda^{-1} sum_k phi_k exp(-V_k / lam)]_i``, each factor's
+    sum ``sum_k xi_ik exp(-(V_k - m_i) / lam)`` shifted by the smallest value ``m_i`` among the
+    samples its regression row weights (so that no factor underflows because another factor's
+    values are far lower), one sample at a time."""
+    d, lam = agent.feature_dim, agent.lam
+    cap = agent.max_reward * agent.horizon
+    nu = np.full(d, cap)
+    for i in range(d):
+        weights = [float(Lambda_inv[i] @ dataset.features[k, h]) for k in rows]
+        loads = [j for j, x in enumerate(weights) if x != 0.0]
+        if not loads:  # no sample informs factor i
+            continue
+        shift = min(float(values[j]) for j in loads)
+        s = 0.0
+        for j in loads:
+            s += weights[j] * math.exp(-(values[j] - shift) / lam)
+        if s > 0.0:
+            nu[i] = shift - lam * math.log(s)
+    nu = np.minimum(nu, cap)
+    return np.maximum(nu, 0.0) if agent.truncate_below else nu
+
+
 def _estimate(agent, kind, h, dataset, rows, values, inside, Lambda_inv):
     d = agent.feature_dim
     sel = values[inside]
     data_min = float(sel.min()) if sel.size else 0.0
+    if kind == "PEVI":
+        b = np.zeros(d)
+        for j, k in enumerate(rows):
+            b += dataset.features[k, h] * values[j]
+        return Lambda_inv @ b
     if kind == "R2PVI" and agent.divergence in ("tv", "kl"):
-        if agent.divergence == "tv":
-            v_min = data_min if agent.v_min == "data" else agent.v_min
-            target = [min(v, v_min + agent.lam) for v in values]
-        else:
-            shift = float(values.min())
-            target = [math.exp(-(v - shift) / agent.lam) for v in values]
+        if agent.divergence == "kl":
+            return _kl_regularized(agent, h, dataset, rows, values, Lambda_inv)
+        v_min = data_min if agent.v_min == "data" else agent.v_min
+        target = [min(v, v_min + agent.lam) for v in values]
         b = np.zeros(d)
         for j, k in enumerate(rows):
             b += dataset.features[k, h] * target[j]
-        z = Lambda_inv @ b
-        if agent.divergence == "tv":
-            return z
-        cap = agent.max_reward * agent.horizon
-        nu = np.array([shift - agent.lam * math.log(s) if s > 0.0 else cap for s in z])
-        nu = np.minimum(nu, cap)
-        return np.maximum(nu, 0.0) if agent.truncate_below else nu
+        return Lambda_inv @ b
     # per-sample regression weights xi_k = Lambda^{-1} phi_k, one column at a time
     xi = np.zeros((d, len(rows)))
     for j, k in enumerate(rows):
@@ -172,6 +196,13 @@ def _estimate(agent, kind, h, dataset, rows, values, inside, Lambda_inv):
         return nu
     rho = (np.full(d, float(agent.rho)) if np.ndim(agent.rho) == 0
            else np.asarray(agent.rho)[h])
+    if kind == "DRVI_L":
+        from robustrl.reference.offline import kl_constrained_rows
+
+        for i in range(d):
+            nu[i] = kl_constrained_rows(values, xi[i:i + 1], rho[i:i + 1], agent.z_floor,
+                                        agent.centered)[0]
+        return nu
     v_min = data_min if agent.v_min == "data" else float(agent.v_min)
     for i in range(d):
         if rho[i] == 0.0:

@@ -290,8 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, metavar="N", help="seed indices per grid point")
     p.add_argument("--out", metavar="DIR", help="output directory (default results/EXPERIMENT)")
     p.add_argument("--workers", type=int, metavar="N",
-                   help="parallel processes (local; default: all usable CPUs; 1 = in this "
-                        "process) or tasks in flight (ray; default: unlimited)")
+                   help="parallel processes (local; default: this process, then a pool of up "
+                        "to all usable CPUs once the sweep is seen to need more than ~10 s; 1 = "
+                        "in this process) or tasks in flight (ray; default: unlimited)")
     p.add_argument("--backend", choices=["local", "ray"],
                    help="local process pool (default) or Ray tasks")
     p.add_argument("--ray-address", metavar="ADDR",

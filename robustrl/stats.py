@@ -9,7 +9,7 @@ The half-width of the ``confidence`` interval of a mean of ``n`` independent sam
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats as _scipy_stats
+from scipy.special import stdtrit
 
 from robustrl.validation import check_scalar
 
@@ -26,8 +26,9 @@ def student_t_halfwidth(samples, axis: int = 0, confidence: float = 0.95,
     if n < 2:
         out = np.full(tuple(shape), float(single))
     else:
-        out = (_scipy_stats.t.ppf(0.5 + confidence / 2.0, n - 1) * x.std(axis=axis, ddof=1)
-               / np.sqrt(n))
+        # the t quantile by scipy.special.stdtrit, which scipy.stats.t.ppf calls: the same
+        # number without importing scipy.stats (seconds on a busy machine)
+        out = stdtrit(n - 1, 0.5 + confidence / 2.0) * x.std(axis=axis, ddof=1) / np.sqrt(n)
     return float(out) if np.ndim(out) == 0 else out
 
 

@@ -23,11 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def datasets():
-    return {env: bench_offline.make_env_data(env, n) for env, n in (("put", 40), ("sim", 60))}
+    return {env: bench_offline.make_env_data(env, n)
+            for env, n in (("put", 40), ("put-distinct", 40), ("sim", 60))}
 
 
-@pytest.mark.parametrize("env_name", ["put", "sim"])
-@pytest.mark.parametrize("method", bench_offline.METHODS)
+@pytest.mark.parametrize("env_name", ["put", "put-distinct", "sim"])
+@pytest.mark.parametrize("method", bench_offline.ALL_METHODS)
 def test_loop_reference_is_the_package_estimator(datasets, env_name, method):
     env, data, settings = datasets[env_name]
     agent = bench_offline.make_agent(method, env, settings).fit(data)
@@ -35,15 +36,16 @@ def test_loop_reference_is_the_package_estimator(datasets, env_name, method):
     scale = max(1.0, float(np.abs(agent.weights_).max()))
     np.testing.assert_allclose(weights, agent.weights_, rtol=0, atol=1e-9 * scale)
     np.testing.assert_allclose(lambda_inv, agent.lambda_inv_, rtol=0, atol=1e-10)
-    # the comparison can fail: a different lambda gives different weights
-    other = dict(settings, lam=settings["lam"] * 3)
+    # the comparison can fail: a different lambda (PEVI: beta) gives different weights
+    other = (dict(settings, beta=settings["beta"] * 3) if method == "PEVI"
+             else dict(settings, lam=settings["lam"] * 3))
     moved = bench_offline.make_agent(method, env, other).fit(data)
     assert np.abs(moved.weights_ - agent.weights_).max() > 1e-6
 
 
 def test_loop_reference_rejects_other_agents(datasets):
     env, data, settings = datasets["sim"]
-    with pytest.raises(ValueError, match="R2PVI or DRPVI"):
+    with pytest.raises(ValueError, match="PEVI, R2PVI, DRPVI or DRVI_L"):
         fit_offline(LSVIUCB(env), data)
     with pytest.raises(ValueError, match="variance-aware"):
         fit_offline(R2PVI(env, variance_aware=True), data)
@@ -64,19 +66,26 @@ def test_quick_benchmark_runs_and_prints_the_table(tmp_path):
     out = tmp_path / "bench.json"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+                          cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout
-    for section in ("== offline ==", "== online ==", "== scaling ==", "== memory ==",
-                    "== primitives ==", "== dred ==", "== summary =="):
+    for section in ("== fig1 ==", "== put ==", "== offline ==", "== online ==",
+                    "== scaling ==", "== memory ==", "== primitives ==", "== dred ==",
+                    "== summary =="):
         assert section in text
     assert "R2PVI-chi2" in text and "DRPVI" in text and "loop reference (NumPy)" in text
     assert "log-log slope vs K" in text and "of peak" in text and "max RSS MB" in text
     assert "measured" in text
     assert "CaveEscapeVecEnv" in text and "PPO (CPU)" in text and "LSTM(256)" in text
     results = json.loads(out.read_text())
-    assert set(results) >= {"machine", "offline", "online", "scaling", "memory", "primitives",
-                            "dred", "summary"}
+    fig1 = {r["job"]: r for r in results["fig1"]["rows"]}
+    assert set(fig1) == {"robustrl, warm Numba cache", "robustrl, cold Numba cache"}
+    assert all(r["seconds"] > 0 and r["peak_mb"] > 30 for r in fig1.values())
+    assert "official code: not given" in text
+    assert {r["env"] for r in results["put"]["rows"]} == {"put", "put-distinct"}
+    assert {r["method"] for r in results["put"]["rows"]} == set(bench_offline.ALL_METHODS)
+    assert set(results) >= {"machine", "fig1", "put", "offline", "online", "scaling", "memory",
+                            "primitives", "dred", "summary"}
     dred = results["dred"]
     assert [r["n_envs"] for r in dred["rows"] if r["env"] == "CaveEscapeVecEnv"] == [4, 64]
     assert all(r["steps_per_s"] > 0 for r in dred["rows"] + dred["ppo_rows"])
@@ -85,7 +94,7 @@ def test_quick_benchmark_runs_and_prints_the_table(tmp_path):
     assert all(np.isfinite(ratios)) and all(r > 0 for r in ratios)
     # where the reference ran in full, it agreed with the package
     diffs = [r["max_abs_weight_diff"] for r in results["offline"]["rows"]
-             if r["reference"] == "measured"]
+             + results["put"]["rows"] if r["reference"] == "measured"]
     assert diffs and max(diffs) < 1e-8
 
 

@@ -102,6 +102,13 @@ def test_next_state_values_kernel_matches_reference(n, n_actions, d, bonus, trun
                                  known if known_on else np.zeros((0, 0)), known_on, nonterminal,
                                  np.zeros((0, 0)), False)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    # the agents' Q (q_values_from_features) is the same clipped Q, every action kept
+    q = kern.clipped_q(feats, w, inv, -0.7, code, 2.5, truncate,
+                       known if known_on else np.zeros((0, 0)), known_on, np.zeros((0, 0)),
+                       False)
+    np.testing.assert_allclose(q, ref.clipped_q(feats, w, inv, -0.7, bonus, 2.5, truncate,
+                                                known if known_on else None),
+                               rtol=1e-12, atol=1e-12)
     # strided input (a step slice of a trajectory-major array) reads the same numbers (the
     # contiguous layout may vectorise the sums in another order: rounding only)
     big = np.zeros((n, 3, n_actions, d))

@@ -11,27 +11,35 @@
   schedule, and the regret check behind ``robustrl verify-bounds glow``.
 """
 
-from robustrl.theory import coverability, drrpo, glow, r2pvi
-from robustrl.theory.coverability import (
-    coverability_coefficient,
-    coverability_coefficient_lp,
-    max_occupancy,
-    max_occupancy_lp,
-)
-from robustrl.theory.drrpo import check_regret, fit_loglog_slope, regret_bound
-from robustrl.theory.glow import (
-    glow_regret_bound,
-    glow_sample_complexity,
-    h2o_risk_bound,
-    hyglow_sample_complexity,
-    paper_schedule,
-)
-from robustrl.theory.r2pvi import (
-    instance_dependent_bound,
-    instance_independent_rate,
-    suboptimality,
-    theoretical_beta,
-)
+import importlib
+
+# Names load on first use (PEP 562), so that importing one module (robustrl.theory.r2pvi for a
+# greedy policy) does not import SciPy's statistics and optimisers for the others.
+_SUBMODULES = ("coverability", "drrpo", "glow", "r2pvi")
+_MODULE_OF = {
+    "coverability_coefficient": "coverability", "coverability_coefficient_lp": "coverability",
+    "max_occupancy": "coverability", "max_occupancy_lp": "coverability",
+    "check_regret": "drrpo", "fit_loglog_slope": "drrpo", "regret_bound": "drrpo",
+    "glow_regret_bound": "glow", "glow_sample_complexity": "glow", "h2o_risk_bound": "glow",
+    "hyglow_sample_complexity": "glow", "paper_schedule": "glow",
+    "instance_dependent_bound": "r2pvi", "instance_independent_rate": "r2pvi",
+    "suboptimality": "r2pvi", "theoretical_beta": "r2pvi",
+}
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _MODULE_OF:
+        value = getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "coverability",

@@ -1,3 +1,36 @@
 """Numba kernels: small pure functions over arrays. Call them through the public modules of
 :mod:`robustrl`, which validate inputs first; each kernel has a NumPy twin in
-:mod:`robustrl.reference` that the tests compare against."""
+:mod:`robustrl.reference` that the tests compare against. Every kernel is ``@njit(cache=True)``:
+a job compiles the kernels it uses once per machine and loads them from Numba's cache after."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+_announced = False
+
+
+def announce_compile(kernels, what: str) -> bool:
+    """Log once per process (logger ``robustrl``, level WARNING) when some of ``kernels`` (Numba
+    dispatchers) have nothing in Numba's cache yet: their first call compiles them, which takes
+    seconds once and milliseconds from the cache afterwards. Returns whether it logged."""
+    global _announced
+    if _announced:
+        return False
+    cold = [k for k in kernels if not k.signatures and not _cached(k)]
+    if not cold:
+        return False
+    _announced = True
+    logging.getLogger("robustrl").warning(
+        "compiling %d Numba kernels for %s (first use on this machine: a few seconds, once; "
+        "cached under %s)", len(cold), what,
+        os.path.dirname(cold[0]._cache._cache_file._index_path))
+    return True
+
+
+def _cached(kernel) -> bool:
+    try:
+        return os.path.exists(kernel._cache._cache_file._index_path)
+    except AttributeError:  # not a caching dispatcher
+        return True

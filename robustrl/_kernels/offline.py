@@ -39,18 +39,30 @@ def _row_dot(xi, i, v):
     return acc
 
 
-@njit(cache=True)
+def stable_order(v: np.ndarray) -> np.ndarray:
+    """Stable ascending order of ``v`` by NumPy (the same permutation as a stable sort inside a
+    kernel): sorting in NumPy spares every kernel that needs an order Numba's sort
+    implementations, which cost seconds of compilation on a cold cache."""
+    return np.argsort(v, kind="stable")
+
+
 def tv_dual_rows(v, xi, rho, v_min):
     """DRPVI (arXiv:2411.18612 baselines, docs/algorithms/drpvi.md): per row, max over alpha in
     {v_min} U {v_j} of
-    ``sum_j xi_ij min(v_j, alpha) - rho_i (alpha - v_min)``, exact by sort and cumulative sums."""
+    ``sum_j xi_ij min(v_j, alpha) - rho_i (alpha - v_min)``, exact by sort and cumulative sums
+    (:func:`tv_dual_rows_ordered` on the stable order of ``v``)."""
+    return tv_dual_rows_ordered(v, xi, rho, v_min, stable_order(v))
+
+
+@njit(cache=True)
+def tv_dual_rows_ordered(v, xi, rho, v_min, order):
+    """:func:`tv_dual_rows` given ``order``, the stable ascending order of ``v``."""
     n = v.shape[0]
     d = xi.shape[0]
     out = np.empty(d)
     if n == 0:
         out[:] = 0.0
         return out
-    order = np.argsort(v, kind="mergesort")
     v_sorted = v[order]
     w = np.empty(n)
     for i in range(d):
@@ -63,18 +75,23 @@ def tv_dual_rows(v, xi, rho, v_min):
     return out
 
 
-@njit(cache=True)
 def chi2_regularized_rows(v, xi, lam):
     """R2PVI chi2 (arXiv:2411.18612, docs/algorithms/r2pvi.md): per row, max over alpha in [min v,
     max v] of
-    ``z1 - (z2 - z1^2) / (4 lam)``, ``z_k = sum_j xi_ij min(v_j, alpha)^k``, exact by segments."""
+    ``z1 - (z2 - z1^2) / (4 lam)``, ``z_k = sum_j xi_ij min(v_j, alpha)^k``, exact by segments
+    (:func:`chi2_regularized_rows_ordered` on the stable order of ``v``)."""
+    return chi2_regularized_rows_ordered(v, xi, lam, stable_order(v))
+
+
+@njit(cache=True)
+def chi2_regularized_rows_ordered(v, xi, lam, order):
+    """:func:`chi2_regularized_rows` given ``order``, the stable ascending order of ``v``."""
     n = v.shape[0]
     d = xi.shape[0]
     out = np.empty(d)
     if n == 0:
         out[:] = 0.0
         return out
-    order = np.argsort(v, kind="mergesort")
     v_sorted = v[order]
     w = np.empty(n)
     for i in range(d):
@@ -187,18 +204,10 @@ def kl_constrained_rows(v, xi, rho, z_floor, centered):
 # the backward pass's per-sample work (arXiv:2411.18612, docs/algorithms/r2pvi.md): next-state
 # values and value grouping
 @njit(cache=True, fastmath=VECTORISE)
-def next_state_values(next_features, weights, lambda_inv, signed_beta, code, upper,
-                      truncate_below, known, has_known, nonterminal, bonus, has_bonus):
-    """``V(s'_k) = max_a Q(s'_k, a)`` for ``next_features (n, A, d)`` (any memory layout, so a
-    strided step slice of the dataset is read in place, never copied).
-
-    ``Q = min(phi^T w + signed_beta * Gamma(phi), upper)``, then ``max(., 0)`` when
-    ``truncate_below``; where ``has_known`` and ``known[k, a]`` is not NaN it replaces Q (an
-    exactly known action value); ``V = 0`` where ``nonterminal`` is False. One pass over the
-    features: the value, the bonus and the max over actions are fused.
-    """
-    n, n_actions, dim = next_features.shape
-    out = np.zeros(n)
+def _bonus_scale(lambda_inv, code):
+    """Per-coordinate factor of the d-rectangular bonuses: ``sqrt([Lambda^-1]_ii)`` (L1 form)
+    or ``[Lambda^-1]_ii`` (L2 form); unused by the other bonuses."""
+    dim = lambda_inv.shape[0]
     scale = np.empty(dim)
     if code == BONUS_D_RECTANGULAR_L1:
         for i in range(dim):
@@ -206,45 +215,84 @@ def next_state_values(next_features, weights, lambda_inv, signed_beta, code, upp
     elif code == BONUS_D_RECTANGULAR_L2:
         for i in range(dim):
             scale[i] = lambda_inv[i, i]
-    use_bonus = code != BONUS_NONE and signed_beta != 0.0
+    return scale
+
+
+@njit(cache=True, fastmath=VECTORISE)
+def _clipped_q_at(features, k, a, weights, lambda_inv, scale, signed_beta, code, upper,
+                  truncate_below, known, has_known, bonus, has_bonus):
+    """The learned, clipped action value of row ``k``, action ``a`` of ``features (n, A, d)``:
+    ``min(phi^T w + signed_beta * Gamma(phi), upper)``, then ``max(., 0)`` when
+    ``truncate_below``; ``known[k, a]`` instead where ``has_known`` and it is not NaN.
+    The one implementation of the offline agents' Q (arXiv:2411.18612, Algorithm 1 line 9)."""
+    if has_known and not np.isnan(known[k, a]):
+        return known[k, a]
+    dim = features.shape[2]
+    q = 0.0
+    for i in range(dim):
+        q += features[k, a, i] * weights[i]
+    if code != BONUS_NONE and signed_beta != 0.0:
+        b = 0.0
+        if has_bonus:
+            b = bonus[k, a]
+        elif code == BONUS_D_RECTANGULAR_L1:
+            for i in range(dim):
+                b += abs(features[k, a, i]) * scale[i]
+        elif code == BONUS_D_RECTANGULAR_L2:
+            for i in range(dim):
+                b += features[k, a, i] * features[k, a, i] * scale[i]
+            b = np.sqrt(b)
+        else:
+            for i in range(dim):
+                x = features[k, a, i]
+                # zero entries add nothing: O(nnz d) per row for sparse (hat, one-hot)
+                # features instead of O(d^2)
+                if x == 0.0:
+                    continue
+                acc = 0.0
+                for j in range(dim):
+                    acc += lambda_inv[i, j] * features[k, a, j]
+                b += x * acc
+            b = np.sqrt(max(b, 0.0))
+        q += signed_beta * b
+    q = min(q, upper)
+    if truncate_below:
+        q = max(q, 0.0)
+    return q
+
+
+@njit(cache=True)
+def clipped_q(features, weights, lambda_inv, signed_beta, code, upper, truncate_below, known,
+              has_known, bonus, has_bonus):
+    """``Q (n, A)`` at ``features (n, A, d)`` (any layout), by :func:`_clipped_q_at`."""
+    n, n_actions, _ = features.shape
+    scale = _bonus_scale(lambda_inv, code)
+    out = np.empty((n, n_actions))
+    for k in range(n):
+        for a in range(n_actions):
+            out[k, a] = _clipped_q_at(features, k, a, weights, lambda_inv, scale, signed_beta,
+                                      code, upper, truncate_below, known, has_known, bonus,
+                                      has_bonus)
+    return out
+
+
+@njit(cache=True)
+def next_state_values(next_features, weights, lambda_inv, signed_beta, code, upper,
+                      truncate_below, known, has_known, nonterminal, bonus, has_bonus):
+    """``V(s'_k) = max_a Q(s'_k, a)`` for ``next_features (n, A, d)`` (any memory layout, so a
+    strided step slice of the dataset is read in place, never copied), ``Q`` by
+    :func:`_clipped_q_at`; ``V = 0`` where ``nonterminal`` is False. One pass over the
+    features: the value, the bonus and the max over actions are fused."""
+    n, n_actions, _ = next_features.shape
+    out = np.zeros(n)
+    scale = _bonus_scale(lambda_inv, code)
     for k in range(n):
         if not nonterminal[k]:
             continue
         best = -np.inf
         for a in range(n_actions):
-            if has_known and not np.isnan(known[k, a]):
-                q = known[k, a]
-            else:
-                q = 0.0
-                for i in range(dim):
-                    q += next_features[k, a, i] * weights[i]
-                if use_bonus:
-                    b = 0.0
-                    if has_bonus:
-                        b = bonus[k, a]
-                    elif code == BONUS_D_RECTANGULAR_L1:
-                        for i in range(dim):
-                            b += abs(next_features[k, a, i]) * scale[i]
-                    elif code == BONUS_D_RECTANGULAR_L2:
-                        for i in range(dim):
-                            b += next_features[k, a, i] * next_features[k, a, i] * scale[i]
-                        b = np.sqrt(b)
-                    else:
-                        for i in range(dim):
-                            x = next_features[k, a, i]
-                            # zero entries add nothing: O(nnz d) per row for sparse (hat,
-                            # one-hot) features instead of O(d^2)
-                            if x == 0.0:
-                                continue
-                            acc = 0.0
-                            for j in range(dim):
-                                acc += lambda_inv[i, j] * next_features[k, a, j]
-                            b += x * acc
-                        b = np.sqrt(max(b, 0.0))
-                    q += signed_beta * b
-                q = min(q, upper)
-                if truncate_below:
-                    q = max(q, 0.0)
+            q = _clipped_q_at(next_features, k, a, weights, lambda_inv, scale, signed_beta,
+                              code, upper, truncate_below, known, has_known, bonus, has_bonus)
             if q > best:
                 best = q
         out[k] = best
@@ -437,20 +485,35 @@ def _group_few_values(values, features, weights, in_regression):
         if w != 0.0:
             for i in range(dim):
                 sums[g, i] += w * features[k, i]
-    order = np.argsort(u[:m])
-    return u[:m][order], sums[:m][order], inside[:m][order], True
+    # ascending by insertion (at most _FEW_VALUES distinct values: no sort to compile)
+    for a in range(1, m):
+        j = a
+        while j > 0 and u[j - 1] > u[j]:
+            u[j - 1], u[j] = u[j], u[j - 1]
+            inside[j - 1], inside[j] = inside[j], inside[j - 1]
+            for i in range(dim):
+                sums[j - 1, i], sums[j, i] = sums[j, i], sums[j - 1, i]
+            j -= 1
+    return u[:m], sums[:m], inside[:m], True
 
 
-@njit(cache=True)
 def group_by_value(values, features, weights, in_regression):
     """Distinct ``values`` (ascending), per distinct value the weighted feature sum
     ``G[g] = sum_{k: v_k = u_g} w_k phi_k`` and whether any of its rows enters the regression:
-    one sort and one pass over the rows (``np.unique`` plus :func:`group_rows` in one)."""
-    n, dim = features.shape
+    a scan while there are few distinct values (:func:`_group_few_values`), else one stable
+    NumPy sort and one pass over the rows (:func:`group_sorted`); ``np.unique`` plus
+    :func:`group_rows` in one."""
     few = _group_few_values(values, features, weights, in_regression)
     if few[3]:
         return few[0], few[1], few[2]
-    order = np.argsort(values, kind="mergesort")
+    return group_sorted(values, features, weights, in_regression, stable_order(values))
+
+
+@njit(cache=True)
+def group_sorted(values, features, weights, in_regression, order):
+    """:func:`group_by_value` given ``order``, the stable ascending order of ``values``: each
+    group's rows are summed in row order."""
+    n, dim = features.shape
     m = 0
     for j in range(n):
         if j == 0 or values[order[j]] != values[order[j - 1]]:

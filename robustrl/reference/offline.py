@@ -54,6 +54,15 @@ def chi2_regularized_rows(v: np.ndarray, xi: np.ndarray, lam: float) -> np.ndarr
     return np.array([_div.chi2_regularized_dual_weighted(v, w, lam) for w in xi])
 
 
+def tv_dual_rows_ordered(v, xi, rho, v_min, order) -> np.ndarray:
+    """Twin of the kernel that takes ``order``, the ascending order of ``v``."""
+    return tv_dual_rows(v[order], xi[:, order], rho, v_min)
+
+
+def chi2_regularized_rows_ordered(v, xi, lam, order) -> np.ndarray:
+    return chi2_regularized_rows(v[order], xi[:, order], lam)
+
+
 def kl_dual_objective(v, w, alpha: float, rho: float, z_floor: float, centered: bool) -> float:
     """``-alpha log z - alpha rho``: centred, ``z = max(1 + sum w (exp(-v/alpha) - 1), z_floor)``;
     otherwise ``z = exp(-m/alpha) max(sum w exp(-(v - m)/alpha), z_floor)``, m the smallest value
@@ -98,20 +107,28 @@ def kl_constrained_rows(v: np.ndarray, xi: np.ndarray, rho: np.ndarray, z_floor:
     return out
 
 
-def next_state_values(next_features, weights, lambda_inv, beta_signed, bonus, upper,
-                      truncate_below, known, nonterminal) -> np.ndarray:
+def clipped_q(features, weights, lambda_inv, beta_signed, bonus, upper, truncate_below,
+              known) -> np.ndarray:
     """Twin of the kernel: ``bonus`` is a canonical :mod:`robustrl.bonus` name, ``known`` an
     ``(n, A)`` array with NaN where Q is learned, or None."""
     from robustrl.reference.bonus import bonus as bonus_values
 
-    q = next_features @ weights
+    q = features @ weights
     if bonus != "none" and beta_signed != 0.0:
-        q = q + beta_signed * bonus_values(next_features, lambda_inv, bonus)
+        q = q + beta_signed * bonus_values(features, lambda_inv, bonus)
     q = np.minimum(q, upper)
     if truncate_below:
         q = np.maximum(q, 0.0)
     if known is not None:
         q = np.where(np.isnan(known), q, known)
+    return q
+
+
+def next_state_values(next_features, weights, lambda_inv, beta_signed, bonus, upper,
+                      truncate_below, known, nonterminal) -> np.ndarray:
+    """Twin of the kernel (arguments as :func:`clipped_q`)."""
+    q = clipped_q(next_features, weights, lambda_inv, beta_signed, bonus, upper,
+                  truncate_below, known)
     if q.shape[0] == 0:
         return np.zeros(0)
     return np.where(nonterminal, q.max(axis=1), 0.0)
@@ -177,6 +194,11 @@ def group_by_value(values, features, weights, in_regression):
     inside = np.zeros(u.size, dtype=bool)
     inside[inverse[in_regression]] = True
     return u, group_rows(inverse, features, weights, u.size), inside
+
+
+def group_sorted(values, features, weights, in_regression, order):
+    """Twin of the kernel that takes ``order``, the stable ascending order of ``values``."""
+    return group_by_value(values[order], features[order], weights[order], in_regression[order])
 
 
 def column_value_minima(features, values, out) -> None:

@@ -31,6 +31,35 @@ def _run_in_process(ref: ModuleRef, cells: Sequence[Cell], inner_progress: bool)
         yield cell, execute(ref, cell.params, cell.seed, inner_progress)
 
 
+#: Without ``--workers``, cells run in the driver's process while the sweep's estimated
+#: remaining time stays below this many seconds: a spawned worker pays its own start (Python,
+#: NumPy, Numba and the experiment's imports, about 1-3 s on a busy machine) and its memory
+#: (another interpreter), which a job of a few seconds never wins back.
+POOL_MIN_SECONDS = 10.0
+
+
+def _run_auto(ref: ModuleRef, cells: Sequence[Cell], max_workers: int, inner_progress: bool,
+              min_seconds: float = POOL_MIN_SECONDS) -> Outcomes:
+    """The default local backend: cells run in this process, and the rest go to a pool of up
+    to ``max_workers`` processes once the remaining cells, at the median time per cell measured
+    so far (from the second cell on: the first pays the imports; the median ignores the few
+    cells that compile a kernel on a cold cache), are estimated to take more than
+    ``min_seconds``."""
+    import statistics
+    import time
+
+    times: list[float] = []
+    for i, cell in enumerate(cells):
+        rest = len(cells) - i
+        if i >= 2 and max_workers > 1 and rest > 1:
+            if statistics.median(times[1:]) * rest > min_seconds:
+                yield from _run_pool(ref, cells[i:], min(max_workers, rest))
+                return
+        t0 = time.perf_counter()
+        yield cell, execute(ref, cell.params, cell.seed, inner_progress)
+        times.append(time.perf_counter() - t0)
+
+
 def _exit_description(code: int | None) -> str:
     if code is None:
         return "exit status unknown"
@@ -180,7 +209,7 @@ def _run_ray(ref: ModuleRef, cells: Sequence[Cell], workers: int | None,
 
 
 def default_workers() -> int:
-    """CPUs this process may use."""
+    """CPUs this process may use (the most workers the default backend starts)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux

@@ -17,6 +17,7 @@ from typing import Any
 
 from robustrl import __version__
 from robustrl.runner.backends import (
+    _run_auto,
     _run_in_process,
     _run_pool,
     _run_ray,
@@ -75,6 +76,8 @@ class RunReport:
     hook_errors: list[str] = field(default_factory=list)
     report_text: str | None = None
     dry_run: bool = False
+    #: peak resident memory (MB) of each pool worker that ran cells, by process id
+    worker_memory_mb: dict[int, float] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -138,8 +141,12 @@ def run_experiment(
         overrides: ``{param: value or list}`` applied after the config file.
         sets: ``"key=value"`` strings (YAML values) applied after ``overrides``.
         seeds: number of seed indices per grid point (default: config, then ``SEEDS``).
-        workers: processes (local) or tasks in flight (ray); default: all usable CPUs for
-            local, unlimited for ray. ``workers=1`` runs in this process.
+        workers: processes (local) or tasks in flight (ray); ``workers=1`` runs in this
+            process. Default for local: this process, handing the remaining cells to a pool of
+            up to all usable CPUs once they are estimated to take more than
+            :data:`~robustrl.runner.backends.POOL_MIN_SECONDS` (a pool's start costs more than
+            it saves on a job of a few seconds); unlimited for ray. The peak memory of each
+            pool worker is logged and kept in :attr:`RunReport.worker_memory_mb`.
         backend: ``"local"`` (default) or ``"ray"`` (``ray.init(address=ray_address)``; no
             address and no ``RAY_ADDRESS`` starts a local Ray instance).
         quiet: no progress bar and no progress messages.
@@ -206,6 +213,9 @@ def run_experiment(
         _clean_temporaries(out)
         done = store.finished(cells, run_cfg.experiment)
         pending = [c for c in cells if c.key not in done]
+        # no --workers on the local backend: in this process, with a pool only once the
+        # sweep is seen to be long enough to pay for one (backends._run_auto)
+        auto = workers is None and backend == "local"
         n_workers = workers if workers is not None else (
             None if backend == "ray" else default_workers())
         if n_workers is not None:
@@ -213,15 +223,17 @@ def run_experiment(
         head = (f"{exp.name}: {len(cells)} cells ({run_cfg.n_points} grid points x "
                 f"{run_cfg.seeds} seeds)")
         if pending:
+            how = (f" (in this process; a pool of up to {n_workers} worker(s) if the sweep "
+                   "takes more than a few seconds)" if auto and n_workers > 1
+                   else f" with {n_workers} worker(s)" if n_workers else "")
             _log(quiet, f"{head}, {len(done)} already finished in {out}; running "
-                        f"{len(pending)} on {backend}"
-                        + (f" with {n_workers} worker(s)" if n_workers else ""))
+                        f"{len(pending)} on {backend}{how}")
         else:
             _log(quiet, f"{head}, all finished in {out}; rewriting summary and figures")
         report = RunReport(exp, run_cfg, out, cells, [], resumed=len(done), ran=0)
         if pending:
             _run_pending(report, store, pending, done, backend, n_workers, ray_address, quiet,
-                         fail_fast)
+                         fail_fast, auto=auto)
         report.records = [done[c.key] for c in cells if c.key in done]
         if report.complete:
             try:
@@ -238,12 +250,15 @@ def run_experiment(
 
 def _run_pending(report: RunReport, store: ResultStore, pending: list[Cell],
                  done: dict[str, dict], backend: str, workers: int | None,
-                 ray_address: str | None, quiet: bool, fail_fast: bool) -> None:
+                 ray_address: str | None, quiet: bool, fail_fast: bool,
+                 auto: bool = False) -> None:
     from tqdm import tqdm
 
     ref = report.experiment.ref
     if backend == "ray":
         outcomes = _run_ray(ref, pending, workers, ray_address, quiet)
+    elif auto:
+        outcomes = _run_auto(ref, pending, int(workers or 1), inner_progress=not quiet)
     elif workers == 1:
         outcomes = _run_in_process(ref, pending, inner_progress=not quiet)
     else:
@@ -252,6 +267,10 @@ def _run_pending(report: RunReport, store: ResultStore, pending: list[Cell],
                file=sys.stderr, dynamic_ncols=True)
     try:
         for cell, outcome in outcomes:
+            if outcome.get("pid", os.getpid()) != os.getpid():  # a pool worker
+                memory = report.worker_memory_mb
+                memory[outcome["pid"]] = max(memory.get(outcome["pid"], 0.0),
+                                             outcome["max_rss_mb"])
             if outcome["ok"]:
                 rec = _record(report.config, cell, outcome)
                 store.write_record(rec)
@@ -271,6 +290,10 @@ def _run_pending(report: RunReport, store: ResultStore, pending: list[Cell],
         # Closing the generator stops the pool / cancels Ray tasks when we leave early.
         outcomes.close()
         bar.close()
+        if report.worker_memory_mb:
+            mbs = sorted(report.worker_memory_mb.values())
+            _log(quiet, f"{len(mbs)} worker process(es), peak memory per worker "
+                        f"{mbs[0]:.0f}-{mbs[-1]:.0f} MB")
 
 
 def _write_outputs(report: RunReport) -> None:

@@ -122,10 +122,24 @@ def execute(ref: ModuleRef, params: dict[str, Any], seed: int,
         metrics = to_jsonable(metrics)
     except (Exception, SystemExit):  # a cell's failure, not the runner's; Ctrl-C propagates
         return {"ok": False, "error": traceback.format_exc(),
-                "wall_time_s": time.perf_counter() - t0}
+                "wall_time_s": time.perf_counter() - t0, **process_memory()}
     finally:
         INNER_PROGRESS = previous
-    return {"ok": True, "metrics": metrics, "wall_time_s": time.perf_counter() - t0}
+    return {"ok": True, "metrics": metrics, "wall_time_s": time.perf_counter() - t0,
+            **process_memory()}
+
+
+def process_memory() -> dict[str, Any]:
+    """``{"pid": ..., "max_rss_mb": ...}``: this process and its peak resident memory so far
+    (MB; NaN where the platform does not say), which the driver reports per pool worker."""
+    try:
+        import resource
+
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        mb = kb / (1024.0 * 1024.0) if sys.platform == "darwin" else kb / 1024.0
+    except (ImportError, OSError):  # not POSIX
+        mb = float("nan")
+    return {"pid": os.getpid(), "max_rss_mb": mb}
 
 
 def ignore_sigint() -> None:

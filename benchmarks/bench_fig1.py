@@ -1,0 +1,181 @@
+"""End to end: the R2PVI paper's Figure-1 job as a user runs it, and the American-put fits of
+every offline agent on always-hold and distinct-start-price data.
+
+* **Figure 1** (``fig1``): ``robustrl run r2pvi_fig1 --config
+  experiments/configs/fig1_official.yaml`` (PEVI and R2PVI-TV/KL/chi2, K = 100, 20
+  replications, 11 perturbation levels, 100 Monte-Carlo test episodes per level -- the work of
+  the authors' ``Simulated_Linear_MDP/main.py``) in a fresh process, timed from the command's
+  start to its exit: warm (Numba's cache filled by an untimed run first) and cold (every run
+  with its own empty ``NUMBA_CACHE_DIR``), best of ``repeats``; the peak memory is that of the
+  whole process tree (the sum of the resident sizes of the process and its children, sampled
+  every 10 ms from ``/proc``), the largest over the runs. With ``official=PATH`` (a local copy
+  of github.com/panxulab/Robust-Regularized-Pessimistic-Value-Iteration, never vendored) the
+  authors' script runs the same way in the same run; without it, or when its interpreter lacks
+  its dependencies (``pyrallis``), that row says why and is skipped.
+* **Put fits** (``put``): :mod:`benchmarks.bench_offline` with every offline agent (PEVI,
+  R2PVI-TV/KL/chi2, DRPVI, DRVI-L) on ``put`` (always hold, one start price: few distinct
+  next-state values) and ``put-distinct`` (a start price per trajectory: every next-state value
+  distinct) against the loop reference measured in the same run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import format_table
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "experiments" / "configs" / "fig1_official.yaml"
+OFFICIAL_SCRIPT = Path("Simulated_Linear_MDP") / "main.py"
+
+
+def _tree_rss_mb(pid: int) -> float:
+    """Resident memory (MB) of ``pid`` and all its descendants, from ``/proc`` (Linux)."""
+    total_kb = 0
+    stack = [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            with open(f"/proc/{p}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        total_kb += int(line.split()[1])
+                        break
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    stack += [int(c) for c in fh.read().split()]
+        except (OSError, ValueError):  # the process ended meanwhile
+            continue
+    return total_kb / 1024.0
+
+
+def timed_process(cmd: list[str], env: dict[str, str] | None = None,
+                  cwd: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Run ``cmd``; ``{"seconds", "peak_mb", "returncode", "stderr_tail"}``, the peak being the
+    largest sampled resident size of the process tree (``nan`` where ``/proc`` is missing)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    peak = [0.0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _tree_rss_mb(proc.pid))
+            done.wait(0.01)
+
+    watcher = threading.Thread(target=sample, daemon=True)
+    if Path("/proc").is_dir():
+        watcher.start()
+    _, err = proc.communicate()
+    seconds = time.perf_counter() - start
+    done.set()
+    if watcher.is_alive():
+        watcher.join()
+    return {"seconds": seconds, "peak_mb": peak[0] if Path("/proc").is_dir() else float("nan"),
+            "returncode": proc.returncode, "stderr_tail": err[-2000:]}
+
+
+def _fig1_command(out: str, extra: list[str]) -> list[str]:
+    return [sys.executable, "-m", "robustrl", "run", "r2pvi_fig1", "--config", str(CONFIG),
+            "--out", out, "--quiet", *extra]
+
+
+def _best(runs: list[dict]) -> dict[str, Any]:
+    bad = [r for r in runs if r["returncode"] != 0]
+    if bad:
+        raise RuntimeError(f"the job failed (exit {bad[0]['returncode']}):\n"
+                           f"{bad[0]['stderr_tail']}")
+    return {"seconds": min(r["seconds"] for r in runs),
+            "seconds_all": [r["seconds"] for r in runs],
+            "peak_mb": max(r["peak_mb"] for r in runs)}
+
+
+def run_fig1(repeats: int = 3, official: str | None = None,
+             official_python: str | None = None, extra: list[str] | None = None,
+             fill: bool = True, log=print) -> dict[str, Any]:
+    """Time the Figure-1 job warm and cold (and the authors' script if ``official``);
+    ``extra``: more ``robustrl run`` arguments (``--quick`` uses ``--seeds 2``); ``fill=False``
+    skips the untimed run that fills Numba's cache before the warm runs (``--quick``)."""
+    extra = list(extra or [])
+    rows: list[dict[str, Any]] = []
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="robustrl_fig1_") as tmp:
+        env = dict(os.environ)
+        env.pop("NUMBA_CACHE_DIR", None)
+        if fill:  # fills the default cache
+            _best([timed_process(_fig1_command(f"{tmp}/fill", extra), env)])
+        warm = _best([timed_process(_fig1_command(f"{tmp}/warm{i}", extra), env)
+                      for i in range(repeats)])
+        rows.append({"job": "robustrl, warm Numba cache", **warm})
+        log(f"  fig1 warm: {warm['seconds']:.2f} s, {warm['peak_mb']:.0f} MB")
+        cold_runs = []
+        for i in range(repeats):
+            cache = tempfile.mkdtemp(prefix="numba_cold_", dir=tmp)
+            cold_runs.append(timed_process(_fig1_command(f"{tmp}/cold{i}", extra),
+                                           {**env, "NUMBA_CACHE_DIR": cache}))
+        cold = _best(cold_runs)
+        rows.append({"job": "robustrl, cold Numba cache", **cold})
+        log(f"  fig1 cold: {cold['seconds']:.2f} s, {cold['peak_mb']:.0f} MB")
+    peer = _official(official, official_python, repeats, notes, log)
+    if peer is not None:
+        rows.insert(0, peer)
+        for r in rows[1:]:
+            r["ratio"] = peer["seconds"] / r["seconds"]
+    header = ["job", "best s", "all runs s", "peak MB (tree)", "official / this"]
+    table = format_table(header, [
+        [r["job"], r["seconds"], " ".join(f"{s:.2f}" for s in r["seconds_all"]),
+         f"{r['peak_mb']:.0f}", f"{r['ratio']:.1f}x" if "ratio" in r else "-"] for r in rows])
+    if notes:
+        table += "\n" + "\n".join(notes)
+    return {"rows": rows, "notes": notes, "table": table, "repeats": repeats,
+            "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}
+
+
+def _official(path: str | None, python: str | None, repeats: int, notes: list[str],
+              log) -> dict[str, Any] | None:
+    """The authors' Figure-1 script timed like the package's job, or None with a note."""
+    if not path:
+        notes.append("official code: not given (--r2pvi-official PATH to a local copy of "
+                     "panxulab/Robust-Regularized-Pessimistic-Value-Iteration)")
+        return None
+    script_dir = Path(path) / OFFICIAL_SCRIPT.parent
+    if not (script_dir / OFFICIAL_SCRIPT.name).is_file():
+        notes.append(f"official code: skipped, {script_dir / OFFICIAL_SCRIPT.name} not found")
+        return None
+    python = python or sys.executable
+    probe = subprocess.run([python, "-c", "import pyrallis, numpy, scipy, matplotlib"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        notes.append(f"official code: skipped, {python} cannot import its dependencies "
+                     f"(pyrallis, numpy, scipy, matplotlib): "
+                     f"{probe.stderr.strip().splitlines()[-1:]}")
+        return None
+    with tempfile.TemporaryDirectory(prefix="r2pvi_official_") as tmp:
+        # run in a scratch copy of its folder: the script writes its figure next to itself
+        import shutil
+
+        work = Path(tmp) / script_dir.name
+        shutil.copytree(script_dir, work)
+        env = {**os.environ, "MPLBACKEND": "Agg"}
+        runs = [timed_process([python, OFFICIAL_SCRIPT.name], env, cwd=work)
+                for _ in range(max(1, min(repeats, 2)))]
+    best = _best(runs)
+    log(f"  fig1 official: {best['seconds']:.2f} s, {best['peak_mb']:.0f} MB")
+    return {"job": "authors' Simulated_Linear_MDP/main.py", **best}
+
+
+def run_put(sizes: list[int], repeats: int = 5, budget: float = 20.0, log=print
+            ) -> dict[str, Any]:
+    """Every offline agent on the put, always-hold and distinct-start-price data."""
+    from benchmarks import bench_offline
+
+    return bench_offline.run({"put": sizes, "put-distinct": sizes}, repeats=repeats,
+                             budget=budget, methods=bench_offline.ALL_METHODS, log=log)
