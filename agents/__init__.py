@@ -16,6 +16,30 @@ and minigrid are needed only by whoever uses them, and a job pays only for the a
 """
 
 import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the names as static tools (type checkers, the API docs) see them
+    from robustrl.agents._online import RegretCurve, run_regret_curve
+    from robustrl.agents.base import LinearAgent, NotFittedError
+    from robustrl.agents.dred import LevelReplayPPO
+    from robustrl.agents.drpvi import DRPVI
+    from robustrl.agents.drrpo import DRRPO
+    from robustrl.agents.drvi_l import DRVI_L
+    from robustrl.agents.glow import GLOW
+    from robustrl.agents.glow_lin import GLOWLin
+    from robustrl.agents.golf import GOLF
+    from robustrl.agents.h2o import H2OFQI
+    from robustrl.agents.hyglow import HyGLOW
+    from robustrl.agents.hyq import HyQ
+    from robustrl.agents.lsvi_ucb import DRLSVIUCB, LSVIUCB
+    from robustrl.agents.neural import NeuralDRRPO, NeuralFQI, NeuralR2PVI
+    from robustrl.agents.oppo import OPPO
+    from robustrl.agents.pevi import PEVI
+    from robustrl.agents.r2pvi import R2PVI
+
+    OFFLINE_AGENTS: dict[str, type]
+    ONLINE_AGENTS: dict[str, type]
+
 
 # Every name loads on first use (PEP 562): a job that fits PEVI and R2PVI does not pay for the
 # online agents, GLOW's SciPy optimisers or DR-RPO. name -> module under robustrl.agents

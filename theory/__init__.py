@@ -12,6 +12,30 @@
 """
 
 import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the names as static tools (type checkers, the API docs) see them
+    from robustrl.theory import coverability, drrpo, glow, r2pvi
+    from robustrl.theory.coverability import (
+        coverability_coefficient,
+        coverability_coefficient_lp,
+        max_occupancy,
+        max_occupancy_lp,
+    )
+    from robustrl.theory.drrpo import check_regret, fit_loglog_slope, regret_bound
+    from robustrl.theory.glow import (
+        glow_regret_bound,
+        glow_sample_complexity,
+        h2o_risk_bound,
+        hyglow_sample_complexity,
+        paper_schedule,
+    )
+    from robustrl.theory.r2pvi import (
+        instance_dependent_bound,
+        instance_independent_rate,
+        suboptimality,
+        theoretical_beta,
+    )
 
 # Names load on first use (PEP 562), so that importing one module (robustrl.theory.r2pvi for a
 # greedy policy) does not import SciPy's statistics and optimisers for the others.
