@@ -374,8 +374,8 @@ def test_drrpo_learns_cartpole_with_tile_coding_and_is_evaluated_on_a_pole_lengt
     from robustrl.evaluation import compare
 
     env = tiled_cartpole()
-    agent = DRRPO(env, rho=0.1, tau=1.0, eta=float("inf"), beta=0.3, seed=0)
-    agent.learn(total_episodes=200)
+    agent = DRRPO(env, rho=0.1, tau=1.0, eta=5.0, beta=0.3, seed=0)
+    agent.learn(total_episodes=400)
     # training itself improves: the last 50 episodes beat the first 50
     assert agent.episode_returns_[-50:].mean() > agent.episode_returns_[:50].mean() + 3
 
@@ -385,7 +385,7 @@ def test_drrpo_learns_cartpole_with_tile_coding_and_is_evaluated_on_a_pole_lengt
     table = compare({"drrpo": agent, "random": lambda obs: int(rng.integers(2))}, factory,
                     grid, episodes=30, seed=0)
     learned, rand = table.metrics["drrpo"]["nominal"], table.metrics["random"]["nominal"]
-    assert learned > rand + 8, (learned, rand)  # measured: 41.2 vs 24.5 (max 50)
+    assert learned > rand + 8, (learned, rand)  # measured: 44.9 vs 23.2 (max 50)
     rows = table.rows()
     assert len(rows) == 2 * len(grid)
     assert [r["perturbation"] for r in rows[:3]] == grid
