@@ -1,0 +1,69 @@
+"""Hand-computed checks that kill the mutants `tools/mutate.py` found surviving in
+theory/r2pvi.py and the core modules of robustrl/ (docs/dev/mutation.md lists them). Each test's
+docstring names the bug it catches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from robustrl.stats import confidence_interval, student_t_halfwidth
+from robustrl.theory import r2pvi as th
+
+
+# ------------------------------------------------------------------------------------------
+# theory/r2pvi.py (arXiv:2411.18612)
+# ------------------------------------------------------------------------------------------
+def test_log_factor_accepts_an_array_holding_k_equal_to_one():
+    """Bug: `_check_k` rejecting arrays with K = 1 (`arr.min() < 2` instead of `< 1`)."""
+    got = th.log_factor(2, 3, np.array([1, 4]), delta=0.05)
+    # xi = log(2 d H K / delta) = log(240 K)
+    np.testing.assert_allclose(got, [np.log(240.0), np.log(960.0)], rtol=1e-14)
+    with pytest.raises(ValueError, match="n_trajectories"):
+        th.log_factor(2, 3, np.array([0, 4]))
+
+
+def test_coverage_rejects_a_float_policy_table_of_the_right_shape():
+    """Bug: `coverage` checking the policy's shape *and* dtype (`and` for `or`), so a float
+    table of shape (H, S) is used as actions instead of being rejected."""
+    model, _ = th.poor_coverage_instance()
+    H, d = model.horizon, model.feature_dim
+    inv = np.broadcast_to(np.eye(d), (H, d, d)).copy()
+    with pytest.raises(ValueError, match="policy"):
+        th.coverage(inv, model, np.zeros((H, model.n_states)))
+    with pytest.raises(ValueError, match="policy"):
+        th.coverage(inv, model, np.zeros((H + 1, model.n_states), dtype=np.int64))
+
+
+# ------------------------------------------------------------------------------------------
+# robustrl/stats.py
+# ------------------------------------------------------------------------------------------
+def test_single_sample_halfwidth_keeps_the_other_axes():
+    """Bug: the `n < 2` branch building a scalar instead of an array over the other axes
+    (the shape test `if x.ndim` negated): (1, 3) samples must give three half-widths."""
+    out = student_t_halfwidth(np.ones((1, 3)), single=0.0)
+    assert isinstance(out, np.ndarray) and out.shape == (3,)
+    out = student_t_halfwidth(np.ones((2, 1)), axis=1, single=-1.0)
+    assert out.shape == (2,) and out.tolist() == [-1.0, -1.0]
+
+
+def test_confidence_interval_default_is_95_percent_by_table():
+    """Bug: `confidence_interval`'s default confidence not 0.95 (1.95 or -0.05). Samples
+    1, 2, 3: mean 2, s = 1, t_{0.975, 2} = 4.302653 (t table), half-width 4.302653 / sqrt(3)."""
+    mean, half = confidence_interval([1.0, 2.0, 3.0])
+    assert mean == 2.0
+    assert half == pytest.approx(4.302653 / np.sqrt(3.0), rel=1e-6)
+
+
+def test_a_scalar_sample_is_one_sample():
+    """Bug: a 0-d sample counted as 0 or 2 samples (`n = ... else 1` changed): one value has
+    no interval, so `single` comes back."""
+    assert student_t_halfwidth(5.0, single=7.0) == 7.0
+    assert np.isnan(student_t_halfwidth(np.float64(5.0)))
+
+
+@pytest.mark.parametrize("confidence", [0.0, -0.5, 1.0, 1.5])
+def test_confidence_outside_the_open_unit_interval_is_rejected(confidence):
+    """Bug: the lower bound of `confidence` moved below 0 (0 or -0.5 accepted)."""
+    with pytest.raises(ValueError, match="confidence"):
+        student_t_halfwidth([1.0, 2.0], confidence=confidence)
