@@ -35,6 +35,31 @@ def test_coverage_rejects_a_float_policy_table_of_the_right_shape():
         th.coverage(inv, model, np.zeros((H + 1, model.n_states), dtype=np.int64))
 
 
+def test_coverage_floors_a_rounding_negative_diagonal_at_zero():
+    """Bug: the floor of `[Lambda^-1]_ii` at 0 moved to -1, so a rounding-negative diagonal
+    entry gives sqrt(< 0) = NaN. Poor-coverage instance, always the safe action, identity
+    inverse except -1e-18 on the (unvisited) fail feature: visits e0 then e4, coverage 1 + 1."""
+    model, _ = th.poor_coverage_instance()
+    H, d = model.horizon, model.feature_dim
+    inv = np.broadcast_to(np.eye(d), (H, d, d)).copy()
+    inv[:, 2, 2] = -1e-18
+    policy = np.zeros((H, model.n_states), dtype=np.int64)
+    assert th.coverage(inv, model, policy) == pytest.approx(2.0, abs=1e-15)
+
+
+def test_instance_dependent_bound_rejects_a_negative_beta():
+    """Bug: `beta`'s lower bound moved from 0 to -1 (a negative pessimism coefficient gives a
+    negative bound)."""
+    from test_offline_agents import TableEnv, exact_dataset, one_hot_model
+
+    from robustrl.agents.r2pvi import R2PVI
+
+    model = one_hot_model()
+    agent = R2PVI(TableEnv(model), ridge=0.5, beta=0.0).fit(exact_dataset(model))
+    with pytest.raises(ValueError, match="beta"):
+        th.instance_dependent_bound(agent, model, "tv", 0.5, beta=-0.5)
+
+
 # ------------------------------------------------------------------------------------------
 # robustrl/stats.py
 # ------------------------------------------------------------------------------------------
@@ -67,3 +92,39 @@ def test_confidence_outside_the_open_unit_interval_is_rejected(confidence):
     """Bug: the lower bound of `confidence` moved below 0 (0 or -0.5 accepted)."""
     with pytest.raises(ValueError, match="confidence"):
         student_t_halfwidth([1.0, 2.0], confidence=confidence)
+
+
+def test_one_dimensional_samples_give_a_python_float():
+    """Bug: the 0-d results returned as NumPy scalars or 0-d arrays (`np.ndim(out) == 0` or
+    `np.ndim(mean) == 0` changed)."""
+    half = student_t_halfwidth([1.0, 2.0, 3.0])
+    assert type(half) is float
+    mean, half2 = confidence_interval([1.0, 2.0, 3.0])
+    assert type(mean) is float and type(half2) is float
+    assert half == pytest.approx(4.302653 / np.sqrt(3.0), rel=1e-6)
+
+
+# ------------------------------------------------------------------------------------------
+# robustrl/_io.py
+# ------------------------------------------------------------------------------------------
+def test_current_umask_without_proc_reads_it_by_setting(monkeypatch):
+    """Bug: the fallback for systems without /proc returning None instead of the umask."""
+    import os
+
+    from robustrl import _io
+
+    class NoProc:
+        def __init__(self, *args):
+            pass
+
+        def read_text(self):
+            raise OSError("no /proc here")
+
+    old = os.umask(0o027)
+    try:
+        assert _io.current_umask() == 0o027
+        monkeypatch.setattr(_io, "Path", NoProc)
+        assert _io.current_umask() == 0o027
+        assert os.umask(0o027) == 0o027  # the fallback put the mask back
+    finally:
+        os.umask(old)
