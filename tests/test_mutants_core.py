@@ -128,3 +128,68 @@ def test_current_umask_without_proc_reads_it_by_setting(monkeypatch):
         assert os.umask(0o027) == 0o027  # the fallback put the mask back
     finally:
         os.umask(old)
+
+
+def test_an_error_that_names_its_own_file_is_reraised_unchanged(tmp_path):
+    """Bugs: `_with_path` re-wrapping an error that already names a file (`or` -> `and`) or
+    returning None for it (then `raise None`): the caller must see the original error."""
+    import errno
+
+    from robustrl._io import atomic_write
+
+    original = OSError(errno.EACCES, "denied", str(tmp_path / "elsewhere"))
+
+    def write(fh):
+        raise original
+
+    with pytest.raises(OSError) as info:
+        atomic_write(tmp_path / "x.txt", write, binary=False)
+    assert info.value is original and info.value.filename == str(tmp_path / "elsewhere")
+
+    def write_no_errno(fh):
+        raise OSError("no errno")
+
+    with pytest.raises(OSError, match="no errno") as info:
+        atomic_write(tmp_path / "y.txt", write_no_errno, binary=False)
+    assert info.value.errno is None and info.value.filename is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_temporaries_are_judged_by_age_and_lock_not_by_the_hour(tmp_path):
+    """Bug: the one-hour minimum age meant for systems without `fcntl` applied on POSIX too
+    (`if fcntl is None` negated), so a killed writer's temporary 10 s old is kept. Ages are set
+    with `os.utime`, so the test does not depend on the machine's speed."""
+    import fcntl
+    import os
+    import time
+
+    from robustrl._io import clean_stale_temporaries
+
+    old = tmp_path / ".out.json.abcd1234.tmp"  # a killed writer's, 10 s old
+    young = tmp_path / ".out.json.efgh5678.tmp"  # 10 s old too, but min_age 60 s below
+    locked = tmp_path / ".b.json.ijkl9012.tmp"  # a live writer's (locked), 10 s old
+    other = tmp_path / "out.json"  # not a temporary
+    for f in (old, young, locked, other):
+        f.write_text("x")
+        os.utime(f, (time.time() - 10.0, time.time() - 10.0))
+    assert clean_stale_temporaries(tmp_path, min_age_s=60.0) == []
+    with open(locked, "rb") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        removed = clean_stale_temporaries(tmp_path, min_age_s=1.0)
+    assert sorted(removed) == sorted([old, young])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".b.json.ijkl9012.tmp", "out.json"]
+
+
+def test_default_minimum_age_is_one_second(tmp_path):
+    """Bug: `clean_stale_temporaries`' default `min_age_s` not 1 s (2 s keeps a killed
+    writer's temporary 1.5 s old). The age only grows while the test runs, so the correct code
+    removes the file however slow the machine."""
+    import os
+    import time
+
+    from robustrl._io import clean_stale_temporaries
+
+    stale = tmp_path / ".out.json.abcd1234.tmp"
+    stale.write_text("x")
+    os.utime(stale, (time.time() - 1.5, time.time() - 1.5))
+    assert clean_stale_temporaries(tmp_path) == [stale]
