@@ -193,3 +193,11 @@ def test_default_minimum_age_is_one_second(tmp_path):
     stale.write_text("x")
     os.utime(stale, (time.time() - 1.5, time.time() - 1.5))
     assert clean_stale_temporaries(tmp_path) == [stale]
+
+
+def test_atomic_write_json_layout_is_sorted_with_two_space_indent(tmp_path):
+    """Bug: `atomic_write_json`'s indent not 2 (the result files' layout, which users diff)."""
+    from robustrl._io import atomic_write_json
+
+    path = atomic_write_json(tmp_path / "r.json", {"b": 1, "a": [1]})
+    assert path.read_text() == '{\n  "a": [\n    1\n  ],\n  "b": 1\n}'
