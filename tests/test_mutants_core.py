@@ -201,3 +201,44 @@ def test_atomic_write_json_layout_is_sorted_with_two_space_indent(tmp_path):
 
     path = atomic_write_json(tmp_path / "r.json", {"b": 1, "a": [1]})
     assert path.read_text() == '{\n  "a": [\n    1\n  ],\n  "b": 1\n}'
+
+
+def test_cleaning_one_file_name_leaves_other_files_temporaries(tmp_path):
+    """Bug: the name filter's length test wrong (`len(name) + 14` changed: "." + name + "." +
+    8 random characters + ".tmp"), so `name=` removes nothing or another file's temporaries."""
+    import os
+    import time
+
+    from robustrl._io import clean_stale_temporaries
+
+    mine = tmp_path / ".out.json.abcd1234.tmp"
+    longer = tmp_path / ".out.json.x.abcd1234.tmp"  # a temporary of "out.json.x"
+    other = tmp_path / ".b.json.abcd1234.tmp"
+    for f in (mine, longer, other):
+        f.write_text("x")
+        os.utime(f, (time.time() - 10.0, time.time() - 10.0))
+    assert clean_stale_temporaries(tmp_path, name="out.json") == [mine]
+    assert clean_stale_temporaries(tmp_path, name="out.json.x") == [longer]
+    assert [p.name for p in tmp_path.iterdir()] == [other.name]
+
+
+def test_a_temporary_that_cannot_be_removed_warns_at_the_caller(tmp_path, monkeypatch):
+    """Bug: the warning's `stacklevel` not 2, so it points into robustrl/_io.py or pytest
+    instead of the code that called `clean_stale_temporaries`."""
+    import os
+    import pathlib
+    import time
+
+    from robustrl._io import clean_stale_temporaries
+
+    stale = tmp_path / ".out.json.abcd1234.tmp"
+    stale.write_text("x")
+    os.utime(stale, (time.time() - 10.0, time.time() - 10.0))
+
+    def refuse(self, missing_ok=False):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(pathlib.Path, "unlink", refuse)
+    with pytest.warns(RuntimeWarning, match="cannot remove the stale temporary") as record:
+        assert clean_stale_temporaries(tmp_path) == []
+    assert [w.filename for w in record] == [__file__]
