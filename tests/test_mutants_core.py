@@ -242,3 +242,27 @@ def test_a_temporary_that_cannot_be_removed_warns_at_the_caller(tmp_path, monkey
     with pytest.warns(RuntimeWarning, match="cannot remove the stale temporary") as record:
         assert clean_stale_temporaries(tmp_path) == []
     assert [w.filename for w in record] == [__file__]
+
+
+def test_a_temporary_exactly_min_age_old_is_removed(tmp_path, monkeypatch):
+    """Bugs: the age test `now - mtime < min_age_s` turned into `<=` or `now + mtime`: a file
+    exactly `min_age_s` old is stale. The clock is pinned so the age is exactly 1 s."""
+    import os
+
+    from robustrl import _io
+
+    stale = tmp_path / ".out.json.abcd1234.tmp"
+    stale.write_text("x")
+    os.utime(stale, ns=(1_700_000_000 * 10**9, 1_700_000_000 * 10**9))
+    monkeypatch.setattr(_io.time, "time", lambda: 1_700_000_001.0)
+    assert _io.clean_stale_temporaries(tmp_path, min_age_s=1.0) == [stale]
+
+
+def test_writes_and_locks_create_missing_parent_folders(tmp_path):
+    """Bug: `mkdir(parents=True)` turned into `parents=False` in `atomic_write` or `file_lock`:
+    a result or lock two folders deep must still be written."""
+    from robustrl._io import atomic_write_json, file_lock
+
+    assert atomic_write_json(tmp_path / "a" / "b" / "r.json", [1]).read_text() == "[\n  1\n]"
+    with file_lock(tmp_path / "c" / "d" / "x.lock"):
+        assert (tmp_path / "c" / "d" / "x.lock").exists()
