@@ -266,3 +266,50 @@ def test_writes_and_locks_create_missing_parent_folders(tmp_path):
     assert atomic_write_json(tmp_path / "a" / "b" / "r.json", [1]).read_text() == "[\n  1\n]"
     with file_lock(tmp_path / "c" / "d" / "x.lock"):
         assert (tmp_path / "c" / "d" / "x.lock").exists()
+
+
+# ------------------------------------------------------------------------------------------
+# robustrl/ridge.py
+# ------------------------------------------------------------------------------------------
+def test_symmetry_tolerance_is_relative_and_inclusive():
+    """Bugs: the asymmetry tolerance `1e-8 * max(1, max|A|)` made absolute-shrinking
+    (`/ scale`) or strict (`>=`): an asymmetry of exactly 1e-8 at scale 1, and 1e-5 at scale
+    1e4 (relative 1e-9), are rounding and accepted; 1e-3 at scale 1e4 is not."""
+    from robustrl.ridge import check_lambda_inv
+
+    check_lambda_inv(np.array([[1.0, 1e-8], [0.0, 1.0]]))
+    check_lambda_inv(np.array([[1e4, 1e-5], [0.0, 1e4]]))
+    with pytest.raises(ValueError, match="lambda_inv must be symmetric"):
+        check_lambda_inv(np.array([[1e4, 1e-3], [0.0, 1e4]]))
+
+
+def test_sherman_morrison_rejects_a_non_square_inverse():
+    """Bug: the dimension read from the last axis (`shape[-1]`), so the square check compares
+    the last axis with itself and a (2, 3) array reaches the kernel."""
+    from robustrl.ridge import sherman_morrison_update
+
+    with pytest.raises(ValueError, match="square"):
+        sherman_morrison_update(np.zeros((2, 3)), np.ones(3))
+
+
+def test_rank_one_update_default_weight_is_one():
+    """Bug: `rank_one_update`'s default weight not 1. Gram I + x x^T with x = (1, 1) is
+    [[2, 1], [1, 2]], its inverse [[2, -1], [-1, 2]] / 3, the moment x y^T = (2, 2) for y = 2."""
+    from robustrl.ridge import rank_one_update
+
+    gram, inv, moment = np.eye(2), np.eye(2), np.zeros((2, 1))
+    rank_one_update(gram, inv, moment, np.array([1.0, 1.0]), np.array([2.0]))
+    np.testing.assert_allclose(gram, [[2.0, 1.0], [1.0, 2.0]], atol=1e-15)
+    np.testing.assert_allclose(inv, np.array([[2.0, -1.0], [-1.0, 2.0]]) / 3.0, atol=1e-15)
+    np.testing.assert_allclose(moment, [[2.0], [2.0]], atol=1e-15)
+
+
+def test_blas_threads_returns_itself_and_restores_the_count():
+    """Bug: `blas_threads.__enter__` returning None (`with blas_threads(1) as t` gets None)."""
+    from robustrl.ridge import _openblas, blas_threads
+
+    before = [int(get()) for get, _ in _openblas()]
+    with blas_threads(1) as ctx:
+        assert isinstance(ctx, blas_threads) and ctx.n == 1
+        assert all(int(get()) == 1 for get, _ in _openblas())
+    assert [int(get()) for get, _ in _openblas()] == before
