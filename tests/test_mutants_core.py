@@ -313,3 +313,36 @@ def test_blas_threads_returns_itself_and_restores_the_count():
         assert isinstance(ctx, blas_threads) and ctx.n == 1
         assert all(int(get()) == 1 for get, _ in _openblas())
     assert [int(get()) for get, _ in _openblas()] == before
+
+
+def test_check_lambda_inv_names_a_non_square_matrix():
+    """Bug: the square test comparing the last axis with itself, so a (2, 3) array is reported
+    as 'not positive definite' instead of 'not square'."""
+    from robustrl.ridge import check_lambda_inv
+
+    with pytest.raises(ValueError, match="must be square"):
+        check_lambda_inv(np.ones((2, 3)))
+
+
+def test_weighted_gram_uses_the_square_root_of_the_weights():
+    """Bug: `X = sqrt(W) Phi` built with |w| instead of sqrt(w), giving Phi^T W^2 Phi. One row
+    (1, 2) with weight 4: Phi^T W Phi = 4 [[1, 2], [2, 4]]."""
+    from robustrl.ridge import weighted_gram
+
+    got = weighted_gram(np.array([[1.0, 2.0]]), np.array([4.0]))
+    np.testing.assert_allclose(got, [[4.0, 8.0], [8.0, 16.0]], rtol=1e-15)
+
+
+def test_online_ridge_scalar_target_by_hand():
+    """Bug: the scalar-target check inverted (`np.ndim(y) != 0` -> `== 0`): a scalar target is
+    rejected and a 1-element array accepted. Ridge 1, x = e1, y = 3: Lambda^{-1} = diag(1/2, 1),
+    the solution (1.5, 0)."""
+    from robustrl.ridge import OnlineRidge
+
+    model = OnlineRidge(2, 1.0)
+    model.update(np.array([1.0, 0.0]), 3.0)
+    np.testing.assert_allclose(model.solve(), [1.5, 0.0], rtol=1e-15)
+    with pytest.raises(ValueError, match="y must be a scalar"):
+        model.update(np.array([1.0, 0.0]), np.array([3.0]))
+    with pytest.raises(ValueError, match="n_targets"):  # bug: lower bound 1 moved to 0
+        OnlineRidge(2, 1.0, n_targets=0)
