@@ -346,3 +346,12 @@ def test_online_ridge_scalar_target_by_hand():
         model.update(np.array([1.0, 0.0]), np.array([3.0]))
     with pytest.raises(ValueError, match="n_targets"):  # bug: lower bound 1 moved to 0
         OnlineRidge(2, 1.0, n_targets=0)
+
+
+def test_cleaning_a_missing_folder_removes_nothing(tmp_path):
+    """Bug: the early return for a missing folder giving None instead of an empty list."""
+    from robustrl._io import clean_stale_temporaries
+
+    assert clean_stale_temporaries(tmp_path / "missing") == []
+    (tmp_path / "file").write_text("x")
+    assert clean_stale_temporaries(tmp_path / "file") == []
