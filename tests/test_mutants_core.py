@@ -355,3 +355,29 @@ def test_cleaning_a_missing_folder_removes_nothing(tmp_path):
     assert clean_stale_temporaries(tmp_path / "missing") == []
     (tmp_path / "file").write_text("x")
     assert clean_stale_temporaries(tmp_path / "file") == []
+
+
+# ------------------------------------------------------------------------------------------
+# robustrl/exact.py
+# ------------------------------------------------------------------------------------------
+def test_per_feature_lam_with_a_zero_entry_is_rejected():
+    """Bug: the `lam > 0` check of per-feature regularisers turned into `>= 0` (`<=` -> `<`),
+    so a zero entry (an infinite penalty weight 1/lam) is accepted."""
+    from robustrl.exact import robust_value_iteration
+
+    model, _ = th.poor_coverage_instance()
+    lam = np.array([1.0, 0.0, 1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="lam entries must be > 0"):
+        robust_value_iteration(model, divergence="kl", lam=lam)
+
+
+def test_robust_solution_is_immutable():
+    """Bug: `RobustSolution` not frozen, so a caller can overwrite a solver's result."""
+    import dataclasses
+
+    from robustrl.exact import robust_value_iteration
+
+    model, _ = th.poor_coverage_instance()
+    sol = robust_value_iteration(model, divergence="tv", lam=1.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        sol.value = 1.0
