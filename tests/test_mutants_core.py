@@ -381,3 +381,15 @@ def test_robust_solution_is_immutable():
     sol = robust_value_iteration(model, divergence="tv", lam=1.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         sol.value = 1.0
+
+
+def test_a_policy_table_with_one_action_out_of_range_is_rejected():
+    """Bug: the upper range check reading the smallest action (`arr.min() >= A`), so a table
+    whose largest action is A (but smallest is in range) is accepted."""
+    from robustrl.exact import evaluate_policy
+
+    model, _ = th.poor_coverage_instance()  # A = 2
+    policy = np.zeros((model.horizon, model.n_states), dtype=np.int64)
+    policy[1, 2] = 2
+    with pytest.raises(ValueError, match=r"actions must lie in \[0, 1\]; found range \[0, 2\]"):
+        evaluate_policy(model, policy)
