@@ -421,15 +421,16 @@ def test_kl_support_clip_keeps_a_signed_row_within_its_values():
 def test_kl_dual_rows_mixed_rows_and_bad_arguments():
     """Bugs: the early return for 'no robust row' taken when *some* row is not robust
     (`np.any` -> `np.all`) or whenever there are values (`n == 0` -> `n != 0`); the weights'
-    column check reading the row count; `z_floor`'s open lower bound made inclusive. Rows:
-    the signed row above (support rule: 10) and a probability row with rho = 0 (the plain
-    regression 0.5 * 0 + 0.5 * 10 = 5)."""
+    column check reading the row count; `z_floor`'s open lower bound made inclusive; an
+    all-zero weight row treated as robust (`w != 0` changed). Rows: the signed row above
+    (support rule: 10), a probability row with rho = 0 (the plain regression 0.5 * 0 + 0.5 * 10
+    = 5) and an all-zero row (0)."""
     from robustrl.divergences import kl_dual_rows
 
     v = np.array([0.0, 10.0])
-    w = np.array([[-0.5, 1.5], [0.5, 0.5]])
-    np.testing.assert_allclose(kl_dual_rows(v, w, np.array([0.1, 0.0]), clip="support"),
-                               [10.0, 5.0], atol=1e-9)
+    w = np.array([[-0.5, 1.5], [0.5, 0.5], [0.0, 0.0]])
+    np.testing.assert_allclose(kl_dual_rows(v, w, np.array([0.1, 0.0, 0.1]), clip="support"),
+                               [10.0, 5.0, 0.0], atol=1e-9)
     with pytest.raises(ValueError, match="one column per value"):
         kl_dual_rows(v, np.ones((2, 3)) / 3.0, 0.1, clip="support")
     for z_floor in (0.0, 1.0):
