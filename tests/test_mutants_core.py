@@ -362,7 +362,8 @@ def test_cleaning_a_missing_folder_removes_nothing(tmp_path):
 # ------------------------------------------------------------------------------------------
 def test_per_feature_lam_with_a_zero_entry_is_rejected():
     """A zero per-feature regulariser is rejected naming `lam` (robustrl.divergences checks it
-    again, so the mutant `<=` -> `<` in exact.py's own check is equivalent: docs/dev/mutation.md)."""
+    again, so the mutant `<=` -> `<` in exact.py's own check is equivalent: see
+    docs/dev/mutation.md)."""
     from robustrl.exact import robust_value_iteration
 
     model, _ = th.poor_coverage_instance()
@@ -400,7 +401,8 @@ def test_a_policy_table_with_one_action_out_of_range_is_rejected():
 # ------------------------------------------------------------------------------------------
 def test_kl_support_clip_keeps_a_signed_row_within_its_values():
     """Bugs: `_kl_dual_rows` sending `clip="support"` to the floor kernel (`clip == "floor"`
-    negated) or shifting by the largest support value instead of the smallest. Values (0, 10),
+    negated), shifting by the largest support value instead of the smallest, or a span of
+    max + shift instead of max - shift. Values (0, 10),
     signed weights (-0.5, 1.5), rho = 0.1: the estimate z of E exp(-v / alpha) is negative for
     small alpha, the support rule clips it to exp(-10 / alpha) (relative to the shift 0), so
     nu(alpha) = 10 - 0.1 alpha with supremum 10 as alpha -> 0 (DR-LSVI-UCB's clip); the floor
@@ -410,6 +412,8 @@ def test_kl_support_clip_keeps_a_signed_row_within_its_values():
 
     v, w, rho = np.array([0.0, 10.0]), np.array([[-0.5, 1.5]]), np.array([0.1])
     assert kl_dual_rows(v, w, rho, clip="support")[0] == pytest.approx(10.0, abs=1e-9)
+    # shifted values (3, 13): shift 3, span 10 (not 3 + 13), so the supremum is 13
+    assert kl_dual_rows(v + 3.0, w, rho, clip="support")[0] == pytest.approx(13.0, abs=1e-9)
     assert kl_dual_rows(v, w, rho, clip="floor")[0] > 100.0
     # on a probability row both rules are the KL dual: below the mean 5 and above the minimum 0
     p = np.array([[0.5, 0.5]])
