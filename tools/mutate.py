@@ -43,6 +43,10 @@ PACKAGE_DIRS = {"envs": "robustrl.envs", "agents": "robustrl.agents",
 _T = "tests/"
 _NEW = [_T + "test_user_facing_numbers.py", _T + "test_twins_fixed_examples.py"]
 _CORE, _AGENTS = _T + "test_mutants_core.py", _T + "test_mutants_agents.py"
+_RUNNER = [_CORE, _T + "test_runner.py", _T + "test_sweeps.py"] + [
+    "--deselect=" + _T + "test_runner.py::" + name for name in (
+        "test_killed_run_resumes_and_runs_every_cell_exactly_once",
+        "test_interrupt_stops_the_pool_promptly_and_keeps_finished_cells")]
 # The test files that cover each module (the ones run against its mutants).
 MODULE_TESTS: dict[str, list[str]] = {
     "robustrl/evaluation.py": [_T + "test_robustness_metrics.py", _T + "test_evaluation.py"],
@@ -80,8 +84,13 @@ MODULE_TESTS: dict[str, list[str]] = {
         "test_an_error_without_a_path_is_reraised_naming_the_file",
         "test_a_dataset_save_removes_the_temporaries_of_a_killed_earlier_save")],
     "robustrl/_artifacts.py": [_CORE, _T + "test_loaders.py"],
-    "agents/estimators.py": [_AGENTS, _T + "test_estimators.py"],
+    "agents/estimators.py": [_AGENTS, _T + "test_estimators.py", _T + "test_r2pvi_kl_numerics.py",
+                             _T + "test_offline_agents.py", _T + "test_online_agents.py"],
     "agents/lsvi_ucb.py": [_AGENTS, _T + "test_online_agents.py"],
+    "agents/_online.py": [_AGENTS, _T + "test_online_agents.py"],
+    # the runner files without the two signal-timing tests (their limits need an idle machine)
+    "robustrl/runner/store.py": _RUNNER,
+    "robustrl/runner/config.py": _RUNNER,
 }
 
 _CLI = ["verify_main", "_verify_parser", "verify_bounds_main", "_register", "_parse_ks"]
@@ -419,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     # the new hand-computed files first: they are fast, so most kills cost a second or two
     tests = args.tests or ([t for t in _NEW if Path(t).exists()] + MODULE_TESTS.get(path, []))
     tests = [t for t in tests if t not in set(args.exclude_tests)
-             and Path(t.split("::")[0]).exists()]
+             and (t.startswith("-") or Path(t.split("::")[0]).exists())]
     if not tests:
         parser.error(f"no tests known for {path}; pass --tests")
     name = module_name(path)
