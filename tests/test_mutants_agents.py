@@ -32,3 +32,37 @@ def test_cancellation_warning_names_step_zero():
         kl.check_cancellation(0, 1e9, 2)
     with pytest.warns(RuntimeWarning, match=r"at factor 2 the signed sum"):
         kl.check_cancellation(-1, 1e9, 2)
+
+
+# ------------------------------------------------------------------------------------------
+# agents/lsvi_ucb.py, agents/_online.py
+# ------------------------------------------------------------------------------------------
+def test_online_agents_documented_defaults():
+    """Bug: a default hyperparameter changed (`beta = 1.0` -> 2.0 in `LSVIUCB` or
+    `DRLSVIUCB`); the documented defaults are ridge 0.1, beta 1, the elliptical bonus (LSVI-UCB)
+    or the d-rectangular l1 bonus (DR-LSVI-UCB), random tie-breaking, TV with rho 0.1."""
+    from robustrl.agents import DRLSVIUCB, LSVIUCB
+    from robustrl.envs import SimulatedLinearMDPEnv
+
+    got = LSVIUCB(SimulatedLinearMDPEnv()).get_hyperparams()
+    assert got == {"ridge": 0.1, "beta": 1.0, "bonus": "elliptical", "tie_break": "random",
+                   "seed": None}
+    got = DRLSVIUCB(SimulatedLinearMDPEnv()).get_hyperparams()
+    assert got == {"rho": 0.1, "divergence": "tv", "v_min": 0.0, "ridge": 0.1, "beta": 1.0,
+                   "bonus": "d_rectangular_l1", "tie_break": "random", "seed": None}
+
+
+@pytest.mark.parametrize("tie_break", ["random", "first"])
+def test_exact_ties_are_spread_or_go_to_the_first_action(tie_break):
+    """Bug: the tie-break test inverted (`== "random"` -> `!=`). Before any data a large beta
+    clips every optimistic Q at H - h, so every action ties: "random" spreads the mass evenly,
+    "first" puts it all on action 0."""
+    from robustrl.agents import LSVIUCB
+    from robustrl.envs import SimulatedLinearMDPEnv
+
+    env = SimulatedLinearMDPEnv()
+    agent = LSVIUCB(env, beta=1e6, tie_break=tie_break)
+    probs = agent.action_probabilities(np.array([0, 0], dtype=np.int64))
+    A = probs.shape[0]
+    want = np.full(A, 1.0 / A) if tie_break == "random" else np.eye(A)[0]
+    np.testing.assert_array_equal(probs, want)
