@@ -66,3 +66,17 @@ def test_exact_ties_are_spread_or_go_to_the_first_action(tie_break):
     A = probs.shape[0]
     want = np.full(A, 1.0 / A) if tie_break == "random" else np.eye(A)[0]
     np.testing.assert_array_equal(probs, want)
+
+
+def test_a_fresh_agent_uses_its_seed_as_given():
+    """Bug: the fresh-agent test of `_session_seed` inverted (`n_episodes_ == 0` -> `!= 0`): a
+    fresh agent must seed its first reset with `seed` itself (documented), and only a trained
+    (e.g. loaded) one derives a new seed from (seed, episodes so far)."""
+    from robustrl.agents import LSVIUCB
+    from robustrl.envs import SimulatedLinearMDPEnv
+
+    agent = LSVIUCB(SimulatedLinearMDPEnv(), seed=3)
+    assert agent._session_seed() == 3
+    agent.learn(total_episodes=2)
+    want = int(np.random.SeedSequence([3, 2]).generate_state(1)[0])
+    assert agent.n_episodes_ == 2 and agent._session_seed() == want
