@@ -80,3 +80,18 @@ def test_a_fresh_agent_uses_its_seed_as_given():
     agent.learn(total_episodes=2)
     want = int(np.random.SeedSequence([3, 2]).generate_state(1)[0])
     assert agent.n_episodes_ == 2 and agent._session_seed() == want
+
+
+def test_a_regret_curve_of_one_episode():
+    """Bug: `run_regret_curve`'s lower bound on `n_episodes` moved from 1 to 2. One episode
+    gives one regret value, optimal value minus the exact value of the episode's policy."""
+    from robustrl.agents import LSVIUCB
+    from robustrl.agents._online import run_regret_curve
+    from robustrl.envs import SimulatedLinearMDPEnv
+
+    curve = run_regret_curve(LSVIUCB, SimulatedLinearMDPEnv, 1, seed=0)
+    assert curve.regret.shape == (1,)
+    assert curve.regret[0] == pytest.approx(curve.optimal_value - curve.episode_values[0],
+                                            abs=1e-12)
+    with pytest.raises(ValueError, match="n_episodes"):
+        run_regret_curve(LSVIUCB, SimulatedLinearMDPEnv, 0)
