@@ -95,3 +95,15 @@ def test_a_regret_curve_of_one_episode():
                                             abs=1e-12)
     with pytest.raises(ValueError, match="n_episodes"):
         run_regret_curve(LSVIUCB, SimulatedLinearMDPEnv, 0)
+
+
+def test_transitions_of_a_negative_step_are_refused():
+    """Bug: `transitions`' lower bound on `step` moved from 0 to -1, so step -1 silently reads
+    the last step's data through negative indexing."""
+    from robustrl.agents import LSVIUCB
+    from robustrl.envs import SimulatedLinearMDPEnv
+
+    agent = LSVIUCB(SimulatedLinearMDPEnv(), seed=0).learn(total_episodes=1)
+    assert agent.transitions(0)["features"].shape[0] == 1
+    with pytest.raises(ValueError, match="step"):
+        agent.transitions(-1)
