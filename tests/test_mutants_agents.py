@@ -105,5 +105,6 @@ def test_transitions_of_a_negative_step_are_refused():
 
     agent = LSVIUCB(SimulatedLinearMDPEnv(), seed=0).learn(total_episodes=1)
     assert agent.transitions(0)["features"].shape[0] == 1
-    with pytest.raises(ValueError, match="step"):
-        agent.transitions(-1)
+    for step in (-1, agent.horizon):  # bug too: the upper bound H - 1 moved to H + 1
+        with pytest.raises(ValueError, match="step"):
+            agent.transitions(step)
