@@ -440,3 +440,33 @@ def test_kl_dual_rows_mixed_rows_and_bad_arguments():
     for z_floor in (0.0, 1.0):
         with pytest.raises(ValueError, match="z_floor"):
             kl_dual_rows(v, w, 0.1, clip="floor", z_floor=z_floor)
+
+
+# ------------------------------------------------------------------------------------------
+# robustrl/_artifacts.py
+# ------------------------------------------------------------------------------------------
+def test_loaded_unsigned_integers_beyond_int64_are_refused_at_the_limit():
+    """Bugs: the int64-range check of unsigned entries skipped for `kind="i"` (`==` -> `!=`)
+    or made strict at the limit (`>` -> `>=`): 2**63 - 1 fits int64 and is kept exactly, 2**63
+    would wrap to a negative number and is refused naming the file and the array."""
+    from robustrl._artifacts import loaded_array
+
+    top = np.iinfo(np.int64).max
+    got = loaded_array("f.npz", "counts", np.array([top], dtype=np.uint64), kind="i", shape=(1,))
+    assert got.dtype == np.int64 and int(got[0]) == top
+    with pytest.raises(ValueError, match=r"path f.npz: array 'counts' has entries too large"):
+        loaded_array("f.npz", "counts", np.array([top + 1], dtype=np.uint64), kind="i",
+                     shape=(1,))
+
+
+def test_load_torch_checks_the_format_only_when_asked(tmp_path):
+    """Bug: the format check's `fmt is not None` inverted: a payload must load with
+    `fmt=None` whatever its format, and a wrong `fmt` must be refused."""
+    pytest.importorskip("torch")
+    from robustrl._artifacts import load_torch, save_torch
+
+    path = save_torch(tmp_path / "m.pt", {"format": "robustrl-x/1", "n": 3})
+    assert load_torch(path, what="model")["n"] == 3
+    assert load_torch(path, what="model", fmt="robustrl-x/1")["n"] == 3
+    with pytest.raises(ValueError, match="expected 'robustrl-y/1'"):
+        load_torch(path, what="model", fmt="robustrl-y/1")
