@@ -470,3 +470,52 @@ def test_load_torch_checks_the_format_only_when_asked(tmp_path):
     assert load_torch(path, what="model", fmt="robustrl-x/1")["n"] == 3
     with pytest.raises(ValueError, match="expected 'robustrl-y/1'"):
         load_torch(path, what="model", fmt="robustrl-y/1")
+
+
+# ------------------------------------------------------------------------------------------
+# robustrl/runner/store.py
+# ------------------------------------------------------------------------------------------
+def _one_cell_and_record():
+    from robustrl.runner.config import RunConfig
+    from robustrl.runner.store import _record_checksum, expand_cells
+
+    (cell,) = expand_cells(RunConfig(experiment="toy", grid={"a": [1]}, seeds=1))
+    rec = {"key": cell.key, "params": dict(cell.params), "seed_index": cell.seed_index,
+           "seed": cell.seed, "metrics": {"x": 1.0}, "wall_time_s": 0.5}
+    return cell, rec, _record_checksum
+
+
+def test_record_problem_on_wall_time_and_checksum():
+    """Bugs: the wall-time test `isinstance(wall, bool) or not a number` turned into `and`
+    (True or a string accepted), a checksum mismatch reported as no problem (`return None`),
+    or a record without a checksum (older runs) failing on the missing key (`and` -> `or`)."""
+    from robustrl.runner.store import record_problem
+
+    cell, rec, checksum = _one_cell_and_record()
+    assert record_problem(rec, cell) is None  # no checksum: accepted
+    rec["checksum"] = checksum(rec)
+    assert record_problem(rec, cell) is None
+    assert "does not match its checksum" in record_problem({**rec, "metrics": {"x": 2.0}}, cell)
+    for wall in (True, "0.5"):
+        assert "wall_time_s" in record_problem({**rec, "wall_time_s": wall}, cell)
+
+
+def test_a_manifest_without_a_proper_config_is_refused():
+    """Bugs: `_manifest_problem` answering None (no problem) for a manifest without a config
+    object or with an empty experiment name."""
+    from robustrl.runner.store import _manifest_problem
+
+    assert _manifest_problem({}) == "has no config object"
+    assert "config.experiment must be a non-empty string" in _manifest_problem(
+        {"config": {"experiment": "", "grid": {"a": [1]}, "seeds": 1}})
+
+
+def test_a_changed_config_names_only_what_changed():
+    """Bug: the experiment-name comparison of `_describe_diff` inverted (`!=` -> `==`), so an
+    unchanged experiment is listed as changed and a changed one is not."""
+    from robustrl.runner.config import RunConfig
+    from robustrl.runner.store import _describe_diff
+
+    old = {"experiment": "toy", "grid": {"a": [1]}, "seeds": 1}
+    assert _describe_diff(old, RunConfig("toy", {"a": [1]}, 2)) == "seeds 1 -> 2"
+    assert _describe_diff(old, RunConfig("other", {"a": [1]}, 1)) == "experiment 'toy' -> 'other'"
