@@ -519,3 +519,26 @@ def test_a_changed_config_names_only_what_changed():
     old = {"experiment": "toy", "grid": {"a": [1]}, "seeds": 1}
     assert _describe_diff(old, RunConfig("toy", {"a": [1]}, 2)) == "seeds 1 -> 2"
     assert _describe_diff(old, RunConfig("other", {"a": [1]}, 1)) == "experiment 'toy' -> 'other'"
+
+
+def test_non_finite_entries_are_counted_in_the_message():
+    """Bug: the count of NaN/infinite entries computed as size + finite count instead of
+    size - finite count (3 entries, 1 finite: 2 bad)."""
+    from robustrl._artifacts import loaded_array
+
+    with pytest.raises(ValueError, match="must be finite; found 2 NaN or infinite entries"):
+        loaded_array("f.npz", "v", np.array([1.0, np.nan, np.inf]), kind="f", shape=(None,))
+
+
+def test_a_state_dict_with_a_missing_entry_is_refused():
+    """Bug: `load_state_dict(..., strict=True)` -> `strict=False`, so a checkpoint missing a
+    parameter silently leaves the network's initial value in place."""
+    torch = pytest.importorskip("torch")
+    from robustrl._artifacts import load_state_dict_checked
+
+    net = torch.nn.Linear(2, 1)
+    with pytest.raises(ValueError, match=r"path c.pt: 'net' does not fit the network"):
+        load_state_dict_checked(net, {"weight": torch.zeros(1, 2)}, "c.pt", "net")
+    load_state_dict_checked(net, {"weight": torch.zeros(1, 2), "bias": torch.ones(1)}, "c.pt",
+                            "net")
+    assert float(net.bias[0]) == 1.0
