@@ -542,3 +542,12 @@ def test_a_state_dict_with_a_missing_entry_is_refused():
     load_state_dict_checked(net, {"weight": torch.zeros(1, 2), "bias": torch.ones(1)}, "c.pt",
                             "net")
     assert float(net.bias[0]) == 1.0
+
+
+def test_a_wrong_shape_is_reported_with_wildcards():
+    """Bug: the expected shape in the message written with the wildcard test inverted
+    (`s is None` -> `is not None`): `(None, 3)` must read `(*, 3)`."""
+    from robustrl._artifacts import loaded_array
+
+    with pytest.raises(ValueError, match=r"array 'v' must have shape \(\*, 3\); got \(2, 2\)"):
+        loaded_array("f.npz", "v", np.zeros((2, 2)), kind="f", shape=(None, 3))
