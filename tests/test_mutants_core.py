@@ -498,7 +498,7 @@ def test_record_problem_on_wall_time_and_checksum():
     assert "does not match its checksum" in record_problem({**rec, "metrics": {"x": 2.0}}, cell)
     for wall in (True, "0.5"):
         assert "wall_time_s" in record_problem({**rec, "wall_time_s": wall}, cell)
-    # a metric may be null (JSON None): bug `value is None` -> `is not None` refuses it
+    # a metric may be null (JSON None)
     nulled = {**rec, "metrics": {"x": None}}
     nulled["checksum"] = checksum(nulled)
     assert record_problem(nulled, cell) is None
