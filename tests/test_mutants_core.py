@@ -523,6 +523,12 @@ def test_a_changed_config_names_only_what_changed():
     old = {"experiment": "toy", "grid": {"a": [1]}, "seeds": 1}
     assert _describe_diff(old, RunConfig("toy", {"a": [1]}, 2)) == "seeds 1 -> 2"
     assert _describe_diff(old, RunConfig("other", {"a": [1]}, 1)) == "experiment 'toy' -> 'other'"
+    # the same conditions on both sides are no difference (bug: `old conditions or {}` ->
+    # `and {}` compares the new conditions with an empty dict)
+    cond = {"a": {"b": [True]}}
+    old_c = {"experiment": "toy", "grid": {"a": [1], "b": [True]}, "seeds": 1, "conditions": cond}
+    new_c = RunConfig("toy", {"a": [1], "b": [True]}, 3, conditions=cond)
+    assert _describe_diff(old_c, new_c) == "seeds 1 -> 3"
 
 
 def test_non_finite_entries_are_counted_in_the_message():
