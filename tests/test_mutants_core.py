@@ -506,12 +506,18 @@ def test_record_problem_on_wall_time_and_checksum():
 
 def test_a_manifest_without_a_proper_config_is_refused():
     """Bugs: `_manifest_problem` answering None (no problem) for a manifest without a config
-    object or with an empty experiment name."""
+    object or with an empty experiment name, or accepting conditions on unknown parameters."""
     from robustrl.runner.store import _manifest_problem
 
     assert _manifest_problem({}) == "has no config object"
     assert "config.experiment must be a non-empty string" in _manifest_problem(
         {"config": {"experiment": "", "grid": {"a": [1]}, "seeds": 1}})
+    # bug too: the conditions check `k in grid and ...` -> `or`, accepting a condition on a
+    # parameter the grid does not have
+    cfg = {"experiment": "toy", "grid": {"a": [1]}, "seeds": 1,
+           "conditions": {"zz": {"a": [1]}}}
+    assert _manifest_problem({"config": cfg, "config_hash": "x"}) == (
+        "config.conditions must map grid parameters to {grid parameter: [values]}")
 
 
 def test_a_changed_config_names_only_what_changed():
