@@ -567,3 +567,21 @@ def test_a_wrong_shape_is_reported_with_wildcards():
 
     with pytest.raises(ValueError, match=r"array 'v' must have shape \(\*, 3\); got \(2, 2\)"):
         loaded_array("f.npz", "v", np.zeros((2, 2)), kind="f", shape=(None, 3))
+
+
+# ------------------------------------------------------------------------------------------
+# robustrl/runner/config.py
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("description, want", [(None, "First line of the doc."),
+                                               ("Given.", "Given.")])
+def test_experiment_description_is_description_or_the_doc_first_line(tmp_path, description,
+                                                                     want):
+    """Bug: `DESCRIPTION or first doc line` turned into `and`, so a module with a DESCRIPTION
+    shows its doc line instead and one without shows 'None'."""
+    from robustrl.runner.config import load_experiment
+
+    extra = "" if description is None else f"DESCRIPTION = {description!r}\n"
+    path = tmp_path / "toy_exp.py"
+    path.write_text('"""First line of the doc.\n\nMore."""\n' + extra
+                    + "GRID = {'a': [1]}\n\ndef run_one(params, seed):\n    return {'x': 1.0}\n")
+    assert load_experiment(path).description == want
