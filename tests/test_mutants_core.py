@@ -584,4 +584,6 @@ def test_experiment_description_is_description_or_the_doc_first_line(tmp_path, d
     path = tmp_path / "toy_exp.py"
     path.write_text('"""First line of the doc.\n\nMore."""\n' + extra
                     + "GRID = {'a': [1]}\n\ndef run_one(params, seed):\n    return {'x': 1.0}\n")
-    assert load_experiment(path).description == want
+    exp = load_experiment(path)
+    assert exp.description == want
+    assert exp.seeds == 1  # bug too: the default SEEDS (1) changed
