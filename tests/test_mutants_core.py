@@ -587,3 +587,18 @@ def test_experiment_description_is_description_or_the_doc_first_line(tmp_path, d
     exp = load_experiment(path)
     assert exp.description == want
     assert exp.seeds == 1  # bug too: the default SEEDS (1) changed
+
+
+def test_setting_seeds_as_a_parameter_points_to_the_seeds_option(tmp_path):
+    """Bug: the hint for `seeds` given for every unknown parameter but `seeds` (its test
+    negated)."""
+    from robustrl.runner.config import RunnerError, _override, load_experiment
+
+    path = tmp_path / "toy_exp.py"
+    path.write_text("GRID = {'a': [1]}\n\ndef run_one(params, seed):\n    return {'x': 1.0}\n")
+    exp = load_experiment(path)
+    with pytest.raises(RunnerError, match=r"unknown parameter 'seeds'.*\(use --seeds for the"):
+        _override(exp, {}, "seeds", 3, "--set")
+    with pytest.raises(RunnerError, match=r"unknown parameter 'b'") as info:
+        _override(exp, {}, "b", 3, "--set")
+    assert "--seeds" not in str(info.value)
