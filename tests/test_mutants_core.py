@@ -587,6 +587,7 @@ def test_experiment_description_is_description_or_the_doc_first_line(tmp_path, d
     exp = load_experiment(path)
     assert exp.description == want
     assert exp.seeds == 1  # bug too: the default SEEDS (1) changed
+    assert exp.name == "toy_exp"  # a file experiment without NAME is named by its file
 
 
 def test_setting_seeds_as_a_parameter_points_to_the_seeds_option(tmp_path):
