@@ -603,3 +603,17 @@ def test_setting_seeds_as_a_parameter_points_to_the_seeds_option(tmp_path):
     with pytest.raises(RunnerError, match=r"unknown parameter 'b'") as info:
         _override(exp, {}, "b", 3, "--set")
     assert "--seeds" not in str(info.value)
+
+
+def test_a_broken_experiment_file_is_reported_under_its_path(tmp_path, monkeypatch):
+    """Bug: discovery errors keyed by the reference's kind ("file") instead of the module's
+    path, so two broken files overwrite each other and neither is named."""
+    from robustrl.runner.config import PATH_ENV, discover_experiments
+
+    for name in ("bad_a.py", "bad_b.py"):
+        (tmp_path / name).write_text("GRID = {'a': [1]}\n")  # no run_one
+    monkeypatch.setenv(PATH_ENV, str(tmp_path))
+    _, errors = discover_experiments()
+    bad = {k: v for k, v in errors.items() if "bad_" in k}
+    assert sorted(bad) == [str((tmp_path / n).resolve()) for n in ("bad_a.py", "bad_b.py")]
+    assert all("defines no run_one" in v for v in bad.values())
