@@ -617,3 +617,18 @@ def test_a_broken_experiment_file_is_reported_under_its_path(tmp_path, monkeypat
     bad = {k: v for k, v in errors.items() if "bad_" in k}
     assert sorted(bad) == [str((tmp_path / n).resolve()) for n in ("bad_a.py", "bad_b.py")]
     assert all("defines no run_one" in v for v in bad.values())
+
+
+def test_a_duplicate_experiment_name_names_the_file_that_has_it(tmp_path, monkeypatch):
+    """Bug: the 'already taken' message naming the first module's kind ("file") instead of
+    its path."""
+    from robustrl.runner.config import PATH_ENV, discover_experiments
+
+    body = "NAME = 'dup_exp'\nGRID = {'a': [1]}\n\ndef run_one(params, seed):\n    return {}\n"
+    for name in ("one.py", "two.py"):
+        (tmp_path / name).write_text(body)
+    monkeypatch.setenv(PATH_ENV, str(tmp_path))
+    found, errors = discover_experiments()
+    first, second = (str((tmp_path / n).resolve()) for n in ("one.py", "two.py"))
+    assert found["dup_exp"].ref[1] == first
+    assert errors[second] == f"experiment name 'dup_exp' already taken by {first}; ignored"
