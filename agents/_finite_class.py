@@ -33,10 +33,9 @@ from robustrl._kernels.squared_bellman import regression_losses
 from robustrl.agents.base import (
     LinearAgent,
     Training,
-    renamed_attribute,
     resolve_budget,
 )
-from robustrl.agents.glow import _finite_model
+from robustrl.agents.glow import _finite_model, _TabularSampler
 from robustrl.agents.hyglow import offline_tuples
 from robustrl.exact import evaluate_policy, robust_value_iteration
 from robustrl.models import FiniteMDP, LinearMDP
@@ -58,7 +57,7 @@ def unique_slices(F: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return slices, which
 
 
-class FiniteClassAgent(LinearAgent):
+class FiniteClassAgent(_TabularSampler, LinearAgent):
     """Base of GOLF, Hy-Q and H2O-FQI on an enumerated value class ``(|F|, H, S, A)``."""
 
     _param_names: ClassVar[tuple[str, ...]] = ("Q_",)
@@ -185,38 +184,6 @@ class FiniteClassAgent(LinearAgent):
             return self.model.initial_distribution
         return self._init_counts / self._init_counts.sum()
 
-    # --------------------------------------------------------------- sampling
-    def _reset(self) -> int:
-        if self.env is None:
-            s = int(self._rng_model.choice(self.n_states, p=self.model.initial_distribution))
-        else:
-            if not self._env_seeded:
-                obs, _ = self.env.reset(seed=self.seed)
-                self._env_seeded = True
-            else:
-                obs, _ = self.env.reset()
-            s = int(np.ravel(obs)[0])
-        self._init_counts[s] += 1
-        return s
-
-    def _episode(self, s: int, policy: np.ndarray) -> None:
-        for h in range(self.horizon):
-            a = int(policy[h, s])
-            if self.env is None:
-                r = float(self.model.R[h, s, a])
-                s2 = int(self._rng_model.choice(self.n_states, p=self.model.P[h, s, a]))
-            else:
-                obs, r, _, _, _ = self.env.step(a)
-                s2 = int(np.ravel(obs)[0])
-            self._counts[h, s, a] += 1
-            self._reward_sums[h, s, a] += r
-            if h < self.horizon - 1:
-                self._next_counts[h, s, a, s2] += 1
-            s = s2
-        self.n_episodes_ += 1
-
-    rounds_done = renamed_attribute("rounds_done_")
-    n_episodes = renamed_attribute("n_episodes_")
 
     # ------------------------------------------------------------------ learn
     def _round_q(self, t: int, total_rounds: int) -> np.ndarray:

@@ -128,7 +128,45 @@ def shares_glow_signature(init):
     return init
 
 
-class GLOW(LinearAgent):
+class _TabularSampler:
+    """Episodes on a finite MDP, drawn from ``model`` or stepped in ``env`` (the state is the
+    observation's first entry), counted into the agent's sufficient statistics. Shared by GLOW
+    and the finite-class comparators (GOLF, Hy-Q, H2O-FQI), which read the same statistics."""
+
+    def _reset(self) -> int:
+        if self.env is None:
+            s = int(self._rng_model.choice(self.n_states, p=self.model.initial_distribution))
+        else:
+            if not self._env_seeded:
+                obs, _ = self.env.reset(seed=self.seed)
+                self._env_seeded = True
+            else:
+                obs, _ = self.env.reset()
+            s = int(np.ravel(obs)[0])
+        self._init_counts[s] += 1
+        return s
+
+    def _episode(self, s: int, policy: np.ndarray) -> None:
+        for h in range(self.horizon):
+            a = int(policy[h, s])
+            if self.env is None:
+                r = float(self.model.R[h, s, a])
+                s2 = int(self._rng_model.choice(self.n_states, p=self.model.P[h, s, a]))
+            else:
+                obs, r, _, _, _ = self.env.step(a)
+                s2 = int(np.ravel(obs)[0])
+            self._counts[h, s, a] += 1
+            self._reward_sums[h, s, a] += r
+            if h < self.horizon - 1:
+                self._next_counts[h, s, a, s2] += 1
+            s = s2
+        self.n_episodes_ += 1
+
+    rounds_done = renamed_attribute("rounds_done_")
+    n_episodes = renamed_attribute("n_episodes_")
+
+
+class GLOW(_TabularSampler, LinearAgent):
     """GLOW (arXiv:2401.09681, docs/algorithms/glow.md) with enumerated classes ``F (|F|, H, S, A)``
     and ``W (|W|, H, S, A)``.
 
@@ -393,38 +431,6 @@ class GLOW(LinearAgent):
             d1 = self._init_counts / self._init_counts.sum()
         return self.value_class[:, 0].max(axis=-1) @ d1
 
-    # -------------------------------------------------------------- sampling
-    def _reset(self) -> int:
-        if self.env is None:
-            s = int(self._rng_model.choice(self.n_states, p=self.model.initial_distribution))
-        else:
-            if not self._env_seeded:
-                obs, _ = self.env.reset(seed=self.seed)
-                self._env_seeded = True
-            else:
-                obs, _ = self.env.reset()
-            s = int(np.ravel(obs)[0])
-        self._init_counts[s] += 1
-        return s
-
-    def _episode(self, s: int, policy: np.ndarray) -> None:
-        for h in range(self.horizon):
-            a = int(policy[h, s])
-            if self.env is None:
-                r = float(self.model.R[h, s, a])
-                s2 = int(self._rng_model.choice(self.n_states, p=self.model.P[h, s, a]))
-            else:
-                obs, r, _, _, _ = self.env.step(a)
-                s2 = int(np.ravel(obs)[0])
-            self._counts[h, s, a] += 1
-            self._reward_sums[h, s, a] += r
-            if h < self.horizon - 1:
-                self._next_counts[h, s, a, s2] += 1
-            s = s2
-        self.n_episodes_ += 1
-
-    rounds_done = renamed_attribute("rounds_done_")
-    n_episodes = renamed_attribute("n_episodes_")
 
     def _require_sampler(self) -> None:
         if self.env is None and self.model is None:
