@@ -190,18 +190,7 @@ class RBFFeatures(StepFeatureWrapper):
                              f"{env.observation_space} (use OneHotFeatures)")
         self.n_centers = check_int(n_centers, "n_centers", low=1)
         k = int(env.observation_space.shape[0])
-        lo = np.asarray(env.observation_space.low if low is None else low, dtype=np.float64)
-        hi = np.asarray(env.observation_space.high if high is None else high, dtype=np.float64)
-        for name, arr in (("low", lo), ("high", hi)):
-            if arr.shape != (k,):
-                raise ValueError(f"{name} must have shape ({k},); got {arr.shape}")
-            if not np.all(np.isfinite(arr)):
-                raise ValueError(f"{name} must be finite (the observation space is unbounded "
-                                 f"there; pass {name}=...); got {arr.tolist()}")
-        if np.any(hi <= lo):
-            raise ValueError(f"high must exceed low in every coordinate; got low={lo.tolist()}, "
-                             f"high={hi.tolist()}")
-        self.low, self.high = lo, hi
+        self.low, self.high = _state_box(env, low, high, k)
         self.bandwidth = (check_positive(bandwidth, "bandwidth") if bandwidth is not None
                           else float(self.n_centers ** (-1.0 / k)))
         rng = np.random.default_rng(check_seed(seed))
