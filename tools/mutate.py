@@ -69,7 +69,7 @@ MODULE_TESTS: dict[str, list[str]] = {
                        _T + "test_glow.py::test_paper_constants_follow_algorithm_1"],
     "theory/drrpo.py": [_T + "test_theory_drrpo.py"],
     "theory/coverability.py": [_T + "test_coverability.py"],
-    # issue 21's second round: the new hand-computed files first (files not yet written are
+    # the second mutation round's hand-computed files first (files not yet written are
     # left out, so a 'before' run works on a tree without them)
     "robustrl/exact.py": [_CORE, _T + "test_exact.py"],
     "robustrl/ridge.py": [_CORE, _T + "test_ridge.py"],
