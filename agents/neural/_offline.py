@@ -131,7 +131,8 @@ def train_regression(net: EnsembleMLP, inputs: torch.Tensor, targets: torch.Tens
 
 
 class NeuralFittedQ(BaseAgent):
-    """Base of :class:`NeuralR2PVI` and :class:`NeuralFQI` (see the module docstring)."""
+    """Base of :class:`NeuralR2PVI` and :class:`NeuralFQI` (see the module docstring); the
+    constructor arguments are documented on :class:`NeuralR2PVI`, whose signature this is."""
 
     _robust: ClassVar[bool] = True
     _hyperparam_names: ClassVar[tuple[str, ...]] = (
@@ -144,8 +145,8 @@ class NeuralFittedQ(BaseAgent):
         self,
         env=None,
         *,
-        divergence: str | None,
-        lam: float,
+        divergence: str | None = "kl",
+        lam: float = 0.1,
         input: str = "observation",
         horizon: int | None = None,
         gamma: float = 0.99,
