@@ -42,6 +42,7 @@ from robustrl._kernels import divergence as _k
 from robustrl._kernels import offline as _offline_kernels
 from robustrl.validation import (
     check_array,
+    check_bool,
     check_distribution,
     check_divergence,
     check_nonnegative,
@@ -258,9 +259,7 @@ def kl_dual_rows(values, weights, rho, *, clip: str, z_floor: float = 1e-6,
     v, w, r = _weighted_rows(values, weights, rho)
     z_floor = check_scalar(z_floor, "z_floor", low=0.0, high=1.0, low_inclusive=False,
                            high_inclusive=False)
-    if not isinstance(centered, (bool, np.bool_)):
-        raise ValueError(f"centered must be True or False; got {centered!r}")
-    if centered and clip != "floor":
+    if check_bool(centered, "centered") and clip != "floor":
         raise ValueError("centered=True applies to clip='floor' only (the DRVI-L code)")
     return _kl_dual_rows(v, w, r, clip, z_floor, bool(centered))
 
