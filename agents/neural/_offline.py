@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from robustrl._artifacts import load_state_dict_checked, load_torch_agent, save_torch
-from robustrl.agents.base import BaseAgent, Training, deprecated_progress
+from robustrl.agents.base import BaseAgent, LinearAgent, Training, deprecated_progress
 from robustrl.agents.estimators import check_v_min
 from robustrl.agents.neural._torch import EnsembleMLP, check_hidden, draw_seed, resolve_device
 from robustrl.agents.neural.targets import (
@@ -424,12 +424,7 @@ class NeuralFittedQ(BaseAgent):
         return 2 * self.n_alpha if self.divergence == "chi2" else 1
 
     # ------------------------------------------------------------------- acting
-    def step_of(self, obs) -> int:
-        """The 0-indexed step carried as the last observation entry (robustrl convention)."""
-        h = int(round(float(np.ravel(obs)[-1])))
-        if not 0 <= h < self.horizon:
-            raise ValueError(f"obs must end with a step in [0, {self.horizon - 1}]; got {h}")
-        return h
+    step_of = LinearAgent.step_of  # the step is the observation's last entry
 
     def q_values_from_features(self, features, step: int | None = None) -> np.ndarray:
         """Pessimistic Q at ``features (..., A, d)`` (``input="features"`` only): ``(..., A)``."""
