@@ -125,6 +125,13 @@ def _prepare(values, nominal, param, param_name: str, positive: bool, v_min):
     return v, p2, prm, vm, was_1d
 
 
+# the batch kernels of the inner problems; TV's also takes v_min
+_CONSTRAINED = {"tv": _k.tv_constrained_batch, "kl": _k.kl_constrained_batch,
+                "chi2": _k.chi2_constrained_batch}
+_REGULARIZED = {"tv": _k.tv_regularized_batch, "kl": _k.kl_regularized_batch,
+                "chi2": _k.chi2_regularized_batch}
+
+
 def _finish(out: np.ndarray, was_1d: bool) -> float | np.ndarray:
     return float(out[0]) if was_1d else out
 
@@ -147,13 +154,8 @@ def constrained_inner(
     """
     div = check_divergence(divergence)
     v, p, rho_arr, vm, was_1d = _prepare(values, nominal, rho, "rho", False, v_min)
-    if div == "tv":
-        out = _k.tv_constrained_batch(v, p, rho_arr, vm)
-    elif div == "kl":
-        out = _k.kl_constrained_batch(v, p, rho_arr)
-    else:
-        out = _k.chi2_constrained_batch(v, p, rho_arr)
-    return _finish(out, was_1d)
+    tv_args = (vm,) if div == "tv" else ()
+    return _finish(_CONSTRAINED[div](v, p, rho_arr, *tv_args), was_1d)
 
 
 def regularized_inner(
@@ -171,13 +173,8 @@ def regularized_inner(
     """
     div = check_divergence(divergence)
     v, p, lam_arr, vm, was_1d = _prepare(values, nominal, lam, "lam", True, v_min)
-    if div == "tv":
-        out = _k.tv_regularized_batch(v, p, lam_arr, vm)
-    elif div == "kl":
-        out = _k.kl_regularized_batch(v, p, lam_arr)
-    else:
-        out = _k.chi2_regularized_batch(v, p, lam_arr)
-    return _finish(out, was_1d)
+    tv_args = (vm,) if div == "tv" else ()
+    return _finish(_REGULARIZED[div](v, p, lam_arr, *tv_args), was_1d)
 
 
 def tv_dual_weighted(values, weights, rho: float, v_min: float) -> float:
