@@ -276,8 +276,9 @@ def collect_control_dataset(
     obs_dim = int(np.prod(env.observation_space.shape))
     d = A * (obs_dim + 1)
     rng = np.random.default_rng(seed)
-    act = (None if behaviour_policy is None
-           else as_action_fn(behaviour_policy, rng, name="behaviour_policy"))
+    policy = (None if behaviour_policy is None
+              else as_action_fn(behaviour_policy, rng, name="behaviour_policy"))
+    act = None if policy is None else (lambda o: int(policy(o)))  # Discrete action indices
     out, timeouts, returns = roll_out(
         env, OfflineDataset.empty_arrays(K, H, obs_dim, d, A), act, rng, seed,
         lambda o, a: control_features(o, a, A), lambda o: control_action_features(o, A), progress)

@@ -293,7 +293,7 @@ def roll_out(env, out: dict[str, np.ndarray], act, rng: np.random.Generator, see
     for k in tqdm(range(K), disable=not progress, desc="collecting", unit="traj"):
         obs, _ = env.reset(seed=seed if k == 0 else None)
         for h in range(H):
-            a = int(rng.integers(A)) if act is None else int(act(obs))
+            a = int(rng.integers(A)) if act is None else act(obs)
             next_obs, reward, terminated, truncated, _ = env.step(a)
             out["observations"][k, h] = np.ravel(obs)
             out["actions"][k, h] = a
