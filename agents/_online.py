@@ -42,6 +42,7 @@ from robustrl.agents.base import LinearAgent, Training, deprecated_progress, res
 from robustrl.bonus import BONUS_CODES, check_bonus_name
 from robustrl.data import StepData
 from robustrl.divergences import _kl_dual_rows, _tv_dual_rows
+from robustrl.exact import evaluate_policy, robust_evaluate_policy, robust_value_iteration
 from robustrl.models import LinearMDP
 from robustrl.ridge import blas_threads, rank_one_update
 from robustrl.validation import (
@@ -346,10 +347,16 @@ class OnlineLinearAgent(LinearAgent):
         return np.stack([self._probs_rows(model.phi, h) for h in range(self.horizon)])
 
     def _exact_episode_value(self, model: LinearMDP) -> float:
-        raise NotImplementedError
+        """Exact value of the current policy: nominal, or robust on the agent's ball."""
+        if self.divergence is None:
+            return evaluate_policy(model, self.policy_table(model)).value
+        return robust_evaluate_policy(model, self.policy_table(model),
+                                      divergence=self.divergence, rho=self.rho).value
 
     def _exact_optimum(self, model: LinearMDP) -> float:
-        raise NotImplementedError
+        if self.divergence is None:
+            return robust_value_iteration(model).value
+        return robust_value_iteration(model, divergence=self.divergence, rho=self.rho).value
 
     # ----------------------------------------------------------- interaction
     def _choose(self, features: np.ndarray, h: int) -> int:

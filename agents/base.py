@@ -33,6 +33,7 @@ import numpy as np
 from robustrl._artifacts import loaded_array, read_npz, read_npz_json
 from robustrl._io import atomic_write
 from robustrl.protocols import feature_interface
+from robustrl.validation import check_bool
 
 logger = logging.getLogger("robustrl.agents")
 
@@ -106,8 +107,7 @@ class Training:
 
     def __init__(self, agent, callback, progress_bar: bool, total: int | None, unit: str,
                  desc: str | None = None) -> None:
-        if not isinstance(progress_bar, (bool, np.bool_)):
-            raise ValueError(f"progress_bar must be a bool; got {progress_bar!r}")
+        check_bool(progress_bar, "progress_bar")
         self.callback = as_callback(callback)
         self.bar = None
         if progress_bar:

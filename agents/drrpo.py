@@ -73,7 +73,7 @@ from robustrl.bonus import check_bonus_name
 from robustrl.exact import policy_regularized_evaluate, policy_regularized_value_iteration
 from robustrl.models import LinearMDP
 from robustrl.policies import _mirror_descent_log_step
-from robustrl.validation import check_int, check_positive
+from robustrl.validation import check_bool, check_int, check_positive
 
 __all__ = ["DRRPO"]
 
@@ -153,9 +153,7 @@ class DRRPO(OnlineLinearAgent):
         if evaluation not in _EVALUATION:
             raise ValueError(f"evaluation must be one of {_EVALUATION}; got {evaluation!r}")
         self.evaluation = evaluation
-        if not isinstance(clip_value, (bool, np.bool_)):
-            raise ValueError(f"clip_value must be True or False; got {clip_value!r}")
-        self.clip_value = bool(clip_value)
+        self.clip_value = check_bool(clip_value, "clip_value")
         H, d = self.horizon, self.feature_dim
         # pi^1 = pi_ref: no terms yet. Per step: coefficients (m,), u_j (m, d), b_j (m, d).
         self._coefs = [np.zeros(0) for _ in range(H)]

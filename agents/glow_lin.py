@@ -69,7 +69,7 @@ from robustrl.agents.base import (
 )
 from robustrl.exact import evaluate_policy, robust_value_iteration
 from robustrl.models import FiniteMDP, LinearMDP
-from robustrl.validation import check_array, check_int, check_positive, check_seed
+from robustrl.validation import check_array, check_bool, check_int, check_positive, check_seed
 
 __all__ = ["GLOWLin"]
 
@@ -122,9 +122,7 @@ class GLOWLin(LinearAgent):
         self.episodes_per_round = check_int(episodes_per_round, "episodes_per_round", low=1)
         self.kappa = check_positive(kappa, "kappa")
         self.ridge = check_positive(ridge, "ridge")
-        if not isinstance(penalty, (bool, np.bool_)):
-            raise ValueError(f"penalty must be a bool; got {penalty!r}")
-        self.penalty = bool(penalty)
+        self.penalty = check_bool(penalty, "penalty")
         if value_radius is None:
             self.value_radius = None
             self._radius = (H - np.arange(H)) * math.sqrt(d)
@@ -141,9 +139,7 @@ class GLOWLin(LinearAgent):
         if self.delta >= 1:
             raise ValueError(f"delta must lie in (0, 1); got {delta!r}")
         self.max_policy_iters = check_int(max_policy_iters, "max_policy_iters", low=1)
-        if not isinstance(optimistic_prior, (bool, np.bool_)):
-            raise ValueError(f"optimistic_prior must be a bool; got {optimistic_prior!r}")
-        self.optimistic_prior = bool(optimistic_prior)
+        self.optimistic_prior = check_bool(optimistic_prior, "optimistic_prior")
         self.seed = check_seed(seed)
         base = env.unwrapped
         model = getattr(base, "model", None)

@@ -20,8 +20,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 from robustrl.agents._online import OnlineLinearAgent, check_robust_setting, check_tie_break
-from robustrl.exact import evaluate_policy, robust_evaluate_policy, robust_value_iteration
-from robustrl.models import LinearMDP
 
 __all__ = ["DRLSVIUCB", "LSVIUCB"]
 
@@ -51,12 +49,6 @@ class LSVIUCB(OnlineLinearAgent):
         super().__init__(env, ridge=ridge, beta=beta, bonus=bonus, seed=seed)
         self.tie_break = check_tie_break(tie_break)
 
-    def _exact_episode_value(self, model: LinearMDP) -> float:
-        return evaluate_policy(model, self.policy_table(model)).value
-
-    def _exact_optimum(self, model: LinearMDP) -> float:
-        return robust_value_iteration(model).value
-
 
 class DRLSVIUCB(OnlineLinearAgent):
     """DR-LSVI-UCB: online optimistic robust LSVI on a d-rectangular TV (or KL) ball.
@@ -85,10 +77,3 @@ class DRLSVIUCB(OnlineLinearAgent):
         super().__init__(env, ridge=ridge, beta=beta, bonus=bonus, seed=seed)
         self.tie_break = check_tie_break(tie_break)
         self.divergence, self.rho, self.v_min = check_robust_setting(divergence, rho, v_min)
-
-    def _exact_episode_value(self, model: LinearMDP) -> float:
-        return robust_evaluate_policy(model, self.policy_table(model),
-                                      divergence=self.divergence, rho=self.rho).value
-
-    def _exact_optimum(self, model: LinearMDP) -> float:
-        return robust_value_iteration(model, divergence=self.divergence, rho=self.rho).value

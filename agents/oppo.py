@@ -28,9 +28,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from robustrl.agents._online import OnlineLinearAgent
 from robustrl.agents.drrpo import DRRPO
-from robustrl.exact import evaluate_policy, robust_value_iteration
-from robustrl.models import LinearMDP
 from robustrl.validation import check_nonnegative, check_positive
 
 __all__ = ["OPPO"]
@@ -68,8 +67,6 @@ class OPPO(DRRPO):
     def _check_tau(tau) -> float:
         return check_nonnegative(tau, "tau")
 
-    def _exact_episode_value(self, model: LinearMDP) -> float:
-        return evaluate_policy(model, self.policy_table(model)).value
-
-    def _exact_optimum(self, model: LinearMDP) -> float:
-        return robust_value_iteration(model).value
+    # nominal exact values (divergence None), not DR-RPO's policy-regularised ones
+    _exact_episode_value = OnlineLinearAgent._exact_episode_value
+    _exact_optimum = OnlineLinearAgent._exact_optimum

@@ -22,6 +22,7 @@ import io
 import json
 import os
 import pickle
+import warnings
 import zipfile
 import zlib
 from collections.abc import Iterable, Sequence
@@ -219,6 +220,30 @@ def load_torch(path: str | os.PathLike, *, what: str, fmt: str | None = None
         raise ValueError(f"path {path} ({what}) is damaged: its content does not match its "
                          f"sha256 checksum ({actual[:12]}... != {stored[:12]}...)")
     return blob
+
+
+def load_torch_agent(cls, path, env, device) -> tuple[Any, dict, dict]:
+    """``(agent rebuilt from its saved hyperparameters, blob, shapes)`` from a neural agent's
+    file; ``ValueError`` naming the file otherwise. ``load(path, device)`` is deprecated."""
+    if isinstance(env, str):
+        warnings.warn("load(path, device) is deprecated; use load(path, env=None, "
+                      "device=...)", DeprecationWarning, stacklevel=3)
+        env, device = None, env
+    blob = load_torch(path, what=f"saved {cls.__name__}")
+    if blob.get("class") != cls.__name__:
+        raise ValueError(f"path holds a {blob.get('class')}, not a {cls.__name__}: {path}")
+    hp = blob.get("hyperparams")
+    if not isinstance(hp, dict):
+        raise ValueError(f"path {path}: 'hyperparams' must be a dict")
+    try:
+        agent = cls(env, **hp, device=device)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"path {path}: the saved hyperparameters do not rebuild a "
+                         f"{cls.__name__}: {exc}") from None
+    shapes = blob.get("shapes")
+    if not isinstance(shapes, dict):
+        raise ValueError(f"path {path}: 'shapes' must be a dict")
+    return agent, blob, shapes
 
 
 def load_state_dict_checked(module, state: Any, path: str | os.PathLike, name: str) -> None:

@@ -141,16 +141,23 @@ def clean_stale_temporaries(directory: str | os.PathLike, *, min_age_s: float = 
 
 
 @contextlib.contextmanager
-def file_lock(lock_path: str | os.PathLike) -> Iterator[None]:
+def file_lock(lock_path: str | os.PathLike, if_held: Exception | None = None
+              ) -> Iterator[None]:
     """Hold an exclusive POSIX ``flock`` on ``lock_path`` (created if missing; a no-op where
-    ``fcntl`` is unavailable), so that parallel runner workers build a shared cached file once."""
+    ``fcntl`` is unavailable), so that parallel runner workers build a shared cached file once.
+    Waits for a lock held elsewhere, or raises ``if_held`` when given."""
     if fcntl is None:  # pragma: no cover - non-POSIX
         yield
         return
     lock_path = Path(lock_path)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if if_held is None else fcntl.LOCK_NB))
+        except OSError:
+            if if_held is None:
+                raise
+            raise if_held from None
         try:
             yield
         finally:

@@ -34,12 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from robustrl._artifacts import load_sb3_policy_state, load_state_dict_checked, save_sb3_policy
 from robustrl._io import atomic_write, file_lock
 from robustrl._policy import as_action_fn
-from robustrl.data import OfflineDataset
+from robustrl.data import OfflineDataset, roll_out
 from robustrl.validation import check_int, check_scalar, check_seed
 
 __all__ = [
@@ -277,30 +276,12 @@ def collect_control_dataset(
     obs_dim = int(np.prod(env.observation_space.shape))
     d = A * (obs_dim + 1)
     rng = np.random.default_rng(seed)
-    act = (None if behaviour_policy is None
-           else as_action_fn(behaviour_policy, rng, name="behaviour_policy"))
-    out = OfflineDataset.empty_arrays(K, H, obs_dim, d, A)
-    timeouts, returns = [], np.zeros(K)
-    for k in tqdm(range(K), disable=not progress, desc="collecting", unit="traj"):
-        obs, _ = env.reset(seed=seed if k == 0 else None)
-        for h in range(H):
-            a = int(rng.integers(A)) if act is None else int(act(obs))
-            next_obs, reward, terminated, truncated, _ = env.step(a)
-            out["observations"][k, h] = np.ravel(obs)
-            out["actions"][k, h] = a
-            out["rewards"][k, h] = reward
-            out["next_observations"][k, h] = np.ravel(next_obs)
-            out["features"][k, h] = control_features(obs, a, A)
-            out["next_action_features"][k, h] = control_action_features(next_obs, A)
-            out["valid"][k, h] = True
-            returns[k] += float(reward)
-            done = terminated or truncated or h == H - 1
-            out["terminal"][k, h] = done
-            obs = next_obs
-            if done:
-                if not terminated:
-                    timeouts.append(k)
-                break
+    policy = (None if behaviour_policy is None
+              else as_action_fn(behaviour_policy, rng, name="behaviour_policy"))
+    act = None if policy is None else (lambda o: int(policy(o)))  # Discrete action indices
+    out, timeouts, returns = roll_out(
+        env, OfflineDataset.empty_arrays(K, H, obs_dim, d, A), act, rng, seed,
+        lambda o, a: control_features(o, a, A), lambda o: control_action_features(o, A), progress)
     env.close()
     metadata = {
         "env": env_id,

@@ -9,6 +9,7 @@ by-step arrays can be fed to the ridge primitives without masking.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -265,25 +266,9 @@ class OfflineDataset:
             behaviour_policy, rng, name="behaviour_policy"
         )
 
-        out = cls.empty_arrays(K, H, obs_dim, d, A)
         env.action_space.seed(None if seed is None else seed + 1)
-        for k in tqdm(range(K), disable=not progress, desc="collecting", unit="traj"):
-            obs, _ = env.reset(seed=seed if k == 0 else None)
-            for h in range(H):
-                a = int(rng.integers(A)) if act is None else act(obs)
-                next_obs, reward, terminated, truncated, _ = env.step(a)
-                out["observations"][k, h] = np.ravel(obs)
-                out["actions"][k, h] = a
-                out["rewards"][k, h] = reward
-                out["next_observations"][k, h] = np.ravel(next_obs)
-                out["features"][k, h] = iface.features(obs, a)
-                out["next_action_features"][k, h] = iface.action_features(next_obs)
-                out["valid"][k, h] = True
-                done = terminated or truncated or h == H - 1
-                out["terminal"][k, h] = done
-                obs = next_obs
-                if done:
-                    break
+        out, _, _ = roll_out(env, cls.empty_arrays(K, H, obs_dim, d, A), act, rng, seed,
+                             iface.features, iface.action_features, progress)
         spec = getattr(env, "spec", None)
         metadata = {
             "env": spec.id if spec is not None else type(base).__name__,
@@ -294,6 +279,38 @@ class OfflineDataset:
             "seed": seed,
         }
         return cls(**out, metadata=metadata)
+
+
+def roll_out(env, out: dict[str, np.ndarray], act, rng: np.random.Generator, seed: int | None,
+             features: Callable, action_features: Callable, progress: bool
+             ) -> tuple[dict[str, np.ndarray], list[int], np.ndarray]:
+    """Fill the ``(K, H, ...)`` arrays of :meth:`OfflineDataset.empty_arrays` with ``K``
+    episodes of ``act`` (uniform actions from ``rng`` when None), each cut at ``H`` steps; the
+    first reset takes ``seed``. Returns the arrays, the episodes that ended by truncation (not
+    termination) and the episodes' returns."""
+    K, H, A = out["next_action_features"].shape[:3]
+    timeouts, returns = [], np.zeros(K)
+    for k in tqdm(range(K), disable=not progress, desc="collecting", unit="traj"):
+        obs, _ = env.reset(seed=seed if k == 0 else None)
+        for h in range(H):
+            a = int(rng.integers(A)) if act is None else act(obs)
+            next_obs, reward, terminated, truncated, _ = env.step(a)
+            out["observations"][k, h] = np.ravel(obs)
+            out["actions"][k, h] = a
+            out["rewards"][k, h] = reward
+            out["next_observations"][k, h] = np.ravel(next_obs)
+            out["features"][k, h] = features(obs, a)
+            out["next_action_features"][k, h] = action_features(next_obs)
+            out["valid"][k, h] = True
+            returns[k] += float(reward)
+            done = terminated or truncated or h == H - 1
+            out["terminal"][k, h] = done
+            obs = next_obs
+            if done:
+                if not terminated:
+                    timeouts.append(k)
+                break
+    return out, timeouts, returns
 
 
 class DatasetChunks:

@@ -42,6 +42,7 @@ from robustrl._kernels import divergence as _k
 from robustrl._kernels import offline as _offline_kernels
 from robustrl.validation import (
     check_array,
+    check_bool,
     check_distribution,
     check_divergence,
     check_nonnegative,
@@ -124,6 +125,13 @@ def _prepare(values, nominal, param, param_name: str, positive: bool, v_min):
     return v, p2, prm, vm, was_1d
 
 
+# the batch kernels of the inner problems; TV's also takes v_min
+_CONSTRAINED = {"tv": _k.tv_constrained_batch, "kl": _k.kl_constrained_batch,
+                "chi2": _k.chi2_constrained_batch}
+_REGULARIZED = {"tv": _k.tv_regularized_batch, "kl": _k.kl_regularized_batch,
+                "chi2": _k.chi2_regularized_batch}
+
+
 def _finish(out: np.ndarray, was_1d: bool) -> float | np.ndarray:
     return float(out[0]) if was_1d else out
 
@@ -146,13 +154,8 @@ def constrained_inner(
     """
     div = check_divergence(divergence)
     v, p, rho_arr, vm, was_1d = _prepare(values, nominal, rho, "rho", False, v_min)
-    if div == "tv":
-        out = _k.tv_constrained_batch(v, p, rho_arr, vm)
-    elif div == "kl":
-        out = _k.kl_constrained_batch(v, p, rho_arr)
-    else:
-        out = _k.chi2_constrained_batch(v, p, rho_arr)
-    return _finish(out, was_1d)
+    tv_args = (vm,) if div == "tv" else ()
+    return _finish(_CONSTRAINED[div](v, p, rho_arr, *tv_args), was_1d)
 
 
 def regularized_inner(
@@ -170,13 +173,8 @@ def regularized_inner(
     """
     div = check_divergence(divergence)
     v, p, lam_arr, vm, was_1d = _prepare(values, nominal, lam, "lam", True, v_min)
-    if div == "tv":
-        out = _k.tv_regularized_batch(v, p, lam_arr, vm)
-    elif div == "kl":
-        out = _k.kl_regularized_batch(v, p, lam_arr)
-    else:
-        out = _k.chi2_regularized_batch(v, p, lam_arr)
-    return _finish(out, was_1d)
+    tv_args = (vm,) if div == "tv" else ()
+    return _finish(_REGULARIZED[div](v, p, lam_arr, *tv_args), was_1d)
 
 
 def tv_dual_weighted(values, weights, rho: float, v_min: float) -> float:
@@ -258,9 +256,7 @@ def kl_dual_rows(values, weights, rho, *, clip: str, z_floor: float = 1e-6,
     v, w, r = _weighted_rows(values, weights, rho)
     z_floor = check_scalar(z_floor, "z_floor", low=0.0, high=1.0, low_inclusive=False,
                            high_inclusive=False)
-    if not isinstance(centered, (bool, np.bool_)):
-        raise ValueError(f"centered must be True or False; got {centered!r}")
-    if centered and clip != "floor":
+    if check_bool(centered, "centered") and clip != "floor":
         raise ValueError("centered=True applies to clip='floor' only (the DRVI-L code)")
     return _kl_dual_rows(v, w, r, clip, z_floor, bool(centered))
 

@@ -305,43 +305,42 @@ def robust_value_iteration(
     """
     model = _check_model(model)
     unc = _check_uncertainty(model, divergence, rho, lam, require=False)
+    Q, V = _backward(model, unc, lambda h, q: q.max(axis=1))
+    # argmax returns the first maximiser: ties to the lowest action
+    return _solution(model, unc, Q, V, Q.argmax(axis=2))
+
+
+def _backward(model: Model, unc: _Uncertainty, state_values) -> tuple[np.ndarray, np.ndarray]:
+    """Backward induction: ``Q_h = backup(V_{h+1})``, ``V_h = state_values(h, Q_h)``,
+    ``V_H = 0``. Returns ``Q (H, S, A)`` and ``V (H + 1, S)``."""
     H, S, A = model.horizon, model.n_states, model.n_actions
     backup = _Backup(model, unc)
     Q = np.zeros((H, S, A))
     V = np.zeros((H + 1, S))
     for h in range(H - 1, -1, -1):
         Q[h] = backup.q(h, V[h + 1])
-        V[h] = Q[h].max(axis=1)
-    policy = Q.argmax(axis=2)  # argmax returns the first maximiser: ties to the lowest action
-    return RobustSolution(
-        Q=Q,
-        V=V,
-        policy=policy,
-        value=float(model.initial_distribution @ V[0]),
-        divergence=unc.divergence if unc.kind else None,
-        rho=unc.rho,
-        lam=unc.lam,
-    )
+        V[h] = state_values(h, Q[h])
+    return Q, V
+
+
+def _solution(model: Model, unc: _Uncertainty, Q, V, policy, **extra) -> RobustSolution:
+    return RobustSolution(Q=Q, V=V, policy=policy,
+                          value=float(model.initial_distribution @ V[0]),
+                          divergence=unc.divergence if unc.kind else None, rho=unc.rho,
+                          lam=unc.lam, **extra)
 
 
 def _evaluate(model: Model, probs: np.ndarray, unc: _Uncertainty,
               log_ref: np.ndarray | None = None, tau: float = 0.0) -> PolicyValue:
     """Backward induction for a fixed policy; with ``log_ref`` subtract ``tau * KL``."""
-    H, S, A = model.horizon, model.n_states, model.n_actions
-    backup = _Backup(model, unc)
-    Q = np.zeros((H, S, A))
-    V = np.zeros((H + 1, S))
+    kl = np.zeros(probs.shape[:2])
     if log_ref is not None:
         # pi * (log pi - log pi_ref), with 0 log 0 = 0 (where pi = 0 the term is 0 whatever pi_ref)
         pos = probs > 0.0
         log_ratio = np.zeros_like(probs)
         log_ratio[pos] = np.log(probs[pos]) - log_ref[pos]
         kl = (probs * log_ratio).sum(axis=-1)  # (H, S)
-    for h in range(H - 1, -1, -1):
-        Q[h] = backup.q(h, V[h + 1])
-        V[h] = (probs[h] * Q[h]).sum(axis=1)
-        if log_ref is not None:
-            V[h] -= tau * kl[h]
+    Q, V = _backward(model, unc, lambda h, q: (probs[h] * q).sum(axis=1) - tau * kl[h])
     return PolicyValue(Q=Q, V=V, value=float(model.initial_distribution @ V[0]))
 
 
@@ -401,25 +400,15 @@ def policy_regularized_value_iteration(
     H, S, A = model.horizon, model.n_states, model.n_actions
     with np.errstate(divide="ignore"):
         log_ref = np.log(ref)  # -inf where pi_ref = 0: those actions get probability 0
-    backup = _Backup(model, unc)
-    Q = np.zeros((H, S, A))
-    V = np.zeros((H + 1, S))
     probs = np.zeros((H, S, A))
     policy = np.zeros((H, S), dtype=np.intp)
-    for h in range(H - 1, -1, -1):
-        Q[h] = backup.q(h, V[h + 1])
-        V[h], probs[h], policy[h] = _soft_max_rows(Q[h], log_ref[h], tau)
-    return RobustSolution(
-        Q=Q,
-        V=V,
-        policy=policy,
-        value=float(model.initial_distribution @ V[0]),
-        divergence=unc.divergence if unc.kind else None,
-        rho=unc.rho,
-        lam=unc.lam,
-        tau=tau,
-        probs=probs,
-    )
+
+    def soft_max(h: int, q: np.ndarray) -> np.ndarray:
+        value, probs[h], policy[h] = _soft_max_rows(q, log_ref[h], tau)
+        return value
+
+    Q, V = _backward(model, unc, soft_max)
+    return _solution(model, unc, Q, V, policy, tau=tau, probs=probs)
 
 
 def policy_regularized_evaluate(

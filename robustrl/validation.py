@@ -176,6 +176,21 @@ def check_int(value, name: str, *, low: int | None = None, high: int | None = No
     return int(value)
 
 
+def check_range(value, name: str) -> tuple[float, float] | None:
+    """None, or a ``(low, high)`` pair of finite numbers with ``low <= high``."""
+    if value is None:
+        return None
+    low = check_scalar(value[0], f"{name}[0]")
+    return low, check_scalar(value[1], f"{name}[1]", low=low)
+
+
+def check_bool(value, name: str) -> bool:
+    """``value`` as a bool; only real booleans are accepted (not 0/1 or strings)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
 def check_seed(seed, name: str = "seed") -> int | None:
     if seed is None:
         return None

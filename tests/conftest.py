@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -49,3 +55,37 @@ def value_class():
 def observations():
     """:func:`observations_of` as a fixture."""
     return observations_of
+
+
+# ------------------------------------------------------------ the CLI in a subprocess
+ROBUSTRL = [sys.executable, "-m", "robustrl.cli"]
+
+
+def cli_env(drop_prefix: str, **extra) -> dict[str, str]:
+    """``os.environ`` less the variables starting with ``drop_prefix`` (a test experiment's
+    switches), plus ``extra`` as strings; an ``extra`` of None removes that variable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop_prefix)}
+    env.update({k: str(v) for k, v in extra.items() if v is not None})
+    for k in [k for k, v in extra.items() if v is None]:
+        env.pop(k, None)
+    return env
+
+
+def run_cli(*args, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    """``python -m robustrl.cli ARGS`` with ``env``, output captured as text."""
+    return subprocess.run([*ROBUSTRL, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def read_events(log: Path, event: str | None = None) -> list[dict]:
+    """The rows of a JSON-lines event log written by a test experiment (all, or those of one
+    ``event``); a line being written, or cut by a kill, is skipped."""
+    if not log.exists():
+        return []
+    rows = []
+    for line in log.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            pass
+    return [r for r in rows if event is None or r["event"] == event]

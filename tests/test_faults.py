@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROBUSTRL, cli_env, read_events, run_cli
 
 from robustrl import _io, runner
 from robustrl.cli import EXIT_INTERRUPTED, EXIT_IOERR
 from robustrl.cli import main as cli_main
 from robustrl.runner import CellRecordWarning, cell_key, cell_seed, run_experiment
 
-ROBUSTRL = [sys.executable, "-m", "robustrl.cli"]
 POSIX = os.name == "posix"
 needs_linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
 
@@ -86,27 +86,14 @@ def faulty(tmp_path) -> Path:
 
 
 def _env(**extra) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FAULTY_")}
-    env.update({k: str(v) for k, v in extra.items()})
-    env.pop(runner.PATH_ENV, None)
-    return env
+    return cli_env("FAULTY_", **extra, **{runner.PATH_ENV: None})
 
 
 def _cli(*args, timeout=180, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([*ROBUSTRL, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=_env(**env))
+    return run_cli(*args, env=_env(**env), timeout=timeout)
 
 
-def _events(log: Path, event: str | None = None) -> list[dict]:
-    if not log.exists():
-        return []
-    rows = []
-    for line in log.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:  # a line cut by a kill
-            pass
-    return [r for r in rows if event is None or r["event"] == event]
+_events = read_events
 
 
 def _key_of(row: dict) -> str:

@@ -1,7 +1,6 @@
 """The experiment runner: resumable sweeps through the CLI, worker-count independence, errors."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROBUSTRL, cli_env, read_events, run_cli
 
 from robustrl import runner
 from robustrl._cli import bounds
@@ -24,8 +24,6 @@ from robustrl.runner import (
     load_results,
     run_experiment,
 )
-
-ROBUSTRL = [sys.executable, "-m", "robustrl.cli"]
 
 # A 2 x 2 sweep (x in {1, 2}, two seeds) whose cells log to $TINY_LOG, fail on the cell whose
 # seed is $TINY_FAIL_SEED and hang (until killed) on cells with x == $TINY_BLOCK_X.
@@ -78,28 +76,15 @@ def tiny(tmp_path):
 
 
 def _env(**extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TINY_")}
-    env.update({k: str(v) for k, v in extra.items() if v is not None})
-    for k in [k for k, v in extra.items() if v is None]:
-        env.pop(k, None)
-    return env
+    return cli_env("TINY_", **extra)
 
 
 def _cli(*args, timeout=120, **env):
-    return subprocess.run([*ROBUSTRL, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=_env(**env))
+    return run_cli(*args, env=_env(**env), timeout=timeout)
 
 
 def _events(log: Path, event: str) -> list[tuple[float, int]]:
-    if not log.exists():
-        return []
-    rows = []
-    for line in log.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:  # a line being written right now
-            pass
-    return [(r["x"], r["seed"]) for r in rows if r["event"] == event]
+    return [(r["x"], r["seed"]) for r in read_events(log, event)]
 
 
 def _still_running(proc: subprocess.Popen, deadline: float) -> None:

@@ -22,7 +22,6 @@ value 0 (the dataset format does not distinguish time-limit truncation).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -30,8 +29,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from robustrl._artifacts import load_state_dict_checked, load_torch, save_torch
-from robustrl.agents.base import BaseAgent, Training, deprecated_progress
+from robustrl._artifacts import load_state_dict_checked, load_torch_agent, save_torch
+from robustrl.agents.base import BaseAgent, LinearAgent, Training, deprecated_progress
+from robustrl.agents.estimators import check_v_min
 from robustrl.agents.neural._torch import EnsembleMLP, check_hidden, draw_seed, resolve_device
 from robustrl.agents.neural.targets import (
     DualStats,
@@ -44,10 +44,12 @@ from robustrl.agents.neural.targets import (
 )
 from robustrl.data import OfflineDataset
 from robustrl.validation import (
+    check_bool,
     check_divergence,
     check_int,
     check_nonnegative,
     check_positive,
+    check_range,
     check_scalar,
     check_seed,
 )
@@ -131,7 +133,8 @@ def train_regression(net: EnsembleMLP, inputs: torch.Tensor, targets: torch.Tens
 
 
 class NeuralFittedQ(BaseAgent):
-    """Base of :class:`NeuralR2PVI` and :class:`NeuralFQI` (see the module docstring)."""
+    """Base of :class:`NeuralR2PVI` and :class:`NeuralFQI` (see the module docstring); the
+    constructor arguments are documented on :class:`NeuralR2PVI`, whose signature this is."""
 
     _robust: ClassVar[bool] = True
     _hyperparam_names: ClassVar[tuple[str, ...]] = (
@@ -144,8 +147,8 @@ class NeuralFittedQ(BaseAgent):
         self,
         env=None,
         *,
-        divergence: str | None,
-        lam: float,
+        divergence: str | None = "kl",
+        lam: float = 0.1,
         input: str = "observation",
         horizon: int | None = None,
         gamma: float = 0.99,
@@ -164,9 +167,7 @@ class NeuralFittedQ(BaseAgent):
         seed: int | None = None,
     ) -> None:
         super().__init__(env, seed)
-        if not isinstance(bootstrap, (bool, np.bool_)):
-            raise ValueError(f"bootstrap must be True or False; got {bootstrap!r}")
-        self.bootstrap = bool(bootstrap)
+        self.bootstrap = check_bool(bootstrap, "bootstrap")
         if self._robust:
             self.divergence = check_divergence(divergence)
             self.lam = check_positive(lam, "lam")
@@ -185,18 +186,9 @@ class NeuralFittedQ(BaseAgent):
         self.gradient_steps = check_int(gradient_steps, "gradient_steps", low=1)
         self.batch_size = check_int(batch_size, "batch_size", low=1)
         self.lr = check_positive(lr, "lr")
-        if isinstance(v_min, str):
-            if v_min != "data":
-                raise ValueError(f"v_min must be 'data' or a finite number; got {v_min!r}")
-            self.v_min: str | float = v_min
-        else:
-            self.v_min = check_scalar(v_min, "v_min")
+        self.v_min = check_v_min(v_min)
         self.n_alpha = check_int(n_alpha, "n_alpha", low=2)
-        if reward_range is not None:
-            lo = check_scalar(reward_range[0], "reward_range[0]")
-            hi = check_scalar(reward_range[1], "reward_range[1]", low=lo)
-            reward_range = (lo, hi)
-        self.reward_range = reward_range
+        self.reward_range = check_range(reward_range, "reward_range")
         self.device = resolve_device(device)
         self.seed = check_seed(seed)
         self._heads: list[_Head] = []
@@ -432,12 +424,7 @@ class NeuralFittedQ(BaseAgent):
         return 2 * self.n_alpha if self.divergence == "chi2" else 1
 
     # ------------------------------------------------------------------- acting
-    def step_of(self, obs) -> int:
-        """The 0-indexed step carried as the last observation entry (robustrl convention)."""
-        h = int(round(float(np.ravel(obs)[-1])))
-        if not 0 <= h < self.horizon:
-            raise ValueError(f"obs must end with a step in [0, {self.horizon - 1}]; got {h}")
-        return h
+    step_of = LinearAgent.step_of  # the step is the observation's last entry
 
     def q_values_from_features(self, features, step: int | None = None) -> np.ndarray:
         """Pessimistic Q at ``features (..., A, d)`` (``input="features"`` only): ``(..., A)``."""
@@ -530,24 +517,8 @@ class NeuralFittedQ(BaseAgent):
         Checks the checksum, the shapes (positive sizes, finite reward range, one head per
         step), each head's output size against its dual constants and each network's
         parameters (names, shapes, finite); raises ``ValueError`` naming the file."""
-        if isinstance(env, str):
-            warnings.warn("load(path, device) is deprecated; use load(path, env=None, "
-                          "device=...)", DeprecationWarning, stacklevel=2)
-            env, device = None, env
-        blob = load_torch(path, what=f"saved {cls.__name__}")
-        if blob.get("class") != cls.__name__:
-            raise ValueError(f"path holds a {blob.get('class')}, not a {cls.__name__}: {path}")
-        hp = blob.get("hyperparams")
-        if not isinstance(hp, dict):
-            raise ValueError(f"path {path}: 'hyperparams' must be a dict")
-        try:
-            agent = cls(env, **hp, device=device)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"path {path}: the saved hyperparameters do not rebuild a "
-                             f"{cls.__name__}: {exc}") from None
-        shapes = blob.get("shapes")
-        if not isinstance(shapes, dict):
-            raise ValueError(f"path {path}: 'shapes' must be a dict")
+        agent, blob, shapes = load_torch_agent(cls, path, env, device)
+        env = agent.env
         agent.n_actions = _saved_int(path, shapes, "n_actions")
         agent.obs_dim = _saved_int(path, shapes, "obs_dim")
         fd = shapes.get("feature_dim")

@@ -35,8 +35,9 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from robustrl._artifacts import load_state_dict_checked, load_torch, save_torch
+from robustrl._artifacts import load_state_dict_checked, load_torch_agent, save_torch
 from robustrl.agents.base import BaseAgent, Training
+from robustrl.agents.estimators import check_v_min
 from robustrl.agents.neural._offline import _Head, _saved_int, load_stats, saved_vector
 from robustrl.agents.neural._torch import EnsembleMLP, check_hidden, draw_seed, resolve_device
 from robustrl.agents.neural.targets import (
@@ -52,6 +53,7 @@ from robustrl.validation import (
     check_int,
     check_nonnegative,
     check_positive,
+    check_range,
     check_scalar,
     check_seed,
 )
@@ -182,14 +184,9 @@ class NeuralDRRPO(BaseAgent):
         self.target_update_interval = check_int(target_update_interval,
                                                 "target_update_interval", low=1)
         self.lr = check_positive(lr, "lr")
-        if isinstance(v_min, str) and v_min != "data":
-            raise ValueError(f"v_min must be 'data' or a finite number; got {v_min!r}")
-        self.v_min = v_min if isinstance(v_min, str) else check_scalar(v_min, "v_min")
+        self.v_min = check_v_min(v_min)
         self.n_alpha = check_int(n_alpha, "n_alpha", low=2)
-        if reward_range is not None:
-            lo = check_scalar(reward_range[0], "reward_range[0]")
-            reward_range = (lo, check_scalar(reward_range[1], "reward_range[1]", low=lo))
-        self.reward_range = reward_range
+        self.reward_range = check_range(reward_range, "reward_range")
         self.seed = check_seed(seed)
         self.device = resolve_device(device)
 
@@ -453,24 +450,10 @@ class NeuralDRRPO(BaseAgent):
         Checks the checksum, the shapes against ``env`` (when given), the networks'
         parameters (names, shapes, finite), the dual constants and the target normalisation
         (finite, one entry per critic output); raises ``ValueError`` naming the file."""
-        blob = load_torch(path, what=f"saved {cls.__name__}")
-        if blob.get("class") != cls.__name__:
-            raise ValueError(f"path holds a {blob.get('class')}, not a {cls.__name__}: {path}")
-        hp, shapes = blob.get("hyperparams"), blob.get("shapes")
-        if not isinstance(hp, dict) or not isinstance(shapes, dict):
-            raise ValueError(f"path {path}: 'hyperparams' and 'shapes' must be dicts")
-        if isinstance(env, str):
-            warnings.warn("load(path, device) is deprecated; use load(path, env=None, "
-                          "device=...)", DeprecationWarning, stacklevel=2)
-            env, device = None, env
-        try:
-            agent = cls(env, **hp, device=device)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"path {path}: the saved hyperparameters do not rebuild a "
-                             f"{cls.__name__}: {exc}") from None
+        agent, blob, shapes = load_torch_agent(cls, path, env, device)
         obs_dim, n_actions = _saved_int(path, shapes, "obs_dim"), _saved_int(path, shapes,
                                                                               "n_actions")
-        if env is None:
+        if agent.env is None:
             agent.obs_dim, agent.n_actions = obs_dim, n_actions
             agent._build()
         elif (agent.obs_dim, agent.n_actions) != (obs_dim, n_actions):

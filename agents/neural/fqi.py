@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import ClassVar
 
 from robustrl.agents.neural._offline import NeuralFittedQ
@@ -16,30 +17,10 @@ class NeuralFQI(NeuralFittedQ):
 
     _robust: ClassVar[bool] = False
 
-    def __init__(
-        self,
-        env=None,
-        *,
-        input: str = "observation",
-        horizon: int | None = None,
-        gamma: float = 0.99,
-        ensemble_size: int = 5,
-        beta: float = 1.0,
-        hidden=(256, 256),
-        n_iterations: int = 50,
-        gradient_steps: int = 500,
-        batch_size: int = 256,
-        lr: float = 1e-3,
-        v_min: str | float = "data",
-        n_alpha: int = 32,
-        reward_range=None,
-        bootstrap: bool = False,
-        device="auto",
-        seed: int | None = None,
-    ) -> None:
-        super().__init__(
-            env, divergence=None, lam=1.0, input=input, horizon=horizon, gamma=gamma,
-            ensemble_size=ensemble_size, beta=beta, hidden=hidden, n_iterations=n_iterations,
-            gradient_steps=gradient_steps, batch_size=batch_size, lr=lr, v_min=v_min,
-            n_alpha=n_alpha, reward_range=reward_range, bootstrap=bootstrap, device=device,
-            seed=seed)
+    def __init__(self, env=None, **hyperparams) -> None:
+        super().__init__(env, divergence=None, lam=1.0, **hyperparams)
+
+    # NeuralR2PVI's keywords less divergence and lam, shown and checked as explicit keywords
+    __init__.__signature__ = inspect.signature(NeuralFittedQ.__init__).replace(parameters=[
+        q for n, q in inspect.signature(NeuralFittedQ.__init__).parameters.items()
+        if n not in ("divergence", "lam")])

@@ -40,33 +40,3 @@ class NeuralR2PVI(NeuralFittedQ):
     """
 
     _robust: ClassVar[bool] = True
-
-    def __init__(
-        self,
-        env=None,
-        *,
-        divergence: str = "kl",
-        lam: float = 0.1,
-        input: str = "observation",
-        horizon: int | None = None,
-        gamma: float = 0.99,
-        ensemble_size: int = 5,
-        beta: float = 1.0,
-        hidden=(256, 256),
-        n_iterations: int = 50,
-        gradient_steps: int = 500,
-        batch_size: int = 256,
-        lr: float = 1e-3,
-        v_min: str | float = "data",
-        n_alpha: int = 32,
-        reward_range=None,
-        bootstrap: bool = False,
-        device="auto",
-        seed: int | None = None,
-    ) -> None:
-        super().__init__(
-            env, divergence=divergence, lam=lam, input=input, horizon=horizon, gamma=gamma,
-            ensemble_size=ensemble_size, beta=beta, hidden=hidden, n_iterations=n_iterations,
-            gradient_steps=gradient_steps, batch_size=batch_size, lr=lr, v_min=v_min,
-            n_alpha=n_alpha, reward_range=reward_range, bootstrap=bootstrap, device=device,
-            seed=seed)

@@ -57,42 +57,17 @@ from __future__ import annotations
 
 # Names load on first use (PEP 562), so that a pool worker importing robustrl.runner.worker does
 # not pay for the whole package.
-_LAZY = {
-    "default_workers": "backends",
-    "progress": "backends",
-    "Experiment": "config",
-    "RunConfig": "config",
-    "discover_experiments": "config",
-    "load_config_file": "config",
-    "load_experiment": "config",
-    "parse_set": "config",
-    "resolve_config": "config",
-    "Failure": "loop",
-    "RunInterrupted": "loop",
-    "RunReport": "loop",
-    "load_results": "loop",
-    "plot_results": "loop",
-    "run_experiment": "loop",
-    "BACKENDS": "store",
-    "CELLS_DIR": "store",
-    "CONFIG_KEYS": "store",
-    "Cell": "store",
-    "CellRecordWarning": "store",
-    "ERRORS_DIR": "store",
-    "EXPERIMENTS_PACKAGE": "store",
-    "FIGURES_DIR": "store",
-    "MANIFEST": "store",
-    "PATH_ENV": "store",
-    "ResultStore": "store",
-    "RunnerError": "store",
-    "_sha256": "store",
-    "cell_key": "store",
-    "cell_seed": "store",
-    "expand_cells": "store",
-    "expand_points": "store",
-    "grow_config": "store",
-    "record_problem": "store",
-}
+_LAZY = {name: module for module, names in {
+    "backends": ("default_workers", "progress"),
+    "config": ("Experiment", "RunConfig", "discover_experiments", "load_config_file",
+               "load_experiment", "parse_set", "resolve_config"),
+    "loop": ("Failure", "RunInterrupted", "RunReport", "load_results", "plot_results",
+             "run_experiment"),
+    "store": ("BACKENDS", "CELLS_DIR", "CONFIG_KEYS", "Cell", "CellRecordWarning", "ERRORS_DIR",
+              "EXPERIMENTS_PACKAGE", "FIGURES_DIR", "MANIFEST", "PATH_ENV", "ResultStore",
+              "RunnerError", "_sha256", "cell_key", "cell_seed", "expand_cells", "expand_points",
+              "grow_config", "record_problem"),
+}.items() for name in names}
 
 __all__ = [
     "BACKENDS",

@@ -310,20 +310,17 @@ def _write_outputs(report: RunReport) -> None:
 def _run_hooks(report: RunReport) -> None:
     import traceback
 
-    plot = report.experiment.hook("plot")
-    if plot is not None:
+    for name in ("plot", "report"):
+        hook = report.experiment.hook(name)
+        if hook is None:
+            continue
         try:
-            extra = plot(report.records, report.out)
-            report.outputs += [Path(p) for p in (extra or [])]
+            if name == "plot":
+                report.outputs += [Path(p) for p in (hook(report.records, report.out) or [])]
+            else:
+                report.report_text = hook(report.records)
         except Exception:
-            report.hook_errors.append(f"{report.experiment.name}.plot failed:\n"
-                                      + traceback.format_exc())
-    text = report.experiment.hook("report")
-    if text is not None:
-        try:
-            report.report_text = text(report.records)
-        except Exception:
-            report.hook_errors.append(f"{report.experiment.name}.report failed:\n"
+            report.hook_errors.append(f"{report.experiment.name}.{name} failed:\n"
                                       + traceback.format_exc())
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from robustrl import __version__
-from robustrl._io import atomic_write, atomic_write_json, clean_stale_temporaries
+from robustrl._io import atomic_write, atomic_write_json, clean_stale_temporaries, file_lock
 
 if TYPE_CHECKING:
     from robustrl.runner.config import Experiment, RunConfig
@@ -323,21 +323,9 @@ class ResultStore:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """An exclusive advisory lock, so two runs never write the same DIR at once."""
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: no locking
+        busy = RunnerError(f"another robustrl run is writing {self.out}")
+        with file_lock(self.out / ".lock", if_held=busy):
             yield
-            return
-        self.out.mkdir(parents=True, exist_ok=True)
-        with open(self.out / ".lock", "w") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                raise RunnerError(f"another robustrl run is writing {self.out}") from None
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def finished(self, cells: Sequence[Cell], experiment: str | None = None
                  ) -> dict[str, dict]:
@@ -402,19 +390,13 @@ def _record_checksum(rec: Mapping[str, Any]) -> str:
 def _json_value_problem(value: Any, where: str) -> str | None:
     if value is None or isinstance(value, (bool, int, float, str)):
         return None
-    if isinstance(value, list):
-        for i, v in enumerate(value):
-            problem = _json_value_problem(v, f"{where}[{i}]")
-            if problem is not None:
-                return problem
-        return None
-    if isinstance(value, dict):
-        for k, v in value.items():
-            problem = _json_value_problem(v, f"{where}[{k!r}]")
-            if problem is not None:
-                return problem
-        return None
-    return f"has {where} of type {type(value).__name__}"  # pragma: no cover - not from JSON
+    if not isinstance(value, (list, dict)):  # pragma: no cover - not from JSON
+        return f"has {where} of type {type(value).__name__}"
+    for k, v in value.items() if isinstance(value, dict) else enumerate(value):
+        problem = _json_value_problem(v, f"{where}[{k!r}]")  # [0] for a list, ['a'] for a dict
+        if problem is not None:
+            return problem
+    return None
 
 
 def _is_int(v: Any) -> bool:
