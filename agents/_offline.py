@@ -33,13 +33,25 @@ from scipy.linalg.lapack import dpotrf, dpotri, dpotrs
 from robustrl import ridge as ridge_module
 from robustrl._kernels import announce_compile
 from robustrl._kernels import offline as _kernels
+from robustrl._kernels import offline_pass as _pass
 from robustrl.agents.base import (
     LinearAgent,
+    TiedQWarning,
     Training,
     deprecated_progress,
-    warn_if_q_ties_at_bounds,
 )
-from robustrl.agents.estimators import MomentEstimator, RowEstimator, StepStats
+from robustrl.agents.estimators import (
+    KL_FAR_SHIFT,
+    Chi2Regularized,
+    KLDual,
+    KLRegularized,
+    MomentEstimator,
+    Regression,
+    RowEstimator,
+    StepStats,
+    TVDual,
+    TVRegularized,
+)
 from robustrl.bonus import BONUS_CODES, check_bonus_name
 from robustrl.data import OfflineDataset, StepData
 from robustrl.ridge import blas_threads
@@ -75,14 +87,6 @@ def check_d_rectangular_bonus(value, name: str = "bonus") -> str:
 
 # --------------------------------------------------------------------------------------------
 # the backward pass
-
-
-@dataclass
-class _FitContext:
-    """What :meth:`OfflineAgent._dataset_pass` computes once per fit instead of per step."""
-
-    all_valid: bool  # every trajectory reaches every step
-    nonterminal: np.ndarray  # (K, H) bool: not a terminal transition
 
 
 @dataclass
@@ -235,8 +239,38 @@ class OfflineAgent(LinearAgent):
         """
         self._with_callback(self._fit, dataset, callback,
                             deprecated_progress(progress_bar, progress))
-        warn_if_q_ties_at_bounds(self, dataset)  # a fit with no learned choice is not silent
+        self._warn_if_tied(dataset)  # a fit with no learned choice is not silent
         return self
+
+    def _warn_if_tied(self, dataset: OfflineDataset, max_states: int = 256) -> list[int]:
+        """:func:`robustrl.agents.base.warn_if_q_ties_at_bounds` by one kernel call
+        (:func:`robustrl._kernels.offline_pass.tied_steps`): the environment's action features
+        are asked for (step 0's states) only where the taken actions' Q is at a bound."""
+        tied, example = _pass.tied_steps(
+            dataset.features, dataset.next_action_features, dataset.valid, ~dataset.terminal,
+            self.weights_, self.lambda_inv_, -self.beta, self._bonus_code(), self.max_reward,
+            self.truncate_below, max_states)
+        steps = [int(h) for h in np.flatnonzero(tied)]
+        if steps and steps[0] == 0:  # every action at step 0's states
+            rows = np.flatnonzero(dataset.valid[:, 0])[:max_states]
+            feats = np.stack([self.action_features(dataset.observations[k, 0]) for k in rows])
+            q = self.q_values_from_features(feats, 0)
+            bounds = [self._upper(0)] + ([0.0] if self.truncate_below else [])
+            if any(np.all(q == b) for b in bounds):
+                example[0] = q[0, 0]
+            else:
+                steps = steps[1:]
+        if steps:
+            h = steps[0]
+            warnings.warn(
+                f"{type(self).__name__}: after fit, every action's Q ties at a clip bound at "
+                f"every data state of steps {steps} (e.g. Q = {example[h]:g} for all "
+                f"{self.n_actions} actions at step {h}), so the greedy policy there is the "
+                "first action, not a learned choice. Usual causes: too little data for the "
+                "pessimism penalty beta (Q is pushed below 0 and clipped), rewards that are all "
+                "zero, or a max_reward bound too small; more data or a smaller beta helps.",
+                TiedQWarning, stacklevel=3)
+        return steps
 
     def fit_stream(self, chunks, callback=None, progress_bar: bool = False, *,
                    progress: bool | None = None):
@@ -260,30 +294,53 @@ class OfflineAgent(LinearAgent):
     def _fit(self, dataset: OfflineDataset, progress: bool) -> None:
         self._store(self._dataset_pass(dataset, progress))
 
-    def _dataset_pass(self, dataset: OfflineDataset, progress: bool) -> PassResult:
-        """The backward pass on an in-memory dataset, gathering each step's rows only when the
-        pass reaches that step, into one buffer reused by every step. Gathering all steps up
-        front (:meth:`_step_arrays`) allocates fresh memory for every step, and at large N the
-        first-touch page faults of those arrays cost more than the gather itself."""
+    def _dataset_pass(self, dataset: OfflineDataset, progress: bool,
+                      sample_weights: list[np.ndarray] | None = None,
+                      keep_values: bool = False) -> PassResult:
+        """The backward pass on an in-memory dataset: with a built-in estimator the whole pass
+        is one compiled call (:func:`robustrl._kernels.offline_pass.offline_pass`), otherwise
+        the chunked pass over the dataset as one chunk. ``sample_weights``: per step, the
+        weights of its valid rows in order. BLAS and LAPACK run single-threaded unless a step's
+        Gram update reaches :data:`robustrl.ridge.PARALLEL_BLAS_MIN_FLOPS`."""
         self._check_dataset(dataset)
         known_all = self._known_all(dataset)
-        K = dataset.valid.shape[0]
-        buffer = np.empty((K, self.feature_dim))
-        current: list = [None, None]  # (h, StepData): the pass reads a step up to twice
-        fast = _FitContext(bool(dataset.valid.all()), ~dataset.terminal)
-
-        def step_chunks(h: int):
-            if current[0] != h:
-                current[1] = None  # drop the previous step before gathering the next
-                current[:] = [h, self._dataset_step(dataset, h, checked=True,
-                                                    known_all=known_all, buffer=buffer,
-                                                    fast=fast)]
-            return (current[1],)
-
-        d = self.feature_dim
+        H, d = self.horizon, self.feature_dim
         largest = int(dataset.valid.sum(axis=0).max(initial=0)) * d * d
+        spec = _compiled_spec(self._estimator, H, d)
         with blas_threads(1 if largest < ridge_module.PARALLEL_BLAS_MIN_FLOPS else 1024):
-            return self._chunked_pass(step_chunks, None, progress, keep_values=True)
+            if spec is None:
+                return self._chunked_pass(
+                    lambda h: (self._dataset_step(dataset, h, checked=True,
+                                                  known_all=known_all),),
+                    sample_weights, progress, keep_values=keep_values)
+            announce_compile((_pass.offline_pass,), f"the {type(self).__name__} fit")
+            bar = _progress(progress, type(self).__name__, H)
+            K = dataset.valid.shape[0]
+            sw = np.zeros((1, 0))
+            if sample_weights is not None:
+                sw = np.zeros((H, K))
+                for h, w in enumerate(sample_weights):
+                    sw[h, :w.shape[0]] = w
+            weights, lambda_inv, n_samples, values, worst, at, failed = _pass.offline_pass(
+                dataset.features, dataset.rewards, dataset.next_action_features,
+                dataset.valid, ~dataset.terminal,
+                np.zeros((0, H, self.n_actions)) if known_all is None else known_all,
+                known_all is not None, sw, sample_weights is not None,
+                np.zeros((H, d)) if self.theta is None else self.theta,
+                self.reward == "known", self.ridge, -self.beta, self._bonus_code(),
+                self.max_reward, self.truncate_below, *spec, keep_values)
+            if bar is not None:
+                bar.update(H)
+                bar.close()
+        if failed >= 0:
+            raise np.linalg.LinAlgError(f"Gram matrix of step {failed} not positive definite")
+        if spec[0] == _pass.KL_REGULARIZED:
+            for h in range(H - 1, -1, -1):
+                self._estimator.check_cancellation(h, worst[h], int(at[h]))
+        counts = dataset.valid.sum(axis=0)
+        next_values = ([values[h, :counts[h]] for h in range(H)] if keep_values
+                       else [np.zeros(0)] * H)
+        return PassResult(weights, lambda_inv, next_values, n_samples)
 
     def _fit_stream(self, chunks, progress: bool) -> None:
         """Learn from a dataset given in chunks, never holding more than one chunk at a time.
@@ -409,24 +466,17 @@ class OfflineAgent(LinearAgent):
         return known
 
     def _dataset_step(self, dataset, h: int, checked: bool = False,
-                      known_all: np.ndarray | None = None,
-                      buffer: np.ndarray | None = None,
-                      fast: _FitContext | None = None) -> StepData:
+                      known_all: np.ndarray | None = None) -> StepData:
         """Step ``h`` of ``dataset``. Only what the pass reads is gathered (not observations or
         actions), and the next-state features stay a strided view of the dataset when every
         trajectory reaches step ``h``: they are the largest array and are read once.
-        ``known_all (K, H, A)``: the known action values of the whole dataset, if computed.
-        ``buffer (>= n, d)``: C-contiguous memory to gather the features into (its first n
-        rows; it is overwritten by the next step gathered into it)."""
+        ``known_all (K, H, A)``: the known action values of the whole dataset, if computed."""
         if not checked:
             self._check_dataset(dataset)
-        if fast is not None and fast.all_valid:
-            return self._full_step(dataset, h, known_all, buffer, fast)
         m = dataset.valid[:, h]
         rows = slice(None) if m.all() else np.flatnonzero(m)
         source = dataset.features[rows, h]
-        features = (np.empty(source.shape) if buffer is None
-                    else buffer[:source.shape[0]])
+        features = np.empty(source.shape)
         in_regression = np.empty(source.shape[0], dtype=bool)
         nnz = _kernels.gather_features(source, features, in_regression)
         known = None
@@ -442,23 +492,6 @@ class OfflineAgent(LinearAgent):
             next_action_features=dataset.next_action_features[rows, h],
             next_nonterminal=~dataset.terminal[rows, h],
             known=known,
-            in_regression=in_regression,
-            density=nnz / max(features.size, 1),
-        )
-
-    def _full_step(self, dataset, h: int, known_all, buffer, fast: _FitContext) -> StepData:
-        """:meth:`_dataset_step` when every trajectory reaches every step: views of the
-        dataset for everything but the features (the kernels read any layout), so that the
-        per-step cost at small N is a handful of calls."""
-        features = buffer
-        in_regression = np.empty(buffer.shape[0], dtype=bool)
-        nnz = _kernels.gather_features(dataset.features[:, h], features, in_regression)
-        return StepData(
-            features=features,
-            rewards=dataset.rewards[:, h],
-            next_action_features=dataset.next_action_features[:, h],
-            next_nonterminal=fast.nonterminal[:, h],
-            known=None if known_all is None else known_all[:, h],
             in_regression=in_regression,
             density=nnz / max(features.size, 1),
         )
@@ -596,6 +629,45 @@ _PASS_KERNELS = (_kernels.next_state_values, _kernels.next_state_values_minima,
 _BONUS_CODE_OF = {name: BONUS_CODES[check_bonus_name(name)]
                   for name in ("elliptical", "paper_l1", "code_l2", "d_rectangular_l1",
                                "d_rectangular_l2", "none")}
+
+
+def _compiled_spec(est, horizon: int, dim: int) -> tuple | None:
+    """The estimator arguments of :func:`robustrl._kernels.offline_pass.offline_pass` for a
+    built-in estimator (code, lam, v_min, v_min_data, cap, rho (H, d), z_floor, centered,
+    far_shift, KL's truncate_below); None for any other estimator (subclasses included: the
+    chunked pass runs their Python methods)."""
+    kind = type(est)
+    lam, v_min, cap, z_floor, centered, kl_truncate = 1.0, 0.0, 0.0, 0.5, False, True
+    rho = np.zeros((horizon, dim))
+    if kind is Regression:
+        code = _pass.REGRESSION
+    elif kind is TVRegularized:
+        code, lam, v_min = _pass.TV_REGULARIZED, est.lam, est.v_min
+    elif kind is KLRegularized:
+        code, lam, cap = _pass.KL_REGULARIZED, est.lam, est.cap
+        kl_truncate = est.truncate_below
+    elif kind is Chi2Regularized:
+        code, lam = _pass.CHI2_REGULARIZED, est.lam
+    elif kind is TVDual:
+        code, v_min = _pass.TV_DUAL, est.v_min
+        rho[:] = est.rho
+    elif kind is KLDual:
+        code, z_floor, centered = _pass.KL_DUAL, est.z_floor, est.centered
+        rho[:] = est.rho
+    else:
+        return None
+    data = isinstance(v_min, str)
+    return (code, float(lam), 0.0 if data else float(v_min), data, float(cap), rho,
+            float(z_floor), bool(centered), KL_FAR_SHIFT, bool(kl_truncate))
+
+
+def _progress(show: bool, name: str, total: int):
+    """A tqdm bar over the steps of a pass, or None."""
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=name, unit="step")
 
 
 def _cholesky(gram: np.ndarray) -> np.ndarray:
