@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from scipy.linalg.lapack import dpotrf, dpotri, dpotrs
 
 from robustrl import ridge as ridge_module
 from robustrl._kernels import announce_compile
+from robustrl._kernels import lapack as _lapack
 from robustrl._kernels import offline as _kernels
 from robustrl._kernels import offline_pass as _pass
 from robustrl.agents.base import (
@@ -253,7 +253,10 @@ class OfflineAgent(LinearAgent):
         steps = [int(h) for h in np.flatnonzero(tied)]
         if steps and steps[0] == 0:  # every action at step 0's states
             rows = np.flatnonzero(dataset.valid[:, 0])[:max_states]
-            feats = np.stack([self.action_features(dataset.observations[k, 0]) for k in rows])
+            # one environment call per distinct start state
+            starts, inverse = np.unique(dataset.observations[rows, 0], axis=0,
+                                        return_inverse=True)
+            feats = np.stack([self.action_features(o) for o in starts])[inverse.ravel()]
             q = self.q_values_from_features(feats, 0)
             bounds = [self._upper(0)] + ([0.0] if self.truncate_below else [])
             if any(np.all(q == b) for b in bounds):
@@ -513,9 +516,9 @@ class OfflineAgent(LinearAgent):
         # sparse rows (the step's features as the proxy): the fused kernel skips zero
         # entries, O(nnz d) per row, cheaper than BLAS's O(d^2) and one read of the rows
         if code == BONUS_CODES["elliptical"] and self.beta > 0.0 and \
-                self.feature_dim >= _BLAS_BONUS_MIN_DIM and \
+                self.feature_dim >= _pass.BLAS_BONUS_MIN_DIM and \
                 st.density >= _SPARSE_GRAM_DENSITY:
-            bonus = _elliptical_by_blas(st.next_action_features, lambda_inv)
+            bonus = _pass.elliptical_rows(st.next_action_features, np.arange(n), lambda_inv)
         if value_min is None:
             return _kernels.next_state_values(
                 st.next_action_features, weights, lambda_inv, -self.beta, code, self._upper(h_next),
@@ -600,22 +603,23 @@ class OfflineAgent(LinearAgent):
                 if groups is not None:
                     groups.add(v, st.features, np.ones(n) if sw is None else sw,
                                st.in_regression)
-            chol = _cholesky(gram)  # solve
-            solved = _cho_solve(chol, moment)  # (d, 2): reward weights, the target's regression
-            # Lambda^{-1} from the factor (potri fills the lower triangle), exactly symmetric
-            # for the bonus checks
-            _kernels.symmetric_from_lower(_cho_inverse(chol), lambda_inv[h])
+            # solve: the LAPACK kernels of the compiled pass (robustrl._kernels.lapack)
+            factor = np.empty((d, d))
+            if _lapack.cholesky_into(gram, factor) != 0:
+                raise np.linalg.LinAlgError(f"Gram matrix of step {h} not positive definite")
+            solved = np.ascontiguousarray(moment.T)  # (2, d): reward weights, the target's
+            _lapack.cho_solve_inplace(factor, solved)
+            _lapack.cho_inverse_into(factor, lambda_inv[h])  # exactly symmetric
             if last:  # estimate
                 nu = np.zeros(d)
             elif moments:
-                nu = est.finish(h, solved[:, 1], stats, moment[:, 1], lambda_inv[h])
+                nu = est.finish(h, solved[1], stats, moment[:, 1], lambda_inv[h])
             else:
                 u, g, inside = groups.result()
-                xi = (np.ascontiguousarray(_cho_solve(chol, g.T)) if u.size
+                xi = (_pass._regression_matrix(np.array(g), factor, lambda_inv[h]) if u.size
                       else np.zeros((d, 0)))
                 nu = est.estimate(h, xi, u, inside)
-            reward_w = self.theta[h] if self.reward == "known" else solved[:, 0]
-            weights[h] = reward_w + nu
+            weights[h] = (self.theta[h] if self.reward == "known" else solved[0]) + nu
             if keep_values:
                 next_values[h] = (all_values[0] if len(all_values) == 1 else
                                   np.concatenate(all_values) if all_values else np.zeros(0))
@@ -625,7 +629,7 @@ class OfflineAgent(LinearAgent):
 _NO_KNOWN = np.zeros((0, 0))
 # what every backward pass calls (the estimators add their own)
 _PASS_KERNELS = (_kernels.next_state_values, _kernels.next_state_values_minima,
-                 _kernels.gather_features, _kernels.moment_into, _kernels.symmetric_from_lower)
+                 _kernels.gather_features, _kernels.moment_into, _lapack.cholesky_into)
 _BONUS_CODE_OF = {name: BONUS_CODES[check_bonus_name(name)]
                   for name in ("elliptical", "paper_l1", "code_l2", "d_rectangular_l1",
                                "d_rectangular_l2", "none")}
@@ -670,47 +674,17 @@ def _progress(show: bool, name: str, total: int):
     return tqdm(total=total, desc=name, unit="step")
 
 
-def _cholesky(gram: np.ndarray) -> np.ndarray:
-    """Lower Cholesky factor by LAPACK ``potrf`` directly (scipy.linalg's wrappers cost more
-    than a 30 x 30 factorisation)."""
-    lower, info = dpotrf(gram, lower=1, clean=1)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"Gram matrix not positive definite (potrf info {info})")
-    return lower
-
-
-def _cho_solve(lower: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """``Lambda^{-1} rhs`` from the factor of :func:`_cholesky` (LAPACK ``potrs``)."""
-    out, info = dpotrs(lower, rhs, lower=1)
-    if info != 0:
-        raise ValueError(f"potrs failed (info {info})")
-    return out
-
-
-def _cho_inverse(lower: np.ndarray) -> np.ndarray:
-    """``Lambda^{-1}`` from the factor of :func:`_cholesky`: LAPACK ``potri``, whose result
-    holds the lower triangle only."""
-    out, info = dpotri(lower, lower=1)
-    if info != 0:
-        raise ValueError(f"potri failed (info {info})")
-    return out
-
-
-# Up to this many feature entries in a chunk the moments Phi^T W [r, f(V)] are one Numba pass
-# (BLAS's call overhead dominates); above it BLAS, unless the features are sparse.
-_SMALL_MOMENT = 1 << 14
-
 # Below this fraction of nonzero feature entries the Gram update skips zeros (Numba, O(nnz^2)
 # per row); above it BLAS syrk on the dense rows is faster.
-_SPARSE_GRAM_DENSITY = 0.25
+_SPARSE_GRAM_DENSITY = _pass.SPARSE_DENSITY
 
 
 def _accumulate(gram: np.ndarray, moment: np.ndarray, st: StepData, target: np.ndarray,
                 sw: np.ndarray | None) -> None:
     """In place ``gram += Phi^T W Phi`` (exactly symmetric) and ``moment += Phi^T W [r, target]``
-    for one chunk (the caller sets the BLAS threads): sparse rows in one Numba pass over the
-    nonzeros; dense rows by BLAS ``syrk`` (``X^T X``, ``X = sqrt(W) Phi``), then the moments by
-    one Numba pass on small chunks (BLAS's call overhead dominates) and by BLAS on large ones."""
+    for one chunk (the caller sets the BLAS threads), as the compiled pass does: sparse rows in
+    one Numba pass over the nonzeros; dense rows by BLAS ``syrk`` (``X^T X``, ``X = sqrt(W)
+    Phi``), then the moments by one Numba pass."""
     phi = st.features
     w = _NO_WEIGHTS if sw is None else sw
     if st.density < _SPARSE_GRAM_DENSITY:
@@ -719,36 +693,10 @@ def _accumulate(gram: np.ndarray, moment: np.ndarray, st: StepData, target: np.n
         return
     x = phi if sw is None else phi * np.sqrt(sw)[:, None]
     gram += x.T @ x
-    if phi.shape[0] * phi.shape[1] <= _SMALL_MOMENT:
-        _kernels.moment_into(moment, phi, st.rewards, target, target.size > 0, w, sw is not None)
-    else:
-        wphi = phi if sw is None else phi * sw[:, None]
-        moment[:, 0] += wphi.T @ st.rewards
-        if target.size:
-            moment[:, 1] += wphi.T @ target
+    _kernels.moment_into(moment, phi, st.rewards, target, target.size > 0, w, sw is not None)
 
 
 _NO_WEIGHTS = np.zeros(0)
-
-# From this feature dimension on, the elliptical bonus phi^T Lambda^{-1} phi (O(d^2) per row)
-# is formed by BLAS (Phi Lambda^{-1}, then row-wise dots) instead of the scalar Numba loop.
-_BLAS_BONUS_MIN_DIM = 16
-_BLAS_BONUS_ROWS = 8192
-
-
-def _elliptical_by_blas(next_features: np.ndarray, lambda_inv: np.ndarray) -> np.ndarray:
-    """``sqrt(phi^T Lambda^{-1} phi)`` for ``next_features (n, A, d)``, ``(n, A)``, in blocks
-    of rows so that the temporary stays small."""
-    n, n_actions, d = next_features.shape
-    out = np.empty((n, n_actions))
-    for start in range(0, n, _BLAS_BONUS_ROWS):
-        x = np.ascontiguousarray(next_features[start:start + _BLAS_BONUS_ROWS])
-        x = x.reshape(-1, d)
-        quad = np.einsum("ij,ij->i", x @ lambda_inv, x)
-        out[start:start + _BLAS_BONUS_ROWS] = np.sqrt(np.maximum(quad, 0.0)).reshape(
-            -1, n_actions)
-    return out
-
 
 class _Groups:
     """Per distinct next-state value: the weighted feature sum and whether any of its rows

@@ -146,3 +146,21 @@ def test_fit_tie_check_equals_the_generic_one(make):
             agent.weights_, agent.lambda_inv_, -agent.beta, agent._bonus_code(),
             agent.max_reward, agent.truncate_below, 256)
         np.testing.assert_array_equal(tied, tied_twin)
+
+
+def test_elliptical_rows_and_a_dense_wide_pass_agree_with_their_twins():
+    """Dense features with d >= 16: the pass forms the elliptical bonus by BLAS."""
+    rng = np.random.default_rng(5)
+    K, H, d, A = 40, 3, 18, 2
+    lam_inv = np.linalg.inv(np.eye(d) + rng.random((d, d)) @ rng.random((d, d)).T)
+    nf = rng.random((K, A, d))
+    rows = np.flatnonzero(rng.random(K) < 0.7)
+    np.testing.assert_allclose(kernel.elliptical_rows(nf, rows, lam_inv),
+                               twin.elliptical_rows(nf, rows, lam_inv), rtol=1e-12, atol=1e-14)
+    valid = np.ones((K, H), dtype=bool)
+    args = (rng.random((K, H, d)), rng.random((K, H)), rng.random((K, H, A, d)), valid, valid,
+            np.zeros((0, H, A)), False, np.zeros((1, 0)), False, np.zeros((H, d)), False, 0.5,
+            -0.3, BONUS_CODES["elliptical"], 1.0, True, kernel.REGRESSION, 1.0, 0.0, False,
+            float(H), np.zeros((H, d)), 1e-6, False, 600.0, True, True)
+    for a, b in zip(kernel.offline_pass(*args)[:4], twin.offline_pass(*args)[:4], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10)

@@ -17,12 +17,41 @@ import numpy as np
 from numba import njit
 
 from robustrl._kernels import offline as _k
+from robustrl._kernels.bonus import BONUS_ELLIPTICAL
 from robustrl._kernels.lapack import cho_inverse_into, cho_solve_inplace, cholesky_into, gram_add
 
 #: estimator codes of :func:`offline_pass`
 REGRESSION, TV_REGULARIZED, KL_REGULARIZED, CHI2_REGULARIZED, TV_DUAL, KL_DUAL = range(6)
 # below this fraction of nonzero feature entries the Gram update skips zeros
 SPARSE_DENSITY = 0.25
+# from this feature dimension on, the elliptical bonus of dense rows is formed by BLAS
+# (Phi Lambda^{-1}, then row-wise dots) in blocks of this many rows, not by the scalar loop
+BLAS_BONUS_MIN_DIM = 16
+BLAS_BONUS_ROWS = 4096
+
+
+@njit(cache=True)
+def elliptical_rows(next_features, rows, lambda_inv):
+    """``sqrt(phi^T Lambda^{-1} phi)`` ``(K, A)`` at the rows ``rows`` of ``next_features
+    (K, A, d)`` (any layout; the other rows 0), by BLAS on blocks of rows."""
+    n = rows.shape[0]
+    n_actions, dim = next_features.shape[1], next_features.shape[2]
+    out = np.zeros((next_features.shape[0], n_actions))
+    for start in range(0, n, BLAS_BONUS_ROWS):
+        stop = min(start + BLAS_BONUS_ROWS, n)
+        x = np.empty(((stop - start) * n_actions, dim))
+        for j in range(start, stop):
+            for a in range(n_actions):
+                x[(j - start) * n_actions + a] = next_features[rows[j], a]
+        t = np.dot(x, lambda_inv)
+        for j in range(start, stop):
+            for a in range(n_actions):
+                row = (j - start) * n_actions + a
+                quad = 0.0
+                for i in range(dim):
+                    quad += t[row, i] * x[row, i]
+                out[rows[j], a] = np.sqrt(max(quad, 0.0))
+    return out
 
 
 @njit(cache=True)
@@ -66,6 +95,31 @@ def _group(values, features, weights, in_regression):
     if ok:
         return u, g, inside
     return _k.group_sorted(values, features, weights, in_regression, stable_argsort(values))
+
+
+@njit(cache=True)
+def _regression_matrix(g, factor, lambda_inv):
+    """``Xi = Lambda^{-1} G^T`` (d, m) of the grouped feature sums ``g (m, d)`` (overwritten):
+    for sparse sums (hat, one-hot features: fewer than a quarter nonzero) from ``Lambda^{-1}``
+    over the nonzeros, O(nnz d) instead of the O(m d^2) of a triangular solve per column (with
+    a distinct next-state value per row, m ~ n); dense sums by ``dpotrs`` on the factor."""
+    m, dim = g.shape
+    nnz = 0
+    for j in range(m):
+        for c in range(dim):
+            if g[j, c] != 0.0:
+                nnz += 1
+    if nnz >= SPARSE_DENSITY * m * dim:
+        cho_solve_inplace(factor, g)
+        return np.ascontiguousarray(g.T)
+    xi_t = np.zeros((m, dim))
+    for j in range(m):
+        for c in range(dim):
+            x = g[j, c]
+            if x != 0.0:
+                for i in range(dim):
+                    xi_t[j, i] += lambda_inv[c, i] * x
+    return np.ascontiguousarray(xi_t.T)
 
 
 @njit(cache=True)
@@ -131,6 +185,13 @@ def offline_pass(features, rewards, next_features, valid, nonterminal, known, ha
             nf = next_features[:, h]
             kn = known[:, h]
             scale = _k._bonus_scale(lambda_inv[h + 1], code)
+            bonus = no_bonus
+            # dense rows (the step's features as the proxy): BLAS; sparse ones: the loop of
+            # _clipped_q_at skips zero entries, O(nnz d) per row
+            dense_bonus = code == BONUS_ELLIPTICAL and signed_beta != 0.0 and \
+                dim >= BLAS_BONUS_MIN_DIM and nnz / (n * dim) >= SPARSE_DENSITY
+            if dense_bonus:
+                bonus = elliptical_rows(nf, rows[:n], lambda_inv[h + 1])
             for j in range(n):
                 k = rows[j]
                 best = 0.0
@@ -139,7 +200,7 @@ def offline_pass(features, rewards, next_features, valid, nonterminal, known, ha
                     for a in range(nf.shape[1]):
                         q = _k._clipped_q_at(nf, k, a, weights[h + 1], lambda_inv[h + 1], scale,
                                              signed_beta, code, upper, truncate_below, kn,
-                                             has_known, no_bonus, False)
+                                             has_known, bonus, dense_bonus)
                         if q > best:
                             best = q
                 v[j] = best
@@ -215,8 +276,7 @@ def offline_pass(features, rewards, next_features, valid, nonterminal, known, ha
                     cap, kl_truncate)
         elif n > 0:
             u, g, inside = _group(vs, xs, sw if use_weights else np.ones(n), regs)
-            cho_solve_inplace(factor, g)
-            xi = np.ascontiguousarray(g.T)
+            xi = _regression_matrix(g, factor, lambda_inv[h])
             order = np.arange(u.shape[0])
             if est == CHI2_REGULARIZED:
                 nu = _k.chi2_regularized_rows_ordered(u, xi, lam, order)

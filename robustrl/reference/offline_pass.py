@@ -132,3 +132,12 @@ def tied_steps(features, next_features, valid, nonterminal, weights, lambda_inv,
             at |= np.all(q == 0.0, axis=1)
         tied[h] = bool(at.all())
     return tied, example
+
+
+def elliptical_rows(next_features, rows, lambda_inv):
+    """Twin of the kernel."""
+    out = np.zeros(next_features.shape[:2])
+    x = next_features[rows]
+    quad = np.einsum("kai,ij,kaj->ka", x, lambda_inv, x)
+    out[rows] = np.sqrt(np.maximum(quad, 0.0))
+    return out
