@@ -183,6 +183,7 @@ def offline_pass(features, rewards, next_features, valid, nonterminal, known, ha
         if not last and n > 0:
             upper = max_reward * (horizon - h - 1)
             nf = next_features[:, h]
+            w_next, l_next = weights[h + 1], lambda_inv[h + 1]
             kn = known[:, h]
             scale = _k._bonus_scale(lambda_inv[h + 1], code)
             bonus = no_bonus
@@ -198,9 +199,9 @@ def offline_pass(features, rewards, next_features, valid, nonterminal, known, ha
                 if nonterminal[k, h]:
                     best = -np.inf
                     for a in range(nf.shape[1]):
-                        q = _k._clipped_q_at(nf, k, a, weights[h + 1], lambda_inv[h + 1], scale,
-                                             signed_beta, code, upper, truncate_below, kn,
-                                             has_known, bonus, dense_bonus)
+                        q = _k._clipped_q_at(nf, k, a, w_next, l_next, scale, signed_beta,
+                                             code, upper, truncate_below, kn, has_known, bonus,
+                                             dense_bonus)
                         if q > best:
                             best = q
                 v[j] = best
