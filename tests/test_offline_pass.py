@@ -164,3 +164,45 @@ def test_elliptical_rows_and_a_dense_wide_pass_agree_with_their_twins():
             float(H), np.zeros((H, d)), 1e-6, False, 600.0, True, True)
     for a, b in zip(kernel.offline_pass(*args)[:4], twin.offline_pass(*args)[:4], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10)
+
+
+def test_regression_matrix_sparse_and_dense_agree_with_the_twin():
+    rng = np.random.default_rng(9)
+    d = 6
+    gram = np.eye(d) + 0.1 * np.ones((d, d))
+    factor, inverse = np.empty((d, d)), np.empty((d, d))
+    assert lapack.cholesky_into(gram, factor) == 0
+    lapack.cho_inverse_into(factor, inverse)
+    for density in (0.1, 0.2, 0.5, 1.0):
+        g = rng.random((40, d)) * (rng.random((40, d)) < density)
+        want = twin.regression_matrix(g, factor, inverse)
+        got = kernel._regression_matrix(g.copy(), factor, inverse)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("est", ESTIMATORS)
+def test_offline_pass_with_tied_and_one_ulp_apart_values(est):
+    """Next-state values fixed through known action values: ties, values one and two ulp
+    apart, and a lone value; sparse features (the regression matrix over the nonzeros)."""
+    H, d, A = 2, 5, 1
+    half = 0.5
+    values = np.array([half, np.nextafter(half, 1.0), half, 0.2, 0.2,
+                       np.nextafter(np.nextafter(half, 1.0), 1.0), 0.9, 0.2])
+    K = values.size
+    features = np.zeros((K, H, d))
+    for k in range(K):
+        features[k, :, k % d] = 1.0
+        features[k, :, (k + 2) % d] = 0.5
+    known = np.full((K, H, A), np.nan)
+    known[:, 0, 0] = values
+    valid = np.ones((K, H), dtype=bool)
+    rewards = np.linspace(0.0, 1.0, K)[:, None] * np.ones((1, H))
+    for v_min_data in (True, False):
+        args = (features, rewards, np.ones((K, H, A, d)), valid, valid, known, True,
+                np.zeros((1, 0)), False, np.zeros((H, d)), False, 0.1, 0.0,
+                BONUS_CODES["none"], 1.0, True, est, 0.3, 0.0, v_min_data, float(H),
+                np.full((H, d), 0.2), 1e-6, False, 600.0, True, True)
+        got, want = kernel.offline_pass(*args), twin.offline_pass(*args)
+        np.testing.assert_array_equal(got[3][0], values)  # the values went in unchanged
+        for a, b in zip(got[:4], want[:4], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-9)

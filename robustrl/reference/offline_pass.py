@@ -141,3 +141,8 @@ def elliptical_rows(next_features, rows, lambda_inv):
     quad = np.einsum("kai,ij,kaj->ka", x, lambda_inv, x)
     out[rows] = np.sqrt(np.maximum(quad, 0.0))
     return out
+
+
+def regression_matrix(g, factor, lambda_inv):
+    """Twin of the kernel ``_regression_matrix``: ``Lambda^{-1} G^T``."""
+    return lambda_inv @ g.T
