@@ -40,7 +40,9 @@ def cholesky_into(gram, out):
     ``dpotrf('L')``, the factor in ``out``'s C upper triangle; returns LAPACK's ``info`` (0: done,
     > 0: not positive definite)."""
     d = gram.shape[0]
-    out[:, :] = gram
+    for i in range(d):  # a loop: a slice assignment compiles a shape check and its message
+        for j in range(d):
+            out[i, j] = gram[i, j]
     uplo = np.full(1, _LOWER, dtype=np.int8)
     n = np.full(1, d, dtype=np.int32)
     info = np.zeros(1, dtype=np.int32)

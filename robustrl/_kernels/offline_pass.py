@@ -42,7 +42,8 @@ def elliptical_rows(next_features, rows, lambda_inv):
         x = np.empty(((stop - start) * n_actions, dim))
         for j in range(start, stop):
             for a in range(n_actions):
-                x[(j - start) * n_actions + a] = next_features[rows[j], a]
+                for i in range(dim):
+                    x[(j - start) * n_actions + a, i] = next_features[rows[j], a, i]
         t = np.dot(x, lambda_inv)
         for j in range(start, stop):
             for a in range(n_actions):
@@ -52,6 +53,15 @@ def elliptical_rows(next_features, rows, lambda_inv):
                     quad += t[row, i] * x[row, i]
                 out[rows[j], a] = np.sqrt(max(quad, 0.0))
     return out
+
+
+_ON = np.ones(1)
+
+
+def branch_markers(est: int) -> tuple:
+    """``(kl_on, rows_on, kl_dual_on)`` of :func:`offline_pass` for estimator code ``est``."""
+    return (_ON if est == KL_REGULARIZED else None,
+            _ON if est >= CHI2_REGULARIZED else None, _ON if est == KL_DUAL else None)
 
 
 @njit(cache=True)
@@ -126,7 +136,7 @@ def _regression_matrix(g, factor, lambda_inv):
 def offline_pass(features, rewards, next_features, valid, nonterminal, known, has_known,
                  sample_weights, use_weights, theta, known_reward, ridge, signed_beta, code,
                  max_reward, truncate_below, est, lam, v_min, v_min_data, cap, rho, z_floor,
-                 centered, far_shift, kl_truncate, keep_values):
+                 centered, far_shift, kl_truncate, keep_values, kl_on, rows_on, kl_dual_on):
     """The backward pass over a trajectory-major dataset (any memory layout): ``features (K, H,
     d)``, ``rewards (K, H)``, ``next_features (K, H, A, d)``, ``valid``/``nonterminal (K, H)``,
     ``known (K, H, A)`` (NaN: learned; read where ``has_known``), ``sample_weights (H, K)`` (the
@@ -136,7 +146,10 @@ def offline_pass(features, rewards, next_features, valid, nonterminal, known, ha
     ``v_min`` / ``v_min_data`` (TV's smallest value, or the data's), ``cap`` (KL), ``z_floor``,
     ``centered`` (KL dual), ``far_shift`` (KL: columns beyond ``far_shift * lam`` get their
     own shift), ``kl_truncate`` (KL: ``nu >= 0``). Q at step ``h`` is clipped above at
-    ``max_reward (H - h)``.
+    ``max_reward (H - h)``. ``kl_on``, ``rows_on``, ``kl_dual_on``: None, or any array for
+    R2PVI-KL, the row estimators (chi2, DRPVI, DRVI-L) and DRVI-L: Numba drops the branches of
+    a None argument before typing them, so a fit compiles only its estimator's kernels
+    (seconds less on a cold cache, a smaller cached object to load).
 
     Returns ``weights (H, d)``, ``lambda_inv (H, d, d)``, ``n_samples (H,)``, the next-state
     values ``(H, K)`` (step ``h``'s in its first ``n_h`` entries; ``(0, K)`` unless
@@ -210,7 +223,8 @@ def offline_pass(features, rewards, next_features, valid, nonterminal, known, ha
             v[:n] = 0.0
         vs = v[:n]
         if keep_values:
-            values_out[h, :n] = vs
+            for j in range(n):  # loops, not slice assignments: those compile a shape check
+                values_out[h, j] = vs[j]
         n_samples[h] = regs.sum()
         # the estimator's target and the sums
         moments = est <= KL_REGULARIZED
@@ -219,15 +233,9 @@ def offline_pass(features, rewards, next_features, valid, nonterminal, known, ha
         columns = np.full(dim, -np.inf)
         far = np.zeros(dim)
         if has_target:
-            if est == REGRESSION:
-                ts[:] = vs
-            elif est == TV_REGULARIZED:
-                base = v_min
-                if v_min_data:
-                    base = lo_reg if np.isfinite(lo_reg) else 0.0
-                ts[:] = np.minimum(vs, base + lam)
-            else:
-                ts[:] = np.exp(-(vs - lo) / lam)
+            if kl_on is not None:
+                for j in range(n):
+                    ts[j] = np.exp(-(vs[j] - lo) / lam)
                 # as KLRegularized.first_read / accumulate on one chunk: columns that may lie
                 # beyond far_shift * lam above the minimum get their own shift
                 columns[:] = np.inf
@@ -241,6 +249,15 @@ def offline_pass(features, rewards, next_features, valid, nonterminal, known, ha
                 else:
                     columns[:] = np.inf
                     _k.column_shifted_sums_into(columns, far, xs, vs, sw, use_weights, lam)
+            elif est == TV_REGULARIZED:
+                base = v_min
+                if v_min_data:
+                    base = lo_reg if np.isfinite(lo_reg) else 0.0
+                for j in range(n):
+                    ts[j] = min(vs[j], base + lam)
+            else:
+                for j in range(n):
+                    ts[j] = vs[j]
         gram = ridge * np.eye(dim)
         moment = np.zeros((dim, 2))
         if n > 0 and nnz / (n * dim) < SPARSE_DENSITY:
@@ -266,32 +283,34 @@ def offline_pass(features, rewards, next_features, valid, nonterminal, known, ha
         nu = np.zeros(dim)
         if last:
             pass
-        elif est <= TV_REGULARIZED:
-            nu = solved[1].copy()
-        elif est == KL_REGULARIZED:
+        elif kl_on is not None:
             if n == 0:
                 nu = _k.kl_from_sum(solved[1].copy(), np.inf, lam, cap, True, kl_truncate)
             else:
                 nu, worst[h], worst_at[h] = _k.kl_factor_estimate(
                     lambda_inv[h], moment[:, 1], solved[1], columns, far, lo, lam, far_shift,
                     cap, kl_truncate)
-        elif n > 0:
-            u, g, inside = _group(vs, xs, sw if use_weights else np.ones(n), regs)
-            xi = _regression_matrix(g, factor, lambda_inv[h])
-            order = np.arange(u.shape[0])
-            if est == CHI2_REGULARIZED:
-                nu = _k.chi2_regularized_rows_ordered(u, xi, lam, order)
-            elif est == TV_DUAL:
-                base = v_min
-                if v_min_data:
-                    base = 0.0
-                    sel = u[inside]
-                    if sel.size:
-                        base = sel.min()
-                nu = _k.tv_dual_rows_ordered(u, xi, rho[h], base, order)
-            else:
-                nu = _k.kl_constrained_rows(u, xi, rho[h], z_floor, centered)
-        weights[h] = (theta[h] if known_reward else solved[0]) + nu
+        elif rows_on is not None:
+            if n > 0:
+                u, g, inside = _group(vs, xs, sw if use_weights else np.ones(n), regs)
+                xi = _regression_matrix(g, factor, lambda_inv[h])
+                order = np.arange(u.shape[0])
+                if kl_dual_on is not None:
+                    nu = _k.kl_constrained_rows(u, xi, rho[h], z_floor, centered)
+                elif est == CHI2_REGULARIZED:
+                    nu = _k.chi2_regularized_rows_ordered(u, xi, lam, order)
+                else:
+                    base = v_min
+                    if v_min_data:
+                        base = 0.0
+                        sel = u[inside]
+                        if sel.size:
+                            base = sel.min()
+                    nu = _k.tv_dual_rows_ordered(u, xi, rho[h], base, order)
+        else:
+            nu = solved[1].copy()
+        for i in range(dim):
+            weights[h, i] = (theta[h, i] if known_reward else solved[0, i]) + nu[i]
     return weights, lambda_inv, n_samples, values_out, worst, worst_at, -1
 
 
