@@ -258,8 +258,10 @@ class OfflineAgent(LinearAgent):
                                         return_inverse=True)
             feats = np.stack([self.action_features(o) for o in starts])[inverse.ravel()]
             q = self.q_values_from_features(feats, 0)
-            bounds = [self._upper(0)] + ([0.0] if self.truncate_below else [])
-            if any(np.all(q == b) for b in bounds):
+            at_bound = np.all(q == self._upper(0), axis=1)  # per state, as the kernel
+            if self.truncate_below:
+                at_bound |= np.all(q == 0.0, axis=1)
+            if at_bound.all():
                 example[0] = q[0, 0]
             else:
                 steps = steps[1:]

@@ -209,3 +209,28 @@ def test_offline_pass_with_tied_and_one_ulp_apart_values(est):
         np.testing.assert_array_equal(got[3][0], values)  # the values went in unchanged
         for a, b in zip(got[:4], want[:4], strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-9)
+
+
+def test_tie_check_takes_each_state_at_its_own_bound():
+    """Step 0's states tie at different bounds (every action 0 at some states, every action at
+    the cap H at the others): a tie, as in warn_if_q_ties_at_bounds, which checks per state."""
+    from test_offline_agents import TableEnv, exact_dataset, one_hot_model
+
+    model = one_hot_model(horizon=3)
+    env, data = TableEnv(model), exact_dataset(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        agent = PEVI(env, beta=0.0, ridge=0.1).fit(data)
+    start_states = {int(s) for s in data.observations[:, 0, 0]}
+    assert len(start_states) > 1
+    weights = agent.weights_.copy()
+    weights[0] = -1.0  # every action 0 ...
+    first = min(start_states)
+    weights[0, 2 * first: 2 * first + 2] = 100.0  # ... but at the cap H at one start state
+    agent.weights_ = weights
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = warn_if_q_ties_at_bounds(agent, data)
+        got = agent._warn_if_tied(data)
+    assert 0 in want
+    assert got == want
