@@ -28,18 +28,30 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from scipy.linalg.lapack import dpotrf, dpotri, dpotrs
 
 from robustrl import ridge as ridge_module
 from robustrl._kernels import announce_compile
+from robustrl._kernels import lapack as _lapack
 from robustrl._kernels import offline as _kernels
+from robustrl._kernels import offline_pass as _pass
 from robustrl.agents.base import (
     LinearAgent,
+    TiedQWarning,
     Training,
     deprecated_progress,
-    warn_if_q_ties_at_bounds,
 )
-from robustrl.agents.estimators import MomentEstimator, RowEstimator, StepStats
+from robustrl.agents.estimators import (
+    KL_FAR_SHIFT,
+    Chi2Regularized,
+    KLDual,
+    KLRegularized,
+    MomentEstimator,
+    Regression,
+    RowEstimator,
+    StepStats,
+    TVDual,
+    TVRegularized,
+)
 from robustrl.bonus import BONUS_CODES, check_bonus_name
 from robustrl.data import OfflineDataset, StepData
 from robustrl.ridge import blas_threads
@@ -75,14 +87,6 @@ def check_d_rectangular_bonus(value, name: str = "bonus") -> str:
 
 # --------------------------------------------------------------------------------------------
 # the backward pass
-
-
-@dataclass
-class _FitContext:
-    """What :meth:`OfflineAgent._dataset_pass` computes once per fit instead of per step."""
-
-    all_valid: bool  # every trajectory reaches every step
-    nonterminal: np.ndarray  # (K, H) bool: not a terminal transition
 
 
 @dataclass
@@ -235,8 +239,43 @@ class OfflineAgent(LinearAgent):
         """
         self._with_callback(self._fit, dataset, callback,
                             deprecated_progress(progress_bar, progress))
-        warn_if_q_ties_at_bounds(self, dataset)  # a fit with no learned choice is not silent
+        self._warn_if_tied(dataset)  # a fit with no learned choice is not silent
         return self
+
+    def _warn_if_tied(self, dataset: OfflineDataset, max_states: int = 256) -> list[int]:
+        """:func:`robustrl.agents.base.warn_if_q_ties_at_bounds` by one kernel call
+        (:func:`robustrl._kernels.offline_pass.tied_steps`): the environment's action features
+        are asked for (step 0's states) only where the taken actions' Q is at a bound."""
+        tied, example = _pass.tied_steps(
+            dataset.features, dataset.next_action_features, dataset.valid, ~dataset.terminal,
+            self.weights_, self.lambda_inv_, -self.beta, self._bonus_code(), self.max_reward,
+            self.truncate_below, max_states)
+        steps = [int(h) for h in np.flatnonzero(tied)]
+        if steps and steps[0] == 0:  # every action at step 0's states
+            rows = np.flatnonzero(dataset.valid[:, 0])[:max_states]
+            # one environment call per distinct start state
+            starts, inverse = np.unique(dataset.observations[rows, 0], axis=0,
+                                        return_inverse=True)
+            feats = np.stack([self.action_features(o) for o in starts])[inverse.ravel()]
+            q = self.q_values_from_features(feats, 0)
+            at_bound = np.all(q == self._upper(0), axis=1)  # per state, as the kernel
+            if self.truncate_below:
+                at_bound |= np.all(q == 0.0, axis=1)
+            if at_bound.all():
+                example[0] = q[0, 0]
+            else:
+                steps = steps[1:]
+        if steps:
+            h = steps[0]
+            warnings.warn(
+                f"{type(self).__name__}: after fit, every action's Q ties at a clip bound at "
+                f"every data state of steps {steps} (e.g. Q = {example[h]:g} for all "
+                f"{self.n_actions} actions at step {h}), so the greedy policy there is the "
+                "first action, not a learned choice. Usual causes: too little data for the "
+                "pessimism penalty beta (Q is pushed below 0 and clipped), rewards that are all "
+                "zero, or a max_reward bound too small; more data or a smaller beta helps.",
+                TiedQWarning, stacklevel=3)
+        return steps
 
     def fit_stream(self, chunks, callback=None, progress_bar: bool = False, *,
                    progress: bool | None = None):
@@ -260,30 +299,54 @@ class OfflineAgent(LinearAgent):
     def _fit(self, dataset: OfflineDataset, progress: bool) -> None:
         self._store(self._dataset_pass(dataset, progress))
 
-    def _dataset_pass(self, dataset: OfflineDataset, progress: bool) -> PassResult:
-        """The backward pass on an in-memory dataset, gathering each step's rows only when the
-        pass reaches that step, into one buffer reused by every step. Gathering all steps up
-        front (:meth:`_step_arrays`) allocates fresh memory for every step, and at large N the
-        first-touch page faults of those arrays cost more than the gather itself."""
+    def _dataset_pass(self, dataset: OfflineDataset, progress: bool,
+                      sample_weights: list[np.ndarray] | None = None,
+                      keep_values: bool = False) -> PassResult:
+        """The backward pass on an in-memory dataset: with a built-in estimator the whole pass
+        is one compiled call (:func:`robustrl._kernels.offline_pass.offline_pass`), otherwise
+        the chunked pass over the dataset as one chunk. ``sample_weights``: per step, the
+        weights of its valid rows in order. BLAS and LAPACK run single-threaded unless a step's
+        Gram update reaches :data:`robustrl.ridge.PARALLEL_BLAS_MIN_FLOPS`."""
         self._check_dataset(dataset)
         known_all = self._known_all(dataset)
-        K = dataset.valid.shape[0]
-        buffer = np.empty((K, self.feature_dim))
-        current: list = [None, None]  # (h, StepData): the pass reads a step up to twice
-        fast = _FitContext(bool(dataset.valid.all()), ~dataset.terminal)
-
-        def step_chunks(h: int):
-            if current[0] != h:
-                current[1] = None  # drop the previous step before gathering the next
-                current[:] = [h, self._dataset_step(dataset, h, checked=True,
-                                                    known_all=known_all, buffer=buffer,
-                                                    fast=fast)]
-            return (current[1],)
-
-        d = self.feature_dim
+        H, d = self.horizon, self.feature_dim
         largest = int(dataset.valid.sum(axis=0).max(initial=0)) * d * d
+        spec = _compiled_spec(self._estimator, H, d)
         with blas_threads(1 if largest < ridge_module.PARALLEL_BLAS_MIN_FLOPS else 1024):
-            return self._chunked_pass(step_chunks, None, progress, keep_values=True)
+            if spec is None:
+                return self._chunked_pass(
+                    lambda h: (self._dataset_step(dataset, h, checked=True,
+                                                  known_all=known_all),),
+                    sample_weights, progress, keep_values=keep_values)
+            announce_compile((_pass.offline_pass,), f"the {type(self).__name__} fit")
+            bar = _progress(progress, type(self).__name__, H)
+            K = dataset.valid.shape[0]
+            sw = np.zeros((1, 0))
+            if sample_weights is not None:
+                sw = np.zeros((H, K))
+                for h, w in enumerate(sample_weights):
+                    sw[h, :w.shape[0]] = w
+            weights, lambda_inv, n_samples, values, worst, at, failed = _pass.offline_pass(
+                dataset.features, dataset.rewards, dataset.next_action_features,
+                dataset.valid, ~dataset.terminal,
+                np.zeros((0, H, self.n_actions)) if known_all is None else known_all,
+                known_all is not None, sw, sample_weights is not None,
+                np.zeros((H, d)) if self.theta is None else self.theta,
+                self.reward == "known", self.ridge, -self.beta, self._bonus_code(),
+                self.max_reward, self.truncate_below, *spec, keep_values,
+                *_pass.branch_markers(spec[0]))
+            if bar is not None:
+                bar.update(H)
+                bar.close()
+        if failed >= 0:
+            raise np.linalg.LinAlgError(f"Gram matrix of step {failed} not positive definite")
+        if spec[0] == _pass.KL_REGULARIZED:
+            for h in range(H - 1, -1, -1):
+                self._estimator.check_cancellation(h, worst[h], int(at[h]))
+        counts = dataset.valid.sum(axis=0)
+        next_values = ([values[h, :counts[h]] for h in range(H)] if keep_values
+                       else [np.zeros(0)] * H)
+        return PassResult(weights, lambda_inv, next_values, n_samples)
 
     def _fit_stream(self, chunks, progress: bool) -> None:
         """Learn from a dataset given in chunks, never holding more than one chunk at a time.
@@ -409,24 +472,17 @@ class OfflineAgent(LinearAgent):
         return known
 
     def _dataset_step(self, dataset, h: int, checked: bool = False,
-                      known_all: np.ndarray | None = None,
-                      buffer: np.ndarray | None = None,
-                      fast: _FitContext | None = None) -> StepData:
+                      known_all: np.ndarray | None = None) -> StepData:
         """Step ``h`` of ``dataset``. Only what the pass reads is gathered (not observations or
         actions), and the next-state features stay a strided view of the dataset when every
         trajectory reaches step ``h``: they are the largest array and are read once.
-        ``known_all (K, H, A)``: the known action values of the whole dataset, if computed.
-        ``buffer (>= n, d)``: C-contiguous memory to gather the features into (its first n
-        rows; it is overwritten by the next step gathered into it)."""
+        ``known_all (K, H, A)``: the known action values of the whole dataset, if computed."""
         if not checked:
             self._check_dataset(dataset)
-        if fast is not None and fast.all_valid:
-            return self._full_step(dataset, h, known_all, buffer, fast)
         m = dataset.valid[:, h]
         rows = slice(None) if m.all() else np.flatnonzero(m)
         source = dataset.features[rows, h]
-        features = (np.empty(source.shape) if buffer is None
-                    else buffer[:source.shape[0]])
+        features = np.empty(source.shape)
         in_regression = np.empty(source.shape[0], dtype=bool)
         nnz = _kernels.gather_features(source, features, in_regression)
         known = None
@@ -442,23 +498,6 @@ class OfflineAgent(LinearAgent):
             next_action_features=dataset.next_action_features[rows, h],
             next_nonterminal=~dataset.terminal[rows, h],
             known=known,
-            in_regression=in_regression,
-            density=nnz / max(features.size, 1),
-        )
-
-    def _full_step(self, dataset, h: int, known_all, buffer, fast: _FitContext) -> StepData:
-        """:meth:`_dataset_step` when every trajectory reaches every step: views of the
-        dataset for everything but the features (the kernels read any layout), so that the
-        per-step cost at small N is a handful of calls."""
-        features = buffer
-        in_regression = np.empty(buffer.shape[0], dtype=bool)
-        nnz = _kernels.gather_features(dataset.features[:, h], features, in_regression)
-        return StepData(
-            features=features,
-            rewards=dataset.rewards[:, h],
-            next_action_features=dataset.next_action_features[:, h],
-            next_nonterminal=fast.nonterminal[:, h],
-            known=None if known_all is None else known_all[:, h],
             in_regression=in_regression,
             density=nnz / max(features.size, 1),
         )
@@ -480,9 +519,9 @@ class OfflineAgent(LinearAgent):
         # sparse rows (the step's features as the proxy): the fused kernel skips zero
         # entries, O(nnz d) per row, cheaper than BLAS's O(d^2) and one read of the rows
         if code == BONUS_CODES["elliptical"] and self.beta > 0.0 and \
-                self.feature_dim >= _BLAS_BONUS_MIN_DIM and \
+                self.feature_dim >= _pass.BLAS_BONUS_MIN_DIM and \
                 st.density >= _SPARSE_GRAM_DENSITY:
-            bonus = _elliptical_by_blas(st.next_action_features, lambda_inv)
+            bonus = _pass.elliptical_rows(st.next_action_features, np.arange(n), lambda_inv)
         if value_min is None:
             return _kernels.next_state_values(
                 st.next_action_features, weights, lambda_inv, -self.beta, code, self._upper(h_next),
@@ -567,22 +606,23 @@ class OfflineAgent(LinearAgent):
                 if groups is not None:
                     groups.add(v, st.features, np.ones(n) if sw is None else sw,
                                st.in_regression)
-            chol = _cholesky(gram)  # solve
-            solved = _cho_solve(chol, moment)  # (d, 2): reward weights, the target's regression
-            # Lambda^{-1} from the factor (potri fills the lower triangle), exactly symmetric
-            # for the bonus checks
-            _kernels.symmetric_from_lower(_cho_inverse(chol), lambda_inv[h])
+            # solve: the LAPACK kernels of the compiled pass (robustrl._kernels.lapack)
+            factor = np.empty((d, d))
+            if _lapack.cholesky_into(gram, factor) != 0:
+                raise np.linalg.LinAlgError(f"Gram matrix of step {h} not positive definite")
+            solved = np.ascontiguousarray(moment.T)  # (2, d): reward weights, the target's
+            _lapack.cho_solve_inplace(factor, solved)
+            _lapack.cho_inverse_into(factor, lambda_inv[h])  # exactly symmetric
             if last:  # estimate
                 nu = np.zeros(d)
             elif moments:
-                nu = est.finish(h, solved[:, 1], stats, moment[:, 1], lambda_inv[h])
+                nu = est.finish(h, solved[1], stats, moment[:, 1], lambda_inv[h])
             else:
                 u, g, inside = groups.result()
-                xi = (np.ascontiguousarray(_cho_solve(chol, g.T)) if u.size
+                xi = (_pass._regression_matrix(np.array(g), factor, lambda_inv[h]) if u.size
                       else np.zeros((d, 0)))
                 nu = est.estimate(h, xi, u, inside)
-            reward_w = self.theta[h] if self.reward == "known" else solved[:, 0]
-            weights[h] = reward_w + nu
+            weights[h] = (self.theta[h] if self.reward == "known" else solved[0]) + nu
             if keep_values:
                 next_values[h] = (all_values[0] if len(all_values) == 1 else
                                   np.concatenate(all_values) if all_values else np.zeros(0))
@@ -592,53 +632,62 @@ class OfflineAgent(LinearAgent):
 _NO_KNOWN = np.zeros((0, 0))
 # what every backward pass calls (the estimators add their own)
 _PASS_KERNELS = (_kernels.next_state_values, _kernels.next_state_values_minima,
-                 _kernels.gather_features, _kernels.moment_into, _kernels.symmetric_from_lower)
+                 _kernels.gather_features, _kernels.moment_into, _lapack.cholesky_into)
 _BONUS_CODE_OF = {name: BONUS_CODES[check_bonus_name(name)]
                   for name in ("elliptical", "paper_l1", "code_l2", "d_rectangular_l1",
                                "d_rectangular_l2", "none")}
 
 
-def _cholesky(gram: np.ndarray) -> np.ndarray:
-    """Lower Cholesky factor by LAPACK ``potrf`` directly (scipy.linalg's wrappers cost more
-    than a 30 x 30 factorisation)."""
-    lower, info = dpotrf(gram, lower=1, clean=1)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"Gram matrix not positive definite (potrf info {info})")
-    return lower
+def _compiled_spec(est, horizon: int, dim: int) -> tuple | None:
+    """The estimator arguments of :func:`robustrl._kernels.offline_pass.offline_pass` for a
+    built-in estimator (code, lam, v_min, v_min_data, cap, rho (H, d), z_floor, centered,
+    far_shift, KL's truncate_below); None for any other estimator (subclasses included: the
+    chunked pass runs their Python methods)."""
+    kind = type(est)
+    lam, v_min, cap, z_floor, centered, kl_truncate = 1.0, 0.0, 0.0, 0.5, False, True
+    rho = np.zeros((horizon, dim))
+    if kind is Regression:
+        code = _pass.REGRESSION
+    elif kind is TVRegularized:
+        code, lam, v_min = _pass.TV_REGULARIZED, est.lam, est.v_min
+    elif kind is KLRegularized:
+        code, lam, cap = _pass.KL_REGULARIZED, est.lam, est.cap
+        kl_truncate = est.truncate_below
+    elif kind is Chi2Regularized:
+        code, lam = _pass.CHI2_REGULARIZED, est.lam
+    elif kind is TVDual:
+        code, v_min = _pass.TV_DUAL, est.v_min
+        rho[:] = est.rho
+    elif kind is KLDual:
+        code, z_floor, centered = _pass.KL_DUAL, est.z_floor, est.centered
+        rho[:] = est.rho
+    else:
+        return None
+    data = isinstance(v_min, str)
+    return (code, float(lam), 0.0 if data else float(v_min), data, float(cap), rho,
+            float(z_floor), bool(centered), KL_FAR_SHIFT, bool(kl_truncate))
 
 
-def _cho_solve(lower: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """``Lambda^{-1} rhs`` from the factor of :func:`_cholesky` (LAPACK ``potrs``)."""
-    out, info = dpotrs(lower, rhs, lower=1)
-    if info != 0:
-        raise ValueError(f"potrs failed (info {info})")
-    return out
+def _progress(show: bool, name: str, total: int):
+    """A tqdm bar over the steps of a pass, or None."""
+    if not show:
+        return None
+    from tqdm.auto import tqdm
 
+    return tqdm(total=total, desc=name, unit="step")
 
-def _cho_inverse(lower: np.ndarray) -> np.ndarray:
-    """``Lambda^{-1}`` from the factor of :func:`_cholesky`: LAPACK ``potri``, whose result
-    holds the lower triangle only."""
-    out, info = dpotri(lower, lower=1)
-    if info != 0:
-        raise ValueError(f"potri failed (info {info})")
-    return out
-
-
-# Up to this many feature entries in a chunk the moments Phi^T W [r, f(V)] are one Numba pass
-# (BLAS's call overhead dominates); above it BLAS, unless the features are sparse.
-_SMALL_MOMENT = 1 << 14
 
 # Below this fraction of nonzero feature entries the Gram update skips zeros (Numba, O(nnz^2)
 # per row); above it BLAS syrk on the dense rows is faster.
-_SPARSE_GRAM_DENSITY = 0.25
+_SPARSE_GRAM_DENSITY = _pass.SPARSE_DENSITY
 
 
 def _accumulate(gram: np.ndarray, moment: np.ndarray, st: StepData, target: np.ndarray,
                 sw: np.ndarray | None) -> None:
     """In place ``gram += Phi^T W Phi`` (exactly symmetric) and ``moment += Phi^T W [r, target]``
-    for one chunk (the caller sets the BLAS threads): sparse rows in one Numba pass over the
-    nonzeros; dense rows by BLAS ``syrk`` (``X^T X``, ``X = sqrt(W) Phi``), then the moments by
-    one Numba pass on small chunks (BLAS's call overhead dominates) and by BLAS on large ones."""
+    for one chunk (the caller sets the BLAS threads), as the compiled pass does: sparse rows in
+    one Numba pass over the nonzeros; dense rows by BLAS ``syrk`` (``X^T X``, ``X = sqrt(W)
+    Phi``), then the moments by one Numba pass."""
     phi = st.features
     w = _NO_WEIGHTS if sw is None else sw
     if st.density < _SPARSE_GRAM_DENSITY:
@@ -647,36 +696,10 @@ def _accumulate(gram: np.ndarray, moment: np.ndarray, st: StepData, target: np.n
         return
     x = phi if sw is None else phi * np.sqrt(sw)[:, None]
     gram += x.T @ x
-    if phi.shape[0] * phi.shape[1] <= _SMALL_MOMENT:
-        _kernels.moment_into(moment, phi, st.rewards, target, target.size > 0, w, sw is not None)
-    else:
-        wphi = phi if sw is None else phi * sw[:, None]
-        moment[:, 0] += wphi.T @ st.rewards
-        if target.size:
-            moment[:, 1] += wphi.T @ target
+    _kernels.moment_into(moment, phi, st.rewards, target, target.size > 0, w, sw is not None)
 
 
 _NO_WEIGHTS = np.zeros(0)
-
-# From this feature dimension on, the elliptical bonus phi^T Lambda^{-1} phi (O(d^2) per row)
-# is formed by BLAS (Phi Lambda^{-1}, then row-wise dots) instead of the scalar Numba loop.
-_BLAS_BONUS_MIN_DIM = 16
-_BLAS_BONUS_ROWS = 8192
-
-
-def _elliptical_by_blas(next_features: np.ndarray, lambda_inv: np.ndarray) -> np.ndarray:
-    """``sqrt(phi^T Lambda^{-1} phi)`` for ``next_features (n, A, d)``, ``(n, A)``, in blocks
-    of rows so that the temporary stays small."""
-    n, n_actions, d = next_features.shape
-    out = np.empty((n, n_actions))
-    for start in range(0, n, _BLAS_BONUS_ROWS):
-        x = np.ascontiguousarray(next_features[start:start + _BLAS_BONUS_ROWS])
-        x = x.reshape(-1, d)
-        quad = np.einsum("ij,ij->i", x @ lambda_inv, x)
-        out[start:start + _BLAS_BONUS_ROWS] = np.sqrt(np.maximum(quad, 0.0)).reshape(
-            -1, n_actions)
-    return out
-
 
 class _Groups:
     """Per distinct next-state value: the weighted feature sum and whether any of its rows

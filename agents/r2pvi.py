@@ -134,10 +134,9 @@ class R2PVI(OfflineAgent):
         if not self.variance_aware:
             self._store(self._dataset_pass(dataset, progress))
             return
-        steps = self._step_arrays(dataset)  # the second pass re-reads every step
-        result = self._backward_pass(steps, None, progress)
-        result = self._backward_pass(steps, self._variance_weights(steps, result), progress)
-        self._store(result)
+        first = self._dataset_pass(dataset, progress, keep_values=True)
+        weights = self._variance_weights(self._step_arrays(dataset), first)
+        self._store(self._dataset_pass(dataset, progress, weights))
 
     def _variance_weights(self, steps, first) -> list[np.ndarray]:
         """``1 / sigma_k^2`` per step from the first pass's next-state values (arXiv:2411.18612,

@@ -115,8 +115,12 @@ def summary(results: dict[str, Any]) -> list[str]:
         rows = results["put"]["rows"]
         for r in rows:
             kind = "measured" if r["reference"] == "measured" else "extrapolated"
+            vs = (f", {r['official_ratio']:.0f}x the authors' fit" if "official_ratio" in r
+                  else "")
             lines.append(f"put {r['env']} N={r['N']} {r['method']}: {r['package_s'] * 1e3:.3g} "
-                         f"ms, {r['ratio']:.0f}x the loop reference ({kind}; target >= 100x)")
+                         f"ms, {r['ratio']:.0f}x the loop reference ({kind}; target >= 100x)"
+                         f"{vs}")
+        lines.append(f"put: official code {results['put'].get('official', 'not run')}")
     if "offline" in results:
         rows = results["offline"]["rows"]
         for env in sorted({r["env"] for r in rows}):
@@ -199,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
             from benchmarks import bench_fig1
 
             out = bench_fig1.run_put(cfg["sizes"], repeats=repeats,
-                                     budget=args.budget or cfg["budget"])
+                                     budget=args.budget or cfg["budget"],
+                                     official=args.r2pvi_official,
+                                     official_python=args.r2pvi_official_python)
         elif section == "offline":
             out = bench_offline.run(cfg["sizes"], repeats=repeats,
                                     budget=args.budget or cfg["budget"])
@@ -222,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
             out = _primitives(cfg["argv"])
         results[section] = out
         print(out["table"], flush=True)
+        if "official_table" in out:
+            print(out["official_table"], flush=True)
         if args.out:
             atomic_write_json(args.out, results)  # a later crash keeps the finished sections
     results["seconds"] = time.perf_counter() - start

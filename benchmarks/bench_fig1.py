@@ -172,10 +172,42 @@ def _official(path: str | None, python: str | None, repeats: int, notes: list[st
     return {"job": "authors' Simulated_Linear_MDP/main.py", **best}
 
 
-def run_put(sizes: list[int], repeats: int = 5, budget: float = 20.0, log=print
+def run_put(sizes: list[int], repeats: int = 5, budget: float = 20.0, log=print,
+            official: str | None = None, official_python: str | None = None
             ) -> dict[str, Any]:
-    """Every offline agent on the put, always-hold and distinct-start-price data."""
+    """Every offline agent on the put, always-hold and distinct-start-price data; with
+    ``official`` (a local copy of the authors' repository) their fits of the always-hold data
+    too (:mod:`benchmarks.r2pvi_official_put`, their own data collection and settings), in a
+    subprocess with ``official_python``."""
     from benchmarks import bench_offline
 
-    return bench_offline.run({"put": sizes, "put-distinct": sizes}, repeats=repeats,
-                             budget=budget, methods=bench_offline.ALL_METHODS, log=log)
+    out = bench_offline.run({"put": sizes, "put-distinct": sizes}, repeats=repeats,
+                            budget=budget, methods=bench_offline.ALL_METHODS, log=log)
+    put_dir = Path(official or "") / "American_put_opt"
+    if not official or not (put_dir / "algorithm.py").is_file():
+        out["official"] = (f"not given or not found ({put_dir})" if official else
+                           "not given (--r2pvi-official PATH)")
+        return out
+    proc = subprocess.run(
+        [official_python or sys.executable, str(Path(__file__).with_name(
+            "r2pvi_official_put.py")), str(put_dir), ",".join(map(str, sizes)),
+         ",".join(bench_offline.ALL_METHODS)],
+        capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "Agg"})
+    if proc.returncode != 0:
+        out["official"] = f"failed: {proc.stderr.strip().splitlines()[-1:]}"
+        return out
+    import json
+
+    seconds = json.loads(proc.stdout.strip().splitlines()[-1])
+    rows = [r for r in out["rows"] if r["env"] == "put"]
+    for r in rows:
+        r["official_s"] = seconds[r["method"]][str(r["N"])]
+        r["official_ratio"] = r["official_s"] / r["package_s"]
+        log(f"  put {r['method']} N={r['N']}: official {r['official_s']:.4g} s, "
+            f"{r['official_ratio']:.1f}x")
+    out["official"] = "measured"
+    out["official_table"] = format_table(
+        ["method", "N", "package s", "official s", "official / this"],
+        [[r["method"], r["N"], r["package_s"], r["official_s"], f"{r['official_ratio']:.1f}x"]
+         for r in rows])
+    return out

@@ -214,9 +214,6 @@ def test_gather_moments_and_symmetric_fill_by_hand(mod):
                                 np.ones(3), False)
     np.testing.assert_allclose(gram, [[5.0, -2.0], [-2.0, 1.0]])
     np.testing.assert_allclose(moment, [[3.0, 0.0], [-1.0, 0.0]])
-    full = np.empty((2, 2))
-    mod.symmetric_from_lower(np.array([[1.0, 99.0], [2.0, 3.0]]), full)
-    np.testing.assert_array_equal(full, [[1.0, 2.0], [2.0, 3.0]])
 
 
 def test_next_state_values_twin_by_hand():

@@ -402,18 +402,6 @@ def sparse_gram_moment_into(gram, moment, features, rewards, target, has_target,
 
 
 @njit(cache=True)
-def symmetric_from_lower(lower, out):
-    """``out`` = the symmetric matrix whose lower triangle is ``lower``'s (LAPACK ``potri``
-    fills one triangle only); exactly symmetric."""
-    dim = lower.shape[0]
-    for i in range(dim):
-        for j in range(i + 1):
-            x = lower[i, j]
-            out[i, j] = x
-            out[j, i] = x
-
-
-@njit(cache=True)
 def kl_from_sum(s, shift, lam, cap, empty, truncate_below):
     """R2PVI-KL's ``nu`` (arXiv:2411.18612, docs/algorithms/r2pvi.md) from
     ``s = Xi exp(-(V - shift) / lam)``:

@@ -167,11 +167,6 @@ def sparse_gram_moment_into(gram, moment, features, rewards, target, has_target,
     moment_into(moment, features, rewards, target, has_target, weights, use_weights)
 
 
-def symmetric_from_lower(lower, out) -> None:
-    low = np.tril(lower)
-    out[:] = low + np.tril(low, -1).T
-
-
 def kl_from_sum(s, shift, lam, cap, empty, truncate_below) -> np.ndarray:
     d = s.shape[0]
     if empty:
