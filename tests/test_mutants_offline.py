@@ -24,6 +24,17 @@ def test_bonus_none_keeps_the_batch_shape():
     assert not got.any()
 
 
+def test_bonus_of_a_single_feature_vector_is_a_scalar_for_every_name():
+    """Bug: `bonus(..., "none")` rejecting a single 1-d feature vector (`ndim` range starting
+    at 2) while the other names accept it. ``phi = (0.6, 0.8)``, ``Lambda^{-1} = I``:
+    elliptical ``||phi||_2 = 1``, paper form ``||phi||_1 = 1.4``, none ``0``; all 0-d."""
+    phi = np.array([0.6, 0.8])
+    for name, want in (("elliptical", 1.0), ("d_rectangular_l1", 1.4), ("none", 0.0)):
+        got = bonus.bonus(phi, np.eye(2), name)
+        assert got.shape == ()
+        assert float(got) == pytest.approx(want, rel=1e-15)
+
+
 @pytest.mark.parametrize("name", ["elliptical", "d_rectangular_l1", "none"])
 def test_bonus_accepts_32_dimensional_features_and_rejects_33(name):
     """Bug: the accepted number of feature dimensions (1..32, the error message's range)
@@ -190,3 +201,44 @@ def test_dataset_chunks_save_into_an_existing_folder_and_size_checks(tmp_path):
     assert parts[1].metadata == {"name": "tiny", "chunk": 1}
     with pytest.raises(ValueError, match="trajectories_per_chunk"):
         DatasetChunks.save(ds, tmp_path / "other", trajectories_per_chunk=0)
+
+
+# ------------------------------------------------------------------------------------------
+# agents/_offline.py
+# ------------------------------------------------------------------------------------------
+def _one_hot_dataset(K: int, H: int = 3, d: int = 4, A: int = 16):
+    """``K`` trajectories on SimulatedLinearMDPEnv's spaces (``H = 3``, ``d = 4``, ``A = 16``):
+    trajectory ``k`` has features ``e_{k mod 4}`` at every step and reward
+    ``0.1 (k mod 4 + 1) + 0.05 h``; next-state features are zero, so every next-state value
+    is ``clip(0 - beta * 0, 0, .) = 0`` and each step's weights are the ridge reward fit."""
+    from robustrl.data import OfflineDataset
+
+    arrays = OfflineDataset.empty_arrays(K, H, 2, d, A)
+    i = np.arange(K) % d
+    for h in range(H):
+        arrays["observations"][:, h] = np.stack([i, np.full(K, h)], axis=1)
+        arrays["next_observations"][:, h] = np.stack([i, np.full(K, h + 1)], axis=1)
+        arrays["features"][np.arange(K), h, i] = 1.0
+        arrays["rewards"][:, h] = 0.1 * (i + 1) + 0.05 * h
+    arrays["valid"][:] = True
+    arrays["terminal"][:, -1] = True
+    return OfflineDataset(**arrays)
+
+
+@pytest.mark.filterwarnings("ignore:PEVI. after fit, every action's Q ties")  # V_next = 0
+@pytest.mark.parametrize("K", [40, 4400])
+def test_pevi_weights_on_one_hot_data_are_per_feature_ridge_means(K):
+    """Bugs in the moment sums ``Phi^T r`` (e.g. `moment[:, 0] += ...` -> `-=` on the BLAS path
+    that large chunks take: ``K d = 17,600 > 2^14`` entries). One-hot features make the ridge
+    fit per feature: ``w_h[i] = sum_{k: k mod 4 = i} r_k / (n_i + ridge)`` with ``n_i = K / 4``
+    rows, i.e. ``(0.1 (i + 1) + 0.05 h) n_i / (n_i + 0.1)``."""
+    from robustrl.agents import PEVI
+    from robustrl.envs import SimulatedLinearMDPEnv
+
+    agent = PEVI(SimulatedLinearMDPEnv(), ridge=0.1, beta=1.0).fit(_one_hot_dataset(K))
+    n_i = K / 4
+    want = np.array([[(0.1 * (i + 1) + 0.05 * h) * n_i / (n_i + 0.1) for i in range(4)]
+                     for h in range(3)])
+    np.testing.assert_allclose(agent.weights_, want, rtol=1e-12)
+    np.testing.assert_array_equal(agent.n_samples_, [K, K, K])
+    np.testing.assert_allclose(agent.lambda_inv_[0], np.eye(4) / (n_i + 0.1), rtol=1e-12)
