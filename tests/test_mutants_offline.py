@@ -242,3 +242,25 @@ def test_pevi_weights_on_one_hot_data_are_per_feature_ridge_means(K):
     np.testing.assert_allclose(agent.weights_, want, rtol=1e-12)
     np.testing.assert_array_equal(agent.n_samples_, [K, K, K])
     np.testing.assert_allclose(agent.lambda_inv_[0], np.eye(4) / (n_i + 0.1), rtol=1e-12)
+
+
+def test_pevi_with_sixteen_dense_features_matches_the_lsvi_twin():
+    """Bugs on the BLAS path of the elliptical bonus, which only dense features with
+    ``d >= 16`` take (`_elliptical_by_blas`: a wrong floor `np.maximum(quad, 1.0)`, a wrong
+    reshape, a missing return): the fit must equal the plain NumPy least-squares pass
+    (`robustrl.reference.value_iteration.lsvi_backward_pass`, PEVI of Jin, Yang & Wang 2021,
+    docs/algorithms/pevi.md) on RandomLinearMDPEnv's 16 dense features."""
+    from robustrl.agents import PEVI
+    from robustrl.data import OfflineDataset
+    from robustrl.envs.random_linear_mdp import RandomLinearMDPEnv
+    from robustrl.reference.value_iteration import lsvi_backward_pass
+
+    env = RandomLinearMDPEnv(horizon=3)
+    data = OfflineDataset.collect(env, 200, seed=0)
+    assert env.unwrapped.model.feature_dim == 16 and np.mean(data.features != 0) > 0.5
+    agent = PEVI(env, ridge=0.1, beta=0.5).fit(data)
+    feats, rewards, next_feats, next_valid = data.by_step()
+    weights, lambda_inv, _ = lsvi_backward_pass(feats, rewards, next_feats, next_valid, 0.1,
+                                                0.5, "elliptical", -1)
+    np.testing.assert_allclose(agent.weights_, weights, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(agent.lambda_inv_, lambda_inv, rtol=0, atol=1e-12)
