@@ -55,6 +55,62 @@ def test_glow_empty_confidence_set_takes_the_least_violating_table_by_hand():
     assert agent.n_episodes_ == 6 and agent.num_timesteps == 6
     assert agent._counts.sum() == 6
     assert agent.mixture_value_ == pytest.approx(0.5)  # every policy is optimal: regret 0
+    assert agent.Q_.item() == 0.8  # the last selected table, index 0 (not index 1)
+    assert agent._init_counts.sum() == 6  # one reset per episode, the round's first reused
+
+
+def test_glow_save_load_keeps_a_selection_beyond_the_number_of_actions(tmp_path):
+    """Bugs: the loader's bound on `selected_` read from the wrong axis of `value_class`
+    (``A - 1 = 0`` instead of ``|F| - 1 = 1``: the saved selection ``[1, 0]`` is rejected) or
+    widened to ``|F| + 1`` (an index past the class accepted, an IndexError instead of a
+    ValueError naming the array)."""
+    model = _one_state_mdp()
+    agent = GLOW(model, _two_tables(), np.ones((1, 1, 1, 1)), penalty=False, gamma0=0.5,
+                 kappa=1e-3, seed=0).learn(total_rounds=2)
+    np.testing.assert_array_equal(agent.selected_, [1, 0])
+    path = agent.save(tmp_path / "glow.npz")
+    back = GLOW.load(path, model)
+    np.testing.assert_array_equal(back.selected_, [1, 0])
+    assert back.Q_.item() == 0.8
+    with np.load(path, allow_pickle=False) as f:
+        arrays = dict(f)
+    arrays["selected_"] = np.array([1, 2])
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **arrays)
+    with pytest.raises(ValueError, match="selected_"):
+        GLOW.load(bad, model)
+
+
+def test_glow_plain_residual_radius_and_tabular_log_term_by_hand():
+    """Bugs: the plain-residual radius ``beta_t = kappa B H sqrt(2 L / n_t)`` dividing by
+    ``H`` (invisible at ``H = 1``), or the tabular class's covering term using
+    ``n_T = (T - 2) K`` instead of ``(T - 1) K``.
+
+    ``H = 2``, ``S = A = 1``, ``|F| = 2``, ``|W| = 1``, ``delta = 0.1``, ``K = 3``, ``T = 5``,
+    ``gamma0 = 0.5``, ``kappa = 2``: at ``t = 3``, ``gamma_3 = 0.5 * 2 = 1``, ``B = min(1, 1) = 1``,
+    ``n_3 = 6``, ``L = log(2 * 2 * 1 * 5 / 0.1) = log 200``, so
+    ``beta_3 = 2 * 1 * 2 * sqrt(2 log 200 / 6)``. Tabular ``W``: ``L = log(2 * 2 * 5 / 0.1)
+    + S A log(e + gamma_T n_T)`` with ``gamma_5 = 0.5 * 4 = 2`` and ``n_5 = 4 * 3 = 12``."""
+    model = _one_state_mdp(H=2)
+    F = np.ones((2, 2, 1, 1))
+    plain = GLOW(model, F, np.ones((1, 2, 1, 1)), penalty=False, gamma0=0.5, kappa=2.0,
+                 episodes_per_round=3)
+    alpha, beta, gamma = plain.schedule(3, 5)
+    assert (alpha, gamma) == (0.0, 1.0)
+    assert beta == pytest.approx(4.0 * math.sqrt(2 * math.log(200.0) / 6), rel=1e-12)
+    tab = GLOW(model, F, "tabular", gamma0=0.5, episodes_per_round=3)
+    assert tab.log_term(5) == pytest.approx(math.log(200.0) + math.log(math.e + 24.0), rel=1e-12)
+
+
+def test_occupancy_rejects_negative_probabilities():
+    """Bug: a probability table with negative entries accepted (`low=0.0` -> `-1.0`). The
+    occupancy of the one-state MDP under the uniform table is 1 at every step."""
+    from robustrl.agents.glow import occupancy
+
+    model = _one_state_mdp(H=2)
+    np.testing.assert_allclose(occupancy(model, np.ones((2, 1, 1))), np.ones((2, 1, 1)))
+    with pytest.raises(ValueError, match="policy entries must be >= 0"):
+        occupancy(model, np.full((2, 1, 1), -0.5))
 
 
 def test_glow_unfitted_state_shapes_and_no_mixture_value():
