@@ -43,6 +43,7 @@ PACKAGE_DIRS = {"envs": "robustrl.envs", "agents": "robustrl.agents",
 _T = "tests/"
 _NEW = [_T + "test_user_facing_numbers.py", _T + "test_twins_fixed_examples.py"]
 _CORE, _AGENTS = _T + "test_mutants_core.py", _T + "test_mutants_agents.py"
+_GLOW, _OFFLINE = _T + "test_mutants_glow.py", _T + "test_mutants_offline.py"
 _RUNNER = [_CORE, _T + "test_runner.py", _T + "test_sweeps.py"] + [
     "--deselect=" + _T + "test_runner.py::" + name for name in (
         "test_killed_run_resumes_and_runs_every_cell_exactly_once",
@@ -91,6 +92,16 @@ MODULE_TESTS: dict[str, list[str]] = {
     # the runner files without the two signal-timing tests (their limits need an idle machine)
     "robustrl/runner/store.py": _RUNNER,
     "robustrl/runner/config.py": _RUNNER,
+    # third round, part A (GLOW, the offline agents, bonus, value iteration, data)
+    "agents/glow.py": [_GLOW, _T + "test_glow.py", _T + "test_hyglow.py"],
+    "agents/hyglow.py": [_GLOW, _T + "test_hyglow.py"],
+    "agents/_offline.py": [_OFFLINE, _T + "test_offline_agents.py", _T + "test_estimators.py",
+                           _T + "test_r2pvi_kl_numerics.py", _T + "test_streaming.py",
+                           _T + "test_feature_protocol.py::"
+                           "test_rewards_outside_the_truncation_range_raise_naming_the_range"],
+    "robustrl/bonus.py": [_OFFLINE, _T + "test_bonus.py", _T + "test_value_iteration.py"],
+    "robustrl/value_iteration.py": [_OFFLINE, _T + "test_value_iteration.py"],
+    "robustrl/data.py": [_OFFLINE, _T + "test_data.py", _T + "test_streaming.py"],
 }
 
 _CLI = ["verify_main", "_verify_parser", "verify_bounds_main", "_register", "_parse_ks"]
