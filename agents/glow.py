@@ -74,6 +74,7 @@ from robustrl.agents.base import (
 )
 from robustrl.exact import evaluate_policy, robust_value_iteration
 from robustrl.models import FiniteMDP, LinearMDP
+from robustrl.theory.glow import DERIVED_ALPHA_SCALE, glow_derived_gamma
 from robustrl.validation import check_array, check_int, check_positive, check_seed
 
 
@@ -282,10 +283,11 @@ class GLOW(_TabularSampler, LinearAgent):
                 "of +inf weights and no bounded tabular class)"
             )
         self.truncation = truncation
-        if constants not in ("recon", "paper"):
-            raise ValueError(f"constants must be 'recon' or 'paper'; got {constants!r}")
-        if constants == "paper" and (truncation != "schedule" or not penalty):
-            raise ValueError("constants='paper' is Algorithm 1's schedule: it needs "
+        if constants not in ("recon", "paper", "derived"):
+            raise ValueError(f"constants must be 'recon', 'paper' or 'derived'; got "
+                             f"{constants!r}")
+        if constants in ("paper", "derived") and (truncation != "schedule" or not penalty):
+            raise ValueError(f"constants={constants!r} is Algorithm 1's schedule: it needs "
                              "truncation='schedule' and penalty=True")
         self.constants = constants
         if not isinstance(penalty, (bool, np.bool_)):
@@ -321,6 +323,7 @@ class GLOW(_TabularSampler, LinearAgent):
         self.policies_ = np.zeros((0, H, S), dtype=np.int64)
         self.regret_ = np.zeros(0)
         self.n_episodes_ = 0
+        self._regret_of: dict[int, float] = {}
         if self.model is not None:
             self.optimal_value_ = robust_value_iteration(self.model).value
         else:
@@ -347,6 +350,8 @@ class GLOW(_TabularSampler, LinearAgent):
         K = self.episodes_per_round
         if self.constants == "paper":
             return self._paper_schedule(t, total_rounds)
+        if self.constants == "derived":
+            return self._derived_schedule(t, total_rounds)
         L = self.log_term(total_rounds)
         if self.alpha0 is None:
             C = (self.coverability_guess if self.coverability_guess is not None
@@ -386,6 +391,43 @@ class GLOW(_TabularSampler, LinearAgent):
                                   + math.log(6.0 * T * self.horizon / self.delta))
                 / (K * (t - 1)))
         return 8.0 / gamma_t, beta, gamma_t
+
+    def derived_log_term(self, total_rounds: int) -> float:
+        """``l = log(3 |F| |W| T H / delta)`` of the re-derived Theorem 3.1
+        (:func:`robustrl.theory.glow.glow_regret_bound_derived`); for the tabular class
+        ``log |W| = S A log(n_T + 1)``, the grid of step ``gamma_t / n_t`` (docs/algorithms/
+        glow.md, "Theorem 3.1, re-derived")."""
+        T = check_int(total_rounds, "total_rounds", low=2)
+        base = math.log(3.0 * self.value_class.shape[0] * T * self.horizon / self.delta)
+        if self.tabular_weights:
+            n_last = (T - 1) * self.episodes_per_round
+            return base + self.n_states * self.n_actions * math.log(n_last + 1)
+        return base + math.log(self.weight_class.shape[0])
+
+    def derived_gamma(self, total_rounds: int) -> float:
+        """``gamma`` (``gamma_t = gamma t``) minimising the re-derived bound at ``T`` for
+        ``C = coverability_guess`` (default ``S A``), times ``gamma0``."""
+        T = check_int(total_rounds, "total_rounds", low=2)
+        C = (self.coverability_guess if self.coverability_guess is not None
+             else self.n_states * self.n_actions)
+        log_F = math.log(self.value_class.shape[0])
+        if self.tabular_weights:
+            g = glow_derived_gamma(T, self.horizon, max(C, 1.0), log_F, None, self.delta,
+                                   tabular_entries=self.n_states * self.n_actions)
+        else:
+            g = glow_derived_gamma(T, self.horizon, max(C, 1.0), log_F,
+                                   math.log(self.weight_class.shape[0]), self.delta)
+        return self.gamma0 * g
+
+    def _derived_schedule(self, t: int, total_rounds: int) -> tuple[float, float, float]:
+        """The re-derived schedule: ``gamma_t = gamma t``, ``alpha_t = 1 / (2 gamma_t)`` and the
+        smallest radius that provably keeps ``Q*``, ``beta_t = (2 l + s) gamma_t / n_t``
+        (``s = 1`` for the tabular class's grid, else 0; docs/algorithms/glow.md)."""
+        gamma_t = self.derived_gamma(total_rounds) * t
+        n_t = (t - 1) * self.episodes_per_round
+        slack = 1.0 if self.tabular_weights else 0.0
+        beta = (2.0 * self.derived_log_term(total_rounds) + slack) * gamma_t / n_t
+        return DERIVED_ALPHA_SCALE / gamma_t, beta, gamma_t
 
     def _gamma(self, t: int) -> float:
         if self.truncation == "none":
@@ -509,7 +551,10 @@ class GLOW(_TabularSampler, LinearAgent):
         """
         policy = self.value_class[idx].argmax(axis=-1)
         if self.model is not None:
-            regret.append(self.optimal_value_ - evaluate_policy(self.model, policy).value)
+            if idx not in self._regret_of:  # the class is a fixed list: one evaluation per f
+                self._regret_of[idx] = (self.optimal_value_
+                                        - evaluate_policy(self.model, policy).value)
+            regret.append(self._regret_of[idx])
         for k in range(self.episodes_per_round):
             self._episode(s_first if k == 0 else self._reset(), policy)
         return policy

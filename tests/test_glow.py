@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from robustrl._kernels.glow import (
     step_statistics,
 )
 from robustrl.agents.glow import GLOW, density_ratio, occupancy
+from robustrl.envs.combination_lock import combination_lock, combination_lock_value_class
 from robustrl.exact import evaluate_policy, robust_value_iteration
 from robustrl.models import FiniteMDP
 from robustrl.reference.glow import full_class_objective as full_class_objective_ref
@@ -530,3 +533,56 @@ def test_paper_constants_follow_algorithm_1():
         GLOW(model, F, W, constants="theory")
     with pytest.raises(ValueError, match="constants"):
         GLOW(model, F, W, constants="paper", penalty=False)
+
+
+# ------------------------------------------------ the schedule of the re-derived Theorem 3.1
+def test_derived_schedule_is_the_one_the_bound_is_proved_for():
+    """constants="derived": gamma_t = gamma t with gamma the bound's minimiser, alpha_t gamma_t
+    = 1/2, beta_t = (2 l + 1) gamma_t / (t - 1) (tabular grid slack 1), l = log(3|F||W|TH/delta)
+    with log|W| = S A log T (docs/algorithms/glow.md, "Theorem 3.1, re-derived")."""
+    from robustrl.theory.glow import glow_derived_gamma
+
+    model = combination_lock(3, 2, 2, seed=1)
+    F = combination_lock_value_class(3, 2, 2)
+    T = 500
+    agent = GLOW(model, F, "tabular", constants="derived", coverability_guess=4.0, delta=0.1)
+    ell = math.log(3 * len(F) * T * 3 / 0.1) + 4 * math.log(T)
+    assert agent.derived_log_term(T) == pytest.approx(ell)
+    g = glow_derived_gamma(T, 3, 4.0, math.log(len(F)), None, 0.1, tabular_entries=4)
+    for t in (2, 17, T):
+        alpha, beta, gamma_t = agent.schedule(t, T)
+        assert gamma_t == pytest.approx(g * t)
+        assert alpha * gamma_t == pytest.approx(0.5)
+        assert beta == pytest.approx((2 * ell + 1) * g * t / (t - 1))
+    # a finite W: no grid slack, log|W| = log(number of tables)
+    W = np.ones((3, 3, 2, 2))
+    finite = GLOW(model, F, W, constants="derived", coverability_guess=4.0, delta=0.1)
+    ell_f = math.log(3 * len(F) * T * 3 / 0.1) + math.log(3)
+    _, beta_f, gamma_f = finite.schedule(5, T)
+    assert beta_f == pytest.approx(2 * ell_f * gamma_f / 4)
+    with pytest.raises(ValueError, match="constants"):
+        GLOW(model, F, "tabular", constants="derived", truncation="constant")
+
+
+def test_derived_radius_retains_qstar_on_noisy_mdps():
+    """T1 for the derived schedule on random layered MDPs with returns scaled into [0, 1] (the
+    normalisation the derivation assumes): Q* is never excluded, with a wide margin (measured:
+    its largest objective is 1.6e-4 beta_t; a radius 100 times smaller would still keep it),
+    while the set still shrinks."""
+    worst_ratio, shrunk = 0.0, 0
+    for seed in range(20):
+        base = layered_mdp(seed)
+        H = base.horizon
+        model = FiniteMDP(base.P, base.R / H, base.initial_distribution)
+        F, W = glow_classes(model, seed)  # index 0 is Q* of the scaled model
+        Q = robust_value_iteration(model).Q
+        np.testing.assert_allclose(F[0], Q, atol=1e-12)
+        agent = GLOW(model, F, W, episodes_per_round=5, constants="derived",
+                     coverability_guess=9.0, delta=0.1, seed=seed)
+        agent.learn(total_rounds=30)
+        assert agent.in_set_[:, 0].all()
+        ratio = agent.max_violation_[1:, 0] + agent.betas_[1:]  # = max_h max_w L(Q*)
+        worst_ratio = max(worst_ratio, float(np.max(ratio / agent.betas_[1:])))
+        shrunk += int(agent.in_set_[-1].sum() < len(F))
+    assert worst_ratio < 1e-2
+    assert shrunk >= 15

@@ -49,6 +49,8 @@ __all__ = [
     "GlowRegretCheck",
     "bootstrap_loglog_slope",
     "glow_regret_bound",
+    "glow_derived_gamma",
+    "glow_regret_bound_derived",
     "glow_regret_bound_explicit",
     "glow_sample_complexity",
     "h2o_risk_bound",
@@ -196,6 +198,121 @@ def glow_regret_bound_explicit(T, H: int, C_cov: float, log_class: float, delta:
     return float(out) if out.ndim == 0 else out
 
 
+# ---------------------------------------------- Theorem 3.1, constants re-derived (tighter)
+#: Freedman's inequality (Beygelzimer et al. 2011, arXiv:1002.4058, Theorem 1): for martingale
+#: differences ``X_i <= R`` and ``lam in (0, 1/R]``, ``sum X_i <= (e - 2) lam V + l / lam``.
+FREEDMAN = math.e - 2.0
+#: ``lam = RHO / gamma_t`` for the residual term (range ``R = 3 gamma_t``: ``c Delta in
+#: [-2 gamma_t, gamma_t]``), ``lam' = RHO_SQ / gamma_t^2`` for ``c^2`` (range ``gamma_t^2``).
+RHO, RHO_SQ = 1.0 / 3.0, 1.0
+#: the smallest ``alpha_t gamma_t`` for which the self-normalised bound retains ``Q*``.
+DERIVED_ALPHA_SCALE = 0.5
+
+
+def _derived_constants(alpha_scale: float) -> tuple[float, float]:
+    """``(k, u)``: the coefficient ``k`` of ``E_{d^t}[min(w_t / gamma_t, 1)]`` and the
+    coefficient ``u`` of ``gamma_t l / n_t`` left by the two Freedman steps (docs/algorithms/
+    glow.md, "Theorem 3.1, re-derived"): ``k = a (1 + (e-2) rho') + 4 (e-2) rho``,
+    ``u = a / rho' + 1 / rho``."""
+    a = alpha_scale
+    return a * (1.0 + FREEDMAN * RHO_SQ) + 4.0 * FREEDMAN * RHO, a / RHO_SQ + 1.0 / RHO
+
+
+def _harmonic(T_arr: np.ndarray) -> np.ndarray:
+    """``H_{T-1} = sum_{i<T} 1/i`` (exact below 10^6, Euler-Maclaurin above; error < 1e-12)."""
+    out = np.empty_like(T_arr)
+    for j, T in enumerate(T_arr.ravel()):
+        n = int(T) - 1
+        if n < 1:
+            h = 0.0
+        elif n < 1_000_000:
+            h = math.fsum(1.0 / np.arange(1, n + 1))
+        else:
+            h = math.log(n) + np.euler_gamma + 1.0 / (2 * n) - 1.0 / (12 * n * n)
+        out.ravel()[j] = h
+    return out
+
+
+def _derived_parts(T, H, C_cov, log_F, log_W, delta, alpha_scale, beta_scale,
+                   tabular_entries):
+    H = check_int(H, "H", low=1)
+    C_cov = check_scalar(C_cov, "C_cov", low=1.0)
+    log_F = check_scalar(log_F, "log_F", low=0.0)
+    delta = check_scalar(delta, "delta", low=0.0, high=1.0, low_inclusive=False,
+                         high_inclusive=False)
+    alpha_scale = check_scalar(alpha_scale, "alpha_scale", low=DERIVED_ALPHA_SCALE)
+    T_arr = np.asarray(T, dtype=np.float64)
+    if (T_arr.size == 0 or np.any(~np.isfinite(T_arr)) or np.any(T_arr < 2)
+            or np.any(T_arr != np.round(T_arr))):
+        raise ValueError(f"T must be an integer >= 2 or an array of them; got {T!r}")
+    if (log_W is None) == (tabular_entries is None):
+        raise ValueError("give exactly one of log_W (a finite W) and tabular_entries (S A of "
+                         "the tabular class)")
+    if tabular_entries is None:
+        log_W = check_scalar(log_W, "log_W", low=0.0)
+        s_q = s_f = 0.0
+    else:  # the grid {0, gamma_t/(t-1), ..., gamma_t}^{S A}: at most T^{S A} tables per (t, h)
+        log_W = check_int(tabular_entries, "tabular_entries", low=1) * np.log(T_arr)
+        s_q, s_f = 1.0, 2.0  # the grid's slack (docs, step 3)
+    ell = np.log(3.0 * T_arr * H / delta) + log_F + log_W
+    need = 2.0 * ell + s_q
+    if beta_scale is None:
+        beta = need
+    else:
+        beta = np.broadcast_to(np.asarray(check_positive(beta_scale, "beta_scale"), float),
+                               T_arr.shape)
+        if np.any(beta < need - 1e-12):
+            raise ValueError(f"beta_scale must be at least 2 l + {s_q:g} (= {float(need.min()):.4g}"
+                             f" at these T) for Q* to stay in the confidence set; got "
+                             f"{beta_scale!r}")
+    k, u = _derived_constants(alpha_scale)
+    lin = (beta + u * ell + s_f) * (T_arr - 1.0 + _harmonic(T_arr))
+    pot = (k + 1.0) * C_cov * np.log2(1.0 + T_arr / C_cov)
+    return T_arr, H, C_cov, lin, pot, k
+
+
+def glow_derived_gamma(T, H: int, C_cov: float, log_F: float, log_W: float | None,
+                       delta: float, *, alpha_scale: float = DERIVED_ALPHA_SCALE,
+                       beta_scale: float | None = None,
+                       tabular_entries: int | None = None) -> np.ndarray | float:
+    """The truncation slope ``gamma`` (``gamma_t = gamma t``) that minimises
+    :func:`glow_regret_bound_derived` at ``T``: ``sqrt(pot / lin)`` in the notation there."""
+    T_arr, _, _, lin, pot, _ = _derived_parts(T, H, C_cov, log_F, log_W, delta, alpha_scale,
+                                               beta_scale, tabular_entries)
+    out = np.sqrt(pot / lin)
+    return float(out) if out.ndim == 0 else out
+
+
+def glow_regret_bound_derived(T, H: int, C_cov: float, log_F: float, log_W: float | None,
+                              delta: float, *, gamma: float | None = None,
+                              alpha_scale: float = DERIVED_ALPHA_SCALE,
+                              beta_scale: float | None = None,
+                              tabular_entries: int | None = None,
+                              value_range: float = 1.0) -> np.ndarray | float:
+    """Theorem 3.1 of arXiv:2401.09681 with constants RE-DERIVED step by step in
+    docs/algorithms/glow.md ("Theorem 3.1, re-derived"), for Algorithm 1 with ``K = 1``,
+    ``gamma_t = gamma t``, ``alpha_t = a / gamma_t`` (``a = alpha_scale >= 1/2``) and
+    ``beta_t = b gamma_t / (t - 1)`` (``b = beta_scale``, default and minimum ``2 l + s_Q``):
+
+        l   = log(3 |F| |W| T H / delta)          (log_F = log|F|, log_W = log|W| per step)
+        k   = a (1 + (e - 2)) + 4 (e - 2) / 3,   u = a + 3
+        lin = (b + u l + s_f) (T - 1 + H_{T-1}),  pot = (k + 1) C_cov log2(1 + T / C_cov)
+        Reg(T) <= V [1 + H (gamma lin + 2 (k + 1) C_cov + pot / gamma)].
+
+    ``tabular_entries = S A`` (with ``log_W=None``) is the tabular class ``[0, gamma_t]^{S A}``
+    per step through a grid of step ``gamma_t / (t - 1)``: ``log_W = S A log T``, slack
+    ``s_Q = 1``, ``s_f = 2``; a finite ``W`` has ``s_Q = s_f = 0``. ``gamma=None`` takes the
+    minimiser :func:`glow_derived_gamma` (the theorem's ``gamma`` up to constants; any fixed ``gamma``
+    the agent ran with gives a valid bound). Returns on ``[0, value_range]``.
+    """
+    value_range = check_positive(value_range, "value_range")
+    T_arr, H, C_cov, lin, pot, k = _derived_parts(T, H, C_cov, log_F, log_W, delta,
+                                                  alpha_scale, beta_scale, tabular_entries)
+    g = np.sqrt(pot / lin) if gamma is None else check_positive(gamma, "gamma")
+    out = value_range * (1.0 + H * (g * lin + 2.0 * (k + 1.0) * C_cov + pot / g))
+    return float(out) if out.ndim == 0 else out
+
+
 def informative_from(bound, *, value_range: float = 1.0, limit: float = 1e30) -> float:
     """Smallest integer ``T`` with ``bound(T) < value_range * T`` (the trivial regret bound),
     searched by doubling then bisection; ``inf`` if none below ``limit``. ``bound`` maps an
@@ -273,6 +390,8 @@ class GlowRegretCheck:
     slope: tuple[float, float, float] = (math.nan, math.nan, math.nan)  # (slope, low, high)
     exponent: float = 0.5  # the bound's own log-log slope over `rounds` (1/2 plus logs)
     agent: str = "GLOW"
+    constants: str = "derived"  # the agent's schedule (the derived bound needs its shape)
+    explicit_informative_T: float = math.inf  # the earlier explicit-constant form's T
 
     @property
     def mean_regret(self) -> np.ndarray:
@@ -307,6 +426,8 @@ class GlowRegretCheck:
             "C_cov": self.C_cov, "C_star": self.C_star, "log_terms": self.log_terms.tolist(),
             "delta": self.delta, "informative_T": self.informative_T,
             "order_informative_T": self.order_informative_T,
+            "explicit_informative_T": self.explicit_informative_T,
+            "constants": self.constants,
             "seeds_over_bound": self.seeds_over(self.bound),
             "seeds_over_order_bound": self.seeds_over(self.order_bound),
             "slope": list(self.slope), "exponent": self.exponent,
@@ -363,7 +484,7 @@ def _pi_star_tuples(model, policy: np.ndarray, n_episodes: int, seed: int):
 
 def run_glow_regret(rounds=(10, 20, 40, 80), *, seeds: int = 5, horizon: int = 4,
                     n_states: int = 2, n_actions: int = 2, kappa: float = 0.01,
-                    delta: float = 0.1, constant: float = 1.0, constants: str = "recon",
+                    delta: float = 0.1, constant: float = 1.0, constants: str | None = None,
                     agent: str = "glow", broken: bool = False, confidence: float = 0.95,
                     progress: bool = False) -> GlowRegretCheck:
     """GLOW (or HyGLOW) with ``F`` = :func:`lock_value_class`, tabular ``W``, ``K = 1`` on the
@@ -371,7 +492,10 @@ def run_glow_regret(rounds=(10, 20, 40, 80), *, seeds: int = 5, horizon: int = 4
     ``T`` (the schedules depend on ``T``). Regret is exact (``robustrl.exact``); ``C_cov`` is
     computed exactly (:func:`robustrl.theory.coverability.coverability_coefficient`).
 
-    ``constants``: the agent's schedule, ``"recon"`` (with ``kappa``) or ``"paper"``.
+    ``constants``: the agent's schedule: GLOW ``"derived"`` (default; the schedule
+    :func:`glow_regret_bound_derived` is proved for), ``"paper"`` (Algorithm 1; the same bound
+    with its ``alpha_t gamma_t = 8`` and radius) or ``"recon"`` (with ``kappa``; no bound
+    covers its radius: ``bound`` is ``inf``); HyGLOW ``"recon"`` (default) or ``"paper"``.
     ``agent="hyglow"``: HyGLOW with ``T`` offline episodes of ``pi*`` (Algorithm 3: one per
     round, revealed progressively), ``C_star`` computed exactly; its explicit bound is the
     order form (Corollary 4.1 with ``C_star + C_cov``; no derived constants yet).
@@ -391,6 +515,12 @@ def run_glow_regret(rounds=(10, 20, 40, 80), *, seeds: int = 5, horizon: int = 4
     if agent not in ("glow", "hyglow"):
         raise ValueError(f"agent must be 'glow' or 'hyglow'; got {agent!r}")
     cls = GLOW if agent == "glow" else HyGLOW
+    if constants is None:
+        constants = "derived" if agent == "glow" else "recon"
+    if constants not in (("recon", "paper", "derived") if agent == "glow"
+                         else ("recon", "paper")):
+        raise ValueError(f"constants must be 'derived', 'paper' or 'recon' (GLOW), 'recon' or "
+                         f"'paper' (HyGLOW); got {constants!r}")
     if broken:
         cls = _broken(cls)
     F = lock_value_class(horizon, n_states, n_actions)
@@ -427,21 +557,45 @@ def run_glow_regret(rounds=(10, 20, 40, 80), *, seeds: int = 5, horizon: int = 4
     # the log terms grow with T (the covering surrogate of the tabular W): evaluate them at
     # every T searched, on the last agent (its schedules are fixed by its hyperparameters)
     L_of = np.vectorize(lambda T: a.log_term(max(int(round(T)), 2)))
-    lc_of = np.vectorize(lambda T: a._log_class_sizes(max(int(round(T)), 2)))
     order_from = informative_from(lambda T: constant * horizon * np.sqrt(
         C * T * np.log(math.e * T) * L_of(T)))
-    if agent == "glow":
-        bound = np.array([glow_regret_bound_explicit(int(T), horizon, C_cov, lc, delta)
-                          for T, lc in zip(rounds, log_class, strict=True)])
-        bound_from = informative_from(lambda T: np.array([glow_regret_bound_explicit(
-            t, horizon, C_cov, float(lc_of(t)), delta) for t in np.atleast_1d(T)]))
+    derived_from = math.inf
+    if agent == "glow" and constants in ("derived", "paper"):
+        # the re-derived Theorem 3.1 for the schedule the agent ran (docs/algorithms/glow.md,
+        # "Theorem 3.1, re-derived"): proved for Algorithm 1's shape with any gamma, alpha_t
+        # gamma_t >= 1/2 and beta_t at least the Q*-retention radius
+        bound = np.array([_derived_bound_of(a, int(T), C_cov, delta) for T in rounds])
+        derived_from = informative_from(lambda T: np.array([
+            _derived_bound_of(a, max(int(t), 2), C_cov, delta) for t in np.atleast_1d(T)]))
+    elif agent == "glow":  # constants="recon": no proof covers its radius (kappa)
+        bound = np.full(len(rounds), np.inf)
     else:
-        bound, bound_from = order, order_from
+        bound = order
+    bound_from = order_from if agent != "glow" else derived_from
+    lc_of = np.vectorize(lambda T: a._log_class_sizes(max(int(round(T)), 2)))
+    explicit_from = (informative_from(lambda T: np.array([glow_regret_bound_explicit(
+        t, horizon, C_cov, float(lc_of(t)), delta) for t in np.atleast_1d(T)]))
+        if agent == "glow" else math.inf)
     slope = (bootstrap_loglog_slope(rounds, regret, confidence=confidence)
              if len(rounds) >= 2 else (math.nan, math.nan, math.nan))
     x = np.log(rounds.astype(float))
-    exponent = (float(np.polyfit(x, np.log(bound), 1)[0]) if len(rounds) >= 2 else 0.5)
+    own = bound if np.all(np.isfinite(bound)) else order
+    exponent = (float(np.polyfit(x, np.log(own), 1)[0]) if len(rounds) >= 2 else 0.5)
     return GlowRegretCheck(rounds, regret, bound, order, rounds.astype(float), C_cov, log_terms,
                            delta=delta, C_star=C_star, informative_T=bound_from,
                            order_informative_T=order_from, slope=slope, exponent=exponent,
-                           agent=cls.__name__)
+                           agent=cls.__name__, constants=constants,
+                           explicit_informative_T=explicit_from)
+
+
+def _derived_bound_of(agent, T: int, C_cov: float, delta: float) -> float:
+    """:func:`glow_regret_bound_derived` for the schedule a GLOW ``agent`` runs at ``T``
+    (``constants`` ``"derived"`` or ``"paper"``; its own ``gamma``, ``alpha_t gamma_t`` and
+    ``beta_t n_t / gamma_t``), with the true ``C_cov``."""
+    alpha, beta, gamma_t = agent.schedule(2, T)  # every t has the same alpha_t gamma_t, ...
+    tabular = agent.tabular_weights
+    return glow_regret_bound_derived(
+        T, agent.horizon, C_cov, math.log(agent.value_class.shape[0]),
+        None if tabular else math.log(agent.weight_class.shape[0]), delta,
+        gamma=gamma_t / 2.0, alpha_scale=round(alpha * gamma_t, 12), beta_scale=beta / gamma_t,
+        tabular_entries=agent.n_states * agent.n_actions if tabular else None)
