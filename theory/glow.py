@@ -302,8 +302,8 @@ def glow_regret_bound_derived(T, H: int, C_cov: float, log_F: float, log_W: floa
     ``tabular_entries = S A`` (with ``log_W=None``) is the tabular class ``[0, gamma_t]^{S A}``
     per step through a grid of step ``gamma_t / (t - 1)``: ``log_W = S A log T``, slack
     ``s_Q = 1``, ``s_f = 2``; a finite ``W`` has ``s_Q = s_f = 0``. ``gamma=None`` takes the
-    minimiser :func:`glow_derived_gamma` (the theorem's ``gamma`` up to constants; any fixed ``gamma``
-    the agent ran with gives a valid bound). Returns on ``[0, value_range]``.
+    minimiser :func:`glow_derived_gamma` (the theorem's ``gamma`` up to constants; any fixed
+    ``gamma`` the agent ran with gives a valid bound). Returns on ``[0, value_range]``.
     """
     value_range = check_positive(value_range, "value_range")
     T_arr, H, C_cov, lin, pot, k = _derived_parts(T, H, C_cov, log_F, log_W, delta,
