@@ -217,6 +217,7 @@ class GLOW(_TabularSampler, LinearAgent):
         truncation: str = "schedule",
         penalty: bool = True,
         constants: str = "recon",
+        ratio_class=None,
     ) -> None:
         # GLOW is tabular: it needs no linear features (and predicts without env or model).
         super().__init__(None if isinstance(env_or_model, (FiniteMDP, LinearMDP))
@@ -236,13 +237,28 @@ class GLOW(_TabularSampler, LinearAgent):
             self.model = _finite_model(getattr(base, "model", None))
         F = check_array(value_class, "value_class", ndim=4)
         _, H, S, A = F.shape
+        self.ratio_class = None
+        if ratio_class is not None and not (isinstance(weight_class, str)
+                                            and weight_class == "augmented"):
+            raise ValueError("ratio_class is used only with weight_class='augmented'")
         if isinstance(weight_class, str):
-            if weight_class != "tabular":
+            if weight_class not in ("tabular", "augmented"):
                 raise ValueError(
-                    "weight_class must be an (|W|, H, S, A) array or 'tabular'; "
+                    "weight_class must be an (|W|, H, S, A) array, 'tabular' or 'augmented'; "
                     f"got {weight_class!r}"
                 )
             W = weight_class
+            if W == "augmented":
+                if ratio_class is None:
+                    raise ValueError("weight_class='augmented' needs ratio_class: the pure "
+                                     "density ratios d^{pi_f} / d^{pi_g}, (|F|, |F|, H, S, A)")
+                R = check_array(ratio_class, "ratio_class", ndim=5, finite=False, low=0.0)
+                if np.isnan(R).any():
+                    raise ValueError("ratio_class must not contain NaN")
+                if R.shape != (F.shape[0], *F.shape):
+                    raise ValueError(f"ratio_class must have shape {(F.shape[0], *F.shape)} "
+                                     f"(|F|, |F|, H, S, A); got {R.shape}")
+                self.ratio_class = R
         else:
             W = check_array(weight_class, "weight_class", ndim=4, finite=False, low=0.0)
             if np.isnan(W).any():
@@ -324,6 +340,10 @@ class GLOW(_TabularSampler, LinearAgent):
         self.regret_ = np.zeros(0)
         self.n_episodes_ = 0
         self._regret_of: dict[int, float] = {}
+        # weight_class="augmented": sum over played rounds i of 1 / ratio_class[k, f_i]
+        self._inv_sum = (None if self.ratio_class is None
+                         else np.zeros(self.value_class.shape))
+        self._augment_rounds = 0
         if self.model is not None:
             self.optimal_value_ = robust_value_iteration(self.model).value
         else:
@@ -337,12 +357,36 @@ class GLOW(_TabularSampler, LinearAgent):
             n_last = (total_rounds - 1) * self.episodes_per_round
             gamma_last = self._gamma(total_rounds)
             return base + self.n_states * self.n_actions * math.log(math.e + gamma_last * n_last)
-        return base + math.log(self.weight_class.shape[0])
+        return base + self._log_finite_W(total_rounds)
 
     @property
     def tabular_weights(self) -> bool:
         """Whether W is the full tabular class (closed-form inner max)."""
-        return isinstance(self.weight_class, str)
+        return isinstance(self.weight_class, str) and self.weight_class == "tabular"
+
+    @property
+    def augmented_weights(self) -> bool:
+        """Whether W is Theorem 3.2's augmented class ``W-bar`` built on ``ratio_class``."""
+        return self.ratio_class is not None
+
+    def _log_finite_W(self, total_rounds: int) -> float:
+        """``log |W|`` of a finite class; for ``W-bar`` (harmonic means of ``t - 1 < T``
+        members of the ``|F|^2`` pure ratios) ``log T + (T - 1) log(|F|^2)``."""
+        if self.augmented_weights:
+            n_base = self.value_class.shape[0] ** 2
+            return math.log(total_rounds) + (total_rounds - 1) * math.log(n_base)
+        return math.log(self.weight_class.shape[0])
+
+    def augmented_class(self) -> np.ndarray:
+        """``W-bar``'s members for the rounds played so far, ``(|F|, H, S, A)``: for every
+        ``f``, ``(t - 1) / sum_{i<t} 1 / ratio_class[f, f_i]`` (the harmonic mean over the
+        played ``f_i``), which equals ``d^{pi_f} / d-bar^{(t)}`` when ``ratio_class`` holds the
+        exact pure ratios (arXiv:2401.09681, Theorem 3.2; docs/algorithms/glow.md)."""
+        if not self.augmented_weights:
+            raise ValueError("augmented_class needs weight_class='augmented'")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self._inv_sum == 0, np.inf,
+                            self._augment_rounds / self._inv_sum)
 
     def schedule(self, t: int, total_rounds: int) -> tuple[float, float, float]:
         """``(alpha_t, beta_t, gamma_t)`` for round ``t >= 2``: the reconstructed defaults [RECON],
@@ -362,7 +406,8 @@ class GLOW(_TabularSampler, LinearAgent):
         gamma = self._gamma(t)
         n_t = (t - 1) * K
         if not self.penalty:
-            bound = gamma if self.tabular_weights else min(gamma, float(self.weight_class.max()))
+            bound = (gamma if self.tabular_weights or self.augmented_weights
+                     else min(gamma, float(self.weight_class.max())))
             return 0.0, self.kappa * bound * self.horizon * math.sqrt(2 * L / n_t), gamma
         alpha = alpha0 / (t - 1)
         beta = self.kappa * L / (alpha * n_t)
@@ -402,7 +447,7 @@ class GLOW(_TabularSampler, LinearAgent):
         if self.tabular_weights:
             n_last = (T - 1) * self.episodes_per_round
             return base + self.n_states * self.n_actions * math.log(n_last + 1)
-        return base + math.log(self.weight_class.shape[0])
+        return base + self._log_finite_W(T)
 
     def derived_gamma(self, total_rounds: int) -> float:
         """``gamma`` (``gamma_t = gamma t``) minimising the re-derived bound at ``T`` for
@@ -416,7 +461,8 @@ class GLOW(_TabularSampler, LinearAgent):
                                    tabular_entries=self.n_states * self.n_actions)
         else:
             g = glow_derived_gamma(T, self.horizon, max(C, 1.0), log_F,
-                                   math.log(self.weight_class.shape[0]), self.delta)
+                                   self._log_finite_W(T), self.delta,
+                                   episodes_per_round=self.episodes_per_round)
         return self.gamma0 * g
 
     def _derived_schedule(self, t: int, total_rounds: int) -> tuple[float, float, float]:
@@ -443,6 +489,8 @@ class GLOW(_TabularSampler, LinearAgent):
         With the tabular weight class the last axis has length 1 and holds ``max_w L_h(f, w)``.
         """
         F, W = self.value_class, self.weight_class
+        if self.augmented_weights:
+            W = self.augmented_class()
         if self.tabular_weights:
             out = np.empty((self.horizon, F.shape[0], 1))
             for h in range(self.horizon):
@@ -555,6 +603,10 @@ class GLOW(_TabularSampler, LinearAgent):
                 self._regret_of[idx] = (self.optimal_value_
                                         - evaluate_policy(self.model, policy).value)
             regret.append(self._regret_of[idx])
+        if self.augmented_weights:
+            with np.errstate(divide="ignore"):
+                self._inv_sum += 1.0 / self.ratio_class[:, idx]
+            self._augment_rounds += 1
         for k in range(self.episodes_per_round):
             self._episode(s_first if k == 0 else self._reset(), policy)
         return policy
@@ -572,6 +624,9 @@ class GLOW(_TabularSampler, LinearAgent):
     def save(self, path: str | Path) -> Path:
         """Write hyperparameters, both classes and the selection to one ``.npz``, atomically."""
         self._check_fitted()
+        if self.augmented_weights:
+            raise ValueError("saving a GLOW with weight_class='augmented' is not supported "
+                             "(its ratio_class is not part of the file format)")
         return self._write_npz(path, {
             "value_class": self.value_class, "weight_class": np.asarray(self.weight_class),
             "selected_": self.selected_, "Q_": self.Q_, "policies_": self.policies_,

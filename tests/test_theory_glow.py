@@ -288,3 +288,25 @@ def test_derived_check_reports_the_informative_T_and_broken_optimism_fails(capsy
     assert verify_main([*argv, "--broken"]) == 1
     res = json.loads((tmp_path / "verify_glow.json").read_text())
     assert res["mean_regret"] == [300, 3000] and not res["rate_ok"]
+
+
+def test_augmented_bound_by_hand():
+    """glow_regret_bound_augmented = the derived bound with log|W-bar| = log T + 2 (T-1) log|F|
+    and K episodes per round (pot, burn-in and round 1 times K; docs/algorithms/glow.md)."""
+    from robustrl.theory.glow import augmented_log_class, glow_regret_bound_augmented
+
+    T, K, H, C, nF, d = 40, 200, 2, 4.0, 5, 0.1
+    assert augmented_log_class(T, nF) == pytest.approx(math.log(40) + 78 * math.log(5))
+    e2 = math.e - 2
+    k = 0.5 * (1 + e2) + 4 * e2 / 3
+    ell = math.log(3 * T * H / d) + math.log(nF) + augmented_log_class(T, nF)
+    lin = (2 * ell + 3.5 * ell) * (T - 1 + sum(1 / i for i in range(1, T)))
+    pot = K * (k + 1) * C * math.log2(1 + T / C)
+    want = K + H * (2 * math.sqrt(lin * pot) + 2 * K * (k + 1) * C)
+    assert glow_regret_bound_augmented(T, K, H, C, nF, d) == pytest.approx(want, rel=1e-12)
+    assert glow_regret_bound_augmented(np.array([T]), K, H, C, nF, d)[0] == pytest.approx(want)
+    # K = 1 reduces to the derived bound on the same finite class
+    assert glow_regret_bound_augmented(T, 1, H, C, nF, d) == pytest.approx(
+        glow_regret_bound_derived(T, H, C, math.log(nF), augmented_log_class(T, nF), d))
+    with pytest.raises(ValueError, match="T must be"):
+        glow_regret_bound_augmented(1, K, H, C, nF, d)

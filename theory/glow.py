@@ -49,7 +49,9 @@ __all__ = [
     "GlowRegretCheck",
     "bootstrap_loglog_slope",
     "glow_regret_bound",
+    "augmented_log_class",
     "glow_derived_gamma",
+    "glow_regret_bound_augmented",
     "glow_regret_bound_derived",
     "glow_regret_bound_explicit",
     "glow_sample_complexity",
@@ -234,7 +236,8 @@ def _harmonic(T_arr: np.ndarray) -> np.ndarray:
 
 
 def _derived_parts(T, H, C_cov, log_F, log_W, delta, alpha_scale, beta_scale,
-                   tabular_entries):
+                   tabular_entries, episodes_per_round=1):
+    K = check_int(episodes_per_round, "episodes_per_round", low=1)
     H = check_int(H, "H", low=1)
     C_cov = check_scalar(C_cov, "C_cov", low=1.0)
     log_F = check_scalar(log_F, "log_F", low=0.0)
@@ -251,8 +254,9 @@ def _derived_parts(T, H, C_cov, log_F, log_W, delta, alpha_scale, beta_scale,
     if tabular_entries is None:
         log_W = check_scalar(log_W, "log_W", low=0.0)
         s_q = s_f = 0.0
-    else:  # the grid {0, gamma_t/(t-1), ..., gamma_t}^{S A}: at most T^{S A} tables per (t, h)
-        log_W = check_int(tabular_entries, "tabular_entries", low=1) * np.log(T_arr)
+    else:  # the grid {0, gamma_t/n_t, ..., gamma_t}^{S A}: at most (n_T + 1)^{S A} per (t, h)
+        log_W = (check_int(tabular_entries, "tabular_entries", low=1)
+                 * np.log((T_arr - 1.0) * K + 1.0))
         s_q, s_f = 1.0, 2.0  # the grid's slack (docs, step 3)
     ell = np.log(3.0 * T_arr * H / delta) + log_F + log_W
     need = 2.0 * ell + s_q
@@ -267,18 +271,20 @@ def _derived_parts(T, H, C_cov, log_F, log_W, delta, alpha_scale, beta_scale,
                              f"{beta_scale!r}")
     k, u = _derived_constants(alpha_scale)
     lin = (beta + u * ell + s_f) * (T_arr - 1.0 + _harmonic(T_arr))
-    pot = (k + 1.0) * C_cov * np.log2(1.0 + T_arr / C_cov)
-    return T_arr, H, C_cov, lin, pot, k
+    pot = K * (k + 1.0) * C_cov * np.log2(1.0 + T_arr / C_cov)
+    return T_arr, H, C_cov, lin, pot, k, K
 
 
 def glow_derived_gamma(T, H: int, C_cov: float, log_F: float, log_W: float | None,
                        delta: float, *, alpha_scale: float = DERIVED_ALPHA_SCALE,
                        beta_scale: float | None = None,
-                       tabular_entries: int | None = None) -> np.ndarray | float:
+                       tabular_entries: int | None = None,
+                       episodes_per_round: int = 1) -> np.ndarray | float:
     """The truncation slope ``gamma`` (``gamma_t = gamma t``) that minimises
     :func:`glow_regret_bound_derived` at ``T``: ``sqrt(pot / lin)`` in the notation there."""
-    T_arr, _, _, lin, pot, _ = _derived_parts(T, H, C_cov, log_F, log_W, delta, alpha_scale,
-                                               beta_scale, tabular_entries)
+    T_arr, _, _, lin, pot, _, _ = _derived_parts(T, H, C_cov, log_F, log_W, delta,
+                                                 alpha_scale, beta_scale, tabular_entries,
+                                                 episodes_per_round)
     out = np.sqrt(pot / lin)
     return float(out) if out.ndim == 0 else out
 
@@ -288,6 +294,7 @@ def glow_regret_bound_derived(T, H: int, C_cov: float, log_F: float, log_W: floa
                               alpha_scale: float = DERIVED_ALPHA_SCALE,
                               beta_scale: float | None = None,
                               tabular_entries: int | None = None,
+                              episodes_per_round: int = 1,
                               value_range: float = 1.0) -> np.ndarray | float:
     """Theorem 3.1 of arXiv:2401.09681 with constants RE-DERIVED step by step in
     docs/algorithms/glow.md ("Theorem 3.1, re-derived"), for Algorithm 1 with ``K = 1``,
@@ -301,16 +308,49 @@ def glow_regret_bound_derived(T, H: int, C_cov: float, log_F: float, log_W: floa
 
     ``tabular_entries = S A`` (with ``log_W=None``) is the tabular class ``[0, gamma_t]^{S A}``
     per step through a grid of step ``gamma_t / (t - 1)``: ``log_W = S A log T``, slack
-    ``s_Q = 1``, ``s_f = 2``; a finite ``W`` has ``s_Q = s_f = 0``. ``gamma=None`` takes the
+    ``s_Q = 1``, ``s_f = 2``; a finite ``W`` has ``s_Q = s_f = 0``. ``episodes_per_round = K``
+    (``beta_t = b gamma_t / (K (t - 1))``): the regret over all ``T K`` episodes, with ``pot``,
+    the burn-in and round 1 times ``K`` and ``log_W = S A log((T - 1) K + 1)`` for the
+    tabular grid (docs/algorithms/glow.md, step 7). ``gamma=None`` takes the
     minimiser :func:`glow_derived_gamma` (the theorem's ``gamma`` up to constants; any fixed
     ``gamma`` the agent ran with gives a valid bound). Returns on ``[0, value_range]``.
     """
     value_range = check_positive(value_range, "value_range")
-    T_arr, H, C_cov, lin, pot, k = _derived_parts(T, H, C_cov, log_F, log_W, delta,
-                                                  alpha_scale, beta_scale, tabular_entries)
+    T_arr, H, C_cov, lin, pot, k, K = _derived_parts(T, H, C_cov, log_F, log_W, delta,
+                                                     alpha_scale, beta_scale, tabular_entries,
+                                                     episodes_per_round)
     g = np.sqrt(pot / lin) if gamma is None else check_positive(gamma, "gamma")
-    out = value_range * (1.0 + H * (g * lin + 2.0 * (k + 1.0) * C_cov + pot / g))
+    out = value_range * (K + H * (g * lin + 2.0 * K * (k + 1.0) * C_cov + pot / g))
     return float(out) if out.ndim == 0 else out
+
+
+def augmented_log_class(T: int, n_F: int) -> float:
+    """``log |W-bar|`` of Theorem 3.2's augmented class (arXiv:2401.09681): the harmonic means
+    ``(t - 1) / sum_{i<t} 1 / w_i`` of ``t - 1 < T`` members of the pure-ratio class
+    ``{d^{pi_f} / d^{pi_g}}`` (``n_F^2`` members): at most ``T n_F^{2 (T - 1)}`` functions,
+    ``log T + 2 (T - 1) log n_F``."""
+    T = check_int(T, "T", low=2)
+    n_F = check_int(n_F, "n_F", low=1)
+    return math.log(T) + 2.0 * (T - 1) * math.log(n_F)
+
+
+def glow_regret_bound_augmented(T, K: int, H: int, C_cov: float, n_F: int, delta: float, *,
+                                gamma: float | None = None,
+                                value_range: float = 1.0) -> np.ndarray | float:
+    """Theorem 3.2 (arXiv:2401.09681; pure-policy realizability, Assumption 2.2) through the
+    re-derived Theorem 3.1 bound: GLOW run on ``W-bar`` (which realizes the mixture ratios
+    exactly when the pure ratios are realized) with ``K`` episodes per round and the
+    ``"derived"`` schedule, over all ``T K`` episodes; ``log|W| = augmented_log_class(T,
+    n_F)``, ``|F| = n_F``. With ``K`` of order ``T log|W|`` this is the paper's
+    ``N = O~(H^4 C_cov^2 log(|F||W|/delta) / eps^4)`` (docs/algorithms/glow.md)."""
+    T_arr = np.asarray(T)
+    if T_arr.size == 0 or not np.issubdtype(T_arr.dtype, np.integer) or np.any(T_arr < 2):
+        raise ValueError(f"T must be an integer >= 2 or an array of them; got {T!r}")
+    n_F = check_int(n_F, "n_F", low=1)
+    out = np.array([glow_regret_bound_derived(
+        int(t), H, C_cov, math.log(n_F), augmented_log_class(int(t), n_F), delta, gamma=gamma,
+        episodes_per_round=K, value_range=value_range) for t in T_arr.ravel()])
+    return float(out[0]) if T_arr.ndim == 0 else out.reshape(T_arr.shape)
 
 
 def informative_from(bound, *, value_range: float = 1.0, limit: float = 1e30) -> float:
@@ -593,9 +633,10 @@ def _derived_bound_of(agent, T: int, C_cov: float, delta: float) -> float:
     (``constants`` ``"derived"`` or ``"paper"``; its own ``gamma``, ``alpha_t gamma_t`` and
     ``beta_t n_t / gamma_t``), with the true ``C_cov``."""
     alpha, beta, gamma_t = agent.schedule(2, T)  # every t has the same alpha_t gamma_t, ...
-    tabular = agent.tabular_weights
+    tabular, K = agent.tabular_weights, agent.episodes_per_round
     return glow_regret_bound_derived(
         T, agent.horizon, C_cov, math.log(agent.value_class.shape[0]),
-        None if tabular else math.log(agent.weight_class.shape[0]), delta,
-        gamma=gamma_t / 2.0, alpha_scale=round(alpha * gamma_t, 12), beta_scale=beta / gamma_t,
+        None if tabular else agent._log_finite_W(T), delta,
+        gamma=gamma_t / 2.0, alpha_scale=round(alpha * gamma_t, 12),
+        beta_scale=beta * K / gamma_t, episodes_per_round=K,
         tabular_entries=agent.n_states * agent.n_actions if tabular else None)
