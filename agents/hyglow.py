@@ -147,6 +147,9 @@ class HyGLOW(GLOW):
         if isinstance(weight_class, str) and weight_class == "augmented":
             raise ValueError("weight_class='augmented' (Theorem 3.2's W-bar) is GLOW's online "
                              "class; HyGLOW takes an (|W|, H, S, A) array or 'tabular'")
+        if glow_hyperparams.get("constants") == "derived":
+            raise ValueError("constants='derived' is GLOW's re-derived Theorem 3.1 schedule; "
+                             "HyGLOW takes 'recon' or 'paper'")
         super().__init__(env_or_model, value_class, weight_class, **glow_hyperparams)
         H, S, A = self.horizon, self.n_states, self.n_actions
         per_step = []
