@@ -22,9 +22,14 @@ for returns in ``[0, V_max]`` (regret and epsilon scale linearly with the return
 The paper states orders (``O~`` hides constants and polylog factors). To CHECK a run this
 module has two explicit instances of Theorem 3.1:
 
-* :func:`glow_regret_bound_explicit`: the theorem for Algorithm 1 with every constant DERIVED
-  in this package (docs/algorithms/glow.md, "Theorem 3.1 with explicit constants"; not the
-  paper's own constants, which it does not state);
+* :func:`glow_regret_bound_derived`: the theorem with every constant RE-DERIVED step by step
+  (docs/algorithms/glow.md, "Theorem 3.1, re-derived": self-normalised ``Q*`` retention,
+  Freedman, a ``log2`` coverability potential) for Algorithm 1's shape with any ``gamma``;
+  ``GLOW(constants="derived")`` runs the schedule it is proved for. The check uses it.
+  :func:`glow_regret_bound_augmented` is Theorem 3.2 (``W-bar``, ``K`` episodes per round)
+  through the same derivation;
+* :func:`glow_regret_bound_explicit`: the earlier explicit-constant form (looser; kept for
+  comparison; neither form's constants are the paper's, whose proof we could not read);
 * :func:`glow_regret_bound`, the order form built on the paper's Eq. (10),
   ``Reg = O~(H (C_cov / gamma + gamma T log(|F||W|HT/delta)))``, balanced at the optimal gamma,
   with the ``log T`` of the coverability potential lemma (Section 3.3) kept:
