@@ -453,6 +453,9 @@ class GLOW(_TabularSampler, LinearAgent):
         """``gamma`` (``gamma_t = gamma t``) minimising the re-derived bound at ``T`` for
         ``C = coverability_guess`` (default ``S A``), times ``gamma0``."""
         T = check_int(total_rounds, "total_rounds", low=2)
+        key = (T, self.episodes_per_round, self.coverability_guess, self.gamma0, self.delta)
+        if getattr(self, "_derived_gamma_key", None) == key:  # once per run, not per round
+            return self._derived_gamma_value
         C = (self.coverability_guess if self.coverability_guess is not None
              else self.n_states * self.n_actions)
         log_F = math.log(self.value_class.shape[0])
@@ -463,7 +466,8 @@ class GLOW(_TabularSampler, LinearAgent):
             g = glow_derived_gamma(T, self.horizon, max(C, 1.0), log_F,
                                    self._log_finite_W(T), self.delta,
                                    episodes_per_round=self.episodes_per_round)
-        return self.gamma0 * g
+        self._derived_gamma_key, self._derived_gamma_value = key, self.gamma0 * g
+        return self._derived_gamma_value
 
     def _derived_schedule(self, t: int, total_rounds: int) -> tuple[float, float, float]:
         """The re-derived schedule: ``gamma_t = gamma t``, ``alpha_t = 1 / (2 gamma_t)`` and the

@@ -226,18 +226,10 @@ def _derived_constants(alpha_scale: float) -> tuple[float, float]:
 
 
 def _harmonic(T_arr: np.ndarray) -> np.ndarray:
-    """``H_{T-1} = sum_{i<T} 1/i`` (exact below 10^6, Euler-Maclaurin above; error < 1e-12)."""
-    out = np.empty_like(T_arr)
-    for j, T in enumerate(T_arr.ravel()):
-        n = int(T) - 1
-        if n < 1:
-            h = 0.0
-        elif n < 1_000_000:
-            h = math.fsum(1.0 / np.arange(1, n + 1))
-        else:
-            h = math.log(n) + np.euler_gamma + 1.0 / (2 * n) - 1.0 / (12 * n * n)
-        out.ravel()[j] = h
-    return out
+    """``H_{T-1} = sum_{i<T} 1/i = digamma(T) + Euler's gamma`` (elementwise)."""
+    from scipy.special import digamma
+
+    return digamma(T_arr) + np.euler_gamma
 
 
 def _derived_parts(T, H, C_cov, log_F, log_W, delta, alpha_scale, beta_scale,
