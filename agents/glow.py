@@ -64,6 +64,7 @@ from typing import ClassVar
 import numpy as np
 
 from robustrl._artifacts import loaded_array
+from robustrl._glow_derived import DERIVED_ALPHA_SCALE, glow_derived_gamma
 from robustrl._kernels.glow import full_class_step_objective, step_objective
 from robustrl.agents.base import (
     LinearAgent,
@@ -74,7 +75,6 @@ from robustrl.agents.base import (
 )
 from robustrl.exact import evaluate_policy, robust_value_iteration
 from robustrl.models import FiniteMDP, LinearMDP
-from robustrl.theory.glow import DERIVED_ALPHA_SCALE, glow_derived_gamma
 from robustrl.validation import check_array, check_int, check_positive, check_seed
 
 
