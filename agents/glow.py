@@ -64,6 +64,7 @@ from typing import ClassVar
 import numpy as np
 
 from robustrl._artifacts import loaded_array
+from robustrl._glow_derived import DERIVED_ALPHA_SCALE, glow_derived_gamma
 from robustrl._kernels.glow import full_class_step_objective, step_objective
 from robustrl.agents.base import (
     LinearAgent,
@@ -216,6 +217,7 @@ class GLOW(_TabularSampler, LinearAgent):
         truncation: str = "schedule",
         penalty: bool = True,
         constants: str = "recon",
+        ratio_class=None,
     ) -> None:
         # GLOW is tabular: it needs no linear features (and predicts without env or model).
         super().__init__(None if isinstance(env_or_model, (FiniteMDP, LinearMDP))
@@ -235,13 +237,28 @@ class GLOW(_TabularSampler, LinearAgent):
             self.model = _finite_model(getattr(base, "model", None))
         F = check_array(value_class, "value_class", ndim=4)
         _, H, S, A = F.shape
+        self.ratio_class = None
+        if ratio_class is not None and not (isinstance(weight_class, str)
+                                            and weight_class == "augmented"):
+            raise ValueError("ratio_class is used only with weight_class='augmented'")
         if isinstance(weight_class, str):
-            if weight_class != "tabular":
+            if weight_class not in ("tabular", "augmented"):
                 raise ValueError(
-                    "weight_class must be an (|W|, H, S, A) array or 'tabular'; "
+                    "weight_class must be an (|W|, H, S, A) array, 'tabular' or 'augmented'; "
                     f"got {weight_class!r}"
                 )
             W = weight_class
+            if W == "augmented":
+                if ratio_class is None:
+                    raise ValueError("weight_class='augmented' needs ratio_class: the pure "
+                                     "density ratios d^{pi_f} / d^{pi_g}, (|F|, |F|, H, S, A)")
+                R = check_array(ratio_class, "ratio_class", ndim=5, finite=False, low=0.0)
+                if np.isnan(R).any():
+                    raise ValueError("ratio_class must not contain NaN")
+                if R.shape != (F.shape[0], *F.shape):
+                    raise ValueError(f"ratio_class must have shape {(F.shape[0], *F.shape)} "
+                                     f"(|F|, |F|, H, S, A); got {R.shape}")
+                self.ratio_class = R
         else:
             W = check_array(weight_class, "weight_class", ndim=4, finite=False, low=0.0)
             if np.isnan(W).any():
@@ -282,10 +299,11 @@ class GLOW(_TabularSampler, LinearAgent):
                 "of +inf weights and no bounded tabular class)"
             )
         self.truncation = truncation
-        if constants not in ("recon", "paper"):
-            raise ValueError(f"constants must be 'recon' or 'paper'; got {constants!r}")
-        if constants == "paper" and (truncation != "schedule" or not penalty):
-            raise ValueError("constants='paper' is Algorithm 1's schedule: it needs "
+        if constants not in ("recon", "paper", "derived"):
+            raise ValueError(f"constants must be 'recon', 'paper' or 'derived'; got "
+                             f"{constants!r}")
+        if constants in ("paper", "derived") and (truncation != "schedule" or not penalty):
+            raise ValueError(f"constants={constants!r} is Algorithm 1's schedule: it needs "
                              "truncation='schedule' and penalty=True")
         self.constants = constants
         if not isinstance(penalty, (bool, np.bool_)):
@@ -321,6 +339,11 @@ class GLOW(_TabularSampler, LinearAgent):
         self.policies_ = np.zeros((0, H, S), dtype=np.int64)
         self.regret_ = np.zeros(0)
         self.n_episodes_ = 0
+        self._regret_of: dict[int, float] = {}
+        # weight_class="augmented": sum over played rounds i of 1 / ratio_class[k, f_i]
+        self._inv_sum = (None if self.ratio_class is None
+                         else np.zeros(self.value_class.shape))
+        self._augment_rounds = 0
         if self.model is not None:
             self.optimal_value_ = robust_value_iteration(self.model).value
         else:
@@ -334,12 +357,36 @@ class GLOW(_TabularSampler, LinearAgent):
             n_last = (total_rounds - 1) * self.episodes_per_round
             gamma_last = self._gamma(total_rounds)
             return base + self.n_states * self.n_actions * math.log(math.e + gamma_last * n_last)
-        return base + math.log(self.weight_class.shape[0])
+        return base + self._log_finite_W(total_rounds)
 
     @property
     def tabular_weights(self) -> bool:
         """Whether W is the full tabular class (closed-form inner max)."""
-        return isinstance(self.weight_class, str)
+        return isinstance(self.weight_class, str) and self.weight_class == "tabular"
+
+    @property
+    def augmented_weights(self) -> bool:
+        """Whether W is Theorem 3.2's augmented class ``W-bar`` built on ``ratio_class``."""
+        return self.ratio_class is not None
+
+    def _log_finite_W(self, total_rounds: int) -> float:
+        """``log |W|`` of a finite class; for ``W-bar`` (harmonic means of ``t - 1 < T``
+        members of the ``|F|^2`` pure ratios) ``log T + (T - 1) log(|F|^2)``."""
+        if self.augmented_weights:
+            n_base = self.value_class.shape[0] ** 2
+            return math.log(total_rounds) + (total_rounds - 1) * math.log(n_base)
+        return math.log(self.weight_class.shape[0])
+
+    def augmented_class(self) -> np.ndarray:
+        """``W-bar``'s members for the rounds played so far, ``(|F|, H, S, A)``: for every
+        ``f``, ``(t - 1) / sum_{i<t} 1 / ratio_class[f, f_i]`` (the harmonic mean over the
+        played ``f_i``), which equals ``d^{pi_f} / d-bar^{(t)}`` when ``ratio_class`` holds the
+        exact pure ratios (arXiv:2401.09681, Theorem 3.2; docs/algorithms/glow.md)."""
+        if not self.augmented_weights:
+            raise ValueError("augmented_class needs weight_class='augmented'")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self._inv_sum == 0, np.inf,
+                            self._augment_rounds / self._inv_sum)
 
     def schedule(self, t: int, total_rounds: int) -> tuple[float, float, float]:
         """``(alpha_t, beta_t, gamma_t)`` for round ``t >= 2``: the reconstructed defaults [RECON],
@@ -347,6 +394,8 @@ class GLOW(_TabularSampler, LinearAgent):
         K = self.episodes_per_round
         if self.constants == "paper":
             return self._paper_schedule(t, total_rounds)
+        if self.constants == "derived":
+            return self._derived_schedule(t, total_rounds)
         L = self.log_term(total_rounds)
         if self.alpha0 is None:
             C = (self.coverability_guess if self.coverability_guess is not None
@@ -357,7 +406,8 @@ class GLOW(_TabularSampler, LinearAgent):
         gamma = self._gamma(t)
         n_t = (t - 1) * K
         if not self.penalty:
-            bound = gamma if self.tabular_weights else min(gamma, float(self.weight_class.max()))
+            bound = (gamma if self.tabular_weights or self.augmented_weights
+                     else min(gamma, float(self.weight_class.max())))
             return 0.0, self.kappa * bound * self.horizon * math.sqrt(2 * L / n_t), gamma
         alpha = alpha0 / (t - 1)
         beta = self.kappa * L / (alpha * n_t)
@@ -387,6 +437,48 @@ class GLOW(_TabularSampler, LinearAgent):
                 / (K * (t - 1)))
         return 8.0 / gamma_t, beta, gamma_t
 
+    def derived_log_term(self, total_rounds: int) -> float:
+        """``l = log(3 |F| |W| T H / delta)`` of the re-derived Theorem 3.1
+        (:func:`robustrl.theory.glow.glow_regret_bound_derived`); for the tabular class
+        ``log |W| = S A log(n_T + 1)``, the grid of step ``gamma_t / n_t`` (docs/algorithms/
+        glow.md, "Theorem 3.1, re-derived")."""
+        T = check_int(total_rounds, "total_rounds", low=2)
+        base = math.log(3.0 * self.value_class.shape[0] * T * self.horizon / self.delta)
+        if self.tabular_weights:
+            n_last = (T - 1) * self.episodes_per_round
+            return base + self.n_states * self.n_actions * math.log(n_last + 1)
+        return base + self._log_finite_W(T)
+
+    def derived_gamma(self, total_rounds: int) -> float:
+        """``gamma`` (``gamma_t = gamma t``) minimising the re-derived bound at ``T`` for
+        ``C = coverability_guess`` (default ``S A``), times ``gamma0``."""
+        T = check_int(total_rounds, "total_rounds", low=2)
+        key = (T, self.episodes_per_round, self.coverability_guess, self.gamma0, self.delta)
+        if getattr(self, "_derived_gamma_key", None) == key:  # once per run, not per round
+            return self._derived_gamma_value
+        C = (self.coverability_guess if self.coverability_guess is not None
+             else self.n_states * self.n_actions)
+        log_F = math.log(self.value_class.shape[0])
+        if self.tabular_weights:
+            g = glow_derived_gamma(T, self.horizon, max(C, 1.0), log_F, None, self.delta,
+                                   tabular_entries=self.n_states * self.n_actions)
+        else:
+            g = glow_derived_gamma(T, self.horizon, max(C, 1.0), log_F,
+                                   self._log_finite_W(T), self.delta,
+                                   episodes_per_round=self.episodes_per_round)
+        self._derived_gamma_key, self._derived_gamma_value = key, self.gamma0 * g
+        return self._derived_gamma_value
+
+    def _derived_schedule(self, t: int, total_rounds: int) -> tuple[float, float, float]:
+        """The re-derived schedule: ``gamma_t = gamma t``, ``alpha_t = 1 / (2 gamma_t)`` and the
+        smallest radius that provably keeps ``Q*``, ``beta_t = (2 l + s) gamma_t / n_t``
+        (``s = 1`` for the tabular class's grid, else 0; docs/algorithms/glow.md)."""
+        gamma_t = self.derived_gamma(total_rounds) * t
+        n_t = (t - 1) * self.episodes_per_round
+        slack = 1.0 if self.tabular_weights else 0.0
+        beta = (2.0 * self.derived_log_term(total_rounds) + slack) * gamma_t / n_t
+        return DERIVED_ALPHA_SCALE / gamma_t, beta, gamma_t
+
     def _gamma(self, t: int) -> float:
         if self.truncation == "none":
             return math.inf
@@ -401,6 +493,8 @@ class GLOW(_TabularSampler, LinearAgent):
         With the tabular weight class the last axis has length 1 and holds ``max_w L_h(f, w)``.
         """
         F, W = self.value_class, self.weight_class
+        if self.augmented_weights:
+            W = self.augmented_class()
         if self.tabular_weights:
             out = np.empty((self.horizon, F.shape[0], 1))
             for h in range(self.horizon):
@@ -509,7 +603,14 @@ class GLOW(_TabularSampler, LinearAgent):
         """
         policy = self.value_class[idx].argmax(axis=-1)
         if self.model is not None:
-            regret.append(self.optimal_value_ - evaluate_policy(self.model, policy).value)
+            if idx not in self._regret_of:  # the class is a fixed list: one evaluation per f
+                self._regret_of[idx] = (self.optimal_value_
+                                        - evaluate_policy(self.model, policy).value)
+            regret.append(self._regret_of[idx])
+        if self.augmented_weights:
+            with np.errstate(divide="ignore"):
+                self._inv_sum += 1.0 / self.ratio_class[:, idx]
+            self._augment_rounds += 1
         for k in range(self.episodes_per_round):
             self._episode(s_first if k == 0 else self._reset(), policy)
         return policy
@@ -527,6 +628,9 @@ class GLOW(_TabularSampler, LinearAgent):
     def save(self, path: str | Path) -> Path:
         """Write hyperparameters, both classes and the selection to one ``.npz``, atomically."""
         self._check_fitted()
+        if self.augmented_weights:
+            raise ValueError("saving a GLOW with weight_class='augmented' is not supported "
+                             "(its ratio_class is not part of the file format)")
         return self._write_npz(path, {
             "value_class": self.value_class, "weight_class": np.asarray(self.weight_class),
             "selected_": self.selected_, "Q_": self.Q_, "policies_": self.policies_,

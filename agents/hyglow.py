@@ -144,6 +144,12 @@ class HyGLOW(GLOW):
             concentrability_guess, "concentrability_guess", low=1.0))
         self._offline = None  # _reset_state (called by GLOW.__init__) reads it
         self.n_offline_ = 0
+        if isinstance(weight_class, str) and weight_class == "augmented":
+            raise ValueError("weight_class='augmented' (Theorem 3.2's W-bar) is GLOW's online "
+                             "class; HyGLOW takes an (|W|, H, S, A) array or 'tabular'")
+        if glow_hyperparams.get("constants") == "derived":
+            raise ValueError("constants='derived' is GLOW's re-derived Theorem 3.1 schedule; "
+                             "HyGLOW takes 'recon' or 'paper'")
         super().__init__(env_or_model, value_class, weight_class, **glow_hyperparams)
         H, S, A = self.horizon, self.n_states, self.n_actions
         per_step = []

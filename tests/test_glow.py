@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from robustrl._kernels.glow import (
     step_statistics,
 )
 from robustrl.agents.glow import GLOW, density_ratio, occupancy
+from robustrl.envs.combination_lock import combination_lock, combination_lock_value_class
 from robustrl.exact import evaluate_policy, robust_value_iteration
 from robustrl.models import FiniteMDP
 from robustrl.reference.glow import full_class_objective as full_class_objective_ref
@@ -530,3 +533,125 @@ def test_paper_constants_follow_algorithm_1():
         GLOW(model, F, W, constants="theory")
     with pytest.raises(ValueError, match="constants"):
         GLOW(model, F, W, constants="paper", penalty=False)
+
+
+# ------------------------------------------------ the schedule of the re-derived Theorem 3.1
+def test_derived_schedule_is_the_one_the_bound_is_proved_for():
+    """constants="derived": gamma_t = gamma t with gamma the bound's minimiser, alpha_t gamma_t
+    = 1/2, beta_t = (2 l + 1) gamma_t / (t - 1) (tabular grid slack 1), l = log(3|F||W|TH/delta)
+    with log|W| = S A log T (docs/algorithms/glow.md, "Theorem 3.1, re-derived")."""
+    from robustrl.theory.glow import glow_derived_gamma
+
+    model = combination_lock(3, 2, 2, seed=1)
+    F = combination_lock_value_class(3, 2, 2)
+    T = 500
+    agent = GLOW(model, F, "tabular", constants="derived", coverability_guess=4.0, delta=0.1)
+    ell = math.log(3 * len(F) * T * 3 / 0.1) + 4 * math.log(T)
+    assert agent.derived_log_term(T) == pytest.approx(ell)
+    g = glow_derived_gamma(T, 3, 4.0, math.log(len(F)), None, 0.1, tabular_entries=4)
+    for t in (2, 17, T):
+        alpha, beta, gamma_t = agent.schedule(t, T)
+        assert gamma_t == pytest.approx(g * t)
+        assert alpha * gamma_t == pytest.approx(0.5)
+        assert beta == pytest.approx((2 * ell + 1) * g * t / (t - 1))
+    # a finite W: no grid slack, log|W| = log(number of tables)
+    W = np.ones((3, 3, 2, 2))
+    finite = GLOW(model, F, W, constants="derived", coverability_guess=4.0, delta=0.1)
+    ell_f = math.log(3 * len(F) * T * 3 / 0.1) + math.log(3)
+    _, beta_f, gamma_f = finite.schedule(5, T)
+    assert beta_f == pytest.approx(2 * ell_f * gamma_f / 4)
+    with pytest.raises(ValueError, match="constants"):
+        GLOW(model, F, "tabular", constants="derived", truncation="constant")
+
+
+def test_derived_radius_retains_qstar_on_noisy_mdps():
+    """T1 for the derived schedule on random layered MDPs with returns scaled into [0, 1] (the
+    normalisation the derivation assumes): Q* is never excluded, with a wide margin (measured:
+    its largest objective is 1.6e-4 beta_t; a radius 100 times smaller would still keep it),
+    while the set still shrinks."""
+    worst_ratio, shrunk = 0.0, 0
+    for seed in range(20):
+        base = layered_mdp(seed)
+        H = base.horizon
+        model = FiniteMDP(base.P, base.R / H, base.initial_distribution)
+        F, W = glow_classes(model, seed)  # index 0 is Q* of the scaled model
+        Q = robust_value_iteration(model).Q
+        np.testing.assert_allclose(F[0], Q, atol=1e-12)
+        agent = GLOW(model, F, W, episodes_per_round=5, constants="derived",
+                     coverability_guess=9.0, delta=0.1, seed=seed)
+        agent.learn(total_rounds=30)
+        assert agent.in_set_[:, 0].all()
+        ratio = agent.max_violation_[1:, 0] + agent.betas_[1:]  # = max_h max_w L(Q*)
+        worst_ratio = max(worst_ratio, float(np.max(ratio / agent.betas_[1:])))
+        shrunk += int(agent.in_set_[-1].sum() < len(F))
+    assert worst_ratio < 1e-2
+    assert shrunk >= 15
+
+
+# ---------------------------------------------- Theorem 3.2: the augmented weight class W-bar
+def _pure_ratios(model, F):
+    occ = np.array([occupancy(model, p) for p in F.argmax(-1)])
+    return occ, np.array([[density_ratio(occ[k], occ[j]) for j in range(len(F))]
+                          for k in range(len(F))])
+
+
+def test_augmented_class_is_the_exact_mixture_ratio():
+    """W-bar's member for f after rounds f_1..f_{t-1} is the harmonic mean of the pure ratios
+    d^{pi_f} / d^{pi_{f_i}}, which is d^{pi_f} / d-bar (d-bar the mixture of the played
+    occupancies) -- the ratio Assumption 2.2' asks for, built from Assumption 2.2's class."""
+    model = combination_lock(3, 2, 2, seed=4)
+    F = combination_lock_value_class(3, 2, 2)
+    occ, R = _pure_ratios(model, F)
+    agent = GLOW(model, F, "augmented", ratio_class=R, episodes_per_round=3, kappa=0.01,
+                 seed=0)
+    agent.learn(total_rounds=12)
+    mix = occ[agent.selected_].mean(axis=0)
+    want = np.array([density_ratio(occ[k], mix) for k in range(len(F))])
+    np.testing.assert_allclose(agent.augmented_class(), want, rtol=1e-12)
+    assert np.isinf(agent.augmented_class()).any()  # unvisited pairs: ratio +inf, clipped
+
+
+def test_augmented_glow_with_batches_finds_the_optimum_below_its_bound():
+    """Theorem 3.2's option on a small lock (H = 2, C_cov = 4 exact): W-bar, K = 200 episodes
+    per round (of order T log|W|), the derived schedule. Q* stays in the set, the last policy
+    is optimal (exact DP), and the regret over all T K episodes is below
+    glow_regret_bound_augmented. With K = 20 the radius (log|W-bar| ~ 2 T log|F|) excludes
+    nothing in 40 rounds -- why the theorem batches."""
+    from robustrl.theory.coverability import coverability_coefficient
+    from robustrl.theory.glow import glow_regret_bound_augmented
+
+    T, K, H = 40, 200, 2
+    C = float(coverability_coefficient(combination_lock(H, 2, 2, 0)))
+    assert C == 4.0
+    for seed in (1, 3):
+        model = combination_lock(H, 2, 2, seed=seed)
+        F = np.concatenate([combination_lock_value_class(H, 2, 2), np.zeros((1, H, 2, 2))])
+        _, R = _pure_ratios(model, F)
+        agent = GLOW(model, F, "augmented", ratio_class=R, episodes_per_round=K,
+                     constants="derived", coverability_guess=C, seed=seed)
+        agent.learn(total_rounds=T)
+        best = robust_value_iteration(model)
+        q_star = int(np.flatnonzero(np.all(np.isclose(F, best.Q), axis=(1, 2, 3)))[0])
+        assert agent.in_set_[:, q_star].all()
+        last = evaluate_policy(model, agent.policies_[-1]).value
+        assert last == pytest.approx(best.value)
+        regret = K * agent.regret_.sum()
+        bound = glow_regret_bound_augmented(T, K, H, C, len(F), 0.1)
+        assert 0 < regret < bound
+        few = GLOW(model, F, "augmented", ratio_class=R, episodes_per_round=20,
+                   constants="derived", coverability_guess=C, seed=seed).learn(total_rounds=T)
+        assert few.in_set_[-1].all()
+
+
+def test_augmented_class_bad_input():
+    model = combination_lock(2, 2, 2, seed=0)
+    F = combination_lock_value_class(2, 2, 2)
+    _, R = _pure_ratios(model, F)
+    with pytest.raises(ValueError, match="ratio_class"):
+        GLOW(model, F, "augmented")
+    with pytest.raises(ValueError, match="ratio_class"):
+        GLOW(model, F, "augmented", ratio_class=R[:, :2])
+    with pytest.raises(ValueError, match="ratio_class"):
+        GLOW(model, F, "tabular", ratio_class=R)
+    with pytest.raises(ValueError, match="weight_class"):
+        GLOW(model, F, "augmentd")

@@ -12,7 +12,9 @@ from robustrl._cli.verify_glow import verify_main
 from robustrl.cli import main as cli_main
 from robustrl.theory.glow import (
     bootstrap_loglog_slope,
+    glow_derived_gamma,
     glow_regret_bound,
+    glow_regret_bound_derived,
     glow_regret_bound_explicit,
     glow_sample_complexity,
     h2o_risk_bound,
@@ -24,7 +26,9 @@ from robustrl.theory.glow import (
 
 
 def test_verify_bounds_glow_small_run_passes_and_writes_figure_and_json(capsys, tmp_path):
-    argv = ["--rounds", "10,20,40,80", "--quiet", "--out", str(tmp_path)]
+    """The reconstructed agent (kappa = 0.01) finds the code within these T; no proved bound
+    covers its radius, so the check rests on the order form and the slope."""
+    argv = ["--rounds", "10,20,40,80", "--quiet", "--out", str(tmp_path), "--constants", "recon"]
     assert cli_main(["verify-bounds", "glow", *argv]) == 0
     out = capsys.readouterr().out
     assert "PASS" in out and "C_cov=4" in out and "first below T at T = " in out
@@ -40,7 +44,8 @@ def test_broken_optimism_glow_fails_the_same_check_at_small_T(capsys, tmp_path):
     never opens the lock): regret T, slope 1, whose CI lies above the bound's exponent. The
     bounds themselves are above T here, so it is the rate test that must catch it."""
     argv = ["--rounds", "10,20,40,80", "--quiet", "--out", str(tmp_path)]
-    assert verify_main([*argv, "--broken"]) == 1
+    recon = [*argv, "--constants", "recon"]
+    assert verify_main([*recon, "--broken"]) == 1
     out = capsys.readouterr().out
     assert "PessimisticGLOW" in out and "FAIL: the slope's CI lies above" in out
     res = json.loads((tmp_path / "verify_glow.json").read_text())
@@ -54,8 +59,9 @@ def test_broken_optimism_glow_fails_the_same_check_at_small_T(capsys, tmp_path):
 @pytest.mark.slow
 def test_default_glow_run_is_informative_and_broken_optimism_exceeds_the_bound(capsys,
                                                                                tmp_path):
-    """The default run reaches T = 10^5, where the order-form bound is below T (about 5 min on
-    2 cores); there the broken agent's regret (= T) exceeds it on every seed."""
+    """The default run (constants=derived) reaches T = 10^5, where the order-form bound is below
+    T; there the broken agent's regret (= T) exceeds it on every seed. The re-derived bound is
+    not informative at H = 4 below T = 7,176,701 (printed; see the H = 2 test below)."""
     assert verify_main(["--quiet", "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "verify_glow.json").read_text())
     T = np.array(res["rounds"])
@@ -203,3 +209,121 @@ def test_paper_constants_run_stays_at_the_trivial_regret(capsys, tmp_path):
     assert verify_main(["--constants", "paper", "--rounds", "10", "--seeds", "2", "--quiet",
                         "--out", str(tmp_path)]) == 0
     assert "constants=paper" in capsys.readouterr().out
+
+
+# ------------------------------------------------- Theorem 3.1 with re-derived constants
+def test_derived_bound_by_hand():
+    """glow_regret_bound_derived against docs/algorithms/glow.md ("Theorem 3.1, re-derived"),
+    term by term, for the tabular class (grid slack 1 and 2) and a finite W."""
+    T, H, C, d = 10, 2, 4.0, 0.1
+    e2 = math.e - 2
+    k = 0.5 * (1 + e2) + 4 * e2 / 3  # alpha_t gamma_t = 1/2, rho = 1/3, rho' = 1
+    assert k == pytest.approx(1.81685, abs=1e-5)
+    ell = math.log(3 * T * H / d) + math.log(5) + 4 * math.log(T)
+    lin = ((2 * ell + 1) + 3.5 * ell + 2) * (T - 1 + sum(1 / i for i in range(1, T)))
+    pot = (k + 1) * C * math.log2(1 + T / C)
+    for g in (0.05, 0.3):
+        want = 1 + H * (g * lin + 2 * (k + 1) * C + pot / g)
+        got = glow_regret_bound_derived(T, H, C, math.log(5), None, d, gamma=g,
+                                        tabular_entries=4)
+        assert got == pytest.approx(want, rel=1e-12)
+    g_star = glow_derived_gamma(T, H, C, math.log(5), None, d, tabular_entries=4)
+    assert g_star == pytest.approx(math.sqrt(pot / lin), rel=1e-12)
+    best = glow_regret_bound_derived(T, H, C, math.log(5), None, d, tabular_entries=4)
+    assert best == pytest.approx(1 + H * (2 * math.sqrt(pot * lin) + 2 * (k + 1) * C))
+    # a finite W of 7 members: no grid, log|W| = log 7; the paper's alpha_t gamma_t = 8, radius
+    ell_f = math.log(3 * T * H / d) + math.log(5) + math.log(7)
+    k8 = 8 * (1 + e2) + 4 * e2 / 3
+    lin_f = (40 * ell_f + 11 * ell_f) * (T - 1 + sum(1 / i for i in range(1, T)))
+    want = 2 * (1 + H * (0.2 * lin_f + 2 * (k8 + 1) * C
+                         + (k8 + 1) * C * math.log2(1 + T / C) / 0.2))
+    got = glow_regret_bound_derived(T, H, C, math.log(5), math.log(7), d, gamma=0.2,
+                                    alpha_scale=8.0, beta_scale=40 * ell_f, value_range=2.0)
+    assert got == pytest.approx(want, rel=1e-12)
+
+
+def test_derived_bound_is_informative_where_the_docs_say_and_far_earlier_than_before():
+    """The T printed by the check and quoted in docs/algorithms/glow.md (H = 4 and H = 2 locks,
+    C_cov = 4 exact, tabular W, delta = 0.1) and the earlier explicit form's 4.8e10."""
+    def derived(H):
+        return lambda T: glow_regret_bound_derived(np.maximum(T, 2), H, 4.0,
+                                                   math.log(2**H + 1), None, 0.1,
+                                                   tabular_entries=4)
+    T4, T2 = informative_from(derived(4)), informative_from(derived(2))
+    assert (T4, T2) == (7_176_701, 1_407_441)
+    assert derived(4)(np.array([T4]))[0] < T4 <= derived(4)(np.array([T4 - 1]))[0] + 1
+    assert informative_from(derived(3)) == 3_658_395
+    # the bound for the earlier explicit form at the same sizes was informative from ~4.8e10
+    assert T4 < 4.8e10 / 6000
+
+
+def test_derived_bound_refuses_a_radius_that_does_not_retain_qstar():
+    ell = math.log(3 * 100 * 2 / 0.1) + math.log(5) + 4 * math.log(100)
+    glow_regret_bound_derived(100, 2, 4.0, math.log(5), None, 0.1, beta_scale=2 * ell + 1,
+                              tabular_entries=4)
+    with pytest.raises(ValueError, match="beta_scale"):
+        glow_regret_bound_derived(100, 2, 4.0, math.log(5), None, 0.1, beta_scale=2 * ell,
+                                  tabular_entries=4)
+    with pytest.raises(ValueError, match="alpha_scale"):
+        glow_regret_bound_derived(100, 2, 4.0, math.log(5), None, 0.1, alpha_scale=0.4,
+                                  tabular_entries=4)
+    with pytest.raises(ValueError, match="exactly one"):
+        glow_regret_bound_derived(100, 2, 4.0, math.log(5), 1.0, 0.1, tabular_entries=4)
+    with pytest.raises(ValueError, match="T must be"):
+        glow_regret_bound_derived(1, 2, 4.0, math.log(5), 1.0, 0.1)
+
+
+def test_derived_check_reports_the_informative_T_and_broken_optimism_fails(capsys, tmp_path):
+    """The default schedule (constants=derived) against its own bound on an H = 2 lock: the
+    regret is below the bound and the output names the T where the bound drops below T; the
+    broken agent's regret is T at every T (so above the bound wherever it is informative) and
+    its slope fails the rate test here."""
+    argv = ["--horizon", "2", "--rounds", "300,3000", "--seeds", "2", "--quiet",
+            "--out", str(tmp_path)]
+    assert verify_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "constants=derived" in out and "first below T at T = 1,407,441" in out
+    res = json.loads((tmp_path / "verify_glow.json").read_text())
+    assert res["bound_ok"] and np.all(np.array(res["regret"]) < np.array(res["bound"]))
+    assert res["informative_T"] == 1_407_441
+    assert verify_main([*argv, "--broken"]) == 1
+    res = json.loads((tmp_path / "verify_glow.json").read_text())
+    assert res["mean_regret"] == [300, 3000] and not res["rate_ok"]
+
+
+def test_augmented_bound_by_hand():
+    """glow_regret_bound_augmented = the derived bound with log|W-bar| = log T + 2 (T-1) log|F|
+    and K episodes per round (pot, burn-in and round 1 times K; docs/algorithms/glow.md)."""
+    from robustrl.theory.glow import augmented_log_class, glow_regret_bound_augmented
+
+    T, K, H, C, nF, d = 40, 200, 2, 4.0, 5, 0.1
+    assert augmented_log_class(T, nF) == pytest.approx(math.log(40) + 78 * math.log(5))
+    e2 = math.e - 2
+    k = 0.5 * (1 + e2) + 4 * e2 / 3
+    ell = math.log(3 * T * H / d) + math.log(nF) + augmented_log_class(T, nF)
+    lin = (2 * ell + 3.5 * ell) * (T - 1 + sum(1 / i for i in range(1, T)))
+    pot = K * (k + 1) * C * math.log2(1 + T / C)
+    want = K + H * (2 * math.sqrt(lin * pot) + 2 * K * (k + 1) * C)
+    assert glow_regret_bound_augmented(T, K, H, C, nF, d) == pytest.approx(want, rel=1e-12)
+    assert glow_regret_bound_augmented(np.array([T]), K, H, C, nF, d)[0] == pytest.approx(want)
+    # K = 1 reduces to the derived bound on the same finite class
+    assert glow_regret_bound_augmented(T, 1, H, C, nF, d) == pytest.approx(
+        glow_regret_bound_derived(T, H, C, math.log(nF), augmented_log_class(T, nF), d))
+    with pytest.raises(ValueError, match="T must be"):
+        glow_regret_bound_augmented(1, K, H, C, nF, d)
+
+
+@pytest.mark.slow
+def test_h2_lock_reaches_the_informative_regime_of_the_derived_bound(tmp_path):
+    """H = 2 lock, T = 1.5e6 > 1,407,441: the re-derived Theorem 3.1 bound (0.973 T) is below T,
+    GLOW's regret is below the bound, and the broken-optimism agent's (= T) is above it, so the
+    same check fails. One seed each; minutes of CPU per run (docs/glow-results.md)."""
+    argv = ["--horizon", "2", "--rounds", "1500000", "--seeds", "1", "--quiet",
+            "--out", str(tmp_path)]
+    assert verify_main(argv) == 0
+    res = json.loads((tmp_path / "verify_glow.json").read_text())
+    assert res["bound"][0] < 1_500_000 and res["regret"][0][0] < res["bound"][0]
+    assert verify_main([*argv, "--broken"]) == 1
+    res = json.loads((tmp_path / "verify_glow.json").read_text())
+    assert res["regret"][0][0] == 1_500_000 > res["bound"][0]
+    assert res["seeds_over_bound"] == 1.0 and not res["bound_ok"]

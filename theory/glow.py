@@ -22,9 +22,14 @@ for returns in ``[0, V_max]`` (regret and epsilon scale linearly with the return
 The paper states orders (``O~`` hides constants and polylog factors). To CHECK a run this
 module has two explicit instances of Theorem 3.1:
 
-* :func:`glow_regret_bound_explicit`: the theorem for Algorithm 1 with every constant DERIVED
-  in this package (docs/algorithms/glow.md, "Theorem 3.1 with explicit constants"; not the
-  paper's own constants, which it does not state);
+* :func:`glow_regret_bound_derived`: the theorem with every constant RE-DERIVED step by step
+  (docs/algorithms/glow.md, "Theorem 3.1, re-derived": self-normalised ``Q*`` retention,
+  Freedman, a ``log2`` coverability potential) for Algorithm 1's shape with any ``gamma``;
+  ``GLOW(constants="derived")`` runs the schedule it is proved for. The check uses it.
+  :func:`glow_regret_bound_augmented` is Theorem 3.2 (``W-bar``, ``K`` episodes per round)
+  through the same derivation;
+* :func:`glow_regret_bound_explicit`: the earlier explicit-constant form (looser; kept for
+  comparison; neither form's constants are the paper's, whose proof we could not read);
 * :func:`glow_regret_bound`, the order form built on the paper's Eq. (10),
   ``Reg = O~(H (C_cov / gamma + gamma T log(|F||W|HT/delta)))``, balanced at the optimal gamma,
   with the ``log T`` of the coverability potential lemma (Section 3.3) kept:
@@ -43,12 +48,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from robustrl._glow_derived import (  # noqa: F401  (re-exported: the bound's constants)
+    DERIVED_ALPHA_SCALE,
+    FREEDMAN,
+    RHO,
+    RHO_SQ,
+    _derived_parts,
+    glow_derived_gamma,
+)
 from robustrl.validation import check_array, check_int, check_positive, check_scalar
 
 __all__ = [
     "GlowRegretCheck",
     "bootstrap_loglog_slope",
     "glow_regret_bound",
+    "augmented_log_class",
+    "glow_derived_gamma",
+    "glow_regret_bound_augmented",
+    "glow_regret_bound_derived",
     "glow_regret_bound_explicit",
     "glow_sample_complexity",
     "h2o_risk_bound",
@@ -196,6 +213,71 @@ def glow_regret_bound_explicit(T, H: int, C_cov: float, log_class: float, delta:
     return float(out) if out.ndim == 0 else out
 
 
+# ---------------------------------------------- Theorem 3.1, constants re-derived (tighter)
+def glow_regret_bound_derived(T, H: int, C_cov: float, log_F: float, log_W: float | None,
+                              delta: float, *, gamma: float | None = None,
+                              alpha_scale: float = DERIVED_ALPHA_SCALE,
+                              beta_scale: float | None = None,
+                              tabular_entries: int | None = None,
+                              episodes_per_round: int = 1,
+                              value_range: float = 1.0) -> np.ndarray | float:
+    """Theorem 3.1 of arXiv:2401.09681 with constants RE-DERIVED step by step in
+    docs/algorithms/glow.md ("Theorem 3.1, re-derived"), for Algorithm 1 with ``K = 1``,
+    ``gamma_t = gamma t``, ``alpha_t = a / gamma_t`` (``a = alpha_scale >= 1/2``) and
+    ``beta_t = b gamma_t / (t - 1)`` (``b = beta_scale``, default and minimum ``2 l + s_Q``):
+
+        l   = log(3 |F| |W| T H / delta)          (log_F = log|F|, log_W = log|W| per step)
+        k   = a (1 + (e - 2)) + 4 (e - 2) / 3,   u = a + 3
+        lin = (b + u l + s_f) (T - 1 + H_{T-1}),  pot = (k + 1) C_cov log2(1 + T / C_cov)
+        Reg(T) <= V [1 + H (gamma lin + 2 (k + 1) C_cov + pot / gamma)].
+
+    ``tabular_entries = S A`` (with ``log_W=None``) is the tabular class ``[0, gamma_t]^{S A}``
+    per step through a grid of step ``gamma_t / (t - 1)``: ``log_W = S A log T``, slack
+    ``s_Q = 1``, ``s_f = 2``; a finite ``W`` has ``s_Q = s_f = 0``. ``episodes_per_round = K``
+    (``beta_t = b gamma_t / (K (t - 1))``): the regret over all ``T K`` episodes, with ``pot``,
+    the burn-in and round 1 times ``K`` and ``log_W = S A log((T - 1) K + 1)`` for the
+    tabular grid (docs/algorithms/glow.md, step 7). ``gamma=None`` takes the
+    minimiser :func:`glow_derived_gamma` (the theorem's ``gamma`` up to constants; any fixed
+    ``gamma`` the agent ran with gives a valid bound). Returns on ``[0, value_range]``.
+    """
+    value_range = check_positive(value_range, "value_range")
+    T_arr, H, C_cov, lin, pot, k, K = _derived_parts(T, H, C_cov, log_F, log_W, delta,
+                                                     alpha_scale, beta_scale, tabular_entries,
+                                                     episodes_per_round)
+    g = np.sqrt(pot / lin) if gamma is None else check_positive(gamma, "gamma")
+    out = value_range * (K + H * (g * lin + 2.0 * K * (k + 1.0) * C_cov + pot / g))
+    return float(out) if out.ndim == 0 else out
+
+
+def augmented_log_class(T: int, n_F: int) -> float:
+    """``log |W-bar|`` of Theorem 3.2's augmented class (arXiv:2401.09681): the harmonic means
+    ``(t - 1) / sum_{i<t} 1 / w_i`` of ``t - 1 < T`` members of the pure-ratio class
+    ``{d^{pi_f} / d^{pi_g}}`` (``n_F^2`` members): at most ``T n_F^{2 (T - 1)}`` functions,
+    ``log T + 2 (T - 1) log n_F``."""
+    T = check_int(T, "T", low=2)
+    n_F = check_int(n_F, "n_F", low=1)
+    return math.log(T) + 2.0 * (T - 1) * math.log(n_F)
+
+
+def glow_regret_bound_augmented(T, K: int, H: int, C_cov: float, n_F: int, delta: float, *,
+                                gamma: float | None = None,
+                                value_range: float = 1.0) -> np.ndarray | float:
+    """Theorem 3.2 (arXiv:2401.09681; pure-policy realizability, Assumption 2.2) through the
+    re-derived Theorem 3.1 bound: GLOW run on ``W-bar`` (which realizes the mixture ratios
+    exactly when the pure ratios are realized) with ``K`` episodes per round and the
+    ``"derived"`` schedule, over all ``T K`` episodes; ``log|W| = augmented_log_class(T,
+    n_F)``, ``|F| = n_F``. With ``K`` of order ``T log|W|`` this is the paper's
+    ``N = O~(H^4 C_cov^2 log(|F||W|/delta) / eps^4)`` (docs/algorithms/glow.md)."""
+    T_arr = np.asarray(T)
+    if T_arr.size == 0 or not np.issubdtype(T_arr.dtype, np.integer) or np.any(T_arr < 2):
+        raise ValueError(f"T must be an integer >= 2 or an array of them; got {T!r}")
+    n_F = check_int(n_F, "n_F", low=1)
+    out = np.array([glow_regret_bound_derived(
+        int(t), H, C_cov, math.log(n_F), augmented_log_class(int(t), n_F), delta, gamma=gamma,
+        episodes_per_round=K, value_range=value_range) for t in T_arr.ravel()])
+    return float(out[0]) if T_arr.ndim == 0 else out.reshape(T_arr.shape)
+
+
 def informative_from(bound, *, value_range: float = 1.0, limit: float = 1e30) -> float:
     """Smallest integer ``T`` with ``bound(T) < value_range * T`` (the trivial regret bound),
     searched by doubling then bisection; ``inf`` if none below ``limit``. ``bound`` maps an
@@ -273,6 +355,8 @@ class GlowRegretCheck:
     slope: tuple[float, float, float] = (math.nan, math.nan, math.nan)  # (slope, low, high)
     exponent: float = 0.5  # the bound's own log-log slope over `rounds` (1/2 plus logs)
     agent: str = "GLOW"
+    constants: str = "derived"  # the agent's schedule (the derived bound needs its shape)
+    explicit_informative_T: float = math.inf  # the earlier explicit-constant form's T
 
     @property
     def mean_regret(self) -> np.ndarray:
@@ -307,6 +391,8 @@ class GlowRegretCheck:
             "C_cov": self.C_cov, "C_star": self.C_star, "log_terms": self.log_terms.tolist(),
             "delta": self.delta, "informative_T": self.informative_T,
             "order_informative_T": self.order_informative_T,
+            "explicit_informative_T": self.explicit_informative_T,
+            "constants": self.constants,
             "seeds_over_bound": self.seeds_over(self.bound),
             "seeds_over_order_bound": self.seeds_over(self.order_bound),
             "slope": list(self.slope), "exponent": self.exponent,
@@ -363,7 +449,7 @@ def _pi_star_tuples(model, policy: np.ndarray, n_episodes: int, seed: int):
 
 def run_glow_regret(rounds=(10, 20, 40, 80), *, seeds: int = 5, horizon: int = 4,
                     n_states: int = 2, n_actions: int = 2, kappa: float = 0.01,
-                    delta: float = 0.1, constant: float = 1.0, constants: str = "recon",
+                    delta: float = 0.1, constant: float = 1.0, constants: str | None = None,
                     agent: str = "glow", broken: bool = False, confidence: float = 0.95,
                     progress: bool = False) -> GlowRegretCheck:
     """GLOW (or HyGLOW) with ``F`` = :func:`lock_value_class`, tabular ``W``, ``K = 1`` on the
@@ -371,7 +457,10 @@ def run_glow_regret(rounds=(10, 20, 40, 80), *, seeds: int = 5, horizon: int = 4
     ``T`` (the schedules depend on ``T``). Regret is exact (``robustrl.exact``); ``C_cov`` is
     computed exactly (:func:`robustrl.theory.coverability.coverability_coefficient`).
 
-    ``constants``: the agent's schedule, ``"recon"`` (with ``kappa``) or ``"paper"``.
+    ``constants``: the agent's schedule: GLOW ``"derived"`` (default; the schedule
+    :func:`glow_regret_bound_derived` is proved for), ``"paper"`` (Algorithm 1; the same bound
+    with its ``alpha_t gamma_t = 8`` and radius) or ``"recon"`` (with ``kappa``; no bound
+    covers its radius: ``bound`` is ``inf``); HyGLOW ``"recon"`` (default) or ``"paper"``.
     ``agent="hyglow"``: HyGLOW with ``T`` offline episodes of ``pi*`` (Algorithm 3: one per
     round, revealed progressively), ``C_star`` computed exactly; its explicit bound is the
     order form (Corollary 4.1 with ``C_star + C_cov``; no derived constants yet).
@@ -391,6 +480,12 @@ def run_glow_regret(rounds=(10, 20, 40, 80), *, seeds: int = 5, horizon: int = 4
     if agent not in ("glow", "hyglow"):
         raise ValueError(f"agent must be 'glow' or 'hyglow'; got {agent!r}")
     cls = GLOW if agent == "glow" else HyGLOW
+    if constants is None:
+        constants = "derived" if agent == "glow" else "recon"
+    if constants not in (("recon", "paper", "derived") if agent == "glow"
+                         else ("recon", "paper")):
+        raise ValueError(f"constants must be 'derived', 'paper' or 'recon' (GLOW), 'recon' or "
+                         f"'paper' (HyGLOW); got {constants!r}")
     if broken:
         cls = _broken(cls)
     F = lock_value_class(horizon, n_states, n_actions)
@@ -427,21 +522,46 @@ def run_glow_regret(rounds=(10, 20, 40, 80), *, seeds: int = 5, horizon: int = 4
     # the log terms grow with T (the covering surrogate of the tabular W): evaluate them at
     # every T searched, on the last agent (its schedules are fixed by its hyperparameters)
     L_of = np.vectorize(lambda T: a.log_term(max(int(round(T)), 2)))
-    lc_of = np.vectorize(lambda T: a._log_class_sizes(max(int(round(T)), 2)))
     order_from = informative_from(lambda T: constant * horizon * np.sqrt(
         C * T * np.log(math.e * T) * L_of(T)))
-    if agent == "glow":
-        bound = np.array([glow_regret_bound_explicit(int(T), horizon, C_cov, lc, delta)
-                          for T, lc in zip(rounds, log_class, strict=True)])
-        bound_from = informative_from(lambda T: np.array([glow_regret_bound_explicit(
-            t, horizon, C_cov, float(lc_of(t)), delta) for t in np.atleast_1d(T)]))
+    derived_from = math.inf
+    if agent == "glow" and constants in ("derived", "paper"):
+        # the re-derived Theorem 3.1 for the schedule the agent ran (docs/algorithms/glow.md,
+        # "Theorem 3.1, re-derived"): proved for Algorithm 1's shape with any gamma, alpha_t
+        # gamma_t >= 1/2 and beta_t at least the Q*-retention radius
+        bound = np.array([_derived_bound_of(a, int(T), C_cov, delta) for T in rounds])
+        derived_from = informative_from(lambda T: np.array([
+            _derived_bound_of(a, max(int(t), 2), C_cov, delta) for t in np.atleast_1d(T)]))
+    elif agent == "glow":  # constants="recon": no proof covers its radius (kappa)
+        bound = np.full(len(rounds), np.inf)
     else:
-        bound, bound_from = order, order_from
+        bound = order
+    bound_from = order_from if agent != "glow" else derived_from
+    lc_of = np.vectorize(lambda T: a._log_class_sizes(max(int(round(T)), 2)))
+    explicit_from = (informative_from(lambda T: np.array([glow_regret_bound_explicit(
+        t, horizon, C_cov, float(lc_of(t)), delta) for t in np.atleast_1d(T)]))
+        if agent == "glow" else math.inf)
     slope = (bootstrap_loglog_slope(rounds, regret, confidence=confidence)
              if len(rounds) >= 2 else (math.nan, math.nan, math.nan))
     x = np.log(rounds.astype(float))
-    exponent = (float(np.polyfit(x, np.log(bound), 1)[0]) if len(rounds) >= 2 else 0.5)
+    own = bound if np.all(np.isfinite(bound)) else order
+    exponent = (float(np.polyfit(x, np.log(own), 1)[0]) if len(rounds) >= 2 else 0.5)
     return GlowRegretCheck(rounds, regret, bound, order, rounds.astype(float), C_cov, log_terms,
                            delta=delta, C_star=C_star, informative_T=bound_from,
                            order_informative_T=order_from, slope=slope, exponent=exponent,
-                           agent=cls.__name__)
+                           agent=cls.__name__, constants=constants,
+                           explicit_informative_T=explicit_from)
+
+
+def _derived_bound_of(agent, T: int, C_cov: float, delta: float) -> float:
+    """:func:`glow_regret_bound_derived` for the schedule a GLOW ``agent`` runs at ``T``
+    (``constants`` ``"derived"`` or ``"paper"``; its own ``gamma``, ``alpha_t gamma_t`` and
+    ``beta_t n_t / gamma_t``), with the true ``C_cov``."""
+    alpha, beta, gamma_t = agent.schedule(2, T)  # every t has the same alpha_t gamma_t, ...
+    tabular, K = agent.tabular_weights, agent.episodes_per_round
+    return glow_regret_bound_derived(
+        T, agent.horizon, C_cov, math.log(agent.value_class.shape[0]),
+        None if tabular else agent._log_finite_W(T), delta,
+        gamma=gamma_t / 2.0, alpha_scale=round(alpha * gamma_t, 12),
+        beta_scale=beta * K / gamma_t, episodes_per_round=K,
+        tabular_entries=agent.n_states * agent.n_actions if tabular else None)
