@@ -43,6 +43,7 @@ PACKAGE_DIRS = {"envs": "robustrl.envs", "agents": "robustrl.agents",
 _T = "tests/"
 _NEW = [_T + "test_user_facing_numbers.py", _T + "test_twins_fixed_examples.py"]
 _CORE, _AGENTS = _T + "test_mutants_core.py", _T + "test_mutants_agents.py"
+_RUNCLI, _LINEAR = _T + "test_mutants_runner_cli.py", _T + "test_mutants_linear.py"
 _RUNNER = [_CORE, _T + "test_runner.py", _T + "test_sweeps.py"] + [
     "--deselect=" + _T + "test_runner.py::" + name for name in (
         "test_killed_run_resumes_and_runs_every_cell_exactly_once",
@@ -91,6 +92,25 @@ MODULE_TESTS: dict[str, list[str]] = {
     # the runner files without the two signal-timing tests (their limits need an idle machine)
     "robustrl/runner/store.py": _RUNNER,
     "robustrl/runner/config.py": _RUNNER,
+    # third round, part B (runner loop/worker/backends, CLI, twins, policies, linear agents):
+    # the round's hand-computed files first, then the files that exercise each module
+    **{m: [_RUNCLI, *_RUNNER] for m in (
+        "robustrl/runner/loop.py", "robustrl/runner/worker.py", "robustrl/runner/backends.py")},
+    **{m: [_RUNCLI, _T + "test_cli_install.py", *_RUNNER] for m in (
+        "robustrl/cli.py", "robustrl/_cli/bounds.py", "robustrl/_cli/install.py")},
+    "robustrl/policies.py": [_LINEAR, _T + "test_policies.py", _T + "test_online_agents.py"],
+    **{m: [_LINEAR, _T + "test_offline_agents.py"] for m in (
+        "agents/pevi.py", "agents/r2pvi.py", "agents/drpvi.py", "agents/drvi_l.py")},
+    "agents/drrpo.py": [_LINEAR, _AGENTS, _T + "test_online_agents.py"],
+    # the NumPy twins (one pooled, stratified sample): their fixed examples and the
+    # twin-agreement tests of the kernels they check
+    **{"robustrl/reference/" + m + ".py": [_LINEAR, *(_T + "test_" + t + ".py" for t in ts)]
+       for m, ts in (("bonus", ["bonus"]), ("cave_escape", ["cave_escape_vec"]),
+                     ("divergence", ["divergences", "divergence_extremes"]),
+                     ("glow", ["glow"]), ("offline", ["offline_agents", "streaming"]),
+                     ("policy", ["policies"]), ("ridge", ["ridge"]),
+                     ("squared_bellman", ["comparators"]),
+                     ("value_iteration", ["value_iteration"]))},
 }
 
 _CLI = ["verify_main", "_verify_parser", "verify_bounds_main", "_register", "_parse_ks"]
@@ -102,6 +122,7 @@ DEFAULT_SKIP: dict[str, list[str]] = {
     "theory/glow.py": _CLI + ["run_glow_regret"],
     "theory/drrpo.py": _CLI,
     "theory/r2pvi.py": _CLI + ["suboptimality_curve"],
+    "robustrl/cli.py": ["build_parser"],
 }
 
 # Heavy imports done once in the parent so each forked mutant run starts fast. Only
