@@ -101,7 +101,10 @@ MODULE_TESTS: dict[str, list[str]] = {
     "robustrl/policies.py": [_LINEAR, _T + "test_policies.py", _T + "test_online_agents.py"],
     **{m: [_LINEAR, _T + "test_offline_agents.py"] for m in (
         "agents/pevi.py", "agents/r2pvi.py", "agents/drpvi.py", "agents/drvi_l.py")},
-    "agents/drrpo.py": [_LINEAR, _AGENTS, _T + "test_online_agents.py"],
+    "agents/drrpo.py": [_LINEAR, _AGENTS, _T + "test_online_agents.py"] + [
+        _T + "test_loaders.py::" + name for name in (
+            "test_drrpo_load_rejects_arrays_that_do_not_fit",
+            "test_loaded_agent_matches_and_keeps_learning")],
     # the NumPy twins (one pooled, stratified sample): their fixed examples and the
     # twin-agreement tests of the kernels they check
     **{"robustrl/reference/" + m + ".py": [_LINEAR, *(_T + "test_" + t + ".py" for t in ts)]
