@@ -103,3 +103,135 @@ def test_r2pvi_fit_stream_equals_fit_and_refuses_variance_aware(env):
     with pytest.raises(ValueError, match="variance_aware"):
         R2PVI(env, variance_aware=True).fit_stream([data])
 
+
+
+# --------------------------------------------------------------------- softmax policies
+def test_mirror_descent_step_by_hand():
+    """``pi_new ∝ pi^alpha pi_ref^(1 - alpha) exp(eta alpha q)``, ``alpha = 1 / (1 + eta tau)``
+    (arXiv:1912.05830 Algorithm 1 with the reference-policy KL of arXiv:2510.14246).
+
+    * ``pi = (0.8, 0.2)``, uniform ``pi_ref``, ``q = (0, 1)``, ``eta = 2``, ``tau = 0.5``: alpha =
+      1/2, ``pi_new ∝ (sqrt 0.8, sqrt 0.2 e) ∝ (2, e)``; catches ``eta * tau`` -> ``eta / tau``
+      (alpha 1/5), ``alpha * log pi`` -> ``alpha / log pi`` and a lost ``return``;
+    * ``tau = 0`` (plain mirror descent, reference ignored even with a zero): ``eta = ln 4``
+      gives ``(0.8, 0.2 * 4) ∝ (1, 1)``; catches the exponent 1 -> 2 on ``pi`` and the
+      ``tau == 0`` test moved to ``tau == 1`` (which would ignore the reference at tau = 1:
+      ``pi = pi_ref = (0.5, 0.5)``, ``q = (0, 2 ln 3)``, ``eta = 1`` gives ``(1, 3)/4``);
+    * ``eta = inf``: ``pi_ref exp(q / tau)``; ``q = (0, ln 3 / 2)``, ``tau = 1/2`` gives
+      ``(1, 3) / 4``; catches ``1 / tau`` -> ``0 / tau``;
+    * an action of probability 0 stays 0 (catches ``-inf`` -> ``+inf`` in the mixture)."""
+    from robustrl.policies import kl_mirror_descent_step
+
+    e = np.e
+    got = kl_mirror_descent_step([0.8, 0.2], [0.0, 1.0], eta=2.0, tau=0.5)
+    np.testing.assert_allclose(got, [2 / (2 + e), e / (2 + e)], rtol=1e-12)
+    got = kl_mirror_descent_step([0.8, 0.2], [0.0, 1.0], eta=np.log(4.0), tau=0.0,
+                                 reference=[1.0, 0.0])
+    np.testing.assert_allclose(got, [0.5, 0.5], rtol=1e-12)
+    got = kl_mirror_descent_step([0.5, 0.5], [0.0, 2 * np.log(3.0)], eta=1.0, tau=1.0)
+    # alpha = 1/2: (0.5, 0.5)^(1/2) (0.5, 0.5)^(1/2) exp((0, ln 3)) ∝ (1, 3)
+    np.testing.assert_allclose(got, [0.25, 0.75], rtol=1e-12)
+    got = kl_mirror_descent_step([0.9, 0.1], [0.0, np.log(3.0) / 2], eta=np.inf, tau=0.5)
+    np.testing.assert_allclose(got, [0.25, 0.75], rtol=1e-12)
+    got = kl_mirror_descent_step([1.0, 0.0, 0.0], [0.0, 5.0, 1.0], eta=1.0, tau=0.5,
+                                 reference=[0.5, 0.5, 0.0])
+    np.testing.assert_array_equal(got, [1.0, 0.0, 0.0])
+
+
+def test_softmax_helpers_by_hand():
+    """``log_softmax`` at its default temperature 1: ``(0, ln 3) -> log (1/4, 3/4)`` (catches
+    the default 1 -> 2); a 3-D table is normalised along its last axis only (catches
+    ``shape[-1]`` -> ``shape[1]`` / ``shape[-2]`` in the row reshape); 32-D logits are accepted
+    (the ``ndim`` range 1..32)."""
+    from robustrl.policies import log_softmax, softmax
+
+    np.testing.assert_allclose(log_softmax([0.0, np.log(3.0)]), np.log([0.25, 0.75]),
+                               rtol=1e-12)
+    logits = np.zeros((2, 3, 4))
+    logits[1, 2] = [0.0, np.log(3.0), 0.0, 0.0]
+    p = softmax(logits)
+    np.testing.assert_allclose(p[0, 0], [0.25] * 4, rtol=1e-12)
+    np.testing.assert_allclose(p[1, 2], [1 / 6, 3 / 6, 1 / 6, 1 / 6], rtol=1e-12)
+    assert softmax(np.zeros((1,) * 31 + (2,))).shape == (1,) * 31 + (2,)
+
+
+def test_policy_index_and_shape_checks():
+    """Catches ``low=0`` -> ``-1`` for step and state, ``high = S - 1`` -> ``S``, ``low=1`` -> 0 for
+    horizon and n_actions, ``ndim=2`` -> 3 in ``sample_actions`` and the ``pi_ref`` ndim range
+    (1..32) shifted."""
+    from robustrl.policies import SoftmaxPolicy, kl_regularized_update, sample_actions
+
+    pol = SoftmaxPolicy(2, 3, 2)
+    for step, state, name in ((-1, 0, "step"), (2, 0, "step"), (0, -1, "state"),
+                              (0, 3, "state")):
+        with pytest.raises(ValueError, match=name):
+            pol.probs(step, state)
+    for args, name in (((0, 3, 2), "horizon"), ((2, 0, 2), "n_states"),
+                       ((2, 3, 0), "n_actions")):
+        with pytest.raises(ValueError, match=name):
+            SoftmaxPolicy(*args)
+    rng = np.random.default_rng(0)
+    assert sample_actions(np.array([[0.0, 1.0]]), rng).tolist() == [1]
+    with pytest.raises(ValueError, match="probs"):
+        sample_actions(np.full((1, 1, 2), 0.5), rng)
+    np.testing.assert_allclose(kl_regularized_update([0.5, 0.5], [0.0, np.log(3.0)], 1.0),
+                               [0.25, 0.75], rtol=1e-12)
+    with pytest.raises(ValueError, match="pi_ref"):
+        kl_regularized_update(np.full((1,) * 33, 1.0), np.zeros((1,) * 33), 1.0)
+
+
+def test_act_draws_exactly_one_uniform():
+    """``act`` samples by inverse CDF from one ``rng.random()`` draw: with ``pi = (1/4, 3/4)`` the
+    action is 0 iff ``u < 1/4``, and the generator advances by one draw (catches
+    ``random(1)`` -> ``random(2)`` / ``random(0)``)."""
+    from robustrl.policies import SoftmaxPolicy
+
+    pol = SoftmaxPolicy(1, 1, 2, logits=np.array([[[0.0, np.log(3.0)]]]))
+    rng = np.random.default_rng(7)
+    twin = np.random.default_rng(7).random(6)
+    actions = [pol.act(0, 0, rng) for _ in range(5)]
+    assert actions == [int(u >= 0.25) for u in twin[:5]]
+    assert rng.random() == twin[5]
+
+
+# ------------------------------------------------------------------------------- DR-RPO
+def test_drrpo_policy_terms_bonus_and_step_range():
+    """After ``k`` episodes with ``policy_q="clipped"`` every step holds ``k`` terms (the term
+    buffer grows by doubling past its first 64 rows; catches ``max(2 (m + 1), 64)`` ->
+    ``min``), the newest term's bonus vector is ``beta sqrt(diag Lambda_h^{-1})`` and its
+    weight is ``u = w_h`` (arXiv:2510.14246 reconstruction, docs/algorithms/drrpo.md); the
+    coefficients follow ``c <- (alpha c, kappa)`` with ``alpha = 1/(1 + eta tau)`` and
+    ``kappa = eta / (1 + eta tau)``. ``policy_terms`` takes steps ``0..H-1`` (catches
+    ``high=H-1`` -> ``H-2`` / ``H`` / ``H+1``)."""
+    env = SimulatedLinearMDPEnv()
+    agent = DRRPO(env, beta=0.5, eta=1.0, tau=0.25, seed=0).learn(total_episodes=70)
+    H = agent.horizon
+    for h in range(H):
+        coefs, W, B = agent.policy_terms(h)
+        assert coefs.shape == (70,) and W.shape == B.shape == (70, agent.feature_dim)
+        np.testing.assert_allclose(B[-1], 0.5 * np.sqrt(np.diag(agent.lambda_inv_[h])),
+                                   rtol=1e-12)
+        np.testing.assert_array_equal(W[-1], agent.weights_[h])
+        # kappa = 1 / 1.25 = 0.8 for the newest term, 0.8 * 0.8 = 0.64 for the one before
+        np.testing.assert_allclose(coefs[-2:], [0.64, 0.8], rtol=1e-12)
+    with pytest.raises(ValueError, match="step"):
+        agent.policy_terms(H)
+    with pytest.raises(ValueError, match="step"):
+        agent.policy_terms(-1)
+    none = DRRPO(env, bonus="none", seed=0).learn(total_episodes=3)
+    assert not none.policy_terms(0)[2].any()  # no bonus: b = 0 (catches the test negated)
+    zero = DRRPO(env, beta=0.0, seed=0).learn(total_episodes=3)
+    assert not zero.policy_terms(0)[2].any()
+
+
+def test_drrpo_policy_q_values_are_clipped_at_zero():
+    """``policy_q_values`` with ``policy_q="clipped"`` is ``clip(phi^T w + |phi|^T b, 0, H - h)``:
+    with negative weights it is 0, not negative (catches the lower clip 0 -> -1)."""
+    env = SimulatedLinearMDPEnv()
+    agent = DRRPO(env, beta=0.0, seed=0).learn(total_episodes=2)
+    agent.weights_[0] = -5.0
+    obs = np.array([0, 0])
+    np.testing.assert_array_equal(agent.policy_q_values(obs), np.zeros(agent.n_actions))
+    agent.weights_[0] = 10.0
+    np.testing.assert_array_equal(agent.policy_q_values(obs),
+                                  np.full(agent.n_actions, float(agent.horizon)))
