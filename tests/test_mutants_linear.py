@@ -235,3 +235,43 @@ def test_drrpo_policy_q_values_are_clipped_at_zero():
     agent.weights_[0] = 10.0
     np.testing.assert_array_equal(agent.policy_q_values(obs),
                                   np.full(agent.n_actions, float(agent.horizon)))
+
+
+# -------------------------------------------------------------------------- NumPy twins
+def test_squared_bellman_twin_by_hand():
+    """The centred loss ``sum_j (g(s_j, a_j) - y_j)^2 - y_j^2`` (arXiv:2102.00815 Algorithm 1):
+    one tuple ``(s, a, r, s') = (0, 0, 1, 1)``, ``V = (0, 2)`` so ``y = 3``, and ``g(0, 0) = 1``:
+    ``(1 - 3)^2 - 9 = -5``; with ``last=True`` ``y = r = 1``: ``0 - 1 = -1``. Catches ``** 2``
+    -> ``* 2`` (-13) and -> ``** 3`` (-17)."""
+    from robustrl.reference.squared_bellman import regression_losses
+
+    g = np.zeros((1, 2, 1))
+    g[0, 0, 0] = 1.0
+    args = (g, np.array([[0.0, 2.0]]), [0], [0], [1.0], [1])
+    np.testing.assert_array_equal(regression_losses(*args), [[-5.0]])
+    np.testing.assert_array_equal(regression_losses(*args, last=True), [[-1.0]])
+
+
+def test_cave_escape_twin_view_corner_and_turns_by_hand():
+    """MiniGrid's ``get_view_exts`` for view size ``v = 3`` (half 1) at ``(x, y) = (5, 5)``:
+    facing right (0) the view's top-left is ``(x, y - 1)``, down (1) ``(x - 1, y)``, left (2)
+    ``(x - 2, y - 1)``, up (3) ``(x - 1, y - 2)`` (catches a dropped minus in the offsets).
+    Turning left from directions 0..3 gives 3, 0, 1, 2 and right gives 1, 2, 3, 0 (catches
+    ``% 4`` -> ``// 4`` / ``% 5``); a step that reaches ``max_steps`` is truncated (catches
+    ``>=`` -> ``>``)."""
+    from robustrl.reference import cave_escape as twin
+
+    pos = np.full((4, 2), 5, dtype=np.int64)
+    dirs = np.arange(4, dtype=np.int64)
+    np.testing.assert_array_equal(twin._top_left(pos, dirs, 3),
+                                  [[5, 4], [4, 5], [3, 4], [4, 3]])
+    v = 3
+    cells = np.zeros((4, 12, 12), dtype=np.int64)
+    for action, want in ((0, [3, 0, 1, 2]), (1, [1, 2, 3, 0])):
+        d = np.arange(4, dtype=np.int64)
+        steps = np.array([0, 1, 2, 3], dtype=np.int64)
+        _, term, trunc = twin.move(cells, pos.copy(), d, steps, np.full(4, action), 3, v)
+        np.testing.assert_array_equal(d, want)
+        np.testing.assert_array_equal(steps, [1, 2, 3, 4])
+        np.testing.assert_array_equal(trunc, [False, False, True, True])
+        assert not term.any()
