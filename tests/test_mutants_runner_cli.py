@@ -39,6 +39,7 @@ TINY = textwrap.dedent(
     """Tiny sweep for the mutation tests."""
     import os
     import numpy as np
+    from robustrl.runner import worker
 
     NAME = "muttiny"
     GRID = {"x": [1.0, 2.0]}
@@ -49,7 +50,8 @@ TINY = textwrap.dedent(
             raise RuntimeError("planned failure")
         if str(params["x"]) == os.environ.get("MUT_KILL_X"):
             os.kill(os.getpid(), 9)
-        return {"y": params["x"] * 10.0 + seed % 7, "pid": os.getpid()}
+        return {"y": params["x"] * 10.0 + seed % 7, "pid": os.getpid(),
+                "inner": worker.INNER_PROGRESS}
     '''
 )
 
@@ -80,6 +82,7 @@ def test_in_process_run_counts_and_resume(tiny, tmp_path, runner_log):
     rep = run_experiment(tiny, out, workers=1)
     assert (rep.ran, rep.resumed, rep.complete) == (4, 0, True)
     assert {r["metrics"]["pid"] for r in rep.records} == {os.getpid()}
+    assert {r["metrics"]["inner"] for r in rep.records} == {True}  # bars shown in-process
     assert rep.worker_memory_mb == {}
     assert any(m.endswith("running 4 on local with 1 worker(s)") for m in _messages(runner_log))
     again = run_experiment(tiny, out, workers=1)
@@ -214,6 +217,8 @@ def test_to_jsonable_types():
     assert type(worker.to_jsonable(S("x"))) is str
     with pytest.raises(TypeError, match=r"metrics\['k'\]"):
         worker.to_jsonable({"k": object()})
+    with pytest.raises(TypeError, match="keys must be strings; got 1"):
+        worker.to_jsonable({1: 2.0})
 
 
 def test_load_module_is_cached_and_returned(tiny):
@@ -407,6 +412,9 @@ def test_a_cell_that_kills_its_pool_worker_fails_alone(tiny, tmp_path, monkeypat
         assert "worker process died while running this cell alone (killed by SIGKILL)" in (
             f.error_file.read_text())
     assert sorted(r["params"]["x"] for r in rep.records) == [1.0, 1.0]
+    # pool workers never draw inner bars (catches the submitted inner_progress False -> True)
+    assert {r["metrics"]["inner"] for r in rep.records} == {False}
+    assert {r["metrics"]["pid"] for r in rep.records}.isdisjoint({os.getpid()})
 
 
 # ----------------------------------------------------------------------------- the CLI
@@ -527,6 +535,34 @@ def test_envs_lists_classes_docs_and_grids(capsys, monkeypatch):
     cave = [x for x in capsys.readouterr().out.splitlines() if "CaveEscape" in x]
     why = install.extras_message("robustrl/CaveEscape-v0", {"minigrid": "dred"})
     assert cave == [f"robustrl/CaveEscape-v0: ({why})"]
+
+
+def test_verify_bounds_dispatches_to_the_named_check(monkeypatch, capsys):
+    """``robustrl verify-bounds NAME ARGS...`` calls the check with ``ARGS`` and exits with its
+    status (``None`` is 0). Catches the leading-dash test dropped (the name is then never
+    read) and the name read from the last argument."""
+    monkeypatch.setattr(bounds, "_BOUND_CHECKS", {})
+    seen = []
+    bounds.register_bound_check("mutcheck", lambda argv: seen.append(argv) or 3,
+                                description="test")
+    bounds.register_bound_check("mutnone", lambda argv: None, description="test")
+    assert cli.main(["verify-bounds", "mutcheck", "--a", "b"]) == 3
+    assert seen == [["--a", "b"]]
+    assert cli.main(["verify-bounds", "mutnone"]) == 0
+    assert cli.main(["verify-bounds", "nosuch"]) == 2
+    assert "unknown bound check 'nosuch'" in capsys.readouterr().err
+
+
+def test_a_library_call_keeps_the_signal_handlers():
+    """``main(argv)`` from a library (argv given) restores SIGINT/SIGTERM handlers; only the
+    program (argv None) leaves them ignored. Catches ``console = argv is None`` flipped."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        assert cli.main(["list"]) == 0
+        assert {s: signal.getsignal(s) for s in before} == before
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
 
 
 def test_verify_bounds_list_and_help_go_to_stdout(capsys):
