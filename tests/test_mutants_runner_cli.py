@@ -339,6 +339,7 @@ def test_failed_outcome_and_exit_descriptions():
     out = backends._failed("boom\n")
     assert out["ok"] is False and out["error"] == "boom\n" and np.isnan(out["wall_time_s"])
     assert backends._exit_description(None) == "exit status unknown"
+    assert backends._exit_description(0) == "exit status 0"
     assert backends._exit_description(3) == "exit status 3"
     assert backends._exit_description(-1) == "killed by SIGHUP"
     assert backends._exit_description(-9) == "killed by SIGKILL"
@@ -511,6 +512,16 @@ def test_list_width_by_hand(capsys, monkeypatch):
     assert capsys.readouterr().out.splitlines() == [
         "a" + " " * 11 + "D  [3 points x 2 seeds = 6 cells]",
         "bb" + " " * 10 + "D  [3 points x 2 seeds = 6 cells]"]
+    # -v adds the grid and the module under each line (catches the verbose test negated)
+    exp.grid = {"x": [1, 2]}
+    assert cli.main(["list", "-v"]) == 0
+    assert capsys.readouterr().out.splitlines()[:3] == [
+        "a" + " " * 11 + "D  [3 points x 2 seeds = 6 cells]",
+        " " * 12 + "  x: [1, 2]", " " * 12 + "  module: m"]
+    # nothing found: exit 1 with a message (catches ``if not found`` negated)
+    monkeypatch.setattr(robustrl.runner, "discover_experiments", lambda: ({}, {}))
+    assert cli.main(["list"]) == 1
+    assert capsys.readouterr().err == "no experiments found\n"
 
 
 def test_envs_lists_classes_docs_and_grids(capsys, monkeypatch):
@@ -565,6 +576,27 @@ def test_a_library_call_keeps_the_signal_handlers():
             signal.signal(s, h)
 
 
+def test_an_interrupt_exits_130_and_a_library_call_gets_its_handlers_back(monkeypatch,
+                                                                         capsys):
+    """An interrupted run exits 130; the interrupt path ignores SIGINT/SIGTERM, and ``main``
+    called from a library puts the caller's handlers back (catches the main-thread test
+    flipped, which then saves none)."""
+    import robustrl.runner
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(robustrl.runner, "run_experiment", interrupted)
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        assert cli.main(["run", "toy_sweep", "--quiet"]) == cli.EXIT_INTERRUPTED == 130
+        assert {s: signal.getsignal(s) for s in before} == before
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
+    assert "robustrl: interrupted" in capsys.readouterr().err
+
+
 def test_verify_bounds_list_and_help_go_to_stdout(capsys):
     """Catches ``argv[0] in (...)`` -> ``not in`` / ``argv[1]``: ``--list`` and ``-h`` print the
     registered checks on stdout and exit 0."""
@@ -595,6 +627,7 @@ def test_register_bound_check_call_decorator_and_conflicts(monkeypatch):
         return None
 
     assert callable(second) and bounds.bound_checks()["mut2"].func is second
+    assert bounds.bound_checks()["mut2"].description == "D2"  # given: not the (empty) doc
     assert bounds.register_bound_check("mut1", first) is first  # the same function again
     with pytest.raises(ValueError, match="already registered"):
         bounds.register_bound_check("mut1", second)
