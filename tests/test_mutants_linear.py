@@ -104,6 +104,29 @@ def test_r2pvi_fit_stream_equals_fit_and_refuses_variance_aware(env):
         R2PVI(env, variance_aware=True).fit_stream([data])
 
 
+def test_r2pvi_variance_floor_weights_every_gram_by_one_over_r_squared(env):
+    """With ``max_reward = 2`` the floor ``sigma^2 >= R^2 = 4`` binds for every row (next-state
+    values lie in ``[0, 2]``, variance <= 1), so the variance-aware pass weights every row of
+    steps ``h < H - 1`` by exactly 1/4: ``Lambda_h^{-1} = (Phi_h^T Phi_h / 4 + gamma I)^{-1}``,
+    and the last step keeps weight 1. The plain agent is one unweighted pass and equals its
+    streamed fit (catches ``if not self.variance_aware`` negated in ``fit``: the plain agent
+    would then run the weighted pass)."""
+    data = OfflineDataset.collect(env, 30, seed=1)
+    kw = {"reward": "known", "beta": 0.0, "max_reward": 2.0, "ridge": 0.1}
+    plain = R2PVI(env, **kw).fit(data)
+    weighted = R2PVI(env, variance_aware=True, **kw).fit(data)
+    streamed = R2PVI(env, **kw).fit_stream([data])
+    np.testing.assert_allclose(plain.lambda_inv_, streamed.lambda_inv_, rtol=1e-10, atol=1e-12)
+    H, d = env.unwrapped.horizon, env.unwrapped.feature_dim
+    for h in range(H):
+        F = data.features[:, h][data.valid[:, h]]
+        w = 1.0 if h == H - 1 else 0.25
+        np.testing.assert_allclose(weighted.lambda_inv_[h],
+                                   np.linalg.inv(w * F.T @ F + 0.1 * np.eye(d)), rtol=1e-9)
+        np.testing.assert_allclose(plain.lambda_inv_[h],
+                                   np.linalg.inv(F.T @ F + 0.1 * np.eye(d)), rtol=1e-9)
+
+
 
 # --------------------------------------------------------------------- softmax policies
 def test_mirror_descent_step_by_hand():
