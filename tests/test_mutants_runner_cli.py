@@ -654,3 +654,29 @@ def test_install_helpers():
     assert experiment_requirements("toy_sweep") == {}
     assert experiment_requirements("neural_perturbed_control") == {
         "torch": "neural", "stable_baselines3": "neural"}
+
+
+def test_load_results_reads_the_conditions_back(tmp_path):
+    """A conditional sweep (``lam`` only for the methods that take it): 3 methods x 2 lam with
+    ``lam`` conditional on two of them is 1 + 2 x 2 = 5 points, 10 cells with two seeds;
+    ``load_results`` rebuilds the cells from the manifest's conditions (catches ``conditions or
+    {}`` -> ``and``, which drops them and expands 6 unconditional points)."""
+    path = tmp_path / "cond.py"
+    path.write_text(textwrap.dedent('''
+        NAME = "mutcond"
+        GRID = {"method": ["base", "robust", "other"], "lam": [0.1, 0.2]}
+        SEEDS = 2
+        CONDITIONS = {"lam": {"method": ["robust", "other"]}}
+
+        def run_one(params, seed):
+            return {"lam": -1.0 if params["lam"] is None else params["lam"]}
+    '''))
+    out = tmp_path / "out"
+    rep = run_experiment(path, out, workers=1, quiet=True)
+    assert len(rep.cells) == 10 and rep.complete
+    manifest, records = load_results(out)
+    assert manifest["config"]["conditions"] == {"lam": {"method": ["robust", "other"]}}
+    assert len(records) == 10
+    assert sorted({(r["params"]["method"], r["params"]["lam"]) for r in records},
+                  key=str) == sorted({("base", None), ("robust", 0.1), ("robust", 0.2),
+                                      ("other", 0.1), ("other", 0.2)}, key=str)
