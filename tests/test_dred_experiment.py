@@ -20,7 +20,8 @@ def test_experiment_contract_and_bad_points():
     assert set(good) == set(exp.grid)
     mod.check(good)
     for bad in (dict(method="paired"), dict(scale="huge"), dict(updates=-1),
-                dict(cache_dir=3), dict(learning_rate=0.0)):
+                dict(cache_dir=3), dict(learning_rate=-1e-4), dict(learning_rate=float("nan")),
+                dict(learning_rate="1e-3")):
         params = dict(good)
         params.update(bad)
         with pytest.raises(ValueError):
