@@ -326,7 +326,7 @@ class LevelReplayPPO:
             ``n_envs * n_steps``.
         buffer_capacity: level buffer size for the buffer methods (authors: 4000).
         navigation_only: 3 movement actions instead of MiniGrid's 7.
-        agent_view_size: side of the egocentric view (odd, >= 3; the authors' 5, B.1).
+        agent_view_size: side of the egocentric view (odd, >= 3; the authors' 5).
         vec_env: ``"batched"`` (default: :class:`~robustrl.envs.cave_escape_vec.CaveEscapeVecEnv`,
             all envs in one compiled step), ``"dummy"`` (``DummyVecEnv`` of ``CaveEscapeEnv``,
             in-process) or ``"subproc"`` (one process per env).
