@@ -41,8 +41,8 @@ atomically under a file lock so parallel cells train it once; the level sets are
   updates, learning rate 1e-3 (the scale's default), navigation actions, feed-forward policy,
   evaluation with sampled actions (the authors' evaluator's default).
 * ``cpu_lstm``: ``cpu`` with the authors' LSTM(256) policy (sb3-contrib ``RecurrentPPO``):
-  uniform solved 0.875 of the training levels after 100 updates in a one-seed probe, above the
-  0.8 that ``cpu`` does not reach (docs/dred-results.md); about 10x the CPU time per update,
+  uniform solved 0.88 of the training levels after 100 updates in a 3-seed probe, above the
+  0.8 that ``cpu`` does not reach (docs/dred-results.md); about 9x the CPU time per update,
   so not yet run for all methods.
 * ``h200``: the ``cpu`` problem with 64 envs x 64 steps and 8 minibatches (4x the samples per
   update) and larger eval sets, for ``experiments/gpu/dred_h200.sh`` (docs/gpu/dred.md).
@@ -132,8 +132,8 @@ SCALES: dict[str, dict] = {
                 eval_sizes=dict(train=64, test=64, unseen_layouts=48, high_lava=48, large=12),
                 large_size=9),
     # the "cpu" preset with the authors' LSTM(256) policy: the memory the feed-forward policy
-    # lacks on the winding 5x5 routes; uniform solved 0.875 of the training levels after 100
-    # updates in a one-seed probe (docs/dred-results.md), at about 10x the CPU time per update
+    # lacks on the winding 5x5 routes; uniform solved 0.88 of the training levels after 100
+    # updates in a 3-seed probe (docs/dred-results.md), at about 9x the CPU time per update
     "cpu_lstm": dict(n_train=64, level_size=5, n_envs=16, n_steps=64, n_minibatches=4,
                      updates=100, capacity=256, vae_epochs=60, latent_dim=32, n_pairs=2,
                      per_pair=8, navigation_only=True, vec_env="batched", policy="lstm",
