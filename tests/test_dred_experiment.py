@@ -20,7 +20,8 @@ def test_experiment_contract_and_bad_points():
     assert set(good) == set(exp.grid)
     mod.check(good)
     for bad in (dict(method="paired"), dict(scale="huge"), dict(updates=-1),
-                dict(cache_dir=3), dict(learning_rate=0.0)):
+                dict(cache_dir=3), dict(learning_rate=-1e-4), dict(learning_rate=float("nan")),
+                dict(learning_rate="1e-3")):
         params = dict(good)
         params.update(bad)
         with pytest.raises(ValueError):
@@ -174,3 +175,19 @@ def test_cpu_preset_sizes_and_shift_diagnostics():
     one = mod.shift_metrics(robust, train[:1], 0)
     assert one["shift_n"] == 1 and one["shift_tv"] == 0.0 and one["shift_solvable"] == 1.0
     assert mod.shift_metrics(robust, train[1:2], 0)["shift_tv"] > 0
+
+
+def test_learning_rate_zero_means_the_scales_preset():
+    """``learning_rate=0`` (the grid default) is the scale's value: 1e-3 for the CPU presets,
+    the authors' 1e-4 elsewhere; an explicit value wins. ``cpu_lstm`` is ``cpu`` with the
+    LSTM policy and nothing else changed."""
+    mod = load_experiment("dred_cave_escape").module
+    assert mod.GRID["learning_rate"] == [0.0]
+    for scale, lr in (("cpu", 1e-3), ("cpu_lstm", 1e-3), ("h200", 1e-3), ("small", 1e-4),
+                      ("full", 1e-4)):
+        assert mod.learning_rate(dict(scale=scale, learning_rate=0.0)) == lr
+    assert mod.learning_rate(dict(scale="cpu", learning_rate=3e-4)) == 3e-4
+    cpu, lstm = mod.SCALES["cpu"], mod.SCALES["cpu_lstm"]
+    assert lstm["policy"] == "lstm" and cpu["policy"] == "mlp"
+    assert {k: v for k, v in lstm.items() if k != "policy"} == {
+        k: v for k, v in cpu.items() if k != "policy"}

@@ -172,3 +172,24 @@ def test_batched_env_trains_exactly_as_the_dummy_vec_env(train_levels, method):
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     a.close()
     b.close()
+
+
+def test_agent_view_size_reaches_training_evaluation_and_saved_files(train_levels, tmp_path):
+    """A non-default egocentric view is used by the training env, by ``evaluate`` and by the
+    policy and agent rebuilt from a saved file (the file records it); bad views are refused."""
+    agent = LevelReplayPPO("uniform", train_levels, seed=2, agent_view_size=7, **SMALL)
+    assert agent.venv.unwrapped.agent_view_size == 7
+    assert 7 in agent.model.observation_space["image"].shape
+    agent.learn(total_updates=1)
+    res = agent.evaluate(train_levels[:3], seed=1)  # a 5x5 view would not fit the policy
+    agent.save(tmp_path / "view7.pt")
+    loaded = LevelReplayPPO.load_policy(tmp_path / "view7.pt", device="cpu")
+    assert 7 in loaded.observation_space["image"].shape
+    again = evaluate_levels(loaded, train_levels[:3], navigation_only=True, seed=1)
+    np.testing.assert_array_equal(res.returns, again.returns)
+    full = LevelReplayPPO.load(tmp_path / "view7.pt", device="cpu")
+    assert full.agent_view_size == 7
+    agent.close()
+    for bad in (4, 1):
+        with pytest.raises(ValueError, match="agent_view_size"):
+            LevelReplayPPO("uniform", train_levels, agent_view_size=bad, **SMALL)

@@ -185,10 +185,11 @@ class LevelWrapper(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
-def _make_env(size: int, navigation_only: bool) -> gym.Env:
+def _make_env(size: int, navigation_only: bool, agent_view_size: int = 5) -> gym.Env:
     from robustrl.envs.cave_escape import CaveEscapeEnv
 
-    return LevelWrapper(CaveEscapeEnv(size=size, navigation_only=navigation_only))
+    return LevelWrapper(CaveEscapeEnv(size=size, navigation_only=navigation_only,
+                                      agent_view_size=agent_view_size))
 
 
 @functools.cache
@@ -325,6 +326,7 @@ class LevelReplayPPO:
             ``n_envs * n_steps``.
         buffer_capacity: level buffer size for the buffer methods (authors: 4000).
         navigation_only: 3 movement actions instead of MiniGrid's 7.
+        agent_view_size: side of the egocentric view (odd, >= 3; the authors' 5).
         vec_env: ``"batched"`` (default: :class:`~robustrl.envs.cave_escape_vec.CaveEscapeVecEnv`,
             all envs in one compiled step), ``"dummy"`` (``DummyVecEnv`` of ``CaveEscapeEnv``,
             in-process) or ``"subproc"`` (one process per env).
@@ -355,7 +357,7 @@ class LevelReplayPPO:
                  vf_coef: float = PPO_DEFAULTS["vf_coef"],
                  max_grad_norm: float = PPO_DEFAULTS["max_grad_norm"],
                  ent_coef: float = PPO_DEFAULTS["ent_coef"],
-                 n_epochs: int = PPO_DEFAULTS["n_epochs"]) -> None:
+                 n_epochs: int = PPO_DEFAULTS["n_epochs"], agent_view_size: int = 5) -> None:
 
         from robustrl.envs.cave_levels import validate_level
 
@@ -389,6 +391,9 @@ class LevelReplayPPO:
             raise ValueError(f"n_minibatches must divide n_envs * n_steps = "
                              f"{self.n_envs * self.n_steps}; got {n_minibatches}")
         self.navigation_only = bool(navigation_only)
+        self.agent_view_size = check_int(agent_view_size, "agent_view_size", low=3)
+        if self.agent_view_size % 2 == 0:
+            raise ValueError(f"agent_view_size must be odd and >= 3; got {agent_view_size}")
         self.vec_env = vec_env
         self.policy = policy
         self.easy_rule = easy_rule
@@ -443,11 +448,13 @@ class LevelReplayPPO:
             from robustrl.envs.cave_escape_vec import CaveEscapeVecEnv
 
             venv = CaveEscapeVecEnv(np.repeat(self.train_levels[:1], self.n_envs, axis=0),
-                                    navigation_only=self.navigation_only)
+                                    navigation_only=self.navigation_only,
+                                    agent_view_size=self.agent_view_size)
             venv.seed(self.seed)
             return venv
         return make_vec_env(
-            functools.partial(_make_env, self.size, self.navigation_only),
+            functools.partial(_make_env, self.size, self.navigation_only,
+                              self.agent_view_size),
             n_envs=self.n_envs, seed=self.seed,
             vec_env_cls=SubprocVecEnv if self.vec_env == "subproc" else DummyVecEnv)
 
@@ -763,8 +770,10 @@ class LevelReplayPPO:
                 "policy": self.policy, "easy_rule": self.easy_rule, "seed": self.seed,
                 "ppo_hyperparameters": dict(self.ppo_hyperparameters),
                 "policy_kwargs": _POLICY_SHAPE,
-                # written only when not the authors' 1, so older checkpoints still match
-                **({"n_minibatches": self.n_minibatches} if self.n_minibatches != 1 else {})}
+                # written only when not the authors' 1 / 5, so older checkpoints still match
+                **({"n_minibatches": self.n_minibatches} if self.n_minibatches != 1 else {}),
+                **({"agent_view_size": self.agent_view_size}
+                   if self.agent_view_size != 5 else {})}
 
     def _venv_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         base = self.venv.unwrapped
@@ -928,6 +937,7 @@ class LevelReplayPPO:
         try:
             agent = cls(config["method"], levels.numpy(), generator=generator, device=device,
                         n_minibatches=config.get("n_minibatches", 1),
+                        agent_view_size=config.get("agent_view_size", 5),
                         **{k: config[k] for k in keys}, **config["ppo_hyperparameters"])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"path {path}: the saved configuration does not rebuild the "
@@ -983,7 +993,8 @@ class LevelReplayPPO:
                     check_int(value, key, low=1)
                 elif value is not None:
                     check_scalar(value, key, low=0)
-            venv = DummyVecEnv([functools.partial(_make_env, size, nav)])
+            view = check_int(config.get("agent_view_size", 5), "agent_view_size", low=3)
+            venv = DummyVecEnv([functools.partial(_make_env, size, nav, view)])
             policy_name, kwargs = _policy_spec(config["policy"])
             model = _phase_ppo_class(config["policy"] == "lstm")(
                 # one environment, for acting: a batch of one rollout (SB3 warns otherwise)
@@ -1065,13 +1076,17 @@ def evaluate_levels(model, levels, *, navigation_only: bool = False,
     """One episode of ``model`` (an SB3 actor-critic with a categorical policy, feed-forward or
     recurrent) on each level, run in batches of envs of the same size; returns the solved rate
     and mean undiscounted return (arXiv:2402.03479 App. B). Actions are sampled
-    (``deterministic=False``) from the policy with a NumPy generator seeded by ``seed``, or the
-    most likely action."""
+    (``deterministic=False``, the default of the authors' DCD-based evaluator, ``eval.py``
+    ``--deterministic False``) from the policy with a NumPy generator seeded by ``seed``, or
+    the most likely action. The envs use the egocentric view the policy was built for."""
     import torch
 
     from robustrl.envs.cave_escape import CaveEscapeEnv
 
     recurrent = hasattr(model.policy, "lstm_hidden_state_shape")
+    # the view the policy was built for: image (v, v, 3), or (3, v, v) after VecTransposeImage
+    shape = model.observation_space["image"].shape
+    view = int(shape[0] if shape[-1] == 3 and shape[0] != 3 else shape[1])
 
     levels = [np.asarray(lv, dtype=np.int8) for lv in levels]
     if not levels:
@@ -1088,7 +1103,8 @@ def evaluate_levels(model, levels, *, navigation_only: bool = False,
     for size, idx in by_size.items():
         for start in range(0, len(idx), batch):
             chunk = idx[start:start + batch]
-            envs = [CaveEscapeEnv(levels[i], navigation_only=navigation_only) for i in chunk]
+            envs = [CaveEscapeEnv(levels[i], navigation_only=navigation_only,
+                                  agent_view_size=view) for i in chunk]
             obs = [env.reset(seed=int(env_seeds[i]))[0] for env, i in zip(envs, chunk,
                                                                         strict=True)]
             active = list(range(len(chunk)))

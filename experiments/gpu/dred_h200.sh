@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # DRED vs EL-DRED, uniform, DR, PLR, robust PLR, ACCEL and ACCEL-D on one H200 machine
 # (16 CPU cores) in under 10 minutes including start-up (docs/gpu/dred.md).
+# Status: no GPU run of this plan has been made -- no GPU machine was lent to the sessions
+# that wrote it or that ran the 5-seed `cpu` comparison (docs/dred-results.md); only
+# --smoke has run, on CPU, in the test suite. The throughput figures in docs/gpu/dred.md
+# for the H200 are estimates from the CPU machine.
 #
 #   OUT=/path/to/out bash experiments/gpu/dred_h200.sh           # the plan (scale "h200")
 #   OUT=/tmp/smoke  bash experiments/gpu/dred_h200.sh --smoke   # CPU, tiny, ~1 minute
@@ -75,7 +79,7 @@ echo "device for the sweep: $DEV (probe: $(cat "$OUT"/throughput_*.json 2>/dev/n
 # 3. the sweep (resumable; a timeout leaves finished cells and checkpoints)
 ROBUSTRL_DRED_DEVICE=$DEV ROBUSTRL_DRED_CACHE="$OUT/cache" OMP_NUM_THREADS=1 \
   timeout "$RUN_LIMIT" "$PY" -m robustrl run dred_cave_escape --set scale=$SCALE \
-  --set learning_rate=1e-3 --set "method=$METHODS" --seeds "$SEEDS" --workers "$WORKERS" \
+  --set "method=$METHODS" --seeds "$SEEDS" --workers "$WORKERS" \
   --quiet --out "$OUT/dred" || echo "sweep stopped (timeout $RUN_LIMIT s?): rerun to resume"
 
 # 4. report and figure from whatever finished
