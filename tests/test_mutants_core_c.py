@@ -36,3 +36,50 @@ def test_flattening_refuses_a_single_gap_in_one_row():
     ok = dataset_to_transitions(_tiny_dataset([[True, True, False], [True, False, False]]))
     np.testing.assert_array_equal(ok["observations"][:, 0], [0.0, 1.0, 10.0])
     np.testing.assert_array_equal(ok["truncations"], [False, True, True])
+
+
+def _linear_flat():
+    from robustrl.envs import SimulatedLinearMDPEnv
+
+    env = SimulatedLinearMDPEnv(perturbation=0.2, horizon=4)
+    return env, dataset_to_transitions(OfflineDataset.collect(env, 3, seed=3))
+
+
+def test_a_boundary_missing_in_the_state_column_alone_is_refused():
+    """Bug: the inside-episode check ``next_observations[i] == observations[i + 1]`` compares
+    rows with ``all`` instead of ``any``, so a next state that differs only in the state
+    column (the step column still matches) is spliced into the episode."""
+    from robustrl.interop import dataset_from_transitions
+
+    env, flat = _linear_flat()
+    flat = {k: v.copy() for k, v in flat.items()}
+    assert flat["next_observations"][0, 1] == flat["observations"][1, 1] == 1.0
+    flat["next_observations"][0, 0] = (flat["observations"][1, 0] + 1) % 5  # another state
+    with pytest.raises(ValueError, match=r"next_observations\[0\] differs from observations\[1\]"):
+        dataset_from_transitions(**flat, env=env)
+
+
+def test_from_minari_keeps_a_one_step_episode():
+    """Bug: the skip of empty episodes (``n == 0``) becomes ``n == 1``, dropping every
+    one-step episode. Two episodes: one step cut by a time limit, then four steps."""
+    from types import SimpleNamespace
+
+    from robustrl.interop import from_minari
+
+    env, flat = _linear_flat()
+    o, no = flat["observations"], flat["next_observations"]
+    one = SimpleNamespace(id=0, observations=np.stack([o[0], no[0]]), actions=flat["actions"][:1],
+                          rewards=flat["rewards"][:1], terminations=np.array([False]),
+                          truncations=np.array([True]))
+    four = SimpleNamespace(id=1, observations=np.vstack([o[4:8], no[7:8]]),
+                           actions=flat["actions"][4:8], rewards=flat["rewards"][4:8],
+                           terminations=np.array([False, False, False, True]),
+                           truncations=np.zeros(4, bool))
+    src = SimpleNamespace(spec=SimpleNamespace(dataset_id="x-v0"),
+                          storage=SimpleNamespace(metadata={"dataset_id": "x-v0"}),
+                          iterate_episodes=lambda: iter([one, four]))
+    ds = from_minari(src, env)
+    assert ds.n_trajectories == 2
+    assert ds.valid.tolist() == [[True, False, False, False], [True] * 4]
+    assert ds.terminal.tolist() == [[False] * 4, [False, False, False, True]]
+    np.testing.assert_array_equal(ds.rewards[0], [flat["rewards"][0], 0, 0, 0])
