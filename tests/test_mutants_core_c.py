@@ -83,3 +83,22 @@ def test_from_minari_keeps_a_one_step_episode():
     assert ds.valid.tolist() == [[True, False, False, False], [True] * 4]
     assert ds.terminal.tolist() == [[False] * 4, [False, False, False, True]]
     np.testing.assert_array_equal(ds.rewards[0], [flat["rewards"][0], 0, 0, 0])
+
+
+def test_to_minari_refuses_a_two_step_trajectory_with_a_broken_sequence(tmp_path, monkeypatch):
+    """Bug: the sequence check of ``to_minari`` runs only for ``n > 2`` steps instead of
+    ``n > 1``, so a two-step trajectory whose ``next_observations[0]`` is not
+    ``observations[1]`` is written as one (wrong) observation sequence."""
+    pytest.importorskip("minari")
+    from robustrl.envs import SimulatedLinearMDPEnv
+    from robustrl.interop import to_minari
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    env = SimulatedLinearMDPEnv(perturbation=0.2, horizon=4)
+    ds = OfflineDataset.collect(env, 3, seed=3)
+    ds.valid[:, 2:] = False  # every trajectory cut after two steps (by a time limit)
+    ds.terminal[:] = False
+    ds.features[:, 2:] = 0.0
+    ds.next_observations[0, 0, 0] = (ds.observations[0, 1, 0] + 1) % 5
+    with pytest.raises(ValueError, match=r"trajectory 0: next_observations\[0\] differs"):
+        to_minari(ds, env, "cut-two-v0")
