@@ -102,3 +102,46 @@ def test_to_minari_refuses_a_two_step_trajectory_with_a_broken_sequence(tmp_path
     ds.next_observations[0, 0, 0] = (ds.observations[0, 1, 0] + 1) % 5
     with pytest.raises(ValueError, match=r"trajectory 0: next_observations\[0\] differs"):
         to_minari(ds, env, "cut-two-v0")
+
+
+def test_an_overlong_episode_is_named_by_its_transition_range():
+    """Bug: the error names the transitions ``starts..stops - 2`` instead of ``..stops - 1``.
+    Three four-step episodes (H = 4); without the first terminal the first episode runs over
+    transitions 0..7, eight steps."""
+    from robustrl.interop import dataset_from_transitions
+
+    env, flat = _linear_flat()
+    flat = {k: v.copy() for k, v in flat.items()}
+    assert flat["terminals"].tolist() == [False, False, False, True] * 3
+    flat["terminals"][3] = False
+    with pytest.raises(ValueError, match=r"episode 0 \(transitions 0\.\.7\) has 8 steps, more "
+                                         r"than the horizon H=4"):
+        dataset_from_transitions(**flat, env=env)
+
+
+def test_integer_arrays_accept_whole_floats_and_refuse_fractions():
+    """Bug: the whole-number check of ``check_array`` is negated, refusing ``[1.0, 2.0]`` as
+    int64 and truncating ``2.5`` to 2."""
+    from robustrl.validation import check_array
+
+    got = check_array([1.0, 2.0], "counts", dtype=np.int64)
+    assert got.dtype == np.int64 and got.tolist() == [1, 2]
+    with pytest.raises(ValueError, match=r"counts must hold whole numbers; found .*2\.5"):
+        check_array([1.0, 2.5], "counts", dtype=np.int64)
+
+
+def test_a_probability_table_is_sampled_with_the_given_generator():
+    """Bug: the ``rng is None`` check of ``as_action_fn`` is negated, so an ``(H, S, A)``
+    table with a generator is refused and one without fails later. One-hot rows make the
+    sampled action known: action ``(h + s) % 2`` at observation ``(s, h)``."""
+    from robustrl._policy import as_action_fn
+
+    H, S, A = 2, 3, 2
+    probs = np.zeros((H, S, A))
+    for h in range(H):
+        for s in range(S):
+            probs[h, s, (h + s) % 2] = 1.0
+    act = as_action_fn(probs, np.random.default_rng(0), name="behaviour")
+    assert [act(np.array([s, h])) for h in range(H) for s in range(S)] == [0, 1, 0, 1, 0, 1]
+    with pytest.raises(ValueError, match="behaviour: a stochastic"):
+        as_action_fn(probs, None, name="behaviour")
