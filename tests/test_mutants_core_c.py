@@ -145,3 +145,77 @@ def test_a_probability_table_is_sampled_with_the_given_generator():
     assert [act(np.array([s, h])) for h in range(H) for s in range(S)] == [0, 1, 0, 1, 0, 1]
     with pytest.raises(ValueError, match="behaviour: a stochastic"):
         as_action_fn(probs, None, name="behaviour")
+
+
+class _Members:
+    """A bare object with the feature protocol (no Gymnasium wrapper methods): H=3, d=2,
+    two actions, ``phi(obs, a) = [a, 1 - a]``."""
+
+    horizon, feature_dim = 3, 2
+
+    def __init__(self) -> None:
+        from types import SimpleNamespace
+
+        self.action_space = SimpleNamespace(n=2)
+
+    def features(self, obs, a):
+        return np.array([a, 1.0 - a])
+
+    def action_features(self, obs):
+        return np.array([[0.0, 1.0], [1.0, 0.0]])
+
+
+def test_feature_interface_reads_members_without_and_behind_wrapper_lookup():
+    """Bugs: ``_lookup`` negating the ``hasattr(env, name)`` fallback or the ``env.unwrapped``
+    fallback (or returning None), and ``feature_interface`` losing H, d or A."""
+    from types import SimpleNamespace
+
+    from robustrl.protocols import feature_interface
+
+    fi = feature_interface(_Members())
+    assert (fi.horizon, fi.feature_dim, fi.n_actions) == (3, 2, 2)
+    assert fi.features(None, 1).tolist() == [1.0, 0.0]
+    assert fi.action_features(None).tolist() == [[0.0, 1.0], [1.0, 0.0]]
+
+    def refuse(name):
+        raise AttributeError(name)
+
+    # a wrapper whose own lookup fails: the members are found on ``unwrapped``
+    inner = _Members()
+    outer = SimpleNamespace(get_wrapper_attr=refuse, unwrapped=inner,
+                            action_space=SimpleNamespace(n=2))
+    fi = feature_interface(outer)
+    assert (fi.horizon, fi.feature_dim, fi.n_actions) == (3, 2, 2)
+    assert fi.features(None, 0).tolist() == [0.0, 1.0]
+    # nothing anywhere: every member is reported in one error
+    with pytest.raises(ValueError, match=r"`horizon`, `feature_dim`, `features`, "
+                                         r"`action_features`, a Discrete `action_space`"):
+        feature_interface(SimpleNamespace(get_wrapper_attr=refuse), who="PEVI")
+
+
+@pytest.mark.parametrize("name, value, ok", [
+    ("horizon", 1, True), ("horizon", np.int64(4), True), ("horizon", 0, False),
+    ("horizon", True, False), ("horizon", 2.0, False), ("feature_dim", 0, False),
+    ("feature_dim", np.int32(1), True)])
+def test_feature_interface_checks_horizon_and_dimension(name, value, ok):
+    """Bug: the ``int >= 1`` check of ``horizon`` / ``feature_dim`` negated or with ``and`` for
+    ``or`` (booleans, floats and 0 accepted, or 1 refused)."""
+    from robustrl.protocols import feature_interface
+
+    env = _Members()
+    setattr(env, name, value)
+    if ok:
+        assert getattr(feature_interface(env), name) == int(value)
+    else:
+        with pytest.raises(ValueError, match=f"env.{name} must be an integer >= 1"):
+            feature_interface(env)
+
+
+def test_feature_interface_refuses_members_that_are_not_callable():
+    """Bug: the callable check of ``features`` / ``action_features`` negated or dropped."""
+    from robustrl.protocols import feature_interface
+
+    env = _Members()
+    env.action_features = np.zeros((2, 2))
+    with pytest.raises(ValueError, match="env.action_features must be callable; got ndarray"):
+        feature_interface(env)
