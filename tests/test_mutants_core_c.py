@@ -219,3 +219,14 @@ def test_feature_interface_refuses_members_that_are_not_callable():
     env.action_features = np.zeros((2, 2))
     with pytest.raises(ValueError, match="env.action_features must be callable; got ndarray"):
         feature_interface(env)
+
+
+def test_a_boolean_array_error_names_the_first_offending_entry():
+    """Bug: the message names the last entry that is neither 0 nor 1 (``[-1]``) instead of the
+    first; in ``[0, 2, 1, 3]`` that is 2, not 3. Exact 0/1 numbers are still accepted."""
+    from robustrl.validation import check_array
+
+    with pytest.raises(ValueError, match=r"mask must be boolean \(True/False or 0/1\); found "
+                                         r"(np\.int64\()?2\)?$"):
+        check_array([0, 2, 1, 3], "mask", dtype=bool)
+    assert check_array([0, 1, 1.0], "mask", dtype=bool).tolist() == [False, True, True]
