@@ -230,3 +230,50 @@ def test_a_boolean_array_error_names_the_first_offending_entry():
                                          r"(np\.int64\()?2\)?$"):
         check_array([0, 2, 1, 3], "mask", dtype=bool)
     assert check_array([0, 1, 1.0], "mask", dtype=bool).tolist() == [False, True, True]
+
+
+def test_a_distribution_error_reports_the_largest_deviation_from_one():
+    """Bug: the reported deviation is ``max |sum|`` instead of ``max |sum - 1|``: rows summing
+    to 0.7 and 1.0 deviate by at most 0.3, not 1."""
+    from robustrl.validation import check_distribution
+
+    with pytest.raises(ValueError, match=r"p must sum to 1 along axis -1 \(probability "
+                                         r"distributions\); largest deviation 0\.3$"):
+        check_distribution([[0.5, 0.2], [0.25, 0.75]], "p")
+
+
+def test_offline_control_dataset_defaults_and_seeds(monkeypatch):
+    """Bugs: the default ``n_trajectories`` (100) or ``epsilon`` (0.3) changed, or the seeds of
+    the behaviour noise (``seed + 1``) and the rollouts (``seed + 2``) moved. Training and
+    collection are replaced by recorders, so only the wiring is checked."""
+    from robustrl import control_data as cd
+
+    calls: dict = {}
+
+    def train(env_id, **kw):
+        calls["train"] = (env_id, kw)
+        return lambda obs: 0
+
+    def collect(env_id, behaviour, n_trajectories, **kw):
+        calls["collect"] = (env_id, behaviour, n_trajectories, kw)
+        return _tiny_dataset([[True]])
+
+    monkeypatch.setattr(cd, "train_behaviour_policy", train)
+    monkeypatch.setattr(cd, "collect_control_dataset", collect)
+    data = cd.offline_control_dataset(seed=5, cache=False)
+    env_id, kw = calls["train"]
+    assert env_id == "CartPole-v1"
+    assert (kw["algo"], kw["timesteps"], kw["seed"]) == ("ppo", 20_000, 5)
+    env_id, behaviour, n, kw = calls["collect"]
+    assert (env_id, n, kw["horizon"], kw["seed"]) == ("CartPole-v1", 100, 200, 7)
+    assert isinstance(behaviour, cd.EpsilonGreedy)
+    assert (behaviour.n_actions, behaviour.epsilon) == (2, 0.3)
+    # the noise stream is seed + 1 = 6: two draws per step, as EpsilonGreedy documents
+    rng = np.random.default_rng(6)
+    want = []
+    for _ in range(5):
+        explore, random_action = rng.random() < 0.3, int(rng.integers(2))
+        want.append(random_action if explore else 0)
+    assert [behaviour(None) for _ in range(5)] == want
+    assert data.metadata == {"algo": "ppo", "timesteps": 20_000, "epsilon": 0.3,
+                             "behaviour_seed": 5, "action_noise": 0.0}
