@@ -252,7 +252,7 @@ def test_offline_control_dataset_defaults_and_seeds(monkeypatch):
 
     def train(env_id, **kw):
         calls["train"] = (env_id, kw)
-        return lambda obs: 0
+        return lambda obs: 1
 
     def collect(env_id, behaviour, n_trajectories, **kw):
         calls["collect"] = (env_id, behaviour, n_trajectories, kw)
@@ -269,11 +269,15 @@ def test_offline_control_dataset_defaults_and_seeds(monkeypatch):
     assert isinstance(behaviour, cd.EpsilonGreedy)
     assert (behaviour.n_actions, behaviour.epsilon) == (2, 0.3)
     # the noise stream is seed + 1 = 6: two draws per step, as EpsilonGreedy documents
-    rng = np.random.default_rng(6)
-    want = []
-    for _ in range(5):
-        explore, random_action = rng.random() < 0.3, int(rng.integers(2))
-        want.append(random_action if explore else 0)
-    assert [behaviour(None) for _ in range(5)] == want
+
+    def stream(noise_seed: int) -> list[int]:
+        rng, out = np.random.default_rng(noise_seed), []
+        for _ in range(20):
+            explore, random_action = rng.random() < 0.3, int(rng.integers(2))
+            out.append(random_action if explore else 1)
+        return out
+
+    assert stream(6) != stream(5) and stream(6) != stream(7)  # the check can tell them apart
+    assert [behaviour(None) for _ in range(20)] == stream(6)
     assert data.metadata == {"algo": "ppo", "timesteps": 20_000, "epsilon": 0.3,
                              "behaviour_seed": 5, "action_noise": 0.0}
