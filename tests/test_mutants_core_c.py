@@ -281,3 +281,31 @@ def test_offline_control_dataset_defaults_and_seeds(monkeypatch):
     assert [behaviour(None) for _ in range(20)] == stream(6)
     assert data.metadata == {"algo": "ppo", "timesteps": 20_000, "epsilon": 0.3,
                              "behaviour_seed": 5, "action_noise": 0.0}
+    # the default seed is 0: training seed 0, rollouts seed 2
+    cd.offline_control_dataset(cache=False)
+    assert calls["train"][1]["seed"] == 0 and calls["collect"][3]["seed"] == 2
+
+
+def test_cache_true_means_the_default_cache_folder(tmp_path, monkeypatch):
+    """Bug: ``cache=True`` is not mapped to the default folder (``$ROBUSTRL_CACHE/control``)
+    but passed on as a path. The dataset is written there under ``dataset-<hash>.npz``."""
+    from robustrl import control_data as cd
+
+    monkeypatch.setenv("ROBUSTRL_CACHE", str(tmp_path))
+    monkeypatch.setattr(cd, "train_behaviour_policy", lambda env_id, **kw: (lambda obs: 0))
+    monkeypatch.setattr(cd, "collect_control_dataset",
+                        lambda env_id, behaviour, n, **kw: _tiny_dataset([[True, False]]))
+    cd.offline_control_dataset(n_trajectories=3, seed=1, cache=True)
+    assert len(list((tmp_path / "control").glob("dataset-*.npz"))) == 1
+
+
+def test_dqn_behaviour_ends_training_at_the_final_exploration_rate():
+    """Bug: DQN's ``exploration_final_eps`` (0.04) changed. The schedule decays epsilon
+    linearly from 1 to 0.04 over the first 16% of the budget and keeps it there, so after 300
+    steps the rate is exactly 0.04."""
+    from robustrl import control_data as cd
+
+    model = cd.train_behaviour_policy("CartPole-v1", algo="dqn", timesteps=300, seed=0,
+                                      cache=False)
+    assert model.exploration_rate == pytest.approx(0.04, abs=1e-12)
+    assert model.learning_starts == 30  # min(1000, max(1, 300 // 10))
