@@ -45,6 +45,7 @@ _NEW = [_T + "test_user_facing_numbers.py", _T + "test_twins_fixed_examples.py"]
 _CORE, _AGENTS = _T + "test_mutants_core.py", _T + "test_mutants_agents.py"
 _GLOW, _OFFLINE = _T + "test_mutants_glow.py", _T + "test_mutants_offline.py"
 _RUNCLI, _LINEAR = _T + "test_mutants_runner_cli.py", _T + "test_mutants_linear.py"
+_CORE_C = _T + "test_mutants_core_c.py"
 _RUNNER = [_CORE, _T + "test_runner.py", _T + "test_sweeps.py"] + [
     "--deselect=" + _T + "test_runner.py::" + name for name in (
         "test_killed_run_resumes_and_runs_every_cell_exactly_once",
@@ -125,6 +126,20 @@ MODULE_TESTS: dict[str, list[str]] = {
                      ("policy", ["policies"]), ("ridge", ["ridge"]),
                      ("squared_bellman", ["comparators"]),
                      ("value_iteration", ["value_iteration"]))},
+    # final round, part C (the core modules not measured before): the round's hand-computed
+    # file first, then the files that exercise each module (the protocol file without its
+    # minute-long learning runs)
+    "robustrl/models.py": [_CORE_C, _T + "test_models.py", _T + "test_exact.py"],
+    "robustrl/validation.py": [_CORE_C, _T + "test_data.py", _T + "test_models.py",
+                               _T + "test_interop.py", _T + "test_divergences.py"],
+    "robustrl/protocols.py": [_CORE_C, _T + "test_feature_protocol.py",
+                              "--deselect=" + _T + "test_feature_protocol.py::test_drrpo_"
+                              "learns_cartpole_with_tile_coding_and_is_evaluated_on_a_pole_"
+                              "length_grid"],
+    "robustrl/_policy.py": [_CORE_C, _T + "test_perturbed_control.py", _T + "test_evaluation.py",
+                            _T + "test_data.py"],
+    "robustrl/control_data.py": [_CORE_C, _T + "test_control_data.py"],
+    "robustrl/interop.py": [_CORE_C, _T + "test_interop.py"],
 }
 
 _CLI = ["verify_main", "_verify_parser", "verify_bounds_main", "_register", "_parse_ks"]
