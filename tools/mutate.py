@@ -45,6 +45,7 @@ _NEW = [_T + "test_user_facing_numbers.py", _T + "test_twins_fixed_examples.py"]
 _CORE, _AGENTS = _T + "test_mutants_core.py", _T + "test_mutants_agents.py"
 _GLOW, _OFFLINE = _T + "test_mutants_glow.py", _T + "test_mutants_offline.py"
 _RUNCLI, _LINEAR = _T + "test_mutants_runner_cli.py", _T + "test_mutants_linear.py"
+_AGENTS_D = _T + "test_mutants_agents_d.py"
 _RUNNER = [_CORE, _T + "test_runner.py", _T + "test_sweeps.py"] + [
     "--deselect=" + _T + "test_runner.py::" + name for name in (
         "test_killed_run_resumes_and_runs_every_cell_exactly_once",
@@ -125,6 +126,13 @@ MODULE_TESTS: dict[str, list[str]] = {
                      ("policy", ["policies"]), ("ridge", ["ridge"]),
                      ("squared_bellman", ["comparators"]),
                      ("value_iteration", ["value_iteration"]))},
+    # final round, part D (the agents not measured before): the round's hand-computed file
+    # first, then the files that exercise each module
+    "agents/base.py": [_AGENTS_D, _T + "test_agent_contract.py", _T + "test_loaders.py"],
+    "agents/glow_lin.py": [_AGENTS_D, _T + "test_glow_lin.py"],
+    "agents/oppo.py": [_AGENTS_D, _T + "test_online_agents.py"],
+    **{m: [_AGENTS_D, _T + "test_comparators.py"] for m in (
+        "agents/_finite_class.py", "agents/golf.py", "agents/hyq.py", "agents/h2o.py")},
 }
 
 _CLI = ["verify_main", "_verify_parser", "verify_bounds_main", "_register", "_parse_ks"]
