@@ -95,6 +95,21 @@ def test_load_accepts_a_file_without_regret(tmp_path):
         HyQ.load(_rewrite(path, tmp_path, regret_=np.zeros(1)), env.model)
 
 
+def test_fqi_stops_at_step_zero():
+    """Bug: the backward FQI loop running one step too far (``h = -1`` refits the last step
+    with step 0's values as targets). Two rows: step 1 slices 0 and 1, step 0 slices 0 and 5;
+    one step-1 tuple (r = 0) picks row 0 there (loss 0 vs 1), so V_1 = 0; one step-0 tuple
+    (r = 5) has target 5 and picks row 1 (loss 0 vs 25). Refitting step 1 with V_0(0) = 5
+    as target would pick row 1 (loss 16 vs 25)."""
+    env, _ = _lock()
+    F = np.zeros((2, 2, 3, 2))
+    F[1, 0], F[1, 1] = 5.0, 1.0
+    Q, rows = H2OFQI(env.model, F, _tuples([5.0]), seed=0).fitted_q_iteration(None)
+    assert rows.tolist() == [1, 0]
+    np.testing.assert_array_equal(Q[0], 5.0)
+    np.testing.assert_array_equal(Q[1], 0.0)
+
+
 # ---------------------------------------------------------------------------- GOLF
 def test_golf_range_error_reports_the_found_range():
     """Bug: the message printing min twice. Lock entries lie in [0, 1]; times 3 they lie in
@@ -182,3 +197,17 @@ def test_tied_q_warning_names_the_action_count_and_points_at_the_caller(caplog):
     assert (rec[0].filename, rec[0].lineno) == (__file__, line)
     assert "R2PVI step 0: every action's Q at a clip bound at 20 of 20 data states" in (
         caplog.messages)
+
+
+# ------------------------------------------------------------------------ GLOW-lin
+def test_glow_lin_counts_policy_iterations_from_one():
+    """Bug: the policy-iteration loop counting from 2 (one solve fewer, one iteration more
+    reported). With a single action every theta has the same greedy policy, so the first
+    solve already repeats the warm start's signature: 1 iteration in every round."""
+    from test_glow_lin import small_linear_mdp
+
+    from robustrl.agents.glow_lin import GLOWLin
+    from robustrl.envs import LinearMDPEnv
+
+    agent = GLOWLin(LinearMDPEnv(small_linear_mdp(A=1)), seed=0).learn(total_rounds=3)
+    assert agent.policy_iterations_.tolist() == [1, 1, 1]
