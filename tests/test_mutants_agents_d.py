@@ -211,3 +211,30 @@ def test_glow_lin_counts_policy_iterations_from_one():
 
     agent = GLOWLin(LinearMDPEnv(small_linear_mdp(A=1)), seed=0).learn(total_rounds=3)
     assert agent.policy_iterations_.tolist() == [1, 1, 1]
+
+
+def test_glow_lin_parameter_diameter_is_the_ellipsoids_diameter():
+    """Bug: another constant than 2 in ``parameter_diameter`` (a larger one still passes every
+    'distance below the bound' check). With H = 1 and one action the confidence set
+    ``{theta: ||M theta - c||^2_S <= r^2}`` is an ellipsoid whose diameter is exactly
+    ``2 r / sqrt(lambda_min(G^T G))``, ``G^T G`` half the Hessian of the public
+    ``constraint_values``, read here from exact second differences of that quadratic."""
+    from test_glow_lin import small_linear_mdp
+
+    from robustrl.agents.glow_lin import GLOWLin
+    from robustrl.envs import LinearMDPEnv
+
+    agent = GLOWLin(LinearMDPEnv(small_linear_mdp(H=1, A=1)), episodes_per_round=5,
+                    seed=0).learn(total_rounds=3)
+    x = agent.theta_[0]
+    E = np.eye(len(x))
+
+    def f(v):
+        return float(agent.constraint_values(v[None])[0])
+
+    hess = np.array([[f(x + E[i] + E[j]) - f(x + E[i]) - f(x + E[j]) + f(x)
+                      for j in range(len(x))] for i in range(len(x))])
+    lam_min = np.linalg.eigvalsh(hess / 2.0).min()
+    for r_sq in (1.0, 0.25):
+        np.testing.assert_allclose(agent.parameter_diameter(agent.theta_, r_sq),
+                                   [2.0 * np.sqrt(r_sq / lam_min)], rtol=1e-6)
