@@ -238,3 +238,23 @@ def test_glow_lin_parameter_diameter_is_the_ellipsoids_diameter():
     for r_sq in (1.0, 0.25):
         np.testing.assert_allclose(agent.parameter_diameter(agent.theta_, r_sq),
                                    [2.0 * np.sqrt(r_sq / lam_min)], rtol=1e-6)
+
+
+def test_glow_lin_first_round_maximises_over_the_balls():
+    """Bug: the ball constraint ``||theta_h|| <= B_h`` reading an empty slice (no constraint:
+    round 1, which has no data, is then unbounded). With one action, round 1 maximises
+    ``c0^T theta_0`` with ``c0 = E_{d_1} phi(s, 0)`` over the ball of the documented default
+    radius ``B_0 = H sqrt(d) = 3 sqrt(3)``: ``theta_0 = B_0 c0 / ||c0||``; every step stays in
+    its ball ``B_h = (H - h) sqrt(3)``."""
+    from test_glow_lin import small_linear_mdp
+
+    from robustrl.agents.glow_lin import GLOWLin
+    from robustrl.envs import LinearMDPEnv
+
+    model = small_linear_mdp(A=1)
+    agent = GLOWLin(LinearMDPEnv(model), seed=0).learn(total_rounds=1)
+    c0 = model.initial_distribution @ model.phi[:, 0]
+    theta = agent.theta_history_[0]
+    np.testing.assert_allclose(theta[0], 3.0 * np.sqrt(3.0) * c0 / np.linalg.norm(c0),
+                               rtol=1e-6)
+    assert np.all(np.linalg.norm(theta, axis=1) <= np.sqrt(3.0) * np.array([3, 2, 1]) + 1e-9)
