@@ -67,21 +67,24 @@ def _rewrite(path, tmp_path, **changes):
     return out
 
 
-def test_load_restores_terminal_flags_of_the_offline_tuples(tmp_path):
-    """Bug: ``load`` ignoring ``offline_nonterminal``. A file whose offline tuples are all
+@pytest.mark.parametrize("cls", [HyQ, H2OFQI])
+def test_load_restores_the_offline_tuples_and_their_terminal_flags(cls, tmp_path):
+    """Bugs: ``load`` ignoring ``offline_nonterminal``, or rebuilding a hybrid agent without
+    its offline data (the class not marked hybrid). A file whose offline tuples are all
     terminal loads with no next-state counts at step 0 (N(s, a, s') = 0) while the step still
-    counts its 2 tuples."""
+    counts its 2 tuples (rewards 1 + 2)."""
     env, F = _lock()
-    agent = HyQ(env.model, F, _tuples([1.0, 2.0]), seed=0).learn(total_rounds=1)
-    path = agent.save(tmp_path / "hyq")
+    agent = cls(env.model, F, _tuples([1.0, 2.0]), seed=0).learn(total_rounds=1)
+    path = agent.save(tmp_path / "agent")
     with np.load(path) as f:
         n = len(f["offline_steps"])
     edited = _rewrite(path, tmp_path, offline_nonterminal=np.zeros(n, dtype=bool))
-    loaded = HyQ.load(edited, env.model)
+    loaded = cls.load(edited, env.model)
+    assert loaded.n_offline_ == 2
     counts, rsum, nxt = loaded.statistics(0, None)
     assert counts.sum() == 2 and rsum.sum() == 3.0 and nxt.sum() == 0
     # the file as saved (all non-terminal) keeps them: N(0, 0, 0) = 2
-    assert HyQ.load(path, env.model).statistics(0, None)[2][0, 0, 0] == 2
+    assert cls.load(path, env.model).statistics(0, None)[2][0, 0, 0] == 2
 
 
 def test_load_accepts_a_file_without_regret(tmp_path):
@@ -166,6 +169,16 @@ def test_oppo_defaults_are_the_documented_ones():
     hp = OPPO(SimulatedLinearMDPEnv()).get_hyperparams()
     assert (hp["eta"], hp["ridge"], hp["beta"]) == (1.0, 0.1, 1.0)
     assert (hp["policy_q"], hp["bonus"]) == ("clipped", "d_rectangular_l1")
+
+
+def test_oppo_is_drrpo_with_radius_and_regulariser_zero():
+    """Bug: OPPO built on a nonzero radius or regulariser (documented: DR-RPO with rho = 0 and
+    tau = 0). Its regression ignores rho once the divergence is None, so the attributes are
+    what a user (and the exact-value helpers of DR-RPO) read."""
+    from robustrl.envs import SimulatedLinearMDPEnv
+
+    agent = OPPO(SimulatedLinearMDPEnv(), eta=2.0, seed=0)
+    assert (agent.rho, agent.tau, agent.divergence) == (0.0, 0.0, None)
 
 
 # ------------------------------------------------------------------------ the base
