@@ -46,6 +46,7 @@ _CORE, _AGENTS = _T + "test_mutants_core.py", _T + "test_mutants_agents.py"
 _GLOW, _OFFLINE = _T + "test_mutants_glow.py", _T + "test_mutants_offline.py"
 _RUNCLI, _LINEAR = _T + "test_mutants_runner_cli.py", _T + "test_mutants_linear.py"
 _CORE_C = _T + "test_mutants_core_c.py"
+_AGENTS_D = _T + "test_mutants_agents_d.py"
 _RUNNER = [_CORE, _T + "test_runner.py", _T + "test_sweeps.py"] + [
     "--deselect=" + _T + "test_runner.py::" + name for name in (
         "test_killed_run_resumes_and_runs_every_cell_exactly_once",
@@ -140,6 +141,13 @@ MODULE_TESTS: dict[str, list[str]] = {
                             _T + "test_data.py"],
     "robustrl/control_data.py": [_CORE_C, _T + "test_control_data.py"],
     "robustrl/interop.py": [_CORE_C, _T + "test_interop.py"],
+    # final round, part D (the agents not measured before): the round's hand-computed file
+    # first, then the files that exercise each module
+    "agents/base.py": [_AGENTS_D, _T + "test_agent_contract.py", _T + "test_loaders.py"],
+    "agents/glow_lin.py": [_AGENTS_D, _T + "test_glow_lin.py"],
+    "agents/oppo.py": [_AGENTS_D, _T + "test_online_agents.py"],
+    **{m: [_AGENTS_D, _T + "test_comparators.py"] for m in (
+        "agents/_finite_class.py", "agents/golf.py", "agents/hyq.py", "agents/h2o.py")},
 }
 
 _CLI = ["verify_main", "_verify_parser", "verify_bounds_main", "_register", "_parse_ks"]
