@@ -13,11 +13,14 @@ import numpy as np
 from robustrl.theory.glow import GlowRegretCheck, run_glow_regret
 from robustrl.validation import check_int, check_positive
 
-#: default T values: the largest is past the first T where the order-form bound drops below T
-#: (measured at H = 4, C_cov = 4: 86,078 for GLOW, 112,335 for HyGLOW with C_star = 1). The
-#: re-derived Theorem 3.1 bound is below T only from T = 7,176,701 at H = 4 (1,407,441 at
-#: H = 2), out of a 10-minute default run here: the check prints that T.
-DEFAULT_ROUNDS = {"glow": "100,1000,10000,100000", "hyglow": "100,1000,10000,150000"}
+#: default run: GLOW on the H = 2 lock (C_cov = 4 exact), where the re-derived Theorem 3.1
+#: bound drops below T from T = 1,407,441, so the largest default T = 1.5e6 is in its
+#: informative regime (one seed of 1.5e6 rounds: 2 min 19 s on one free core of the 2-vCPU
+#: development machine; 3 seeds about 7.5 min). At H = 4 it would need T >= 7,176,701.
+#: HyGLOW (no derived constants yet): H = 4, the largest T past the order form's 112,335.
+DEFAULT_ROUNDS = {"glow": "100,1000,10000,100000,1500000", "hyglow": "100,1000,10000,150000"}
+DEFAULT_SEEDS = {"glow": 3, "hyglow": 5}
+DEFAULT_HORIZON = {"glow": 2, "hyglow": 4}
 
 
 def _verify_parser(agent: str):
@@ -34,8 +37,8 @@ def _verify_parser(agent: str):
                     "own exponent.")
     parser.add_argument("--rounds", default=DEFAULT_ROUNDS[agent],
                         help="comma-separated increasing T values (one run each)")
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--horizon", type=int, default=4)
+    parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS[agent])
+    parser.add_argument("--horizon", type=int, default=DEFAULT_HORIZON[agent])
     parser.add_argument("--states", type=int, default=2)
     parser.add_argument("--actions", type=int, default=2)
     parser.add_argument("--kappa", type=float, default=0.01)
