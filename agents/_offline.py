@@ -55,7 +55,13 @@ from robustrl.agents.estimators import (
 from robustrl.bonus import BONUS_CODES, check_bonus_name
 from robustrl.data import OfflineDataset, StepData
 from robustrl.ridge import blas_threads
-from robustrl.validation import check_array, check_int, check_nonnegative, check_positive
+from robustrl.validation import (  # check_bool re-exported for the agents' modules
+    check_array,
+    check_bool,
+    check_int,
+    check_nonnegative,
+    check_positive,
+)
 
 #: learned attributes under their pre-1.0 names (read-only, deprecated)
 _DEPRECATED_NAMES = {"weights": "weights_", "lambda_inv": "lambda_inv_",
@@ -67,13 +73,6 @@ D_RECTANGULAR_BONUSES: tuple[str, ...] = ("paper_l1", "code_l2")
 
 # --------------------------------------------------------------------------------------------
 # argument checks shared by the agents
-
-
-def check_bool(value, name: str) -> bool:
-    """``value`` as a bool; only real booleans are accepted."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False; got {value!r}")
-    return bool(value)
 
 
 def check_d_rectangular_bonus(value, name: str = "bonus") -> str:

@@ -23,7 +23,13 @@ import numpy as np
 
 from robustrl._kernels import offline as _kernels
 from robustrl.divergences import _kl_dual_rows, _tv_dual_rows
-from robustrl.validation import check_array, check_nonnegative, check_positive, check_scalar
+from robustrl.validation import (
+    check_array,
+    check_bool,
+    check_nonnegative,
+    check_positive,
+    check_scalar,
+)
 
 __all__ = [
     "Chi2Regularized", "KLDual", "KLRegularized", "MomentEstimator", "Regression",
@@ -280,9 +286,7 @@ class KLDual(RowEstimator):
         self.rho = check_radius(rho)
         self.z_floor = check_scalar(z_floor, "z_floor", low=0.0, high=1.0, low_inclusive=False,
                                     high_inclusive=False)
-        if not isinstance(centered, (bool, np.bool_)):
-            raise ValueError(f"centered must be True or False; got {centered!r}")
-        self.centered = bool(centered)
+        self.centered = check_bool(centered, "centered")
 
     def estimate(self, h, xi, values, in_regression):
         return _kl_dual_rows(values, xi, radius_row(self.rho, h, xi.shape[0]), "floor",
