@@ -219,60 +219,67 @@ def _bonus_scale(lambda_inv, code):
 
 
 @njit(cache=True, fastmath=VECTORISE)
-def _clipped_q_at(features, k, a, weights, lambda_inv, scale, signed_beta, code, upper,
-                  truncate_below, known, has_known, bonus, has_bonus):
-    """The learned, clipped action value of row ``k``, action ``a`` of ``features (n, A, d)``:
-    ``min(phi^T w + signed_beta * Gamma(phi), upper)``, then ``max(., 0)`` when
-    ``truncate_below``; ``known[k, a]`` instead where ``has_known`` and it is not NaN.
-    The one implementation of the offline agents' Q (arXiv:2411.18612, Algorithm 1 line 9)."""
-    if has_known and not np.isnan(known[k, a]):
-        return known[k, a]
+def _clipped_q_row(features, k, weights, lambda_inv, scale, signed_beta, code, upper,
+                   truncate_below, known, has_known, bonus, has_bonus, out):
+    """The learned, clipped action values of row ``k`` of ``features (n, A, d)`` into ``out
+    (A,)``, returning their maximum: ``min(phi^T w + signed_beta * Gamma(phi), upper)``, then
+    ``max(., 0)`` when ``truncate_below``; ``known[k, a]`` instead where ``has_known`` and it
+    is not NaN. The one implementation of the offline agents' Q (arXiv:2411.18612, Algorithm 1
+    line 9). A row per call, not an action: Numba keeps reference-count updates around each
+    call of a function taking arrays, which cost more than the arithmetic at small ``d``
+    (a call per action made the simulated MDP's fits several times slower)."""
     dim = features.shape[2]
-    q = 0.0
-    for i in range(dim):
-        q += features[k, a, i] * weights[i]
-    if code != BONUS_NONE and signed_beta != 0.0:
-        b = 0.0
-        if has_bonus:
-            b = bonus[k, a]
-        elif code == BONUS_D_RECTANGULAR_L1:
-            for i in range(dim):
-                b += abs(features[k, a, i]) * scale[i]
-        elif code == BONUS_D_RECTANGULAR_L2:
-            for i in range(dim):
-                b += features[k, a, i] * features[k, a, i] * scale[i]
-            b = np.sqrt(b)
+    best = -np.inf
+    for a in range(features.shape[1]):
+        if has_known and not np.isnan(known[k, a]):
+            q = known[k, a]
         else:
+            q = 0.0
             for i in range(dim):
-                x = features[k, a, i]
-                # zero entries add nothing: O(nnz d) per row for sparse (hat, one-hot)
-                # features instead of O(d^2)
-                if x == 0.0:
-                    continue
-                acc = 0.0
-                for j in range(dim):
-                    acc += lambda_inv[i, j] * features[k, a, j]
-                b += x * acc
-            b = np.sqrt(max(b, 0.0))
-        q += signed_beta * b
-    q = min(q, upper)
-    if truncate_below:
-        q = max(q, 0.0)
-    return q
+                q += features[k, a, i] * weights[i]
+            if code != BONUS_NONE and signed_beta != 0.0:
+                b = 0.0
+                if has_bonus:
+                    b = bonus[k, a]
+                elif code == BONUS_D_RECTANGULAR_L1:
+                    for i in range(dim):
+                        b += abs(features[k, a, i]) * scale[i]
+                elif code == BONUS_D_RECTANGULAR_L2:
+                    for i in range(dim):
+                        b += features[k, a, i] * features[k, a, i] * scale[i]
+                    b = np.sqrt(b)
+                else:
+                    for i in range(dim):
+                        x = features[k, a, i]
+                        # zero entries add nothing: O(nnz d) per row for sparse (hat,
+                        # one-hot) features instead of O(d^2)
+                        if x == 0.0:
+                            continue
+                        acc = 0.0
+                        for j in range(dim):
+                            acc += lambda_inv[i, j] * features[k, a, j]
+                        b += x * acc
+                    b = np.sqrt(max(b, 0.0))
+                q += signed_beta * b
+            q = min(q, upper)
+            if truncate_below:
+                q = max(q, 0.0)
+        out[a] = q
+        if q > best:
+            best = q
+    return best
 
 
 @njit(cache=True)
 def clipped_q(features, weights, lambda_inv, signed_beta, code, upper, truncate_below, known,
               has_known, bonus, has_bonus):
-    """``Q (n, A)`` at ``features (n, A, d)`` (any layout), by :func:`_clipped_q_at`."""
+    """``Q (n, A)`` at ``features (n, A, d)`` (any layout), by :func:`_clipped_q_row`."""
     n, n_actions, _ = features.shape
     scale = _bonus_scale(lambda_inv, code)
     out = np.empty((n, n_actions))
     for k in range(n):
-        for a in range(n_actions):
-            out[k, a] = _clipped_q_at(features, k, a, weights, lambda_inv, scale, signed_beta,
-                                      code, upper, truncate_below, known, has_known, bonus,
-                                      has_bonus)
+        _clipped_q_row(features, k, weights, lambda_inv, scale, signed_beta, code, upper,
+                       truncate_below, known, has_known, bonus, has_bonus, out[k])
     return out
 
 
@@ -281,21 +288,17 @@ def next_state_values(next_features, weights, lambda_inv, signed_beta, code, upp
                       truncate_below, known, has_known, nonterminal, bonus, has_bonus):
     """``V(s'_k) = max_a Q(s'_k, a)`` for ``next_features (n, A, d)`` (any memory layout, so a
     strided step slice of the dataset is read in place, never copied), ``Q`` by
-    :func:`_clipped_q_at`; ``V = 0`` where ``nonterminal`` is False. One pass over the
+    :func:`_clipped_q_row`; ``V = 0`` where ``nonterminal`` is False. One pass over the
     features: the value, the bonus and the max over actions are fused."""
     n, n_actions, _ = next_features.shape
     out = np.zeros(n)
     scale = _bonus_scale(lambda_inv, code)
+    q = np.empty(n_actions)
     for k in range(n):
-        if not nonterminal[k]:
-            continue
-        best = -np.inf
-        for a in range(n_actions):
-            q = _clipped_q_at(next_features, k, a, weights, lambda_inv, scale, signed_beta,
-                              code, upper, truncate_below, known, has_known, bonus, has_bonus)
-            if q > best:
-                best = q
-        out[k] = best
+        if nonterminal[k]:
+            out[k] = _clipped_q_row(next_features, k, weights, lambda_inv, scale, signed_beta,
+                                    code, upper, truncate_below, known, has_known, bonus,
+                                    has_bonus, q)
     return out
 
 

@@ -2,7 +2,7 @@
 docs/algorithms/r2pvi.md, docs/algorithms/drpvi.md, docs/algorithms/drvi_l.md).
 
 Per step ``h = H-1 .. 0``, top to bottom: gather the step's rows, the next-state values
-``V_{h+1}`` (the clipped Q of step ``h + 1``, :func:`robustrl._kernels.offline._clipped_q_at`),
+``V_{h+1}`` (the clipped Q of step ``h + 1``, :func:`robustrl._kernels.offline._clipped_q_row`),
 the estimator's target, ``Lambda_h`` and ``Phi^T W [r, target]``, one Cholesky factor and solve
 (LAPACK through :mod:`robustrl._kernels.lapack`), ``Lambda_h^{-1}``, the estimate ``nu_h`` and
 ``w_h``. Every piece is the kernel the chunked (streaming) pass of
@@ -170,6 +170,7 @@ def offline_pass(features, rewards, next_features, valid, nonterminal, known, ha
     target = np.empty(n_traj)
     factor = np.empty((dim, dim))
     no_bonus = np.zeros((0, 0))
+    q_row = np.empty(next_features.shape[2])
     for h in range(horizon - 1, -1, -1):
         last = h == horizon - 1
         n = 0
@@ -201,23 +202,18 @@ def offline_pass(features, rewards, next_features, valid, nonterminal, known, ha
             scale = _k._bonus_scale(lambda_inv[h + 1], code)
             bonus = no_bonus
             # dense rows (the step's features as the proxy): BLAS; sparse ones: the loop of
-            # _clipped_q_at skips zero entries, O(nnz d) per row
+            # _clipped_q_row skips zero entries, O(nnz d) per row
             dense_bonus = code == BONUS_ELLIPTICAL and signed_beta != 0.0 and \
                 dim >= BLAS_BONUS_MIN_DIM and nnz / (n * dim) >= SPARSE_DENSITY
             if dense_bonus:
                 bonus = elliptical_rows(nf, rows[:n], lambda_inv[h + 1])
             for j in range(n):
                 k = rows[j]
-                best = 0.0
+                v[j] = 0.0
                 if nonterminal[k, h]:
-                    best = -np.inf
-                    for a in range(nf.shape[1]):
-                        q = _k._clipped_q_at(nf, k, a, w_next, l_next, scale, signed_beta,
-                                             code, upper, truncate_below, kn, has_known, bonus,
-                                             dense_bonus)
-                        if q > best:
-                            best = q
-                v[j] = best
+                    v[j] = _k._clipped_q_row(nf, k, w_next, l_next, scale, signed_beta, code,
+                                             upper, truncate_below, kn, has_known, bonus,
+                                             dense_bonus, q_row)
             lo, lo_reg = _k.value_minima(v[:n], regs)
         else:
             v[:n] = 0.0
@@ -327,6 +323,7 @@ def tied_steps(features, next_features, valid, nonterminal, weights, lambda_inv,
     tied = np.zeros(horizon, dtype=np.bool_)
     example = np.zeros(horizon)
     no_known = np.zeros((0, 0))
+    q = np.empty(max(next_features.shape[2], 1))
     for h in range(horizon):
         upper = max_reward * (horizon - h)
         scale = _k._bonus_scale(lambda_inv[h], code)
@@ -339,17 +336,15 @@ def tied_steps(features, next_features, valid, nonterminal, weights, lambda_inv,
                 break
             if not valid[k, max(h - 1, 0)] or (h > 0 and not nonterminal[k, h - 1]):
                 continue
-            q0 = _k._clipped_q_at(feats, k, 0, weights[h], lambda_inv[h], scale, signed_beta,
-                                  code, upper, truncate_below, no_known, False, no_known, False)
+            _k._clipped_q_row(feats, k, weights[h], lambda_inv[h], scale, signed_beta, code,
+                              upper, truncate_below, no_known, False, no_known, False, q)
+            q0 = q[0]
             if seen == 0:
                 example[h] = q0
             seen += 1
             at_bound = q0 == upper or (truncate_below and q0 == 0.0)
             for a in range(1, feats.shape[1]):
-                q = _k._clipped_q_at(feats, k, a, weights[h], lambda_inv[h], scale,
-                                     signed_beta, code, upper, truncate_below, no_known, False,
-                                     no_known, False)
-                if q != q0:
+                if q[a] != q0:
                     at_bound = False
             if not at_bound:
                 all_tied = False
