@@ -100,7 +100,7 @@ def ppo_steps_per_second(venv, n_steps: int, updates: int, seed: int = 0,
             return True
 
     n = venv.num_envs
-    name, kwargs = _policy_spec(policy)
+    name, kwargs = _policy_spec(policy, 256)
     model = _phase_ppo_class(policy == "lstm")(
         name, venv, n_steps=n_steps, batch_size=n * n_steps, policy_kwargs=kwargs,
         device="cpu", seed=seed, verbose=0, **PPO_DEFAULTS)

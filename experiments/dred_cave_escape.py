@@ -40,10 +40,10 @@ atomically under a file lock so parallel cells train it once; the level sets are
   steps; "large" = 9x9), 64 training levels, 16 envs x 64 steps, 4 PPO minibatches, 100
   updates, learning rate 1e-3 (the scale's default), navigation actions, feed-forward policy,
   evaluation with sampled actions (the authors' evaluator's default).
-* ``cpu_lstm``: ``cpu`` with the authors' LSTM(256) policy (sb3-contrib ``RecurrentPPO``):
-  uniform solved 0.88 of the training levels after 100 updates in a 3-seed probe, above the
-  0.8 that ``cpu`` does not reach (docs/dred-results.md); about 9x the CPU time per update,
-  so not yet run for all methods.
+* ``cpu_lstm``: ``cpu`` with the authors' recurrent policy (sb3-contrib ``RecurrentPPO``) at
+  a CPU width, LSTM(64): uniform solved 0.83 of the training levels after 100 updates in a
+  3-seed probe (0.88 with LSTM(256) at 3x the CPU time), above the 0.8 that ``cpu`` does not
+  reach (docs/dred-results.md); about 3x the CPU time per update of ``cpu``.
 * ``h200``: the ``cpu`` problem with 64 envs x 64 steps and 8 minibatches (4x the samples per
   update) and larger eval sets, for ``experiments/gpu/dred_h200.sh`` (docs/gpu/dred.md).
 * ``medium``: ``small`` with 600 updates (600k env steps for one-phase methods, 1.2M for
@@ -131,12 +131,14 @@ SCALES: dict[str, dict] = {
                 learning_rate=1e-3,
                 eval_sizes=dict(train=64, test=64, unseen_layouts=48, high_lava=48, large=12),
                 large_size=9),
-    # the "cpu" preset with the authors' LSTM(256) policy: the memory the feed-forward policy
-    # lacks on the winding 5x5 routes; uniform solved 0.88 of the training levels after 100
-    # updates in a 3-seed probe (docs/dred-results.md), at about 9x the CPU time per update
+    # the "cpu" preset with the authors' recurrent policy at a CPU width, LSTM(64): the memory
+    # the feed-forward policy lacks on the winding 5x5 routes; uniform solved 0.83 of the
+    # training levels after 100 updates in a 3-seed probe (0.88 with the authors' LSTM(256),
+    # at 3x the CPU time; docs/dred-results.md)
     "cpu_lstm": dict(n_train=64, level_size=5, n_envs=16, n_steps=64, n_minibatches=4,
                      updates=100, capacity=256, vae_epochs=60, latent_dim=32, n_pairs=2,
                      per_pair=8, navigation_only=True, vec_env="batched", policy="lstm",
+                     features_dim=64,
                      checkpoint_every=25, learning_rate=1e-3,
                      eval_sizes=dict(train=64, test=64, unseen_layouts=48, high_lava=48,
                                      large=12), large_size=9),
@@ -282,7 +284,8 @@ def run_one(params: dict, seed: int) -> dict:
                            policy=cfg["policy"], device=_device(), seed=int(seed % 2**31),
                            n_minibatches=cfg.get("n_minibatches", 1),
                            learning_rate=learning_rate(params),
-                           agent_view_size=cfg.get("agent_view_size", 5))
+                           agent_view_size=cfg.get("agent_view_size", 5),
+                           features_dim=cfg.get("features_dim", 256))
     ckpt_dir = checkpoint_dir(params, seed, cache)
     try:
         agent.learn(total_updates=updates, progress_bar=True, checkpoint_dir=ckpt_dir,
@@ -385,7 +388,8 @@ def measure_throughput(method: str = "dred", scale: str = "full", updates: int =
                            vec_env=vec_env or cfg["vec_env"], policy=policy or cfg["policy"],
                            n_minibatches=cfg.get("n_minibatches", 1), device=_device(),
                            learning_rate=cfg.get("learning_rate", 1e-4),
-                           agent_view_size=cfg.get("agent_view_size", 5))
+                           agent_view_size=cfg.get("agent_view_size", 5),
+                           features_dim=cfg.get("features_dim", 256))
     try:
         agent.learn(total_updates=updates)
         res = dict(method=method, scale=scale, n_envs=cfg["n_envs"], n_steps=cfg["n_steps"],

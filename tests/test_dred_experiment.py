@@ -180,7 +180,7 @@ def test_cpu_preset_sizes_and_shift_diagnostics():
 def test_learning_rate_zero_means_the_scales_preset():
     """``learning_rate=0`` (the grid default) is the scale's value: 1e-3 for the CPU presets,
     the authors' 1e-4 elsewhere; an explicit value wins. ``cpu_lstm`` is ``cpu`` with the
-    LSTM policy and nothing else changed."""
+    LSTM(64) policy and nothing else changed."""
     mod = load_experiment("dred_cave_escape").module
     assert mod.GRID["learning_rate"] == [0.0]
     for scale, lr in (("cpu", 1e-3), ("cpu_lstm", 1e-3), ("h200", 1e-3), ("small", 1e-4),
@@ -189,5 +189,6 @@ def test_learning_rate_zero_means_the_scales_preset():
     assert mod.learning_rate(dict(scale="cpu", learning_rate=3e-4)) == 3e-4
     cpu, lstm = mod.SCALES["cpu"], mod.SCALES["cpu_lstm"]
     assert lstm["policy"] == "lstm" and cpu["policy"] == "mlp"
-    assert {k: v for k, v in lstm.items() if k != "policy"} == {
+    assert lstm["features_dim"] == 64 and "features_dim" not in cpu  # cpu: the default 256
+    assert {k: v for k, v in lstm.items() if k not in ("policy", "features_dim")} == {
         k: v for k, v in cpu.items() if k != "policy"}

@@ -193,3 +193,26 @@ def test_agent_view_size_reaches_training_evaluation_and_saved_files(train_level
     for bad in (4, 1):
         with pytest.raises(ValueError, match="agent_view_size"):
             LevelReplayPPO("uniform", train_levels, agent_view_size=bad, **SMALL)
+
+
+@pytest.mark.parametrize("policy", ["mlp", "lstm"])
+def test_features_dim_sets_the_shared_width_and_is_saved(train_levels, tmp_path, policy):
+    """``features_dim`` is the width of the shared base (the LSTM's hidden size for
+    ``policy="lstm"``); the saved file records it, so the policy and the agent rebuilt from it
+    have that width and act the same; a width below 1 is refused."""
+    agent = LevelReplayPPO("uniform", train_levels, seed=4, policy=policy, features_dim=16,
+                           **SMALL)
+    shapes = {k: tuple(v.shape) for k, v in agent.model.policy.state_dict().items()}
+    assert any(16 in shape for shape in shapes.values())
+    assert not any(256 in shape for shape in shapes.values())
+    agent.learn(total_updates=1)
+    res = agent.evaluate(train_levels[:3], seed=1)
+    agent.save(tmp_path / "w16.pt")
+    loaded = LevelReplayPPO.load_policy(tmp_path / "w16.pt", device="cpu")
+    assert {k: tuple(v.shape) for k, v in loaded.policy.state_dict().items()} == shapes
+    again = evaluate_levels(loaded, train_levels[:3], navigation_only=True, seed=1)
+    np.testing.assert_array_equal(res.returns, again.returns)
+    assert LevelReplayPPO.load(tmp_path / "w16.pt", device="cpu").features_dim == 16
+    agent.close()
+    with pytest.raises(ValueError, match="features_dim"):
+        LevelReplayPPO("uniform", train_levels, features_dim=0, **SMALL)

@@ -332,6 +332,8 @@ class LevelReplayPPO:
             in-process) or ``"subproc"`` (one process per env).
         policy: ``"mlp"`` (feed-forward shared base, SB3 ``PPO``) or ``"lstm"`` (the authors'
             LSTM(256) shared base, sb3-contrib ``RecurrentPPO``).
+        features_dim: width of the shared base, the LSTM's hidden size or the feed-forward
+            layer's (the authors' 256; the ``cpu_lstm`` preset of the experiment uses 64).
         easy_rule: ACCEL / ACCEL-D / EL-DRED base levels for edits, one of
             :data:`EASY_RULES`.
         device: torch device for SB3 (``"auto"``: cuda when available).
@@ -357,7 +359,8 @@ class LevelReplayPPO:
                  vf_coef: float = PPO_DEFAULTS["vf_coef"],
                  max_grad_norm: float = PPO_DEFAULTS["max_grad_norm"],
                  ent_coef: float = PPO_DEFAULTS["ent_coef"],
-                 n_epochs: int = PPO_DEFAULTS["n_epochs"], agent_view_size: int = 5) -> None:
+                 n_epochs: int = PPO_DEFAULTS["n_epochs"], agent_view_size: int = 5,
+                 features_dim: int = 256) -> None:
 
         from robustrl.envs.cave_levels import validate_level
 
@@ -396,6 +399,7 @@ class LevelReplayPPO:
             raise ValueError(f"agent_view_size must be odd and >= 3; got {agent_view_size}")
         self.vec_env = vec_env
         self.policy = policy
+        self.features_dim = check_int(features_dim, "features_dim", low=1)
         self.easy_rule = easy_rule
         self.buffer_capacity = check_int(buffer_capacity, "buffer_capacity", low=1)
         self.seed = check_int(seed, "seed", low=0)
@@ -418,7 +422,7 @@ class LevelReplayPPO:
             check_scalar(clip_range_vf, "clip_range_vf", low=0)
         hp["n_epochs"] = check_int(n_epochs, "n_epochs", low=1)
         self.ppo_hyperparameters = hp
-        policy_name, kwargs = _policy_spec(policy)
+        policy_name, kwargs = _policy_spec(policy, self.features_dim)
         self.model = _phase_ppo_class(policy == "lstm")(
             policy_name, self._build_venv(), n_steps=self.n_steps,
             batch_size=self.n_envs * self.n_steps // self.n_minibatches,
@@ -769,7 +773,7 @@ class LevelReplayPPO:
                 "buffer_capacity": self.buffer_capacity, "vec_env": self.vec_env,
                 "policy": self.policy, "easy_rule": self.easy_rule, "seed": self.seed,
                 "ppo_hyperparameters": dict(self.ppo_hyperparameters),
-                "policy_kwargs": _POLICY_SHAPE,
+                "policy_kwargs": {**_POLICY_SHAPE, "features_dim": self.features_dim},
                 # written only when not the authors' 1 / 5, so older checkpoints still match
                 **({"n_minibatches": self.n_minibatches} if self.n_minibatches != 1 else {}),
                 **({"agent_view_size": self.agent_view_size}
@@ -938,6 +942,7 @@ class LevelReplayPPO:
             agent = cls(config["method"], levels.numpy(), generator=generator, device=device,
                         n_minibatches=config.get("n_minibatches", 1),
                         agent_view_size=config.get("agent_view_size", 5),
+                        features_dim=_features_dim(config),
                         **{k: config[k] for k in keys}, **config["ppo_hyperparameters"])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"path {path}: the saved configuration does not rebuild the "
@@ -974,7 +979,9 @@ class LevelReplayPPO:
             config, state = load_sb3_policy_state(path, what="LevelReplayPPO policy")
             config = {**config, "policy": "mlp"}  # it held "MultiInputPolicy"
         if (config.get("kind") != "LevelReplayPPO"
-                or config.get("policy_kwargs") != _POLICY_SHAPE
+                or not isinstance(config.get("policy_kwargs"), dict)
+                or set(config["policy_kwargs"]) != set(_POLICY_SHAPE)
+                or config["policy_kwargs"]["head_dim"] != _POLICY_SHAPE["head_dim"]
                 or config.get("policy") not in POLICIES):
             raise ValueError(f"path {path} is not a LevelReplayPPO policy (config kind "
                              f"{config.get('kind')!r}, policy {config.get('policy')!r})")
@@ -995,7 +1002,7 @@ class LevelReplayPPO:
                     check_scalar(value, key, low=0)
             view = check_int(config.get("agent_view_size", 5), "agent_view_size", low=3)
             venv = DummyVecEnv([functools.partial(_make_env, size, nav, view)])
-            policy_name, kwargs = _policy_spec(config["policy"])
+            policy_name, kwargs = _policy_spec(config["policy"], _features_dim(config))
             model = _phase_ppo_class(config["policy"] == "lstm")(
                 # one environment, for acting: a batch of one rollout (SB3 warns otherwise)
                 policy_name, venv, n_steps=n_steps, batch_size=n_steps, policy_kwargs=kwargs,
@@ -1012,16 +1019,22 @@ class LevelReplayPPO:
             self.venv.close()
 
 
-def _policy_spec(policy: str) -> tuple[str, dict]:
-    """SB3 policy name and ``policy_kwargs`` of ``policy`` (``"mlp"`` or ``"lstm"``)."""
+def _policy_spec(policy: str, features_dim: int) -> tuple[str, dict]:
+    """SB3 policy name and ``policy_kwargs`` of ``policy`` (``"mlp"`` or ``"lstm"``) whose
+    shared base (the LSTM, or the feed-forward layer) has width ``features_dim``."""
     from robustrl.agents.dred.policy import policy_kwargs
 
+    head = _POLICY_SHAPE["head_dim"]
     if policy == "lstm":
         from robustrl.agents.dred.policy import SharedLstmPolicy, lstm_policy_kwargs
 
-        return SharedLstmPolicy, lstm_policy_kwargs(hidden=_POLICY_SHAPE["features_dim"],
-                                                   head_dim=_POLICY_SHAPE["head_dim"])
-    return "MultiInputPolicy", policy_kwargs(**_POLICY_SHAPE)
+        return SharedLstmPolicy, lstm_policy_kwargs(hidden=features_dim, head_dim=head)
+    return "MultiInputPolicy", policy_kwargs(features_dim=features_dim, head_dim=head)
+
+
+def _features_dim(config: dict) -> int:
+    """The saved width of the policy's shared base (256 in files written before it varied)."""
+    return check_int(config.get("policy_kwargs", {}).get("features_dim"), "features_dim", low=1)
 
 
 def _generator_from(blob: dict, state: dict, train_levels: np.ndarray, path):
