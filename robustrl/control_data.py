@@ -163,7 +163,10 @@ def train_behaviour_policy(
         return cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
 
     def build():
+        from stable_baselines3.common.logger import Logger
+
         model = make_model()
+        model.set_logger(Logger(folder=None, output_formats=[]))  # no SB3-<time> temp folder
         model.learn(total_timesteps=int(timesteps), progress_bar=False)
         return model
 

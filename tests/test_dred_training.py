@@ -216,3 +216,16 @@ def test_features_dim_sets_the_shared_width_and_is_saved(train_levels, tmp_path,
     agent.close()
     with pytest.raises(ValueError, match="features_dim"):
         LevelReplayPPO("uniform", train_levels, features_dim=0, **SMALL)
+
+
+def test_learn_leaves_no_sb3_folders_in_the_temp_directory(train_levels, tmp_path, monkeypatch):
+    """SB3 configures a logger per ``learn`` call unless the model has its own, and that
+    logger creates an empty ``SB3-<time>`` folder in the temp directory: one per phase, tens of
+    thousands over a long run. The agent sets an output-free logger once."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    agent = LevelReplayPPO("plr", train_levels, seed=5, **SMALL)
+    agent.learn(total_updates=2)
+    agent.close()
+    assert not list(tmp_path.glob("SB3-*"))

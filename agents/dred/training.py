@@ -432,6 +432,9 @@ class LevelReplayPPO:
         # env state of an agent loaded without its env (load): applied when learn rebuilds it
         self._pending_venv_state: tuple[dict, dict] | None = None
         self._logger = None
+        # without a logger of its own, SB3 configures one per learn() call, which creates an
+        # empty SB3-<time> folder in the temp directory: one per phase
+        self.model.set_logger(self.logger)
         self.callback = LevelScoreCallback(self)
         self._phase: _Phase | None = None
         self.last_phase: _Phase | None = None  # the latest phase (levels, slots, returns)
