@@ -27,6 +27,8 @@ longer absorbing. Every episode starts in ``x1``, so no episode ever reaches tha
 
 from __future__ import annotations
 
+import copy
+import functools
 from itertools import product
 from typing import Any, ClassVar
 
@@ -92,8 +94,19 @@ def simulated_linear_mdp(
     ``q in [0, 1]`` gives the perturbed test kernel, which differs only at the first step.
     ``horizon=3`` is the paper's setting. Longer horizons repeat the nominal factors.
     """
-    q = _check_perturbation(perturbation)
-    horizon = check_int(horizon, "horizon", low=1)
+    # a copy: callers own their arrays; the copy skips LinearMDP's validation, which the
+    # cached model passed once
+    return copy.deepcopy(_simulated_linear_mdp(_check_perturbation(perturbation), float(delta),
+                                               float(xi_norm),
+                                               check_int(horizon, "horizon", low=1)))
+
+
+@functools.lru_cache(maxsize=64)
+def _simulated_linear_mdp(q: float | None, delta: float, xi_norm: float,
+                          horizon: int) -> LinearMDP:
+    """The model of :func:`simulated_linear_mdp`, built and validated once per setting (an
+    experiment makes an environment per perturbation level and cell: thousands for Figure 1).
+    Never handed out: :func:`simulated_linear_mdp` returns copies."""
     phi = simulated_features(delta, xi_norm)
     mu_step = np.zeros((FEATURE_DIM, N_STATES))
     mu_step[0, 1], mu_step[0, FAIL_STATE] = 1.0 - FAIL_LEAK, FAIL_LEAK  # x1 -> x2 (leak to x4)

@@ -463,3 +463,17 @@ def test_linear_mdp_env_wraps_any_known_model():
     np.testing.assert_array_equal(env.action_features(obs), model.phi[obs[0]])
     with pytest.raises(ValueError, match="model"):
         LinearMDPEnv(model.to_finite())
+
+
+def test_simulated_linear_mdp_models_are_independent_copies():
+    """The model is built and validated once per setting, and every call gets its own arrays:
+    changing one environment's model changes no other."""
+    from robustrl.envs.simulated_linear_mdp import simulated_linear_mdp
+
+    a, b = simulated_linear_mdp(0.3), simulated_linear_mdp(0.3)
+    assert a is not b and a.mu is not b.mu and a.phi.flags.writeable
+    for name in ("phi", "mu", "theta", "initial_distribution"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    a.mu[0, 3] = 0.0
+    assert simulated_linear_mdp(0.3).mu[0, 3].sum() == pytest.approx(1.0)
+    assert not np.array_equal(simulated_linear_mdp(0.3).mu, simulated_linear_mdp(0.7).mu)
