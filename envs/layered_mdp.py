@@ -146,6 +146,8 @@ class FiniteMDPEnv(gym.Env):
         return state
 
     def _check_action(self, action) -> int:
+        if type(action) is int and 0 <= action < self.n_actions:  # the common case, fast
+            return action
         if isinstance(action, (bool, np.bool_)) or not np.issubdtype(
             np.asarray(action).dtype, np.integer
         ) or np.ndim(action) != 0 or not 0 <= int(action) < self.n_actions:
