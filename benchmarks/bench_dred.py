@@ -82,7 +82,12 @@ def ppo_steps_per_second(venv, n_steps: int, updates: int, seed: int = 0,
     is the gradient update)."""
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from robustrl.agents.dred.training import PPO_DEFAULTS, _phase_ppo_class, _policy_spec
+    from robustrl.agents.dred.training import (
+        _POLICY_SHAPE,
+        PPO_DEFAULTS,
+        _phase_ppo_class,
+        _policy_spec,
+    )
 
     class RolloutClock(BaseCallback):
         def __init__(self) -> None:
@@ -100,7 +105,7 @@ def ppo_steps_per_second(venv, n_steps: int, updates: int, seed: int = 0,
             return True
 
     n = venv.num_envs
-    name, kwargs = _policy_spec(policy, 256)
+    name, kwargs = _policy_spec(policy, _POLICY_SHAPE["features_dim"])
     model = _phase_ppo_class(policy == "lstm")(
         name, venv, n_steps=n_steps, batch_size=n * n_steps, policy_kwargs=kwargs,
         device="cpu", seed=seed, verbose=0, **PPO_DEFAULTS)

@@ -360,7 +360,7 @@ class LevelReplayPPO:
                  max_grad_norm: float = PPO_DEFAULTS["max_grad_norm"],
                  ent_coef: float = PPO_DEFAULTS["ent_coef"],
                  n_epochs: int = PPO_DEFAULTS["n_epochs"], agent_view_size: int = 5,
-                 features_dim: int = 256) -> None:
+                 features_dim: int = _POLICY_SHAPE["features_dim"]) -> None:
 
         from robustrl.envs.cave_levels import validate_level
 
