@@ -332,8 +332,7 @@ class OfflineAgent(LinearAgent):
                 known_all is not None, sw, sample_weights is not None,
                 np.zeros((H, d)) if self.theta is None else self.theta,
                 self.reward == "known", self.ridge, -self.beta, self._bonus_code(),
-                self.max_reward, self.truncate_below, *spec, keep_values,
-                *_pass.branch_markers(spec[0]))
+                self.max_reward, self.truncate_below, *spec, keep_values)
             if bar is not None:
                 bar.update(H)
                 bar.close()

@@ -60,8 +60,7 @@ def _random_pass_inputs(rng, est):
             use_weights, rng.random((H, d)), bool(rng.random() < 0.3), float(rng.uniform(0.1, 1)),
             float(-rng.uniform(0, 0.5)), code, 1.0, truncate, est, float(rng.uniform(0.05, 1)),
             0.0 if v_min_data else float(rng.uniform(0, 0.5)), v_min_data,
-            float(H), rho, 1e-6, bool(rng.random() < 0.3), 600.0, truncate, True,
-            *kernel.branch_markers(est))
+            float(H), rho, 1e-6, bool(rng.random() < 0.3), 600.0, truncate, True)
 
 
 @pytest.mark.parametrize("est", ESTIMATORS)
@@ -162,8 +161,7 @@ def test_elliptical_rows_and_a_dense_wide_pass_agree_with_their_twins():
     args = (rng.random((K, H, d)), rng.random((K, H)), rng.random((K, H, A, d)), valid, valid,
             np.zeros((0, H, A)), False, np.zeros((1, 0)), False, np.zeros((H, d)), False, 0.5,
             -0.3, BONUS_CODES["elliptical"], 1.0, True, kernel.REGRESSION, 1.0, 0.0, False,
-            float(H), np.zeros((H, d)), 1e-6, False, 600.0, True, True,
-            *kernel.branch_markers(kernel.REGRESSION))
+            float(H), np.zeros((H, d)), 1e-6, False, 600.0, True, True)
     for a, b in zip(kernel.offline_pass(*args)[:4], twin.offline_pass(*args)[:4], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10)
 
@@ -203,8 +201,7 @@ def test_offline_pass_with_tied_and_one_ulp_apart_values(est):
         args = (features, rewards, np.ones((K, H, A, d)), valid, valid, known, True,
                 np.zeros((1, 0)), False, np.zeros((H, d)), False, 0.1, 0.0,
                 BONUS_CODES["none"], 1.0, True, est, 0.3, 0.0, v_min_data, float(H),
-                np.full((H, d), 0.2), 1e-6, False, 600.0, True, True,
-                *kernel.branch_markers(est))
+                np.full((H, d), 0.2), 1e-6, False, 600.0, True, True)
         got, want = kernel.offline_pass(*args), twin.offline_pass(*args)
         np.testing.assert_array_equal(got[3][0], values)  # the values went in unchanged
         for a, b in zip(got[:4], want[:4], strict=True):

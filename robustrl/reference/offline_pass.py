@@ -49,9 +49,8 @@ def _bonus_name(code: int) -> str:
 def offline_pass(features, rewards, next_features, valid, nonterminal, known, has_known,
                  sample_weights, use_weights, theta, known_reward, ridge, signed_beta, code,
                  max_reward, truncate_below, est, lam, v_min, v_min_data, cap, rho, z_floor,
-                 centered, far_shift, kl_truncate, keep_values, kl_on=None, rows_on=None,
-                 kl_dual_on=None):
-    """Twin of the kernel (same arguments, the last three unused, and results; the KL
+                 centered, far_shift, kl_truncate, keep_values):
+    """Twin of the kernel (same arguments and results; the KL
     worst-cancellation outputs are those of the per-row shift of
     :func:`robustrl.reference.offline.kl_regularized_rows`)."""
     n_traj, horizon, dim = features.shape
