@@ -277,9 +277,12 @@ def clipped_q(features, weights, lambda_inv, signed_beta, code, upper, truncate_
     n, n_actions, _ = features.shape
     scale = _bonus_scale(lambda_inv, code)
     out = np.empty((n, n_actions))
+    # strided views: the argument types of the compiled pass's call, so that a contiguous
+    # input does not compile a second _clipped_q_row (a second on a cold cache)
+    feats, kn = features[:, :n_actions], known[:, :known.shape[1]]
     for k in range(n):
-        _clipped_q_row(features, k, weights, lambda_inv, scale, signed_beta, code, upper,
-                       truncate_below, known, has_known, bonus, has_bonus, out[k])
+        _clipped_q_row(feats, k, weights, lambda_inv, scale, signed_beta, code, upper,
+                       truncate_below, kn, has_known, bonus, has_bonus, out[k])
     return out
 
 

@@ -313,7 +313,10 @@ def tied_steps(features, next_features, valid, nonterminal, weights, lambda_inv,
     n_traj, horizon, dim = features.shape
     tied = np.zeros(horizon, dtype=np.bool_)
     example = np.zeros(horizon)
-    no_known = np.zeros((0, 0))
+    # the argument types of the pass's own call, so that both share one compiled
+    # _clipped_q_row: known as a strided 2-D view, bonus contiguous
+    no_known = np.zeros((0, 1, 0))[:, 0]
+    no_bonus = np.zeros((0, 0))
     q = np.empty(max(next_features.shape[2], 1))
     for h in range(horizon):
         upper = max_reward * (horizon - h)
@@ -328,7 +331,8 @@ def tied_steps(features, next_features, valid, nonterminal, weights, lambda_inv,
             if not valid[k, max(h - 1, 0)] or (h > 0 and not nonterminal[k, h - 1]):
                 continue
             _k._clipped_q_row(feats, k, weights[h], lambda_inv[h], scale, signed_beta, code,
-                              upper, truncate_below, no_known, False, no_known, False, q)
+                              upper, truncate_below, no_known, no_known.size > 0, no_bonus,
+                              no_bonus.size > 0, q)
             q0 = q[0]
             if seen == 0:
                 example[h] = q0
