@@ -67,6 +67,10 @@ GRID = {
     "v_min": ["data"],
 }
 SEEDS = 20
+# the paper's figure (plot) and the table (report, summary.csv) replace the runner's per-metric
+# figures, which would take longer to draw than the demo's cells take to run;
+# `robustrl plot DIR --metric-figures` draws them
+METRIC_FIGURES = False
 
 KINDS = ("pevi", "tv", "kl", "chi2", "drpvi", "chi2-code")
 LABEL = {"pevi": "PEVI", "tv": "R2PVI-TV", "kl": "R2PVI-KL", "chi2": "R2PVI-chi2",

@@ -224,7 +224,8 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
     try:
         with _sigterm_as_interrupt():
-            report = plot_results(args.dir, quiet=args.quiet, experiment=args.experiment)
+            report = plot_results(args.dir, quiet=args.quiet, experiment=args.experiment,
+                                  metric_figures=args.metric_figures or None)
     except RunnerError as exc:
         return _error(str(exc))
     _print_outputs(report, args.quiet)
@@ -313,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", metavar="NAME_OR_FILE",
                    help="the experiment (registered name or .py file) whose hooks to use; it "
                         "must be the experiment DIR holds")
+    p.add_argument("--metric-figures", action="store_true",
+                   help="also draw figures/<metric>.png for an experiment that declares "
+                        "METRIC_FIGURES = False (its own figure and table replace them)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_plot)
 

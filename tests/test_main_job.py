@@ -43,7 +43,13 @@ def test_main_job_small_figure1_writes_table_results_and_plot(tmp_path):
     assert any(line.startswith("PEVI") for line in table)
     assert any(line.startswith("R2PVI-TV, lambda=0.1") for line in table)
     assert (tmp_path / "r2pvi_fig1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (tmp_path / "figures" / "exact_return_q1.png").exists()
+    # the paper's figure replaces the per-metric ones (METRIC_FIGURES = False) ...
+    assert not (tmp_path / "figures").exists() or not any((tmp_path / "figures").iterdir())
+    # ... and `robustrl plot DIR --metric-figures` draws them from the stored cells
+    again = subprocess.run([*ROBUSTRL, "plot", str(tmp_path), "--metric-figures", "--quiet"],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "figures" / "exact_return_q1.png").read_bytes()[:4] == b"\x89PNG"
     manifest, records = load_results(tmp_path)
     assert manifest["experiment"] == "r2pvi_fig1" and len(records) == 6
     assert {r["params"]["K"] for r in records} == {100}

@@ -18,6 +18,7 @@ from robustrl.runner import (
     expand_cells,
     load_experiment,
     load_results,
+    plot_results,
     resolve_config,
     run_experiment,
 )
@@ -159,3 +160,26 @@ def test_r2pvi_fig2_sweeps_lam_only_for_the_robust_methods():
             assert c.key == cell_key(exp.name, c.params, c.seed_index)
             assert c.seed == cell_seed(exp.name, c.params, c.seed_index)
             assert c.params["lam"] == 0.025
+
+
+def test_metric_figures_false_skips_the_per_metric_figures_until_plot_asks(tmp_path):
+    path = tmp_path / "own_figures.py"
+    path.write_text(COND.replace("CONDITIONS", "_UNUSED").replace(
+        'and params["lam"] is not None', "and False") + "\nMETRIC_FIGURES = False\n")
+    exp = load_experiment(path)
+    assert exp.metric_figures is False and load_experiment(_cond(tmp_path)).metric_figures
+    out = tmp_path / "out"
+    report = run_experiment(exp, out, workers=1, quiet=True)
+    assert report.complete and (out / "summary.csv").exists()
+    assert not list((out / "figures").glob("*.png"))
+    plot_results(out, quiet=True, experiment=exp)  # the declaration holds on re-drawing
+    assert not list((out / "figures").glob("*.png"))
+    plot_results(out, quiet=True, experiment=exp, metric_figures=True)
+    assert list((out / "figures").glob("*.png"))
+
+
+def test_metric_figures_must_be_a_bool(tmp_path):
+    path = tmp_path / "bad_figures.py"
+    path.write_text(COND + "\nMETRIC_FIGURES = 'no'\n")
+    with pytest.raises(RunnerError, match="METRIC_FIGURES must be True or False; got 'no'"):
+        load_experiment(path)

@@ -15,10 +15,12 @@ variable ``ROBUSTRL_EXPERIMENTS_PATH`` -- that declares::
     def run_one(params: dict, seed: int) -> dict: ...   # JSON-able metrics of one cell
 
 and optionally ``CONDITIONS`` (below), ``X_AXIS`` (the parameter on the x-axis of the generic
-figures), a ``check(params)`` hook that raises ``ValueError`` on a bad grid point (called for
-every point before anything runs), ``plot(results, out_dir)`` for experiment-specific figures and
-``report(results) -> str`` for a table printed at the end; ``results`` is the list of stored
-records in grid order.
+figures), ``METRIC_FIGURES = False`` (no generic per-metric figures after a run, for an
+experiment whose own ``plot`` and ``report`` replace them; ``robustrl plot DIR
+--metric-figures`` still draws them), a ``check(params)`` hook that raises ``ValueError`` on a
+bad grid point (called for every point before anything runs), ``plot(results, out_dir)`` for
+experiment-specific figures and ``report(results) -> str`` for a table printed at the end;
+``results`` is the list of stored records in grid order.
 
 *Conditional grids*: ``CONDITIONS = {"lam": {"method": ["tv", "kl"]}}`` sweeps ``lam`` only at
 grid points whose ``method`` is one of the listed values; at the others ``lam`` is ``None`` in the
@@ -42,8 +44,8 @@ against its cell (key, params, seed, seed index, metric types, checksum); a malf
 reported with a :class:`CellRecordWarning` naming the file, and its cell runs again. ``plot``
 never imports the module a manifest names (see :func:`plot_results`). When every cell is done
 the runner writes ``summary.csv`` (mean, std and Student-t 95% CI half-width over seeds per grid
-point), ``cells.csv``, ``figures/<metric>.png`` and whatever the experiment's ``plot`` hook
-draws.
+point), ``cells.csv``, ``figures/<metric>.png`` (unless the experiment sets
+``METRIC_FIGURES = False``) and whatever the experiment's ``plot`` hook draws.
 
 Command line: ``robustrl list | run | plot | verify-bounds`` (see :mod:`robustrl.cli`).
 Python::

@@ -41,6 +41,7 @@ class Experiment:
     ref: ModuleRef
     module: ModuleType = field(repr=False, compare=False)
     x_axis: str | None = None
+    metric_figures: bool = True
     conditions: dict[str, dict[str, list]] = field(default_factory=dict)
 
     def hook(self, name: str) -> Callable | None:
@@ -102,8 +103,13 @@ def _experiment_from_module(module: ModuleType, ref: ModuleRef) -> Experiment:
     x_axis = getattr(module, "X_AXIS", None)
     if x_axis is not None and x_axis not in norm:
         raise RunnerError(f"{where}: X_AXIS {x_axis!r} is not a GRID key ({', '.join(norm)})")
+    metric_figures = getattr(module, "METRIC_FIGURES", True)
+    if not isinstance(metric_figures, bool):
+        raise RunnerError(f"{where}: METRIC_FIGURES must be True or False; got "
+                          f"{metric_figures!r}")
     return Experiment(name=name, description=str(description), grid=norm, seeds=seeds, ref=ref,
-                      module=module, x_axis=x_axis, conditions=_conditions(module, norm, where))
+                      module=module, x_axis=x_axis, metric_figures=metric_figures,
+                      conditions=_conditions(module, norm, where))
 
 
 def _import_error(ref: ModuleRef, exc: BaseException) -> RunnerError:

@@ -296,14 +296,16 @@ def _run_pending(report: RunReport, store: ResultStore, pending: list[Cell],
                         f"{mbs[0]:.0f}-{mbs[-1]:.0f} MB")
 
 
-def _write_outputs(report: RunReport) -> None:
+def _write_outputs(report: RunReport, metric_figures: bool | None = None) -> None:
     from robustrl.runner.report import generic_figures, write_cells_csv, write_summary_csv
 
     exp, out, records = report.experiment, report.out, report.records
     keys = list(report.config.grid)
     report.outputs += [write_summary_csv(out / "summary.csv", records, keys),
                        write_cells_csv(out / "cells.csv", records, keys)]
-    report.outputs += generic_figures(out / FIGURES_DIR, records, exp.name, exp.x_axis, keys)
+    if exp.metric_figures if metric_figures is None else metric_figures:
+        report.outputs += generic_figures(out / FIGURES_DIR, records, exp.name, exp.x_axis,
+                                          keys)
     _run_hooks(report)
 
 
@@ -357,8 +359,12 @@ def _registered_experiment(name: str) -> Experiment | None:
 
 
 def plot_results(out: str | os.PathLike, quiet: bool = False,
-                 experiment: str | os.PathLike | Experiment | None = None) -> RunReport:
+                 experiment: str | os.PathLike | Experiment | None = None,
+                 metric_figures: bool | None = None) -> RunReport:
     """Re-draw the summaries and figures of an output DIR from its stored records.
+
+    ``metric_figures``: draw the generic ``figures/<metric>.png`` (None: as the experiment's
+    ``METRIC_FIGURES`` declares, True without a registered experiment).
 
     The experiment's ``plot`` and ``report`` hooks come from ``experiment`` (a registered name,
     a ``.py`` path or an :class:`Experiment`, chosen by the caller) or else from the experiment
@@ -390,5 +396,5 @@ def plot_results(out: str | os.PathLike, quiet: bool = False,
         _log(quiet, f"warning: only {len(records)} of {len(cells)} cells are finished; "
                     "plotting those")
     _clean_temporaries(Path(out))
-    _write_outputs(report)
+    _write_outputs(report, metric_figures)
     return report
