@@ -251,17 +251,20 @@ class OfflineAgent(LinearAgent):
             self.truncate_below, max_states)
         steps = [int(h) for h in np.flatnonzero(tied)]
         if steps and steps[0] == 0:  # every action at step 0's states
-            rows = np.flatnonzero(dataset.valid[:, 0])[:max_states]
-            # one environment call per distinct start state
-            starts, inverse = np.unique(dataset.observations[rows, 0], axis=0,
-                                        return_inverse=True)
-            feats = np.stack([self.action_features(o) for o in starts])[inverse.ravel()]
-            q = self.q_values_from_features(feats, 0)
+            obs = dataset.observations[np.flatnonzero(dataset.valid[:, 0])[:max_states], 0]
+            # one environment call and one Q per distinct start state (often a single one)
+            if (obs == obs[0]).all():
+                starts, first = obs[:1], 0
+            else:
+                starts, inverse = np.unique(obs, axis=0, return_inverse=True)
+                first = int(inverse.ravel()[0])
+            q = self.q_values_from_features(
+                np.stack([self.action_features(o) for o in starts]), 0)
             at_bound = np.all(q == self._upper(0), axis=1)  # per state, as the kernel
             if self.truncate_below:
                 at_bound |= np.all(q == 0.0, axis=1)
             if at_bound.all():
-                example[0] = q[0, 0]
+                example[0] = q[first, 0]  # the first data state's, as at the other steps
             else:
                 steps = steps[1:]
         if steps:
@@ -411,9 +414,9 @@ class OfflineAgent(LinearAgent):
                 f"environment's observation space {space} has {int(np.prod(shape))} (the state "
                 "and, last, the step index): the data come from another environment")
         steps = dataset.observations[..., -1]
-        expected = np.broadcast_to(np.arange(self.horizon), steps.shape)
-        if np.any(steps[valid] != expected[valid]):
-            k, h = np.argwhere(valid & (steps != expected))[0]
+        wrong = (steps != np.arange(self.horizon)) & valid
+        if wrong.any():
+            k, h = np.argwhere(wrong)[0]
             raise ValueError(
                 "dataset observations must end with the 0-indexed step (the step-index rule of "
                 f"robustrl.protocols); trajectory {k} step {h} carries {steps[k, h]!r}. Data "
