@@ -219,70 +219,75 @@ def _bonus_scale(lambda_inv, code):
 
 
 @njit(cache=True, fastmath=VECTORISE)
-def _clipped_q_row(features, k, weights, lambda_inv, scale, signed_beta, code, upper,
-                   truncate_below, known, has_known, bonus, has_bonus, out):
-    """The learned, clipped action values of row ``k`` of ``features (n, A, d)`` into ``out
-    (A,)``, returning their maximum: ``min(phi^T w + signed_beta * Gamma(phi), upper)``, then
-    ``max(., 0)`` when ``truncate_below``; ``known[k, a]`` instead where ``has_known`` and it
-    is not NaN. The one implementation of the offline agents' Q (arXiv:2411.18612, Algorithm 1
-    line 9). A row per call, not an action: Numba keeps reference-count updates around each
-    call of a function taking arrays, which cost more than the arithmetic at small ``d``
-    (a call per action made the simulated MDP's fits several times slower)."""
+def clipped_q_rows(features, rows, n_rows, weights, lambda_inv, scale, signed_beta, code,
+                   upper, truncate_below, known, has_known, bonus, has_bonus, out, best):
+    """The learned, clipped action values at the rows ``rows[:n_rows]`` of ``features (n, A,
+    d)`` (any layout): ``out[t, a] = min(phi^T w + signed_beta * Gamma(phi), upper)``, then
+    ``max(., 0)`` when ``truncate_below``, with ``phi = features[rows[t], a]``; ``known[k, a]``
+    instead where ``has_known`` and it is not NaN; ``best[t]`` the maximum over actions. The
+    one implementation of the offline agents' Q (arXiv:2411.18612, Algorithm 1 line 9).
+    ``scale``: :func:`_bonus_scale`; ``bonus[k, a]`` the bonus where ``has_bonus``.
+
+    Many rows per call: Numba keeps reference-count updates around each call of a function
+    taking arrays, which cost more than the arithmetic at small ``d`` (a call per action made
+    the simulated MDP's fits several times slower, a call per row cost the put's tie check a
+    fifth of its time)."""
     dim = features.shape[2]
-    best = -np.inf
-    for a in range(features.shape[1]):
-        if has_known and not np.isnan(known[k, a]):
-            q = known[k, a]
-        else:
-            q = 0.0
-            for i in range(dim):
-                q += features[k, a, i] * weights[i]
-            if code != BONUS_NONE and signed_beta != 0.0:
-                b = 0.0
-                if has_bonus:
-                    b = bonus[k, a]
-                elif code == BONUS_D_RECTANGULAR_L1:
-                    for i in range(dim):
-                        b += abs(features[k, a, i]) * scale[i]
-                elif code == BONUS_D_RECTANGULAR_L2:
-                    for i in range(dim):
-                        b += features[k, a, i] * features[k, a, i] * scale[i]
-                    b = np.sqrt(b)
-                else:
-                    for i in range(dim):
-                        x = features[k, a, i]
-                        # zero entries add nothing: O(nnz d) per row for sparse (hat,
-                        # one-hot) features instead of O(d^2)
-                        if x == 0.0:
-                            continue
-                        acc = 0.0
-                        for j in range(dim):
-                            acc += lambda_inv[i, j] * features[k, a, j]
-                        b += x * acc
-                    b = np.sqrt(max(b, 0.0))
-                q += signed_beta * b
-            q = min(q, upper)
-            if truncate_below:
-                q = max(q, 0.0)
-        out[a] = q
-        if q > best:
-            best = q
-    return best
+    for t in range(n_rows):
+        k = rows[t]
+        top = -np.inf
+        for a in range(features.shape[1]):
+            if has_known and not np.isnan(known[k, a]):
+                q = known[k, a]
+            else:
+                q = 0.0
+                for i in range(dim):
+                    q += features[k, a, i] * weights[i]
+                if code != BONUS_NONE and signed_beta != 0.0:
+                    b = 0.0
+                    if has_bonus:
+                        b = bonus[k, a]
+                    elif code == BONUS_D_RECTANGULAR_L1:
+                        for i in range(dim):
+                            b += abs(features[k, a, i]) * scale[i]
+                    elif code == BONUS_D_RECTANGULAR_L2:
+                        for i in range(dim):
+                            b += features[k, a, i] * features[k, a, i] * scale[i]
+                        b = np.sqrt(b)
+                    else:
+                        for i in range(dim):
+                            x = features[k, a, i]
+                            # zero entries add nothing: O(nnz d) per vector for sparse (hat,
+                            # one-hot) features instead of O(d^2)
+                            if x == 0.0:
+                                continue
+                            acc = 0.0
+                            for j in range(dim):
+                                acc += lambda_inv[i, j] * features[k, a, j]
+                            b += x * acc
+                        b = np.sqrt(max(b, 0.0))
+                    q += signed_beta * b
+                q = min(q, upper)
+                if truncate_below:
+                    q = max(q, 0.0)
+            out[t, a] = q
+            if q > top:
+                top = q
+        best[t] = top
 
 
 @njit(cache=True)
 def clipped_q(features, weights, lambda_inv, signed_beta, code, upper, truncate_below, known,
               has_known, bonus, has_bonus):
-    """``Q (n, A)`` at ``features (n, A, d)`` (any layout), by :func:`_clipped_q_row`."""
+    """``Q (n, A)`` at ``features (n, A, d)`` (any layout), by :func:`clipped_q_rows`."""
     n, n_actions, _ = features.shape
-    scale = _bonus_scale(lambda_inv, code)
     out = np.empty((n, n_actions))
     # strided views: the argument types of the compiled pass's call, so that a contiguous
-    # input does not compile a second _clipped_q_row (a second on a cold cache)
+    # input does not compile a second clipped_q_rows (a second on a cold cache)
     feats, kn = features[:, :n_actions], known[:, :known.shape[1]]
-    for k in range(n):
-        _clipped_q_row(feats, k, weights, lambda_inv, scale, signed_beta, code, upper,
-                       truncate_below, kn, has_known, bonus, has_bonus, out[k])
+    clipped_q_rows(feats, np.arange(n), n, weights, lambda_inv, _bonus_scale(lambda_inv, code),
+                   signed_beta, code, upper, truncate_below, kn, has_known, bonus, has_bonus,
+                   out, np.empty(n))
     return out
 
 
@@ -291,17 +296,21 @@ def next_state_values(next_features, weights, lambda_inv, signed_beta, code, upp
                       truncate_below, known, has_known, nonterminal, bonus, has_bonus):
     """``V(s'_k) = max_a Q(s'_k, a)`` for ``next_features (n, A, d)`` (any memory layout, so a
     strided step slice of the dataset is read in place, never copied), ``Q`` by
-    :func:`_clipped_q_row`; ``V = 0`` where ``nonterminal`` is False. One pass over the
-    features: the value, the bonus and the max over actions are fused."""
+    :func:`clipped_q_rows`; ``V = 0`` where ``nonterminal`` is False."""
     n, n_actions, _ = next_features.shape
-    out = np.zeros(n)
-    scale = _bonus_scale(lambda_inv, code)
-    q = np.empty(n_actions)
+    live = np.empty(n, dtype=np.int64)
+    m = np.int64(0)  # not the literal 0: a second clipped_q_rows specialisation
     for k in range(n):
         if nonterminal[k]:
-            out[k] = _clipped_q_row(next_features, k, weights, lambda_inv, scale, signed_beta,
-                                    code, upper, truncate_below, known, has_known, bonus,
-                                    has_bonus, q)
+            live[m] = k
+            m += 1
+    best = np.empty(n)
+    clipped_q_rows(next_features, live, m, weights, lambda_inv, _bonus_scale(lambda_inv, code),
+                   signed_beta, code, upper, truncate_below, known, has_known, bonus, has_bonus,
+                   np.empty((n, n_actions)), best)
+    out = np.zeros(n)
+    for t in range(m):
+        out[live[t]] = best[t]
     return out
 
 

@@ -2,7 +2,7 @@
 docs/algorithms/r2pvi.md, docs/algorithms/drpvi.md, docs/algorithms/drvi_l.md).
 
 Per step ``h = H-1 .. 0``, top to bottom: gather the step's rows, the next-state values
-``V_{h+1}`` (the clipped Q of step ``h + 1``, :func:`robustrl._kernels.offline._clipped_q_row`),
+``V_{h+1}`` (the clipped Q of step ``h + 1``, :func:`robustrl._kernels.offline.clipped_q_rows`),
 the estimator's target, ``Lambda_h`` and ``Phi^T W [r, target]``, one Cholesky factor and solve
 (LAPACK through :mod:`robustrl._kernels.lapack`), ``Lambda_h^{-1}``, the estimate ``nu_h`` and
 ``w_h``. Every piece is the kernel the chunked (streaming) pass of
@@ -161,7 +161,10 @@ def offline_pass(features, rewards, next_features, valid, nonterminal, known, ha
     target = np.empty(n_traj)
     factor = np.empty((dim, dim))
     no_bonus = np.zeros((0, 0))
-    q_row = np.empty(next_features.shape[2])
+    live = np.empty(n_traj, dtype=np.int64)
+    where = np.empty(n_traj, dtype=np.int64)
+    q_rows = np.empty((n_traj, next_features.shape[2]))
+    best = np.empty(n_traj)
     for h in range(horizon - 1, -1, -1):
         last = h == horizon - 1
         n = 0
@@ -193,18 +196,22 @@ def offline_pass(features, rewards, next_features, valid, nonterminal, known, ha
             scale = _k._bonus_scale(lambda_inv[h + 1], code)
             bonus = no_bonus
             # dense rows (the step's features as the proxy): BLAS; sparse ones: the loop of
-            # _clipped_q_row skips zero entries, O(nnz d) per row
+            # clipped_q_rows skips zero entries, O(nnz d) per row
             dense_bonus = code == BONUS_ELLIPTICAL and signed_beta != 0.0 and \
                 dim >= BLAS_BONUS_MIN_DIM and nnz / (n * dim) >= SPARSE_DENSITY
             if dense_bonus:
                 bonus = elliptical_rows(nf, rows[:n], lambda_inv[h + 1])
+            m = np.int64(0)  # not the literal 0: a second clipped_q_rows specialisation
             for j in range(n):
-                k = rows[j]
                 v[j] = 0.0
-                if nonterminal[k, h]:
-                    v[j] = _k._clipped_q_row(nf, k, w_next, l_next, scale, signed_beta, code,
-                                             upper, truncate_below, kn, has_known, bonus,
-                                             dense_bonus, q_row)
+                if nonterminal[rows[j], h]:
+                    live[m] = rows[j]
+                    where[m] = j
+                    m += 1
+            _k.clipped_q_rows(nf, live, m, w_next, l_next, scale, signed_beta, code, upper,
+                              truncate_below, kn, has_known, bonus, dense_bonus, q_rows, best)
+            for t in range(m):
+                v[where[t]] = best[t]
             lo, lo_reg = _k.value_minima(v[:n], regs)
         else:
             v[:n] = 0.0
@@ -309,40 +316,49 @@ def tied_steps(features, next_features, valid, nonterminal, weights, lambda_inv,
     step, and that Q at the first of them. The states of step ``h >= 1`` are the next states
     of step ``h - 1`` (every action); for step 0 only the taken action's features are stored,
     so its flag is the necessary condition that the taken action's Q is at a bound (the caller
-    checks every action where it holds)."""
+    checks every action where it holds). Q by :func:`robustrl._kernels.offline.clipped_q_rows`
+    on the first state, then (still tied) on the next 1, 2, 4, ... states."""
     n_traj, horizon, dim = features.shape
     tied = np.zeros(horizon, dtype=np.bool_)
     example = np.zeros(horizon)
     # the argument types of the pass's own call, so that both share one compiled
-    # _clipped_q_row: known as a strided 2-D view, bonus contiguous
+    # clipped_q_rows: known as a strided 2-D view, bonus contiguous
     no_known = np.zeros((0, 1, 0))[:, 0]
     no_bonus = np.zeros((0, 0))
-    q = np.empty(max(next_features.shape[2], 1))
+    n_states = min(n_traj, max_states)
+    live = np.empty(n_states, dtype=np.int64)
+    q = np.empty((n_states, max(next_features.shape[2], 1)))
+    best = np.empty(n_states)
     for h in range(horizon):
         upper = max_reward * (horizon - h)
         scale = _k._bonus_scale(lambda_inv[h], code)
         # step 0: the taken action's features as one "action"
         feats = features[:, 0:1, :] if h == 0 else next_features[:, h - 1]
-        seen = 0
-        all_tied = True
+        m = 0
         for k in range(n_traj):
-            if seen == max_states:
+            if m == n_states:
                 break
-            if not valid[k, max(h - 1, 0)] or (h > 0 and not nonterminal[k, h - 1]):
-                continue
-            _k._clipped_q_row(feats, k, weights[h], lambda_inv[h], scale, signed_beta, code,
-                              upper, truncate_below, no_known, no_known.size > 0, no_bonus,
-                              no_bonus.size > 0, q)
-            q0 = q[0]
-            if seen == 0:
-                example[h] = q0
-            seen += 1
-            at_bound = q0 == upper or (truncate_below and q0 == 0.0)
-            for a in range(1, feats.shape[1]):
-                if q[a] != q0:
-                    at_bound = False
-            if not at_bound:
-                all_tied = False
-                break
-        tied[h] = all_tied and seen > 0
+            if valid[k, max(h - 1, 0)] and (h == 0 or nonterminal[k, h - 1]):
+                live[m] = k
+                m += 1
+        all_tied = m > 0
+        done = 0
+        while all_tied and done < m:
+            stop = min(m, max(1, 2 * done))  # 1, 2, 4, ... states: an untied step stops early
+            _k.clipped_q_rows(feats, live[done:], stop - done, weights[h], lambda_inv[h], scale,
+                              signed_beta, code, upper, truncate_below, no_known,
+                              no_known.size > 0, no_bonus, no_bonus.size > 0, q, best)
+            if done == 0:
+                example[h] = q[0, 0]
+            for t in range(stop - done):
+                q0 = q[t, 0]
+                at_bound = q0 == upper or (truncate_below and q0 == 0.0)
+                for a in range(1, feats.shape[1]):
+                    if q[t, a] != q0:
+                        at_bound = False
+                if not at_bound:
+                    all_tied = False
+                    break
+            done = stop
+        tied[h] = all_tied
     return tied, example
