@@ -16,6 +16,21 @@ from robustrl.envs import SimulatedLinearMDPEnv
 from robustrl.exact import robust_value_iteration
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _sb3_log_folder(tmp_path_factory):
+    """Stable-baselines3 models that tests build themselves (``PPO("MlpPolicy", env)``) log to
+    ``$SB3_LOGDIR``, else to a fresh ``/tmp/SB3-<date>`` folder per model: one folder inside
+    pytest's temporary directory instead (robustrl's own models log nowhere)."""
+    folder = tmp_path_factory.mktemp("sb3_logs")
+    old = os.environ.get("SB3_LOGDIR")
+    os.environ["SB3_LOGDIR"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("SB3_LOGDIR", None)
+    else:
+        os.environ["SB3_LOGDIR"] = old
+
+
 def value_class_of(env, n: int = 20, seed: int = 0) -> np.ndarray:
     """Q* of the env's model and ``n`` perturbed copies, clipped to ``[0, H - h]`` (the finite
     value class GLOW and HyGLOW need)."""
