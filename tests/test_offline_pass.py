@@ -231,3 +231,32 @@ def test_tie_check_takes_each_state_at_its_own_bound():
         got = agent._warn_if_tied(data)
     assert 0 in want
     assert got == want
+
+
+def test_fit_threads_blas_only_from_the_configured_gram_size(monkeypatch):
+    """``robustrl.ridge.PARALLEL_BLAS_MIN_FLOPS``: the in-memory fit runs BLAS single-threaded
+    below it (by default always) and threaded from it on, with the same weights up to
+    rounding."""
+    import robustrl.agents._offline as offline_module
+    from robustrl import ridge
+
+    env = SimulatedLinearMDPEnv()
+    data = OfflineDataset.collect(env, 50, seed=3)
+    asked = []
+    real = offline_module.blas_threads
+
+    def spy(n):
+        asked.append(n)
+        return real(n)
+
+    monkeypatch.setattr(offline_module, "blas_threads", spy)
+    default = R2PVI(env, divergence="tv", lam=0.1, beta=1.0).fit(data).weights_
+    assert asked == [1]
+    d = env.feature_dim
+    rows = int(data.valid.sum(axis=0).max())
+    for threshold, want in ((rows * d * d + 1, 1), (rows * d * d, 1024), (0.0, 1024)):
+        asked.clear()
+        monkeypatch.setattr(ridge, "PARALLEL_BLAS_MIN_FLOPS", threshold)
+        weights = R2PVI(env, divergence="tv", lam=0.1, beta=1.0).fit(data).weights_
+        assert asked == [want], threshold
+        np.testing.assert_allclose(weights, default, rtol=1e-12, atol=1e-12)
