@@ -260,3 +260,25 @@ def test_fit_threads_blas_only_from_the_configured_gram_size(monkeypatch):
         weights = R2PVI(env, divergence="tv", lam=0.1, beta=1.0).fit(data).weights_
         assert asked == [want], threshold
         np.testing.assert_allclose(weights, default, rtol=1e-12, atol=1e-12)
+
+
+def test_a_cold_kernel_cache_is_announced_once_with_its_folder(tmp_path, monkeypatch, caplog):
+    import logging
+    from types import SimpleNamespace
+
+    import robustrl._kernels as kernels_pkg
+
+    def dispatcher(index):
+        return SimpleNamespace(overloads={}, _cache=SimpleNamespace(
+            _cache_file=SimpleNamespace(_index_path=str(index))))
+
+    (tmp_path / "warm.nbi").write_text("")
+    warm, cold = dispatcher(tmp_path / "warm.nbi"), dispatcher(tmp_path / "cold.nbi")
+    monkeypatch.setattr(kernels_pkg, "_announced", False)
+    with caplog.at_level(logging.WARNING, logger="robustrl"):
+        assert not kernels_pkg.announce_compile((warm,), "the PEVI fit")
+        assert kernels_pkg.announce_compile((warm, cold), "the PEVI fit")
+        assert not kernels_pkg.announce_compile((cold,), "the PEVI fit")  # once a process
+    (record,) = caplog.records
+    assert "the PEVI fit" in record.getMessage() and str(tmp_path) in record.getMessage()
+    assert "10-20 s" in record.getMessage()

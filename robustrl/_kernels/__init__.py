@@ -23,9 +23,10 @@ def announce_compile(kernels, what: str) -> bool:
     if not cold:
         return False
     _announced = True
+    # 14-15 s for the Figure-1 job's four estimators on 2 cores (docs/performance.md)
     logging.getLogger("robustrl").warning(
-        "compiling %d Numba kernels for %s (first use on this machine: a few seconds, once; "
-        "cached under %s)", len(cold), what,
+        "compiling the Numba kernels for %s: the first use on this machine takes 10-20 s "
+        "(once; later runs load them from %s in well under a second)", what,
         os.path.dirname(cold[0]._cache._cache_file._index_path))
     return True
 
