@@ -16,6 +16,7 @@ reference was run in full.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -24,6 +25,7 @@ import numpy as np
 from benchmarks.common import best_time, format_table, once
 from benchmarks.loop_reference import fit_offline
 from robustrl.agents import DRPVI, DRVI_L, PEVI, R2PVI
+from robustrl.agents.base import TiedQWarning
 from robustrl.data import OfflineDataset
 from robustrl.envs import AmericanPutEnv, SimulatedLinearMDPEnv
 
@@ -71,7 +73,16 @@ def make_agent(method: str, env, settings: dict):
 
 def run(sizes: dict[str, list[int]], repeats: int = 5, budget: float = 20.0,
         methods: tuple[str, ...] = METHODS, log=print) -> dict[str, Any]:
-    """Time every (env, method, N); returns ``{"rows": [...], "table": str}``."""
+    """Time every (env, method, N); returns ``{"rows": [...], "table": str}``. A fit whose
+    greedy policy ties at a clip bound (:class:`robustrl.agents.base.TiedQWarning`, raised by
+    every one of the timed fits) is reported in one line, not once per repeat."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TiedQWarning)
+        out = _run(sizes, repeats, budget, methods, log, caught)
+    return out
+
+
+def _run(sizes, repeats, budget, methods, log, caught) -> dict[str, Any]:
     rows = []
     for env_name, ns in sizes.items():
         per_traj: dict[str, float] = {}  # reference seconds per trajectory, last measured
@@ -106,6 +117,11 @@ def run(sizes: dict[str, list[int]], repeats: int = 5, budget: float = 20.0,
                 rows.append(row)
                 log(f"  offline {env_name} {method} N={n}: package {package:.4g} s, reference "
                     f"{ref_seconds:.4g} s ({status.split(' ')[0]}), ratio {row['ratio']:.1f}x")
+                tied = [w for w in caught if issubclass(w.category, TiedQWarning)]
+                if tied:  # the same message for every repeat: the first says it all
+                    row["tied_q_warning"] = str(tied[0].message)
+                    log(f"    (TiedQWarning: {str(tied[0].message).split(', so the')[0]})")
+                caught.clear()
     header = ["env", "method", "N", "samples", "package s", "loop ref s", "ratio", "ref timing",
               "max |dw|"]
     table = format_table(header, [
