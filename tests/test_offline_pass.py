@@ -282,3 +282,29 @@ def test_a_cold_kernel_cache_is_announced_once_with_its_folder(tmp_path, monkeyp
     (record,) = caplog.records
     assert "the PEVI fit" in record.getMessage() and str(tmp_path) in record.getMessage()
     assert "10-20 s" in record.getMessage()
+
+
+def test_more_rows_than_one_q_block_agree_with_the_twins():
+    """Steps with more samples than ``Q_ROWS_BLOCK`` (Q is computed block by block into a
+    small scratch): the pass and next_state_values agree with their NumPy twins."""
+    from robustrl._kernels import offline as koff
+    from robustrl.reference import offline as roff
+
+    rng = np.random.default_rng(21)
+    K, H, d, A = 2 * koff.Q_ROWS_BLOCK + 300, 2, 4, 3
+    nf = rng.random((K, A, d))
+    w, inv = rng.normal(size=d), np.linalg.inv(np.eye(d) + 0.1 * np.ones((d, d)))
+    nonterminal = rng.random(K) < 0.9
+    got = koff.next_state_values(nf, w, inv, -0.3, BONUS_CODES["elliptical"], 2.0, True,
+                                 np.zeros((0, 0)), False, nonterminal, np.zeros((0, 0)), False)
+    want = roff.next_state_values(nf, w, inv, -0.3, "elliptical", 2.0, True, None, nonterminal)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    valid = np.ones((K, H), dtype=bool)
+    terminal = np.zeros((K, H), dtype=bool)
+    terminal[rng.random(K) < 0.1, 0] = True
+    args = (rng.random((K, H, d)), rng.random((K, H)), rng.random((K, H, A, d)), valid,
+            ~terminal, np.zeros((0, H, A)), False, np.zeros((1, 0)), False, np.zeros((H, d)),
+            False, 0.5, -0.3, BONUS_CODES["elliptical"], 1.0, True, kernel.REGRESSION, 1.0, 0.0,
+            False, float(H), np.zeros((H, d)), 1e-6, False, 600.0, True, True)
+    for a, b in zip(kernel.offline_pass(*args)[:4], twin.offline_pass(*args)[:4], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10)

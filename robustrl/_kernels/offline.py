@@ -25,6 +25,10 @@ from robustrl._kernels.bonus import (
 from robustrl._kernels.divergence import _chi2_regularized_sorted, _tv_dual_sorted
 from robustrl._kernels.ridge import VECTORISE
 
+# rows per clipped_q_rows call where a caller needs only the maxima: the (rows, A) scratch stays
+# small however many samples a step has
+Q_ROWS_BLOCK = 1024
+
 # Golden-section ratio and the width (in log alpha) of the DRVI-L search bracket.
 _INV_PHI = 0.6180339887498949
 KL_LOG_BRACKET = 40.0
@@ -304,13 +308,17 @@ def next_state_values(next_features, weights, lambda_inv, signed_beta, code, upp
         if nonterminal[k]:
             live[m] = k
             m += 1
-    best = np.empty(n)
-    clipped_q_rows(next_features, live, m, weights, lambda_inv, _bonus_scale(lambda_inv, code),
-                   signed_beta, code, upper, truncate_below, known, has_known, bonus, has_bonus,
-                   np.empty((n, n_actions)), best)
+    scale = _bonus_scale(lambda_inv, code)
+    block = min(n, Q_ROWS_BLOCK)
+    q, best = np.empty((block, n_actions)), np.empty(block)
     out = np.zeros(n)
-    for t in range(m):
-        out[live[t]] = best[t]
+    for start in range(0, m, Q_ROWS_BLOCK):
+        size = min(m - start, Q_ROWS_BLOCK)
+        clipped_q_rows(next_features, live[start:], size, weights, lambda_inv, scale,
+                       signed_beta, code, upper, truncate_below, known, has_known, bonus,
+                       has_bonus, q, best)
+        for t in range(size):
+            out[live[start + t]] = best[t]
     return out
 
 
