@@ -9,7 +9,8 @@ comparison on the same inputs, then the scaling curves and the memory of the str
 
 Sections (``--only``, comma-separated): ``fig1`` (the R2PVI Figure-1 job end to end, warm and
 cold Numba cache, peak memory of the process tree; with ``--r2pvi-official PATH`` the authors'
-script in the same run, ``benchmarks/bench_fig1.py``), ``put`` (every offline agent's
+script in the same run, ``benchmarks/bench_fig1.py``), ``compile`` (the same job on an empty
+Numba cache: the compile time of each kernel), ``put`` (every offline agent's
 American-put fit, always-hold and distinct-start-price data, vs the loop reference),
 ``offline`` (R2PVI TV/KL/chi2 and DRPVI fit time vs the loop-style NumPy/SciPy reference,
 American put and simulated linear MDP), ``online``
@@ -35,10 +36,12 @@ from benchmarks import bench_memory, bench_offline, bench_online, bench_scaling
 from benchmarks.common import machine_info
 from robustrl._io import atomic_write_json
 
-SECTIONS = ("fig1", "put", "offline", "online", "scaling", "memory", "primitives", "dred")
+SECTIONS = ("fig1", "compile", "put", "offline", "online", "scaling", "memory", "primitives",
+            "dred")
 
 FULL = {
     "fig1": {"extra": []},
+    "compile": {"extra": []},
     "put": {"sizes": [100, 1000], "budget": 20.0},
     "offline": {"sizes": {"put": [100, 1000, 10000], "sim": [100, 1000, 10000]}, "budget": 20.0},
     "online": {"episodes": [100, 300]},
@@ -53,6 +56,7 @@ FULL = {
 }
 QUICK = {
     "fig1": {"extra": ["--seeds", "2"]},
+    "compile": {"extra": ["--seeds", "1"]},
     "put": {"sizes": [10, 30], "budget": 0.5},
     "offline": {"sizes": {"put": [10, 30], "sim": [20, 60]}, "budget": 0.5},
     "online": {"episodes": [8]},
@@ -111,6 +115,11 @@ def summary(results: dict[str, Any]) -> list[str]:
             lines.append(f"fig1 {r['job']}: {r['seconds']:.2f} s, {r['peak_mb']:.0f} MB peak "
                          f"(process tree){vs}")
         lines += [f"fig1: {n}" for n in results["fig1"]["notes"]]
+    if "compile" in results:
+        c = results["compile"]
+        lines.append(f"compile: {c['total_s']:.1f} s of Numba compilation ({c['compilations']} "
+                     f"compilations) in the {c['job_s']:.1f} s of the Figure-1 job on an empty "
+                     "cache")
     if "put" in results:
         rows = results["put"]["rows"]
         for r in rows:
@@ -199,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
             out = bench_fig1.run_fig1(1 if args.quick else 3, args.r2pvi_official,
                                       args.r2pvi_official_python, cfg["extra"],
                                       fill=not args.quick)
+        elif section == "compile":
+            from benchmarks import bench_fig1
+
+            out = bench_fig1.run_compile(cfg["extra"])
         elif section == "put":
             from benchmarks import bench_fig1
 

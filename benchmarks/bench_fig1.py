@@ -12,6 +12,10 @@ every offline agent on always-hold and distinct-start-price data.
   of github.com/panxulab/Robust-Regularized-Pessimistic-Value-Iteration, never vendored) the
   authors' script runs the same way in the same run; without it, or when its interpreter lacks
   its dependencies (``pyrallis``), that row says why and is skipped.
+* **Compilation** (``compile``): the Figure-1 job once with an empty ``NUMBA_CACHE_DIR`` and a
+  listener on Numba's ``numba:compile`` events: the compile time of every kernel it compiles
+  (its own, without the kernels it calls), summed over its type specialisations -- where a
+  cold start's seconds go.
 * **Put fits** (``put``): :mod:`benchmarks.bench_offline` with every offline agent (PEVI,
   R2PVI-TV/KL/chi2, DRPVI, DRVI-L) on ``put`` (always hold, one start price: few distinct
   next-state values) and ``put-distinct`` (a start price per trajectory: every next-state value
@@ -137,6 +141,68 @@ def run_fig1(repeats: int = 3, official: str | None = None,
         table += "\n" + "\n".join(notes)
     return {"rows": rows, "notes": notes, "table": table, "repeats": repeats,
             "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}
+
+
+_COMPILE_LISTENER = r"""
+import collections, json, os, sys, time
+from numba.core import event
+
+stack, own, count = [], collections.Counter(), collections.Counter()
+
+
+class Listener(event.Listener):
+    def on_start(self, ev):
+        stack.append([ev.data["dispatcher"].py_func.__qualname__, time.perf_counter(), 0.0])
+
+    def on_end(self, ev):
+        name, t0, inner = stack.pop()
+        took = time.perf_counter() - t0
+        own[name] += took - inner
+        count[name] += 1
+        if stack:
+            stack[-1][2] += took
+
+
+event.register("numba:compile", Listener())
+from robustrl.cli import main
+
+start = time.perf_counter()
+status = main(sys.argv[1:])
+with open(os.environ["ROBUSTRL_COMPILE_REPORT"], "w") as fh:
+    json.dump({"status": status, "seconds": time.perf_counter() - start,
+               "kernels": [[k, v, count[k]] for k, v in own.most_common()]}, fh)
+"""
+
+
+def run_compile(extra: list[str] | None = None, top: int = 15, log=print) -> dict[str, Any]:
+    """The Figure-1 job once on an empty Numba cache, with the compile time of each kernel
+    (its own share, summed over its specialisations; NumPy overloads such as ``np.empty``
+    count as kernels of their own). ``extra``: more ``robustrl run`` arguments."""
+    import json
+
+    with tempfile.TemporaryDirectory(prefix="robustrl_compile_") as tmp:
+        report = Path(tmp) / "report.json"
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(Path(tmp) / "cache"),
+               "ROBUSTRL_COMPILE_REPORT": str(report)}
+        cmd = [sys.executable, "-c", _COMPILE_LISTENER, "run", "r2pvi_fig1", "--config",
+               str(CONFIG), "--out", str(Path(tmp) / "out"), "--quiet", *(extra or [])]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
+        if proc.returncode != 0 or not report.exists():
+            raise RuntimeError(f"the job failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+        data = json.loads(report.read_text())
+    kernels = data["kernels"]
+    total = sum(k[1] for k in kernels)
+    compiles = sum(k[2] for k in kernels)
+    log(f"  compile: {total:.2f} s in {compiles} compilations of {len(kernels)} kernels; the "
+        f"job {data['seconds']:.2f} s on an empty cache")
+    rows = [{"kernel": name, "seconds": sec, "compilations": n} for name, sec, n in kernels]
+    table = format_table(["kernel", "compile s (own)", "compilations"],
+                         [[r["kernel"], f"{r['seconds']:.2f}", r["compilations"]]
+                          for r in rows[:top]])
+    table += (f"\n{len(rows) - min(top, len(rows))} more kernels; all: {total:.2f} s in "
+              f"{compiles} compilations; the whole job {data['seconds']:.2f} s")
+    return {"rows": rows, "total_s": total, "compilations": compiles,
+            "job_s": data["seconds"], "table": table}
 
 
 def _official(path: str | None, python: str | None, repeats: int, notes: list[str],

@@ -69,7 +69,7 @@ def test_quick_benchmark_runs_and_prints_the_table(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout
-    for section in ("== fig1 ==", "== put ==", "== offline ==", "== online ==",
+    for section in ("== fig1 ==", "== compile ==", "== put ==", "== offline ==", "== online ==",
                     "== scaling ==", "== memory ==", "== primitives ==", "== dred ==",
                     "== summary =="):
         assert section in text
@@ -82,10 +82,13 @@ def test_quick_benchmark_runs_and_prints_the_table(tmp_path):
     assert set(fig1) == {"robustrl, warm Numba cache", "robustrl, cold Numba cache"}
     assert all(r["seconds"] > 0 and r["peak_mb"] > 30 for r in fig1.values())
     assert "official code: not given" in text
+    compiled = results["compile"]  # the cold job's compile time, kernel by kernel
+    assert compiled["total_s"] > 0 and compiled["compilations"] >= len(compiled["rows"]) > 5
+    assert "offline_pass" in {r["kernel"] for r in compiled["rows"]}
     assert {r["env"] for r in results["put"]["rows"]} == {"put", "put-distinct"}
     assert {r["method"] for r in results["put"]["rows"]} == set(bench_offline.ALL_METHODS)
-    assert set(results) >= {"machine", "fig1", "put", "offline", "online", "scaling", "memory",
-                            "primitives", "dred", "summary"}
+    assert set(results) >= {"machine", "fig1", "compile", "put", "offline", "online", "scaling",
+                            "memory", "primitives", "dred", "summary"}
     dred = results["dred"]
     assert [r["n_envs"] for r in dred["rows"] if r["env"] == "CaveEscapeVecEnv"] == [4, 64]
     assert all(r["steps_per_s"] > 0 for r in dred["rows"] + dred["ppo_rows"])
