@@ -284,14 +284,14 @@ def test_a_cold_kernel_cache_is_announced_once_with_its_folder(tmp_path, monkeyp
     assert "10-20 s" in record.getMessage()
 
 
-def test_more_rows_than_one_q_block_agree_with_the_twins():
-    """Steps with more samples than ``Q_ROWS_BLOCK`` (Q is computed block by block into a
-    small scratch): the pass and next_state_values agree with their NumPy twins."""
+def test_many_rows_with_only_the_maxima_kept_agree_with_the_twins():
+    """Steps with thousands of samples, where clipped_q_rows keeps only each row's maximum (no
+    ``(rows, A)`` scratch): the pass and next_state_values agree with their NumPy twins."""
     from robustrl._kernels import offline as koff
     from robustrl.reference import offline as roff
 
     rng = np.random.default_rng(21)
-    K, H, d, A = 2 * koff.Q_ROWS_BLOCK + 300, 2, 4, 3
+    K, H, d, A = 2348, 2, 4, 3
     nf = rng.random((K, A, d))
     w, inv = rng.normal(size=d), np.linalg.inv(np.eye(d) + 0.1 * np.ones((d, d)))
     nonterminal = rng.random(K) < 0.9

@@ -25,10 +25,6 @@ from robustrl._kernels.bonus import (
 from robustrl._kernels.divergence import _chi2_regularized_sorted, _tv_dual_sorted
 from robustrl._kernels.ridge import VECTORISE
 
-# rows per clipped_q_rows call where a caller needs only the maxima: the (rows, A) scratch stays
-# small however many samples a step has
-Q_ROWS_BLOCK = 1024
-
 # Golden-section ratio and the width (in log alpha) of the DRVI-L search bracket.
 _INV_PHI = 0.6180339887498949
 KL_LOG_BRACKET = 40.0
@@ -230,13 +226,15 @@ def clipped_q_rows(features, rows, n_rows, weights, lambda_inv, scale, signed_be
     ``max(., 0)`` when ``truncate_below``, with ``phi = features[rows[t], a]``; ``known[k, a]``
     instead where ``has_known`` and it is not NaN; ``best[t]`` the maximum over actions. The
     one implementation of the offline agents' Q (arXiv:2411.18612, Algorithm 1 line 9).
-    ``scale``: :func:`_bonus_scale`; ``bonus[k, a]`` the bonus where ``has_bonus``.
+    ``scale``: :func:`_bonus_scale`; ``bonus[k, a]`` the bonus where ``has_bonus``. An ``out``
+    with no rows (``(0, A)``) keeps only the maxima: no scratch that grows with the rows.
 
     Many rows per call: Numba keeps reference-count updates around each call of a function
     taking arrays, which cost more than the arithmetic at small ``d`` (a call per action made
     the simulated MDP's fits several times slower, a call per row cost the put's tie check a
     fifth of its time)."""
     dim = features.shape[2]
+    keep = out.shape[0] > 0
     for t in range(n_rows):
         k = rows[t]
         top = -np.inf
@@ -274,7 +272,8 @@ def clipped_q_rows(features, rows, n_rows, weights, lambda_inv, scale, signed_be
                 q = min(q, upper)
                 if truncate_below:
                     q = max(q, 0.0)
-            out[t, a] = q
+            if keep:
+                out[t, a] = q
             if q > top:
                 top = q
         best[t] = top
@@ -308,17 +307,13 @@ def next_state_values(next_features, weights, lambda_inv, signed_beta, code, upp
         if nonterminal[k]:
             live[m] = k
             m += 1
-    scale = _bonus_scale(lambda_inv, code)
-    block = min(n, Q_ROWS_BLOCK)
-    q, best = np.empty((block, n_actions)), np.empty(block)
+    best = np.empty(n)
+    clipped_q_rows(next_features, live, m, weights, lambda_inv, _bonus_scale(lambda_inv, code),
+                   signed_beta, code, upper, truncate_below, known, has_known, bonus, has_bonus,
+                   np.empty((0, n_actions)), best)
     out = np.zeros(n)
-    for start in range(0, m, Q_ROWS_BLOCK):
-        size = min(m - start, Q_ROWS_BLOCK)
-        clipped_q_rows(next_features, live[start:], size, weights, lambda_inv, scale,
-                       signed_beta, code, upper, truncate_below, known, has_known, bonus,
-                       has_bonus, q, best)
-        for t in range(size):
-            out[live[start + t]] = best[t]
+    for t in range(m):
+        out[live[t]] = best[t]
     return out
 
 

@@ -163,9 +163,8 @@ def offline_pass(features, rewards, next_features, valid, nonterminal, known, ha
     no_bonus = np.zeros((0, 0))
     live = np.empty(n_traj, dtype=np.int64)
     where = np.empty(n_traj, dtype=np.int64)
-    block = min(n_traj, _k.Q_ROWS_BLOCK)
-    q_rows = np.empty((block, next_features.shape[2]))
-    best = np.empty(block)
+    only_maxima = np.empty((0, next_features.shape[2]))  # clipped_q_rows keeps no (K, A) Q
+    best = np.empty(n_traj)
     for h in range(horizon - 1, -1, -1):
         last = h == horizon - 1
         n = 0
@@ -209,13 +208,11 @@ def offline_pass(features, rewards, next_features, valid, nonterminal, known, ha
                     live[m] = rows[j]
                     where[m] = j
                     m += 1
-            for start in range(0, m, _k.Q_ROWS_BLOCK):
-                size = min(m - start, _k.Q_ROWS_BLOCK)
-                _k.clipped_q_rows(nf, live[start:], size, w_next, l_next, scale, signed_beta,
-                                  code, upper, truncate_below, kn, has_known, bonus, dense_bonus,
-                                  q_rows, best)
-                for t in range(size):
-                    v[where[start + t]] = best[t]
+            _k.clipped_q_rows(nf, live, m, w_next, l_next, scale, signed_beta, code, upper,
+                              truncate_below, kn, has_known, bonus, dense_bonus, only_maxima,
+                              best)
+            for t in range(m):
+                v[where[t]] = best[t]
             lo, lo_reg = _k.value_minima(v[:n], regs)
         else:
             v[:n] = 0.0
