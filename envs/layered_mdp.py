@@ -123,6 +123,10 @@ class FiniteMDPEnv(gym.Env):
                          self.model.initial_distribution)
 
     # ------------------------------------------------------------ features
+    def feature_table(self) -> np.ndarray:
+        """Every ``phi(s, a)`` as one ``(S, A, S * A)`` array (the one-hot features)."""
+        return np.eye(self.feature_dim).reshape(self.n_states, self.n_actions, self.feature_dim)
+
     def features(self, obs, action: int) -> np.ndarray:
         """One-hot ``phi(s, a) = e_{s * A + a}``, shape ``(S * A,)``."""
         s, a = self._obs_state(obs), self._check_action(action)
@@ -201,17 +205,48 @@ class FiniteMDPEnv(gym.Env):
                              f"{table.dtype} {table.shape}")
         if table.min() < 0 or table.max() >= self.n_actions:
             raise ValueError(f"actions must lie in [0, {self.n_actions - 1}]")
-        gym.Env.reset(self, seed=seed)
-        u = self.np_random.random((int(episodes), H + 1))
-        state = np.searchsorted(self._cumulative_initial, u[:, 0], side="right")
+        _, _, rewards = self._rollout(int(episodes), seed, lambda h, state: table[h, state])
         total = np.zeros(int(episodes))
+        for h in range(H):  # step by step, the loop's order of additions
+            total += rewards[:, h]
+        return total
+
+    def rollout_uniform(self, episodes: int, action_rng: np.random.Generator,
+                        seed: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``episodes`` episodes of uniformly random actions, all stepped together: the
+        ``(episodes, H + 1)`` states, ``(episodes, H)`` actions and ``(episodes, H)`` rewards.
+
+        Bit-identical to ``reset(seed=seed)`` followed by ``episodes`` sequential reset/step
+        loops with ``a = int(action_rng.integers(A))`` before each step (what
+        :meth:`robustrl.data.OfflineDataset.collect` does without a behaviour policy): every
+        episode takes exactly ``H`` steps, so the actions are the next ``episodes * H``
+        draws of ``action_rng`` in episode order, one ``integers(A, size=...)`` call.
+        """
+        K = check_int(episodes, "episodes", low=1)
+        drawn = action_rng.integers(self.n_actions, size=(K, self.horizon))
+        return self._rollout(K, seed, lambda h, state: drawn[:, h])
+
+    def _rollout(self, episodes: int, seed: int | None, choose
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """States, actions and rewards of ``episodes`` episodes stepped together, the action
+        of step ``h`` being ``choose(h, states)``; the uniforms as in :meth:`rollout_returns`."""
+        H = self.horizon
+        gym.Env.reset(self, seed=seed)
+        u = self.np_random.random((episodes, H + 1))
+        states = np.empty((episodes, H + 1), dtype=np.int64)
+        actions = np.empty((episodes, H), dtype=np.int64)
+        rewards = np.empty((episodes, H))
+        state = np.searchsorted(self._cumulative_initial, u[:, 0], side="right")
+        states[:, 0] = state
         for h in range(H):
-            a = table[h, state]
-            total += self._rewards[h, state, a]
+            a = choose(h, state)
+            actions[:, h] = a
+            rewards[:, h] = self._rewards[h, state, a]
             state = np.count_nonzero(self._cumulative_kernel[h, state, a] <= u[:, h + 1, None],
                                      axis=1)
+            states[:, h + 1] = state
         self._state, self._step = int(state[-1]), H
-        return total
+        return states, actions, rewards
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":

@@ -55,6 +55,10 @@ class LinearMDPEnv(FiniteMDPEnv):
         """The model itself (already linear)."""
         return self.model
 
+    def feature_table(self) -> np.ndarray:
+        """Every ``phi(s, a)`` as one ``(S, A, d)`` array: the model's own features."""
+        return self.model.phi
+
     def features(self, obs, action: int) -> np.ndarray:
         """``phi(s, a)`` of the observation's state, shape ``(d,)``."""
         return self.model.phi[self._obs_state(obs), self._check_action(action)].copy()

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from robustrl._artifacts import loaded_array, read_npz, read_npz_json
 from robustrl._io import atomic_write
 from robustrl._policy import as_action_fn
-from robustrl.protocols import feature_interface
+from robustrl.protocols import behind_passive_wrappers, defined_together, feature_interface
 from robustrl.validation import check_array, check_int, check_seed
 
 _ARRAYS = (
@@ -289,6 +289,10 @@ def roll_out(env, out: dict[str, np.ndarray], act, rng: np.random.Generator, see
     first reset takes ``seed``. Returns the arrays, the episodes that ended by truncation (not
     termination) and the episodes' returns."""
     K, H, A = out["next_action_features"].shape[:3]
+    if act is None:
+        batched = _uniform_rollout(env, out, rng, seed, features, action_features)
+        if batched is not None:
+            return out, [], batched
     timeouts, returns = [], np.zeros(K)
     for k in tqdm(range(K), disable=not progress, desc="collecting", unit="traj"):
         obs, _ = env.reset(seed=seed if k == 0 else None)
@@ -311,6 +315,49 @@ def roll_out(env, out: dict[str, np.ndarray], act, rng: np.random.Generator, see
                     timeouts.append(k)
                 break
     return out, timeouts, returns
+
+
+def _table_features(env, features: Callable, action_features: Callable) -> np.ndarray | None:
+    """The unwrapped environment's ``(S, A, d)`` feature table when ``features`` and
+    ``action_features`` are its own lookups in it (one class defines all three, so a subclass
+    that changes the features without the table is never batched), else ``None``."""
+    base = env.unwrapped
+    if not defined_together(base, "feature_table", "features", "action_features") or (
+            features != base.features or action_features != base.action_features):
+        return None
+    return base.feature_table()
+
+
+def _uniform_rollout(env, out: dict[str, np.ndarray], rng: np.random.Generator,
+                     seed: int | None, features: Callable, action_features: Callable
+                     ) -> np.ndarray | None:
+    """:func:`roll_out` with uniform actions, all episodes stepped together, for an environment
+    with a known model behind passive wrappers
+    (:meth:`~robustrl.envs.FiniteMDPEnv.rollout_uniform`): the same random streams, so the same
+    arrays as the loop. Fills ``out`` and returns the episodes' returns, or ``None`` (nothing
+    touched) when the loop must run."""
+    base = behind_passive_wrappers(env)
+    if base is None or not defined_together(base, "rollout_uniform", "reset", "step", "_obs"):
+        return None
+    phi = _table_features(env, features, action_features)
+    if phi is None:
+        return None
+    K, H = out["actions"].shape
+    states, actions, rewards = base.rollout_uniform(K, rng, seed)
+    steps = np.arange(H + 1)
+    out["observations"][..., 0], out["observations"][..., 1] = states[:, :H], steps[:H]
+    out["next_observations"][..., 0] = states[:, 1:]
+    out["next_observations"][..., 1] = steps[1:]
+    out["actions"][:] = actions
+    out["rewards"][:] = rewards
+    out["features"][:] = phi[states[:, :H], actions]
+    out["next_action_features"][:] = phi[states[:, 1:]]
+    out["valid"][:] = True
+    out["terminal"][:, H - 1] = True  # every episode of such an environment lasts H steps
+    returns = np.zeros(K)
+    for h in range(H):  # step by step, the loop's order of additions
+        returns += rewards[:, h]
+    return returns
 
 
 class DatasetChunks:

@@ -15,6 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from robustrl._policy import as_action_fn
+from robustrl.protocols import behind_passive_wrappers, defined_together
 from robustrl.validation import check_int, check_seed
 
 
@@ -149,26 +150,14 @@ def _declared_nominal(env) -> Any:
     return getattr(getattr(env, "unwrapped", env), "nominal_perturbation", None)
 
 
-# Wrappers that change neither observations, actions, rewards nor the episode's random stream,
-# so the batched rollout of the unwrapped model environment equals the wrapped loop.
-_PASSIVE_WRAPPERS = ("OrderEnforcing", "PassiveEnvChecker", "TimeLimit")
-
-
 def _batched_table(policy, env) -> np.ndarray | None:
     """The ``(H, S)`` action table for a batched rollout of ``env``, or ``None`` when the
     episode-by-episode loop must run: the unwrapped environment has no ``rollout_returns``, a
     wrapper may change the episodes, or the policy may be stochastic (a plain callable or an
     ``(H, S, A)`` table; ``predict`` objects are queried with ``deterministic=True``)."""
-    base = getattr(env, "unwrapped", env)
-    if not hasattr(base, "rollout_returns"):
+    base = behind_passive_wrappers(env)
+    if base is None or not defined_together(base, "rollout_returns", "reset", "step", "_obs"):
         return None
-    layer = env
-    while layer is not base:
-        name = type(layer).__name__
-        limit = getattr(layer, "_max_episode_steps", None)
-        if name not in _PASSIVE_WRAPPERS or (limit is not None and limit < base.horizon):
-            return None
-        layer = layer.env
     deterministic_table = isinstance(policy, np.ndarray) and policy.ndim == 2
     if not (deterministic_table or callable(getattr(policy, "predict", None))):
         return None

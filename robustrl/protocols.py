@@ -109,3 +109,38 @@ def feature_interface(env: Any, *, who: str = "a linear agent") -> FeatureInterf
             raise ValueError(f"env.{name} must be an integer >= 1; got {value!r}")
     return FeatureInterface(int(horizon), int(dim), int(n_actions), found["features"],
                             found["action_features"])
+
+
+# Wrappers that change neither observations, actions, rewards nor the episode's random stream.
+_PASSIVE_WRAPPERS = ("OrderEnforcing", "PassiveEnvChecker", "TimeLimit")
+
+
+def behind_passive_wrappers(env: Any) -> Any | None:
+    """``env.unwrapped`` when every wrapper around it is passive (Gymnasium's
+    ``OrderEnforcing``, ``PassiveEnvChecker``, or a ``TimeLimit`` no shorter than the
+    environment's ``horizon``), so a batched rollout of the unwrapped environment equals the
+    wrapped step loop; ``None`` otherwise."""
+    base = getattr(env, "unwrapped", env)
+    layer = env
+    while layer is not base:
+        limit = getattr(layer, "_max_episode_steps", None)
+        horizon = getattr(base, "horizon", None)
+        if type(layer).__name__ not in _PASSIVE_WRAPPERS or (
+                limit is not None and (horizon is None or limit < horizon)):
+            return None
+        layer = layer.env
+    return base
+
+
+def defined_together(obj: Any, *names: str) -> bool:
+    """Whether one class of ``type(obj)``'s MRO defines every attribute in ``names``: a fast
+    path (a batched rollout, a feature table) agrees with the methods it stands for only when a
+    subclass has not overridden some of them without the others."""
+    owners = set()
+    for name in names:
+        owner = next((c for c in type(obj).__mro__ if name in vars(c)), None)
+        if owner is None:
+            return False
+        owners.add(owner)
+    return len(owners) == 1
+

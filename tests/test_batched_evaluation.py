@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 
 from robustrl.agents import R2PVI
+from robustrl import data as data_module
 from robustrl.data import OfflineDataset
-from robustrl.envs import CombinationLockEnv, SimulatedLinearMDPEnv
+from robustrl.envs import (
+    CombinationLockEnv,
+    LayeredTabularMDPEnv,
+    RandomLinearMDPEnv,
+    SimulatedLinearMDPEnv,
+)
 from robustrl.evaluation import _batched_table, evaluate
 
 
@@ -66,3 +72,62 @@ def test_rollout_returns_checks_its_table():
         env.rollout_returns(np.zeros((env.horizon, env.n_states)), 3, 0)
     with pytest.raises(ValueError, match="lie in"):
         env.rollout_returns(np.full((env.horizon, env.n_states), 99), 3, 0)
+
+
+# ---------------------------------------------------------------- batched data collection
+def _collect_both(env, looped_env, n, seed):
+    fast = OfflineDataset.collect(env, n, seed=seed)
+    slow = OfflineDataset.collect(looped_env, n, seed=seed)
+    return fast, slow
+
+
+@pytest.mark.parametrize("make", [
+    lambda: SimulatedLinearMDPEnv(perturbation=0.4),
+    lambda: CombinationLockEnv(horizon=5, n_states=3, n_actions=4, seed=1),
+    lambda: gym.make("robustrl/CombinationLock-v0", horizon=4, n_states=3, n_actions=3, seed=2),
+    lambda: LayeredTabularMDPEnv(horizon=3, n_states=4, n_actions=2, seed=5),
+    lambda: RandomLinearMDPEnv(seed=3),
+])
+def test_batched_collection_equals_the_loop_bit_for_bit(make):
+    env = make()
+    assert data_module._uniform_rollout(  # the batched path is taken here ...
+        env, OfflineDataset.empty_arrays(2, env.unwrapped.horizon, 2, env.unwrapped.feature_dim,
+                                         env.action_space.n),
+        np.random.default_rng(0), 0, env.unwrapped.features,
+        env.unwrapped.action_features) is not None
+    looped = gym.wrappers.RecordEpisodeStatistics(make())  # ... and not behind this wrapper
+    fast, slow = _collect_both(env, looped, 200, seed=7)
+    for name in ("observations", "actions", "rewards", "next_observations", "features",
+                 "next_action_features", "valid", "terminal"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name), err_msg=name)
+    assert np.unique(fast.actions).size > 1 and np.unique(fast.next_observations[..., 0]).size > 1
+
+
+def test_collection_loops_where_a_batch_could_differ():
+    class OwnFeatures(SimulatedLinearMDPEnv):  # new features, the inherited table: loop
+        def features(self, obs, action):
+            return 2.0 * super().features(obs, action)
+
+    env = OwnFeatures()
+    data = OfflineDataset.collect(env, 20, seed=0)
+    s, a = data.observations[0, 0, 0].astype(int), data.actions[0, 0]
+    np.testing.assert_array_equal(data.features[0, 0], 2.0 * env.model.phi[s, a])
+
+    class OwnStep(SimulatedLinearMDPEnv):  # a new step without a new rollout_uniform: loop
+        def step(self, action):
+            obs, reward, terminated, truncated, info = super().step(action)
+            return obs, reward + 1.0, terminated, truncated, info
+
+    data = OfflineDataset.collect(OwnStep(), 20, seed=0)
+    plain = OfflineDataset.collect(SimulatedLinearMDPEnv(), 20, seed=0)
+    np.testing.assert_array_equal(data.rewards, plain.rewards + 1.0)
+    # a behaviour policy, a feature wrapper or a short time limit take the loop as well
+    short = gym.wrappers.TimeLimit(SimulatedLinearMDPEnv(), max_episode_steps=2)
+    assert data_module._uniform_rollout(
+        short, OfflineDataset.empty_arrays(2, 3, 2, 4, 16), np.random.default_rng(0), 0,
+        short.unwrapped.features, short.unwrapped.action_features) is None
+
+
+def test_rollout_uniform_checks_episodes():
+    with pytest.raises(ValueError, match="episodes"):
+        SimulatedLinearMDPEnv().rollout_uniform(0, np.random.default_rng(0), 0)
