@@ -43,6 +43,7 @@ Run: robustrl run r2pvi_fig1 --out results/r2pvi_fig1 --workers 2
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -204,6 +205,15 @@ class Chi2AsCode(RowEstimator):
         return np.minimum(ends[0], ends[1])
 
 
+@functools.cache
+def test_env(q: float):
+    """The test environment at level ``q``, built once per process: evaluation reseeds it
+    (batched rollouts) or reads its model (exact returns), so every cell may share it."""
+    from robustrl.envs import SimulatedLinearMDPEnv
+
+    return SimulatedLinearMDPEnv(perturbation=q)
+
+
 def run_one(params: dict, seed: int) -> dict:
     from robustrl.data import OfflineDataset
     from robustrl.envs import SimulatedLinearMDPEnv
@@ -218,12 +228,8 @@ def run_one(params: dict, seed: int) -> dict:
                        params["v_min"]).fit(data)
     policy = greedy_policy(agent, env.model)
     grid = [float(q) for q in SimulatedLinearMDPEnv.perturbation_grid]
-
-    def make(q):
-        return SimulatedLinearMDPEnv(perturbation=q)
-
-    mc = evaluate(policy, make, grid, episodes=int(params["episodes"]), seed=test_seed).mean
-    exact = evaluate_exact(policy, make, grid).mean
+    mc = evaluate(policy, test_env, grid, episodes=int(params["episodes"]), seed=test_seed).mean
+    exact = evaluate_exact(policy, test_env, grid).mean
     # xi^T a of the first action: the knob that trades nominal return for robustness
     xi_a = float(env.model.phi[0, policy[0, 0], 3] - 0.3)
     return {
@@ -352,7 +358,9 @@ def plot(results: list[dict], out_dir: Path) -> list[Path]:
     for ax in (ax2, ax3):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7 if ax is ax3 else 6, ncol=1 if ax is ax3 else 2)
-    fig.tight_layout()
+    # the margins tight_layout() finds for these three panels, fixed: it drew the figure an
+    # extra time to measure them (0.14 s, a third of the plot)
+    fig.subplots_adjust(left=0.045, right=0.985, bottom=0.135, top=0.915, wspace=0.16)
     return [atomic_write(Path(out_dir) / "r2pvi_fig1.png",
                          lambda fh: fig.savefig(fh, format="png", dpi=90), binary=True)]
 

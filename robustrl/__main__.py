@@ -1,6 +1,6 @@
-"""``python -m robustrl``: the command-line interface (:func:`robustrl.cli.main`)."""
+"""``python -m robustrl``: the command-line interface (:func:`robustrl.cli.run_console`)."""
 
-from robustrl.cli import main
+from robustrl.cli import run_console
 
 if __name__ == "__main__":  # importing the module (e.g. by a documentation tool) runs nothing
-    raise SystemExit(main())
+    run_console()

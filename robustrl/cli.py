@@ -19,8 +19,10 @@ experiment registered under the manifest's name, or from ``--experiment FILE.py`
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -407,5 +409,27 @@ def main(argv: list[str] | None = None) -> int:
         warnings.showwarning = old_show
 
 
+def run_console() -> None:
+    """The ``robustrl`` program (and ``python -m robustrl``): :func:`main`, then a quick exit.
+
+    When ``main`` returns, every result is written (atomically) and the exit status decided,
+    so the interpreter's teardown, which frees every module, Numba's LLVM state and
+    Matplotlib's objects one by one (0.3 s of the 2 s Figure-1 job), is skipped: the exit
+    handlers run and the standard streams are flushed as in a normal exit, then the process
+    ends with ``os._exit``. A live non-daemon thread, which a normal exit waits for, gets the
+    normal exit.
+    """
+    status = main()
+    waiting = [t for t in threading.enumerate()
+               if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if waiting or not isinstance(status, int):
+        sys.exit(status)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: main reported it
+            stream.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run_console()

@@ -6,8 +6,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from robustrl.agents import R2PVI
 from robustrl import data as data_module
+from robustrl.agents import R2PVI
 from robustrl.data import OfflineDataset
 from robustrl.envs import (
     CombinationLockEnv,

@@ -130,3 +130,38 @@ def test_plain_install_cli_outside_repo(tmp_path):
     assert out.returncode == 0, out.stderr
     assert (work / "r" / "summary.csv").is_file()
     assert "torch" not in out.stderr
+
+
+def _console(tmp_path, prelude: str, *argv: str) -> subprocess.CompletedProcess:
+    """The ``robustrl`` program (:func:`robustrl.cli.run_console`) after ``prelude``."""
+    code = (f"import sys\n{prelude}\nsys.argv = ['robustrl', *{list(argv)!r}]\n"
+            "from robustrl.cli import run_console\nrun_console()\n")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600, cwd=tmp_path)
+
+
+def test_console_quick_exit_runs_exit_handlers_and_keeps_output_and_status(tmp_path):
+    """The program skips the interpreter's teardown, not its exit handlers or buffered output,
+    and exits with main's status."""
+    mark = tmp_path / "atexit.txt"
+    out = _console(tmp_path, f"import atexit\natexit.register(lambda: open({str(mark)!r}, "
+                             "'w').write('ran'))\nprint('buffered', end='')", "list")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("buffered") and "r2pvi_fig1" in out.stdout
+    assert mark.read_text() == "ran"
+    from robustrl.cli import main
+
+    bad = _console(tmp_path, "", "run", "no_such_experiment")
+    assert bad.returncode == main(["run", "no_such_experiment"]) != 0
+    assert "no_such_experiment" in bad.stderr
+
+
+def test_console_waits_for_a_running_thread(tmp_path):
+    """A live non-daemon thread gets the normal exit, which waits for it."""
+    mark = tmp_path / "thread.txt"
+    prelude = ("import threading, time\n"
+               f"threading.Thread(target=lambda: (time.sleep(1.0), open({str(mark)!r}, 'w')"
+               ".write('done'))).start()")
+    out = _console(tmp_path, prelude, "list")
+    assert out.returncode == 0, out.stderr
+    assert mark.read_text() == "done"
