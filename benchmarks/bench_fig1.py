@@ -19,7 +19,8 @@ every offline agent on always-hold and distinct-start-price data.
 * **Put fits** (``put``): :mod:`benchmarks.bench_offline` with every offline agent (PEVI,
   R2PVI-TV/KL/chi2, DRPVI, DRVI-L) on ``put`` (always hold, one start price: few distinct
   next-state values) and ``put-distinct`` (a start price per trajectory: every next-state value
-  distinct) against the loop reference measured in the same run.
+  distinct) against the loop reference measured in the same run; with ``official=PATH`` the
+  authors' put fits of both kinds of data as well.
 """
 
 from __future__ import annotations
@@ -242,9 +243,10 @@ def run_put(sizes: list[int], repeats: int = 5, budget: float = 20.0, log=print,
             official: str | None = None, official_python: str | None = None
             ) -> dict[str, Any]:
     """Every offline agent on the put, always-hold and distinct-start-price data; with
-    ``official`` (a local copy of the authors' repository) their fits of the always-hold data
-    too (:mod:`benchmarks.r2pvi_official_put`, their own data collection and settings), in a
-    subprocess with ``official_python``."""
+    ``official`` (a local copy of the authors' repository) their fits of both kinds of data
+    too (:mod:`benchmarks.r2pvi_official_put`, their own data collection and settings, the
+    distinct data by a start price drawn per trajectory), in a subprocess with
+    ``official_python``."""
     from benchmarks import bench_offline
 
     out = bench_offline.run({"put": sizes, "put-distinct": sizes}, repeats=repeats,
@@ -254,26 +256,28 @@ def run_put(sizes: list[int], repeats: int = 5, budget: float = 20.0, log=print,
         out["official"] = (f"not given or not found ({put_dir})" if official else
                            "not given (--r2pvi-official PATH)")
         return out
-    proc = subprocess.run(
-        [official_python or sys.executable, str(Path(__file__).with_name(
-            "r2pvi_official_put.py")), str(put_dir), ",".join(map(str, sizes)),
-         ",".join(bench_offline.ALL_METHODS)],
-        capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "Agg"})
-    if proc.returncode != 0:
-        out["official"] = f"failed: {proc.stderr.strip().splitlines()[-1:]}"
-        return out
     import json
 
-    seconds = json.loads(proc.stdout.strip().splitlines()[-1])
-    rows = [r for r in out["rows"] if r["env"] == "put"]
-    for r in rows:
-        r["official_s"] = seconds[r["method"]][str(r["N"])]
-        r["official_ratio"] = r["official_s"] / r["package_s"]
-        log(f"  put {r['method']} N={r['N']}: official {r['official_s']:.4g} s, "
-            f"{r['official_ratio']:.1f}x")
+    rows = []
+    for env_name, mode in (("put", []), ("put-distinct", ["distinct"])):
+        proc = subprocess.run(
+            [official_python or sys.executable, str(Path(__file__).with_name(
+                "r2pvi_official_put.py")), str(put_dir), ",".join(map(str, sizes)),
+             ",".join(bench_offline.ALL_METHODS), *mode],
+            capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "Agg"})
+        if proc.returncode != 0:
+            out["official"] = f"failed: {proc.stderr.strip().splitlines()[-1:]}"
+            return out
+        seconds = json.loads(proc.stdout.strip().splitlines()[-1])
+        for r in (r for r in out["rows"] if r["env"] == env_name):
+            r["official_s"] = seconds[r["method"]][str(r["N"])]
+            r["official_ratio"] = r["official_s"] / r["package_s"]
+            log(f"  {env_name} {r['method']} N={r['N']}: official {r['official_s']:.4g} s, "
+                f"{r['official_ratio']:.1f}x")
+            rows.append(r)
     out["official"] = "measured"
     out["official_table"] = format_table(
-        ["method", "N", "package s", "official s", "official / this"],
-        [[r["method"], r["N"], r["package_s"], r["official_s"], f"{r['official_ratio']:.1f}x"]
-         for r in rows])
+        ["data", "method", "N", "package s", "official s", "official / this"],
+        [[r["env"], r["method"], r["N"], r["package_s"], r["official_s"],
+          f"{r['official_ratio']:.1f}x"] for r in rows])
     return out

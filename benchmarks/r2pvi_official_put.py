@@ -7,6 +7,9 @@ prints one JSON object ``{method: {N: seconds}}`` on its last line.
 The work is the authors' ``main.py`` per fit: their data collection (always hold, seed 0), then
 ``train_agent_once`` (the agent's constructor and ``update_Q``) with their put settings
 (d = 30, H = 20, beta = 0.1, gamma = 1, rho = 0.025); only the fit is timed, once per size.
+A fourth argument ``distinct`` collects the same always-hold data with a start price drawn
+per trajectory (their ``reset`` keeps one), as the package's ``put-distinct`` data: every
+next-state value distinct.
 """
 
 from __future__ import annotations
@@ -20,16 +23,25 @@ NAMES = {"PEVI": "PEVI", "R2PVI-TV": "R2PVI_TV", "R2PVI-KL": "R2PVI_KL",
          "R2PVI-chi2": "R2PVI_xi2", "DRPVI": "DRPVI", "DRVI-L": "DRVI_L"}
 
 
-def main(put_dir: str, sizes: list[int], methods: list[str]) -> dict:
+def main(put_dir: str, sizes: list[int], methods: list[str], distinct: bool = False) -> dict:
     sys.path.insert(0, put_dir)
     import algorithm
+    import numpy as np
     from data_collection import Offline_Dataset_Collection
     from env import American_put_option
     from train_test import train_agent_once
 
+    class FreshStartPrice(American_put_option):
+        """The authors' put with their start-price draw at every reset."""
+
+        def reset(self):
+            self.s0 = np.random.uniform(self.K - self.epsilon, self.K + self.epsilon, 1)
+            super().reset()
+
+    make = FreshStartPrice if distinct else American_put_option
     out: dict[str, dict[int, float]] = {}
     for n in sizes:
-        data = Offline_Dataset_Collection(20, n, American_put_option(0.5, 30, seed=0))
+        data = Offline_Dataset_Collection(20, n, make(0.5, 30, seed=0))
         for method in methods:
             alg = getattr(algorithm, NAMES[method])
             start = time.perf_counter()
@@ -41,5 +53,6 @@ def main(put_dir: str, sizes: list[int], methods: list[str]) -> dict:
 
 
 if __name__ == "__main__":
-    result = main(sys.argv[1], [int(x) for x in sys.argv[2].split(",")], sys.argv[3].split(","))
+    result = main(sys.argv[1], [int(x) for x in sys.argv[2].split(",")], sys.argv[3].split(","),
+                  distinct=sys.argv[4:] == ["distinct"])
     print(json.dumps(result))

@@ -425,9 +425,9 @@ def run_console() -> None:
     if waiting or not isinstance(status, int):
         sys.exit(status)
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe: main reported it
-            stream.flush()
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        with contextlib.suppress(AttributeError, OSError, ValueError):  # a closed pipe: main
+            stream.flush()  # reported it; a None stream (pythonw) has nothing to flush
     os._exit(status)
 
 
