@@ -233,19 +233,20 @@ def clipped_q_rows(features, rows, n_rows, weights, lambda_inv, scale, signed_be
     taking arrays, which cost more than the arithmetic at small ``d`` (a call per action made
     the simulated MDP's fits several times slower, a call per row cost the put's tie check a
     fifth of its time)."""
-    dim = features.shape[2]
+    n_actions, dim = features.shape[1], features.shape[2]
     keep = out.shape[0] > 0
+    use_bonus = code != BONUS_NONE and signed_beta != 0.0
     for t in range(n_rows):
         k = rows[t]
         top = -np.inf
-        for a in range(features.shape[1]):
+        for a in range(n_actions):
             if has_known and not np.isnan(known[k, a]):
                 q = known[k, a]
             else:
                 q = 0.0
                 for i in range(dim):
                     q += features[k, a, i] * weights[i]
-                if code != BONUS_NONE and signed_beta != 0.0:
+                if use_bonus:
                     b = 0.0
                     if has_bonus:
                         b = bonus[k, a]
