@@ -252,19 +252,15 @@ class OfflineAgent(LinearAgent):
         steps = [int(h) for h in np.flatnonzero(tied)]
         if steps and steps[0] == 0:  # every action at step 0's states
             obs = dataset.observations[np.flatnonzero(dataset.valid[:, 0])[:max_states], 0]
-            # one environment call and one Q per distinct start state (often a single one)
-            if (obs == obs[0]).all():
-                starts, first = obs[:1], 0
-            else:
-                starts, inverse = np.unique(obs, axis=0, return_inverse=True)
-                first = int(inverse.ravel()[0])
-            q = self.q_values_from_features(
-                np.stack([self.action_features(o) for o in starts]), 0)
+            # one Q where every trajectory starts in the same state (often), else one batched
+            # environment call for all start states
+            starts = obs[:1] if (obs == obs[0]).all() else obs
+            q = self.q_values_from_features(self.batch_action_features(starts), 0)
             at_bound = np.all(q == self._upper(0), axis=1)  # per state, as the kernel
             if self.truncate_below:
                 at_bound |= np.all(q == 0.0, axis=1)
             if at_bound.all():
-                example[0] = q[first, 0]  # the first data state's, as at the other steps
+                example[0] = q[0, 0]  # the first data state's, as at the other steps
             else:
                 steps = steps[1:]
         if steps:

@@ -290,6 +290,15 @@ class LinearAgent(BaseAgent):
         """Features of ``obs`` paired with every action, shape ``(A, d)``."""
         return np.asarray(self._features.action_features(obs), dtype=np.float64)
 
+    def batch_action_features(self, observations) -> np.ndarray:
+        """:meth:`action_features` of every observation (rows of ``observations``), shape
+        ``(n, A, d)``: one environment call where it offers ``batch_action_features``
+        (:mod:`robustrl.protocols`), else one call per observation."""
+        batch = getattr(self._features, "batch_action_features", None)
+        if batch is not None:
+            return np.asarray(batch(observations), dtype=np.float64)
+        return np.stack([self.action_features(o) for o in observations])
+
     def q_values(self, obs) -> np.ndarray:
         """Q-values of every action at ``obs`` (its step is read from the observation)."""
         raise NotImplementedError

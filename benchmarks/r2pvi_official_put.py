@@ -35,7 +35,8 @@ def main(put_dir: str, sizes: list[int], methods: list[str], distinct: bool = Fa
         """The authors' put with their start-price draw at every reset."""
 
         def reset(self):
-            self.s0 = np.random.uniform(self.K - self.epsilon, self.K + self.epsilon, 1)
+            # their draw, from NumPy's global generator that their collection seeds
+            self.s0 = np.random.uniform(self.K - self.epsilon, self.K + self.epsilon, 1)  # noqa: NPY002
             super().reset()
 
     make = FreshStartPrice if distinct else American_put_option

@@ -202,6 +202,17 @@ class AmericanPutEnv(gym.Env):
         out[HOLD] = self.hold_features(float(np.asarray(obs).reshape(-1)[0]))
         return out
 
+    def batch_action_features(self, observations) -> np.ndarray:
+        """:meth:`action_features` of every row of ``observations (n, 2)`` (price, step), shape
+        ``(n, 2, d)``."""
+        obs = np.asarray(observations, dtype=np.float64)
+        if obs.ndim != 2 or obs.shape[0] and obs.shape[1] < 1:
+            raise ValueError(f"observations must be an (n, 2) array of (price, step) rows; got "
+                             f"shape {obs.shape}")
+        out = np.zeros((obs.shape[0], 2, self.feature_dim))
+        out[:, HOLD] = self.hold_features(obs[:, 0])
+        return out
+
     def _check_action(self, action) -> int:
         if isinstance(action, (bool, np.bool_)) or not np.issubdtype(
             np.asarray(action).dtype, np.integer

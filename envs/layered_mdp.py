@@ -141,6 +141,17 @@ class FiniteMDPEnv(gym.Env):
         phi[np.arange(self.n_actions), s * self.n_actions + np.arange(self.n_actions)] = 1.0
         return phi
 
+    def batch_action_features(self, observations) -> np.ndarray:
+        """:meth:`action_features` of every row of ``observations (n, 2)``, shape
+        ``(n, A, d)``: rows of :meth:`feature_table`."""
+        obs = np.asarray(observations)
+        states = obs.reshape(obs.shape[0], -1)[:, 0] if obs.ndim else obs
+        if obs.ndim == 0 or np.any(states != np.floor(states)) or states.size and (
+                states.min() < 0 or states.max() >= self.n_states):
+            raise ValueError(f"observations must be rows whose first entry (the state) is an "
+                             f"integer in [0, {self.n_states - 1}]")
+        return self.feature_table()[states.astype(np.int64)].copy()
+
     def _obs_state(self, obs) -> int:
         state = int(np.asarray(obs).reshape(-1)[0])
         if not 0 <= state < self.n_states:

@@ -59,6 +59,10 @@ class LinearMDPEnv(FiniteMDPEnv):
         """Every ``phi(s, a)`` as one ``(S, A, d)`` array: the model's own features."""
         return self.model.phi
 
+    # the table lookup of FiniteMDPEnv, declared here beside the features it batches (an
+    # inherited batch would not be trusted to match this class's features)
+    batch_action_features = FiniteMDPEnv.batch_action_features
+
     def features(self, obs, action: int) -> np.ndarray:
         """``phi(s, a)`` of the observation's state, shape ``(d,)``."""
         return self.model.phi[self._obs_state(obs), self._check_action(action)].copy()

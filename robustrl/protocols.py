@@ -22,6 +22,12 @@ radial basis features for continuous observations); docs/byo-env.md walks throug
 Members are looked up through wrappers (``env.get_wrapper_attr``), so a
 :class:`gymnasium.Wrapper` that defines them is accepted; :func:`feature_interface` reports every
 missing member in one error.
+
+**Optional:** ``batch_action_features(observations (n, ...)) -> (n, A, d)``, every row's
+``action_features`` in one call, which agents use where they need many states' features at
+once (the fit's tie check at the start states). It is used only when the same object defines
+it and ``action_features`` in the same class, so a wrapper or subclass that changes the
+features without it falls back to one ``action_features`` call per observation.
 """
 
 from __future__ import annotations
@@ -59,6 +65,8 @@ class FeatureInterface:
     n_actions: int
     features: Callable[[Any, int], np.ndarray]
     action_features: Callable[[Any], np.ndarray]
+    # batch_action_features when it belongs with action_features (module docstring), else None
+    batch_action_features: Callable[[Any], np.ndarray] | None = None
 
 
 def _lookup(env: Any, name: str) -> Any:
@@ -108,7 +116,18 @@ def feature_interface(env: Any, *, who: str = "a linear agent") -> FeatureInterf
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"env.{name} must be an integer >= 1; got {value!r}")
     return FeatureInterface(int(horizon), int(dim), int(n_actions), found["features"],
-                            found["action_features"])
+                            found["action_features"], _batch_of(found["action_features"]))
+
+
+def _batch_of(action_features: Callable) -> Callable | None:
+    """``batch_action_features`` of the object whose ``action_features`` was found, when its
+    class defines both together (else None: one call per observation)."""
+    owner = getattr(action_features, "__self__", None)
+    batch = getattr(owner, "batch_action_features", None)
+    if batch is None or not defined_together(owner, "action_features",
+                                             "batch_action_features"):
+        return None
+    return batch
 
 
 # Wrappers that change neither observations, actions, rewards nor the episode's random stream.

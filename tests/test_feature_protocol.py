@@ -11,7 +11,17 @@ import pytest
 
 from robustrl.agents import PEVI, R2PVI
 from robustrl.data import OfflineDataset
-from robustrl.envs import FeatureMap, OneHotFeatures, RBFFeatures, finite_mdp_from_toy_text
+from robustrl.envs import (
+    AmericanPutEnv,
+    CombinationLockEnv,
+    FeatureMap,
+    LayeredTabularMDPEnv,
+    OneHotFeatures,
+    RandomLinearMDPEnv,
+    RBFFeatures,
+    SimulatedLinearMDPEnv,
+    finite_mdp_from_toy_text,
+)
 from robustrl.exact import robust_value_iteration
 from robustrl.models import LinearMDP
 from robustrl.protocols import LinearFeatureEnv, feature_interface
@@ -427,3 +437,54 @@ def test_runner_progress_goes_to_the_robustrl_logger(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="robustrl"):
         run_experiment("toy_sweep", tmp_path / "toy", seeds=1, workers=1, quiet=True)
     assert not [r for r in caplog.records if r.name == "robustrl.runner"]
+
+
+# ------------------------------------------------------------- batch_action_features
+def _obs_rows(env, n, rng):
+    if isinstance(env, AmericanPutEnv):
+        return np.column_stack([rng.uniform(60, 160, n), rng.integers(0, env.horizon, n)])
+    return np.column_stack([rng.integers(0, env.n_states, n), rng.integers(0, env.horizon, n)])
+
+
+@pytest.mark.parametrize("make", [
+    lambda: SimulatedLinearMDPEnv(),
+    lambda: RandomLinearMDPEnv(seed=2),
+    lambda: LayeredTabularMDPEnv(horizon=3, n_states=4, n_actions=3, seed=1),
+    lambda: CombinationLockEnv(horizon=4, n_states=3, n_actions=2, seed=0),
+    lambda: AmericanPutEnv(feature_dim=12, horizon=6),
+])
+def test_batch_action_features_equal_one_call_per_observation(make):
+    env = make()
+    obs = _obs_rows(env, 25, np.random.default_rng(3)).astype(np.float64)
+    batch = env.batch_action_features(obs)
+    np.testing.assert_array_equal(batch, np.stack([env.action_features(o) for o in obs]))
+    iface = feature_interface(env)
+    assert iface.batch_action_features is not None
+    if not isinstance(env, AmericanPutEnv):
+        with pytest.raises(ValueError, match="state"):
+            env.batch_action_features(np.array([[env.n_states, 0.0]]))
+
+
+def test_batch_action_features_only_with_the_features_they_batch():
+    class OwnActionFeatures(SimulatedLinearMDPEnv):  # new features, the inherited batch
+        def action_features(self, obs):
+            return 2.0 * super().action_features(obs)
+
+    assert feature_interface(OwnActionFeatures()).batch_action_features is None
+
+    class Rescaled(gym.Wrapper):  # a wrapper that changes the features: no batch
+        horizon, feature_dim = 3, 4
+
+        def action_features(self, obs):
+            return 2.0 * self.env.unwrapped.action_features(obs)
+
+        def features(self, obs, a):
+            return self.action_features(obs)[a]
+
+    iface = feature_interface(Rescaled(SimulatedLinearMDPEnv()))
+    assert iface.batch_action_features is None
+    env = Rescaled(SimulatedLinearMDPEnv())
+    agent = PEVI(env, beta=0.0)
+    obs = np.array([[0.0, 0.0], [1.0, 1.0]])
+    np.testing.assert_array_equal(agent.batch_action_features(obs),
+                                  2.0 * env.unwrapped.batch_action_features(obs))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import warnings
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from scipy.linalg.lapack import dpotrf, dpotri, dpotrs
@@ -113,11 +114,26 @@ def test_lapack_kernels_are_scipys_routines_bit_for_bit(n, d):
     assert lapack.cholesky_into(-np.eye(d), factor) > 0
 
 
+class _FreshStartPrice(gym.Wrapper):
+    """A new start price at every reset: every trajectory starts in its own state."""
+
+    def __init__(self, env, seed: int) -> None:
+        super().__init__(env)
+        self._seeds = np.random.default_rng(seed)
+
+    def reset(self, *, seed=None, options=None):
+        return self.env.reset(seed=int(self._seeds.integers(2**31 - 1)), options=options)
+
+
 def _datasets():
     put = AmericanPutEnv(feature_dim=8, horizon=5)
     put.reset(seed=0)
     sim = SimulatedLinearMDPEnv()
     yield put, OfflineDataset.collect(put, 30, behaviour_policy=lambda obs: 0, seed=0)
+    distinct = OfflineDataset.collect(_FreshStartPrice(put, 1), 30,
+                                      behaviour_policy=lambda obs: 0, seed=0)
+    assert np.unique(distinct.observations[:, 0, 0]).size == 30
+    yield put, distinct
     yield sim, OfflineDataset.collect(sim, 20, seed=1)
     yield sim, OfflineDataset.collect(sim, 200, seed=2)
 
