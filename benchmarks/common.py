@@ -14,17 +14,26 @@ from gymnasium import spaces
 
 from robustrl.data import OfflineDataset
 
+#: seconds of calls that :func:`best_time` takes at least (``--quick``: 0, a smoke run)
+MIN_TOTAL_S = 0.1
 
-def best_time(func: Callable[[], Any], repeats: int, warmup: bool = True) -> float:
-    """Best wall-clock seconds of ``repeats`` calls (after one untimed warm-up call): on a
-    shared machine the minimum is the least noisy estimate of the cost."""
+
+def best_time(func: Callable[[], Any], repeats: int, warmup: bool = True,
+              min_total: float | None = None) -> float:
+    """Best wall-clock seconds of at least ``repeats`` calls, and of as many more as fit in
+    ``min_total`` seconds (default :data:`MIN_TOTAL_S`; after one untimed warm-up call): on a
+    shared machine the minimum is the least noisy estimate of the cost, and a sub-millisecond
+    call needs more than a handful of samples for it (as ``timeit`` repeats short
+    statements)."""
+    min_total = MIN_TOTAL_S if min_total is None else min_total
     if warmup:
         func()
-    best = np.inf
-    for _ in range(max(1, repeats)):
+    best, total, calls = np.inf, 0.0, 0
+    while calls < max(1, repeats) or total < min_total:
         start = time.perf_counter()
         func()
-        best = min(best, time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        best, total, calls = min(best, elapsed), total + elapsed, calls + 1
     return float(best)
 
 
