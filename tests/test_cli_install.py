@@ -140,20 +140,42 @@ def _console(tmp_path, prelude: str, *argv: str) -> subprocess.CompletedProcess:
                           timeout=600, cwd=tmp_path)
 
 
+# records the quick exit: os._exit writes the status into a file before it ends the process
+_SPY_EXIT = ("import os\n_exit = os._exit\n"
+             "os._exit = lambda code: (open({path!r}, 'w').write(str(code)), _exit(code))")
+
+
 def test_console_quick_exit_runs_exit_handlers_and_keeps_output_and_status(tmp_path):
-    """The program skips the interpreter's teardown, not its exit handlers or buffered output,
-    and exits with main's status."""
-    mark = tmp_path / "atexit.txt"
+    """The program skips the interpreter's teardown (``os._exit``), not its exit handlers or
+    buffered output, and exits with main's status."""
+    mark, quick = tmp_path / "atexit.txt", tmp_path / "quick.txt"
     out = _console(tmp_path, f"import atexit\natexit.register(lambda: open({str(mark)!r}, "
-                             "'w').write('ran'))\nprint('buffered', end='')", "list")
+                             "'w').write('ran'))\nprint('buffered', end='')\n"
+                             f"{_SPY_EXIT.format(path=str(quick))}", "list")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("buffered") and "r2pvi_fig1" in out.stdout
     assert mark.read_text() == "ran"
+    assert quick.read_text() == "0"
     from robustrl.cli import main
 
-    bad = _console(tmp_path, "", "run", "no_such_experiment")
+    bad = _console(tmp_path, _SPY_EXIT.format(path=str(quick)), "run", "no_such_experiment")
     assert bad.returncode == main(["run", "no_such_experiment"]) != 0
+    assert quick.read_text() == str(bad.returncode)
     assert "no_such_experiment" in bad.stderr
+
+
+def test_console_exits_normally_after_foreign_code(tmp_path):
+    """Code from outside the installation (a user's experiment file, here a module that leaves
+    a file open with data in its buffer) gets the normal exit, whose teardown flushes it."""
+    left_open, quick = tmp_path / "left_open.txt", tmp_path / "quick.txt"
+    (tmp_path / "user_module.py").write_text(
+        f"log = open({str(left_open)!r}, 'w')\nlog.write('unflushed')\n")
+    prelude = (f"sys.path.insert(0, {str(tmp_path)!r})\nimport user_module\n"
+               f"{_SPY_EXIT.format(path=str(quick))}")
+    out = _console(tmp_path, prelude, "list")
+    assert out.returncode == 0, out.stderr
+    assert not quick.exists()
+    assert left_open.read_text() == "unflushed"
 
 
 def test_console_waits_for_a_running_thread(tmp_path):
