@@ -145,8 +145,11 @@ class FiniteMDPEnv(gym.Env):
         """:meth:`action_features` of every row of ``observations (n, 2)``, shape
         ``(n, A, d)``: rows of :meth:`feature_table`."""
         obs = np.asarray(observations)
-        states = obs.reshape(obs.shape[0], -1)[:, 0] if obs.ndim else obs
-        if obs.ndim == 0 or np.any(states != np.floor(states)) or states.size and (
+        if obs.ndim != 2 or obs.shape[1] < 1:
+            raise ValueError(f"observations must be an (n, 2) array of (state, step) rows; got "
+                             f"shape {obs.shape}")
+        states = obs[:, 0]
+        if np.any(states != np.floor(states)) or states.size and (
                 states.min() < 0 or states.max() >= self.n_states):
             raise ValueError(f"observations must be rows whose first entry (the state) is an "
                              f"integer in [0, {self.n_states - 1}]")

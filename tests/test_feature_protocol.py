@@ -460,6 +460,8 @@ def test_batch_action_features_equal_one_call_per_observation(make):
     np.testing.assert_array_equal(batch, np.stack([env.action_features(o) for o in obs]))
     iface = feature_interface(env)
     assert iface.batch_action_features is not None
+    with pytest.raises(ValueError, match=r"\(n, 2\)"):  # one observation is not a batch
+        env.batch_action_features(obs[0])
     if not isinstance(env, AmericanPutEnv):
         with pytest.raises(ValueError, match="state"):
             env.batch_action_features(np.array([[env.n_states, 0.0]]))
