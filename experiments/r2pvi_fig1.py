@@ -206,7 +206,7 @@ class Chi2AsCode(RowEstimator):
 
 
 @functools.cache
-def test_env(q: float):
+def evaluation_env(q: float):
     """The test environment at level ``q``, built once per process: evaluation reseeds it
     (batched rollouts) or reads its model (exact returns), so every cell may share it."""
     from robustrl.envs import SimulatedLinearMDPEnv
@@ -228,8 +228,9 @@ def run_one(params: dict, seed: int) -> dict:
                        params["v_min"]).fit(data)
     policy = greedy_policy(agent, env.model)
     grid = [float(q) for q in SimulatedLinearMDPEnv.perturbation_grid]
-    mc = evaluate(policy, test_env, grid, episodes=int(params["episodes"]), seed=test_seed).mean
-    exact = evaluate_exact(policy, test_env, grid).mean
+    mc = evaluate(policy, evaluation_env, grid, episodes=int(params["episodes"]),
+                  seed=test_seed).mean
+    exact = evaluate_exact(policy, evaluation_env, grid).mean
     # xi^T a of the first action: the knob that trades nominal return for robustness
     xi_a = float(env.model.phi[0, policy[0, 0], 3] - 0.3)
     return {
