@@ -109,3 +109,26 @@ def test_bad_arguments_are_rejected():
     with pytest.raises(SystemExit):
         parse_args(["--repeats", "0"])
     assert parse_args(["--only", "offline,memory"]).sections == ["offline", "memory"]
+
+
+def test_best_time_takes_its_repeats_and_a_minimum_of_calls(monkeypatch):
+    """``best_time``: the warm-up, then at least ``repeats`` calls and at least ``min_total``
+    seconds of calls (``--quick`` sets the module default to 0: the repeats only). A fake clock
+    makes every call last exactly 1/64 s (a binary fraction: the sums are exact)."""
+    from benchmarks import common
+
+    clock, calls = [0.0], []
+
+    def work():
+        calls.append(1)
+        clock[0] += 1 / 64
+
+    monkeypatch.setattr(common.time, "perf_counter", lambda: clock[0])
+    assert common.best_time(work, 3, min_total=0.0) == 1 / 64
+    assert len(calls) == 1 + 3
+    calls.clear()
+    common.best_time(work, 3, min_total=5 / 64)
+    assert len(calls) == 1 + 5
+    calls.clear()
+    common.best_time(work, 3, warmup=False)  # the module default, 0.1 s outside --quick
+    assert len(calls) == 7  # 7 / 64 >= 0.1 > 6 / 64
