@@ -123,10 +123,6 @@ class FiniteMDPEnv(gym.Env):
                          self.model.initial_distribution)
 
     # ------------------------------------------------------------ features
-    def feature_table(self) -> np.ndarray:
-        """Every ``phi(s, a)`` as one ``(S, A, S * A)`` array (the one-hot features)."""
-        return np.eye(self.feature_dim).reshape(self.n_states, self.n_actions, self.feature_dim)
-
     def features(self, obs, action: int) -> np.ndarray:
         """One-hot ``phi(s, a) = e_{s * A + a}``, shape ``(S * A,)``."""
         s, a = self._obs_state(obs), self._check_action(action)
@@ -143,7 +139,17 @@ class FiniteMDPEnv(gym.Env):
 
     def batch_action_features(self, observations) -> np.ndarray:
         """:meth:`action_features` of every row of ``observations (n, 2)``, shape
-        ``(n, A, d)``: rows of :meth:`feature_table`."""
+        ``(n, A, d)``."""
+        states = self._batch_states(observations)
+        out = np.zeros((states.size, self.n_actions, self.feature_dim))
+        actions = np.arange(self.n_actions)
+        out[np.arange(states.size)[:, None], actions, states[:, None] * self.n_actions + actions] \
+            = 1.0
+        return out
+
+    def _batch_states(self, observations) -> np.ndarray:
+        """The states of the rows of ``observations (n, 2)``, checked as :meth:`_obs_state`
+        checks one."""
         obs = np.asarray(observations)
         if obs.ndim != 2 or obs.shape[1] < 1:
             raise ValueError(f"observations must be an (n, 2) array of (state, step) rows; got "
@@ -153,7 +159,7 @@ class FiniteMDPEnv(gym.Env):
                 states.min() < 0 or states.max() >= self.n_states):
             raise ValueError(f"observations must be rows whose first entry (the state) is an "
                              f"integer in [0, {self.n_states - 1}]")
-        return self.feature_table()[states.astype(np.int64)].copy()
+        return states.astype(np.int64)
 
     def _obs_state(self, obs) -> int:
         state = int(np.asarray(obs).reshape(-1)[0])

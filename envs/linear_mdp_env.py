@@ -55,13 +55,10 @@ class LinearMDPEnv(FiniteMDPEnv):
         """The model itself (already linear)."""
         return self.model
 
-    def feature_table(self) -> np.ndarray:
-        """Every ``phi(s, a)`` as one ``(S, A, d)`` array: the model's own features."""
-        return self.model.phi
-
-    # the table lookup of FiniteMDPEnv, declared here beside the features it batches (an
-    # inherited batch would not be trusted to match this class's features)
-    batch_action_features = FiniteMDPEnv.batch_action_features
+    def batch_action_features(self, observations) -> np.ndarray:
+        """:meth:`action_features` of every row of ``observations (n, 2)``, shape
+        ``(n, A, d)``."""
+        return self.model.phi[self._batch_states(observations)]
 
     def features(self, obs, action: int) -> np.ndarray:
         """``phi(s, a)`` of the observation's state, shape ``(d,)``."""

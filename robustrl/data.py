@@ -317,41 +317,37 @@ def roll_out(env, out: dict[str, np.ndarray], act, rng: np.random.Generator, see
     return out, timeouts, returns
 
 
-def _table_features(env, features: Callable, action_features: Callable) -> np.ndarray | None:
-    """The unwrapped environment's ``(S, A, d)`` feature table when ``features`` and
-    ``action_features`` are its own lookups in it (one class defines all three, so a subclass
-    that changes the features without the table is never batched), else ``None``."""
-    base = env.unwrapped
-    if not defined_together(base, "feature_table", "features", "action_features") or (
-            features != base.features or action_features != base.action_features):
-        return None
-    return base.feature_table()
-
-
 def _uniform_rollout(env, out: dict[str, np.ndarray], rng: np.random.Generator,
                      seed: int | None, features: Callable, action_features: Callable
                      ) -> np.ndarray | None:
     """:func:`roll_out` with uniform actions, all episodes stepped together, for an environment
     with a known model behind passive wrappers
     (:meth:`~robustrl.envs.FiniteMDPEnv.rollout_uniform`): the same random streams, so the same
-    arrays as the loop. Fills ``out`` and returns the episodes' returns, or ``None`` (nothing
-    touched) when the loop must run."""
+    arrays as the loop; the features by one ``batch_action_features`` call, used only where
+    ``features`` and ``action_features`` are the environment's own and one class defines all
+    three. Fills ``out`` and returns the episodes' returns, or ``None`` (nothing touched) when
+    the loop must run."""
     base = behind_passive_wrappers(env)
     if base is None or not defined_together(base, "rollout_uniform", "reset", "step", "_obs"):
         return None
-    phi = _table_features(env, features, action_features)
-    if phi is None:
+    if not defined_together(base, "batch_action_features", "features", "action_features") or (
+            features != base.features or action_features != base.action_features):
         return None
     K, H = out["actions"].shape
     states, actions, rewards = base.rollout_uniform(K, rng, seed)
-    steps = np.arange(H + 1)
-    out["observations"][..., 0], out["observations"][..., 1] = states[:, :H], steps[:H]
+    steps = np.broadcast_to(np.arange(H + 1), states.shape)
+    # every visited state's features, then the taken actions' rows and the next states'
+    every = base.batch_action_features(
+        np.stack([states, steps], axis=-1).reshape(-1, 2)).reshape(K, H + 1, *out[
+            "next_action_features"].shape[2:])
+    out["observations"][..., 0], out["observations"][..., 1] = states[:, :H], steps[:, :H]
     out["next_observations"][..., 0] = states[:, 1:]
-    out["next_observations"][..., 1] = steps[1:]
+    out["next_observations"][..., 1] = steps[:, 1:]
     out["actions"][:] = actions
     out["rewards"][:] = rewards
-    out["features"][:] = phi[states[:, :H], actions]
-    out["next_action_features"][:] = phi[states[:, 1:]]
+    out["features"][:] = np.take_along_axis(every[:, :H], actions[:, :, None, None],
+                                            axis=2)[:, :, 0]
+    out["next_action_features"][:] = every[:, 1:]
     out["valid"][:] = True
     out["terminal"][:, H - 1] = True  # every episode of such an environment lasts H steps
     returns = np.zeros(K)
