@@ -13,6 +13,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install -c constraints.txt -e ".[all,test,docs]"
+	$(BIN)/robustrl compile-kernels  # ahead of time; warns and goes on without a C compiler
 	touch $@
 
 demo: install  # resumable: a rerun reuses finished cells and redraws the table and figures

@@ -30,7 +30,7 @@ from typing import ClassVar
 import numpy as np
 
 from robustrl import ridge as ridge_module
-from robustrl._kernels import announce_compile
+from robustrl._kernels import announce_compile, aot
 from robustrl._kernels import lapack as _lapack
 from robustrl._kernels import offline as _kernels
 from robustrl._kernels import offline_pass as _pass
@@ -196,7 +196,7 @@ class OfflineAgent(LinearAgent):
         has_known = known is not None
         known_flat = (np.ascontiguousarray(known, dtype=np.float64).reshape(flat.shape[:2])
                       if has_known else _NO_KNOWN)
-        q = _kernels.clipped_q(flat, weights, lambda_inv, -self.beta, self._bonus_code(),
+        q = aot.clipped_q(flat, weights, lambda_inv, -self.beta, self._bonus_code(),
                                self._upper(step), self.truncate_below, known_flat, has_known,
                                _NO_KNOWN, False)
         return q.reshape(shape)
@@ -245,7 +245,7 @@ class OfflineAgent(LinearAgent):
         """:func:`robustrl.agents.base.warn_if_q_ties_at_bounds` by one kernel call
         (:func:`robustrl._kernels.offline_pass.tied_steps`): the environment's action features
         are asked for (step 0's states) only where the taken actions' Q is at a bound."""
-        tied, example = _pass.tied_steps(
+        tied, example = aot.tied_steps(
             dataset.features, dataset.next_action_features, dataset.valid, ~dataset.terminal,
             self.weights_, self.lambda_inv_, -self.beta, self._bonus_code(), self.max_reward,
             self.truncate_below, max_states)
@@ -320,7 +320,7 @@ class OfflineAgent(LinearAgent):
                     lambda h: (self._dataset_step(dataset, h, checked=True,
                                                   known_all=known_all),),
                     sample_weights, progress, keep_values=keep_values)
-            announce_compile((_pass.offline_pass,), f"the {type(self).__name__} fit")
+            announce_compile((aot.offline_pass,), f"the {type(self).__name__} fit")
             bar = _progress(progress, type(self).__name__, H)
             K = dataset.valid.shape[0]
             sw = np.zeros((1, 0))
@@ -328,7 +328,7 @@ class OfflineAgent(LinearAgent):
                 sw = np.zeros((H, K))
                 for h, w in enumerate(sample_weights):
                     sw[h, :w.shape[0]] = w
-            weights, lambda_inv, n_samples, values, worst, at, failed = _pass.offline_pass(
+            weights, lambda_inv, n_samples, values, worst, at, failed = aot.offline_pass(
                 dataset.features, dataset.rewards, dataset.next_action_features,
                 dataset.valid, ~dataset.terminal,
                 np.zeros((0, H, self.n_actions)) if known_all is None else known_all,

@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
 
             out = bench_fig1.run_fig1(1 if args.quick else 3, args.r2pvi_official,
                                       args.r2pvi_official_python, cfg["extra"],
-                                      fill=not args.quick)
+                                      fill=not args.quick, jit_rows=not args.quick)
         elif section == "compile":
             from benchmarks import bench_fig1
 

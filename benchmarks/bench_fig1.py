@@ -6,13 +6,17 @@ every offline agent on always-hold and distinct-start-price data.
   replications, 11 perturbation levels, 100 Monte-Carlo test episodes per level -- the work of
   the authors' ``Simulated_Linear_MDP/main.py``) in a fresh process, timed from the command's
   start to its exit: warm (Numba's cache filled by an untimed run first) and cold (every run
-  with its own empty ``NUMBA_CACHE_DIR``), best of ``repeats``; the peak memory is that of the
+  with its own empty ``NUMBA_CACHE_DIR``), best of ``repeats``. Where the kernels were compiled
+  ahead of time (``robustrl compile-kernels``, :mod:`robustrl._kernels.aot`) these rows use
+  them, and two more rows time the same job on the JIT alone (``ROBUSTRL_AOT=0``): what a
+  machine without a C compiler gets (``jit_rows=False`` skips them). The peak memory is that of the
   whole process tree (the sum of the resident sizes of the process and its children, sampled
   every 10 ms from ``/proc``), the largest over the runs. With ``official=PATH`` (a local copy
   of github.com/panxulab/Robust-Regularized-Pessimistic-Value-Iteration, never vendored) the
   authors' script runs the same way in the same run; without it, or when its interpreter lacks
   its dependencies (``pyrallis``), that row says why and is skipped.
-* **Compilation** (``compile``): the Figure-1 job once with an empty ``NUMBA_CACHE_DIR`` and a
+* **Compilation** (``compile``): the Figure-1 job on the JIT alone (``ROBUSTRL_AOT=0``) once
+  with an empty ``NUMBA_CACHE_DIR`` and a
   listener on Numba's ``numba:compile`` events: the compile time of every kernel it compiles
   (its own, without the kernels it calls), summed over its type specialisations -- where a
   cold start's seconds go.
@@ -35,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import format_table
+from robustrl._kernels import aot
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "experiments" / "configs" / "fig1_official.yaml"
@@ -103,41 +108,59 @@ def _best(runs: list[dict]) -> dict[str, Any]:
             "peak_mb": max(r["peak_mb"] for r in runs)}
 
 
+def _compiled_ahead(env: dict[str, str]) -> bool:
+    """Whether a ``robustrl`` process with ``env`` runs the ahead-of-time compiled kernels."""
+    proc = subprocess.run([sys.executable, "-m", "robustrl", "compile-kernels", "--check"],
+                          env=env, capture_output=True, text=True, cwd=ROOT)
+    return proc.returncode == 0
+
+
 def run_fig1(repeats: int = 3, official: str | None = None,
              official_python: str | None = None, extra: list[str] | None = None,
-             fill: bool = True, log=print) -> dict[str, Any]:
+             fill: bool = True, jit_rows: bool = True, log=print) -> dict[str, Any]:
     """Time the Figure-1 job warm and cold (and the authors' script if ``official``);
     ``extra``: more ``robustrl run`` arguments (``--quick`` uses ``--seeds 2``); ``fill=False``
-    skips the untimed run that fills Numba's cache before the warm runs (``--quick``)."""
+    skips the untimed run that fills Numba's cache before the warm runs (``--quick``);
+    ``jit_rows``: also time the JIT alone where compiled kernels are present."""
     extra = list(extra or [])
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
+    env = dict(os.environ)
+    env.pop("NUMBA_CACHE_DIR", None)
+    env.pop(aot.ENV_SWITCH, None)
+    ahead = _compiled_ahead(env)
+    variants = [("robustrl", env, "ahead of time" if ahead else "JIT")]
+    if ahead and jit_rows:
+        variants.append(("robustrl JIT only", {**env, aot.ENV_SWITCH: "0"}, "JIT"))
+    if not ahead:
+        notes.append("kernels: JIT (no ahead-of-time module for these sources and this "
+                     "machine; `robustrl compile-kernels` builds it)")
     with tempfile.TemporaryDirectory(prefix="robustrl_fig1_") as tmp:
-        env = dict(os.environ)
-        env.pop("NUMBA_CACHE_DIR", None)
-        if fill:  # fills the default cache
-            _best([timed_process(_fig1_command(f"{tmp}/fill", extra), env)])
-        warm = _best([timed_process(_fig1_command(f"{tmp}/warm{i}", extra), env)
-                      for i in range(repeats)])
-        rows.append({"job": "robustrl, warm Numba cache", **warm})
-        log(f"  fig1 warm: {warm['seconds']:.2f} s, {warm['peak_mb']:.0f} MB")
-        cold_runs = []
-        for i in range(repeats):
-            cache = tempfile.mkdtemp(prefix="numba_cold_", dir=tmp)
-            cold_runs.append(timed_process(_fig1_command(f"{tmp}/cold{i}", extra),
-                                           {**env, "NUMBA_CACHE_DIR": cache}))
-        cold = _best(cold_runs)
-        rows.append({"job": "robustrl, cold Numba cache", **cold})
-        log(f"  fig1 cold: {cold['seconds']:.2f} s, {cold['peak_mb']:.0f} MB")
+        for label, venv, kernels in variants:
+            if fill:  # fills the default cache
+                _best([timed_process(_fig1_command(f"{tmp}/fill", extra), venv)])
+            warm = _best([timed_process(_fig1_command(f"{tmp}/warm{i}", extra), venv)
+                          for i in range(repeats)])
+            rows.append({"job": f"{label}, warm Numba cache", "kernels": kernels, **warm})
+            log(f"  fig1 {label} warm: {warm['seconds']:.2f} s, {warm['peak_mb']:.0f} MB")
+            cold_runs = []
+            for i in range(repeats):
+                cache = tempfile.mkdtemp(prefix="numba_cold_", dir=tmp)
+                cold_runs.append(timed_process(_fig1_command(f"{tmp}/cold{i}", extra),
+                                               {**venv, "NUMBA_CACHE_DIR": cache}))
+            cold = _best(cold_runs)
+            rows.append({"job": f"{label}, cold Numba cache", "kernels": kernels, **cold})
+            log(f"  fig1 {label} cold: {cold['seconds']:.2f} s, {cold['peak_mb']:.0f} MB")
     peer = _official(official, official_python, repeats, notes, log)
     if peer is not None:
         rows.insert(0, peer)
         for r in rows[1:]:
             r["ratio"] = peer["seconds"] / r["seconds"]
-    header = ["job", "best s", "all runs s", "peak MB (tree)", "official / this"]
+    header = ["job", "kernels", "best s", "all runs s", "peak MB (tree)", "official / this"]
     table = format_table(header, [
-        [r["job"], r["seconds"], " ".join(f"{s:.2f}" for s in r["seconds_all"]),
-         f"{r['peak_mb']:.0f}", f"{r['ratio']:.1f}x" if "ratio" in r else "-"] for r in rows])
+        [r["job"], r.get("kernels", "-"), r["seconds"],
+         " ".join(f"{s:.2f}" for s in r["seconds_all"]), f"{r['peak_mb']:.0f}",
+         f"{r['ratio']:.1f}x" if "ratio" in r else "-"] for r in rows])
     if notes:
         table += "\n" + "\n".join(notes)
     return {"rows": rows, "notes": notes, "table": table, "repeats": repeats,
@@ -176,7 +199,9 @@ with open(os.environ["ROBUSTRL_COMPILE_REPORT"], "w") as fh:
 
 
 def run_compile(extra: list[str] | None = None, top: int = 15, log=print) -> dict[str, Any]:
-    """The Figure-1 job once on an empty Numba cache, with the compile time of each kernel
+    """The Figure-1 job once on the JIT alone and an empty Numba cache (what ``robustrl
+    compile-kernels`` saves, and what a machine without a C compiler pays), with the compile
+    time of each kernel
     (its own share, summed over its specialisations; NumPy overloads such as ``np.empty``
     count as kernels of their own). ``extra``: more ``robustrl run`` arguments."""
     import json
@@ -184,7 +209,7 @@ def run_compile(extra: list[str] | None = None, top: int = 15, log=print) -> dic
     with tempfile.TemporaryDirectory(prefix="robustrl_compile_") as tmp:
         report = Path(tmp) / "report.json"
         env = {**os.environ, "NUMBA_CACHE_DIR": str(Path(tmp) / "cache"),
-               "ROBUSTRL_COMPILE_REPORT": str(report)}
+               "ROBUSTRL_COMPILE_REPORT": str(report), aot.ENV_SWITCH: "0"}
         cmd = [sys.executable, "-c", _COMPILE_LISTENER, "run", "r2pvi_fig1", "--config",
                str(CONFIG), "--out", str(Path(tmp) / "out"), "--quiet", *(extra or [])]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)

@@ -19,14 +19,18 @@ def announce_compile(kernels, what: str) -> bool:
     if _announced:
         return False
     # `overloads` (a dict), not `signatures` (a list built by hashing every type, 30 us a fit)
-    cold = [k for k in kernels if not k.overloads and not _cached(k)]
+    # a robustrl._kernels.aot.Kernel in front of its JIT: nothing to compile where its
+    # ahead-of-time code is loaded
+    jits = [getattr(k, "jit", k) for k in kernels if not getattr(k, "compiled_ahead", False)]
+    cold = [k for k in jits if not k.overloads and not _cached(k)]
     if not cold:
         return False
     _announced = True
     # 14-15 s for the Figure-1 job's four estimators on 2 cores (docs/performance.md)
     logging.getLogger("robustrl").warning(
         "compiling the Numba kernels for %s: the first use on this machine takes 10-20 s "
-        "(once; later runs load them from %s in well under a second)", what,
+        "(once; later runs load them from %s in well under a second; `robustrl "
+        "compile-kernels` compiles them ahead of time instead)", what,
         os.path.dirname(cold[0]._cache._cache_file._index_path))
     return True
 

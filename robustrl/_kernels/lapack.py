@@ -16,8 +16,11 @@ import numpy as np
 from numba import njit, types
 from numba.extending import get_cython_function_address
 
-for _module, _name in (("cython_lapack", "dpotrf"), ("cython_lapack", "dpotrs"),
-                       ("cython_lapack", "dpotri"), ("cython_blas", "dsyrk")):
+# (SciPy module, routine): each is the symbol `robustrl_<routine>`; the ahead-of-time build
+# resolves the same routines in C (lapack_shim.c, robustrl._kernels.aot)
+ROUTINES = (("cython_lapack", "dpotrf"), ("cython_lapack", "dpotrs"),
+            ("cython_lapack", "dpotri"), ("cython_blas", "dsyrk"))
+for _module, _name in ROUTINES:
     _ll.add_symbol(f"robustrl_{_name}",
                    get_cython_function_address(f"scipy.linalg.{_module}", _name))
 

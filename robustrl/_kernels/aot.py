@@ -1,0 +1,303 @@
+"""Ahead-of-time compiled kernels: the offline agents' entry kernels, compiled once at install
+(``robustrl compile-kernels``) into an extension module next to this file, so that a job
+starts without compiling anything and without Numba's JIT set-up.
+
+The JIT compiles the Figure-1 job's kernels in 10-20 s on a fresh machine (and every time
+``NUMBA_CACHE_DIR`` is new), and loading them from Numba's cache costs 0.3 s and 65 MB of
+LLVM state per process. :func:`build` compiles the same Python functions with the same Numba
+(``numba.pycc``) for this machine's CPU and CPU features, as the JIT does, so both give the
+same numbers bit for bit (tests/test_aot.py). The LAPACK/BLAS routines the kernels call are
+SciPy's, resolved on first use by ``lapack_shim.c``.
+
+:class:`Kernel` is the one dispatch layer in front: a call whose arguments have exactly the
+types of the exported signature (C-contiguous, aligned, writeable arrays of the declared dtype
+and rank; Python or NumPy scalars of the declared kind) runs the compiled module; any other
+call, or every call when the module is absent, stale or ``ROBUSTRL_AOT=0``, runs the JIT
+dispatcher, exactly as before. The module's name carries a fingerprint of everything it was
+compiled from (the kernel sources, Numba/llvmlite/NumPy/Python versions, the CPU), so a module
+built from other sources or for another machine is never loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+import sysconfig
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from robustrl._kernels import offline as _offline
+from robustrl._kernels import offline_pass as _pass
+
+__all__ = ["ENV_SWITCH", "EXPORTS", "Export", "Kernel", "build", "fingerprint", "load",
+           "module_name", "clipped_q", "offline_pass", "tied_steps"]
+
+ENV_SWITCH = "ROBUSTRL_AOT"  # "0": never use the compiled module (the JIT only)
+_HERE = Path(__file__).resolve().parent
+_SHIM = _HERE / "lapack_shim.c"
+_EXT = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+
+# Type codes of the exported signatures: "f8", "i8", "b1" are float64, int64 and bool
+# scalars; "f8[3]" is a C-contiguous float64 array of rank 3.
+_DTYPES = {"f8": np.dtype(np.float64), "i8": np.dtype(np.int64), "b1": np.dtype(np.bool_)}
+_SCALARS = {"f8": (float, np.float64), "i8": (int, np.int64), "b1": (bool, np.bool_)}
+
+
+@dataclass(frozen=True)
+class Export:
+    """One exported signature of a kernel: argument and return type codes."""
+
+    kernel: Any  # the Numba dispatcher
+    args: tuple[str, ...]
+    returns: str | tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.kernel.py_func.__name__
+
+
+_OFFLINE_PASS_ARGS = (
+    "f8[3]", "f8[2]", "f8[4]", "b1[2]", "b1[2]",  # features, rewards, next, valid, nonterminal
+    "f8[3]", "b1", "f8[2]", "b1",  # known, has_known, sample_weights, use_weights
+    "f8[2]", "b1", "f8", "f8", "i8", "f8", "b1",  # theta .. truncate_below
+    "i8", "f8", "f8", "b1", "f8", "f8[2]", "f8", "b1", "f8", "b1",  # the estimator (spec)
+    "b1")  # keep_values
+EXPORTS: tuple[Export, ...] = (
+    Export(_pass.offline_pass, _OFFLINE_PASS_ARGS,
+           ("f8[2]", "f8[3]", "i8[1]", "f8[2]", "f8[1]", "i8[1]", "i8")),
+    Export(_pass.tied_steps,
+           ("f8[3]", "f8[4]", "b1[2]", "b1[2]", "f8[2]", "f8[3]", "f8", "i8", "f8", "b1",
+            "i8"),
+           ("b1[1]", "f8[1]")),
+    Export(_offline.clipped_q,
+           ("f8[3]", "f8[1]", "f8[2]", "f8", "i8", "f8", "b1", "f8[2]", "b1", "f8[2]", "b1"),
+           "f8[2]"),
+)
+
+
+def _parse(code: str) -> tuple[str, int]:
+    """``"f8[3]"`` -> ``("f8", 3)``; ``"f8"`` -> ``("f8", 0)``."""
+    kind, _, rank = code.partition("[")
+    if kind not in _DTYPES or (rank and not rank[:-1].isdigit()):
+        raise ValueError(f"unknown type code {code!r}")
+    return kind, int(rank[:-1]) if rank else 0
+
+
+def _matcher(codes: tuple[str, ...]) -> tuple[Any, ...]:
+    """Per argument: ``(dtype, rank)`` for an array, the two accepted scalar types otherwise."""
+    out: list[Any] = []
+    for code in codes:
+        kind, rank = _parse(code)
+        out.append((_DTYPES[kind], rank) if rank else _SCALARS[kind])
+    return tuple(out)
+
+
+def _matches(args: tuple, spec: tuple) -> bool:
+    """Whether ``args`` have exactly the types Numba would give the exported signature (a
+    compiled module does no type checks: a wrong array type reads wrong memory)."""
+    if len(args) != len(spec):
+        return False
+    for a, s in zip(args, spec):  # noqa: B905 -- lengths checked above
+        t = type(a)
+        if t is np.ndarray:
+            # `carray`: C-contiguous, aligned and writeable, which Numba types as layout "C";
+            # `==` after `is`: an array a compiled kernel returned has its own dtype object
+            if s[0].__class__ is type or a.ndim != s[1] or not a.flags.carray \
+                    or (a.dtype is not s[0] and a.dtype != s[0]):
+                return False
+        elif t is not s[0] and t is not s[1]:
+            return False
+    return True
+
+
+class Kernel:
+    """A kernel behind one call: the ahead-of-time compiled function where the module is
+    present and the arguments have its exported types, else the JIT dispatcher ``jit``."""
+
+    def __init__(self, export: Export) -> None:
+        self.jit = export.kernel
+        self.export = export
+        self.__name__ = export.name
+        self.__doc__ = export.kernel.__doc__
+        self.__wrapped__ = export.kernel.py_func
+        self._spec = _matcher(export.args)
+        self._compiled: Callable | None | bool = None  # None: not looked up yet; False: none
+
+    def __call__(self, *args: Any) -> Any:
+        fn = self._compiled
+        if fn is None:
+            fn = self._lookup()
+        if fn is not False and _matches(args, self._spec):
+            return fn(*args)
+        return self.jit(*args)
+
+    def _lookup(self) -> Callable | bool:
+        module = load()
+        fn = getattr(module, self.__name__, None) if module is not None else None
+        self._compiled = fn if fn is not None else False
+        return self._compiled
+
+    @property
+    def compiled_ahead(self) -> bool:
+        """Whether calls of the exported types run ahead-of-time compiled code."""
+        fn = self._compiled
+        if fn is None:
+            fn = self._lookup()
+        return fn is not False
+
+    def __repr__(self) -> str:
+        return f"<robustrl kernel {self.__name__} (ahead of time: {self.compiled_ahead})>"
+
+
+offline_pass = Kernel(EXPORTS[0])
+tied_steps = Kernel(EXPORTS[1])
+clipped_q = Kernel(EXPORTS[2])
+_KERNELS = (offline_pass, tied_steps, clipped_q)
+
+
+def _cpu() -> tuple[str, str]:
+    """The CPU name and features the JIT compiles for (and so does :func:`build`)."""
+    import llvmlite.binding as ll
+    from numba.core.codegen import get_host_cpu_features
+
+    return ll.get_host_cpu_name(), get_host_cpu_features()
+
+
+def fingerprint() -> str:
+    """16 hex digits naming what the compiled module depends on: the sources of every kernel
+    module and the C shim, the exported signatures, the Numba, llvmlite, NumPy and Python
+    versions, the platform and the CPU (name and features)."""
+    import llvmlite
+    import numba
+
+    h = hashlib.sha256()
+    for path in sorted(_HERE.glob("*.py")) + [_SHIM]:
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    h.update(repr([(e.name, e.args, e.returns) for e in EXPORTS]).encode())
+    h.update(repr((numba.__version__, llvmlite.__version__, np.__version__, sys.version,
+                   sys.platform, _EXT, _cpu())).encode())
+    return h.hexdigest()[:16]
+
+
+def module_name() -> str:
+    """The compiled module's name for this machine and these sources."""
+    return f"_aot_{fingerprint()}"
+
+
+_loaded: dict[str, ModuleType | None] = {}
+
+
+def load(directory: str | os.PathLike | None = None) -> ModuleType | None:
+    """The compiled module for the current sources and machine, or None (absent, stale,
+    unloadable or ``ROBUSTRL_AOT=0``; unloadable warns). ``directory``: where :func:`build`
+    wrote it (default: this package, imported as ``robustrl._kernels._aot_<fingerprint>``)."""
+    if os.environ.get(ENV_SWITCH, "1") == "0":
+        return None
+    key = str(directory)
+    if key in _loaded:
+        return _loaded[key]
+    module = None
+    name = module_name()
+    try:
+        if directory is None:
+            if importlib.util.find_spec(f"{__package__}.{name}") is not None:
+                module = importlib.import_module(f"{__package__}.{name}")
+        else:
+            path = Path(directory) / f"{name}{_EXT}"
+            if path.exists():
+                spec = importlib.util.spec_from_file_location(name, path)
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+    except ImportError as exc:
+        warnings.warn(f"robustrl: the ahead-of-time compiled kernels ({name}) did not load "
+                      f"({exc}); the JIT compiles them instead. Rebuild them with `robustrl "
+                      f"compile-kernels`.", RuntimeWarning, stacklevel=2)
+        module = None
+    if module is not None and not all(hasattr(module, e.name) for e in EXPORTS):
+        module = None
+    _loaded[key] = module
+    return module
+
+
+def _reset() -> None:
+    """Forget the loaded module and every kernel's lookup (after a build, and in tests)."""
+    _loaded.clear()
+    for k in _KERNELS:
+        k._compiled = None
+
+
+def _numba_type(code: str):
+    from numba.core import types
+
+    kind, rank = _parse(code)
+    scalar = {"f8": types.float64, "i8": types.int64, "b1": types.boolean}[kind]
+    return types.Array(scalar, rank, "C") if rank else scalar
+
+
+def _signature(export: Export):
+    from numba.core import types
+
+    returns = (types.Tuple(tuple(_numba_type(c) for c in export.returns))
+               if isinstance(export.returns, tuple) else _numba_type(export.returns))
+    return returns(*(_numba_type(c) for c in export.args))
+
+
+@contextlib.contextmanager
+def _host_features() -> Iterator[None]:
+    """``numba.pycc`` compiles for a CPU's default features; the JIT for the host's actual
+    features (a virtual machine may hide some, and other features change the vector code):
+    compile with the JIT's."""
+    from numba.core import codegen
+
+    original = codegen.AOTCPUCodegen._customize_tm_features
+    codegen.AOTCPUCodegen._customize_tm_features = \
+        lambda self: self._get_host_cpu_features()
+    try:
+        yield
+    finally:
+        codegen.AOTCPUCodegen._customize_tm_features = original
+
+
+def build(directory: str | os.PathLike | None = None, *, verbose: bool = False) -> Path:
+    """Compile :data:`EXPORTS` into ``directory`` (default: this package) as
+    ``_aot_<fingerprint>`` and return its path; other ``_aot_*`` modules there are removed.
+    Needs a C compiler (for Numba's runtime and the LAPACK shim); about 10-20 s. The file
+    appears atomically (a failed or interrupted build leaves none)."""
+    with warnings.catch_warnings():  # numba.pycc is deprecated in favour of a successor
+        warnings.simplefilter("ignore")  # that does not exist yet
+        from numba.pycc import CC
+
+    class _CC(CC):
+        def _get_mixin_sources(self) -> list[str]:
+            return [*super()._get_mixin_sources(), str(_SHIM)]
+
+    directory = Path(_HERE if directory is None else directory)
+    name = module_name()
+    with tempfile.TemporaryDirectory(prefix=".aot_build_", dir=directory) as tmp:
+        cc = _CC(name, source_module=sys.modules[__name__])
+        cc.output_dir = tmp
+        cc.target_cpu = "host"
+        cc.verbose = verbose
+        for export in EXPORTS:
+            cc.export(export.name, _signature(export))(export.kernel.py_func)
+        with _host_features(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cc.compile()
+        target = directory / f"{name}{_EXT}"
+        os.replace(Path(tmp) / f"{name}{_EXT}", target)
+    for stale in directory.glob(f"_aot_*{_EXT}"):
+        if stale != target:
+            stale.unlink(missing_ok=True)
+    _reset()
+    return target

@@ -1,0 +1,226 @@
+"""The ahead-of-time compiled kernels (robustrl._kernels.aot): the JIT's numbers bit for bit,
+the JIT for every other argument type, and never a module built from other sources."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import sysconfig
+import warnings
+
+import numpy as np
+import pytest
+
+from robustrl._kernels import aot
+from robustrl.agents import DRPVI, DRVI_L, PEVI, R2PVI
+from robustrl.agents.base import TiedQWarning
+from robustrl.data import OfflineDataset
+from robustrl.envs import AmericanPutEnv, SimulatedLinearMDPEnv
+
+
+def _have_compiler() -> bool:
+    cc = shlex.split(sysconfig.get_config_var("CC") or "cc")[:1]
+    return bool(cc) and shutil.which(cc[0]) is not None
+
+
+needs_cc = pytest.mark.skipif(not _have_compiler(), reason="no C compiler")
+
+
+@pytest.fixture(scope="module")
+def module(tmp_path_factory):
+    """One build (10-20 s) into a temporary folder, loaded from there."""
+    folder = tmp_path_factory.mktemp("aot")
+    path = aot.build(folder)
+    assert path.parent == folder and path.name.startswith(aot.module_name())
+    loaded = aot.load(folder)
+    assert loaded is not None
+    loaded.built_path = path
+    yield loaded
+    aot._reset()
+
+
+class _Counting:
+    def __init__(self, fn):
+        self.fn, self.calls = fn, 0
+
+    def __call__(self, *args):
+        self.calls += 1
+        return self.fn(*args)
+
+
+def _use(compiled: dict | None) -> dict:
+    """Route each kernel to ``compiled[name]`` (counted), or to the JIT where None."""
+    counters = {}
+    for kernel in aot._KERNELS:
+        if compiled is None:
+            kernel._compiled = False
+        else:
+            counters[kernel.__name__] = kernel._compiled = _Counting(
+                getattr(compiled, kernel.__name__))
+    return counters
+
+
+def _datasets():
+    sim = SimulatedLinearMDPEnv()
+    put = AmericanPutEnv(feature_dim=12, horizon=6)
+    put.reset(seed=3)
+    return [
+        (sim, OfflineDataset.collect(sim, 60, seed=1), dict(beta=1.0, ridge=0.1)),
+        (put, OfflineDataset.collect(put, 40, behaviour_policy=lambda obs: 0, seed=2),
+         dict(beta=0.1, ridge=1.0)),
+    ]
+
+
+AGENTS = {
+    "PEVI": lambda env, kw: PEVI(env, **kw),
+    "R2PVI-TV": lambda env, kw: R2PVI(env, divergence="tv", lam=0.1, **kw),
+    "R2PVI-KL": lambda env, kw: R2PVI(env, divergence="kl", lam=0.1, **kw),
+    "R2PVI-chi2": lambda env, kw: R2PVI(env, divergence="chi2", lam=0.1, **kw),
+    "DRPVI": lambda env, kw: DRPVI(env, rho=0.2, **kw),
+    "DRVI-L": lambda env, kw: DRVI_L(env, rho=0.2, **kw),
+}
+
+
+@needs_cc
+@pytest.mark.parametrize("name", sorted(AGENTS))
+def test_fits_are_bit_identical_to_the_jit(module, name):
+    for env, data, kw in _datasets():
+        fitted = {}
+        for route in ("jit", "aot"):
+            counters = _use(None if route == "jit" else module)
+            agent = AGENTS[name](env, kw)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", TiedQWarning)
+                agent.fit(data)
+            obs = data.observations[:, 0]
+            q = agent.q_values_from_features(agent.batch_action_features(obs), 0)
+            fitted[route] = (agent.weights_, agent.lambda_inv_, q)
+            if route == "aot":  # the compiled module ran every kernel, the JIT none
+                assert {k: c.calls > 0 for k, c in counters.items()} == \
+                    {"offline_pass": True, "tied_steps": True, "clipped_q": True}
+        aot._reset()
+        for a, b in zip(fitted["jit"], fitted["aot"], strict=True):
+            assert a.shape == b.shape and np.array_equal(a, b), (name, type(env).__name__)
+
+
+def _clipped_q_args():
+    rng = np.random.default_rng(0)
+    n, A, d = 5, 3, 4
+    return [rng.normal(size=(n, A, d)), rng.normal(size=d), np.eye(d), -0.5, 1, 2.0, True,
+            np.zeros((0, 0)), False, np.zeros((0, 0)), False]
+
+
+@needs_cc
+@pytest.mark.parametrize("change", [
+    lambda a: a.__setitem__(0, a[0].astype(np.float32)),  # dtype
+    lambda a: a.__setitem__(0, np.asfortranarray(a[0])),  # layout
+    lambda a: a.__setitem__(1, np.repeat(a[1], 2)[::2]),  # strided
+    lambda a: a[2].setflags(write=False),  # read-only
+    lambda a: a.__setitem__(2, a[2][None]),  # rank
+    lambda a: a.__setitem__(3, np.float32(-0.5)),  # scalar kind
+    lambda a: a.__setitem__(4, 1.0),  # float for an int
+    lambda a: a.__setitem__(6, 1),  # int for a bool
+    lambda a: a.pop(),  # arity
+], ids=["dtype", "fortran", "strided", "readonly", "rank", "float32", "float-int", "int-bool",
+        "arity"])
+def test_other_argument_types_take_the_jit(module, change):
+    """A compiled module reads whatever memory it is given: any argument that Numba would type
+    differently from the exported signature must go to the JIT (which compiles for it or
+    raises its own error), never to the module."""
+    args = _clipped_q_args()
+    counters = _use(module)
+    exact = aot.clipped_q(*args)
+    assert counters["clipped_q"].calls == 1
+    np.testing.assert_array_equal(exact, aot.clipped_q.jit(*args))
+    change(args)
+    try:
+        aot.clipped_q(*args)
+    except Exception:  # the JIT's own error (arity): raised, not a crash
+        pass
+    assert counters["clipped_q"].calls == 1
+    aot._reset()
+
+
+def test_the_matcher_is_exact():
+    spec = aot._matcher(("f8[2]", "i8", "b1", "f8"))
+    x = np.zeros((2, 3))
+    assert aot._matches((x, 1, True, 0.5), spec)
+    assert aot._matches((x, np.int64(1), np.bool_(True), np.float64(0.5)), spec)
+    assert aot._matches((x.copy().view(np.dtype(np.float64)), 1, False, 1.0), spec)
+    for bad in ((x.T, 1, True, 0.5), (x, True, True, 0.5), (x, 1, 1, 0.5), (x, 1, True, 1),
+                (x.astype(">f8"), 1, True, 0.5), (x[:, :1], 1, True, 0.5), (x, 1, True)):
+        assert not aot._matches(bad, spec)
+    with pytest.raises(ValueError, match="unknown type code"):
+        aot._matcher(("f4[2]",))
+
+
+def test_fingerprint_follows_the_sources(tmp_path, monkeypatch):
+    """A module is named by a hash of the kernel sources (and versions, CPU): editing any
+    kernel module gives another name, so a module built before the edit is never loaded."""
+    for path in sorted(aot._HERE.glob("*.py")) + [aot._SHIM]:
+        shutil.copy(path, tmp_path / path.name)
+    monkeypatch.setattr(aot, "_HERE", tmp_path)
+    monkeypatch.setattr(aot, "_SHIM", tmp_path / aot._SHIM.name)
+    before = aot.fingerprint()
+    assert before == aot.fingerprint() and len(before) == 16
+    bonus = tmp_path / "bonus.py"
+    bonus.write_text(bonus.read_text() + "\n# an edit\n")
+    assert aot.fingerprint() != before
+    bonus.write_text(bonus.read_text().replace("\n# an edit\n", ""))
+    assert aot.fingerprint() == before
+    (tmp_path / "lapack_shim.c").write_text("/* edited */")
+    assert aot.fingerprint() != before
+
+
+def test_a_stale_or_disabled_module_is_not_loaded(tmp_path, monkeypatch):
+    stale = tmp_path / f"_aot_0123456789abcdef{aot._EXT}"
+    stale.write_bytes(b"not a module")
+    aot._reset()
+    assert aot.module_name() != stale.name.split(".")[0]
+    assert aot.load(tmp_path) is None  # the stale file is not even opened
+    monkeypatch.setenv(aot.ENV_SWITCH, "0")
+    aot._reset()
+    assert aot.load() is None and not aot.offline_pass.compiled_ahead
+    aot._reset()
+
+
+def test_an_unloadable_module_warns_and_falls_back(tmp_path):
+    broken = tmp_path / f"{aot.module_name()}{aot._EXT}"
+    broken.write_bytes(b"not a shared object")
+    aot._reset()
+    with pytest.warns(RuntimeWarning, match="did not load .* compile-kernels"):
+        assert aot.load(tmp_path) is None
+    aot._reset()
+
+
+@needs_cc
+def test_cli_compile_kernels(module, tmp_path, capsys, monkeypatch):
+    """The command's checks and messages (the build itself is the fixture's, copied)."""
+    from robustrl.cli import main
+
+    def build(out, verbose=False):
+        aot._reset()
+        return shutil.copy(module.built_path, out)
+
+    monkeypatch.setattr(aot, "build", build)
+    assert main(["compile-kernels", "--out", str(tmp_path), "--check"]) == 1
+    assert "absent or stale" in capsys.readouterr().out
+    assert main(["compile-kernels", "--out", str(tmp_path)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert main(["compile-kernels", "--out", str(tmp_path)]) == 0
+    assert "up to date" in capsys.readouterr().out
+    assert main(["compile-kernels", "--out", str(tmp_path), "--check"]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == [f"{aot.module_name()}{aot._EXT}"]
+    aot._reset()
+
+
+def test_cli_compile_kernels_without_a_compiler(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sysconfig, "get_config_var",
+                        lambda name: "no-such-compiler-xyz" if name == "CC" else None)
+    from robustrl.cli import main
+
+    assert main(["compile-kernels", "--out", str(tmp_path)]) == 0
+    assert "no C compiler (no-such-compiler-xyz)" in capsys.readouterr().err
+    assert main(["compile-kernels", "--out", str(tmp_path), "--strict"]) == 1
+    assert not list(tmp_path.iterdir())
+    aot._reset()
