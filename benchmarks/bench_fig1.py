@@ -136,17 +136,18 @@ def run_fig1(repeats: int = 3, official: str | None = None,
         notes.append("kernels: JIT (no ahead-of-time module for these sources and this "
                      "machine; `robustrl compile-kernels` builds it)")
     with tempfile.TemporaryDirectory(prefix="robustrl_fig1_") as tmp:
-        for label, venv, kernels in variants:
+        for v, (label, venv, kernels) in enumerate(variants):
+            out = f"{tmp}/{v}"  # a run of its own: the runner would resume a finished one
             if fill:  # fills the default cache
-                _best([timed_process(_fig1_command(f"{tmp}/fill", extra), venv)])
-            warm = _best([timed_process(_fig1_command(f"{tmp}/warm{i}", extra), venv)
+                _best([timed_process(_fig1_command(f"{out}/fill", extra), venv)])
+            warm = _best([timed_process(_fig1_command(f"{out}/warm{i}", extra), venv)
                           for i in range(repeats)])
             rows.append({"job": f"{label}, warm Numba cache", "kernels": kernels, **warm})
             log(f"  fig1 {label} warm: {warm['seconds']:.2f} s, {warm['peak_mb']:.0f} MB")
             cold_runs = []
             for i in range(repeats):
                 cache = tempfile.mkdtemp(prefix="numba_cold_", dir=tmp)
-                cold_runs.append(timed_process(_fig1_command(f"{tmp}/cold{i}", extra),
+                cold_runs.append(timed_process(_fig1_command(f"{out}/cold{i}", extra),
                                                {**venv, "NUMBA_CACHE_DIR": cache}))
             cold = _best(cold_runs)
             rows.append({"job": f"{label}, cold Numba cache", "kernels": kernels, **cold})
