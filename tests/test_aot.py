@@ -141,6 +141,19 @@ def test_other_argument_types_take_the_jit(module, change):
     aot._reset()
 
 
+@needs_cc
+def test_returned_arrays_are_fresh_ndarrays(module):
+    """The build memoises unpickled constants (the array type boxed with every returned array,
+    ``robustrl_unpickle``), never the arrays: two calls give two independent arrays."""
+    args = _clipped_q_args()
+    first, second = module.clipped_q(*args), module.clipped_q(*args)
+    assert type(first) is np.ndarray and first.flags.owndata is False  # NRT memory
+    assert first is not second and not np.shares_memory(first, second)
+    np.testing.assert_array_equal(first, aot.clipped_q.jit(*args))
+    first[:] = -1.0
+    np.testing.assert_array_equal(second, aot.clipped_q.jit(*args))
+
+
 def test_the_matcher_is_exact():
     spec = aot._matcher(("f8[2]", "i8", "b1", "f8"))
     x = np.zeros((2, 3))

@@ -94,29 +94,35 @@ def _parse(code: str) -> tuple[str, int]:
     return kind, int(rank[:-1]) if rank else 0
 
 
-def _matcher(codes: tuple[str, ...]) -> tuple[Any, ...]:
-    """Per argument: ``(dtype, rank)`` for an array, the two accepted scalar types otherwise."""
-    out: list[Any] = []
-    for code in codes:
+def _matcher(codes: tuple[str, ...]) -> tuple[int, tuple, tuple]:
+    """``(arity, arrays, scalars)``: ``(position, dtype, rank)`` per array argument and
+    ``(position, type, numpy type)`` per scalar argument."""
+    arrays, scalars = [], []
+    for i, code in enumerate(codes):
         kind, rank = _parse(code)
-        out.append((_DTYPES[kind], rank) if rank else _SCALARS[kind])
-    return tuple(out)
+        if rank:
+            arrays.append((i, _DTYPES[kind], rank))
+        else:
+            scalars.append((i, *_SCALARS[kind]))
+    return len(codes), tuple(arrays), tuple(scalars)
 
 
-def _matches(args: tuple, spec: tuple) -> bool:
+def _matches(args: tuple, spec: tuple[int, tuple, tuple]) -> bool:
     """Whether ``args`` have exactly the types Numba would give the exported signature (a
     compiled module does no type checks: a wrong array type reads wrong memory)."""
-    if len(args) != len(spec):
+    arity, arrays, scalars = spec
+    if len(args) != arity:
         return False
-    for a, s in zip(args, spec):  # noqa: B905 -- lengths checked above
-        t = type(a)
-        if t is np.ndarray:
-            # `carray`: C-contiguous, aligned and writeable, which Numba types as layout "C";
-            # `==` after `is`: an array a compiled kernel returned has its own dtype object
-            if s[0].__class__ is type or a.ndim != s[1] or not a.flags.carray \
-                    or (a.dtype is not s[0] and a.dtype != s[0]):
-                return False
-        elif t is not s[0] and t is not s[1]:
+    for i, dtype, rank in arrays:
+        a = args[i]
+        # `carray`: C-contiguous, aligned and writeable, which Numba types as layout "C";
+        # `==` after `is`: an array a compiled kernel returned has its own dtype object
+        if type(a) is not np.ndarray or a.ndim != rank or not a.flags.carray \
+                or (a.dtype is not dtype and a.dtype != dtype):
+            return False
+    for i, python_type, numpy_type in scalars:
+        t = type(args[i])
+        if t is not python_type and t is not numpy_type:
             return False
     return True
 
@@ -254,19 +260,34 @@ def _signature(export: Export):
 
 
 @contextlib.contextmanager
-def _host_features() -> Iterator[None]:
-    """``numba.pycc`` compiles for a CPU's default features; the JIT for the host's actual
-    features (a virtual machine may hide some, and other features change the vector code):
-    compile with the JIT's."""
-    from numba.core import codegen
+def _as_the_jit() -> Iterator[None]:
+    """Two differences between ``numba.pycc`` and the JIT, undone for the build: pycc compiles
+    for a CPU model's default features, the JIT for the host's actual features (a virtual
+    machine may hide some, and others change the vector code); and the generated code
+    unpickles an embedded object (the array type, at every array it returns) with a plain
+    ``pickle.loads`` where the JIT memoises it (``robustrl_unpickle`` in lapack_shim.c)."""
+    from llvmlite import ir
+    from numba.core import codegen, pythonapi
 
-    original = codegen.AOTCPUCodegen._customize_tm_features
-    codegen.AOTCPUCodegen._customize_tm_features = \
-        lambda self: self._get_host_cpu_features()
+    features = codegen.AOTCPUCodegen._customize_tm_features
+    unserialize = pythonapi.PythonAPI.unserialize
+
+    def memoised_unserialize(self, structptr):
+        if not isinstance(self.context.codegen(), codegen.AOTCPUCodegen):
+            return unserialize(self, structptr)  # a callee the JIT compiles meanwhile
+        fnty = ir.FunctionType(self.pyobj, (self.voidptr, ir.IntType(32), self.voidptr))
+        fn = self._get_function(fnty, name="robustrl_unpickle")
+        struct = self.builder.load(structptr)
+        return self.builder.call(fn, tuple(self.builder.extract_value(struct, k)
+                                           for k in range(3)))
+
+    codegen.AOTCPUCodegen._customize_tm_features = lambda self: self._get_host_cpu_features()
+    pythonapi.PythonAPI.unserialize = memoised_unserialize
     try:
         yield
     finally:
-        codegen.AOTCPUCodegen._customize_tm_features = original
+        codegen.AOTCPUCodegen._customize_tm_features = features
+        pythonapi.PythonAPI.unserialize = unserialize
 
 
 def build(directory: str | os.PathLike | None = None, *, verbose: bool = False) -> Path:
@@ -291,7 +312,7 @@ def build(directory: str | os.PathLike | None = None, *, verbose: bool = False) 
         cc.verbose = verbose
         for export in EXPORTS:
             cc.export(export.name, _signature(export))(export.kernel.py_func)
-        with _host_features(), warnings.catch_warnings():
+        with _as_the_jit(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             cc.compile()
         target = directory / f"{name}{_EXT}"

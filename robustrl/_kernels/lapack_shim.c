@@ -57,3 +57,36 @@ ROBUSTRL_SHIM(dsyrk, "scipy.linalg.cython_blas",
               (char *uplo, char *trans, int *n, int *k, double *alpha, double *a, int *lda,
                double *beta, double *c, int *ldc),
               (uplo, trans, n, k, alpha, a, lda, beta, c, ldc))
+
+/* Unpickling with a memo, as the JIT does. Boxing an array (a kernel's return value) embeds
+ * the array's Python type as pickled bytes; the JIT's `numba_unpickle` memoises the object by
+ * the address of those bytes, but the copy compiled into an ahead-of-time module calls
+ * `pickle.loads` every time (0.4 us per returned array). The pickled constants live at fixed
+ * addresses in this module, so the same memo is exact here. aot.py points the generated code
+ * at this function instead of `numba_unpickle`. */
+extern PyObject *numba_unpickle(const char *data, int n, const char *hashed);
+
+#define ROBUSTRL_MEMO_SIZE 64
+static const char *robustrl_memo_data[ROBUSTRL_MEMO_SIZE];
+static PyObject *robustrl_memo_obj[ROBUSTRL_MEMO_SIZE];
+static int robustrl_memo_len = 0;
+
+PyObject *robustrl_unpickle(const char *data, int n, const char *hashed)
+{
+    PyObject *obj;
+    int i;
+    for (i = 0; i < robustrl_memo_len; i++) {
+        if (robustrl_memo_data[i] == data) {
+            Py_INCREF(robustrl_memo_obj[i]);
+            return robustrl_memo_obj[i];
+        }
+    }
+    obj = numba_unpickle(data, n, hashed);
+    if (obj != NULL && robustrl_memo_len < ROBUSTRL_MEMO_SIZE) {
+        Py_INCREF(obj);  /* the memo's own reference */
+        robustrl_memo_data[robustrl_memo_len] = data;
+        robustrl_memo_obj[robustrl_memo_len] = obj;
+        robustrl_memo_len++;
+    }
+    return obj;
+}
