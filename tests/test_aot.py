@@ -181,7 +181,7 @@ def test_fingerprint_follows_the_sources(tmp_path, monkeypatch):
     assert aot.fingerprint() != before
     bonus.write_text(bonus.read_text().replace("\n# an edit\n", ""))
     assert aot.fingerprint() == before
-    (tmp_path / "lapack_shim.c").write_text("/* edited */")
+    (tmp_path / "aot_support.c").write_text("/* edited */")
     assert aot.fingerprint() != before
 
 

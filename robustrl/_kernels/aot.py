@@ -7,7 +7,7 @@ The JIT compiles the Figure-1 job's kernels in 10-20 s on a fresh machine (and e
 LLVM state per process. :func:`build` compiles the same Python functions with the same Numba
 (``numba.pycc``) for this machine's CPU and CPU features, as the JIT does, so both give the
 same numbers bit for bit (tests/test_aot.py). The LAPACK/BLAS routines the kernels call are
-SciPy's, resolved on first use by ``lapack_shim.c``.
+SciPy's, resolved on first use by ``aot_support.c``.
 
 :class:`Kernel` is the one dispatch layer in front: a call whose arguments have exactly the
 types of the exported signature (C-contiguous, aligned, writeable arrays of the declared dtype
@@ -45,7 +45,7 @@ __all__ = ["ENV_SWITCH", "EXPORTS", "Export", "Kernel", "build", "fingerprint", 
 
 ENV_SWITCH = "ROBUSTRL_AOT"  # "0": never use the compiled module (the JIT only)
 _HERE = Path(__file__).resolve().parent
-_SHIM = _HERE / "lapack_shim.c"
+_SHIM = _HERE / "aot_support.c"
 _EXT = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
 
 # Type codes of the exported signatures: "f8", "i8", "b1" are float64, int64 and bool
@@ -265,7 +265,7 @@ def _as_the_jit() -> Iterator[None]:
     for a CPU model's default features, the JIT for the host's actual features (a virtual
     machine may hide some, and others change the vector code); and the generated code
     unpickles an embedded object (the array type, at every array it returns) with a plain
-    ``pickle.loads`` where the JIT memoises it (``robustrl_unpickle`` in lapack_shim.c)."""
+    ``pickle.loads`` where the JIT memoises it (``robustrl_unpickle`` in aot_support.c)."""
     from llvmlite import ir
     from numba.core import codegen, pythonapi
 

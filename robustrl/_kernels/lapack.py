@@ -17,7 +17,7 @@ from numba import njit, types
 from numba.extending import get_cython_function_address
 
 # (SciPy module, routine): each is the symbol `robustrl_<routine>`; the ahead-of-time build
-# resolves the same routines in C (lapack_shim.c, robustrl._kernels.aot)
+# resolves the same routines in C (aot_support.c, robustrl._kernels.aot)
 ROUTINES = (("cython_lapack", "dpotrf"), ("cython_lapack", "dpotrs"),
             ("cython_lapack", "dpotri"), ("cython_blas", "dsyrk"))
 for _module, _name in ROUTINES:

@@ -1,5 +1,7 @@
-/* The LAPACK/BLAS symbols of robustrl/_kernels/lapack.py for the ahead-of-time compiled
- * kernels (robustrl/_kernels/aot.py). Under the JIT, lapack.py registers each
+/* C support compiled into the ahead-of-time kernel module (robustrl/_kernels/aot.py): the
+ * LAPACK/BLAS symbols of robustrl/_kernels/lapack.py, and a memoised unpickle (below).
+ *
+ * Under the JIT, lapack.py registers each
  * `robustrl_<name>` symbol with LLVM as the address of SciPy's cython_lapack/cython_blas
  * routine; a compiled extension module has no such registry, so these trampolines resolve
  * the same SciPy routine on first use (through the capsule SciPy exports in `__pyx_capi__`)
@@ -24,7 +26,7 @@ static void *robustrl_lookup(const char *module, const char *name)
         }
     }
     if (ptr == NULL) {
-        /* aot.py checks that SciPy exports every routine before it uses this module, so
+        /* lapack.py, imported before this module is used, resolves the same routines, so
            this is unreachable short of a broken SciPy; a kernel cannot raise. */
         if (PyErr_Occurred())
             PyErr_Print();
