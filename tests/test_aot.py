@@ -237,3 +237,14 @@ def test_cli_compile_kernels_without_a_compiler(tmp_path, capsys, monkeypatch):
     assert main(["compile-kernels", "--out", str(tmp_path), "--strict"]) == 1
     assert not list(tmp_path.iterdir())
     aot._reset()
+
+
+def test_a_failed_build_raises_with_the_reason(tmp_path, monkeypatch):
+    """A folder that is not there is named; a build that fails in its own process (here: an
+    interpreter that exits 1 at once) comes back as an error with its exit status."""
+    with pytest.raises(ValueError, match="directory must be an existing folder"):
+        aot.build(tmp_path / "missing")
+    monkeypatch.setattr(aot.sys, "executable", shutil.which("false") or "/bin/false")
+    with pytest.raises(RuntimeError, match=r"ahead-of-time build failed \(exit 1\)"):
+        aot.build(tmp_path)
+    assert not list(tmp_path.iterdir())

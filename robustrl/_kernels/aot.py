@@ -25,6 +25,7 @@ import hashlib
 import importlib
 import importlib.util
 import os
+import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -293,8 +294,29 @@ def _as_the_jit() -> Iterator[None]:
 def build(directory: str | os.PathLike | None = None, *, verbose: bool = False) -> Path:
     """Compile :data:`EXPORTS` into ``directory`` (default: this package) as
     ``_aot_<fingerprint>`` and return its path; other ``_aot_*`` modules there are removed.
-    Needs a C compiler (for Numba's runtime and the LAPACK shim); about 10-20 s. The file
-    appears atomically (a failed or interrupted build leaves none)."""
+    Needs a C compiler (for Numba's runtime and aot_support.c); 15-20 s. The file appears
+    atomically (a failed or interrupted build leaves none).
+
+    The build runs in a fresh process with an empty Numba cache of its own, so that every
+    kernel the exports call is compiled from its current source: Numba's cache keys a kernel
+    on its own file only, and a cached caller of an edited callee in another file would be
+    stale (``make clean-numba``), while the fingerprint says the module is current."""
+    directory = Path(_HERE if directory is None else directory).resolve()
+    if not directory.is_dir():
+        raise ValueError(f"directory must be an existing folder; got {str(directory)!r}")
+    with tempfile.TemporaryDirectory(prefix="robustrl_aot_cache_") as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        cmd = [sys.executable, "-m", __name__, str(directory)] + (["--verbose"] if verbose else [])
+        proc = subprocess.run(cmd, env=env, capture_output=not verbose, text=True)
+    if proc.returncode != 0:
+        tail = "" if verbose else f": {(proc.stderr or '')[-2000:]}"
+        raise RuntimeError(f"the ahead-of-time build failed (exit {proc.returncode}){tail}")
+    _reset()
+    return directory / f"{module_name()}{_EXT}"
+
+
+def _build_here(directory: Path, verbose: bool) -> Path:
+    """:func:`build`'s work, in the process that runs it."""
     with warnings.catch_warnings():  # numba.pycc is deprecated in favour of a successor
         warnings.simplefilter("ignore")  # that does not exist yet
         from numba.pycc import CC
@@ -303,7 +325,6 @@ def build(directory: str | os.PathLike | None = None, *, verbose: bool = False) 
         def _get_mixin_sources(self) -> list[str]:
             return [*super()._get_mixin_sources(), str(_SHIM)]
 
-    directory = Path(_HERE if directory is None else directory)
     name = module_name()
     with tempfile.TemporaryDirectory(prefix=".aot_build_", dir=directory) as tmp:
         cc = _CC(name, source_module=sys.modules[__name__])
@@ -320,5 +341,8 @@ def build(directory: str | os.PathLike | None = None, *, verbose: bool = False) 
     for stale in directory.glob(f"_aot_*{_EXT}"):
         if stale != target:
             stale.unlink(missing_ok=True)
-    _reset()
     return target
+
+
+if __name__ == "__main__":  # the fresh process of build()
+    _build_here(Path(sys.argv[1]), "--verbose" in sys.argv[2:])
