@@ -197,8 +197,8 @@ class OfflineAgent(LinearAgent):
         known_flat = (np.ascontiguousarray(known, dtype=np.float64).reshape(flat.shape[:2])
                       if has_known else _NO_KNOWN)
         q = aot.clipped_q(flat, weights, lambda_inv, -self.beta, self._bonus_code(),
-                               self._upper(step), self.truncate_below, known_flat, has_known,
-                               _NO_KNOWN, False)
+                          self._upper(step), self.truncate_below, known_flat, has_known,
+                          _NO_KNOWN, False)
         return q.reshape(shape)
 
     def q_values_from_features(self, features, step: int, known_values=None) -> np.ndarray:

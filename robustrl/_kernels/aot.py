@@ -174,11 +174,13 @@ _KERNELS = (offline_pass, tied_steps, clipped_q)
 
 
 def _cpu() -> tuple[str, str]:
-    """The CPU name and features the JIT compiles for (and so does :func:`build`)."""
+    """The CPU name and features the JIT compiles for, and so does :func:`build` (Numba's
+    ``NUMBA_CPU_NAME`` and ``NUMBA_CPU_FEATURES`` included)."""
     import llvmlite.binding as ll
+    from numba.core import config
     from numba.core.codegen import get_host_cpu_features
 
-    return ll.get_host_cpu_name(), get_host_cpu_features()
+    return config.CPU_NAME or ll.get_host_cpu_name(), get_host_cpu_features()
 
 
 def fingerprint() -> str:
