@@ -185,7 +185,7 @@ def _cpu() -> tuple[str, str]:
 
 def fingerprint() -> str:
     """16 hex digits naming what the compiled module depends on: the sources of every kernel
-    module and the C shim, the exported signatures, the Numba, llvmlite, NumPy and Python
+    module and of aot_support.c, the exported signatures, the Numba, llvmlite, NumPy and Python
     versions, the platform and the CPU (name and features)."""
     import llvmlite
     import numba
