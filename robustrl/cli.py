@@ -101,7 +101,7 @@ def _cmd_compile_kernels(args: argparse.Namespace) -> int:
 
     from robustrl._kernels import aot
 
-    out = args.out
+    out = args.out if args.out is not None else aot.module_dir()
     current = aot.load(out) is not None
     where = aot.module_name() if out is None else f"{out}/{aot.module_name()}"
     if args.check:
@@ -314,7 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "cache) or loads Numba's JIT. Without a C compiler (or when the build "
                     "fails) it warns and exits 0: the kernels then compile on first use.")
     p.add_argument("--out", metavar="DIR",
-                   help="write the module to DIR (default: the installed package)")
+                   help="write the module to DIR (default: $ROBUSTRL_AOT_DIR, where jobs "
+                        "look for it when set, else the installed package)")
     p.add_argument("--force", action="store_true", help="rebuild even when up to date")
     p.add_argument("--check", action="store_true",
                    help="only report whether an up-to-date module is present (exit 1 if not)")

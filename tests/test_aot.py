@@ -3,8 +3,11 @@ the JIT for every other argument type, and never a module built from other sourc
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
+import subprocess
+import sys
 import sysconfig
 import warnings
 
@@ -248,3 +251,27 @@ def test_a_failed_build_raises_with_the_reason(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match=r"ahead-of-time build failed \(exit 1\)"):
         aot.build(tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+@needs_cc
+def test_a_job_compiles_nothing_with_the_compiled_kernels(module, tmp_path):
+    """The README's main job, in a fresh process with an empty Numba cache and the module in
+    ``$ROBUSTRL_AOT_DIR``: no kernel is compiled (the cache stays empty) and the numbers are
+    the JIT's (the same summary as a run with ``ROBUSTRL_AOT=0`` on the suite's own cache)."""
+    cache = tmp_path / "cache"
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache),
+           aot.ENV_DIR: str(module.built_path.parent)}
+    env.pop(aot.ENV_SWITCH, None)
+    summaries = []
+    jit_env = {k: v for k, v in env.items() if k != "NUMBA_CACHE_DIR"}  # the suite's cache
+    for label, run_env in (("aot", env), ("jit", {**jit_env, aot.ENV_SWITCH: "0"})):
+        out = tmp_path / label
+        proc = subprocess.run(
+            [sys.executable, "-m", "robustrl", "run", "r2pvi_fig1", "--config", "demo_fig1",
+             "--seeds", "2", "--set", "method=[pevi, 'tv:0.1']", "--out", str(out),
+             "--quiet"], env=run_env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        if label == "aot":
+            assert not list(cache.rglob("*.nbi")), "a kernel was compiled"
+        summaries.append((out / "summary.csv").read_text())
+    assert summaries[0] == summaries[1]

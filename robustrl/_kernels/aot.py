@@ -41,10 +41,11 @@ import numpy as np
 from robustrl._kernels import offline as _offline
 from robustrl._kernels import offline_pass as _pass
 
-__all__ = ["ENV_SWITCH", "EXPORTS", "Export", "Kernel", "build", "fingerprint", "load",
+__all__ = ["ENV_DIR", "ENV_SWITCH", "EXPORTS", "Export", "Kernel", "build", "fingerprint", "load",
            "module_name", "clipped_q", "offline_pass", "tied_steps"]
 
 ENV_SWITCH = "ROBUSTRL_AOT"  # "0": never use the compiled module (the JIT only)
+ENV_DIR = "ROBUSTRL_AOT_DIR"  # a folder for the module instead of the installed package
 _HERE = Path(__file__).resolve().parent
 _SHIM = _HERE / "aot_support.c"
 _EXT = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
@@ -207,12 +208,22 @@ def module_name() -> str:
 _loaded: dict[str, ModuleType | None] = {}
 
 
+def module_dir() -> Path | None:
+    """Where the module is looked for and built: ``$ROBUSTRL_AOT_DIR`` where set (an install
+    whose package folder is read-only), else None, the installed package itself."""
+    folder = os.environ.get(ENV_DIR)
+    return Path(folder) if folder else None
+
+
 def load(directory: str | os.PathLike | None = None) -> ModuleType | None:
     """The compiled module for the current sources and machine, or None (absent, stale,
     unloadable or ``ROBUSTRL_AOT=0``; unloadable warns). ``directory``: where :func:`build`
-    wrote it (default: this package, imported as ``robustrl._kernels._aot_<fingerprint>``)."""
+    wrote it (default :func:`module_dir`: ``$ROBUSTRL_AOT_DIR``, else this package, imported
+    as ``robustrl._kernels._aot_<fingerprint>``)."""
     if os.environ.get(ENV_SWITCH, "1") == "0":
         return None
+    if directory is None:
+        directory = module_dir()
     key = str(directory)
     if key in _loaded:
         return _loaded[key]
@@ -294,8 +305,9 @@ def _as_the_jit() -> Iterator[None]:
 
 
 def build(directory: str | os.PathLike | None = None, *, verbose: bool = False) -> Path:
-    """Compile :data:`EXPORTS` into ``directory`` (default: this package) as
-    ``_aot_<fingerprint>`` and return its path; other ``_aot_*`` modules there are removed.
+    """Compile :data:`EXPORTS` into ``directory`` (default :func:`module_dir`, else this
+    package) as ``_aot_<fingerprint>`` and return its path; other ``_aot_*`` modules there are
+    removed.
     Needs a C compiler (for Numba's runtime and aot_support.c); 15-20 s. The file appears
     atomically (a failed or interrupted build leaves none).
 
@@ -303,7 +315,9 @@ def build(directory: str | os.PathLike | None = None, *, verbose: bool = False) 
     kernel the exports call is compiled from its current source: Numba's cache keys a kernel
     on its own file only, and a cached caller of an edited callee in another file would be
     stale (``make clean-numba``), while the fingerprint says the module is current."""
-    directory = Path(_HERE if directory is None else directory).resolve()
+    if directory is None:
+        directory = module_dir() or _HERE
+    directory = Path(directory).resolve()
     if not directory.is_dir():
         raise ValueError(f"directory must be an existing folder; got {str(directory)!r}")
     with tempfile.TemporaryDirectory(prefix="robustrl_aot_cache_") as cache:
