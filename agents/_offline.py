@@ -63,6 +63,10 @@ from robustrl.validation import (  # check_bool re-exported for the agents' modu
     check_positive,
 )
 
+# the offline kernels compiled ahead of time (robustrl compile-kernels), where present and
+# current, registered in their Numba dispatchers: the JIT then compiles nothing for a fit
+aot.install()
+
 #: learned attributes under their pre-1.0 names (read-only, deprecated)
 _DEPRECATED_NAMES = {"weights": "weights_", "lambda_inv": "lambda_inv_",
                      "n_samples": "n_samples_"}
@@ -196,9 +200,9 @@ class OfflineAgent(LinearAgent):
         has_known = known is not None
         known_flat = (np.ascontiguousarray(known, dtype=np.float64).reshape(flat.shape[:2])
                       if has_known else _NO_KNOWN)
-        q = aot.clipped_q(flat, weights, lambda_inv, -self.beta, self._bonus_code(),
-                          self._upper(step), self.truncate_below, known_flat, has_known,
-                          _NO_KNOWN, False)
+        q = _kernels.clipped_q(flat, weights, lambda_inv, -self.beta, self._bonus_code(),
+                               self._upper(step), self.truncate_below, known_flat, has_known,
+                               _NO_KNOWN, False)
         return q.reshape(shape)
 
     def q_values_from_features(self, features, step: int, known_values=None) -> np.ndarray:
@@ -245,7 +249,7 @@ class OfflineAgent(LinearAgent):
         """:func:`robustrl.agents.base.warn_if_q_ties_at_bounds` by one kernel call
         (:func:`robustrl._kernels.offline_pass.tied_steps`): the environment's action features
         are asked for (step 0's states) only where the taken actions' Q is at a bound."""
-        tied, example = aot.tied_steps(
+        tied, example = _pass.tied_steps(
             dataset.features, dataset.next_action_features, dataset.valid, ~dataset.terminal,
             self.weights_, self.lambda_inv_, -self.beta, self._bonus_code(), self.max_reward,
             self.truncate_below, max_states)
@@ -320,7 +324,7 @@ class OfflineAgent(LinearAgent):
                     lambda h: (self._dataset_step(dataset, h, checked=True,
                                                   known_all=known_all),),
                     sample_weights, progress, keep_values=keep_values)
-            announce_compile((aot.offline_pass,), f"the {type(self).__name__} fit")
+            announce_compile((_pass.offline_pass,), f"the {type(self).__name__} fit")
             bar = _progress(progress, type(self).__name__, H)
             K = dataset.valid.shape[0]
             sw = np.zeros((1, 0))
@@ -328,7 +332,7 @@ class OfflineAgent(LinearAgent):
                 sw = np.zeros((H, K))
                 for h, w in enumerate(sample_weights):
                     sw[h, :w.shape[0]] = w
-            weights, lambda_inv, n_samples, values, worst, at, failed = aot.offline_pass(
+            weights, lambda_inv, n_samples, values, worst, at, failed = _pass.offline_pass(
                 dataset.features, dataset.rewards, dataset.next_action_features,
                 dataset.valid, ~dataset.terminal,
                 np.zeros((0, H, self.n_actions)) if known_all is None else known_all,

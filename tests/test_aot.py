@@ -31,7 +31,8 @@ needs_cc = pytest.mark.skipif(not _have_compiler(), reason="no C compiler")
 
 @pytest.fixture(scope="module")
 def module(tmp_path_factory):
-    """One build (10-20 s) into a temporary folder, loaded from there."""
+    """One build (15-20 s) into a temporary folder, loaded from there; afterwards the
+    dispatchers hold what the installed package gives them again."""
     folder = tmp_path_factory.mktemp("aot")
     path = aot.build(folder)
     assert path.parent == folder and path.name.startswith(aot.module_name())
@@ -39,28 +40,18 @@ def module(tmp_path_factory):
     assert loaded is not None
     loaded.built_path = path
     yield loaded
-    aot._reset()
+    aot.uninstall()
+    aot.install()
 
 
-class _Counting:
-    def __init__(self, fn):
-        self.fn, self.calls = fn, 0
+def _no_jit(monkeypatch):
+    """Make every exported kernel's JIT refuse to compile: a call that the compiled function
+    does not serve raises."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the JIT was asked to compile")
 
-    def __call__(self, *args):
-        self.calls += 1
-        return self.fn(*args)
-
-
-def _use(compiled: dict | None) -> dict:
-    """Route each kernel to ``compiled[name]`` (counted), or to the JIT where None."""
-    counters = {}
-    for kernel in aot._KERNELS:
-        if compiled is None:
-            kernel._compiled = False
-        else:
-            counters[kernel.__name__] = kernel._compiled = _Counting(
-                getattr(compiled, kernel.__name__))
-    return counters
+    for export in aot.EXPORTS:
+        monkeypatch.setattr(export.kernel, "_compile_for_args", refuse)
 
 
 def _datasets():
@@ -86,11 +77,17 @@ AGENTS = {
 
 @needs_cc
 @pytest.mark.parametrize("name", sorted(AGENTS))
-def test_fits_are_bit_identical_to_the_jit(module, name):
+def test_fits_are_bit_identical_to_the_jit(module, name, monkeypatch):
+    folder = module.built_path.parent
     for env, data, kw in _datasets():
         fitted = {}
         for route in ("jit", "aot"):
-            counters = _use(None if route == "jit" else module)
+            if route == "jit":
+                aot.uninstall()
+            else:  # registered, with the JIT refusing: the compiled functions serve the fit
+                assert aot.install(folder)
+                assert all(aot.installed(e.kernel) for e in aot.EXPORTS)
+                _no_jit(monkeypatch)
             agent = AGENTS[name](env, kw)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", TiedQWarning)
@@ -98,10 +95,7 @@ def test_fits_are_bit_identical_to_the_jit(module, name):
             obs = data.observations[:, 0]
             q = agent.q_values_from_features(agent.batch_action_features(obs), 0)
             fitted[route] = (agent.weights_, agent.lambda_inv_, q)
-            if route == "aot":  # the compiled module ran every kernel, the JIT none
-                assert {k: c.calls > 0 for k, c in counters.items()} == \
-                    {"offline_pass": True, "tied_steps": True, "clipped_q": True}
-        aot._reset()
+            monkeypatch.undo()
         for a, b in zip(fitted["jit"], fitted["aot"], strict=True):
             assert a.shape == b.shape and np.array_equal(a, b), (name, type(env).__name__)
 
@@ -119,29 +113,31 @@ def _clipped_q_args():
     lambda a: a.__setitem__(0, np.asfortranarray(a[0])),  # layout
     lambda a: a.__setitem__(1, np.repeat(a[1], 2)[::2]),  # strided
     lambda a: a[2].setflags(write=False),  # read-only
-    lambda a: a.__setitem__(2, a[2][None]),  # rank
     lambda a: a.__setitem__(3, np.float32(-0.5)),  # scalar kind
     lambda a: a.__setitem__(4, 1.0),  # float for an int
     lambda a: a.__setitem__(6, 1),  # int for a bool
-    lambda a: a.pop(),  # arity
-], ids=["dtype", "fortran", "strided", "readonly", "rank", "float32", "float-int", "int-bool",
-        "arity"])
-def test_other_argument_types_take_the_jit(module, change):
-    """A compiled module reads whatever memory it is given: any argument that Numba would type
-    differently from the exported signature must go to the JIT (which compiles for it or
-    raises its own error), never to the module."""
+], ids=["dtype", "fortran", "strided", "readonly", "float32", "float-int", "int-bool"])
+def test_other_argument_types_take_the_jit(module, change, monkeypatch):
+    """A compiled module reads whatever memory it is given: any argument that Numba types
+    differently from the exported signature must go to the JIT, which compiles a
+    specialisation for it, never to the module."""
+    assert aot.install(module.built_path.parent)
+    kernel = aot.EXPORTS[2].kernel  # clipped_q
     args = _clipped_q_args()
-    counters = _use(module)
-    exact = aot.clipped_q(*args)
-    assert counters["clipped_q"].calls == 1
-    np.testing.assert_array_equal(exact, aot.clipped_q.jit(*args))
+    _no_jit(monkeypatch)
+    exact = kernel(*args)  # the compiled function: the refusing JIT would have raised
+    monkeypatch.undo()
     change(args)
-    try:
-        aot.clipped_q(*args)
-    except Exception:  # the JIT's own error (arity): raised, not a crash
-        pass
-    assert counters["clipped_q"].calls == 1
-    aot._reset()
+    got = kernel(*args)
+    assert tuple(kernel.typeof_pyval(a) for a in args) in kernel.overloads  # the JIT's
+    np.testing.assert_allclose(got, exact, rtol=1e-6)
+
+
+@needs_cc
+def test_a_wrong_arity_is_the_jits_error(module):
+    assert aot.install(module.built_path.parent)
+    with pytest.raises(TypeError):
+        aot.EXPORTS[2].kernel(*_clipped_q_args()[:-1])
 
 
 @needs_cc
@@ -152,22 +148,17 @@ def test_returned_arrays_are_fresh_ndarrays(module):
     first, second = module.clipped_q(*args), module.clipped_q(*args)
     assert type(first) is np.ndarray and first.flags.owndata is False  # NRT memory
     assert first is not second and not np.shares_memory(first, second)
-    np.testing.assert_array_equal(first, aot.clipped_q.jit(*args))
+    np.testing.assert_array_equal(first, second)
+    expected = second.copy()
     first[:] = -1.0
-    np.testing.assert_array_equal(second, aot.clipped_q.jit(*args))
+    np.testing.assert_array_equal(second, expected)
 
 
-def test_the_matcher_is_exact():
-    spec = aot._matcher(("f8[2]", "i8", "b1", "f8"))
-    x = np.zeros((2, 3))
-    assert aot._matches((x, 1, True, 0.5), spec)
-    assert aot._matches((x, np.int64(1), np.bool_(True), np.float64(0.5)), spec)
-    assert aot._matches((x.copy().view(np.dtype(np.float64)), 1, False, 1.0), spec)
-    for bad in ((x.T, 1, True, 0.5), (x, True, True, 0.5), (x, 1, 1, 0.5), (x, 1, True, 1),
-                (x.astype(">f8"), 1, True, 0.5), (x[:, :1], 1, True, 0.5), (x, 1, True)):
-        assert not aot._matches(bad, spec)
-    with pytest.raises(ValueError, match="unknown type code"):
-        aot._matcher(("f4[2]",))
+def test_unknown_type_codes_are_refused():
+    assert aot._parse("f8[3]") == ("f8", 3) and aot._parse("b1") == ("b1", 0)
+    for code in ("f4[2]", "f8[x]", "c16"):
+        with pytest.raises(ValueError, match="unknown type code"):
+            aot._parse(code)
 
 
 def test_fingerprint_follows_the_sources(tmp_path, monkeypatch):
@@ -196,7 +187,7 @@ def test_a_stale_or_disabled_module_is_not_loaded(tmp_path, monkeypatch):
     assert aot.load(tmp_path) is None  # the stale file is not even opened
     monkeypatch.setenv(aot.ENV_SWITCH, "0")
     aot._reset()
-    assert aot.load() is None and not aot.offline_pass.compiled_ahead
+    assert aot.load() is None and not aot.install()
     aot._reset()
 
 

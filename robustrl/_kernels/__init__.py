@@ -19,10 +19,10 @@ def announce_compile(kernels, what: str) -> bool:
     if _announced:
         return False
     # `overloads` (a dict), not `signatures` (a list built by hashing every type, 30 us a fit)
-    # a robustrl._kernels.aot.Kernel in front of its JIT: nothing to compile where its
-    # ahead-of-time code is loaded
-    jits = [getattr(k, "jit", k) for k in kernels if not getattr(k, "compiled_ahead", False)]
-    cold = [k for k in jits if not k.overloads and not _cached(k)]
+    from robustrl._kernels.aot import installed  # here: aot imports the kernel modules
+
+    # nothing to compile for a kernel whose ahead-of-time code is registered
+    cold = [k for k in kernels if not installed(k) and not k.overloads and not _cached(k)]
     if not cold:
         return False
     _announced = True

@@ -9,13 +9,15 @@ LLVM state per process. :func:`build` compiles the same Python functions with th
 same numbers bit for bit (tests/test_aot.py). The LAPACK/BLAS routines the kernels call are
 SciPy's, resolved on first use by ``aot_support.c``.
 
-:class:`Kernel` is the one dispatch layer in front: a call whose arguments have exactly the
-types of the exported signature (C-contiguous, aligned, writeable arrays of the declared dtype
-and rank; Python or NumPy scalars of the declared kind) runs the compiled module; any other
-call, or every call when the module is absent, stale or ``ROBUSTRL_AOT=0``, runs the JIT
-dispatcher, exactly as before. The module's name carries a fingerprint of everything it was
-compiled from (the kernel sources, Numba/llvmlite/NumPy/Python versions, the CPU), so a module
-built from other sources or for another machine is never loaded.
+:func:`install` registers each compiled function in its kernel's own Numba dispatcher, for
+the exported signature only (C-contiguous, aligned, writeable arrays of the declared dtype and
+rank; scalars of the declared kind): Numba's dispatch, which types every call, runs the
+compiled function for exactly those types and the JIT for any other (compiling it as
+before), so there is one dispatch layer and no second copy of Numba's typing rules. Nothing is
+registered when the module is absent, stale or ``ROBUSTRL_AOT=0``. The module's name carries
+a fingerprint of everything it was compiled from (the kernel sources, Numba/llvmlite/NumPy/
+Python versions, the CPU), so a module built from other sources or for another machine is
+never loaded.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import sys
 import sysconfig
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -41,8 +43,8 @@ import numpy as np
 from robustrl._kernels import offline as _offline
 from robustrl._kernels import offline_pass as _pass
 
-__all__ = ["ENV_DIR", "ENV_SWITCH", "EXPORTS", "Export", "Kernel", "build", "fingerprint", "load",
-           "module_name", "clipped_q", "offline_pass", "tied_steps"]
+__all__ = ["ENV_DIR", "ENV_SWITCH", "EXPORTS", "Export", "build", "fingerprint", "install",
+           "installed", "load", "module_dir", "module_name", "uninstall"]
 
 ENV_SWITCH = "ROBUSTRL_AOT"  # "0": never use the compiled module (the JIT only)
 ENV_DIR = "ROBUSTRL_AOT_DIR"  # a folder for the module instead of the installed package
@@ -52,8 +54,7 @@ _EXT = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
 
 # Type codes of the exported signatures: "f8", "i8", "b1" are float64, int64 and bool
 # scalars; "f8[3]" is a C-contiguous float64 array of rank 3.
-_DTYPES = {"f8": np.dtype(np.float64), "i8": np.dtype(np.int64), "b1": np.dtype(np.bool_)}
-_SCALARS = {"f8": (float, np.float64), "i8": (int, np.int64), "b1": (bool, np.bool_)}
+_KINDS = ("f8", "i8", "b1")
 
 
 @dataclass(frozen=True)
@@ -91,87 +92,58 @@ EXPORTS: tuple[Export, ...] = (
 def _parse(code: str) -> tuple[str, int]:
     """``"f8[3]"`` -> ``("f8", 3)``; ``"f8"`` -> ``("f8", 0)``."""
     kind, _, rank = code.partition("[")
-    if kind not in _DTYPES or (rank and not rank[:-1].isdigit()):
+    if kind not in _KINDS or (rank and not rank[:-1].isdigit()):
         raise ValueError(f"unknown type code {code!r}")
     return kind, int(rank[:-1]) if rank else 0
 
 
-def _matcher(codes: tuple[str, ...]) -> tuple[int, tuple, tuple]:
-    """``(arity, arrays, scalars)``: ``(position, dtype, rank)`` per array argument and
-    ``(position, type, numpy type)`` per scalar argument."""
-    arrays, scalars = [], []
-    for i, code in enumerate(codes):
-        kind, rank = _parse(code)
-        if rank:
-            arrays.append((i, _DTYPES[kind], rank))
-        else:
-            scalars.append((i, *_SCALARS[kind]))
-    return len(codes), tuple(arrays), tuple(scalars)
+_installed: dict[str, Any] = {}  # name -> the compiled function registered
+_alive: list[Any] = []  # the signatures' Numba types: see install()
 
 
-def _matches(args: tuple, spec: tuple[int, tuple, tuple]) -> bool:
-    """Whether ``args`` have exactly the types Numba would give the exported signature (a
-    compiled module does no type checks: a wrong array type reads wrong memory)."""
-    arity, arrays, scalars = spec
-    if len(args) != arity:
+def install(directory: str | os.PathLike | None = None) -> bool:
+    """Register the compiled module's functions in their kernels' JIT dispatchers (see the
+    module's docstring); returns whether they are registered. Idempotent; ``directory`` as in
+    :func:`load`.
+
+    A dispatcher's table holds, per signature, Numba's integer type codes. Numba interns a
+    type through a weak cache, so the code of a type nobody references may go to another
+    type later: the signature's types are kept alive here. The JIT's own entries for the
+    exported signatures are taken out of the table (the compiled function replaces them;
+    every other specialisation stays)."""
+    module = load(directory)
+    if module is None:
         return False
-    for i, dtype, rank in arrays:
-        a = args[i]
-        # `carray`: C-contiguous, aligned and writeable, which Numba types as layout "C";
-        # `==` after `is`: an array a compiled kernel returned has its own dtype object
-        if type(a) is not np.ndarray or a.ndim != rank or not a.flags.carray \
-                or (a.dtype is not dtype and a.dtype != dtype):
-            return False
-    for i, python_type, numpy_type in scalars:
-        t = type(args[i])
-        if t is not python_type and t is not numpy_type:
-            return False
+    if all(_installed.get(e.name) is getattr(module, e.name) for e in EXPORTS):
+        return True
+    for export in EXPORTS:
+        types = tuple(_numba_type(c) for c in export.args)
+        _alive.append(types)
+        dispatcher = export.kernel
+        dispatcher._clear()
+        dispatcher._insert([t._code for t in types], getattr(module, export.name), False)
+        for args, cres in dispatcher.overloads.items():
+            if tuple(args) != types:
+                dispatcher._insert([a._code for a in args], cres.entry_point, cres.objectmode)
+        _installed[export.name] = getattr(module, export.name)
     return True
 
 
-class Kernel:
-    """A kernel behind one call: the ahead-of-time compiled function where the module is
-    present and the arguments have its exported types, else the JIT dispatcher ``jit``."""
-
-    def __init__(self, export: Export) -> None:
-        self.jit = export.kernel
-        self.export = export
-        self.__name__ = export.name
-        self.__doc__ = export.kernel.__doc__
-        self.__wrapped__ = export.kernel.py_func
-        self._spec = _matcher(export.args)
-        self._compiled: Callable | None | bool = None  # None: not looked up yet; False: none
-
-    def __call__(self, *args: Any) -> Any:
-        fn = self._compiled
-        if fn is None:
-            fn = self._lookup()
-        if fn is not False and _matches(args, self._spec):
-            return fn(*args)
-        return self.jit(*args)
-
-    def _lookup(self) -> Callable | bool:
-        module = load()
-        fn = getattr(module, self.__name__, None) if module is not None else None
-        self._compiled = fn if fn is not None else False
-        return self._compiled
-
-    @property
-    def compiled_ahead(self) -> bool:
-        """Whether calls of the exported types run ahead-of-time compiled code."""
-        fn = self._compiled
-        if fn is None:
-            fn = self._lookup()
-        return fn is not False
-
-    def __repr__(self) -> str:
-        return f"<robustrl kernel {self.__name__} (ahead of time: {self.compiled_ahead})>"
+def uninstall() -> None:
+    """Undo :func:`install`: every kernel's dispatcher holds the JIT's entries only (tests)."""
+    for export in EXPORTS:
+        dispatcher = export.kernel
+        dispatcher._clear()
+        for args, cres in dispatcher.overloads.items():
+            dispatcher._insert([a._code for a in args], cres.entry_point, cres.objectmode)
+    _installed.clear()
+    _loaded.clear()
 
 
-offline_pass = Kernel(EXPORTS[0])
-tied_steps = Kernel(EXPORTS[1])
-clipped_q = Kernel(EXPORTS[2])
-_KERNELS = (offline_pass, tied_steps, clipped_q)
+def installed(kernel) -> bool:
+    """Whether ``kernel`` (a Numba dispatcher) runs ahead-of-time compiled code for its
+    exported signature."""
+    return any(e.kernel is kernel and e.name in _installed for e in EXPORTS)
 
 
 def _cpu() -> tuple[str, str]:
@@ -251,10 +223,8 @@ def load(directory: str | os.PathLike | None = None) -> ModuleType | None:
 
 
 def _reset() -> None:
-    """Forget the loaded module and every kernel's lookup (after a build, and in tests)."""
+    """Forget the loaded modules (after a build, and in tests)."""
     _loaded.clear()
-    for k in _KERNELS:
-        k._compiled = None
 
 
 def _numba_type(code: str):
