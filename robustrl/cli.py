@@ -445,14 +445,19 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's teardown
             return status
     except KeyboardInterrupt:  # any phase: loading, cells, summary, figures, hooks
-        _ignore_signals()
-        print("robustrl: interrupted (finished cells are kept; rerun the same command to "
-              "resume)", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _interrupted()
     except BrokenPipeError:
         return _closed_pipe()
     except OSError as exc:
+        if _caused_by_interrupt(exc):
+            return _interrupted()
         return _io_error(exc)
+    except Exception as exc:
+        # an interrupt that lands inside an import can come back wrapped (a KeyboardInterrupt
+        # raised in a class body's __set_name__ is re-raised as a RuntimeError from it)
+        if _caused_by_interrupt(exc):
+            return _interrupted()
+        raise
     finally:
         if console:
             _ignore_signals()
@@ -461,6 +466,24 @@ def main(argv: list[str] | None = None) -> int:
                 if handler is not None:
                     signal.signal(sig, handler)
         warnings.showwarning = old_show
+
+
+def _interrupted() -> int:
+    _ignore_signals()
+    print("robustrl: interrupted (finished cells are kept; rerun the same command to "
+          "resume)", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised because of a KeyboardInterrupt (its cause or context)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def run_console() -> None:

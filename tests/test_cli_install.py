@@ -187,3 +187,28 @@ def test_console_waits_for_a_running_thread(tmp_path):
     out = _console(tmp_path, prelude, "list")
     assert out.returncode == 0, out.stderr
     assert mark.read_text() == "done"
+
+
+def test_an_interrupt_wrapped_by_an_import_is_still_an_interrupt(monkeypatch, capsys):
+    """A SIGINT/SIGTERM that lands while a class body runs (an import, e.g. Matplotlib's) can
+    surface as a RuntimeError raised from the KeyboardInterrupt: still exit 130 with the
+    interrupt message; any other error still propagates."""
+    from robustrl import cli
+
+    def wrapped(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("Error calling __set_name__") from exc
+
+    def plain(args):
+        raise RuntimeError("a real error")
+
+    for func, expected in ((wrapped, cli.EXIT_INTERRUPTED), (plain, None)):
+        monkeypatch.setattr(cli, "_cmd_envs", func)
+        if expected is None:
+            with pytest.raises(RuntimeError, match="a real error"):
+                cli.main(["envs"])
+        else:
+            assert cli.main(["envs"]) == expected
+            assert "robustrl: interrupted" in capsys.readouterr().err
