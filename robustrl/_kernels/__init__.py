@@ -22,7 +22,9 @@ def announce_compile(kernels, what: str) -> bool:
     from robustrl._kernels.aot import installed  # here: aot imports the kernel modules
 
     # nothing to compile for a kernel whose ahead-of-time code is registered
-    cold = [k for k in kernels if not installed(k) and not k.overloads and not _cached(k)]
+    # (no dispatcher, hence no compilation, under NUMBA_DISABLE_JIT=1)
+    cold = [k for k in kernels if hasattr(k, "overloads") and not installed(k)
+            and not k.overloads and not _cached(k)]
     if not cold:
         return False
     _announced = True

@@ -67,7 +67,8 @@ class Export:
 
     @property
     def name(self) -> str:
-        return self.kernel.py_func.__name__
+        # the plain function under NUMBA_DISABLE_JIT=1
+        return getattr(self.kernel, "py_func", self.kernel).__name__
 
 
 _OFFLINE_PASS_ARGS = (
@@ -111,6 +112,10 @@ def install(directory: str | os.PathLike | None = None) -> bool:
     type later: the signature's types are kept alive here. The JIT's own entries for the
     exported signatures are taken out of the table (the compiled function replaces them;
     every other specialisation stays)."""
+    from numba.core import config
+
+    if config.DISABLE_JIT:  # the kernels are plain Python functions: no dispatcher to fill
+        return False
     module = load(directory)
     if module is None:
         return False
