@@ -101,35 +101,45 @@ def chi2_regularized_rows_ordered(v, xi, lam, order):
     return out
 
 
-@njit(cache=True)
-def kl_dual_objective(v, xi, i, alpha, rho, log_floor, centered, shift):
-    """DRVI-L objective ``-alpha log max(z, z_floor) - alpha rho`` at one alpha > 0
-    (arXiv:2411.18612 baselines, docs/algorithms/drpvi.md).
+# exp(-y) is exactly 0 in float64 beyond this (it underflows past the smallest subnormal,
+# 2^-1074 = exp(-744.44); 745.2 leaves margin for rounding): those terms add nothing and are
+# skipped, which also spares libm's underflow path (errno handling, ~10x a normal exp), hit at
+# every small alpha of the search
+_EXP_ZERO_BEYOND = 745.2
 
-    ``centered=False``: ``z = sum_j xi_ij exp(-v_j / alpha)`` (the formula of
-    docs/algorithms/drvi_l.md), written as
-    ``exp(-shift / alpha) S`` with ``S = sum_j xi_ij exp(-(v_j - shift) / alpha)`` and ``shift`` the
-    smallest value the row weights; the floor clips ``S`` (not z), so that exact data are never
-    clipped however small ``exp(-shift / alpha)`` is, and only a (near) non-positive estimate is.
-    ``centered=True``: ``z = 1 + sum_j xi_ij (exp(-v_j / alpha) - 1)``, the authors' code (it
-    regresses ``exp(-V/alpha) - 1`` and adds 1 back), so a coordinate without data gets z = 1.
+
+@njit(cache=True)
+def kl_dual_objective(w, x, m, alpha, rho, log_floor, centered, shift):
+    """DRVI-L objective ``-alpha log max(z, z_floor) - alpha rho`` at one alpha > 0 of one row
+    (arXiv:2411.18612 baselines, docs/algorithms/drpvi.md), given the row's ``m`` nonzero
+    weights ``w[:m]`` and their values ``x[:m]`` (in the row's order: the zero weights add
+    nothing to either sum, so the sums are those over the whole row).
+
+    ``centered=False``: ``x`` holds ``v_j - shift``, and ``z = sum_j xi_ij exp(-v_j / alpha)``
+    (the formula of docs/algorithms/drvi_l.md) is written as ``exp(-shift / alpha) S`` with
+    ``S = sum_j xi_ij exp(-(v_j - shift) / alpha)`` and ``shift`` the smallest value the row
+    weights; the floor clips ``S`` (not z), so that exact data are never clipped however small
+    ``exp(-shift / alpha)`` is, and only a (near) non-positive estimate is.
+    ``centered=True``: ``x`` holds ``v_j``, and ``z = 1 + sum_j xi_ij (exp(-v_j / alpha) - 1)``,
+    the authors' code (it regresses ``exp(-V/alpha) - 1`` and adds 1 back), so a coordinate
+    without data gets z = 1.
     """
     if centered:
         z = 1.0
-        for j in range(v.shape[0]):
-            z += xi[i, j] * math.expm1(-v[j] / alpha)
+        for k in range(m):
+            z += w[k] * math.expm1(-x[k] / alpha)
         log_z = math.log(z) if z > 0.0 else -np.inf
-    else:
-        s = 0.0
-        for j in range(v.shape[0]):
-            if xi[i, j] != 0.0:
-                s += xi[i, j] * math.exp(-(v[j] - shift) / alpha)
-        # The floor applies to the shifted sum, so it only bites where the estimate is (near)
-        # non-positive, never merely because exp(-shift / alpha) is small.
-        return shift - alpha * max(math.log(s) if s > 0.0 else -np.inf, log_floor) - alpha * rho
-    if log_z < log_floor:
-        log_z = log_floor
-    return -alpha * log_z - alpha * rho
+        if log_z < log_floor:
+            log_z = log_floor
+        return -alpha * log_z - alpha * rho
+    s = 0.0
+    for k in range(m):
+        y = x[k] / alpha
+        if y < _EXP_ZERO_BEYOND:
+            s += w[k] * math.exp(-y)
+    # The floor applies to the shifted sum, so it only bites where the estimate is (near)
+    # non-positive, never merely because exp(-shift / alpha) is small.
+    return shift - alpha * max(math.log(s) if s > 0.0 else -np.inf, log_floor) - alpha * rho
 
 
 @njit(cache=True)
@@ -145,39 +155,52 @@ def kl_constrained_rows(v, xi, rho, z_floor, centered):
     bracket; both end points are evaluated and the best point seen is returned. With signed
     regression weights the objective need not be concave and the search returns a local
     maximum. A row with no nonzero weight (no data) gets 0, the ridge estimate.
+
+    Each row's nonzero weights are gathered once, so a search step costs O(nonzeros), not O(K)
+    (a row of the put's hat features weights a few dozen of ~500 distinct values).
     """
     n = v.shape[0]
     d = xi.shape[0]
     out = np.zeros(d)
     log_floor = math.log(z_floor)
+    w = np.empty(n)
+    x = np.empty(n)
     for i in range(d):
         if n == 0:
             continue
         if rho[i] == 0.0:
             out[i] = _row_dot(xi, i, v)
             continue
+        m = 0
         lo_v = np.inf
         hi_v = -np.inf
         for j in range(n):
             if xi[i, j] != 0.0:
+                w[m] = xi[i, j]
+                x[m] = v[j]
+                m += 1
                 lo_v = min(lo_v, v[j])
                 hi_v = max(hi_v, v[j])
-        if lo_v == np.inf:
+        if m == 0:
             continue
         if centered:
             lo_v = min(lo_v, 0.0)
             hi_v = max(hi_v, 0.0)
+        else:
+            for k in range(m):
+                x[k] = x[k] - lo_v
         spread = max(hi_v - lo_v, 1e-8 * max(1.0, abs(lo_v), abs(hi_v)))
-        hi = math.log(spread / rho[i])
+        r = rho[i]
+        hi = math.log(spread / r)
         lo = hi - KL_LOG_BRACKET
         best = max(
-            kl_dual_objective(v, xi, i, math.exp(lo), rho[i], log_floor, centered, lo_v),
-            kl_dual_objective(v, xi, i, math.exp(hi), rho[i], log_floor, centered, lo_v),
+            kl_dual_objective(w, x, m, math.exp(lo), r, log_floor, centered, lo_v),
+            kl_dual_objective(w, x, m, math.exp(hi), r, log_floor, centered, lo_v),
         )
         x1 = hi - _INV_PHI * (hi - lo)
         x2 = lo + _INV_PHI * (hi - lo)
-        f1 = kl_dual_objective(v, xi, i, math.exp(x1), rho[i], log_floor, centered, lo_v)
-        f2 = kl_dual_objective(v, xi, i, math.exp(x2), rho[i], log_floor, centered, lo_v)
+        f1 = kl_dual_objective(w, x, m, math.exp(x1), r, log_floor, centered, lo_v)
+        f2 = kl_dual_objective(w, x, m, math.exp(x2), r, log_floor, centered, lo_v)
         best = max(best, f1, f2)
         while hi - lo > _KL_LOG_TOL:
             if f1 >= f2:
@@ -185,7 +208,7 @@ def kl_constrained_rows(v, xi, rho, z_floor, centered):
                 x2 = x1
                 f2 = f1
                 x1 = hi - _INV_PHI * (hi - lo)
-                f1 = kl_dual_objective(v, xi, i, math.exp(x1), rho[i], log_floor, centered, lo_v)
+                f1 = kl_dual_objective(w, x, m, math.exp(x1), r, log_floor, centered, lo_v)
                 if f1 > best:
                     best = f1
             else:
@@ -193,7 +216,7 @@ def kl_constrained_rows(v, xi, rho, z_floor, centered):
                 x1 = x2
                 f1 = f2
                 x2 = lo + _INV_PHI * (hi - lo)
-                f2 = kl_dual_objective(v, xi, i, math.exp(x2), rho[i], log_floor, centered, lo_v)
+                f2 = kl_dual_objective(w, x, m, math.exp(x2), r, log_floor, centered, lo_v)
                 if f2 > best:
                     best = f2
         out[i] = best
