@@ -99,7 +99,7 @@ def _parse(code: str) -> tuple[str, int]:
 
 
 _installed: dict[str, Any] = {}  # name -> the compiled function registered
-_alive: list[Any] = []  # the signatures' Numba types: see install()
+_alive: dict[str, tuple] = {}  # export name -> its signature's Numba types: see install()
 
 
 def install(directory: str | os.PathLike | None = None) -> bool:
@@ -123,7 +123,7 @@ def install(directory: str | os.PathLike | None = None) -> bool:
         return True
     for export in EXPORTS:
         types = tuple(_numba_type(c) for c in export.args)
-        _alive.append(types)
+        _alive[export.name] = types
         dispatcher = export.kernel
         dispatcher._clear()
         dispatcher._insert([t._code for t in types], getattr(module, export.name), False)
@@ -142,7 +142,7 @@ def uninstall() -> None:
         for args, cres in dispatcher.overloads.items():
             dispatcher._insert([a._code for a in args], cres.entry_point, cres.objectmode)
     _installed.clear()
-    _loaded.clear()
+    _reset()
 
 
 def installed(kernel) -> bool:
