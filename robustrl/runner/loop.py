@@ -210,7 +210,7 @@ def run_experiment(
             _log(quiet, f"warning: {out} was started with robustrl "
                         f"{manifest.get('robustrl_version')}; this is {__version__} (each cell "
                         "record stores the version that produced it)")
-        _clean_temporaries(out)
+        _clean_temporaries(out, locked=True)
         done = store.finished(cells, run_cfg.experiment)
         pending = [c for c in cells if c.key not in done]
         # no --workers on the local backend: in this process, with a pool only once the
@@ -241,7 +241,7 @@ def run_experiment(
             except KeyboardInterrupt:
                 raise RunInterrupted(len(done), len(cells), out, "writing the summary and "
                                      "figures") from None
-            _clean_temporaries(out)
+            _clean_temporaries(out, locked=True)
         else:
             _log(quiet, f"{len(report.records)} of {len(cells)} cells finished; summary and "
                         "figures are written once every cell has finished")

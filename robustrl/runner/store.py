@@ -245,10 +245,16 @@ def _manifest_problem(manifest: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _clean_temporaries(out: Path) -> None:
-    """Remove temporaries that killed writers left in DIR and its runner subfolders."""
+def _clean_temporaries(out: Path, locked: bool = False) -> None:
+    """Remove temporaries that killed writers left in DIR and its runner subfolders.
+
+    ``locked``: the caller holds DIR's run lock and no worker of its own is writing, so every
+    temporary there belongs to a dead writer (or to a live one that holds its file lock, which
+    :func:`robustrl._io.clean_stale_temporaries` leaves alone), however young: one left by a run
+    killed a moment ago is removed too. Otherwise only those at least a second old go (the
+    instant between a writer creating its temporary and locking it)."""
     for sub in (out, out / CELLS_DIR, out / ERRORS_DIR, out / FIGURES_DIR):
-        clean_stale_temporaries(sub)
+        clean_stale_temporaries(sub, min_age_s=0.0 if locked else 1.0)
 
 
 class ResultStore:
