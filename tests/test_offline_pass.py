@@ -324,3 +324,34 @@ def test_many_rows_with_only_the_maxima_kept_agree_with_the_twins():
             False, float(H), np.zeros((H, d)), 1e-6, False, 600.0, True, True)
     for a, b in zip(kernel.offline_pass(*args)[:4], twin.offline_pass(*args)[:4], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("code", sorted(BONUS_CODES.values()))
+@pytest.mark.parametrize("seed", range(4))
+def test_clipped_q_on_two_nonzero_entries_equals_the_general_loops_to_the_bit(code, seed):
+    """clipped_q_rows sums a feature vector with at most two nonzero entries over those alone.
+    An inert third entry (zero weight, zero row and column of Lambda^-1) sends the same vector
+    through the general loops, whose sums it changes by exact zeros only: the two Q tables are
+    equal bit for bit, for every bonus (wrong indices or a dropped cross term would not be)."""
+    from robustrl._kernels import offline as offline_kernels
+
+    rng = np.random.default_rng(seed)
+    n, n_actions, d = 300, 3, 6
+    features = np.zeros((n, n_actions, d))
+    for k in range(n):
+        for a in range(n_actions):
+            where = rng.choice(d, rng.integers(0, 3), replace=False)
+            features[k, a, where] = rng.normal(size=where.size)
+    m = rng.normal(size=(d, d))
+    lambda_inv = m @ m.T / d + 0.1 * np.eye(d)
+    weights = rng.normal(size=d)
+    inert = np.concatenate([features, np.full((n, n_actions, 1), 0.5)], axis=2)
+    lambda_inv_inert = np.zeros((d + 1, d + 1))
+    lambda_inv_inert[:d, :d] = lambda_inv
+    weights_inert = np.append(weights, 0.0)
+    none = np.zeros((n, n_actions))
+    args = (-0.3, code, 2.5, bool(seed % 2), none, False, none, False)
+    fast = offline_kernels.clipped_q(features, weights, lambda_inv, *args)
+    general = offline_kernels.clipped_q(inert, weights_inert, lambda_inv_inert, *args)
+    assert np.array_equal(fast, general)
+    assert np.count_nonzero(features, axis=2).max() == 2

@@ -241,6 +241,32 @@ def _bonus_scale(lambda_inv, code):
     return scale
 
 
+@njit(cache=True)
+def _sparse_q(fa, fb, wa, wb, l_aa, l_ab, l_ba, l_bb, sa, sb, code, use_bonus, has_bonus,
+              given, signed_beta):
+    """``phi^T w + signed_beta * Gamma(phi)`` for a feature vector whose only nonzero entries
+    are ``fa`` (the first) and ``fb`` (zeros, with zero weights, ``Lambda^-1`` entries and
+    scales, stand for absent ones), as the general loops of :func:`clipped_q_rows` compute it
+    (``given``: the bonus where ``has_bonus``). With two nonzero terms a sum is one rounding in
+    any order, and an absent term adds an exact zero, so the result is the loops' to the bit.
+    Every product has two factors or a sum for one: a callee takes its caller's fast-math
+    flags, and under ``reassoc`` a chain ``a * (b * a)`` may be regrouped, which the loops'
+    ``x * acc`` (a loop's sum) never is."""
+    q = fa * wa + fb * wb
+    if use_bonus:
+        if has_bonus:
+            b = given
+        elif code == BONUS_D_RECTANGULAR_L1:
+            b = abs(fa) * sa + abs(fb) * sb
+        elif code == BONUS_D_RECTANGULAR_L2:
+            b = np.sqrt(fa * fa * sa + fb * fb * sb)
+        else:
+            b = fa * (l_aa * fa + l_ab * fb) + fb * (l_ba * fa + l_bb * fb)
+            b = np.sqrt(max(b, 0.0))
+        q += signed_beta * b
+    return q
+
+
 @njit(cache=True, fastmath=VECTORISE)
 def clipped_q_rows(features, rows, n_rows, weights, lambda_inv, scale, signed_beta, code,
                    upper, truncate_below, known, has_known, bonus, has_bonus, out, best):
@@ -265,6 +291,41 @@ def clipped_q_rows(features, rows, n_rows, weights, lambda_inv, scale, signed_be
         for a in range(n_actions):
             if has_known and not np.isnan(known[k, a]):
                 q = known[k, a]
+                if keep:
+                    out[t, a] = q
+                if q > top:
+                    top = q
+                continue
+            # at most two nonzero entries (hat features, one-hot ones): the sums over them
+            # alone. With two nonzero terms a sum is one rounding whatever the order, so this
+            # is the dense loops' result to the bit, without their O(d) and O(nnz d) work.
+            first = -1
+            second = -1
+            count = 0
+            for i in range(dim):
+                if features[k, a, i] != 0.0:
+                    if count == 0:
+                        first = i
+                    elif count == 1:
+                        second = i
+                    count += 1
+                    if count > 2:
+                        break
+            if count <= 2:
+                fa = fb = wa = wb = l_aa = l_ab = l_ba = l_bb = sa = sb = given = 0.0
+                if count >= 1:
+                    fa, wa = features[k, a, first], weights[first]
+                if count == 2:
+                    fb, wb = features[k, a, second], weights[second]
+                if use_bonus and has_bonus:
+                    given = bonus[k, a]
+                elif use_bonus and count >= 1:
+                    sa, l_aa = scale[first], lambda_inv[first, first]
+                    if count == 2:
+                        sb, l_bb = scale[second], lambda_inv[second, second]
+                        l_ab, l_ba = lambda_inv[first, second], lambda_inv[second, first]
+                q = _sparse_q(fa, fb, wa, wb, l_aa, l_ab, l_ba, l_bb, sa, sb, code, use_bonus,
+                              has_bonus, given, signed_beta)
             else:
                 q = 0.0
                 for i in range(dim):
@@ -293,9 +354,9 @@ def clipped_q_rows(features, rows, n_rows, weights, lambda_inv, scale, signed_be
                             b += x * acc
                         b = np.sqrt(max(b, 0.0))
                     q += signed_beta * b
-                q = min(q, upper)
-                if truncate_below:
-                    q = max(q, 0.0)
+            q = min(q, upper)
+            if truncate_below:
+                q = max(q, 0.0)
             if keep:
                 out[t, a] = q
             if q > top:
