@@ -241,7 +241,7 @@ def _bonus_scale(lambda_inv, code):
     return scale
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=VECTORISE)  # its caller's flags, which a callee takes anyway
 def _sparse_q(fa, fb, wa, wb, l_aa, l_ab, l_ba, l_bb, sa, sb, code, use_bonus, has_bonus,
               given, signed_beta):
     """``phi^T w + signed_beta * Gamma(phi)`` for a feature vector whose only nonzero entries
@@ -249,9 +249,8 @@ def _sparse_q(fa, fb, wa, wb, l_aa, l_ab, l_ba, l_bb, sa, sb, code, use_bonus, h
     scales, stand for absent ones), as the general loops of :func:`clipped_q_rows` compute it
     (``given``: the bonus where ``has_bonus``). With two nonzero terms a sum is one rounding in
     any order, and an absent term adds an exact zero, so the result is the loops' to the bit.
-    Every product has two factors or a sum for one: a callee takes its caller's fast-math
-    flags, and under ``reassoc`` a chain ``a * (b * a)`` may be regrouped, which the loops'
-    ``x * acc`` (a loop's sum) never is."""
+    Every product has two factors or a sum for one: under ``reassoc`` a chain ``a * (b * a)``
+    may be regrouped, which the loops' ``x * acc`` (a loop's sum) never is."""
     q = fa * wa + fb * wb
     if use_bonus:
         if has_bonus:
