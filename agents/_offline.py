@@ -63,8 +63,8 @@ from robustrl.validation import (  # check_bool re-exported for the agents' modu
     check_positive,
 )
 
-# the offline kernels compiled ahead of time (robustrl compile-kernels), where present and
-# current, registered in their Numba dispatchers: the JIT then compiles nothing for a fit
+# the kernels compiled ahead of time (robustrl compile-kernels), where present and current,
+# registered in their Numba dispatchers: the JIT then compiles nothing for a fit
 aot.install()
 
 #: learned attributes under their pre-1.0 names (read-only, deprecated)

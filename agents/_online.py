@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from robustrl._kernels import aot
 from robustrl._kernels import value_iteration as _vi_kernels
 from robustrl._kernels.ridge import spd_inverse
 from robustrl.agents.base import LinearAgent, Training, deprecated_progress, resolve_budget
@@ -55,6 +56,10 @@ from robustrl.validation import (
     check_scalar,
     check_seed,
 )
+
+# the per-episode kernels compiled ahead of time (robustrl compile-kernels), where present and
+# current, registered in their Numba dispatchers (idempotent: the offline agents do the same)
+aot.install()
 
 __all__ = [
     "OnlineLinearAgent",

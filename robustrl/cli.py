@@ -116,7 +116,7 @@ def _cmd_compile_kernels(args: argparse.Namespace) -> int:
               "kernels are not compiled ahead of time; Numba compiles them on first use "
               "instead (10-20 s once per machine)", file=sys.stderr)
         return EXIT_FAILED if args.strict else 0
-    print("compiling the offline kernels ahead of time (10-20 s) ...", flush=True)
+    print("compiling the kernels ahead of time (15-30 s) ...", flush=True)
     start = time.perf_counter()
     try:
         path = aot.build(out, verbose=args.verbose)
@@ -308,9 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser(
-        "compile-kernels", help="compile the offline kernels ahead of time (needs a C compiler)",
-        description="Compile the offline agents' Numba kernels into an extension module for "
-                    "this machine, so that no job compiles them (10-20 s on a fresh Numba "
+        "compile-kernels",
+        help="compile the linear agents' kernels ahead of time (needs a C compiler)",
+        description="Compile the offline and online linear agents' Numba kernels into an "
+                    "extension module for this machine, so that no job compiles them (10-20 s "
+                    "on a fresh Numba "
                     "cache) or loads Numba's JIT. Without a C compiler (or when the build "
                     "fails) it warns and exits 0: the kernels then compile on first use.")
     p.add_argument("--out", metavar="DIR",

@@ -13,9 +13,10 @@ import warnings
 
 import numpy as np
 import pytest
+from numba.core import types
 
 from robustrl._kernels import aot
-from robustrl.agents import DRPVI, DRVI_L, PEVI, R2PVI
+from robustrl.agents import DRLSVIUCB, DRPVI, DRRPO, DRVI_L, LSVIUCB, OPPO, PEVI, R2PVI
 from robustrl.agents.base import TiedQWarning
 from robustrl.data import OfflineDataset
 from robustrl.envs import AmericanPutEnv, SimulatedLinearMDPEnv
@@ -100,6 +101,38 @@ def test_fits_are_bit_identical_to_the_jit(module, name, monkeypatch):
             assert a.shape == b.shape and np.array_equal(a, b), (name, type(env).__name__)
 
 
+ONLINE = {
+    "DRRPO-TV": lambda env: DRRPO(env, divergence="tv", seed=0),
+    "DRRPO-KL": lambda env: DRRPO(env, divergence="kl", seed=1),
+    "DRLSVIUCB-TV": lambda env: DRLSVIUCB(env, divergence="tv", seed=2),
+    "DRLSVIUCB-KL": lambda env: DRLSVIUCB(env, divergence="kl", seed=3),
+    "LSVIUCB": lambda env: LSVIUCB(env, seed=4),
+    "OPPO": lambda env: OPPO(env, seed=5),
+}
+
+
+@needs_cc
+@pytest.mark.parametrize("name", sorted(ONLINE))
+def test_online_learning_is_bit_identical_to_the_jit(module, name, monkeypatch):
+    """The online linear agents' per-episode kernels (ridge updates, Q, policy update, the
+    robust duals, the exact evaluation's duals): the same regret curve and weights with the
+    JIT refusing to compile as with the JIT alone."""
+    folder = module.built_path.parent
+    learned = {}
+    for route in ("jit", "aot"):
+        if route == "jit":
+            aot.uninstall()
+        else:
+            assert aot.install(folder)
+            _no_jit(monkeypatch)
+        agent = ONLINE[name](SimulatedLinearMDPEnv())
+        agent.learn(total_episodes=4)
+        learned[route] = (np.asarray(agent.weights_), np.asarray(agent.regret_))
+        monkeypatch.undo()
+    for a, b in zip(learned["jit"], learned["aot"], strict=True):
+        assert a.shape == b.shape and np.array_equal(a, b), name
+
+
 def _clipped_q_args():
     rng = np.random.default_rng(0)
     n, A, d = 5, 3, 4
@@ -156,6 +189,7 @@ def test_returned_arrays_are_fresh_ndarrays(module):
 
 def test_unknown_type_codes_are_refused():
     assert aot._parse("f8[3]") == ("f8", 3) and aot._parse("b1") == ("b1", 0)
+    assert aot._numba_type("none") is types.none  # a return only
     for code in ("f4[2]", "f8[x]", "c16"):
         with pytest.raises(ValueError, match="unknown type code"):
             aot._parse(code)

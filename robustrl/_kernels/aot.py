@@ -1,4 +1,5 @@
-"""Ahead-of-time compiled kernels: the offline agents' entry kernels, compiled once at install
+"""Ahead-of-time compiled kernels: the entry kernels of the offline agents and of the online
+linear agents (DRRPO, DR-LSVI-UCB, LSVI-UCB, OPPO), compiled once at install
 (``robustrl compile-kernels``) into an extension module next to this file, so that a job
 starts without compiling anything and without Numba's JIT set-up.
 
@@ -40,8 +41,12 @@ from typing import Any
 
 import numpy as np
 
+from robustrl._kernels import divergence as _divergence
 from robustrl._kernels import offline as _offline
 from robustrl._kernels import offline_pass as _pass
+from robustrl._kernels import policy as _policy
+from robustrl._kernels import ridge as _ridge
+from robustrl._kernels import value_iteration as _vi
 
 __all__ = ["ENV_DIR", "ENV_SWITCH", "EXPORTS", "Export", "build", "fingerprint", "install",
            "installed", "load", "module_dir", "module_name", "uninstall"]
@@ -53,7 +58,7 @@ _SHIM = _HERE / "aot_support.c"
 _EXT = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
 
 # Type codes of the exported signatures: "f8", "i8", "b1" are float64, int64 and bool
-# scalars; "f8[3]" is a C-contiguous float64 array of rank 3.
+# scalars; "f8[3]" is a C-contiguous float64 array of rank 3; "none" (a return only) is None.
 _KINDS = ("f8", "i8", "b1")
 
 
@@ -87,6 +92,16 @@ EXPORTS: tuple[Export, ...] = (
     Export(_offline.clipped_q,
            ("f8[3]", "f8[1]", "f8[2]", "f8", "i8", "f8", "b1", "f8[2]", "b1", "f8[2]", "b1"),
            "f8[2]"),
+    # the online linear agents' per-episode kernels (DRRPO, DR-LSVI-UCB, LSVI-UCB, OPPO),
+    # as robustrl.ridge, robustrl.policies, robustrl.divergences and the agents call them
+    Export(_ridge.sherman_morrison_update, ("f8[2]", "f8[1]", "f8"), "none"),
+    Export(_ridge.add_rank_one, ("f8[2]", "f8[1]", "f8"), "none"),
+    Export(_vi.q_values, ("f8[3]", "f8[1]", "f8[2]", "f8", "i8", "f8"), "f8[2]"),
+    Export(_policy.log_softmax_rows, ("f8[2]", "f8"), "f8[2]"),
+    Export(_policy.regularized_log_policy, ("f8[2]", "f8[2]", "f8", "f8"), "f8[2]"),
+    Export(_divergence.tv_constrained_batch, ("f8[1]", "f8[2]", "f8[1]", "f8"), "f8[1]"),
+    Export(_divergence.kl_constrained_batch, ("f8[1]", "f8[2]", "f8[1]"), "f8[1]"),
+    Export(_offline.tv_dual_rows_ordered, ("f8[1]", "f8[2]", "f8[1]", "f8", "i8[1]"), "f8[1]"),
 )
 
 
@@ -235,6 +250,8 @@ def _reset() -> None:
 def _numba_type(code: str):
     from numba.core import types
 
+    if code == "none":
+        return types.none
     kind, rank = _parse(code)
     scalar = {"f8": types.float64, "i8": types.int64, "b1": types.boolean}[kind]
     return types.Array(scalar, rank, "C") if rank else scalar
@@ -283,7 +300,7 @@ def build(directory: str | os.PathLike | None = None, *, verbose: bool = False) 
     """Compile :data:`EXPORTS` into ``directory`` (default :func:`module_dir`, else this
     package) as ``_aot_<fingerprint>`` and return its path; other ``_aot_*`` modules there are
     removed.
-    Needs a C compiler (for Numba's runtime and aot_support.c); 15-20 s. The file appears
+    Needs a C compiler (for Numba's runtime and aot_support.c); 15-30 s. The file appears
     atomically (a failed or interrupted build leaves none).
 
     The build runs in a fresh process with an empty Numba cache of its own, so that every
