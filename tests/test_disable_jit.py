@@ -17,7 +17,7 @@ _FIT = r"""
 import json, sys, warnings
 import numpy as np
 warnings.simplefilter("ignore")
-from robustrl.agents import DRPVI, DRVI_L, PEVI, R2PVI
+from robustrl.agents import DRPVI, DRRPO, DRVI_L, PEVI, R2PVI
 from robustrl.data import OfflineDataset
 from robustrl.envs import AmericanPutEnv, SimulatedLinearMDPEnv
 
@@ -35,6 +35,10 @@ def fits():
         for method, agent in agents.items():
             agent.fit(data)
             out[name + " " + method] = agent.weights_.tolist()
+    for div in ("tv", "kl"):  # the online agents' kernels (no LAPACK inside)
+        agent = DRRPO(sim, divergence=div, seed=0)
+        agent.learn(total_episodes=3)
+        out["sim DRRPO-" + div] = agent.weights_.tolist()
     return out
 
 if __name__ == "__main__":
@@ -53,7 +57,7 @@ def _fits(disable_jit: bool) -> dict:
 def test_fits_without_the_jit_equal_the_kernels():
     plain = _fits(disable_jit=True)
     compiled = _fits(disable_jit=False)
-    assert plain.keys() == compiled.keys() and len(plain) == 12
+    assert plain.keys() == compiled.keys() and len(plain) == 14
     for key in compiled:
         np.testing.assert_allclose(plain[key], compiled[key], rtol=1e-12, atol=1e-12,
                                    err_msg=key)
