@@ -101,10 +101,9 @@ def chi2_regularized_rows_ordered(v, xi, lam, order):
     return out
 
 
-# exp(-y) is exactly 0 in float64 beyond this (it underflows past the smallest subnormal,
-# 2^-1074 = exp(-744.44); 745.2 leaves margin for rounding): those terms add nothing and are
-# skipped, which also spares libm's underflow path (errno handling, ~10x a normal exp), hit at
-# every small alpha of the search
+# exp(-y) rounds to exactly 0 in float64 beyond this (below half the smallest subnormal,
+# 2^-1075 = exp(-745.13)): those terms add nothing and are skipped, which also spares libm's
+# underflow path (errno handling, ~10x a normal exp), hit at every small alpha of the search
 _EXP_ZERO_BEYOND = 745.2
 
 
@@ -157,7 +156,7 @@ def kl_constrained_rows(v, xi, rho, z_floor, centered):
     maximum. A row with no nonzero weight (no data) gets 0, the ridge estimate.
 
     Each row's nonzero weights are gathered once, so a search step costs O(nonzeros), not O(K)
-    (a row of the put's hat features weights a few dozen of ~500 distinct values).
+    (the put with a start price per trajectory, N = 1,000: about 330 of 780 distinct values).
     """
     n = v.shape[0]
     d = xi.shape[0]
