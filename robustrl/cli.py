@@ -93,7 +93,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def _cmd_compile_kernels(args: argparse.Namespace) -> int:
-    """Compile the offline agents' kernels ahead of time (:mod:`robustrl._kernels.aot`)."""
+    """Compile the linear agents' kernels ahead of time (:mod:`robustrl._kernels.aot`)."""
     import shlex
     import shutil
     import sysconfig
