@@ -1,8 +1,9 @@
 """``NUMBA_DISABLE_JIT=1`` (Numba's debugging switch: every kernel runs as Python): the same
 fits as the compiled kernels. Under it a kernel's LAPACK call would do nothing (a Numba
 ``ExternalFunction`` called from Python only builds a signature), so the offline pass would
-return garbage without an error; robustrl._kernels.lapack swaps in SciPy's wrappers of the same
-routines, and the kernels' registry of ahead-of-time code stands aside."""
+return garbage without an error; robustrl._kernels.lapack swaps in the routines' NumPy/SciPy
+twins (robustrl.reference.offline_pass), and the kernels' registry of ahead-of-time code stands
+aside."""
 
 from __future__ import annotations
 

@@ -109,32 +109,10 @@ def gram_add(x, gram):
 
 if config.DISABLE_JIT:
     # NUMBA_DISABLE_JIT=1 (debugging): the kernels run as Python, where an ExternalFunction
-    # call does nothing. The same LAPACK routines through SciPy's wrappers, same layouts.
-    import scipy.linalg.lapack as _scipy_lapack
-
-    def cholesky_into(gram, out):  # noqa: F811
-        d = gram.shape[0]
-        out[:, :] = gram
-        lower, info = _scipy_lapack.dpotrf(gram, lower=1, clean=0)
-        for i in range(d):
-            out[i, i:] = lower[i:, i]  # C upper = Fortran lower
-        return int(info)
-
-    def _lower(factor):
-        return np.triu(factor).T
-
-    def cho_solve_inplace(factor, rhs):  # noqa: F811
-        if rhs.shape[0] > 0:
-            rhs[:, :] = _scipy_lapack.dpotrs(_lower(factor), rhs.T, lower=1)[0].T
-
-    def cho_inverse_into(factor, out):  # noqa: F811
-        inverse = _scipy_lapack.dpotri(_lower(factor), lower=1)[0]
-        lower = np.tril(inverse)
-        out[:, :] = lower + np.tril(inverse, -1).T
-
-    def gram_add(x, gram):  # noqa: F811
-        if x.shape[0] == 0:
-            return
-        product = x.T @ x
-        upper = np.triu(product)
-        gram += upper + np.triu(product, 1).T
+    # call does nothing. Their NumPy/SciPy twins stand in (robustrl.reference, same layouts).
+    from robustrl.reference.offline_pass import (  # noqa: F401, F811
+        cho_inverse_into,
+        cho_solve_inplace,
+        cholesky_into,
+        gram_add,
+    )
