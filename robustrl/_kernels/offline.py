@@ -289,72 +289,68 @@ def clipped_q_rows(features, rows, n_rows, weights, lambda_inv, scale, signed_be
         for a in range(n_actions):
             if has_known and not np.isnan(known[k, a]):
                 q = known[k, a]
-                if keep:
-                    out[t, a] = q
-                if q > top:
-                    top = q
-                continue
-            # at most two nonzero entries (hat features, one-hot ones): the sums over them
-            # alone. With two nonzero terms a sum is one rounding whatever the order, so this
-            # is the dense loops' result to the bit, without their O(d) and O(nnz d) work.
-            first = -1
-            second = -1
-            count = 0
-            for i in range(dim):
-                if features[k, a, i] != 0.0:
-                    if count == 0:
-                        first = i
-                    elif count == 1:
-                        second = i
-                    count += 1
-                    if count > 2:
-                        break
-            if count <= 2:
-                fa = fb = wa = wb = l_aa = l_ab = l_ba = l_bb = sa = sb = given = 0.0
-                if count >= 1:
-                    fa, wa = features[k, a, first], weights[first]
-                if count == 2:
-                    fb, wb = features[k, a, second], weights[second]
-                if use_bonus and has_bonus:
-                    given = bonus[k, a]
-                elif use_bonus and count >= 1:
-                    sa, l_aa = scale[first], lambda_inv[first, first]
-                    if count == 2:
-                        sb, l_bb = scale[second], lambda_inv[second, second]
-                        l_ab, l_ba = lambda_inv[first, second], lambda_inv[second, first]
-                q = _sparse_q(fa, fb, wa, wb, l_aa, l_ab, l_ba, l_bb, sa, sb, code, use_bonus,
-                              has_bonus, given, signed_beta)
             else:
-                q = 0.0
+                # at most two nonzero entries (hat features, one-hot ones): the sums over them
+                # alone. With two nonzero terms a sum is one rounding whatever the order, so this
+                # is the dense loops' result to the bit, without their O(d) and O(nnz d) work.
+                first = -1
+                second = -1
+                count = 0
                 for i in range(dim):
-                    q += features[k, a, i] * weights[i]
-                if use_bonus:
-                    b = 0.0
-                    if has_bonus:
-                        b = bonus[k, a]
-                    elif code == BONUS_D_RECTANGULAR_L1:
-                        for i in range(dim):
-                            b += abs(features[k, a, i]) * scale[i]
-                    elif code == BONUS_D_RECTANGULAR_L2:
-                        for i in range(dim):
-                            b += features[k, a, i] * features[k, a, i] * scale[i]
-                        b = np.sqrt(b)
-                    else:
-                        for i in range(dim):
-                            x = features[k, a, i]
-                            # zero entries add nothing: O(nnz d) per vector for sparse (hat,
-                            # one-hot) features instead of O(d^2)
-                            if x == 0.0:
-                                continue
-                            acc = 0.0
-                            for j in range(dim):
-                                acc += lambda_inv[i, j] * features[k, a, j]
-                            b += x * acc
-                        b = np.sqrt(max(b, 0.0))
-                    q += signed_beta * b
-            q = min(q, upper)
-            if truncate_below:
-                q = max(q, 0.0)
+                    if features[k, a, i] != 0.0:
+                        if count == 0:
+                            first = i
+                        elif count == 1:
+                            second = i
+                        count += 1
+                        if count > 2:
+                            break
+                if count <= 2:
+                    fa = fb = wa = wb = l_aa = l_ab = l_ba = l_bb = sa = sb = given = 0.0
+                    if count >= 1:
+                        fa, wa = features[k, a, first], weights[first]
+                    if count == 2:
+                        fb, wb = features[k, a, second], weights[second]
+                    if use_bonus and has_bonus:
+                        given = bonus[k, a]
+                    elif use_bonus and count >= 1:
+                        sa, l_aa = scale[first], lambda_inv[first, first]
+                        if count == 2:
+                            sb, l_bb = scale[second], lambda_inv[second, second]
+                            l_ab, l_ba = lambda_inv[first, second], lambda_inv[second, first]
+                    q = _sparse_q(fa, fb, wa, wb, l_aa, l_ab, l_ba, l_bb, sa, sb, code, use_bonus,
+                                  has_bonus, given, signed_beta)
+                else:
+                    q = 0.0
+                    for i in range(dim):
+                        q += features[k, a, i] * weights[i]
+                    if use_bonus:
+                        b = 0.0
+                        if has_bonus:
+                            b = bonus[k, a]
+                        elif code == BONUS_D_RECTANGULAR_L1:
+                            for i in range(dim):
+                                b += abs(features[k, a, i]) * scale[i]
+                        elif code == BONUS_D_RECTANGULAR_L2:
+                            for i in range(dim):
+                                b += features[k, a, i] * features[k, a, i] * scale[i]
+                            b = np.sqrt(b)
+                        else:
+                            for i in range(dim):
+                                x = features[k, a, i]
+                                # zero entries add nothing: O(nnz d) per vector for sparse (hat,
+                                # one-hot) features instead of O(d^2)
+                                if x == 0.0:
+                                    continue
+                                acc = 0.0
+                                for j in range(dim):
+                                    acc += lambda_inv[i, j] * features[k, a, j]
+                                b += x * acc
+                            b = np.sqrt(max(b, 0.0))
+                        q += signed_beta * b
+                q = min(q, upper)
+                if truncate_below:
+                    q = max(q, 0.0)
             if keep:
                 out[t, a] = q
             if q > top:
