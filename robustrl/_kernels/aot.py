@@ -139,12 +139,7 @@ def install(directory: str | os.PathLike | None = None) -> bool:
     for export in EXPORTS:
         types = tuple(_numba_type(c) for c in export.args)
         _alive[export.name] = types
-        dispatcher = export.kernel
-        dispatcher._clear()
-        dispatcher._insert([t._code for t in types], getattr(module, export.name), False)
-        for args, cres in dispatcher.overloads.items():
-            if tuple(args) != types:
-                dispatcher._insert([a._code for a in args], cres.entry_point, cres.objectmode)
+        _fill(export.kernel, types, getattr(module, export.name))
         _installed[export.name] = getattr(module, export.name)
     return True
 
@@ -152,12 +147,20 @@ def install(directory: str | os.PathLike | None = None) -> bool:
 def uninstall() -> None:
     """Undo :func:`install`: every kernel's dispatcher holds the JIT's entries only (tests)."""
     for export in EXPORTS:
-        dispatcher = export.kernel
-        dispatcher._clear()
-        for args, cres in dispatcher.overloads.items():
-            dispatcher._insert([a._code for a in args], cres.entry_point, cres.objectmode)
+        _fill(export.kernel)
     _installed.clear()
     _reset()
+
+
+def _fill(dispatcher, types: tuple = (), compiled: Any = None) -> None:
+    """Refill ``dispatcher``'s table: ``compiled`` for the signature ``types`` (if given),
+    the JIT's own specialisations for every other signature."""
+    dispatcher._clear()
+    if compiled is not None:
+        dispatcher._insert([t._code for t in types], compiled, False)
+    for args, cres in dispatcher.overloads.items():
+        if compiled is None or tuple(args) != types:
+            dispatcher._insert([a._code for a in args], cres.entry_point, cres.objectmode)
 
 
 def installed(kernel) -> bool:
