@@ -32,7 +32,7 @@ needs_cc = pytest.mark.skipif(not _have_compiler(), reason="no C compiler")
 
 @pytest.fixture(scope="module")
 def module(tmp_path_factory):
-    """One build (15-20 s) into a temporary folder, loaded from there; afterwards the
+    """One build (20-25 s) into a temporary folder, loaded from there; afterwards the
     dispatchers hold what the installed package gives them again."""
     folder = tmp_path_factory.mktemp("aot")
     path = aot.build(folder)
@@ -53,6 +53,24 @@ def _no_jit(monkeypatch):
 
     for export in aot.EXPORTS:
         monkeypatch.setattr(export.kernel, "_compile_for_args", refuse)
+
+
+def _assert_bit_identical(module, monkeypatch, run, label) -> None:
+    """``run()`` (a tuple of arrays) on the JIT alone, then with the compiled functions
+    registered and the JIT refusing to compile (they must serve every call): equal bit for
+    bit."""
+    results = []
+    for route in ("jit", "aot"):
+        if route == "jit":
+            aot.uninstall()
+        else:
+            assert aot.install(module.built_path.parent)
+            assert all(aot.installed(e.kernel) for e in aot.EXPORTS)
+            _no_jit(monkeypatch)
+        results.append(run())
+        monkeypatch.undo()
+    for a, b in zip(*results, strict=True):
+        assert a.shape == b.shape and np.array_equal(a, b), label
 
 
 def _datasets():
@@ -79,26 +97,17 @@ AGENTS = {
 @needs_cc
 @pytest.mark.parametrize("name", sorted(AGENTS))
 def test_fits_are_bit_identical_to_the_jit(module, name, monkeypatch):
-    folder = module.built_path.parent
     for env, data, kw in _datasets():
-        fitted = {}
-        for route in ("jit", "aot"):
-            if route == "jit":
-                aot.uninstall()
-            else:  # registered, with the JIT refusing: the compiled functions serve the fit
-                assert aot.install(folder)
-                assert all(aot.installed(e.kernel) for e in aot.EXPORTS)
-                _no_jit(monkeypatch)
+        def fit(env=env, data=data, kw=kw):
             agent = AGENTS[name](env, kw)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", TiedQWarning)
                 agent.fit(data)
             obs = data.observations[:, 0]
             q = agent.q_values_from_features(agent.batch_action_features(obs), 0)
-            fitted[route] = (agent.weights_, agent.lambda_inv_, q)
-            monkeypatch.undo()
-        for a, b in zip(fitted["jit"], fitted["aot"], strict=True):
-            assert a.shape == b.shape and np.array_equal(a, b), (name, type(env).__name__)
+            return agent.weights_, agent.lambda_inv_, q
+
+        _assert_bit_identical(module, monkeypatch, fit, (name, type(env).__name__))
 
 
 ONLINE = {
@@ -117,20 +126,12 @@ def test_online_learning_is_bit_identical_to_the_jit(module, name, monkeypatch):
     """The online linear agents' per-episode kernels (ridge updates, Q, policy update, the
     robust duals, the exact evaluation's duals): the same regret curve and weights with the
     JIT refusing to compile as with the JIT alone."""
-    folder = module.built_path.parent
-    learned = {}
-    for route in ("jit", "aot"):
-        if route == "jit":
-            aot.uninstall()
-        else:
-            assert aot.install(folder)
-            _no_jit(monkeypatch)
+    def learn():
         agent = ONLINE[name](SimulatedLinearMDPEnv())
         agent.learn(total_episodes=4)
-        learned[route] = (np.asarray(agent.weights_), np.asarray(agent.regret_))
-        monkeypatch.undo()
-    for a, b in zip(learned["jit"], learned["aot"], strict=True):
-        assert a.shape == b.shape and np.array_equal(a, b), name
+        return np.asarray(agent.weights_), np.asarray(agent.regret_)
+
+    _assert_bit_identical(module, monkeypatch, learn, name)
 
 
 def _clipped_q_args():
