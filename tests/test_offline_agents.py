@@ -114,6 +114,51 @@ def test_kl_constrained_rows_at_a_kinked_maximum():
                                3.0 - alpha * 1.9375, rtol=0, atol=1e-10)
 
 
+@HYP
+@given(st.lists(st.one_of(st.floats(0.0, 1e3), st.floats(0.0, 1.0), st.just(0.0)), min_size=1,
+                max_size=40),
+       st.floats(1e-3, 1e3))
+def test_exp_neg_into_matches_numpy(values, scale):
+    """The SIMD exponential of DRVI-L's search against NumPy's: within 2 ulps where the result
+    is a normal number, exactly 0 where it would not be (``x * scale > 708.39``)."""
+    x = np.array(values)
+    m = x.size
+    got = np.full(m + 2, -1.0)
+    kern.exp_neg_into(x, scale, m, got, np.empty(m + 2, dtype=np.int64))
+    want = np.empty(m)
+    ref.exp_neg_into(x, scale, m, want, None)
+    assert np.all(got[m:] == -1.0)  # nothing written beyond m
+    normal = x * scale <= 708.39
+    np.testing.assert_allclose(got[:m][normal], want[normal], rtol=4.5e-16, atol=0)
+    assert np.all(got[:m][~normal] == 0.0)
+
+
+@pytest.mark.parametrize("w0", [-0.5, -0.3, -0.1])
+def test_uncentred_kl_rows_end_at_the_floor_kink(w0):
+    """Values (0, 3) with signed weights (w0, 1), w0 < 0: ``S = w0 + exp(-3 / alpha)`` meets
+    the floor 1e-6 at ``alpha* = 3 / log(1 / (1e-6 - w0))``, where the objective (rising with
+    alpha on the floor, falling steeply above it) peaks at ``-alpha* (log 1e-6 + rho)``.
+    The search ends there by Newton on S, to 1e-13 (golden section alone: about 1e-10)."""
+    v = np.array([0.0, 3.0])
+    xi = np.array([[w0, 1.0]])
+    alpha = 3.0 / np.log(1.0 / (1e-6 - w0))
+    got = kern.kl_constrained_rows(v, xi, np.array([0.5]), 1e-6, False)[0]
+    assert got == pytest.approx(-alpha * (np.log(1e-6) + 0.5), rel=1e-13)
+    _check_kl_rows(v, xi, np.array([0.5]), False)
+
+
+def test_uncentred_kl_rows_rising_to_the_top_of_the_bracket():
+    """Weights (1, -0.2) on values (0, 3), rho = 0.01: ``S`` falls to 0.8 as alpha grows and the
+    objective rises over the whole bracket, so the estimate is its value at the top,
+    ``alpha = spread / rho = 300``."""
+    v = np.array([0.0, 3.0])
+    xi = np.array([[1.0, -0.2]])
+    got = kern.kl_constrained_rows(v, xi, np.array([0.01]), 1e-6, False)[0]
+    assert got == pytest.approx(ref.kl_dual_objective(v, xi[0], 300.0, 0.01, 1e-6, False),
+                                rel=1e-13)
+    _check_kl_rows(v, xi, np.array([0.01]), False)
+
+
 def _check_kl_rows(v, xi, rho, centered):
     got = kern.kl_constrained_rows(v, xi, rho, 1e-6, centered)
     want = ref.kl_constrained_rows(v, xi, rho, 1e-6, centered)

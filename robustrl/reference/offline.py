@@ -63,6 +63,13 @@ def chi2_regularized_rows_ordered(v, xi, lam, order) -> np.ndarray:
     return chi2_regularized_rows(v[order], xi[:, order], lam)
 
 
+def exp_neg_into(x, scale, m, out, bits) -> None:
+    """Twin of the kernel: NumPy's ``exp(-x * scale)``, 0 where the result is below the
+    smallest normal number (``x * scale > 708.39``)."""
+    y = x[:m] * scale
+    out[:m] = np.where(y > 708.39, 0.0, np.exp(-np.minimum(y, 708.39)))
+
+
 def kl_dual_objective(v, w, alpha: float, rho: float, z_floor: float, centered: bool) -> float:
     """``-alpha log z - alpha rho``: centred, ``z = max(1 + sum w (exp(-v/alpha) - 1), z_floor)``;
     otherwise ``z = exp(-m/alpha) max(sum w exp(-(v - m)/alpha), z_floor)``, m the smallest value
