@@ -340,7 +340,7 @@ def kl_constrained_rows(v, xi, rho, z_floor, centered):
     nonzero weight (no data) gets 0, the ridge estimate.
 
     Each row's nonzero weights are gathered once, so a search step costs O(nonzeros), not O(K),
-    and its exponentials are taken 8 at a time (:func:`exp_neg_into`).
+    and its exponentials are taken in SIMD lanes (:func:`exp_neg_into`).
     """
     n = v.shape[0]
     d = xi.shape[0]
