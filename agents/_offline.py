@@ -250,8 +250,9 @@ class OfflineAgent(LinearAgent):
         (:func:`robustrl._kernels.offline_pass.tied_steps`): the environment's action features
         are asked for (step 0's states) only where the taken actions' Q is at a bound."""
         tied, example = _pass.tied_steps(
-            dataset.features, dataset.next_action_features, dataset.valid, ~dataset.terminal,
-            self.weights_, self.lambda_inv_, -self.beta, self._bonus_code(), self.max_reward,
+            _by_step(dataset.features), _by_step(dataset.next_action_features),
+            _by_step(dataset.valid), _by_step(~dataset.terminal), self.weights_,
+            self.lambda_inv_, -self.beta, self._bonus_code(), self.max_reward,
             self.truncate_below, max_states)
         steps = [int(h) for h in np.flatnonzero(tied)]
         if steps and steps[0] == 0:  # every action at step 0's states
@@ -333,9 +334,10 @@ class OfflineAgent(LinearAgent):
                 for h, w in enumerate(sample_weights):
                     sw[h, :w.shape[0]] = w
             weights, lambda_inv, n_samples, values, worst, at, failed = _pass.offline_pass(
-                dataset.features, dataset.rewards, dataset.next_action_features,
-                dataset.valid, ~dataset.terminal,
-                np.zeros((0, H, self.n_actions)) if known_all is None else known_all,
+                _by_step(dataset.features), _by_step(dataset.rewards),
+                _by_step(dataset.next_action_features), _by_step(dataset.valid),
+                _by_step(~dataset.terminal),
+                np.zeros((H, 0, self.n_actions)) if known_all is None else _by_step(known_all),
                 known_all is not None, sw, sample_weights is not None,
                 np.zeros((H, d)) if self.theta is None else self.theta,
                 self.reward == "known", self.ridge, -self.beta, self._bonus_code(),
@@ -465,8 +467,10 @@ class OfflineAgent(LinearAgent):
         if self._known_fn is None:
             return None
         K, H = dataset.valid.shape
-        obs = dataset.next_observations.reshape(K * H, -1)
-        return self._checked_known(self._known_fn(obs), K * H).reshape(K, H, self.n_actions)
+        # asked in step-major order, the dataset's own (no copy), and kept so
+        obs = _by_step(dataset.next_observations).reshape(H * K, -1)
+        known = self._checked_known(self._known_fn(obs), K * H)
+        return known.reshape(H, K, self.n_actions).swapaxes(0, 1)
 
     def _checked_known(self, known, n: int) -> np.ndarray:
         known = np.asarray(known, dtype=np.float64)
@@ -642,6 +646,12 @@ _PASS_KERNELS = (_kernels.next_state_values, _kernels.next_state_values_minima,
 _BONUS_CODE_OF = {name: BONUS_CODES[check_bonus_name(name)]
                   for name in ("elliptical", "paper_l1", "code_l2", "d_rectangular_l1",
                                "d_rectangular_l2", "none")}
+
+
+def _by_step(array: np.ndarray) -> np.ndarray:
+    """The ``(H, K, ...)`` C-contiguous view of a dataset's ``(K, H, ...)`` array: no copy for
+    an :class:`~robustrl.data.OfflineDataset`'s arrays, which it keeps step-major."""
+    return np.ascontiguousarray(np.swapaxes(array, 0, 1))
 
 
 def _compiled_spec(est, horizon: int, dim: int) -> tuple | None:

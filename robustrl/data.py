@@ -39,6 +39,16 @@ _LOADED = {"observations": ("f", 3), "actions": ("i", 2), "rewards": ("f", 2),
            "next_action_features": ("f", 4), "valid": ("b", 2), "terminal": ("b", 2)}
 
 
+def step_major(array: np.ndarray) -> np.ndarray:
+    """``array (K, H, ...)`` laid out step-major in memory: ``np.swapaxes(result, 0, 1)`` is
+    C-contiguous, so that the samples of one step are contiguous (a backward pass reads the
+    dataset step by step; trajectory-major, each sample of a step sits in another page: the
+    put fit at K = 10^4 takes 2.8x longer). A copy unless ``array`` is step-major already."""
+    if array.ndim < 2 or np.swapaxes(array, 0, 1).flags.c_contiguous:
+        return array
+    return np.ascontiguousarray(np.swapaxes(array, 0, 1)).swapaxes(0, 1)
+
+
 @dataclass
 class StepData:
     """The transitions taken at one step ``h`` (valid samples only): the one per-step container
@@ -85,20 +95,22 @@ class OfflineDataset:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        actions = check_array(self.actions, "actions", ndim=2, dtype=np.int64)
+        actions = check_array(self.actions, "actions", ndim=2, dtype=np.int64, contiguous=False)
         K, H = actions.shape
-        rewards = check_array(self.rewards, "rewards", shape=(K, H))
-        features = check_array(self.features, "features", shape=(K, H, None))
+        rewards = check_array(self.rewards, "rewards", shape=(K, H), contiguous=False)
+        features = check_array(self.features, "features", shape=(K, H, None), contiguous=False)
         d = features.shape[2]
         naf = check_array(
-            self.next_action_features, "next_action_features", shape=(K, H, None, d)
-        )
-        obs = check_array(self.observations, "observations", ndim=3)
+            self.next_action_features, "next_action_features", shape=(K, H, None, d),
+            contiguous=False)
+        obs = check_array(self.observations, "observations", ndim=3, contiguous=False)
         if obs.shape[:2] != (K, H):
             raise ValueError(f"observations must have shape ({K}, {H}, obs_dim); got {obs.shape}")
-        next_obs = check_array(self.next_observations, "next_observations", shape=obs.shape)
-        valid = check_array(self.valid, "valid", shape=(K, H), dtype=bool)
-        terminal = check_array(self.terminal, "terminal", shape=(K, H), dtype=bool)
+        next_obs = check_array(self.next_observations, "next_observations", shape=obs.shape,
+                               contiguous=False)
+        valid = check_array(self.valid, "valid", shape=(K, H), dtype=bool, contiguous=False)
+        terminal = check_array(self.terminal, "terminal", shape=(K, H), dtype=bool,
+                               contiguous=False)
         if np.any(terminal & ~valid):
             raise ValueError("terminal must be False wherever valid is False")
         taken = actions[valid]
@@ -114,7 +126,7 @@ class OfflineDataset:
         for name, arr in zip(
             _ARRAYS, (obs, actions, rewards, next_obs, features, naf, valid, terminal), strict=True
         ):
-            setattr(self, name, arr)
+            setattr(self, name, step_major(arr))
         json.dumps(self.metadata)  # fail early, not at save time
 
     # ----------------------------------------------------------------- shape
@@ -183,16 +195,21 @@ class OfflineDataset:
 
     @staticmethod
     def empty_arrays(K: int, H: int, obs_dim: int, d: int, A: int) -> dict[str, np.ndarray]:
-        """Zero-filled constructor arrays for ``K`` trajectories (filled in by the builders)."""
+        """Zero-filled constructor arrays for ``K`` trajectories (filled in by the builders),
+        step-major in memory as the dataset keeps them (:func:`step_major`), so that the
+        constructor copies none."""
+        def zeros(*shape, dtype=np.float64):
+            return np.zeros((H, K, *shape), dtype=dtype).swapaxes(0, 1)
+
         return {
-            "observations": np.zeros((K, H, obs_dim)),
-            "actions": np.zeros((K, H), dtype=np.int64),
-            "rewards": np.zeros((K, H)),
-            "next_observations": np.zeros((K, H, obs_dim)),
-            "features": np.zeros((K, H, d)),
-            "next_action_features": np.zeros((K, H, A, d)),
-            "valid": np.zeros((K, H), dtype=bool),
-            "terminal": np.zeros((K, H), dtype=bool),
+            "observations": zeros(obs_dim),
+            "actions": zeros(dtype=np.int64),
+            "rewards": zeros(),
+            "next_observations": zeros(obs_dim),
+            "features": zeros(d),
+            "next_action_features": zeros(A, d),
+            "valid": zeros(dtype=bool),
+            "terminal": zeros(dtype=bool),
         }
 
     # ------------------------------------------------------------- save/load

@@ -115,8 +115,10 @@ def check_array(
     nonempty: bool = True,
     low: float | None = None,
     high: float | None = None,
+    contiguous: bool = True,
 ) -> np.ndarray:
-    """Convert ``value`` to a C-contiguous array and validate it.
+    """Convert ``value`` to a C-contiguous array (``contiguous=False``: an array in the
+    input's memory layout, not copied when it has the dtype already) and validate it.
 
     ``shape`` entries that are ``None`` match any length. Raises ValueError naming ``name``
     for a wrong number of dimensions, a wrong shape, NaN/inf entries (when ``finite``),
@@ -124,7 +126,8 @@ def check_array(
     """
     _check_lossless(value, name, np.dtype(dtype))
     try:
-        arr = np.ascontiguousarray(value, dtype=dtype)
+        arr = np.ascontiguousarray(value, dtype=dtype) if contiguous else \
+            np.asarray(value, dtype=dtype)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be an array of {np.dtype(dtype).name}: {exc}") from None
     if ndim is not None:

@@ -24,6 +24,13 @@ ESTIMATORS = (kernel.REGRESSION, kernel.TV_REGULARIZED, kernel.KL_REGULARIZED,
               kernel.CHI2_REGULARIZED, kernel.TV_DUAL, kernel.KL_DUAL)
 
 
+
+def _by_step(args):
+    """The pass's first six arguments (tied_steps': four), built trajectory-major ``(K, H,
+    ...)`` here, as the kernels take them: step-major, C-contiguous ``(H, K, ...)``."""
+    n = 4 if len(args) == 4 else 6
+    return (*(np.ascontiguousarray(np.swapaxes(a, 0, 1)) for a in args[:n]), *args[n:])
+
 def _random_pass_inputs(rng, est):
     """A random trajectory-major dataset: trajectories that end early (some by termination),
     sparse or dense features, ties among the next-state values (features from a few
@@ -69,8 +76,8 @@ def test_offline_pass_agrees_with_its_numpy_twin(est):
     rng = np.random.default_rng(100 + est)
     for _ in range(60):
         args = _random_pass_inputs(rng, est)
-        got = kernel.offline_pass(*args)
-        want = twin.offline_pass(*args)
+        got = kernel.offline_pass(*_by_step(args))
+        want = twin.offline_pass(*_by_step(args))
         assert got[6] == want[6] == -1
         for a, b in zip(got[:4], want[:4], strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-8)
@@ -154,11 +161,11 @@ def test_fit_tie_check_equals_the_generic_one(make):
             got = agent._warn_if_tied(data)
         assert got == want
         tied, _ = kernel.tied_steps(
-            data.features, data.next_action_features, data.valid, ~data.terminal,
+            *_by_step((data.features, data.next_action_features, data.valid, ~data.terminal)),
             agent.weights_, agent.lambda_inv_, -agent.beta, agent._bonus_code(),
             agent.max_reward, agent.truncate_below, 256)
         tied_twin, _ = twin.tied_steps(
-            data.features, data.next_action_features, data.valid, ~data.terminal,
+            *_by_step((data.features, data.next_action_features, data.valid, ~data.terminal)),
             agent.weights_, agent.lambda_inv_, -agent.beta, agent._bonus_code(),
             agent.max_reward, agent.truncate_below, 256)
         np.testing.assert_array_equal(tied, tied_twin)
@@ -178,6 +185,7 @@ def test_elliptical_rows_and_a_dense_wide_pass_agree_with_their_twins():
             np.zeros((0, H, A)), False, np.zeros((1, 0)), False, np.zeros((H, d)), False, 0.5,
             -0.3, BONUS_CODES["elliptical"], 1.0, True, kernel.REGRESSION, 1.0, 0.0, False,
             float(H), np.zeros((H, d)), 1e-6, False, 600.0, True, True)
+    args = _by_step(args)
     for a, b in zip(kernel.offline_pass(*args)[:4], twin.offline_pass(*args)[:4], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10)
 
@@ -218,7 +226,7 @@ def test_offline_pass_with_tied_and_one_ulp_apart_values(est):
                 np.zeros((1, 0)), False, np.zeros((H, d)), False, 0.1, 0.0,
                 BONUS_CODES["none"], 1.0, True, est, 0.3, 0.0, v_min_data, float(H),
                 np.full((H, d), 0.2), 1e-6, False, 600.0, True, True)
-        got, want = kernel.offline_pass(*args), twin.offline_pass(*args)
+        got, want = kernel.offline_pass(*_by_step(args)), twin.offline_pass(*_by_step(args))
         np.testing.assert_array_equal(got[3][0], values)  # the values went in unchanged
         for a, b in zip(got[:4], want[:4], strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-9)
@@ -322,6 +330,7 @@ def test_many_rows_with_only_the_maxima_kept_agree_with_the_twins():
             ~terminal, np.zeros((0, H, A)), False, np.zeros((1, 0)), False, np.zeros((H, d)),
             False, 0.5, -0.3, BONUS_CODES["elliptical"], 1.0, True, kernel.REGRESSION, 1.0, 0.0,
             False, float(H), np.zeros((H, d)), 1e-6, False, 600.0, True, True)
+    args = _by_step(args)
     for a, b in zip(kernel.offline_pass(*args)[:4], twin.offline_pass(*args)[:4], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10)
 

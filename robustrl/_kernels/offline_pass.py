@@ -128,9 +128,10 @@ def offline_pass(features, rewards, next_features, valid, nonterminal, known, ha
                  sample_weights, use_weights, theta, known_reward, ridge, signed_beta, code,
                  max_reward, truncate_below, est, lam, v_min, v_min_data, cap, rho, z_floor,
                  centered, far_shift, kl_truncate, keep_values):
-    """The backward pass over a trajectory-major dataset (any memory layout): ``features (K, H,
-    d)``, ``rewards (K, H)``, ``next_features (K, H, A, d)``, ``valid``/``nonterminal (K, H)``,
-    ``known (K, H, A)`` (NaN: learned; read where ``has_known``), ``sample_weights (H, K)`` (the
+    """The backward pass over a step-major dataset (C-contiguous, step ``h``'s samples
+    contiguous, as :class:`robustrl.data.OfflineDataset` keeps them): ``features (H, K, d)``,
+    ``rewards (H, K)``, ``next_features (H, K, A, d)``, ``valid``/``nonterminal (H, K)``,
+    ``known (H, K, A)`` (NaN: learned; read where ``has_known``), ``sample_weights (H, K)`` (the
     ``j``-th valid row of step ``h`` at ``[h, j]``; read where ``use_weights``), ``theta (H, d)``
     (the reward weights where ``known_reward``, else the ridge estimate), ``rho (H, d)``.
     ``est``: one of the estimator codes of this module, with ``lam`` (TV/KL/chi2 regulariser),
@@ -146,7 +147,7 @@ def offline_pass(features, rewards, next_features, valid, nonterminal, known, ha
     values ``(H, K)`` (step ``h``'s in its first ``n_h`` entries; ``(0, K)`` unless
     ``keep_values``), per step R2PVI-KL's worst cancellation factor and its factor ``(H,)``, and
     the step whose Gram matrix was not positive definite (-1: none)."""
-    n_traj, horizon, dim = features.shape
+    horizon, n_traj, dim = features.shape
     weights = np.zeros((horizon, dim))
     lambda_inv = np.zeros((horizon, dim, dim))
     n_samples = np.zeros(horizon, dtype=np.int64)
@@ -169,7 +170,7 @@ def offline_pass(features, rewards, next_features, valid, nonterminal, known, ha
         last = h == horizon - 1
         n = 0
         for k in range(n_traj):
-            if valid[k, h]:
+            if valid[h, k]:
                 rows[n] = k
                 n += 1
         nnz = 0
@@ -177,22 +178,22 @@ def offline_pass(features, rewards, next_features, valid, nonterminal, known, ha
             k = rows[j]
             inside = False
             for i in range(dim):
-                f = features[k, h, i]
+                f = features[h, k, i]
                 x[j, i] = f
                 if f != 0.0:
                     inside = True
                     nnz += 1
             in_reg[j] = inside
-            r[j] = rewards[k, h]
+            r[j] = rewards[h, k]
         xs, regs = x[:n], in_reg[:n]
         sw = sample_weights[h, :n] if use_weights else sample_weights[0, :0]
         # the next-state values V_{h+1} and their minima
         lo, lo_reg = np.inf, np.inf
         if not last and n > 0:
             upper = max_reward * (horizon - h - 1)
-            nf = next_features[:, h]
+            nf = next_features[h]
             w_next, l_next = weights[h + 1], lambda_inv[h + 1]
-            kn = known[:, h]
+            kn = known[h]
             scale = _k._bonus_scale(lambda_inv[h + 1], code)
             bonus = no_bonus
             # dense rows (the step's features as the proxy): BLAS; sparse ones: the loop of
@@ -204,7 +205,7 @@ def offline_pass(features, rewards, next_features, valid, nonterminal, known, ha
             m = np.int64(0)  # not the literal 0: a second clipped_q_rows specialisation
             for j in range(n):
                 v[j] = 0.0
-                if nonterminal[rows[j], h]:
+                if nonterminal[h, rows[j]]:
                     live[m] = rows[j]
                     where[m] = j
                     m += 1
@@ -318,13 +319,14 @@ def tied_steps(features, next_features, valid, nonterminal, weights, lambda_inv,
     of step ``h - 1`` (every action); for step 0 only the taken action's features are stored,
     so its flag is the necessary condition that the taken action's Q is at a bound (the caller
     checks every action where it holds). Q by :func:`robustrl._kernels.offline.clipped_q_rows`
-    on the first state, then (still tied) on the next 7, 56, ... states."""
-    n_traj, horizon, dim = features.shape
+    on the first state, then (still tied) on the next 7, 56, ... states. Arrays step-major as
+    :func:`offline_pass`'s."""
+    horizon, n_traj, dim = features.shape
     tied = np.zeros(horizon, dtype=np.bool_)
     example = np.zeros(horizon)
     # the argument types of the pass's own call, so that both share one compiled
-    # clipped_q_rows: known as a strided 2-D view, bonus contiguous
-    no_known = np.zeros((0, 1, 0))[:, 0]
+    # clipped_q_rows: features, known and bonus contiguous
+    no_known = np.zeros((0, 0))
     no_bonus = np.zeros((0, 0))
     n_states = min(n_traj, max_states)
     live = np.empty(n_states, dtype=np.int64)
@@ -334,12 +336,12 @@ def tied_steps(features, next_features, valid, nonterminal, weights, lambda_inv,
         upper = max_reward * (horizon - h)
         scale = _k._bonus_scale(lambda_inv[h], code)
         # step 0: the taken action's features as one "action"
-        feats = features[:, 0:1, :] if h == 0 else next_features[:, h - 1]
+        feats = features[0].reshape((n_traj, 1, dim)) if h == 0 else next_features[h - 1]
         m = 0
         for k in range(n_traj):
             if m == n_states:
                 break
-            if valid[k, max(h - 1, 0)] and (h == 0 or nonterminal[k, h - 1]):
+            if valid[max(h - 1, 0), k] and (h == 0 or nonterminal[h - 1, k]):
                 live[m] = k
                 m += 1
         all_tied = m > 0

@@ -52,7 +52,11 @@ def offline_pass(features, rewards, next_features, valid, nonterminal, known, ha
                  centered, far_shift, kl_truncate, keep_values):
     """Twin of the kernel (same arguments and results; the KL
     worst-cancellation outputs are those of the per-row shift of
-    :func:`robustrl.reference.offline.kl_regularized_rows`)."""
+    :func:`robustrl.reference.offline.kl_regularized_rows`; the step-major arrays are read
+    as trajectory-major views)."""
+    features, rewards, next_features, valid, nonterminal, known = (
+        np.swapaxes(a, 0, 1) for a in (features, rewards, next_features, valid, nonterminal,
+                                       known))
     n_traj, horizon, dim = features.shape
     bonus = _bonus_name(code)
     weights = np.zeros((horizon, dim))
@@ -110,7 +114,9 @@ def offline_pass(features, rewards, next_features, valid, nonterminal, known, ha
 
 def tied_steps(features, next_features, valid, nonterminal, weights, lambda_inv, signed_beta,
                code, max_reward, truncate_below, max_states):
-    """Twin of the kernel."""
+    """Twin of the kernel (the step-major arrays read as trajectory-major views)."""
+    features, next_features, valid, nonterminal = (
+        np.swapaxes(a, 0, 1) for a in (features, next_features, valid, nonterminal))
     n_traj, horizon, _ = features.shape
     bonus = _bonus_name(code)
     tied = np.zeros(horizon, dtype=bool)
