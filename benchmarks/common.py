@@ -132,12 +132,16 @@ def synthetic_dataset(n_trajectories: int, horizon: int, dim: int, n_actions: in
     rng = np.random.default_rng(seed)
     K, H, d, A = n_trajectories, horizon, dim, n_actions
     arrays = OfflineDataset.empty_arrays(K, H, 1, d, A)
-    for name, shape in (("features", (K, H, d)), ("next_action_features", (K, H, A, d))):
-        x = rng.random(shape)
-        x /= x.sum(axis=-1, keepdims=True)
-        arrays[name] = x
-    arrays["rewards"] = rng.random((K, H))
-    arrays["actions"] = rng.integers(A, size=(K, H))
+    # filled in place (the arrays are step-major) in blocks of trajectories: the random stream
+    # is the one of a single draw of the whole array, and no second full-size copy is made
+    block = 4096
+    for name, shape in (("features", (H, d)), ("next_action_features", (H, A, d))):
+        for start in range(0, K, block):
+            x = rng.random((min(block, K - start), *shape))
+            x /= x.sum(axis=-1, keepdims=True)
+            arrays[name][start:start + block] = x
+    arrays["rewards"][:] = rng.random((K, H))
+    arrays["actions"][:] = rng.integers(A, size=(K, H))
     arrays["observations"][:, :, 0] = np.arange(H)
     arrays["next_observations"][:, :, 0] = np.arange(1, H + 1)
     arrays["valid"][:] = True
