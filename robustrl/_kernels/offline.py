@@ -565,9 +565,9 @@ def clipped_q(features, weights, lambda_inv, signed_beta, code, upper, truncate_
     """``Q (n, A)`` at ``features (n, A, d)`` (any layout), by :func:`clipped_q_rows`."""
     n, n_actions, _ = features.shape
     out = np.empty((n, n_actions))
-    # strided views: the argument types of the compiled pass's call, so that a contiguous
-    # input does not compile a second clipped_q_rows (a second on a cold cache)
-    feats, kn = features[:, :n_actions], known[:, :known.shape[1]]
+    # contiguous, the argument types of the compiled pass's call, so that one compiled
+    # clipped_q_rows serves both (a second would compile on a cold cache)
+    feats, kn = np.ascontiguousarray(features), np.ascontiguousarray(known)
     clipped_q_rows(feats, np.arange(n), n, weights, lambda_inv, _bonus_scale(lambda_inv, code),
                    signed_beta, code, upper, truncate_below, kn, has_known, bonus, has_bonus,
                    out, np.empty(n))
