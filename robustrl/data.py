@@ -82,6 +82,11 @@ class OfflineDataset:
         terminal: ``(K, H)`` bool, the episode ended with this transition (the horizon was
             reached or the environment terminated); no value follows a terminal transition.
         metadata: free-form JSON-serialisable description (environment, behaviour, seed).
+
+    The arrays are indexed ``(K, H, ...)`` and kept step-major in memory
+    (:func:`step_major`: the samples of one step are contiguous, as the backward passes read
+    them); the constructor copies an array given in another layout, and
+    :meth:`empty_arrays` allocates them so for builders that fill them in place.
     """
 
     observations: np.ndarray
