@@ -245,8 +245,10 @@ class OfflineDataset:
         for name in _ARRAYS:
             kind, ndim = _LOADED[name]
             # finiteness and the exact shapes are the constructor's checks below
-            checked[name] = loaded_array(path, name, arrays[name], kind=kind,
-                                         shape=(None,) * ndim, finite=False)
+            # step-major as the constructor keeps it, one array at a time: loading holds
+            # the file's (trajectory-major) copy of one array, not of all, beside the dataset
+            checked[name] = step_major(loaded_array(path, name, arrays.pop(name), kind=kind,
+                                                    shape=(None,) * ndim, finite=False))
         try:
             return cls(**checked, metadata=metadata)
         except ValueError as exc:
