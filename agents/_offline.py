@@ -53,7 +53,7 @@ from robustrl.agents.estimators import (
     TVRegularized,
 )
 from robustrl.bonus import BONUS_CODES, check_bonus_name
-from robustrl.data import OfflineDataset, StepData
+from robustrl.data import OfflineDataset, StepData, step_view
 from robustrl.ridge import blas_threads
 from robustrl.validation import (  # check_bool re-exported for the agents' modules
     check_array,
@@ -250,8 +250,8 @@ class OfflineAgent(LinearAgent):
         (:func:`robustrl._kernels.offline_pass.tied_steps`): the environment's action features
         are asked for (step 0's states) only where the taken actions' Q is at a bound."""
         tied, example = _pass.tied_steps(
-            _by_step(dataset.features), _by_step(dataset.next_action_features),
-            _by_step(dataset.valid), _by_step(~dataset.terminal), self.weights_,
+            step_view(dataset.features), step_view(dataset.next_action_features),
+            step_view(dataset.valid), step_view(~dataset.terminal), self.weights_,
             self.lambda_inv_, -self.beta, self._bonus_code(), self.max_reward,
             self.truncate_below, max_states)
         steps = [int(h) for h in np.flatnonzero(tied)]
@@ -334,10 +334,10 @@ class OfflineAgent(LinearAgent):
                 for h, w in enumerate(sample_weights):
                     sw[h, :w.shape[0]] = w
             weights, lambda_inv, n_samples, values, worst, at, failed = _pass.offline_pass(
-                _by_step(dataset.features), _by_step(dataset.rewards),
-                _by_step(dataset.next_action_features), _by_step(dataset.valid),
-                _by_step(~dataset.terminal),
-                np.zeros((H, 0, self.n_actions)) if known_all is None else _by_step(known_all),
+                step_view(dataset.features), step_view(dataset.rewards),
+                step_view(dataset.next_action_features), step_view(dataset.valid),
+                step_view(~dataset.terminal),
+                np.zeros((H, 0, self.n_actions)) if known_all is None else step_view(known_all),
                 known_all is not None, sw, sample_weights is not None,
                 np.zeros((H, d)) if self.theta is None else self.theta,
                 self.reward == "known", self.ridge, -self.beta, self._bonus_code(),
@@ -468,7 +468,7 @@ class OfflineAgent(LinearAgent):
             return None
         K, H = dataset.valid.shape
         # asked in step-major order, the dataset's own (no copy), and kept so
-        obs = _by_step(dataset.next_observations).reshape(H * K, -1)
+        obs = step_view(dataset.next_observations).reshape(H * K, -1)
         known = self._checked_known(self._known_fn(obs), K * H)
         return known.reshape(H, K, self.n_actions).swapaxes(0, 1)
 
@@ -646,12 +646,6 @@ _PASS_KERNELS = (_kernels.next_state_values, _kernels.next_state_values_minima,
 _BONUS_CODE_OF = {name: BONUS_CODES[check_bonus_name(name)]
                   for name in ("elliptical", "paper_l1", "code_l2", "d_rectangular_l1",
                                "d_rectangular_l2", "none")}
-
-
-def _by_step(array: np.ndarray) -> np.ndarray:
-    """The ``(H, K, ...)`` C-contiguous view of a dataset's ``(K, H, ...)`` array: no copy for
-    an :class:`~robustrl.data.OfflineDataset`'s arrays, which it keeps step-major."""
-    return np.ascontiguousarray(np.swapaxes(array, 0, 1))
 
 
 def _compiled_spec(est, horizon: int, dim: int) -> tuple | None:

@@ -46,7 +46,13 @@ def step_major(array: np.ndarray) -> np.ndarray:
     put fit at K = 10^4 takes 2.8x longer). A copy unless ``array`` is step-major already."""
     if array.ndim < 2 or np.swapaxes(array, 0, 1).flags.c_contiguous:
         return array
-    return np.ascontiguousarray(np.swapaxes(array, 0, 1)).swapaxes(0, 1)
+    return step_view(array).swapaxes(0, 1)
+
+
+def step_view(array: np.ndarray) -> np.ndarray:
+    """The C-contiguous ``(H, K, ...)`` array of ``array (K, H, ...)``: a view, no copy, when
+    ``array`` is step-major (:func:`step_major`), as an :class:`OfflineDataset`'s arrays are."""
+    return np.ascontiguousarray(np.swapaxes(array, 0, 1))
 
 
 @dataclass
@@ -185,12 +191,8 @@ class OfflineDataset:
         """
         rewards = np.where(self.valid, self.rewards, 0.0)
         next_valid = self.valid & ~self.terminal
-        return (
-            np.ascontiguousarray(self.features.transpose(1, 0, 2)),
-            np.ascontiguousarray(rewards.T),
-            np.ascontiguousarray(self.next_action_features.transpose(1, 0, 2, 3)),
-            np.ascontiguousarray(next_valid.T),
-        )
+        return (step_view(self.features), step_view(rewards),
+                step_view(self.next_action_features), step_view(next_valid))
 
     def subset(self, n_trajectories: int) -> OfflineDataset:
         """The first ``n_trajectories`` trajectories (for learning curves in K)."""
