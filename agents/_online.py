@@ -12,9 +12,10 @@ docs/algorithms/lsvi_ucb.md):
    ``w_h = Lambda_h^{-1} sum_tau phi_tau r_tau + nu_h`` where ``nu_h`` is the (robust)
    regression of the next-step values ``V_{h+1}(s'_tau)``.
 
-Cost of one episode, per step ``h`` with ``n`` past transitions: ``O(d^2)`` for the Gram
-update, ``O(|A| d)`` to act, and for the regression over past data ``O(n |A| d)`` to re-evaluate
-``V_{h+1}`` at the past next states (the targets change every episode, as in any LSVI method),
+Cost of one episode, per step ``h`` with ``n`` past transitions of ``m <= n`` distinct next
+states: ``O(d^2)`` for the Gram update, ``O(|A| d)`` to act, and for the regression over past
+data ``O(m |A| d^2 + n)`` to re-evaluate ``V_{h+1}`` at the past next states (the targets change
+every episode, as in any LSVI method),
 ``O(n d^2)`` for ``Xi = Lambda^{-1} Phi^T`` and the dual: ``O(n log n + n d)`` for the TV dual
 (one sort shared by the ``d`` coordinates, then cumulative sums), ``O(70 n d)`` for the KL dual
 (golden section). Nothing is refitted from scratch: no ``d x d`` factorisation per episode.
@@ -110,7 +111,12 @@ _FLAT_FIELDS = (("features", "features"), ("rewards", "rewards"),
 
 
 class _StepBuffers:
-    """Per-step transitions ``(phi, r, phi(s', .), valid)``, stored with capacity doubling."""
+    """Per-step transitions ``(phi, r, phi(s', .), valid)``, stored with capacity doubling.
+
+    A step keeps each distinct next-state feature block ``phi(s', .)`` once, and per transition
+    the row of its block (:meth:`distinct_next`): the regression targets ``V_{h+1}(s')`` are
+    evaluated once per distinct next state, which on a finite-state environment is a handful of
+    rows however many transitions there are (on a continuous one every block is distinct)."""
 
     def __init__(self, horizon: int, dim: int, n_actions: int, capacity: int = 64) -> None:
         self.horizon, self.dim, self.n_actions = horizon, dim, n_actions
@@ -118,12 +124,16 @@ class _StepBuffers:
         self._cap = capacity
         self._phi = np.zeros((horizon, capacity, dim))
         self._r = np.zeros((horizon, capacity))
-        self._next = np.zeros((horizon, capacity, n_actions, dim))
+        self._next_row = np.zeros((horizon, capacity), dtype=np.int64)
         self._valid = np.zeros((horizon, capacity), dtype=bool)
+        # per step: the distinct blocks, their count, and their rows by hash of the block's bytes
+        self._distinct = [np.zeros((capacity, n_actions, dim)) for _ in range(horizon)]
+        self._n_distinct = np.zeros(horizon, dtype=np.int64)
+        self._by_hash: list[dict[int, list[int]]] = [{} for _ in range(horizon)]
 
     def _grow(self) -> None:
         cap = 2 * self._cap
-        for name in ("_phi", "_r", "_next", "_valid"):
+        for name in ("_phi", "_r", "_next_row", "_valid"):
             old = getattr(self, name)
             new = np.zeros((old.shape[0], cap, *old.shape[2:]), dtype=old.dtype)
             new[:, : self._cap] = old
@@ -136,16 +146,38 @@ class _StepBuffers:
         k = self.count[h]
         self._phi[h, k] = phi
         self._r[h, k] = r
-        self._next[h, k] = next_phi
         self._valid[h, k] = valid
+        block = np.asarray(next_phi, dtype=np.float64)
+        data, table = block.tobytes(), self._distinct[h]
+        # rows keyed by a hash, not by the bytes: a continuous environment's blocks are all
+        # distinct, and keeping their bytes as keys would store every block twice
+        rows = self._by_hash[h].setdefault(hash(data), [])
+        for row in rows:
+            if table[row].tobytes() == data:
+                break
+        else:  # a next-state block not seen before at this step
+            row = int(self._n_distinct[h])
+            if row == table.shape[0]:
+                table = self._distinct[h] = np.concatenate([table, np.zeros_like(table)])
+            table[row] = block
+            rows.append(row)
+            self._n_distinct[h] += 1
+        self._next_row[h, k] = row
         self.count[h] += 1
 
-    def step(self, h: int) -> StepData:
-        """Views of the step-``h`` transitions."""
+    def distinct_next(self, h: int) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct step-``h`` next-state blocks ``(m, A, d)`` (in order of first
+        appearance) and, per transition, the row of its block ``(n,)``."""
+        return (self._distinct[h][: self._n_distinct[h]],
+                self._next_row[h, : self.count[h]])
+
+    def step(self, h: int, next_features: bool = True) -> StepData:
+        """The step-``h`` transitions: views, but ``next_action_features`` is gathered from the
+        distinct blocks (a copy; None unless ``next_features``)."""
         n = self.count[h]
+        blocks = self._distinct[h][self._next_row[h, :n]] if next_features else None
         return StepData(features=self._phi[h, :n], rewards=self._r[h, :n],
-                        next_action_features=self._next[h, :n],
-                        next_nonterminal=self._valid[h, :n])
+                        next_action_features=blocks, next_nonterminal=self._valid[h, :n])
 
     def to_flat(self) -> dict[str, np.ndarray]:
         steps = np.concatenate([np.full(c, h, dtype=np.int64) for h, c in enumerate(self.count)])
@@ -298,10 +330,11 @@ class OnlineLinearAgent(LinearAgent):
                 self.lambda_inv_[h] = spd_inverse(self.gram_[h])
 
     def _next_values(self, h: int) -> np.ndarray:
-        """``V_{h+1}(s'_tau)`` at the step-``h`` next states (0 where no step follows)."""
-        st = self._buffers.step(h)
-        q = self._q_rows(st.next_action_features, h + 1)
-        return np.where(st.next_nonterminal, q.max(axis=1), 0.0)
+        """``V_{h+1}(s'_tau)`` at the step-``h`` next states (0 where no step follows),
+        evaluated once per distinct next state."""
+        blocks, rows = self._buffers.distinct_next(h)
+        values = self._q_rows(blocks, h + 1).max(axis=1)[rows]
+        return np.where(self._buffers.step(h, next_features=False).next_nonterminal, values, 0.0)
 
     def _after_step(self, h: int) -> None:
         """Hook called once ``w_h`` is final in the backward pass (DR-RPO's policy step)."""
@@ -317,7 +350,7 @@ class OnlineLinearAgent(LinearAgent):
             n = int(b.count[h])
             w = self.lambda_inv_[h] @ self.reward_moment_[h]
             if n and h < self.horizon - 1:
-                xi = self.lambda_inv_[h] @ b.step(h).features.T  # (d, n) regression weights
+                xi = self.lambda_inv_[h] @ b.step(h, next_features=False).features.T  # (d, n)
                 values = self._next_values(h)
                 w = w + robust_value_regression(values, xi, self.divergence, self.rho,
                                                 self.v_min)
@@ -365,10 +398,24 @@ class OnlineLinearAgent(LinearAgent):
 
     # ----------------------------------------------------------- interaction
     def _choose(self, features: np.ndarray, h: int) -> int:
-        probs = self._probs_rows(features[None], h)[0]
+        """The action at ``features (A, d)``: a draw from :meth:`_probs_rows`, made as
+        :meth:`_sample` makes it; the greedy rule needs no distribution unless ``Q`` ties."""
+        q = self._q_rows(features[None], h)[0]
+        best = int(np.argmax(q))
+        if getattr(self, "tie_break", "first") == "first" or np.count_nonzero(q == q[best]) == 1:
+            return best
+        top = q == q[best]
+        return self._sample(top / top.sum())
+
+    def _sample(self, probs: np.ndarray) -> int:
+        """An index drawn from ``probs (A,)``: exactly ``Generator.choice(A, p=probs)`` (the
+        same cumulative sum, normalisation and one uniform, so the same stream), without its
+        argument checks; a distribution on one action draws nothing."""
         if np.count_nonzero(probs) == 1:
             return int(np.argmax(probs))
-        return int(self._act_rng.choice(self.n_actions, p=probs))
+        cdf = np.cumsum(probs)
+        cdf /= cdf[-1]
+        return int(cdf.searchsorted(self._act_rng.random(), side="right"))
 
     def _session_seed(self) -> int | None:
         """``seed`` for a fresh agent; after :meth:`load`, a seed derived from ``(seed,

@@ -225,6 +225,9 @@ class DRRPO(OnlineLinearAgent):
     def _probs_rows(self, features: np.ndarray, h: int) -> np.ndarray:
         return np.exp(self._log_probs_rows(features, h))
 
+    def _choose(self, features: np.ndarray, h: int) -> int:
+        return self._sample(self._probs_rows(features[None], h)[0])
+
     def policy_q_values(self, obs) -> np.ndarray:
         """The ``Qhat_h(s, .)`` that the next mirror-descent step would use (current weights):
         unclipped with ``policy_q="linear"``, clipped with ``"clipped"``."""
@@ -238,7 +241,7 @@ class DRRPO(OnlineLinearAgent):
     def _bonus_vector(self, h: int) -> np.ndarray:
         if self.bonus == "none" or self.beta == 0.0:
             return np.zeros(self.feature_dim)
-        return self.beta * np.sqrt(np.diag(self.lambda_inv_[h]))
+        return self.beta * np.sqrt(self.lambda_inv_[h].diagonal())
 
     def _policy_update(self, h: int) -> None:
         """Mirror-descent step at step ``h`` with ``Q^k_h`` from the current weights."""
@@ -265,9 +268,8 @@ class DRRPO(OnlineLinearAgent):
             q = feats @ u + np.abs(feats) @ b
             if self.policy_q == "clipped":
                 np.clip(q, 0.0, float(self.horizon - h), out=q)
-            ref = np.broadcast_to(self._log_ref, q.shape)
-            self._cache_logp[h] = _mirror_descent_log_step(self._cache_logp[h], ref, q,
-                                                           self.eta, self.tau)
+            self._cache_logp[h] = _mirror_descent_log_step(self._cache_logp[h], self._log_ref,
+                                                           q, self.eta, self.tau)
 
     def policy_terms(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Copies of the stored policy at ``step``: ``coefs (m,)``, ``w (m, d)``, ``b (m, d)``
@@ -277,13 +279,12 @@ class DRRPO(OnlineLinearAgent):
 
     # ------------------------------------------------------ the evaluation
     def _next_values(self, h: int) -> np.ndarray:
-        st = self._buffers.step(h)
+        blocks, index = self._buffers.distinct_next(h)
         done = self._next_rows[h].shape[0]
-        if st.next_action_features.shape[0] > done:
-            new = self._cache_rows(st.next_action_features[done:], h + 1)
+        if blocks.shape[0] > done:  # the cache rows of next states not seen before
+            new = self._cache_rows(blocks[done:], h + 1)
             self._next_rows[h] = np.concatenate([self._next_rows[h], new])
-        rows = self._next_rows[h]
-        # V once per distinct next state, then gathered
+        # V once per cached state, then gathered
         q = self._q_rows(self._cache_feats[h + 1], h + 1)
         logp = self._cache_logp[h + 1]
         p = np.exp(logp)
@@ -293,8 +294,8 @@ class DRRPO(OnlineLinearAgent):
         values = (p * q).sum(axis=1) - self.tau * kl_terms.sum(axis=1)
         if self.clip_value:
             values = np.maximum(values, 0.0)
-        values = values[rows]
-        return np.where(st.next_nonterminal, values, 0.0)
+        values = values[self._next_rows[h][index]]
+        return np.where(self._buffers.step(h, next_features=False).next_nonterminal, values, 0.0)
 
     def _after_step(self, h: int) -> None:
         if self.evaluation == "updated":

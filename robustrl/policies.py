@@ -82,15 +82,17 @@ def _mirror_descent_log_step(log_policy: np.ndarray, log_reference: np.ndarray, 
                              eta: float, tau: float) -> np.ndarray:
     """Unchecked core of :func:`kl_mirror_descent_step` on ``(N, A)`` log-probabilities (the
     one implementation: the public functions and :class:`robustrl.agents.DRRPO` /
-    :class:`robustrl.agents.OPPO` call it)."""
+    :class:`robustrl.agents.OPPO` call it). ``log_reference`` may also be one ``(A,)`` row
+    shared by every state."""
     if eta == np.inf:  # the soft-greedy policy pi_ref exp(q / tau)
-        return _kernels.regularized_log_policy(log_reference, q, 1.0 / tau, 1.0)
+        reference = np.ascontiguousarray(np.broadcast_to(log_reference, q.shape))
+        return _kernels.regularized_log_policy(reference, q, 1.0 / tau, 1.0)
     if tau == 0.0:  # plain mirror descent (OPPO): the reference does not enter
         return _kernels.regularized_log_policy(log_policy, q, eta, 1.0)
     alpha = 1.0 / (1.0 + eta * tau)
     with np.errstate(invalid="ignore"):
         mixed = alpha * log_policy + (1.0 - alpha) * log_reference
-    mixed = np.where(np.isneginf(log_reference) | np.isneginf(log_policy), -np.inf, mixed)
+    mixed = np.where((log_reference == -np.inf) | (log_policy == -np.inf), -np.inf, mixed)
     return _kernels.regularized_log_policy(mixed, q, eta * alpha, 1.0)
 
 

@@ -639,6 +639,39 @@ def test_online_agents_keep_the_online_ridge_state():
                                       ridge.solve())
 
 
+@pytest.mark.parametrize("colliding_hashes", [False, True])
+@pytest.mark.parametrize("n_states", [3, None])
+def test_step_buffers_keep_each_transition_through_the_distinct_next_blocks(
+        n_states, colliding_hashes, monkeypatch):
+    """The buffers store each distinct next-state block once per step (few on a finite-state
+    environment, every one on a continuous one) and give back every transition's own block,
+    in order, also after a flat save/restore, and when every block's hash collides."""
+    from robustrl.agents import _online
+    from robustrl.agents._online import _StepBuffers
+
+    if colliding_hashes:
+        monkeypatch.setattr(_online, "hash", lambda data: 7, raising=False)
+    rng = np.random.default_rng(0)
+    buffers, added = _StepBuffers(2, D, A, capacity=4), {0: [], 1: []}
+    pool = rng.standard_normal((n_states or 1, A, D))
+    for k in range(50):  # past the initial capacity: both tables grow
+        h = k % 2
+        block = pool[rng.integers(n_states)] if n_states else rng.standard_normal((A, D))
+        buffers.add(h, rng.standard_normal(D), float(k), block, bool(k % 3))
+        added[h].append((block, bool(k % 3)))
+    restored = _StepBuffers.from_flat(2, D, A, **buffers.to_flat())
+    for h in range(2):
+        blocks, rows = buffers.distinct_next(h)
+        assert blocks.shape[0] == (min(n_states, 25) if n_states else 25)
+        want = np.stack([b for b, _ in added[h]])
+        for buf in (buffers, restored):
+            step = buf.step(h)
+            np.testing.assert_array_equal(step.next_action_features, want)
+            np.testing.assert_array_equal(step.next_nonterminal, [v for _, v in added[h]])
+        np.testing.assert_array_equal(blocks[rows], want)
+        assert buffers.step(h, next_features=False).next_action_features is None
+
+
 def test_drvi_l_and_dr_lsvi_ucb_kl_run_the_named_clip_rules():
     """Both agents run robustrl.divergences.kl_dual_rows: DRVI-L with clip="floor" (through its
     KLDual estimator), DR-LSVI-UCB-KL with clip="support" (through robust_value_regression)."""
