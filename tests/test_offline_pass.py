@@ -341,11 +341,12 @@ def test_clipped_q_on_two_nonzero_entries_equals_the_general_loops_to_the_bit(co
     """clipped_q_rows sums a feature vector with at most two nonzero entries over those alone.
     An inert third entry (zero weight, zero row and column of Lambda^-1) sends the same vector
     through the general loops, whose sums it changes by exact zeros only: the two Q tables are
-    equal bit for bit, for every bonus (wrong indices or a dropped cross term would not be)."""
+    equal bit for bit, for every bonus (wrong indices or a dropped cross term would not be).
+    Above _DENSE_Q_DIM, where the search for the nonzero entries runs for every bonus."""
     from robustrl._kernels import offline as offline_kernels
 
     rng = np.random.default_rng(seed)
-    n, n_actions, d = 300, 3, 6
+    n, n_actions, d = 300, 3, offline_kernels._DENSE_Q_DIM + 1
     features = np.zeros((n, n_actions, d))
     for k in range(n):
         for a in range(n_actions):
