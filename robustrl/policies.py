@@ -85,8 +85,9 @@ def _mirror_descent_log_step(log_policy: np.ndarray, log_reference: np.ndarray, 
     :class:`robustrl.agents.OPPO` call it). ``log_reference`` may also be one ``(A,)`` row
     shared by every state."""
     if eta == np.inf:  # the soft-greedy policy pi_ref exp(q / tau)
-        reference = np.ascontiguousarray(np.broadcast_to(log_reference, q.shape))
-        return _kernels.regularized_log_policy(reference, q, 1.0 / tau, 1.0)
+        if log_reference.shape != q.shape:  # one row: the kernel takes one per state
+            log_reference = np.broadcast_to(log_reference, q.shape).copy()
+        return _kernels.regularized_log_policy(log_reference, q, 1.0 / tau, 1.0)
     if tau == 0.0:  # plain mirror descent (OPPO): the reference does not enter
         return _kernels.regularized_log_policy(log_policy, q, eta, 1.0)
     alpha = 1.0 / (1.0 + eta * tau)
