@@ -39,25 +39,31 @@ def _support_variance(v, p, mean):
 # TV
 # --------------------------------------------------------------------------------------------
 @njit(cache=True)
-def _tv_dual_sorted(v_sorted, w_sorted, rho, v_min):
-    """tv_dual_weighted with ``v`` already sorted ascending (``w`` permuted alike)."""
-    n = v_sorted.shape[0]
-    total_w = 0.0
-    at_v_min = 0.0
+def tv_dual_sorted_rows(v_sorted, w_sorted, rho, v_min):
+    """tv_dual_weighted of every column of ``w_sorted (n, m)`` (row ``j`` the weights of the
+    ``j``-th smallest value, ``v_sorted`` ascending), with radius ``rho[i]`` for column ``i``:
+    ``(m,)``. The columns advance together, so the scan runs in SIMD lanes across them; each
+    column's sums are formed in the same order as for one column alone."""
+    n, m = w_sorted.shape
+    total_w = np.zeros(m)
+    at_v_min = np.zeros(m)
     for j in range(n):
-        total_w += w_sorted[j]
-        at_v_min += w_sorted[j] * min(v_sorted[j], v_min)
-    best = at_v_min  # alpha = v_min: the rho term vanishes
-    below = 0.0  # sum_{i <= k} w_i v_i
-    cum_w = 0.0  # sum_{i <= k} w_i
+        floor = min(v_sorted[j], v_min)
+        for i in range(m):
+            total_w[i] += w_sorted[j, i]
+            at_v_min[i] += w_sorted[j, i] * floor
+    best = at_v_min.copy()  # alpha = v_min: the rho term vanishes
+    below = np.zeros(m)  # sum_{j <= k} w_j v_j
+    cum_w = np.zeros(m)  # sum_{j <= k} w_j
     for k in range(n):
-        below += w_sorted[k] * v_sorted[k]
-        cum_w += w_sorted[k]
         alpha = v_sorted[k]
-        # Ties need no care: for i > k with v_i == alpha, min(v_i, alpha) = v_i either way.
-        val = below + alpha * (total_w - cum_w) - rho * (alpha - v_min)
-        if val > best:
-            best = val
+        for i in range(m):
+            w = w_sorted[k, i]
+            below[i] += w * alpha
+            cum_w[i] += w
+            # Ties need no care: for j > k with v_j == alpha, min(v_j, alpha) = v_j either way.
+            val = below[i] + alpha * (total_w[i] - cum_w[i]) - rho[i] * (alpha - v_min)
+            best[i] = val if val > best[i] else best[i]
     return best
 
 
@@ -73,22 +79,15 @@ def tv_dual_weighted(v, w, rho, v_min):
     Weights may be signed and need not sum to one. O(n log n): sort + cumulative sums.
     """
     order = np.argsort(v, kind="mergesort")
-    return _tv_dual_sorted(v[order], w[order], rho, v_min)
+    return tv_dual_sorted_rows(v[order], w[order].reshape((v.shape[0], 1)), np.full(1, rho),
+                               v_min)[0]
 
 
 @njit(cache=True)
 def tv_constrained_batch(v, nominal, rho, v_min):
     """Row-wise inf_{mu in Delta, D_TV(mu||p_i) <= rho_i} E_mu[v] (mass may go to v_min)."""
     order = np.argsort(v, kind="mergesort")
-    v_sorted = v[order]
-    m = nominal.shape[0]
-    out = np.empty(m)
-    w = np.empty(v.shape[0])
-    for i in range(m):
-        for j in range(v.shape[0]):
-            w[j] = nominal[i, order[j]]
-        out[i] = _tv_dual_sorted(v_sorted, w, rho[i], v_min)
-    return out
+    return tv_dual_sorted_rows(v[order], np.ascontiguousarray(nominal[:, order].T), rho, v_min)
 
 
 @njit(cache=True)

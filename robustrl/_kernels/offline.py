@@ -23,7 +23,7 @@ from robustrl._kernels.bonus import (
     BONUS_ELLIPTICAL,
     BONUS_NONE,
 )
-from robustrl._kernels.divergence import _chi2_regularized_sorted, _tv_dual_sorted
+from robustrl._kernels.divergence import _chi2_regularized_sorted, tv_dual_sorted_rows
 from robustrl._kernels.ridge import VECTORISE
 
 # Golden-section ratio and the width (in log alpha) of the DRVI-L search bracket.
@@ -63,19 +63,16 @@ def tv_dual_rows_ordered(v, xi, rho, v_min, order):
     """:func:`tv_dual_rows` given ``order``, the stable ascending order of ``v``."""
     n = v.shape[0]
     d = xi.shape[0]
-    out = np.empty(d)
     if n == 0:
-        out[:] = 0.0
-        return out
-    v_sorted = v[order]
-    w = np.empty(n)
+        return np.zeros(d)
+    w_sorted = np.empty((n, d))  # the rows' weights, transposed so the scan runs across rows
+    for j in range(n):
+        for i in range(d):
+            w_sorted[j, i] = xi[i, order[j]]
+    out = tv_dual_sorted_rows(v[order], w_sorted, rho, v_min)
     for i in range(d):
         if rho[i] == 0.0:
             out[i] = _row_dot(xi, i, v)
-            continue
-        for j in range(n):
-            w[j] = xi[i, order[j]]
-        out[i] = _tv_dual_sorted(v_sorted, w, rho[i], v_min)
     return out
 
 
