@@ -124,11 +124,17 @@ ONLINE = {
 @pytest.mark.parametrize("name", sorted(ONLINE))
 def test_online_learning_is_bit_identical_to_the_jit(module, name, monkeypatch):
     """The online linear agents' per-episode kernels (ridge updates, Q, policy update, the
-    robust duals, the exact evaluation's duals): the same regret curve and weights with the
-    JIT refusing to compile as with the JIT alone."""
+    robust duals, the exact evaluation's duals, and the periodic refresh of Lambda^{-1}, made
+    to fall within the 4 episodes): the same regret curve and weights with the JIT refusing to
+    compile as with the JIT alone."""
+    from unittest import mock
+
+    from robustrl.agents import _online
+
     def learn():
-        agent = ONLINE[name](SimulatedLinearMDPEnv())
-        agent.learn(total_episodes=4)
+        with mock.patch.object(_online, "_REFRESH_EVERY", 3):
+            agent = ONLINE[name](SimulatedLinearMDPEnv())
+            agent.learn(total_episodes=4)
         return np.asarray(agent.weights_), np.asarray(agent.regret_)
 
     _assert_bit_identical(module, monkeypatch, learn, name)
@@ -301,3 +307,30 @@ def test_a_job_compiles_nothing_with_the_compiled_kernels(module, tmp_path):
             assert not list(cache.rglob("*.nbi")), "a kernel was compiled"
         summaries.append((out / "summary.csv").read_text())
     assert summaries[0] == summaries[1]
+
+
+_ONLINE_SCRIPT = """
+from robustrl.agents import _online, DRLSVIUCB, DRRPO, LSVIUCB, OPPO
+from robustrl.envs import SimulatedLinearMDPEnv
+_online._REFRESH_EVERY = 3  # the periodic refresh of Lambda^-1 within the 4 episodes
+for make in (lambda e: DRRPO(e, divergence="tv"), lambda e: DRRPO(e, divergence="kl"),
+             lambda e: DRLSVIUCB(e, divergence="tv"), lambda e: DRLSVIUCB(e, divergence="kl"),
+             LSVIUCB, OPPO):
+    make(SimulatedLinearMDPEnv()).learn(total_episodes=4)
+"""
+
+
+@needs_cc
+def test_online_agents_compile_nothing_with_the_compiled_kernels(module, tmp_path):
+    """The online linear agents, exact regret and the periodic refresh of Lambda^{-1}
+    included, in a fresh process with an empty Numba cache and the module in
+    ``$ROBUSTRL_AOT_DIR``: no kernel is compiled (the refresh's ``spd_inverse`` was missing
+    from the exports and started the JIT at a run's 256th update)."""
+    cache = tmp_path / "cache"
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache),
+           aot.ENV_DIR: str(module.built_path.parent)}
+    env.pop(aot.ENV_SWITCH, None)
+    proc = subprocess.run([sys.executable, "-c", _ONLINE_SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not list(cache.rglob("*.nbi")), [p.name for p in cache.rglob("*.nbi")]

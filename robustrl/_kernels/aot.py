@@ -96,6 +96,9 @@ EXPORTS: tuple[Export, ...] = (
     # as robustrl.ridge, robustrl.policies, robustrl.divergences and the agents call them
     Export(_ridge.sherman_morrison_update, ("f8[2]", "f8[1]", "f8"), "none"),
     Export(_ridge.add_rank_one, ("f8[2]", "f8[1]", "f8"), "none"),
+    # Lambda^{-1} anew from the Gram matrix every 256 updates: without it, a run's first
+    # refresh starts Numba's JIT (0.3 s from a warm cache; compiling on an empty one)
+    Export(_ridge.spd_inverse, ("f8[2]",), "f8[2]"),
     Export(_vi.q_values, ("f8[3]", "f8[1]", "f8[2]", "f8", "i8", "f8"), "f8[2]"),
     Export(_policy.log_softmax_rows, ("f8[2]", "f8"), "f8[2]"),
     Export(_policy.regularized_log_policy, ("f8[2]", "f8[2]", "f8", "f8"), "f8[2]"),
