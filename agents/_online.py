@@ -199,6 +199,13 @@ class _StepBuffers:
 # the agent base class
 
 
+def _uniform_over_maximisers(q: np.ndarray) -> np.ndarray:
+    """Rows of ``q (N, A)`` to distributions spread evenly over each row's exact maximisers
+    (the greedy rule with ``tie_break="random"``)."""
+    top = q == q.max(axis=1, keepdims=True)
+    return top / top.sum(axis=1, keepdims=True)
+
+
 def _check_eta(eta) -> float:
     try:
         x = float(eta)
@@ -308,8 +315,7 @@ class OnlineLinearAgent(LinearAgent):
         (``"random"``; clipping at ``H - h`` makes exact ties common early on)."""
         q = self._q_rows(features, h)
         if getattr(self, "tie_break", "first") == "random":
-            top = q == q.max(axis=1, keepdims=True)
-            return top / top.sum(axis=1, keepdims=True)
+            return _uniform_over_maximisers(q)
         probs = np.zeros_like(q)
         probs[np.arange(q.shape[0]), np.argmax(q, axis=1)] = 1.0
         return probs
@@ -400,12 +406,12 @@ class OnlineLinearAgent(LinearAgent):
     def _choose(self, features: np.ndarray, h: int) -> int:
         """The action at ``features (A, d)``: a draw from :meth:`_probs_rows`, made as
         :meth:`_sample` makes it; the greedy rule needs no distribution unless ``Q`` ties."""
-        q = self._q_rows(features[None], h)[0]
-        best = int(np.argmax(q))
-        if getattr(self, "tie_break", "first") == "first" or np.count_nonzero(q == q[best]) == 1:
+        q = self._q_rows(features[None], h)
+        best = int(np.argmax(q[0]))
+        tie_break = getattr(self, "tie_break", "first")
+        if tie_break == "first" or np.count_nonzero(q == q[0, best]) == 1:
             return best
-        top = q == q[best]
-        return self._sample(top / top.sum())
+        return self._sample(_uniform_over_maximisers(q)[0])
 
     def _sample(self, probs: np.ndarray) -> int:
         """An index drawn from ``probs (A,)``: exactly ``Generator.choice(A, p=probs)`` (the

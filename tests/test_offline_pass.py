@@ -24,12 +24,12 @@ ESTIMATORS = (kernel.REGRESSION, kernel.TV_REGULARIZED, kernel.KL_REGULARIZED,
               kernel.CHI2_REGULARIZED, kernel.TV_DUAL, kernel.KL_DUAL)
 
 
-
 def _by_step(args):
     """The pass's first six arguments (tied_steps': four), built trajectory-major ``(K, H,
     ...)`` here, as the kernels take them: step-major, C-contiguous ``(H, K, ...)``."""
     n = 4 if len(args) == 4 else 6
     return (*(np.ascontiguousarray(np.swapaxes(a, 0, 1)) for a in args[:n]), *args[n:])
+
 
 def _random_pass_inputs(rng, est):
     """A random trajectory-major dataset: trajectories that end early (some by termination),
