@@ -61,7 +61,6 @@ class FiniteClassAgent(_TabularSampler, LinearAgent):
     """Base of GOLF, Hy-Q and H2O-FQI on an enumerated value class ``(|F|, H, S, A)``."""
 
     _param_names: ClassVar[tuple[str, ...]] = ("Q_",)
-    _hyperparam_names: ClassVar[tuple[str, ...]] = ("episodes_per_round", "seed")
     #: per-round arrays saved with the agent (checked on load by :meth:`_round_specs`)
     _round_arrays: ClassVar[tuple[str, ...]] = ()
     #: whether the constructor's third positional argument is ``offline_dataset``
@@ -183,7 +182,6 @@ class FiniteClassAgent(_TabularSampler, LinearAgent):
         if self.model is not None:
             return self.model.initial_distribution
         return self._init_counts / self._init_counts.sum()
-
 
     # ------------------------------------------------------------------ learn
     def _round_q(self, t: int, total_rounds: int) -> np.ndarray:

@@ -246,7 +246,6 @@ class OnlineLinearAgent(LinearAgent):
         "data_next_valid_",
     )
     _param_names: ClassVar[tuple[str, ...]] = _base_param_names
-    _hyperparam_names: ClassVar[tuple[str, ...]] = ("ridge", "beta", "bonus", "seed")
     #: divergence of the robust regression (None: ordinary LSVI).
     divergence: str | None = None
     rho: float = 0.0

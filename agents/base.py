@@ -20,6 +20,7 @@ which is how an agent knows which step's parameters to use. Subclasses implement
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -170,7 +171,11 @@ class BaseAgent:
     """
 
     _param_names: ClassVar[tuple[str, ...]] = ()
-    _hyperparam_names: ClassVar[tuple[str, ...]] = ()
+    #: constructor arguments that are not hyperparameters: the environment or model, data,
+    #: objects passed in (estimators, function classes), where to run, deprecated aliases
+    _not_hyperparameters: ClassVar[frozenset[str]] = frozenset({
+        "env", "env_or_model", "offline_dataset", "estimator", "value_class", "weight_class",
+        "ratio_class", "device", "n_envs", "needs_features"})
 
     def __init__(self, env, seed: int | None = None) -> None:
         self.env = env
@@ -200,8 +205,18 @@ class BaseAgent:
         if not self._fitted:
             raise NotFittedError(f"{type(self).__name__} must be trained before it can act")
 
+    @classmethod
+    def hyperparameter_names(cls) -> tuple[str, ...]:
+        """The constructor's plain-value arguments in signature order, the one place they are
+        declared: what :meth:`get_hyperparams` returns, ``save`` stores and ``load`` passes
+        back."""
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # not self
+        return tuple(p.name for p in params if p.name not in cls._not_hyperparameters
+                     and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+
     def get_hyperparams(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._hyperparam_names}
+        """The hyperparameters as validated and stored by the constructor."""
+        return {name: getattr(self, name) for name in self.hyperparameter_names()}
 
 
 class FeatureTable:

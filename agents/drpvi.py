@@ -11,8 +11,6 @@ plain regression ``[Xi V]_i``. The penalty is the d-rectangular one of R2PVI.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from robustrl.agents._offline import OfflineAgent, check_d_rectangular_bonus
 from robustrl.agents.estimators import (
     MomentEstimator,
@@ -38,11 +36,6 @@ class DRPVI(OfflineAgent):
         estimator: ``None`` (:class:`~robustrl.agents.estimators.TVDual`, exact) or another
             estimator (see :class:`robustrl.agents._offline.OfflineAgent`).
     """
-
-    _hyperparam_names: ClassVar[tuple[str, ...]] = (
-        "rho", "ridge", "beta", "bonus", "reward", "theta", "v_min", "truncate_below",
-        "max_reward",
-    )
 
     def __init__(
         self,

@@ -118,10 +118,6 @@ class DRRPO(OnlineLinearAgent):
         seed: seeds the first ``env.reset`` and the action sampling.
     """
 
-    _hyperparam_names: ClassVar[tuple[str, ...]] = (
-        "rho", "divergence", "tau", "eta", "reference_policy", "policy_q", "evaluation",
-        "clip_value", "v_min", "ridge", "beta", "bonus", "seed",
-    )
     _param_names: ClassVar[tuple[str, ...]] = OnlineLinearAgent._base_param_names + (
         "policy_counts_", "policy_coefs_", "policy_w_", "policy_b_",
         "policy_cache_counts_", "policy_cache_features_", "policy_cache_logp_",

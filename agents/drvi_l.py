@@ -23,8 +23,6 @@ Deviation knobs (a regression estimate of ``E exp(-V/alpha)`` can be non-positiv
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from robustrl.agents._offline import OfflineAgent, check_bool, check_d_rectangular_bonus
 from robustrl.agents.estimators import KLDual, MomentEstimator, RowEstimator, check_radius
 from robustrl.validation import check_scalar
@@ -44,11 +42,6 @@ class DRVI_L(OfflineAgent):  # noqa: N801 (the paper's name)
         estimator: ``None`` (:class:`~robustrl.agents.estimators.KLDual`) or another
             estimator (see :class:`robustrl.agents._offline.OfflineAgent`).
     """
-
-    _hyperparam_names: ClassVar[tuple[str, ...]] = (
-        "rho", "z_floor", "centered", "ridge", "beta", "bonus", "reward", "theta",
-        "truncate_below", "max_reward",
-    )
 
     def __init__(
         self,

@@ -196,10 +196,6 @@ class GLOW(_TabularSampler, LinearAgent):
     """
 
     _param_names: ClassVar[tuple[str, ...]] = ("selected_", "Q_")
-    _hyperparam_names: ClassVar[tuple[str, ...]] = (
-        "episodes_per_round", "kappa", "alpha0", "gamma0", "delta", "coverability_guess", "seed",
-        "truncation", "penalty", "constants",
-    )
 
     def __init__(
         self,
@@ -524,7 +520,6 @@ class GLOW(_TabularSampler, LinearAgent):
         else:
             d1 = self._init_counts / self._init_counts.sum()
         return self.value_class[:, 0].max(axis=-1) @ d1
-
 
     def _require_sampler(self) -> None:
         if self.env is None and self.model is None:

@@ -95,10 +95,6 @@ class GLOWLin(LinearAgent):
     """
 
     _param_names: ClassVar[tuple[str, ...]] = ("theta_",)
-    _hyperparam_names: ClassVar[tuple[str, ...]] = (
-        "episodes_per_round", "kappa", "ridge", "penalty", "value_radius", "delta",
-        "max_policy_iters", "optimistic_prior", "seed",
-    )
 
     def _param_specs(self) -> dict[str, dict]:
         return {"theta_": {"kind": "f", "shape": (self.horizon, self.feature_dim)}}

@@ -62,8 +62,6 @@ class GOLF(FiniteClassAgent):
         seed: seeds the sampler (model) or the first ``env.reset``.
     """
 
-    _hyperparam_names: ClassVar[tuple[str, ...]] = (
-        "beta", "value_range", "delta", "episodes_per_round", "seed")
     _round_arrays: ClassVar[tuple[str, ...]] = ("selected_", "in_set_")
 
     def __init__(self, env_or_model, value_class, *, beta: float | None = None,

@@ -51,8 +51,6 @@ class H2OFQI(FiniteClassAgent):
         seed: seeds the sampler (model) or the first ``env.reset``.
     """
 
-    _hyperparam_names: ClassVar[tuple[str, ...]] = (
-        "offline_schedule", "episodes_per_round", "seed")
     _round_arrays: ClassVar[tuple[str, ...]] = ("selected_", "n_offline_used_")
     _hybrid: ClassVar[bool] = True
 

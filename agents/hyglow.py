@@ -46,7 +46,6 @@ next_states)``. Terminal tuples before the last step contribute no next-state te
 from __future__ import annotations
 
 import math
-from typing import ClassVar
 
 import numpy as np
 
@@ -124,9 +123,6 @@ class HyGLOW(GLOW):
             ``coverability_guess``, ``seed``, ``constants``; ``kappa`` is unused: no confidence
             set), declared once in :class:`GLOW` and shown in this signature.
     """
-
-    _hyperparam_names: ClassVar[tuple[str, ...]] = (
-        *GLOW._hyperparam_names, "two_sided", "offline_schedule", "concentrability_guess")
 
     @shares_glow_signature
     def __init__(self, env_or_model, value_class, weight_class, offline_dataset=None, *,

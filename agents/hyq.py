@@ -43,7 +43,6 @@ class HyQ(FiniteClassAgent):
         seed: seeds the sampler (model) or the first ``env.reset``.
     """
 
-    _hyperparam_names: ClassVar[tuple[str, ...]] = ("episodes_per_round", "seed")
     _round_arrays: ClassVar[tuple[str, ...]] = ("selected_",)
     _hybrid: ClassVar[bool] = True
 

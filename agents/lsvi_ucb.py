@@ -17,8 +17,6 @@ with one backward pass (:mod:`agents._online`):
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from robustrl.agents._online import OnlineLinearAgent, check_robust_setting, check_tie_break
 
 __all__ = ["DRLSVIUCB", "LSVIUCB"]
@@ -38,10 +36,6 @@ class LSVIUCB(OnlineLinearAgent):
             lowest maximiser.
         seed: seeds the first ``env.reset`` and the tie-breaking.
     """
-
-    _hyperparam_names: ClassVar[tuple[str, ...]] = (
-        "ridge", "beta", "bonus", "tie_break", "seed",
-    )
 
     def __init__(self, env, *, ridge: float = 0.1, beta: float = 1.0,
                  bonus: str = "elliptical", tie_break: str = "random",
@@ -65,10 +59,6 @@ class DRLSVIUCB(OnlineLinearAgent):
         bonus: default ``"d_rectangular_l1"`` (``beta sum_i phi_i sqrt([Lambda^{-1}]_ii)``, the
             column norms of ``L^{-1}`` in the group's online code).
     """
-
-    _hyperparam_names: ClassVar[tuple[str, ...]] = (
-        "rho", "divergence", "v_min", "ridge", "beta", "bonus", "tie_break", "seed",
-    )
 
     def __init__(self, env, *, rho: float = 0.1, divergence: str = "tv",
                  v_min: float | str = 0.0, ridge: float = 0.1, beta: float = 1.0,

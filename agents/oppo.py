@@ -26,8 +26,6 @@ regulariser), ``policy_q = "clipped"`` and ``evaluation = "current"``.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from robustrl.agents._online import OnlineLinearAgent
 from robustrl.agents.drrpo import DRRPO
 from robustrl.validation import check_nonnegative, check_positive
@@ -50,9 +48,6 @@ class OPPO(DRRPO):
         seed: seeds the first ``env.reset`` and the action sampling.
     """
 
-    _hyperparam_names: ClassVar[tuple[str, ...]] = (
-        "eta", "policy_q", "ridge", "beta", "bonus", "seed",
-    )
     divergence = None
 
     def __init__(self, env, *, eta: float = 1.0, policy_q: str = "clipped", ridge: float = 0.1,

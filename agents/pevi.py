@@ -8,8 +8,6 @@ code regresses the rewards (``reward="estimated"``, the default here).
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from robustrl.agents._offline import OfflineAgent
 from robustrl.agents.estimators import MomentEstimator, Regression, RowEstimator
 
@@ -24,10 +22,6 @@ class PEVI(OfflineAgent):
             :class:`robustrl.agents._offline.OfflineAgent` (default estimator
             :class:`~robustrl.agents.estimators.Regression`, ``nu = Xi V``).
     """
-
-    _hyperparam_names: ClassVar[tuple[str, ...]] = (
-        "ridge", "beta", "reward", "theta", "truncate_below", "max_reward",
-    )
 
     def __init__(
         self,

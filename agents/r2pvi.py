@@ -28,8 +28,6 @@ implementation uses the data's.)
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 
 from robustrl.agents._offline import OfflineAgent, check_bool, check_d_rectangular_bonus
@@ -85,11 +83,6 @@ class R2PVI(OfflineAgent):
     and the factor) when it exceeds 1e8, i.e. keep ``(max V - min V) / lam`` below about
     ``ln 1e8 = 18`` with overlapping features.
     """
-
-    _hyperparam_names: ClassVar[tuple[str, ...]] = (
-        "divergence", "lam", "ridge", "beta", "bonus", "reward", "theta", "v_min",
-        "variance_aware", "truncate_below", "max_reward",
-    )
 
     def __init__(
         self,

@@ -533,6 +533,24 @@ def test_save_load_gives_identical_predictions(sim_data, tmp_path):
             np.testing.assert_array_equal(loaded.q_values(o), agent.q_values(o))
 
 
+class _ScaledPEVI(PEVI):
+    """A user's subclass with one new hyperparameter, declared only in its signature."""
+
+    def __init__(self, env, scale: float = 1.0, ridge: float = 0.1, beta: float = 1.0) -> None:
+        super().__init__(env, ridge=ridge, beta=beta)
+        self.scale = scale
+
+
+def test_a_subclass_hyperparameter_declared_in_its_signature_is_saved_and_loaded(
+        sim_data, tmp_path):
+    env, datasets = sim_data
+    agent = _ScaledPEVI(env, scale=2.5, beta=0.5)
+    assert agent.get_hyperparams() == {"scale": 2.5, "ridge": 0.1, "beta": 0.5}
+    path = agent.fit(datasets[0].subset(100)).save(tmp_path / "scaled")
+    loaded = _ScaledPEVI.load(path, env)
+    assert (loaded.scale, loaded.beta) == (2.5, 0.5)
+
+
 def test_same_seed_same_results():
     env = SimulatedLinearMDPEnv()
     runs = []

@@ -137,11 +137,6 @@ class NeuralFittedQ(BaseAgent):
     constructor arguments are documented on :class:`NeuralR2PVI`, whose signature this is."""
 
     _robust: ClassVar[bool] = True
-    _hyperparam_names: ClassVar[tuple[str, ...]] = (
-        "divergence", "lam", "input", "horizon", "gamma", "ensemble_size", "beta", "hidden",
-        "n_iterations", "gradient_steps", "batch_size", "lr", "v_min", "n_alpha",
-        "reward_range", "bootstrap", "seed",
-    )
 
     def __init__(
         self,
@@ -202,14 +197,10 @@ class NeuralFittedQ(BaseAgent):
 
     # ------------------------------------------------------------------ helpers
     def get_hyperparams(self) -> dict[str, Any]:
-        out = {n: getattr(self, n) for n in self._hyperparam_names}
+        out = super().get_hyperparams()
         out["hidden"] = list(self.hidden)
         out["reward_range"] = None if self.reward_range is None else list(self.reward_range)
-        if not self._robust:
-            out.pop("divergence")
-            out.pop("lam")
         return out
-
 
     def _tensor(self, x, dtype=torch.float32) -> torch.Tensor:
         return torch.as_tensor(np.asarray(x), dtype=dtype, device=self.device)

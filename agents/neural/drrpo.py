@@ -28,7 +28,7 @@ from __future__ import annotations
 import copy
 import warnings
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -126,11 +126,7 @@ class NeuralDRRPO(BaseAgent):
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``; seed: same seed, same numbers on CPU.
     """
 
-    _hyperparam_names: ClassVar[tuple[str, ...]] = (
-        "divergence", "lam", "gamma", "tau", "eta", "beta", "ensemble_size", "hidden",
-        "buffer_size", "learning_starts", "batch_size", "train_freq", "gradient_steps",
-        "target_update_interval", "lr", "v_min", "n_alpha", "reward_range", "seed",
-    )
+    _not_hyperparameters = BaseAgent._not_hyperparameters | {"bonus"}  # deprecated alias
 
     def __init__(
         self,
@@ -418,7 +414,7 @@ class NeuralDRRPO(BaseAgent):
 
     # ------------------------------------------------------------------ persistence
     def get_hyperparams(self) -> dict[str, Any]:
-        out = {n: getattr(self, n) for n in self._hyperparam_names}
+        out = super().get_hyperparams()
         out["hidden"] = list(self.hidden)
         out["reward_range"] = None if self.reward_range is None else list(self.reward_range)
         return out
