@@ -568,7 +568,8 @@ class OfflineAgent(LinearAgent):
         H, d = self.horizon, self.feature_dim
         est = self._estimator
         moments = isinstance(est, MomentEstimator)
-        announce_compile(_PASS_KERNELS, f"the {type(self).__name__} fit")
+        announce_compile(_PASS_KERNELS, f"the {type(self).__name__} fit (chunked pass)",
+                         ahead_of_time=False)
         weights = np.zeros((H, d))
         lambda_inv = np.zeros((H, d, d))
         next_values: list[np.ndarray] = [np.zeros(0)] * H

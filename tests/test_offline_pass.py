@@ -306,6 +306,14 @@ def test_a_cold_kernel_cache_is_announced_once_with_its_folder(tmp_path, monkeyp
     (record,) = caplog.records
     assert "the PEVI fit" in record.getMessage() and str(tmp_path) in record.getMessage()
     assert "10-20 s" in record.getMessage()
+    assert "compiles them ahead of time instead" in record.getMessage()
+    # a path that `robustrl compile-kernels` does not export must not promise that it does
+    monkeypatch.setattr(kernels_pkg, "_announced", False)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="robustrl"):
+        assert kernels_pkg.announce_compile((cold,), "the PEVI fit", ahead_of_time=False)
+    assert "does not cover this path" in caplog.records[0].getMessage()
+    assert "ahead of time instead" not in caplog.records[0].getMessage()
 
 
 def test_many_rows_with_only_the_maxima_kept_agree_with_the_twins():

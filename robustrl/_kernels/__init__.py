@@ -11,10 +11,12 @@ import os
 _announced = False
 
 
-def announce_compile(kernels, what: str) -> bool:
+def announce_compile(kernels, what: str, *, ahead_of_time: bool = True) -> bool:
     """Log once per process (logger ``robustrl``, level WARNING) when some of ``kernels`` (Numba
     dispatchers) have nothing in Numba's cache yet: their first call compiles them, which takes
-    seconds once and milliseconds from the cache afterwards. Returns whether it logged."""
+    seconds once and milliseconds from the cache afterwards. ``ahead_of_time``: whether
+    ``robustrl compile-kernels`` exports these kernels (the message says so only then).
+    Returns whether it logged."""
     global _announced
     if _announced:
         return False
@@ -29,11 +31,13 @@ def announce_compile(kernels, what: str) -> bool:
         return False
     _announced = True
     # 14-15 s for the Figure-1 job's four estimators on 2 cores (docs/performance.md)
+    instead = ("`robustrl compile-kernels` compiles them ahead of time instead" if ahead_of_time
+               else "`robustrl compile-kernels` does not cover this path: only the in-memory "
+                    "fit of the built-in estimators")
     logging.getLogger("robustrl").warning(
         "compiling the Numba kernels for %s: the first use on this machine takes 10-20 s "
-        "(once; later runs load them from %s in well under a second; `robustrl "
-        "compile-kernels` compiles them ahead of time instead)", what,
-        os.path.dirname(cold[0]._cache._cache_file._index_path))
+        "(once; later runs load them from %s in well under a second; %s)", what,
+        os.path.dirname(cold[0]._cache._cache_file._index_path), instead)
     return True
 
 
