@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from robustrl.stats import student_t_halfwidth
 from robustrl.validation import check_array, check_int, check_scalar
 
 __all__ = [
@@ -249,8 +250,7 @@ def fit_loglog_slope(episodes, cumulative_regret, *, confidence: float = 0.95,
                                   random_state=np.random.default_rng(seed))
             low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
     elif n >= 2:
-        half = float(stats.t.ppf(0.5 + confidence / 2.0, n - 1) * slopes.std(ddof=1)
-                     / np.sqrt(n))
+        half = student_t_halfwidth(slopes, confidence=confidence)
         low, high = mean - half, mean + half
     else:
         low = high = float("nan")
