@@ -16,7 +16,7 @@ from robustrl._kernels import offline_pass as kernel
 from robustrl.agents import DRPVI, DRVI_L, PEVI, R2PVI
 from robustrl.agents.base import warn_if_q_ties_at_bounds
 from robustrl.bonus import BONUS_CODES
-from robustrl.data import OfflineDataset
+from robustrl.data import OfflineDataset, step_view
 from robustrl.envs import AmericanPutEnv, SimulatedLinearMDPEnv
 from robustrl.reference import offline_pass as twin
 
@@ -28,7 +28,7 @@ def _by_step(args):
     """The pass's first six arguments (tied_steps': four), built trajectory-major ``(K, H,
     ...)`` here, as the kernels take them: step-major, C-contiguous ``(H, K, ...)``."""
     n = 4 if len(args) == 4 else 6
-    return (*(np.ascontiguousarray(np.swapaxes(a, 0, 1)) for a in args[:n]), *args[n:])
+    return (*(step_view(a) for a in args[:n]), *args[n:])
 
 
 def _random_pass_inputs(rng, est):
